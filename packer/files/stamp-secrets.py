@@ -3,7 +3,7 @@
 
   stamp-secrets env-file   write /etc/stamp/app.env from Secrets Manager
   stamp-secrets claim      take the once-per-revision migration lock (SSM)
-  stamp-secrets release    mark the migration of a revision done
+  stamp-secrets release    mark the migration of a revision done (or failed)
 
 Uses the instance profile through IMDSv2 (boto3 does this by default). Secrets
 are only ever written to the environment file, mode 0400, owned by the app user.
@@ -108,7 +108,7 @@ def claim(args):
 
 def release(args):
     ssm = boto3.client("ssm", region_name=args.region)
-    ssm.put_parameter(Name=args.name, Value="done", Type="String", Overwrite=True)
+    ssm.put_parameter(Name=args.name, Value=args.value, Type="String", Overwrite=True)
     return 0
 
 
@@ -133,6 +133,8 @@ def main():
     p.set_defaults(func=claim)
     p = sub.add_parser("release")
     p.add_argument("--name", required=True)
+    # Anything but "done" (e.g. "failed <instance>") lets the next instance retry.
+    p.add_argument("--value", default="done")
     p.set_defaults(func=release)
     args = parser.parse_args()
     return args.func(args) or 0

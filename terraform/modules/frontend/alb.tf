@@ -24,8 +24,9 @@ resource "aws_lb_target_group" "app" {
   deregistration_delay = 30
 
   health_check {
-    path                = var.health_check_path
-    matcher             = "200-399"
+    path = var.health_check_path
+    # Any answer from Rails (even a 404 on /) means puma is up; nginx says 502/504 when it is not.
+    matcher             = "200-499"
     interval            = 15
     timeout             = 5
     healthy_threshold   = 2

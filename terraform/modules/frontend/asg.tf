@@ -60,10 +60,11 @@ resource "aws_launch_template" "app" {
 }
 
 resource "aws_autoscaling_group" "app" {
-  name_prefix         = "${local.name}-app-"
-  min_size            = var.min_size
-  max_size            = var.max_size
-  desired_capacity    = var.min_size
+  name_prefix = "${local.name}-app-"
+  min_size    = var.min_size
+  max_size    = var.max_size
+  # desired_capacity is left to AWS (min_size at creation, then the scaling
+  # policy below) so that an apply does not undo a scale-out.
   vpc_zone_identifier = var.private_subnet_ids
   target_group_arns   = [aws_lb_target_group.app.arn]
 
@@ -95,4 +96,18 @@ resource "aws_autoscaling_group" "app" {
 
   # The RDS database must exist before the first instance tries to migrate.
   depends_on = [aws_db_instance.this, aws_iam_role_policy.app]
+}
+
+# Scale between min_size and max_size on CPU.
+resource "aws_autoscaling_policy" "cpu" {
+  name                   = "cpu-target-60"
+  autoscaling_group_name = aws_autoscaling_group.app.name
+  policy_type            = "TargetTrackingScaling"
+
+  target_tracking_configuration {
+    predefined_metric_specification {
+      predefined_metric_type = "ASGAverageCPUUtilization"
+    }
+    target_value = 60
+  }
 }

@@ -59,7 +59,7 @@ variable "instance_type" {
 }
 
 variable "min_size" {
-  description = "Minimum (and desired) number of application servers."
+  description = "Minimum number of application servers (also the initial desired count)."
   type        = number
 }
 

@@ -1,0 +1,587 @@
+//! The fleet file (`stamp.toml`) and the customer files (`customers/<name>.toml`):
+//! parsed strictly (unknown keys and wrong types are errors that name file, line and
+//! key), then resolved into plain settings the engine uses. Nothing here runs a tool.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::{ConfigError, Error};
+use crate::names::{CustomerName, EnvName, Region};
+
+pub const DEFAULT_STATE_BUCKET: &str = "tfstate-{{account_id}}-{{customer}}";
+
+/// Variables for one stage, as given in `[vpc.vars]`, `[packer.vars]`, `[frontends.vars]`.
+pub type Vars = BTreeMap<String, serde_json::Value>;
+
+// ---------------------------------------------------------------- raw file shapes
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFleetFile {
+    #[serde(default)]
+    fleet: RawFleet,
+    #[serde(default)]
+    paths: RawPaths,
+    #[serde(default)]
+    aws: RawAws,
+    #[serde(default)]
+    tools: RawTools,
+    #[serde(default)]
+    packer: RawPacker,
+    #[serde(default)]
+    vpc: RawStage,
+    #[serde(default)]
+    frontends: RawStage,
+    #[serde(default)]
+    app: RawApp,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFleet {
+    region: Option<Spanned<String>>,
+    state_bucket: Option<Spanned<String>>,
+    default_env: Option<Spanned<String>>,
+    envs: Option<Spanned<Vec<String>>>,
+    app_repo: Option<String>,
+    git_id: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPaths {
+    terraform: Option<String>,
+    packer: Option<String>,
+    customers: Option<String>,
+    work: Option<String>,
+    vars: Option<String>,
+    app_templates: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAws {
+    endpoint: Option<Spanned<String>>,
+    profile: Option<String>,
+    account_id: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTools {
+    terraform: Option<String>,
+    packer: Option<String>,
+    aws: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPacker {
+    #[serde(default)]
+    only: Vec<String>,
+    vars: Option<Spanned<toml::Table>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStage {
+    vars: Option<Spanned<toml::Table>>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApp {
+    dir: Option<String>,
+    server_name: Option<String>,
+    puma_workers: Option<Spanned<i64>>,
+    puma_threads: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCustomerFile {
+    region: Option<Spanned<String>>,
+    env: Option<Spanned<String>>,
+    git_id: Option<Spanned<String>>,
+    app_repo: Option<String>,
+    #[serde(default)]
+    vpc: RawStage,
+    #[serde(default)]
+    packer: RawStage,
+    #[serde(default)]
+    frontends: RawStage,
+    #[serde(default)]
+    app: RawApp,
+}
+
+// ---------------------------------------------------------------- resolved settings
+
+/// Where every tool comes from, before it is looked up.
+#[derive(Debug, Clone, Default)]
+pub struct ToolChoice {
+    pub terraform: Option<String>,
+    pub packer: Option<String>,
+    pub aws: Option<String>,
+}
+
+/// Values of `[vpc.vars]`/`[packer.vars]`/`[frontends.vars]` with where they came from,
+/// so a later check (for instance "not a variable of the stack") can point at a line.
+#[derive(Debug, Clone, Default)]
+pub struct StageVars {
+    pub values: Vars,
+    /// key -> "file:line" where it was set (the last writer wins, as the value does).
+    pub origin: BTreeMap<String, String>,
+}
+
+impl StageVars {
+    fn merge(&mut self, file: &Path, text: &str, table: &Option<Spanned<toml::Table>>, section: &str) -> Result<(), ConfigError> {
+        let Some(table) = table else { return Ok(()) };
+        for (k, v) in table.get_ref() {
+            let value = toml_to_json(v).map_err(|m| {
+                ConfigError::at(file, text, key_span(text, table.span(), k), format!("[{section}] key `{k}`: {m}"))
+            })?;
+            let line = line_of(text, key_span(text, table.span(), k).start);
+            self.values.insert(k.clone(), value);
+            self.origin.insert(k.clone(), format!("{}:{line}", file.display()));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AppSettings {
+    pub dir: String,
+    pub server_name: String,
+    pub puma_workers: u32,
+    pub puma_threads: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub terraform: PathBuf,
+    pub packer_template: PathBuf,
+    pub customers: PathBuf,
+    pub work: PathBuf,
+    pub vars: PathBuf,
+    pub app_templates: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct AwsSettings {
+    /// An emulated AWS endpoint; `None` means real AWS.
+    pub endpoint: Option<String>,
+    pub profile: Option<String>,
+    pub account_id: Option<String>,
+}
+
+/// The fleet file, resolved: defaults applied, paths made absolute.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    pub config_path: PathBuf,
+    pub root: PathBuf,
+    pub region: Region,
+    pub state_bucket: String,
+    pub default_env: EnvName,
+    pub envs: Vec<EnvName>,
+    pub app_repo: Option<String>,
+    pub git_id: Option<String>,
+    pub paths: Paths,
+    pub aws: AwsSettings,
+    pub tools: ToolChoice,
+    pub packer_only: Vec<String>,
+    pub vpc_vars: StageVars,
+    pub packer_vars: StageVars,
+    pub frontends_vars: StageVars,
+    raw_app: RawApp,
+    text: String,
+}
+
+/// One customer, with the fleet's values under its own.
+#[derive(Debug, Clone)]
+pub struct Customer {
+    pub name: CustomerName,
+    pub file: PathBuf,
+    pub region: Region,
+    pub env: EnvName,
+    pub git_id: String,
+    pub app_repo: String,
+    pub vpc_vars: StageVars,
+    pub packer_vars: StageVars,
+    pub frontends_vars: StageVars,
+    pub app: AppSettings,
+}
+
+/// Environment overrides, read in one place (see README "Environment variables").
+#[derive(Debug, Clone, Default)]
+pub struct EnvOverrides {
+    pub aws_endpoint: Option<String>,
+    pub terraform: Option<String>,
+    pub packer: Option<String>,
+    pub aws: Option<String>,
+}
+
+impl EnvOverrides {
+    pub fn from_process() -> Self {
+        let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Self {
+            aws_endpoint: get("STAMP_AWS_ENDPOINT"),
+            terraform: get("STAMP_TERRAFORM"),
+            packer: get("STAMP_PACKER"),
+            aws: get("STAMP_AWS"),
+        }
+    }
+}
+
+impl Fleet {
+    pub fn load(path: &Path, env: &EnvOverrides) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(path, format!("cannot read the fleet file: {e}"))
+                .hint("run stamp from the directory holding stamp.toml, or pass --config FILE (or STAMP_CONFIG)")
+        })?;
+        Ok(Self::parse(path, &text, env)?)
+    }
+
+    pub fn parse(path: &Path, text: &str, env: &EnvOverrides) -> Result<Self, ConfigError> {
+        let raw: RawFleetFile = toml::from_str(text).map_err(|e| ConfigError::toml(path, text, &e))?;
+        let root = path
+            .parent()
+            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+            .unwrap_or(Path::new("."));
+        let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+        let rel = |v: &Option<String>, default: &str| root.join(v.as_deref().unwrap_or(default));
+
+        let region = match &raw.fleet.region {
+            Some(r) => Region::parse(r.get_ref()).map_err(|m| ConfigError::at(path, text, r.span(), format!("[fleet] region: {m}")))?,
+            None => Region::parse("eu-west-1").expect("valid default"),
+        };
+        let envs = match &raw.fleet.envs {
+            Some(list) => {
+                if list.get_ref().is_empty() {
+                    return Err(ConfigError::at(path, text, list.span(), "[fleet] envs: the list is empty; name at least one env, such as \"production\"".into()));
+                }
+                list.get_ref()
+                    .iter()
+                    .map(|e| EnvName::parse(e).map_err(|m| ConfigError::at(path, text, list.span(), format!("[fleet] envs: {m}"))))
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+            None => vec![EnvName::parse("production").unwrap(), EnvName::parse("staging").unwrap()],
+        };
+        let default_env = match &raw.fleet.default_env {
+            Some(e) => EnvName::parse(e.get_ref()).map_err(|m| ConfigError::at(path, text, e.span(), format!("[fleet] default_env: {m}")))?,
+            None => envs[0].clone(),
+        };
+        if !envs.contains(&default_env) {
+            let span = raw.fleet.default_env.as_ref().map(|s| s.span()).unwrap_or(0..0);
+            return Err(ConfigError::at(path, text, span, format!(
+                "[fleet] default_env `{default_env}` is not one of [fleet] envs ({})", join(&envs))));
+        }
+        let state_bucket = match &raw.fleet.state_bucket {
+            Some(t) => {
+                crate::render::check_bucket_template(t.get_ref())
+                    .map_err(|m| ConfigError::at(path, text, t.span(), format!("[fleet] state_bucket: {m}")))?;
+                t.get_ref().clone()
+            }
+            None => DEFAULT_STATE_BUCKET.to_owned(),
+        };
+        let endpoint = match (&env.aws_endpoint, &raw.aws.endpoint) {
+            (Some(e), _) => Some(check_endpoint(e).map_err(|m| ConfigError::new(path, format!("STAMP_AWS_ENDPOINT: {m}")))?),
+            (None, Some(e)) => Some(check_endpoint(e.get_ref()).map_err(|m| ConfigError::at(path, text, e.span(), format!("[aws] endpoint: {m}")))?),
+            (None, None) => None,
+        };
+        if let Some(a) = &raw.aws.account_id {
+            let ok = a.get_ref().len() == 12 && a.get_ref().chars().all(|c| c.is_ascii_digit());
+            if !ok {
+                return Err(ConfigError::at(path, text, a.span(), format!("[aws] account_id `{}`: expected 12 digits", a.get_ref())));
+            }
+        }
+        let git_id = match &raw.fleet.git_id {
+            Some(g) => Some(check_git_id(g.get_ref()).map_err(|m| ConfigError::at(path, text, g.span(), format!("[fleet] git_id: {m}")))?),
+            None => None,
+        };
+        let mut fleet = Fleet {
+            config_path: path.to_path_buf(),
+            region,
+            state_bucket,
+            default_env,
+            envs,
+            app_repo: raw.fleet.app_repo.clone(),
+            git_id,
+            paths: Paths {
+                terraform: rel(&raw.paths.terraform, "terraform"),
+                packer_template: rel(&raw.paths.packer, "packer/template.json"),
+                customers: rel(&raw.paths.customers, "customers"),
+                work: rel(&raw.paths.work, ".stamp"),
+                vars: rel(&raw.paths.vars, "vars"),
+                app_templates: rel(&raw.paths.app_templates, "templates/app"),
+            },
+            root,
+            aws: AwsSettings {
+                endpoint,
+                profile: raw.aws.profile.clone(),
+                account_id: raw.aws.account_id.as_ref().map(|a| a.get_ref().clone()),
+            },
+            tools: ToolChoice {
+                terraform: env.terraform.clone().or(raw.tools.terraform.clone()),
+                packer: env.packer.clone().or(raw.tools.packer.clone()),
+                aws: env.aws.clone().or(raw.tools.aws.clone()),
+            },
+            packer_only: raw.packer.only.clone(),
+            vpc_vars: StageVars::default(),
+            packer_vars: StageVars::default(),
+            frontends_vars: StageVars::default(),
+            raw_app: raw.app.clone(),
+            text: text.to_owned(),
+        };
+        fleet.vpc_vars.merge(path, text, &raw.vpc.vars, "vpc.vars")?;
+        fleet.packer_vars.merge(path, text, &raw.packer.vars, "packer.vars")?;
+        fleet.frontends_vars.merge(path, text, &raw.frontends.vars, "frontends.vars")?;
+        // App settings are checked here too so a bad fleet value is reported once, up front.
+        resolve_app(path, text, &RawApp::default(), &fleet.raw_app, path, &fleet.text)?;
+        Ok(fleet)
+    }
+
+    pub fn customer_file(&self, name: &CustomerName) -> PathBuf {
+        self.paths.customers.join(format!("{name}.toml"))
+    }
+
+    /// Customer names, from the files in the customers directory, sorted.
+    pub fn customer_names(&self) -> Result<Vec<Result<CustomerName, (PathBuf, String)>>, ConfigError> {
+        let dir = &self.paths.customers;
+        let entries = std::fs::read_dir(dir).map_err(|e| {
+            ConfigError::new(&self.config_path, format!("[paths] customers: cannot read {}: {e}", dir.display()))
+        })?;
+        let mut names = Vec::new();
+        for entry in entries.flatten() {
+            let p = entry.path();
+            if p.extension().and_then(|e| e.to_str()) != Some("toml") {
+                continue;
+            }
+            let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned();
+            names.push(CustomerName::parse(&stem).map_err(|m| (p.clone(), m)));
+        }
+        names.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        Ok(names)
+    }
+
+    pub fn load_customer(&self, name: &CustomerName) -> Result<Customer, ConfigError> {
+        let file = self.customer_file(name);
+        let text = std::fs::read_to_string(&file).map_err(|e| {
+            let known = self
+                .customer_names()
+                .ok()
+                .map(|v| v.into_iter().filter_map(Result::ok).map(|n| n.to_string()).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default();
+            let err = ConfigError::new(&file, format!("cannot read customer `{name}`: {e}"));
+            if known.is_empty() {
+                err.hint(format!("create {} with at least `git_id = \"...\"`", file.display()))
+            } else {
+                err.hint(format!("known customers: {known}; or create {}", file.display()))
+            }
+        })?;
+        self.parse_customer(name, &file, &text)
+    }
+
+    pub fn parse_customer(&self, name: &CustomerName, file: &Path, text: &str) -> Result<Customer, ConfigError> {
+        let raw: RawCustomerFile = toml::from_str(text).map_err(|e| ConfigError::toml(file, text, &e))?;
+        let region = match &raw.region {
+            Some(r) => Region::parse(r.get_ref()).map_err(|m| ConfigError::at(file, text, r.span(), format!("region: {m}")))?,
+            None => self.region.clone(),
+        };
+        let env = match &raw.env {
+            Some(e) => {
+                let env = EnvName::parse(e.get_ref()).map_err(|m| ConfigError::at(file, text, e.span(), format!("env: {m}")))?;
+                if !self.envs.contains(&env) {
+                    return Err(ConfigError::at(file, text, e.span(), format!(
+                        "env `{env}` is not one of the fleet's envs ({}) in {}", join(&self.envs), self.config_path.display())));
+                }
+                env
+            }
+            None => self.default_env.clone(),
+        };
+        let git_id = match (&raw.git_id, &self.git_id) {
+            (Some(g), _) => check_git_id(g.get_ref()).map_err(|m| ConfigError::at(file, text, g.span(), format!("git_id: {m}")))?,
+            (None, Some(g)) => g.clone(),
+            (None, None) => {
+                return Err(ConfigError::new(file, "missing key `git_id` (the app revision to bake into the AMI)".into())
+                    .hint(format!("add `git_id = \"<commit, tag or branch>\"` to {}, or a default `git_id` under [fleet] in {}", file.display(), self.config_path.display())));
+            }
+        };
+        let app_repo = raw.app_repo.clone().or_else(|| self.app_repo.clone()).unwrap_or_default();
+        let mut vpc_vars = self.vpc_vars.clone();
+        vpc_vars.merge(file, text, &raw.vpc.vars, "vpc.vars")?;
+        let mut packer_vars = self.packer_vars.clone();
+        packer_vars.merge(file, text, &raw.packer.vars, "packer.vars")?;
+        let mut frontends_vars = self.frontends_vars.clone();
+        frontends_vars.merge(file, text, &raw.frontends.vars, "frontends.vars")?;
+        let app = resolve_app(file, text, &raw.app, &self.raw_app, &self.config_path, &self.text)?;
+        Ok(Customer { name: name.clone(), file: file.to_path_buf(), region, env, git_id, app_repo, vpc_vars, packer_vars, frontends_vars, app })
+    }
+}
+
+fn resolve_app(file: &Path, text: &str, own: &RawApp, fleet: &RawApp, fleet_file: &Path, fleet_text: &str) -> Result<AppSettings, ConfigError> {
+    let count = |own: &Option<Spanned<i64>>, theirs: &Option<Spanned<i64>>, key: &str, default: u32| -> Result<u32, ConfigError> {
+        let (v, f, t) = match (own, theirs) {
+            (Some(v), _) => (v, file, text),
+            (None, Some(v)) => (v, fleet_file, fleet_text),
+            (None, None) => return Ok(default),
+        };
+        u32::try_from(*v.get_ref())
+            .ok()
+            .filter(|n| (1..=64).contains(n))
+            .ok_or_else(|| ConfigError::at(f, t, v.span(), format!("[app] {key} = {}: expected a whole number from 1 to 64", v.get_ref())))
+    };
+    Ok(AppSettings {
+        dir: own.dir.clone().or_else(|| fleet.dir.clone()).unwrap_or_else(|| "/srv/app".into()),
+        server_name: own.server_name.clone().or_else(|| fleet.server_name.clone()).unwrap_or_else(|| "_".into()),
+        puma_workers: count(&own.puma_workers, &fleet.puma_workers, "puma_workers", 2)?,
+        puma_threads: count(&own.puma_threads, &fleet.puma_threads, "puma_threads", 5)?,
+    })
+}
+
+fn check_endpoint(e: &str) -> Result<String, String> {
+    let rest = e.strip_prefix("http://").or_else(|| e.strip_prefix("https://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => Ok(e.trim_end_matches('/').to_owned()),
+        _ => Err(format!("`{e}` is not a URL; expected something like http://127.0.0.1:5000")),
+    }
+}
+
+fn check_git_id(g: &str) -> Result<String, String> {
+    let ok = !g.is_empty()
+        && g.len() <= 128
+        && !g.starts_with('-')
+        && g.chars().all(|c| c.is_ascii_alphanumeric() || "._/-".contains(c));
+    if ok { Ok(g.to_owned()) } else { Err(format!("`{g}` is not a git revision (letters, digits, `.`, `_`, `/`, `-`; not starting with `-`)")) }
+}
+
+fn toml_to_json(v: &toml::Value) -> Result<serde_json::Value, String> {
+    Ok(match v {
+        toml::Value::String(s) => serde_json::Value::String(s.clone()),
+        toml::Value::Integer(i) => serde_json::Value::from(*i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f).map(serde_json::Value::Number).ok_or("not a finite number")?,
+        toml::Value::Boolean(b) => serde_json::Value::Bool(*b),
+        toml::Value::Datetime(d) => serde_json::Value::String(d.to_string()),
+        toml::Value::Array(a) => serde_json::Value::Array(a.iter().map(toml_to_json).collect::<Result<_, _>>()?),
+        toml::Value::Table(t) => serde_json::Value::Object(t.iter().map(|(k, v)| Ok((k.clone(), toml_to_json(v)?))).collect::<Result<_, String>>()?),
+    })
+}
+
+fn join<T: std::fmt::Display>(v: &[T]) -> String {
+    v.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// 1-based line of a byte offset.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The span of `key` inside a table's span (for pointing at the offending line).
+fn key_span(text: &str, table: Range<usize>, key: &str) -> Range<usize> {
+    let end = table.end.min(text.len());
+    let start = table.start.min(end);
+    let body = &text[start..end];
+    for (i, line) in body.split_inclusive('\n').scan(0usize, |off, l| { let o = *off; *off += l.len(); Some((o, l)) }) {
+        let t = line.trim_start();
+        let k = t.trim_start_matches('"');
+        if k.starts_with(key) && k[key.len()..].trim_start_matches('"').trim_start().starts_with('=') {
+            let s = start + i + (line.len() - t.len());
+            return s..s + key.len();
+        }
+    }
+    table
+}
+
+/// Locate a `[section.vars]` key for an error raised after parsing.
+pub fn origin_of(vars: &StageVars, key: &str) -> String {
+    vars.origin.get(key).cloned().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fleet(text: &str) -> Result<Fleet, ConfigError> {
+        Fleet::parse(Path::new("/x/stamp.toml"), text, &EnvOverrides::default())
+    }
+
+    #[test]
+    fn defaults_apply_and_paths_are_relative_to_the_file() {
+        let f = fleet("").unwrap();
+        assert_eq!(f.region.as_str(), "eu-west-1");
+        assert_eq!(f.state_bucket, DEFAULT_STATE_BUCKET);
+        assert_eq!(f.default_env.as_str(), "production");
+        assert_eq!(f.paths.terraform, Path::new("/x/terraform"));
+        assert_eq!(f.paths.work, Path::new("/x/.stamp"));
+        assert_eq!(f.paths.packer_template, Path::new("/x/packer/template.json"));
+        assert!(f.aws.endpoint.is_none());
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let err = fleet("[fleet]\nregion = \"eu-west-1\"\nregoin = \"x\"\n").unwrap_err().to_string();
+        assert!(err.contains("/x/stamp.toml"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("regoin"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_reported() {
+        let err = fleet("[fleet]\nenvs = \"production\"\n").unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("envs"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_point_at_their_line() {
+        let err = fleet("[fleet]\n\nregion = \"Europe\"\n").unwrap_err().to_string();
+        assert!(err.contains("line 3") && err.contains("region") && err.contains("eu-west-1"), "{err}");
+        let err = fleet("[fleet]\ndefault_env = \"qa\"\n").unwrap_err().to_string();
+        assert!(err.contains("default_env") && err.contains("production, staging"), "{err}");
+        let err = fleet("[aws]\nendpoint = \"localhost:5000\"\n").unwrap_err().to_string();
+        assert!(err.contains("[aws] endpoint") && err.contains("http://"), "{err}");
+        let err = fleet("[fleet]\nstate_bucket = \"{{nope}}\"\n").unwrap_err().to_string();
+        assert!(err.contains("state_bucket") && err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn env_override_wins_over_file() {
+        let env = EnvOverrides { aws_endpoint: Some("http://127.0.0.1:9".into()), ..Default::default() };
+        let f = Fleet::parse(Path::new("s.toml"), "[aws]\nendpoint = \"http://a:1\"\n", &env).unwrap();
+        assert_eq!(f.aws.endpoint.as_deref(), Some("http://127.0.0.1:9"));
+    }
+
+    #[test]
+    fn customer_overrides_fleet() {
+        let f = fleet("[fleet]\nregion = \"eu-west-1\"\n[vpc.vars]\ncidr_block = \"10.0.0.0/16\"\nkeep = 1\n[app]\npuma_workers = 3\n").unwrap();
+        let n = CustomerName::parse("acme").unwrap();
+        let c = f
+            .parse_customer(&n, Path::new("/x/customers/acme.toml"), "region = \"us-east-1\"\ngit_id = \"v1.2\"\nenv = \"staging\"\n[vpc.vars]\ncidr_block = \"10.9.0.0/16\"\n")
+            .unwrap();
+        assert_eq!(c.region.as_str(), "us-east-1");
+        assert_eq!(c.env.as_str(), "staging");
+        assert_eq!(c.vpc_vars.values["cidr_block"], "10.9.0.0/16");
+        assert_eq!(c.vpc_vars.values["keep"], 1);
+        assert_eq!(c.vpc_vars.origin["cidr_block"], "/x/customers/acme.toml:5");
+        assert_eq!(c.app.puma_workers, 3);
+    }
+
+    #[test]
+    fn customer_errors() {
+        let f = fleet("").unwrap();
+        let n = CustomerName::parse("acme").unwrap();
+        let p = Path::new("customers/acme.toml");
+        let err = f.parse_customer(&n, p, "git_id = \"x\"\nenv = \"qa\"\n").unwrap_err().to_string();
+        assert!(err.contains("customers/acme.toml") && err.contains("line 2") && err.contains("qa"), "{err}");
+        let err = f.parse_customer(&n, p, "region = \"eu-west-1\"\n").unwrap_err().to_string();
+        assert!(err.contains("git_id"), "{err}");
+        let err = f.parse_customer(&n, p, "git_id = \"x\"\n[vpc]\nvar = {a=1}\n").unwrap_err().to_string();
+        assert!(err.contains("line 3") && err.contains("var"), "{err}");
+        let err = f.parse_customer(&n, p, "git_id = \"--upload-pack=x\"\n").unwrap_err().to_string();
+        assert!(err.contains("git_id"), "{err}");
+        let err = f.parse_customer(&n, p, "git_id = \"x\"\n[app]\npuma_workers = 0\n").unwrap_err().to_string();
+        assert!(err.contains("line 3") && err.contains("puma_workers"), "{err}");
+    }
+}

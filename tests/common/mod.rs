@@ -1,0 +1,226 @@
+//! Test harness: the real tools from `.tools/` (scripts/setup-tools.sh installs
+//! them), an emulated AWS (moto) on a free loopback port per test, and a fleet in
+//! a temporary directory whose stacks are the stand-ins under tests/standin.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `.tools/bin` (or STAMP_TEST_TOOLS), checked once so a missing install fails
+/// with the one command that fixes it.
+pub fn tools() -> PathBuf {
+    let dir = std::env::var_os("STAMP_TEST_TOOLS").map(PathBuf::from).unwrap_or_else(|| repo().join(".tools/bin"));
+    for t in ["terraform", "aws", "moto_server", "packer"] {
+        assert!(dir.join(t).exists(), "{} is missing: run scripts/setup-tools.sh (make test does)", dir.join(t).display());
+    }
+    dir
+}
+
+pub fn tool(name: &str) -> PathBuf {
+    tools().join(name)
+}
+
+/// An emulated AWS, stopped when dropped.
+pub struct Emulator {
+    pub url: String,
+    child: Child,
+}
+
+impl Emulator {
+    pub fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(tool("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not start on {url}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self { url, child }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fleet in a temporary directory.
+pub struct Fleet {
+    pub dir: tempfile::TempDir,
+    pub endpoint: String,
+}
+
+pub const FLEET_TOML: &str = r#"
+[fleet]
+region = "eu-west-1"
+default_env = "production"
+envs = ["production", "staging"]
+app_repo = "https://example.invalid/app.git"
+
+[paths]
+terraform = "{repo}/tests/standin/terraform"
+packer = "{repo}/tests/standin/packer/template.json"
+app_templates = "{repo}/templates/app"
+
+[aws]
+endpoint = "{endpoint}"
+
+[tools]
+terraform = "{tools}/terraform"
+packer = "{tools}/packer"
+aws = "{tools}/aws"
+
+[packer]
+only = ["emulator"]
+"#;
+
+impl Fleet {
+    pub fn new(emu: &Emulator) -> Self {
+        Self::with_toml(emu, FLEET_TOML)
+    }
+
+    /// A fleet from a stamp.toml text with `{repo}`, `{tools}`, `{endpoint}` filled in.
+    pub fn with_toml(emu: &Emulator, toml: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let f = Self { dir, endpoint: emu.url.clone() };
+        f.write_config(toml);
+        std::fs::create_dir_all(f.path().join("customers")).unwrap();
+        f
+    }
+
+    pub fn write_config(&self, toml: &str) {
+        let text = toml
+            .replace("{repo}", &repo().display().to_string())
+            .replace("{tools}", &tools().display().to_string())
+            .replace("{endpoint}", &self.endpoint);
+        std::fs::write(self.path().join("stamp.toml"), text).unwrap();
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn customer(&self, name: &str, toml: &str) -> &Self {
+        std::fs::write(self.path().join("customers").join(format!("{name}.toml")), toml).unwrap();
+        self
+    }
+
+    pub fn stamp_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_stamp"));
+        c.current_dir(self.path())
+            .args(args)
+            .env("CI", "true")
+            .env_remove("STAMP_AWS_ENDPOINT")
+            .env_remove("STAMP_CONFIG")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn stamp(&self, args: &[&str]) -> Run {
+        let out = self.stamp_cmd(args).output().expect("run stamp");
+        Run::from(out, args)
+    }
+
+    /// The AWS CLI against this fleet's emulator; panics on failure.
+    pub fn aws(&self, args: &[&str]) -> String {
+        let out = self.aws_raw(args);
+        assert!(out.status.success(), "aws {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn aws_raw(&self, args: &[&str]) -> Output {
+        Command::new(tool("aws"))
+            .args(["--endpoint-url", &self.endpoint, "--region", "eu-west-1", "--output", "json"])
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_PAGER", "")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ENDPOINT_URL")
+            .output()
+            .unwrap()
+    }
+
+    pub fn aws_json(&self, args: &[&str]) -> serde_json::Value {
+        serde_json::from_str(&self.aws(args)).unwrap()
+    }
+
+    pub fn buckets(&self) -> Vec<String> {
+        let v = self.aws_json(&["s3api", "list-buckets"]);
+        v["Buckets"].as_array().map(|a| a.iter().map(|b| b["Name"].as_str().unwrap().to_owned()).collect()).unwrap_or_default()
+    }
+
+    /// A state object from S3, parsed.
+    pub fn state(&self, bucket: &str, key: &str) -> serde_json::Value {
+        let out = self.aws_raw(&["s3", "cp", &format!("s3://{bucket}/{key}"), "-"]);
+        assert!(out.status.success(), "no state at s3://{bucket}/{key}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    pub fn log(&self, customer: &str, stage: &str) -> String {
+        std::fs::read_to_string(self.path().join(".stamp").join(customer).join("logs").join(format!("{stage}.log"))).unwrap_or_default()
+    }
+}
+
+/// The result of one stamp run, with everything printed on failure.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub args: String,
+}
+
+impl Run {
+    pub fn from(out: Output, args: &[&str]) -> Self {
+        Self {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            args: args.join(" "),
+        }
+    }
+
+    pub fn ok(self) -> Self {
+        self.code(0)
+    }
+
+    pub fn code(self, code: i32) -> Self {
+        assert_eq!(self.code, code, "stamp {} exited {} (expected {code})\n--- stdout\n{}\n--- stderr\n{}", self.args, self.code, self.stdout, self.stderr);
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout of stamp {} is not JSON ({e}):\n{}", self.args, self.stdout))
+    }
+
+    pub fn stderr_has(self, needle: &str) -> Self {
+        assert!(self.stderr.contains(needle), "stderr of stamp {} lacks {needle:?}:\n{}", self.args, self.stderr);
+        self
+    }
+}
+
+/// The status of a stage in a run report (`--json`).
+pub fn stage_status(report: &serde_json::Value, stage: &str) -> String {
+    report["stages"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["name"] == stage))
+        .map(|s| s["status"].as_str().unwrap().to_owned())
+        .unwrap_or_else(|| panic!("no stage {stage} in {report:#}"))
+}

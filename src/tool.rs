@@ -249,7 +249,8 @@ impl ToolCommand {
 /// The previous run's log is kept beside it as `<stage>.previous.log`.
 pub struct StageLog {
     pub path: PathBuf,
-    file: Option<std::io::BufWriter<std::fs::File>>,
+    // Line-buffered so `tail -f` on a log follows a running tool.
+    file: Option<std::io::LineWriter<std::fs::File>>,
 }
 
 impl StageLog {
@@ -262,7 +263,7 @@ impl StageLog {
             let _ = std::fs::rename(&path, prev);
         }
         let f = std::fs::File::create(&path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-        Ok(Self { path, file: Some(std::io::BufWriter::new(f)) })
+        Ok(Self { path, file: Some(std::io::LineWriter::new(f)) })
     }
 
     /// A log that goes nowhere (for read-only commands such as `doctor`).

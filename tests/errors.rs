@@ -109,12 +109,14 @@ fn a_failed_stage_prints_the_command_the_last_lines_and_the_log() {
 fn stacks_with_only_some_inputs_get_only_those_without_warnings() {
     let emu = Emulator::start();
     let tf = tempfile::tempdir().unwrap();
-    // vpc: the stand-in as it is; frontends: a stack that takes only customer and ami_id.
+    // vpc: the stand-in with a partial backend (completed with -backend-config);
+    // frontends: a stack that takes only customer and ami_id.
     let src = common::repo().join("tests/standin/terraform/vpc");
     std::fs::create_dir_all(tf.path().join("vpc")).unwrap();
     for f in ["main.tf", "standin.sh"] {
         std::fs::copy(src.join(f), tf.path().join("vpc").join(f)).unwrap();
     }
+    std::fs::write(tf.path().join("vpc/backend.tf"), "terraform {\n  backend \"s3\" {}\n}\n").unwrap();
     std::fs::create_dir_all(tf.path().join("frontends/production")).unwrap();
     std::fs::write(
         tf.path().join("frontends/production/main.tf"),
@@ -131,6 +133,8 @@ fn stacks_with_only_some_inputs_get_only_those_without_warnings() {
     let vars: serde_json::Value = serde_json::from_str(&vars).unwrap();
     let keys: Vec<&String> = vars.as_object().unwrap().keys().collect();
     assert_eq!(keys, vec!["ami_id", "customer"]);
+    assert!(fleet.log("acme", "vpc").contains("-backend-config=stamp.s3.tfbackend"));
+    assert_eq!(common::stage_status(&report, "vpc"), "ok");
     let log = fleet.log("acme", "frontends");
     assert!(!log.contains("undeclared variable") && !log.contains("\"@level\":\"warn\""), "{log}");
 }

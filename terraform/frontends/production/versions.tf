@@ -8,8 +8,9 @@ terraform {
     }
   }
 
-  # No backend block here: stamp writes stamp_backend.tf (terraform { backend "s3" { ... } })
-  # into its working copy with the customer's state bucket and key.
+  # A partial backend: stamp completes it per customer (bucket, key, region,
+  # encrypt, use_lockfile) with `terraform init -backend-config=stamp.s3.tfbackend`.
+  backend "s3" {}
 }
 
 provider "aws" {

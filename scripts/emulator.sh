@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Starts or stops an emulated AWS (moto_server from .tools/) on a free loopback port.
+#   scripts/emulator.sh start DIR   -> DIR/url holds http://127.0.0.1:PORT, DIR/pid the pid
+#   scripts/emulator.sh stop DIR
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+action=${1:?usage: emulator.sh start|stop DIR}
+dir=${2:?usage: emulator.sh start|stop DIR}
+mkdir -p "$dir"
+
+case "$action" in
+start)
+  moto="${STAMP_TOOLS_DIR:-$root/.tools}/bin/moto_server"
+  [ -x "$moto" ] || { echo "emulator: $moto is missing: run scripts/setup-tools.sh" >&2; exit 1; }
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  nohup "$moto" -H 127.0.0.1 -p "$port" > "$dir/emulator.log" 2>&1 &
+  echo $! > "$dir/pid"
+  url="http://127.0.0.1:$port"
+  for _ in $(seq 1 300); do
+    if python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" "$url" 2>/dev/null; then
+      echo "$url" > "$dir/url"
+      echo "emulator: moto on $url (pid $(cat "$dir/pid"))" >&2
+      exit 0
+    fi
+    kill -0 "$(cat "$dir/pid")" 2>/dev/null || { cat "$dir/emulator.log" >&2; exit 1; }
+    sleep 0.2
+  done
+  echo "emulator: moto did not answer on $url" >&2
+  exit 1
+  ;;
+stop)
+  if [ -f "$dir/pid" ]; then
+    kill "$(cat "$dir/pid")" 2>/dev/null || true
+    rm -f "$dir/pid" "$dir/url"
+  fi
+  ;;
+*)
+  echo "usage: emulator.sh start|stop DIR" >&2
+  exit 2
+  ;;
+esac

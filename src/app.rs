@@ -93,7 +93,13 @@ pub fn summary_text(r: &RunReport) -> String {
         (Operation::Destroy, _) => "destroyed",
         (Operation::Render, _) => "rendered",
     };
-    let mut s = format!("\n{} {verb}: env {}, region {}, {}\n", r.customer, r.env, r.region, format_elapsed(std::time::Duration::from_secs_f64(r.duration_s)));
+    let mut s = format!(
+        "\n{} {verb}: env {}, region {}, {}\n",
+        r.customer,
+        r.env,
+        r.region,
+        format_elapsed(std::time::Duration::from_secs_f64(r.duration_s))
+    );
     for st in &r.stages {
         s.push_str(&format!(
             "  {:<10} {:<12} {:>7}  {}\n",
@@ -104,14 +110,16 @@ pub fn summary_text(r: &RunReport) -> String {
         ));
     }
     let mut flat: Vec<(String, String)> = Vec::new();
-    for (section, v) in &r.outputs {
+    // In pipeline order, not alphabetical.
+    let sections = ["vpc", "ami_id", "frontends"].into_iter().filter_map(|k| r.outputs.get(k).map(|v| (k, v)));
+    for (section, v) in sections {
         match v {
             Value::Object(m) => {
                 for (k, v) in m {
                     flat.push((format!("{section}.{k}"), value_text(v)));
                 }
             }
-            other => flat.push((section.clone(), value_text(other))),
+            other => flat.push((section.to_owned(), value_text(other))),
         }
     }
     if !flat.is_empty() {
@@ -122,6 +130,9 @@ pub fn summary_text(r: &RunReport) -> String {
     }
     if let Some(url) = r.outputs.get("frontends").and_then(|f| f.get("public_url")).and_then(Value::as_str) {
         s.push_str(&format!("public URL: {url}\n"));
+    }
+    for n in &r.notes {
+        s.push_str(&format!("note: {n}\n"));
     }
     s.push_str(&format!("logs: {}\n", r.log_dir.display()));
     s
@@ -144,9 +155,14 @@ async fn outputs(fleet: &Fleet, target: &Target, as_json: bool, show: bool) -> R
     let aws = crate::aws::Aws { program: aws_path, endpoint: fleet.aws.endpoint.clone(), env, cwd: fleet.root.clone() };
     let mut log = StageLog::discard();
     let bucket: BucketName = pipeline::state_bucket(fleet, &customer, &aws, &mut log).await?;
-    let keys = [("vpc".to_string(), format!("{}/vpc", customer.name)), (format!("frontends/{}", customer.env), format!("{}/frontends/{}", customer.name, customer.env))];
+    let keys = [
+        ("vpc".to_string(), format!("{}/vpc", customer.name)),
+        (format!("frontends/{}", customer.env), format!("{}/frontends/{}", customer.name, customer.env)),
+    ];
     let mut all = serde_json::Map::new();
+    let mut order = Vec::new();
     for (section, key) in &keys {
+        order.push(section.clone());
         let state = aws.read_object("outputs", &mut log, &bucket, key).await?;
         let outs = match state {
             Some(s) => terraform::outputs_from_state(&s).map_err(|m| Error::stage(format!("s3://{bucket}/{key}: {m}")))?,
@@ -163,7 +179,8 @@ async fn outputs(fleet: &Fleet, target: &Target, as_json: bool, show: bool) -> R
     if as_json {
         println!("{}", serde_json::to_string_pretty(&Value::Object(all)).unwrap_or_default());
     } else {
-        for (section, v) in &all {
+        for section in &order {
+            let v = &all[section];
             println!("{section}:");
             if let Some(m) = v.as_object() {
                 if m.is_empty() {
@@ -194,7 +211,9 @@ fn list(fleet: &Fleet, as_json: bool) -> Result<(), Error> {
                 }
                 Err(e) => json!({"customer": name.as_str(), "error": e.to_string()}),
             },
-            Err((path, m)) => json!({"customer": path.file_stem().map(|s| s.to_string_lossy().to_string()), "error": format!("{}: {m}", path.display())}),
+            Err((path, m)) => {
+                json!({"customer": path.file_stem().map(|s| s.to_string_lossy().to_string()), "error": format!("{}: {m}", path.display())})
+            }
         };
         rows.push(row);
     }
@@ -232,7 +251,9 @@ async fn doctor(fleet: &Fleet) -> Result<(), Error> {
     let mut problems = 0;
     println!("config:   {}", fleet.config_path.display());
     println!("endpoint: {}", fleet.aws.endpoint.as_deref().unwrap_or("real AWS"));
-    let tools: [(&str, &[&str], Option<&str>, &[&str]); 3] = [
+    // (name, names looked up on PATH, configured choice, version arguments)
+    type Probe<'a> = (&'a str, &'a [&'a str], Option<&'a str>, &'a [&'a str]);
+    let tools: [Probe; 3] = [
         ("terraform", &["terraform", "tofu"], fleet.tools.terraform.as_deref(), &["version"]),
         ("packer", &["packer"], fleet.tools.packer.as_deref(), &["version"]),
         ("aws", &["aws"], fleet.tools.aws.as_deref(), &["--version"]),

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::error::Error;
 use crate::names::{AmiId, BucketName, Region};
-use crate::tool::{Stream, StageLog, Tail, ToolCommand};
+use crate::tool::{StageLog, Stream, Tail, ToolCommand};
 
 /// Everything needed to call the AWS CLI the same way each time.
 #[derive(Debug, Clone)]
@@ -52,10 +52,7 @@ impl Aws {
             .await
             .map_err(|e| with_hint(e, "check AWS credentials (AWS_PROFILE, [aws] profile, or AWS_ACCESS_KEY_ID) and [aws] endpoint"))?;
         let v: Value = serde_json::from_str(&out).map_err(|e| Error::stage(format!("sts get-caller-identity printed no JSON: {e}")))?;
-        v.get("Account")
-            .and_then(Value::as_str)
-            .map(String::from)
-            .ok_or_else(|| Error::stage("sts get-caller-identity printed no Account"))
+        v.get("Account").and_then(Value::as_str).map(String::from).ok_or_else(|| Error::stage("sts get-caller-identity printed no Account"))
     }
 
     /// 0: ours and reachable; 404: missing; 403: someone else's.
@@ -76,7 +73,14 @@ impl Aws {
     /// Creates the state bucket if missing (`aws s3 mb`), then (re)applies the
     /// hardening: versioning, default encryption, public access block, TLS-only policy.
     /// Returns whether it was created.
-    pub async fn ensure_state_bucket(&self, stage: &str, log: &mut StageLog, bucket: &BucketName, region: &Region, report: &mut dyn FnMut(&str)) -> Result<bool, Error> {
+    pub async fn ensure_state_bucket(
+        &self,
+        stage: &str,
+        log: &mut StageLog,
+        bucket: &BucketName,
+        region: &Region,
+        report: &mut dyn FnMut(&str),
+    ) -> Result<bool, Error> {
         let created = match self.bucket_status(stage, log, bucket).await? {
             0 => false,
             404 => {
@@ -93,12 +97,17 @@ impl Aws {
         };
         report("hardening bucket");
         let b = bucket.as_str();
-        self.run(stage, log, &["s3api", "put-bucket-versioning", "--bucket", b, "--versioning-configuration", "Status=Enabled"], &[0]).await?;
+        self.run(stage, log, &["s3api", "put-bucket-versioning", "--bucket", b, "--versioning-configuration", "Status=Enabled"], &[0])
+            .await?;
         self.run(
             stage,
             log,
             &[
-                "s3api", "put-bucket-encryption", "--bucket", b, "--server-side-encryption-configuration",
+                "s3api",
+                "put-bucket-encryption",
+                "--bucket",
+                b,
+                "--server-side-encryption-configuration",
                 r#"{"Rules":[{"ApplyServerSideEncryptionByDefault":{"SSEAlgorithm":"AES256"},"BucketKeyEnabled":true}]}"#,
             ],
             &[0],
@@ -108,7 +117,11 @@ impl Aws {
             stage,
             log,
             &[
-                "s3api", "put-public-access-block", "--bucket", b, "--public-access-block-configuration",
+                "s3api",
+                "put-public-access-block",
+                "--bucket",
+                b,
+                "--public-access-block-configuration",
                 "BlockPublicAcls=true,IgnorePublicAcls=true,BlockPublicPolicy=true,RestrictPublicBuckets=true",
             ],
             &[0],
@@ -145,7 +158,13 @@ impl Aws {
     }
 
     /// AMIs stamp baked for this customer; with `git_id` and `hash`, only that build.
-    pub async fn find_images(&self, stage: &str, log: &mut StageLog, customer: &str, build: Option<(&str, &str)>) -> Result<Vec<(AmiId, String, Vec<String>)>, Error> {
+    pub async fn find_images(
+        &self,
+        stage: &str,
+        log: &mut StageLog,
+        customer: &str,
+        build: Option<(&str, &str)>,
+    ) -> Result<Vec<(AmiId, String, Vec<String>)>, Error> {
         let mut filters = vec![format!("Name=tag:{TAG_CUSTOMER},Values={customer}")];
         if let Some((git_id, hash)) = build {
             filters.push(format!("Name=tag:{TAG_GIT_ID},Values={git_id}"));
@@ -195,4 +214,3 @@ fn with_hint(e: Error, hint: &str) -> Error {
         other => other,
     }
 }
-

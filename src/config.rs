@@ -141,9 +141,8 @@ impl StageVars {
     fn merge(&mut self, file: &Path, text: &str, table: &Option<Spanned<toml::Table>>, section: &str) -> Result<(), ConfigError> {
         let Some(table) = table else { return Ok(()) };
         for (k, v) in table.get_ref() {
-            let value = toml_to_json(v).map_err(|m| {
-                ConfigError::at(file, text, key_span(text, table.span(), k), format!("[{section}] key `{k}`: {m}"))
-            })?;
+            let value = toml_to_json(v)
+                .map_err(|m| ConfigError::at(file, text, key_span(text, table.span(), k), format!("[{section}] key `{k}`: {m}")))?;
             let line = line_of(text, key_span(text, table.span(), k).start);
             self.values.insert(k.clone(), value);
             self.origin.insert(k.clone(), format!("{}:{line}", file.display()));
@@ -215,6 +214,9 @@ pub struct Customer {
     pub app: AppSettings,
 }
 
+/// A customer file's name, or the file whose name is not a valid customer.
+pub type CustomerEntry = Result<CustomerName, (PathBuf, String)>;
+
 /// Environment overrides, read in one place (see README "Environment variables").
 #[derive(Debug, Clone, Default)]
 pub struct EnvOverrides {
@@ -247,12 +249,9 @@ impl Fleet {
 
     pub fn parse(path: &Path, text: &str, env: &EnvOverrides) -> Result<Self, ConfigError> {
         let raw: RawFleetFile = toml::from_str(text).map_err(|e| ConfigError::toml(path, text, &e))?;
-        let root = path
-            .parent()
-            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
-            .unwrap_or(Path::new("."));
+        let root = path.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p }).unwrap_or(Path::new("."));
         let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
-        let rel = |v: &Option<String>, default: &str| root.join(v.as_deref().unwrap_or(default));
+        let rel = |v: &Option<String>, default: &str| normalize(&root.join(v.as_deref().unwrap_or(default)));
 
         let region = match &raw.fleet.region {
             Some(r) => Region::parse(r.get_ref()).map_err(|m| ConfigError::at(path, text, r.span(), format!("[fleet] region: {m}")))?,
@@ -261,7 +260,12 @@ impl Fleet {
         let envs = match &raw.fleet.envs {
             Some(list) => {
                 if list.get_ref().is_empty() {
-                    return Err(ConfigError::at(path, text, list.span(), "[fleet] envs: the list is empty; name at least one env, such as \"production\"".into()));
+                    return Err(ConfigError::at(
+                        path,
+                        text,
+                        list.span(),
+                        "[fleet] envs: the list is empty; name at least one env, such as \"production\"".into(),
+                    ));
                 }
                 list.get_ref()
                     .iter()
@@ -271,13 +275,19 @@ impl Fleet {
             None => vec![EnvName::parse("production").unwrap(), EnvName::parse("staging").unwrap()],
         };
         let default_env = match &raw.fleet.default_env {
-            Some(e) => EnvName::parse(e.get_ref()).map_err(|m| ConfigError::at(path, text, e.span(), format!("[fleet] default_env: {m}")))?,
+            Some(e) => {
+                EnvName::parse(e.get_ref()).map_err(|m| ConfigError::at(path, text, e.span(), format!("[fleet] default_env: {m}")))?
+            }
             None => envs[0].clone(),
         };
         if !envs.contains(&default_env) {
             let span = raw.fleet.default_env.as_ref().map(|s| s.span()).unwrap_or(0..0);
-            return Err(ConfigError::at(path, text, span, format!(
-                "[fleet] default_env `{default_env}` is not one of [fleet] envs ({})", join(&envs))));
+            return Err(ConfigError::at(
+                path,
+                text,
+                span,
+                format!("[fleet] default_env `{default_env}` is not one of [fleet] envs ({})", join(&envs)),
+            ));
         }
         let state_bucket = match &raw.fleet.state_bucket {
             Some(t) => {
@@ -289,7 +299,9 @@ impl Fleet {
         };
         let endpoint = match (&env.aws_endpoint, &raw.aws.endpoint) {
             (Some(e), _) => Some(check_endpoint(e).map_err(|m| ConfigError::new(path, format!("STAMP_AWS_ENDPOINT: {m}")))?),
-            (None, Some(e)) => Some(check_endpoint(e.get_ref()).map_err(|m| ConfigError::at(path, text, e.span(), format!("[aws] endpoint: {m}")))?),
+            (None, Some(e)) => {
+                Some(check_endpoint(e.get_ref()).map_err(|m| ConfigError::at(path, text, e.span(), format!("[aws] endpoint: {m}")))?)
+            }
             (None, None) => None,
         };
         if let Some(a) = &raw.aws.account_id {
@@ -349,11 +361,10 @@ impl Fleet {
     }
 
     /// Customer names, from the files in the customers directory, sorted.
-    pub fn customer_names(&self) -> Result<Vec<Result<CustomerName, (PathBuf, String)>>, ConfigError> {
+    pub fn customer_names(&self) -> Result<Vec<CustomerEntry>, ConfigError> {
         let dir = &self.paths.customers;
-        let entries = std::fs::read_dir(dir).map_err(|e| {
-            ConfigError::new(&self.config_path, format!("[paths] customers: cannot read {}: {e}", dir.display()))
-        })?;
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| ConfigError::new(&self.config_path, format!("[paths] customers: cannot read {}: {e}", dir.display())))?;
         let mut names = Vec::new();
         for entry in entries.flatten() {
             let p = entry.path();
@@ -395,8 +406,12 @@ impl Fleet {
             Some(e) => {
                 let env = EnvName::parse(e.get_ref()).map_err(|m| ConfigError::at(file, text, e.span(), format!("env: {m}")))?;
                 if !self.envs.contains(&env) {
-                    return Err(ConfigError::at(file, text, e.span(), format!(
-                        "env `{env}` is not one of the fleet's envs ({}) in {}", join(&self.envs), self.config_path.display())));
+                    return Err(ConfigError::at(
+                        file,
+                        text,
+                        e.span(),
+                        format!("env `{env}` is not one of the fleet's envs ({}) in {}", join(&self.envs), self.config_path.display()),
+                    ));
                 }
                 env
             }
@@ -406,8 +421,11 @@ impl Fleet {
             (Some(g), _) => check_git_id(g.get_ref()).map_err(|m| ConfigError::at(file, text, g.span(), format!("git_id: {m}")))?,
             (None, Some(g)) => g.clone(),
             (None, None) => {
-                return Err(ConfigError::new(file, "missing key `git_id` (the app revision to bake into the AMI)".into())
-                    .hint(format!("add `git_id = \"<commit, tag or branch>\"` to {}, or a default `git_id` under [fleet] in {}", file.display(), self.config_path.display())));
+                return Err(ConfigError::new(file, "missing key `git_id` (the app revision to bake into the AMI)".into()).hint(format!(
+                    "add `git_id = \"<commit, tag or branch>\"` to {}, or a default `git_id` under [fleet] in {}",
+                    file.display(),
+                    self.config_path.display()
+                )));
             }
         };
         let app_repo = raw.app_repo.clone().or_else(|| self.app_repo.clone()).unwrap_or_default();
@@ -418,11 +436,29 @@ impl Fleet {
         let mut frontends_vars = self.frontends_vars.clone();
         frontends_vars.merge(file, text, &raw.frontends.vars, "frontends.vars")?;
         let app = resolve_app(file, text, &raw.app, &self.raw_app, &self.config_path, &self.text)?;
-        Ok(Customer { name: name.clone(), file: file.to_path_buf(), region, env, git_id, app_repo, vpc_vars, packer_vars, frontends_vars, app })
+        Ok(Customer {
+            name: name.clone(),
+            file: file.to_path_buf(),
+            region,
+            env,
+            git_id,
+            app_repo,
+            vpc_vars,
+            packer_vars,
+            frontends_vars,
+            app,
+        })
     }
 }
 
-fn resolve_app(file: &Path, text: &str, own: &RawApp, fleet: &RawApp, fleet_file: &Path, fleet_text: &str) -> Result<AppSettings, ConfigError> {
+fn resolve_app(
+    file: &Path,
+    text: &str,
+    own: &RawApp,
+    fleet: &RawApp,
+    fleet_file: &Path,
+    fleet_text: &str,
+) -> Result<AppSettings, ConfigError> {
     let count = |own: &Option<Spanned<i64>>, theirs: &Option<Spanned<i64>>, key: &str, default: u32| -> Result<u32, ConfigError> {
         let (v, f, t) = match (own, theirs) {
             (Some(v), _) => (v, file, text),
@@ -451,11 +487,12 @@ fn check_endpoint(e: &str) -> Result<String, String> {
 }
 
 fn check_git_id(g: &str) -> Result<String, String> {
-    let ok = !g.is_empty()
-        && g.len() <= 128
-        && !g.starts_with('-')
-        && g.chars().all(|c| c.is_ascii_alphanumeric() || "._/-".contains(c));
-    if ok { Ok(g.to_owned()) } else { Err(format!("`{g}` is not a git revision (letters, digits, `.`, `_`, `/`, `-`; not starting with `-`)")) }
+    let ok = !g.is_empty() && g.len() <= 128 && !g.starts_with('-') && g.chars().all(|c| c.is_ascii_alphanumeric() || "._/-".contains(c));
+    if ok {
+        Ok(g.to_owned())
+    } else {
+        Err(format!("`{g}` is not a git revision (letters, digits, `.`, `_`, `/`, `-`; not starting with `-`)"))
+    }
 }
 
 fn toml_to_json(v: &toml::Value) -> Result<serde_json::Value, String> {
@@ -466,8 +503,26 @@ fn toml_to_json(v: &toml::Value) -> Result<serde_json::Value, String> {
         toml::Value::Boolean(b) => serde_json::Value::Bool(*b),
         toml::Value::Datetime(d) => serde_json::Value::String(d.to_string()),
         toml::Value::Array(a) => serde_json::Value::Array(a.iter().map(toml_to_json).collect::<Result<_, _>>()?),
-        toml::Value::Table(t) => serde_json::Value::Object(t.iter().map(|(k, v)| Ok((k.clone(), toml_to_json(v)?))).collect::<Result<_, String>>()?),
+        toml::Value::Table(t) => {
+            serde_json::Value::Object(t.iter().map(|(k, v)| Ok((k.clone(), toml_to_json(v)?))).collect::<Result<_, String>>()?)
+        }
     })
+}
+
+/// `a/b/../c` -> `a/c`, without touching the file system (paths may not exist yet).
+fn normalize(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 fn join<T: std::fmt::Display>(v: &[T]) -> String {
@@ -522,6 +577,9 @@ mod tests {
         assert_eq!(f.paths.work, Path::new("/x/.stamp"));
         assert_eq!(f.paths.packer_template, Path::new("/x/packer/template.json"));
         assert!(f.aws.endpoint.is_none());
+        let f =
+            Fleet::parse(Path::new("/x/demo/stamp.toml"), "[paths]\nwork = \"../../.stamp/./demo\"\n", &EnvOverrides::default()).unwrap();
+        assert_eq!(f.paths.work, Path::new("/.stamp/demo"));
     }
 
     #[test]
@@ -559,10 +617,15 @@ mod tests {
 
     #[test]
     fn customer_overrides_fleet() {
-        let f = fleet("[fleet]\nregion = \"eu-west-1\"\n[vpc.vars]\ncidr_block = \"10.0.0.0/16\"\nkeep = 1\n[app]\npuma_workers = 3\n").unwrap();
+        let f = fleet("[fleet]\nregion = \"eu-west-1\"\n[vpc.vars]\ncidr_block = \"10.0.0.0/16\"\nkeep = 1\n[app]\npuma_workers = 3\n")
+            .unwrap();
         let n = CustomerName::parse("acme").unwrap();
         let c = f
-            .parse_customer(&n, Path::new("/x/customers/acme.toml"), "region = \"us-east-1\"\ngit_id = \"v1.2\"\nenv = \"staging\"\n[vpc.vars]\ncidr_block = \"10.9.0.0/16\"\n")
+            .parse_customer(
+                &n,
+                Path::new("/x/customers/acme.toml"),
+                "region = \"us-east-1\"\ngit_id = \"v1.2\"\nenv = \"staging\"\n[vpc.vars]\ncidr_block = \"10.9.0.0/16\"\n",
+            )
             .unwrap();
         assert_eq!(c.region.as_str(), "us-east-1");
         assert_eq!(c.env.as_str(), "staging");

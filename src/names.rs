@@ -11,24 +11,19 @@ use serde::{Deserialize, Serialize};
 #[serde(transparent)]
 pub struct CustomerName(String);
 
-pub const CUSTOMER_RULE: &str =
-    "lower-case letters, digits and hyphens, starting with a letter, 3 to 40 characters";
+pub const CUSTOMER_RULE: &str = "lower-case letters, digits and hyphens, starting with a letter, 3 to 40 characters";
 
 impl CustomerName {
     pub fn parse(s: &str) -> Result<Self, String> {
         let ok_len = (3..=40).contains(&s.len());
         let ok_start = s.starts_with(|c: char| c.is_ascii_lowercase());
-        let ok_chars = s
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        let ok_chars = s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         let ok_end = !s.ends_with('-');
         let ok_dashes = !s.contains("--");
         if ok_len && ok_start && ok_chars && ok_end && ok_dashes {
             Ok(Self(s.to_owned()))
         } else {
-            Err(format!(
-                "invalid customer name `{s}`: use {CUSTOMER_RULE}, no trailing or doubled hyphen"
-            ))
+            Err(format!("invalid customer name `{s}`: use {CUSTOMER_RULE}, no trailing or doubled hyphen"))
         }
     }
     pub fn as_str(&self) -> &str {
@@ -52,8 +47,7 @@ impl EnvName {
     pub fn parse(s: &str) -> Result<Self, String> {
         let ok = (1..=32).contains(&s.len())
             && s.starts_with(|c: char| c.is_ascii_lowercase())
-            && s.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
         if ok {
             Ok(Self(s.to_owned()))
         } else {
@@ -83,15 +77,9 @@ impl Region {
         // Shape check only (aa-bbbb-N, aa-bbbb-cccc-N): the list of regions grows.
         let parts: Vec<&str> = s.split('-').collect();
         let ok = parts.len() >= 3
-            && parts[..parts.len() - 1]
-                .iter()
-                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
+            && parts[..parts.len() - 1].iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
             && parts[parts.len() - 1].parse::<u8>().is_ok();
-        if ok {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(format!("invalid region `{s}`: expected an AWS region such as `eu-west-1`"))
-        }
+        if ok { Ok(Self(s.to_owned())) } else { Err(format!("invalid region `{s}`: expected an AWS region such as `eu-west-1`")) }
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -149,18 +137,13 @@ impl BucketName {
     pub fn parse(s: &str) -> Result<Self, String> {
         let rule = "3 to 63 lower-case letters, digits, `.` and `-`, starting and ending with a letter or digit";
         let ok = (3..=63).contains(&s.len())
-            && s.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
             && s.starts_with(|c: char| c.is_ascii_alphanumeric())
             && s.ends_with(|c: char| c.is_ascii_alphanumeric())
             && !s.contains("..")
             && !s.starts_with("xn--")
-            && !s.parse::<std::net::Ipv4Addr>().is_ok();
-        if ok {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(format!("`{s}` is not a valid S3 bucket name ({rule})"))
-        }
+            && s.parse::<std::net::Ipv4Addr>().is_err();
+        if ok { Ok(Self(s.to_owned())) } else { Err(format!("`{s}` is not a valid S3 bucket name ({rule})")) }
     }
     pub fn as_str(&self) -> &str {
         &self.0

@@ -35,11 +35,7 @@ impl TemplateInfo {
         let builders: Vec<String> = v
             .get("builders")
             .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|b| b.get("name").or_else(|| b.get("type")).and_then(Value::as_str).map(String::from))
-                    .collect()
-            })
+            .map(|a| a.iter().filter_map(|b| b.get("name").or_else(|| b.get("type")).and_then(Value::as_str).map(String::from)).collect())
             .unwrap_or_default();
         if builders.is_empty() {
             return Err(ConfigError::new(path, "declares no builders".into()));
@@ -87,9 +83,15 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()
 #[derive(Debug, Clone, PartialEq)]
 pub enum PackerEvent {
     /// A `ui` message (say/message/error) with its text unescaped.
-    Ui { kind: String, text: String },
+    Ui {
+        kind: String,
+        text: String,
+    },
     /// `artifact,N,id,region:ami-...`
-    ArtifactId { builder: String, id: String },
+    ArtifactId {
+        builder: String,
+        id: String,
+    },
     Other,
 }
 
@@ -131,7 +133,9 @@ pub fn step_text(text: &str) -> Option<String> {
 
 /// `packer version` output -> (major, minor).
 pub fn parse_version(out: &str) -> Option<(u32, u32)> {
-    let v = out.split_whitespace().find_map(|w| w.strip_prefix('v').or(Some(w)).filter(|w| w.contains('.') && w.starts_with(|c: char| c.is_ascii_digit())))?;
+    let v = out
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix('v').or(Some(w)).filter(|w| w.contains('.') && w.starts_with(|c: char| c.is_ascii_digit())))?;
     let mut it = v.split('.');
     Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }

@@ -36,10 +36,14 @@ pub fn find_tool(names: &[&str], choice: Option<&str>, root: &Path, key: &str) -
             if p.is_file() {
                 Ok(p)
             } else {
-                Err(Error::usage_hint(format!("{key}: {} does not exist", p.display()), "fix [tools] in stamp.toml or the STAMP_* variable"))
+                Err(Error::usage_hint(
+                    format!("{key}: {} does not exist", p.display()),
+                    "fix [tools] in stamp.toml or the STAMP_* variable",
+                ))
             }
         }
-        Some(c) => which::which(c).map_err(|_| Error::usage_hint(format!("{key}: `{c}` is not on PATH"), "fix [tools] in stamp.toml or the STAMP_* variable")),
+        Some(c) => which::which(c)
+            .map_err(|_| Error::usage_hint(format!("{key}: `{c}` is not on PATH"), "fix [tools] in stamp.toml or the STAMP_* variable")),
         None => names.iter().find_map(|n| which::which(n).ok()).ok_or_else(|| {
             Error::usage_hint(
                 format!("{} not found on PATH", names.join(" or ")),
@@ -95,6 +99,8 @@ pub struct RunReport {
     pub stages: Vec<StageReport>,
     pub outputs: BTreeMap<String, Value>,
     pub log_dir: PathBuf,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -152,7 +158,9 @@ impl VpcOutputs {
         let list = |k: &str| -> Result<Vec<String>, Error> {
             o[k].value
                 .as_array()
-                .and_then(|a| a.iter().map(|v| v.as_str().filter(|s| s.starts_with("subnet-")).map(String::from)).collect::<Option<Vec<_>>>())
+                .and_then(|a| {
+                    a.iter().map(|v| v.as_str().filter(|s| s.starts_with("subnet-")).map(String::from)).collect::<Option<Vec<_>>>()
+                })
                 .ok_or_else(|| Error::stage(format!("{stack}: output `{k}` = {} is not a list of subnet ids", o[k].value)))
         };
         Ok(Self {
@@ -166,8 +174,10 @@ impl VpcOutputs {
 
 /// Standard inputs stamp sets itself; `[*.vars]` may not redefine them.
 const VPC_STANDARD: [&str; 3] = ["customer", "region", "env"];
-const FRONTENDS_STANDARD: [&str; 8] = ["customer", "region", "env", "ami_id", "vpc_id", "public_subnet_ids", "private_subnet_ids", "app_config"];
-const PACKER_STANDARD: [&str; 8] = ["region", "build_vpc", "build_subnet", "git_id", "aws_endpoint", "customer", "app_repo", "template_hash"];
+const FRONTENDS_STANDARD: [&str; 8] =
+    ["customer", "region", "env", "ami_id", "vpc_id", "public_subnet_ids", "private_subnet_ids", "app_config"];
+const PACKER_STANDARD: [&str; 8] =
+    ["region", "build_vpc", "build_subnet", "git_id", "aws_endpoint", "customer", "app_repo", "template_hash"];
 
 pub struct Engine<'a> {
     fleet: &'a Fleet,
@@ -195,7 +205,11 @@ impl<'a> Engine<'a> {
             if !fleet.envs.contains(env) {
                 return Err(Error::usage_hint(
                     format!("--env {env}: not one of the fleet's envs"),
-                    format!("[fleet] envs in {} lists {}", fleet.config_path.display(), fleet.envs.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(", ")),
+                    format!(
+                        "[fleet] envs in {} lists {}",
+                        fleet.config_path.display(),
+                        fleet.envs.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
                 ));
             }
             customer.env = env.clone();
@@ -218,46 +232,74 @@ impl<'a> Engine<'a> {
                         .into());
                 }
             }
-            Ok(StackJob { stage, label: format!("{stage} ({rel})"), rel: rel.to_owned(), info, key })
+            Ok(StackJob { stage, label: format!("{rel} stack"), rel: rel.to_owned(), info, key })
         };
         let vpc = stack("vpc", "vpc", format!("{name}/vpc"))?;
         let frontends = stack(&format!("frontends/{}", customer.env), "frontends", format!("{name}/frontends/{}", customer.env))?;
         if frontends.info.declares_remote_state_vpc {
-            return Err(ConfigError::new(&tf_root.join(&frontends.rel), "declares data \"terraform_remote_state\" \"vpc\"; stamp generates it".into())
-                .hint("remove it from the stack: stamp writes stamp_remote_state.tf pointing at the customer's vpc state")
-                .into());
+            return Err(ConfigError::new(
+                &tf_root.join(&frontends.rel),
+                "declares data \"terraform_remote_state\" \"vpc\"; stamp generates it".into(),
+            )
+            .hint("remove it from the stack: stamp writes stamp_remote_state.tf pointing at the customer's vpc state")
+            .into());
         }
         check_vars(&customer.vpc_vars, "vpc.vars", &VPC_STANDARD, &vpc.info.variables, &tf_root.join("vpc"))?;
-        check_vars(&customer.frontends_vars, "frontends.vars", &FRONTENDS_STANDARD, &frontends.info.variables, &tf_root.join(&frontends.rel))?;
+        check_vars(
+            &customer.frontends_vars,
+            "frontends.vars",
+            &FRONTENDS_STANDARD,
+            &frontends.info.variables,
+            &tf_root.join(&frontends.rel),
+        )?;
         check_required(&vpc, &VPC_STANDARD, &customer.vpc_vars, tf_root)?;
         check_required(&frontends, &FRONTENDS_STANDARD, &customer.frontends_vars, tf_root)?;
 
         let template = TemplateInfo::read(&fleet.paths.packer_template)?;
         for only in &fleet.packer_only {
             if !template.builders.contains(only) {
-                return Err(ConfigError::new(&fleet.config_path, format!("[packer] only: `{only}` is not a builder of {}", fleet.paths.packer_template.display()))
-                    .hint(format!("its builders are: {}", template.builders.join(", ")))
-                    .into());
+                return Err(ConfigError::new(
+                    &fleet.config_path,
+                    format!("[packer] only: `{only}` is not a builder of {}", fleet.paths.packer_template.display()),
+                )
+                .hint(format!("its builders are: {}", template.builders.join(", ")))
+                .into());
             }
         }
-        for (k, _) in &customer.packer_vars.values {
+        for k in customer.packer_vars.values.keys() {
             if PACKER_STANDARD.contains(&k.as_str()) {
-                return Err(ConfigError::new(Path::new(&origin_of(&customer.packer_vars, k)), format!("[packer.vars] `{k}` is set by stamp")).into());
+                return Err(ConfigError::new(
+                    Path::new(&origin_of(&customer.packer_vars, k)),
+                    format!("[packer.vars] `{k}` is set by stamp"),
+                )
+                .into());
             }
             if !template.variables.contains(k) {
-                return Err(ConfigError::new(Path::new(&origin_of(&customer.packer_vars, k)), format!(
-                    "[packer.vars] `{k}` is not a variable of {}", fleet.paths.packer_template.display()))
-                    .hint(format!("its variables are: {}", template.variables.iter().cloned().collect::<Vec<_>>().join(", ")))
-                    .into());
+                return Err(ConfigError::new(
+                    Path::new(&origin_of(&customer.packer_vars, k)),
+                    format!("[packer.vars] `{k}` is not a variable of {}", fleet.paths.packer_template.display()),
+                )
+                .hint(format!("its variables are: {}", template.variables.iter().cloned().collect::<Vec<_>>().join(", ")))
+                .into());
             }
         }
 
         let app_config = if fleet.paths.app_templates.is_dir() {
             let ctx = app_context(&customer);
-            Some(render::app_config(&fleet.paths.app_templates, &ctx).map_err(|m| Error::from(ConfigError::new(&fleet.paths.app_templates, m)))?)
+            Some(
+                render::app_config(&fleet.paths.app_templates, &ctx)
+                    .map_err(|m| Error::from(ConfigError::new(&fleet.paths.app_templates, m)))?,
+            )
         } else if frontends.info.variables.contains("app_config") {
-            return Err(ConfigError::new(&fleet.config_path, format!(
-                "[paths] app_templates: {} does not exist, and {} takes `app_config`", fleet.paths.app_templates.display(), frontends.rel)).into());
+            return Err(ConfigError::new(
+                &fleet.config_path,
+                format!(
+                    "[paths] app_templates: {} does not exist, and {} takes `app_config`",
+                    fleet.paths.app_templates.display(),
+                    frontends.rel
+                ),
+            )
+            .into());
         } else {
             None
         };
@@ -279,9 +321,26 @@ impl<'a> Engine<'a> {
             stages: Vec::new(),
             outputs: BTreeMap::new(),
             log_dir: work.join("logs"),
+            notes: Vec::new(),
             error: None,
         };
-        Ok(Self { fleet, customer, tools, reporter, opts, work, env, aws, vpc, frontends, template, app_config, report, started: Instant::now(), _lock: lock })
+        Ok(Self {
+            fleet,
+            customer,
+            tools,
+            reporter,
+            opts,
+            work,
+            env,
+            aws,
+            vpc,
+            frontends,
+            template,
+            app_config,
+            report,
+            started: Instant::now(),
+            _lock: lock,
+        })
     }
 
     pub fn customer(&self) -> &Customer {
@@ -299,7 +358,12 @@ impl<'a> Engine<'a> {
     }
 
     /// Runs a stage body with its progress line, status and duration recorded.
-    async fn stage<T>(&mut self, stage: &str, label: &str, body: impl AsyncFnOnce(&mut Self) -> Result<(T, Status, String), Error>) -> Result<T, Error> {
+    async fn stage<T>(
+        &mut self,
+        stage: &str,
+        label: &str,
+        body: impl AsyncFnOnce(&mut Self) -> Result<(T, Status, String), Error>,
+    ) -> Result<T, Error> {
         let started = Instant::now();
         self.reporter.stage_started(stage, label);
         match body(self).await {
@@ -352,17 +416,24 @@ impl<'a> Engine<'a> {
 
     async fn deploy(&mut self) -> Result<(), Error> {
         if !self.opts.auto_approve && !interactive() {
-            return Err(Error::usage_hint("refusing to apply without a terminal to confirm", "pass --auto-approve (CI) or run it in a terminal"));
+            return Err(Error::usage_hint(
+                "refusing to apply without a terminal to confirm",
+                "pass --auto-approve (CI) or run it in a terminal",
+            ));
         }
         let bucket = self.stage("bucket", "state bucket", async |e: &mut Self| e.bucket_stage(true).await).await?;
-        let vpc_out = self.stage("vpc", &self.vpc.label.clone(), async |e: &mut Self| e.stack_stage(Which::Vpc, &bucket, Mode::Apply, None).await).await?;
+        let vpc_out = self
+            .stage("vpc", &self.vpc.label.clone(), async |e: &mut Self| e.stack_stage(Which::Vpc, &bucket, Mode::Apply, None).await)
+            .await?;
         let vpc = VpcOutputs::from_outputs(&vpc_out, &format!("{} (vpc)", self.fleet.paths.terraform.display()))?;
         self.report.outputs.insert("vpc".into(), outputs_json(&vpc_out, false));
         let ami = self.stage("ami", "AMI (packer)", async |e: &mut Self| e.ami_stage(&vpc).await).await?;
         self.report.outputs.insert("ami_id".into(), json!(ami.as_str()));
         let label = self.frontends.label.clone();
         let fe = self
-            .stage("frontends", &label, async |e: &mut Self| e.stack_stage(Which::Frontends, &bucket, Mode::Apply, Some((&vpc, &ami))).await)
+            .stage("frontends", &label, async |e: &mut Self| {
+                e.stack_stage(Which::Frontends, &bucket, Mode::Apply, Some((&vpc, &ami))).await
+            })
             .await?;
         self.report.outputs.insert("frontends".into(), outputs_json(&fe, false));
         Ok(())
@@ -370,7 +441,9 @@ impl<'a> Engine<'a> {
 
     async fn plan(&mut self) -> Result<(), Error> {
         let bucket = self.stage("bucket", "state bucket", async |e: &mut Self| e.bucket_stage(false).await).await?;
-        let vpc_out = self.stage("vpc", &self.vpc.label.clone(), async |e: &mut Self| e.stack_stage(Which::Vpc, &bucket, Mode::PlanOnly, None).await).await?;
+        let vpc_out = self
+            .stage("vpc", &self.vpc.label.clone(), async |e: &mut Self| e.stack_stage(Which::Vpc, &bucket, Mode::PlanOnly, None).await)
+            .await?;
         let Ok(vpc) = VpcOutputs::from_outputs(&vpc_out, "vpc") else {
             self.skip("ami", "the vpc stack has no outputs yet: deploy builds the AMI after it");
             self.skip("frontends", "needs the vpc outputs and an AMI: run `stamp deploy` first");
@@ -393,14 +466,19 @@ impl<'a> Engine<'a> {
         self.skip("ami", &format!("planning with the deployed {ami}; nothing is built"));
         self.report.outputs.insert("ami_id".into(), json!(ami.as_str()));
         let label = self.frontends.label.clone();
-        self.stage("frontends", &label, async |e: &mut Self| e.stack_stage(Which::Frontends, &bucket, Mode::PlanOnly, Some((&vpc, &ami))).await)
-            .await?;
+        self.stage("frontends", &label, async |e: &mut Self| {
+            e.stack_stage(Which::Frontends, &bucket, Mode::PlanOnly, Some((&vpc, &ami))).await
+        })
+        .await?;
         Ok(())
     }
 
     async fn destroy(&mut self) -> Result<(), Error> {
         if !self.opts.auto_approve && !interactive() {
-            return Err(Error::usage_hint("refusing to destroy without a terminal to confirm", "pass --auto-approve (CI) or run it in a terminal"));
+            return Err(Error::usage_hint(
+                "refusing to destroy without a terminal to confirm",
+                "pass --auto-approve (CI) or run it in a terminal",
+            ));
         }
         let bucket = self.stage("bucket", "state bucket", async |e: &mut Self| e.bucket_stage(false).await).await?;
         let mut log = self.log("bucket")?;
@@ -422,8 +500,10 @@ impl<'a> Engine<'a> {
             .unwrap_or_else(|| AmiId::parse("ami-00000000").expect("valid"));
         let label = self.frontends.label.clone();
         if fe_state.as_deref().map(terraform::state_resource_count).transpose().map_err(Error::stage)?.unwrap_or(0) > 0 {
-            self.stage("frontends", &label, async |e: &mut Self| e.stack_stage(Which::Frontends, &bucket, Mode::Destroy, Some((&vpc, &ami))).await)
-                .await?;
+            self.stage("frontends", &label, async |e: &mut Self| {
+                e.stack_stage(Which::Frontends, &bucket, Mode::Destroy, Some((&vpc, &ami))).await
+            })
+            .await?;
         } else {
             self.skip("frontends", "nothing deployed");
         }
@@ -433,7 +513,7 @@ impl<'a> Engine<'a> {
         } else {
             self.skip("vpc", "nothing deployed");
         }
-        self.stage("ami", "AMIs baked for the customer", async |e: &mut Self| {
+        self.stage("ami", "AMIs", async |e: &mut Self| {
             let mut log = e.log("ami")?;
             let name = e.customer.name.to_string();
             let images = e.aws.find_images("ami", &mut log, &name, None).await?;
@@ -445,7 +525,7 @@ impl<'a> Engine<'a> {
             Ok(((), if n == 0 { Status::Unchanged } else { Status::Ok }, format!("{n} deregistered")))
         })
         .await?;
-        self.reporter.info(&format!(
+        self.report.notes.push(format!(
             "The state bucket {bucket} is kept: it holds the state history. Remove it with `aws s3 rb s3://{bucket} --force` once you no longer need it."
         ));
         Ok(())
@@ -454,7 +534,9 @@ impl<'a> Engine<'a> {
     async fn render(&mut self) -> Result<(), Error> {
         let last: Option<Value> = std::fs::read_to_string(self.work.join("last-run.json")).ok().and_then(|s| serde_json::from_str(&s).ok());
         let bucket = match self.fleet.aws.account_id.clone().or_else(|| self.customer_account_from(&last)) {
-            Some(acct) => render::render_bucket(&self.fleet.state_bucket, &self.customer.name, &self.customer.region, &acct).map_err(Error::usage)?,
+            Some(acct) => {
+                render::render_bucket(&self.fleet.state_bucket, &self.customer.name, &self.customer.region, &acct).map_err(Error::usage)?
+            }
             None => self.bucket_name(&mut StageLog::discard()).await?,
         };
         self.sync_working_copy()?;
@@ -523,7 +605,10 @@ impl<'a> Engine<'a> {
         } else {
             match self.aws.bucket_status("bucket", &mut log, &bucket).await? {
                 0 => Ok((bucket.clone(), Status::Ok, format!("found {bucket}"))),
-                _ => Err(Error::stage_hint(format!("state bucket {bucket} does not exist: {} was never deployed", self.customer.name), format!("run `stamp deploy {}` first", self.customer.name))),
+                _ => Err(Error::stage_hint(
+                    format!("state bucket {bucket} does not exist: {} was never deployed", self.customer.name),
+                    format!("run `stamp deploy {}` first", self.customer.name),
+                )),
             }
         }
     }
@@ -551,11 +636,8 @@ impl<'a> Engine<'a> {
             Which::Vpc => (&self.vpc, &c.vpc_vars),
             Which::Frontends => (&self.frontends, &c.frontends_vars),
         };
-        let mut standard: Vec<(&str, Value)> = vec![
-            ("customer", json!(c.name.as_str())),
-            ("region", json!(c.region.as_str())),
-            ("env", json!(c.env.as_str())),
-        ];
+        let mut standard: Vec<(&str, Value)> =
+            vec![("customer", json!(c.name.as_str())), ("region", json!(c.region.as_str())), ("env", json!(c.env.as_str()))];
         if let (Which::Frontends, Some((vpc, ami))) = (which, upstream) {
             standard.push(("ami_id", json!(ami.as_str())));
             standard.push(("vpc_id", json!(vpc.vpc_id)));
@@ -575,7 +657,9 @@ impl<'a> Engine<'a> {
         let job = self.job(which);
         let dir = self.work.join("terraform").join(&job.rel);
         let backend = self.backend(bucket, &job.key);
-        let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).map_err(|e| Error::io(format!("writing {}", dir.join(name).display()), e));
+        let write = |name: &str, text: &str| {
+            std::fs::write(dir.join(name), text).map_err(|e| Error::io(format!("writing {}", dir.join(name).display()), e))
+        };
         if job.info.backend.is_some() {
             write(terraform::BACKEND_PARTIAL_FILE, &render::backend_partial(&backend))?;
             let _ = std::fs::remove_file(dir.join(terraform::BACKEND_FILE));
@@ -604,7 +688,13 @@ impl<'a> Engine<'a> {
             .stop_with(libc::SIGINT)
     }
 
-    async fn stack_stage(&mut self, which: Which, bucket: &BucketName, mode: Mode, upstream: Option<(&VpcOutputs, &AmiId)>) -> Result<(Outputs, Status, String), Error> {
+    async fn stack_stage(
+        &mut self,
+        which: Which,
+        bucket: &BucketName,
+        mode: Mode,
+        upstream: Option<(&VpcOutputs, &AmiId)>,
+    ) -> Result<(Outputs, Status, String), Error> {
         let r = self.run_stack(which, bucket, mode, upstream).await?;
         let (add, change, remove) = r.changes;
         let status = if add + change + remove == 0 { Status::Unchanged } else { Status::Ok };
@@ -616,7 +706,13 @@ impl<'a> Engine<'a> {
         Ok((r.outputs, status, detail))
     }
 
-    async fn run_stack(&mut self, which: Which, bucket: &BucketName, mode: Mode, upstream: Option<(&VpcOutputs, &AmiId)>) -> Result<StackResult, Error> {
+    async fn run_stack(
+        &mut self,
+        which: Which,
+        bucket: &BucketName,
+        mode: Mode,
+        upstream: Option<(&VpcOutputs, &AmiId)>,
+    ) -> Result<StackResult, Error> {
         let stage = self.job(which).stage;
         let mut log = self.log(stage)?;
         self.sync_working_copy()?;
@@ -640,11 +736,13 @@ impl<'a> Engine<'a> {
         let mut changes = (0, 0, 0);
         let mut planned: Vec<String> = Vec::new();
         let out = plan
-            .run(stage, &mut log, &[0, 2], false, &mut |s, l| json_line(s, l, &mut |ev| match ev {
-                TfEvent::ChangeSummary { add, change, remove, .. } => changes = (*add, *change, *remove),
-                TfEvent::PlannedChange { address, action } => planned.push(format!("{action:>8} {address}")),
-                _ => {}
-            }))
+            .run(stage, &mut log, &[0, 2], false, &mut |s, l| {
+                json_line(s, l, &mut |ev| match ev {
+                    TfEvent::ChangeSummary { add, change, remove, .. } => changes = (*add, *change, *remove),
+                    TfEvent::PlannedChange { address, action } => planned.push(format!("{action:>8} {address}")),
+                    _ => {}
+                })
+            })
             .await?;
         let has_changes = out.code == 2;
         let total = changes.0 + changes.1 + changes.2;
@@ -660,21 +758,24 @@ impl<'a> Engine<'a> {
             let mut done = 0u64;
             self.terraform(&dir)
                 .args(["apply", "-input=false", "-json", "-lock-timeout=60s", terraform::PLAN_FILE])
-                .run(stage, &mut log, &[0], false, &mut |s, l| json_line(s, l, &mut |ev| match ev {
-                    TfEvent::ApplyComplete { .. } => {
-                        done += 1;
-                        reporter.stage_progress(stage, done.min(total), total);
-                    }
-                    TfEvent::ApplyStart { address } => reporter.stage_message(stage, &format!("applying {address}")),
-                    _ => {}
-                }))
+                .run(stage, &mut log, &[0], false, &mut |s, l| {
+                    json_line(s, l, &mut |ev| match ev {
+                        TfEvent::ApplyComplete { .. } => {
+                            done += 1;
+                            reporter.stage_progress(stage, done.min(total), total);
+                        }
+                        TfEvent::ApplyStart { address } => reporter.stage_message(stage, &format!("applying {address}")),
+                        _ => {}
+                    })
+                })
                 .await?;
             applied = true;
         }
         let outputs = if mode == Mode::Destroy {
             Outputs::new()
         } else {
-            let out = self.terraform(&dir).args(["output", "-json", "-no-color"]).run(stage, &mut log, &[0], true, &mut |_, _| Tail::Raw).await?;
+            let out =
+                self.terraform(&dir).args(["output", "-json", "-no-color"]).run(stage, &mut log, &[0], true, &mut |_, _| Tail::Raw).await?;
             terraform::parse_outputs(&out.stdout).map_err(|m| Error::stage(format!("terraform output -json in {}: {m}", dir.display())))?
         };
         Ok(StackResult { changes, applied, outputs })
@@ -722,7 +823,8 @@ impl<'a> Engine<'a> {
         let dir = &self.fleet.paths.vars;
         std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         let path = dir.join(format!("{}.json", self.customer.name));
-        std::fs::write(&path, render::vars_json(&self.packer_vars(vpc, &hash))).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        std::fs::write(&path, render::vars_json(&self.packer_vars(vpc, &hash)))
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
         Ok(path)
     }
 
@@ -791,7 +893,10 @@ impl<'a> Engine<'a> {
         let region = self.customer.region.to_string();
         let ami = artifacts.iter().find_map(|a| packer::ami_for_region(a, &region)).ok_or_else(|| {
             Error::stage_hint(
-                format!("packer finished but reported no AMI in {region} (artifacts: {})", if artifacts.is_empty() { "none".into() } else { artifacts.join("; ") }),
+                format!(
+                    "packer finished but reported no AMI in {region} (artifacts: {})",
+                    if artifacts.is_empty() { "none".into() } else { artifacts.join("; ") }
+                ),
                 format!("check the builders' region and [packer] only; full log: {}", log.path.display()),
             )
         })?;
@@ -816,12 +921,20 @@ impl<'a> Engine<'a> {
     /// Packer >= 1.10 no longer bundles the amazon plugin: install it when missing.
     async fn ensure_amazon_plugin(&self, log: &mut StageLog) -> Result<(), Error> {
         let dir = self.fleet.root.clone();
-        let v = ToolCommand::new(&self.tools.packer, &dir).envs(&self.env).arg("version").run("ami", log, &[0], true, &mut |_, _| Tail::Raw).await?;
+        let v = ToolCommand::new(&self.tools.packer, &dir)
+            .envs(&self.env)
+            .arg("version")
+            .run("ami", log, &[0], true, &mut |_, _| Tail::Raw)
+            .await?;
         let Some((major, minor)) = packer::parse_version(&v.stdout) else { return Ok(()) };
         if (major, minor) < (1, 10) {
             return Ok(());
         }
-        let installed = ToolCommand::new(&self.tools.packer, &dir).envs(&self.env).args(["plugins", "installed"]).run("ami", log, &[0], true, &mut |_, _| Tail::Raw).await?;
+        let installed = ToolCommand::new(&self.tools.packer, &dir)
+            .envs(&self.env)
+            .args(["plugins", "installed"])
+            .run("ami", log, &[0], true, &mut |_, _| Tail::Raw)
+            .await?;
         if installed.stdout.contains("github.com/hashicorp/amazon") {
             return Ok(());
         }
@@ -862,7 +975,13 @@ fn json_line(stream: Stream, line: &str, f: &mut dyn FnMut(&TfEvent)) -> Tail {
     }
 }
 
-fn check_vars(vars: &StageVars, section: &str, standard: &[&str], declared: &std::collections::BTreeSet<String>, stack: &Path) -> Result<(), Error> {
+fn check_vars(
+    vars: &StageVars,
+    section: &str,
+    standard: &[&str],
+    declared: &std::collections::BTreeSet<String>,
+    stack: &Path,
+) -> Result<(), Error> {
     for k in vars.values.keys() {
         let at = origin_of(vars, k);
         if standard.contains(&k.as_str()) {
@@ -911,11 +1030,7 @@ pub fn app_context(c: &Customer) -> AppContext {
 
 /// Output values as JSON; sensitive ones masked unless `show` is set.
 pub fn outputs_json(o: &Outputs, show: bool) -> Value {
-    Value::Object(
-        o.iter()
-            .map(|(k, v)| (k.clone(), if v.sensitive && !show { json!("(sensitive)") } else { v.value.clone() }))
-            .collect(),
-    )
+    Value::Object(o.iter().map(|(k, v)| (k.clone(), if v.sensitive && !show { json!("(sensitive)") } else { v.value.clone() })).collect())
 }
 
 pub fn interactive() -> bool {
@@ -984,7 +1099,12 @@ pub fn tool_env(fleet: &Fleet, c: &Customer, work_root: &Path) -> Result<Vec<(St
 fn lock_work_dir(work: &Path) -> Result<std::fs::File, Error> {
     use std::os::fd::AsRawFd;
     let path = work.join(".lock");
-    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
     // SAFETY: flock on a descriptor we own; released when the file is closed.
     let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc != 0 {

@@ -81,20 +81,35 @@ pub fn plain_line(now: std::time::SystemTime, stage: &str, text: &str) -> String
     format!("[{}] {stage}: {text}", humantime::format_rfc3339_seconds(now))
 }
 
+/// One stage's line: the bar, its label, the tool's current step, resource counts.
+struct StageLine {
+    bar: ProgressBar,
+    label: String,
+    message: String,
+    progress: Option<(u64, u64)>,
+}
+
 /// Terminal reporter: one spinner per stage, elapsed time, resource counts.
 pub struct TerminalReporter {
     multi: MultiProgress,
-    bars: RefCell<BTreeMap<String, (ProgressBar, String, String, Option<(u64, u64)>)>>,
+    bars: RefCell<BTreeMap<String, StageLine>>,
+    /// Finished lines stay owned here: a dropped bar would vanish at the next redraw
+    /// (for instance after a confirmation prompt).
+    finished: RefCell<Vec<ProgressBar>>,
 }
 
 impl TerminalReporter {
     pub fn new() -> Self {
-        Self { multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()), bars: RefCell::new(BTreeMap::new()) }
+        Self {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            bars: RefCell::new(BTreeMap::new()),
+            finished: RefCell::new(Vec::new()),
+        }
     }
 
     fn redraw(&self, stage: &str) {
-        if let Some((bar, label, msg, prog)) = self.bars.borrow().get(stage) {
-            bar.set_message(running_line(label, msg, *prog));
+        if let Some(l) = self.bars.borrow().get(stage) {
+            l.bar.set_message(running_line(&l.label, &l.message, l.progress));
         }
     }
 }
@@ -110,28 +125,29 @@ impl Reporter for TerminalReporter {
         let bar = self.multi.add(ProgressBar::new_spinner());
         bar.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed:>4}").expect("static template"));
         bar.enable_steady_tick(Duration::from_millis(120));
-        self.bars.borrow_mut().insert(stage.to_owned(), (bar, label.to_owned(), String::new(), None));
+        self.bars.borrow_mut().insert(stage.to_owned(), StageLine { bar, label: label.to_owned(), message: String::new(), progress: None });
         self.redraw(stage);
     }
 
     fn stage_message(&self, stage: &str, message: &str) {
         if let Some(e) = self.bars.borrow_mut().get_mut(stage) {
-            e.2 = message.chars().take(90).collect();
+            e.message = message.chars().take(90).collect();
         }
         self.redraw(stage);
     }
 
     fn stage_progress(&self, stage: &str, done: u64, total: u64) {
         if let Some(e) = self.bars.borrow_mut().get_mut(stage) {
-            e.3 = Some((done, total));
+            e.progress = Some((done, total));
         }
         self.redraw(stage);
     }
 
     fn stage_finished(&self, stage: &str, status: Status, detail: &str, elapsed: Duration) {
-        if let Some((bar, label, _, _)) = self.bars.borrow_mut().remove(stage) {
-            bar.set_style(ProgressStyle::with_template("{msg}").expect("static template"));
-            bar.finish_with_message(finished_line(&label, status, detail, elapsed));
+        if let Some(l) = self.bars.borrow_mut().remove(stage) {
+            l.bar.set_style(ProgressStyle::with_template("{msg}").expect("static template"));
+            l.bar.finish_with_message(finished_line(&l.label, status, detail, elapsed));
+            self.finished.borrow_mut().push(l.bar);
         }
     }
 
@@ -205,10 +221,7 @@ mod tests {
     fn lines() {
         assert_eq!(running_line("vpc", "applying", Some((3, 7))), format!("{:<22} [3/7 resources] applying", "vpc"));
         assert_eq!(running_line("packer", "", None), format!("{:<22}", "packer"));
-        assert_eq!(
-            finished_line("vpc", Status::Unchanged, "", Duration::from_millis(2500)),
-            format!("✔ {:<22} no changes in 2.5s", "vpc")
-        );
+        assert_eq!(finished_line("vpc", Status::Unchanged, "", Duration::from_millis(2500)), format!("✔ {:<22} no changes in 2.5s", "vpc"));
         assert_eq!(
             finished_line("frontends", Status::Failed, "exit status 1", Duration::from_secs(75)),
             format!("✘ {:<22} FAILED in 1m15s (exit status 1)", "frontends")

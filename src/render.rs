@@ -34,15 +34,13 @@ pub fn bucket_template_uses_account_id(template: &str) -> bool {
 }
 
 fn render_bucket_raw(template: &str, customer: &str, region: &str, account_id: &str) -> Result<String, String> {
-    strict_registry()
-        .render_template(template, &json!({ "customer": customer, "region": region, "account_id": account_id }))
-        .map_err(|e| {
-            format!(
-                "`{template}` does not render: {}; it may use {}",
-                e.reason(),
-                BUCKET_TEMPLATE_VARS.map(|v| format!("{{{{{v}}}}}")).join(", ")
-            )
-        })
+    strict_registry().render_template(template, &json!({ "customer": customer, "region": region, "account_id": account_id })).map_err(|e| {
+        format!(
+            "`{template}` does not render: {}; it may use {}",
+            e.reason(),
+            BUCKET_TEMPLATE_VARS.map(|v| format!("{{{{{v}}}}}")).join(", ")
+        )
+    })
 }
 
 pub fn render_bucket(template: &str, customer: &CustomerName, region: &Region, account_id: &str) -> Result<BucketName, String> {
@@ -62,11 +60,7 @@ pub struct Backend {
 
 impl Backend {
     fn entries(&self) -> Vec<(&'static str, String)> {
-        let mut e = vec![
-            ("bucket", hcl_str(&self.bucket)),
-            ("key", hcl_str(&self.key)),
-            ("region", hcl_str(&self.region)),
-        ];
+        let mut e = vec![("bucket", hcl_str(&self.bucket)), ("key", hcl_str(&self.key)), ("region", hcl_str(&self.region))];
         if let Some(p) = &self.profile {
             e.push(("profile", hcl_str(p)));
         }
@@ -257,7 +251,8 @@ mod tests {
     fn app_templates_render_strictly() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("config/nginx")).unwrap();
-        std::fs::write(dir.path().join("config/nginx/server.conf.hbs"), "server_name {{server_name}};\nroot {{app_dir}}/public;\n").unwrap();
+        std::fs::write(dir.path().join("config/nginx/server.conf.hbs"), "server_name {{server_name}};\nroot {{app_dir}}/public;\n")
+            .unwrap();
         std::fs::write(dir.path().join("README"), "not a template").unwrap();
         let ctx = AppContext {
             customer: "acme".into(),

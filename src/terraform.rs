@@ -34,8 +34,7 @@ impl StackInfo {
     /// variables are not the stack's inputs). Files stamp generates are skipped.
     pub fn read(dir: &Path) -> Result<Self, ConfigError> {
         let mut info = StackInfo::default();
-        let entries = std::fs::read_dir(dir)
-            .map_err(|e| ConfigError::new(dir, format!("cannot read the stack directory: {e}")))?;
+        let entries = std::fs::read_dir(dir).map_err(|e| ConfigError::new(dir, format!("cannot read the stack directory: {e}")))?;
         let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
         files.sort();
         let mut any = false;
@@ -62,8 +61,7 @@ impl StackInfo {
     }
 
     fn add_hcl(&mut self, path: &Path, text: &str) -> Result<(), ConfigError> {
-        let body: hcl::Body = hcl::from_str(text)
-            .map_err(|e| ConfigError::new(path, format!("cannot be parsed as HCL: {e}")))?;
+        let body: hcl::Body = hcl::from_str(text).map_err(|e| ConfigError::new(path, format!("cannot be parsed as HCL: {e}")))?;
         for block in body.blocks() {
             let labels: Vec<&str> = block.labels().iter().map(|l| l.as_str()).collect();
             match (block.identifier(), labels.as_slice()) {
@@ -255,11 +253,7 @@ pub fn state_resource_count(state: &str) -> Result<usize, String> {
 }
 
 pub fn describe_changes(add: u64, change: u64, remove: u64) -> String {
-    if add + change + remove == 0 {
-        "no changes".into()
-    } else {
-        format!("{add} to add, {change} to change, {remove} to destroy")
-    }
+    if add + change + remove == 0 { "no changes".into() } else { format!("{add} to add, {change} to change, {remove} to destroy") }
 }
 
 pub fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
@@ -294,7 +288,8 @@ data "terraform_remote_state" "vpc" {
 "#,
         )
         .unwrap();
-        std::fs::write(dir.path().join("extra.tf.json"), r#"{"variable": {"region": {"type": "string"}}, "output": {"o": {"value": 1}}}"#).unwrap();
+        std::fs::write(dir.path().join("extra.tf.json"), r#"{"variable": {"region": {"type": "string"}}, "output": {"o": {"value": 1}}}"#)
+            .unwrap();
         std::fs::write(dir.path().join("stamp_backend.tf"), "this is not parsed").unwrap();
         let info = StackInfo::read(dir.path()).unwrap();
         assert_eq!(info.variables, ["cidr_block", "customer", "region"].map(String::from).into());
@@ -360,7 +355,8 @@ data "terraform_remote_state" "vpc" {
         let o = parse_outputs(include_str!("../tests/fixtures/terraform-output.json")).unwrap();
         assert!(o.contains_key("vpc_id"));
         assert!(o["public_subnet_ids"].value.is_array());
-        let s = outputs_from_state(r#"{"version":4,"outputs":{"a":{"value":"x","type":"string","sensitive":true}},"resources":[{}]}"#).unwrap();
+        let s =
+            outputs_from_state(r#"{"version":4,"outputs":{"a":{"value":"x","type":"string","sensitive":true}},"resources":[{}]}"#).unwrap();
         assert_eq!(s["a"], OutputValue { value: Value::from("x"), sensitive: true });
         assert_eq!(state_resource_count(r#"{"version":4,"resources":[]}"#).unwrap(), 0);
         assert_eq!(state_resource_count(r#"{"resources":[{"mode":"data"},{"mode":"managed"}]}"#).unwrap(), 1);

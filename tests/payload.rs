@@ -32,16 +32,18 @@ fn rendering_the_real_fleet_passes_the_payload_checks() {
     let work = tempfile::tempdir().unwrap();
     let vars = tempfile::tempdir().unwrap();
     // The real stamp.toml, with the work and vars directories moved out of the repo.
-    let text = std::fs::read_to_string(repo().join("stamp.toml")).unwrap().replace(
-        "work = \".stamp\"",
-        &format!("work = \"{}\"\nvars = \"{}\"", work.path().display(), vars.path().display()),
-    );
+    let text = std::fs::read_to_string(repo().join("stamp.toml"))
+        .unwrap()
+        .replace("work = \".stamp\"", &format!("work = \"{}\"\nvars = \"{}\"", work.path().display(), vars.path().display()));
     let config = work.path().join("stamp.toml");
     std::fs::write(
         &config,
         text.replace("terraform = \"terraform\"", &format!("terraform = \"{}/terraform\"", repo().display()))
             .replace("packer = \"packer/template.json\"", &format!("packer = \"{}/packer/template.json\"", repo().display()))
-            .replace("customers = \"customers\"", &format!("customers = \"{}/customers\"\napp_templates = \"{}/templates/app\"", repo().display(), repo().display())),
+            .replace(
+                "customers = \"customers\"",
+                &format!("customers = \"{}/customers\"\napp_templates = \"{}/templates/app\"", repo().display(), repo().display()),
+            ),
     )
     .unwrap();
     let tools = common::tools();
@@ -73,7 +75,9 @@ fn rendering_the_real_fleet_passes_the_payload_checks() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "payload checks failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    for check in ["nginx -t rendered", "ruby -c rendered", "YAML (after ERB)", "checkov", "packer validate", "terraform loads terraform/vpc"] {
+    for check in
+        ["nginx -t rendered", "ruby -c rendered", "YAML (after ERB)", "checkov", "packer validate", "terraform loads terraform/vpc"]
+    {
         assert!(stdout.lines().any(|l| l.starts_with("PASS") && l.contains(check)), "no passing {check:?} in:\n{stdout}");
     }
 }

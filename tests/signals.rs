@@ -42,7 +42,12 @@ fn interrupt_reaches_terraform_which_shuts_down_gracefully() {
     let tf = slow_stacks();
     let fleet = Fleet::with_toml(&emu, &FLEET_TOML.replace("{repo}/tests/standin/terraform", &tf.path().display().to_string()));
     fleet.customer("acme", "git_id = \"v1\"\n");
-    let child = fleet.stamp_cmd(&["deploy", "acme", "--auto-approve"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let child = fleet
+        .stamp_cmd(&["deploy", "acme", "--auto-approve"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     wait_for("terraform to start applying", Duration::from_secs(120), || fleet.log("acme", "vpc").contains("\"type\":\"apply_start\""));
     std::thread::sleep(Duration::from_millis(500));
     let started = Instant::now();
@@ -56,7 +61,8 @@ fn interrupt_reaches_terraform_which_shuts_down_gracefully() {
     // Terraform released its S3 lock on the way out.
     let objects = fleet.aws(&["s3", "ls", "--recursive", "s3://tfstate-123456789012-acme/"]);
     assert!(!objects.contains(".tflock"), "{objects}");
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fleet.path().join(".stamp/acme/last-run.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fleet.path().join(".stamp/acme/last-run.json")).unwrap()).unwrap();
     assert_eq!(report["status"], "interrupted");
 }
 
@@ -76,12 +82,18 @@ fn a_tool_that_ignores_interrupts_gets_the_second_at_once_and_is_killed_after_th
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for("the fake terraform to start", Duration::from_secs(120), || std::fs::read_to_string(&signal_log).is_ok_and(|s| s.contains("pid")));
+    wait_for("the fake terraform to start", Duration::from_secs(120), || {
+        std::fs::read_to_string(&signal_log).is_ok_and(|s| s.contains("pid"))
+    });
     let pid: i32 = std::fs::read_to_string(&signal_log).unwrap().lines().next().unwrap().trim_start_matches("pid ").parse().unwrap();
     sigint(child.id());
-    wait_for("the first interrupt to be forwarded", Duration::from_secs(5), || std::fs::read_to_string(&signal_log).unwrap().matches("INT").count() == 1);
+    wait_for("the first interrupt to be forwarded", Duration::from_secs(5), || {
+        std::fs::read_to_string(&signal_log).unwrap().matches("INT").count() == 1
+    });
     sigint(child.id());
-    wait_for("the second interrupt to be forwarded", Duration::from_secs(2), || std::fs::read_to_string(&signal_log).unwrap().matches("INT").count() == 2);
+    wait_for("the second interrupt to be forwarded", Duration::from_secs(2), || {
+        std::fs::read_to_string(&signal_log).unwrap().matches("INT").count() == 2
+    });
     let started = Instant::now();
     let run = Run::from(child.wait_with_output().unwrap(), &["deploy", "acme"]).code(130);
     let waited = started.elapsed();

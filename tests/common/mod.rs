@@ -202,7 +202,11 @@ impl Run {
     }
 
     pub fn code(self, code: i32) -> Self {
-        assert_eq!(self.code, code, "stamp {} exited {} (expected {code})\n--- stdout\n{}\n--- stderr\n{}", self.args, self.code, self.stdout, self.stderr);
+        assert_eq!(
+            self.code, code,
+            "stamp {} exited {} (expected {code})\n--- stdout\n{}\n--- stderr\n{}",
+            self.args, self.code, self.stdout, self.stderr
+        );
         self
     }
 

@@ -12,7 +12,7 @@ use crate::names::BucketName;
 use crate::pipeline::{self, Engine, Operation, Options, RunReport};
 use crate::progress::{PlainReporter, Reporter, Status, TerminalReporter, format_elapsed};
 use crate::terraform;
-use crate::tool::{StageLog, Tail, ToolCommand};
+use crate::tool::{StageLog, Stream, Tail, ToolCommand};
 
 pub fn main(cli: Cli) -> i32 {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -151,7 +151,7 @@ async fn outputs(fleet: &Fleet, target: &Target, as_json: bool, show: bool) -> R
         customer.env = env.clone();
     }
     let aws_path = pipeline::find_tool(&["aws"], fleet.tools.aws.as_deref(), &fleet.root, "[tools] aws (STAMP_AWS)")?;
-    let env = pipeline::tool_env(fleet, &customer, &fleet.paths.work)?;
+    let env = pipeline::tool_env(fleet, &customer.region, &fleet.paths.work)?;
     let aws = crate::aws::Aws { program: aws_path, endpoint: fleet.aws.endpoint.clone(), env, cwd: fleet.root.clone() };
     let mut log = StageLog::discard();
     let bucket: BucketName = pipeline::state_bucket(fleet, &customer, &aws, &mut log).await?;
@@ -258,6 +258,7 @@ async fn doctor(fleet: &Fleet) -> Result<(), Error> {
         ("packer", &["packer"], fleet.tools.packer.as_deref(), &["version"]),
         ("aws", &["aws"], fleet.tools.aws.as_deref(), &["--version"]),
     ];
+    let env = pipeline::tool_env(fleet, &fleet.region, &fleet.paths.work)?;
     let mut aws_path = None;
     for (name, names, choice, args) in tools {
         match pipeline::find_tool(names, choice, &fleet.root, &format!("[tools] {name}")) {
@@ -265,9 +266,9 @@ async fn doctor(fleet: &Fleet) -> Result<(), Error> {
                 let mut first = String::new();
                 let r = ToolCommand::new(&path, &fleet.root)
                     .args(args.iter().copied())
-                    .envs(&[("CHECKPOINT_DISABLE".into(), "1".into())])
-                    .run("doctor", &mut StageLog::discard(), &[0], false, &mut |_, l| {
-                        if first.is_empty() && !l.trim().is_empty() {
+                    .envs(&env)
+                    .run("doctor", &mut StageLog::discard(), &[0], false, &mut |stream, l| {
+                        if first.is_empty() && stream == Stream::Stdout && !l.trim().is_empty() {
                             first = l.trim().to_owned();
                         }
                         Tail::Raw
@@ -291,21 +292,7 @@ async fn doctor(fleet: &Fleet) -> Result<(), Error> {
         }
     }
     if let Some(program) = aws_path {
-        let region = fleet.region.clone();
-        let customer = crate::config::Customer {
-            name: crate::names::CustomerName::parse("doctor").expect("valid"),
-            file: fleet.config_path.clone(),
-            region,
-            env: fleet.default_env.clone(),
-            git_id: "doctor".into(),
-            app_repo: String::new(),
-            vpc_vars: Default::default(),
-            packer_vars: Default::default(),
-            frontends_vars: Default::default(),
-            app: crate::config::AppSettings { dir: String::new(), server_name: String::new(), puma_workers: 1, puma_threads: 1 },
-        };
-        let env = pipeline::tool_env(fleet, &customer, &fleet.paths.work)?;
-        let aws = crate::aws::Aws { program, endpoint: fleet.aws.endpoint.clone(), env, cwd: fleet.root.clone() };
+        let aws = crate::aws::Aws { program, endpoint: fleet.aws.endpoint.clone(), env: env.clone(), cwd: fleet.root.clone() };
         match aws.account_id("doctor", &mut StageLog::discard()).await {
             Ok(a) => println!("ok   {:<10} credentials work, account {a}", "aws"),
             Err(e) => {

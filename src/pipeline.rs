@@ -307,7 +307,7 @@ impl<'a> Engine<'a> {
         let work = fleet.paths.work.join(name.as_str());
         std::fs::create_dir_all(&work).map_err(|e| Error::io(format!("creating {}", work.display()), e))?;
         let lock = if op == Operation::Render { None } else { Some(lock_work_dir(&work)?) };
-        let env = tool_env(fleet, &customer, &fleet.paths.work)?;
+        let env = tool_env(fleet, &customer.region, &fleet.paths.work)?;
         let aws = Aws { program: tools.aws.clone(), endpoint: fleet.aws.endpoint.clone(), env: env.clone(), cwd: fleet.root.clone() };
         let report = RunReport {
             customer: name.to_string(),
@@ -1054,10 +1054,10 @@ pub async fn state_bucket(fleet: &Fleet, c: &Customer, aws: &Aws, log: &mut Stag
 }
 
 /// The environment every tool gets (see README "Environment variables").
-pub fn tool_env(fleet: &Fleet, c: &Customer, work_root: &Path) -> Result<Vec<(String, String)>, Error> {
+pub fn tool_env(fleet: &Fleet, region: &crate::names::Region, work_root: &Path) -> Result<Vec<(String, String)>, Error> {
     let mut env: Vec<(String, String)> = vec![
-        ("AWS_DEFAULT_REGION".into(), c.region.to_string()),
-        ("AWS_REGION".into(), c.region.to_string()),
+        ("AWS_DEFAULT_REGION".into(), region.to_string()),
+        ("AWS_REGION".into(), region.to_string()),
         ("AWS_PAGER".into(), String::new()),
         ("TF_IN_AUTOMATION".into(), "1".into()),
         ("TF_INPUT".into(), "0".into()),

@@ -164,3 +164,18 @@ fn render_writes_every_generated_file_and_runs_nothing() {
     assert!(run.stderr.contains("after the first deploy"), "{}", run.stderr);
     assert!(fleet.buckets().is_empty(), "render creates nothing");
 }
+
+#[test]
+fn doctor_reports_tools_versions_and_credentials() {
+    let emu = Emulator::start();
+    let fleet = Fleet::new(&emu);
+    let run = fleet.stamp(&["doctor"]).ok();
+    assert!(run.stdout.contains("ok   terraform") && run.stdout.contains("Terraform v1.15"), "{}", run.stdout);
+    assert!(run.stdout.contains("ok   packer") && run.stdout.contains("Packer v"), "{}", run.stdout);
+    assert!(run.stdout.contains("credentials work, account 123456789012"), "{}", run.stdout);
+    // A tool that is not there, and an endpoint that does not answer.
+    fleet.write_config(&common::FLEET_TOML.replace("{tools}/packer", "/nonexistent/packer").replace("{endpoint}", "http://127.0.0.1:9"));
+    let run = fleet.stamp(&["doctor"]).code(1);
+    assert!(run.stdout.contains("FAIL packer") && run.stdout.contains("/nonexistent/packer"), "{}", run.stdout);
+    assert!(run.stdout.contains("FAIL aws"), "{}", run.stdout);
+}

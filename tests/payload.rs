@@ -75,9 +75,15 @@ fn rendering_the_real_fleet_passes_the_payload_checks() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "payload checks failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    for check in
-        ["nginx -t rendered", "ruby -c rendered", "YAML (after ERB)", "checkov", "packer validate", "terraform loads terraform/vpc"]
-    {
+    for check in [
+        "nginx -t rendered",
+        "ruby -c rendered",
+        "YAML (after ERB)",
+        "checkov",
+        "packer validate",
+        "terraform loads terraform/vpc",
+        "actionlint",
+    ] {
         assert!(stdout.lines().any(|l| l.starts_with("PASS") && l.contains(check)), "no passing {check:?} in:\n{stdout}");
     }
 }

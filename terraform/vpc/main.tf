@@ -91,7 +91,7 @@ resource "aws_route_table_association" "public" {
 
 # One NAT gateway (in the first AZ) gives the private instances egress to the
 # AWS APIs (Secrets Manager, SSM) and package mirrors. One per AZ would survive
-# an AZ outage for ~$35/month more; see docs/deploying-on-aws.md.
+# an AZ outage for ~$35/month more; see "Deploying on AWS" in README.md.
 resource "aws_eip" "nat" {
   domain = "vpc"
 

@@ -1,8 +1,6 @@
 # Stand-in for terraform/frontends/<env>, for the end-to-end tests and `make demo`
-# only: the same variables and outputs as the real stack (a test compares them).
-# It checks in the emulated AWS that the AMI and the VPC it is given exist, checks
-# that stamp's generated terraform_remote_state "vpc" agrees with the inputs, and
-# makes a real (emulated) application load balancer for the public URL.
+# only: the same variables and outputs as the real stack (a test compares them),
+# over the stand-in module ../../modules/frontend, as the real roots are over theirs.
 
 variable "customer" {
   type = string
@@ -66,43 +64,20 @@ locals {
   name = substr("${var.customer}-${var.env}", 0, 32)
 }
 
-resource "terraform_data" "frontend" {
-  input = {
-    name        = local.name
-    region      = var.region
-    ami_id      = var.ami_id
-    vpc_id      = var.vpc_id
-    subnets     = join(" ", var.public_subnet_ids)
-    config_hash = sha256(jsonencode(var.app_config))
-  }
+module "frontend" {
+  source = "../../modules/frontend"
 
-  lifecycle {
-    precondition {
-      condition     = data.terraform_remote_state.vpc.outputs.vpc_id == var.vpc_id
-      error_message = "The vpc state (terraform_remote_state.vpc) does not hold vpc_id ${var.vpc_id}."
-    }
-    precondition {
-      condition     = contains(keys(var.app_config), "config/database.yml")
-      error_message = "app_config lacks config/database.yml."
-    }
-  }
-
-  provisioner "local-exec" {
-    command = "bash ./standin.sh create ${self.input.name} ${self.input.region} ${self.input.ami_id} ${self.input.vpc_id} .standin/${self.id}.json ${self.input.subnets}"
-  }
-
-  provisioner "local-exec" {
-    when    = destroy
-    command = "bash ./standin.sh destroy ${self.input.name} ${self.input.region}"
-  }
-}
-
-locals {
-  lb = jsondecode(file("${path.module}/.standin/${terraform_data.frontend.id}.json"))
+  name              = local.name
+  region            = var.region
+  ami_id            = var.ami_id
+  vpc_id            = var.vpc_id
+  remote_vpc_id     = data.terraform_remote_state.vpc.outputs.vpc_id
+  public_subnet_ids = var.public_subnet_ids
+  app_config        = var.app_config
 }
 
 output "public_url" {
-  value = var.certificate_arn == "" ? "http://${local.lb.dns_name}" : "https://${local.lb.dns_name}"
+  value = var.certificate_arn == "" ? "http://${module.frontend.dns_name}" : "https://${module.frontend.dns_name}"
 }
 
 output "ami_id" {
@@ -110,7 +85,7 @@ output "ami_id" {
 }
 
 output "load_balancer_dns_name" {
-  value = local.lb.dns_name
+  value = module.frontend.dns_name
 }
 
 output "autoscaling_group_name" {

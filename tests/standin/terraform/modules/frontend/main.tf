@@ -1,0 +1,74 @@
+# The stand-in frontend both env roots use (tests and demo only): it checks in the
+# emulated AWS that the AMI and the VPC exist, that stamp's generated
+# terraform_remote_state "vpc" agrees with the inputs, and makes a real (emulated)
+# application load balancer for the public URL.
+
+variable "name" {
+  type = string
+}
+
+variable "region" {
+  type = string
+}
+
+variable "ami_id" {
+  type = string
+}
+
+variable "vpc_id" {
+  type = string
+}
+
+variable "remote_vpc_id" {
+  description = "vpc_id as read from the vpc stack's state by terraform_remote_state."
+  type        = string
+}
+
+variable "public_subnet_ids" {
+  type = list(string)
+}
+
+variable "app_config" {
+  type = map(string)
+}
+
+resource "terraform_data" "frontend" {
+  input = {
+    name        = var.name
+    region      = var.region
+    ami_id      = var.ami_id
+    vpc_id      = var.vpc_id
+    subnets     = join(" ", var.public_subnet_ids)
+    config_hash = sha256(jsonencode(var.app_config))
+    # local-exec runs in the root's directory; destroy-time provisioners may only use self.
+    script = "${path.module}/standin.sh"
+  }
+
+  lifecycle {
+    precondition {
+      condition     = var.remote_vpc_id == var.vpc_id
+      error_message = "The vpc state (terraform_remote_state.vpc) does not hold vpc_id ${var.vpc_id}."
+    }
+    precondition {
+      condition     = contains(keys(var.app_config), "config/database.yml")
+      error_message = "app_config lacks config/database.yml."
+    }
+  }
+
+  provisioner "local-exec" {
+    command = "bash ${self.input.script} create ${self.input.name} ${self.input.region} ${self.input.ami_id} ${self.input.vpc_id} .standin/${self.id}.json ${self.input.subnets}"
+  }
+
+  provisioner "local-exec" {
+    when    = destroy
+    command = "bash ${self.input.script} destroy ${self.input.name} ${self.input.region}"
+  }
+}
+
+locals {
+  lb = jsondecode(file("${path.root}/.standin/${terraform_data.frontend.id}.json"))
+}
+
+output "dns_name" {
+  value = local.lb.dns_name
+}

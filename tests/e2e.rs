@@ -179,3 +179,27 @@ fn doctor_reports_tools_versions_and_credentials() {
     assert!(run.stdout.contains("FAIL packer") && run.stdout.contains("/nonexistent/packer"), "{}", run.stdout);
     assert!(run.stdout.contains("FAIL aws"), "{}", run.stdout);
 }
+
+#[test]
+fn packer_1_10_or_newer_gets_the_amazon_plugin_installed_once() {
+    let emu = Emulator::start();
+    let fleet = Fleet::new(&emu);
+    let fake = common::repo().join("tests/fakes/packer-1.11-without-amazon-plugin");
+    fleet.write_config(&common::FLEET_TOML.replace("{tools}/packer", &fake.display().to_string()));
+    fleet.customer("acme", "git_id = \"v1\"\n");
+    let log = fleet.path().join("packer-calls.txt");
+    let deploy = |rebuild: bool| {
+        let mut args = vec!["deploy", "acme", "--auto-approve", "--json"];
+        if rebuild {
+            args.push("--rebuild-ami");
+        }
+        let out = fleet.stamp_cmd(&args).env("FAKE_PACKER_LOG", &log).env("REAL_PACKER", common::tool("packer")).output().unwrap();
+        common::Run::from(out, &args).ok().json()
+    };
+    let report = deploy(false);
+    assert_eq!(stage_status(&report, "ami"), "ok");
+    deploy(true);
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(calls.matches("plugins install github.com/hashicorp/amazon").count(), 1, "{calls}");
+    assert_eq!(calls.lines().filter(|l| l.starts_with("build ")).count(), 2, "{calls}");
+}

@@ -194,6 +194,7 @@ pub struct Engine<'a> {
     app_config: Option<Vec<(String, String)>>,
     report: RunReport,
     started: Instant,
+    opened_logs: std::cell::RefCell<std::collections::BTreeSet<String>>,
     _lock: Option<std::fs::File>,
 }
 
@@ -339,6 +340,7 @@ impl<'a> Engine<'a> {
             app_config,
             report,
             started: Instant::now(),
+            opened_logs: Default::default(),
             _lock: lock,
         })
     }
@@ -347,8 +349,11 @@ impl<'a> Engine<'a> {
         &self.customer
     }
 
+    /// The stage's log: the first open in a run starts it afresh (keeping the previous
+    /// run's beside it), later opens in the same run append.
     fn log(&self, stage: &str) -> Result<StageLog, Error> {
-        StageLog::create(self.work.join("logs").join(format!("{stage}.log")))
+        let path = self.work.join("logs").join(format!("{stage}.log"));
+        if self.opened_logs.borrow_mut().insert(stage.to_owned()) { StageLog::create(path) } else { StageLog::append(path) }
     }
 
     fn record(&mut self, stage: &str, status: Status, detail: &str, started: Instant) {
@@ -1075,7 +1080,8 @@ pub fn tool_env(fleet: &Fleet, region: &crate::names::Region, work_root: &Path) 
         }
     }
     std::fs::create_dir_all(work_root).map_err(|e| Error::io(format!("creating {}", work_root.display()), e))?;
-    if std::env::var_os("TF_CLI_CONFIG_FILE").is_none() && std::env::var_os("TF_CLI_CONFIG_FILE").is_none() {
+    // TERRAFORM_CONFIG is the legacy name of TF_CLI_CONFIG_FILE; terraform still reads it.
+    if std::env::var_os("TF_CLI_CONFIG_FILE").is_none() && std::env::var_os("TERRAFORM_CONFIG").is_none() {
         let home_rc = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".terraformrc"));
         if !home_rc.is_some_and(|p| p.exists()) {
             // Silences terraform's "Unable to open CLI configuration file" warning.

@@ -266,6 +266,16 @@ impl StageLog {
         Ok(Self { path, file: Some(std::io::LineWriter::new(f)) })
     }
 
+    /// Appends to a log this run already started.
+    pub fn append(path: PathBuf) -> Result<Self, Error> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        Ok(Self { path, file: Some(std::io::LineWriter::new(f)) })
+    }
+
     /// A log that goes nowhere (for read-only commands such as `doctor`).
     pub fn discard() -> Self {
         Self { path: PathBuf::from("/dev/null"), file: None }

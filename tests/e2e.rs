@@ -133,6 +133,9 @@ fn two_customers_deploy_redeploy_plan_outputs_destroy() {
     let destroyed = fleet.stamp(&["destroy", "acme", "--auto-approve", "--json"]).ok().json();
     let order: Vec<&str> = destroyed["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
     assert_eq!(order, vec!["bucket", "frontends", "vpc", "ami"]);
+    // One log per stage and run: the state reads did not replace the bucket check's log.
+    let bucket_log = fleet.log("acme", "bucket");
+    assert!(bucket_log.contains("head-bucket") && bucket_log.contains("s3 cp"), "{bucket_log}");
     assert_eq!(resources(&fleet.state(&bucket, "acme/vpc")), 0);
     assert_eq!(resources(&fleet.state(&bucket, "acme/frontends/production")), 0);
     let vpcs = fleet.aws_json(&["ec2", "describe-vpcs", "--filters", "Name=tag:stamp-standin,Values=acme"]);

@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal};
+
+use crate::signals;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -756,7 +758,7 @@ impl<'a> Engine<'a> {
         let mut applied = false;
         if has_changes && mode != Mode::PlanOnly {
             if !self.opts.auto_approve {
-                self.confirm(stage, &dir, &planned, changes)?;
+                self.confirm(stage, &dir, &planned, changes).await?;
             }
             reporter.stage_message(stage, if mode == Mode::Destroy { "terraform destroy" } else { "terraform apply" });
             reporter.stage_progress(stage, 0, total);
@@ -786,18 +788,40 @@ impl<'a> Engine<'a> {
         Ok(StackResult { changes, applied, outputs })
     }
 
-    fn confirm(&self, stage: &str, dir: &Path, planned: &[String], (add, change, remove): (u64, u64, u64)) -> Result<(), Error> {
-        let mut answer = String::new();
+    /// Asks before an apply. The answer is read on a thread of its own so that a
+    /// Ctrl-C at the prompt interrupts stamp at once instead of waiting for Enter.
+    async fn confirm(&self, stage: &str, dir: &Path, planned: &[String], (add, change, remove): (u64, u64, u64)) -> Result<(), Error> {
         let customer = self.customer.name.clone();
-        self.reporter.suspend(&mut || {
-            eprintln!("\n{customer} {stage}: {}", terraform::describe_changes(add, change, remove));
-            for p in planned {
-                eprintln!("  {p}");
-            }
-            eprintln!("  (full plan: cd {} && terraform show {})", dir.display(), terraform::PLAN_FILE);
-            eprint!("Apply these changes? Only 'yes' will be accepted: ");
+        self.reporter.pause();
+        eprintln!("\n{customer} {stage}: {}", terraform::describe_changes(add, change, remove));
+        for p in planned {
+            eprintln!("  {p}");
+        }
+        eprintln!("  (full plan: cd {} && terraform show {})", dir.display(), terraform::PLAN_FILE);
+        eprint!("Apply these changes? Only 'yes' will be accepted: ");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let mut answer = String::new();
             let _ = std::io::stdin().lock().read_line(&mut answer);
+            let _ = tx.send(answer);
         });
+        let interrupted = async {
+            match signals::subscribe() {
+                Some(mut r) => {
+                    let _ = r.changed().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let answer = tokio::select! {
+            a = rx => a.unwrap_or_default(),
+            _ = interrupted => {
+                eprintln!();
+                self.reporter.resume();
+                return Err(Error::Interrupted(Some(stage.to_owned())));
+            }
+        };
+        self.reporter.resume();
         if answer.trim() == "yes" {
             Ok(())
         } else {

@@ -40,8 +40,10 @@ pub trait Reporter {
     fn stage_finished(&self, stage: &str, status: Status, detail: &str, elapsed: Duration);
     /// A line for the human, outside any stage line.
     fn info(&self, message: &str);
-    /// Runs `f` with the progress display paused (for a confirmation prompt).
-    fn suspend(&self, f: &mut dyn FnMut());
+    /// Clears and stops the progress display (for a confirmation prompt)...
+    fn pause(&self);
+    /// ...and brings it back.
+    fn resume(&self);
 }
 
 pub fn format_elapsed(d: Duration) -> String {
@@ -51,7 +53,7 @@ pub fn format_elapsed(d: Duration) -> String {
 
 /// The text of a running stage line (after the spinner).
 pub fn running_line(label: &str, message: &str, progress: Option<(u64, u64)>) -> String {
-    let mut s = format!("{label:<22}");
+    let mut s = format!("{label:<26}");
     if let Some((done, total)) = progress {
         s.push_str(&format!(" [{done}/{total} resources]"));
     }
@@ -69,7 +71,7 @@ pub fn finished_line(label: &str, status: Status, detail: &str, elapsed: Duratio
         Status::Skipped => "-",
         Status::Failed | Status::Interrupted => "✘",
     };
-    let mut s = format!("{mark} {label:<22} {} in {}", status.word(), format_elapsed(elapsed));
+    let mut s = format!("{mark} {label:<26} {} in {}", status.word(), format_elapsed(elapsed));
     if !detail.is_empty() {
         s.push_str(&format!(" ({detail})"));
     }
@@ -155,8 +157,13 @@ impl Reporter for TerminalReporter {
         let _ = self.multi.println(message);
     }
 
-    fn suspend(&self, f: &mut dyn FnMut()) {
-        self.multi.suspend(f);
+    fn pause(&self) {
+        let _ = self.multi.clear();
+        self.multi.set_draw_target(ProgressDrawTarget::hidden());
+    }
+
+    fn resume(&self) {
+        self.multi.set_draw_target(ProgressDrawTarget::stderr());
     }
 }
 
@@ -208,9 +215,9 @@ impl Reporter for PlainReporter {
         eprintln!("{message}");
     }
 
-    fn suspend(&self, f: &mut dyn FnMut()) {
-        f();
-    }
+    fn pause(&self) {}
+
+    fn resume(&self) {}
 }
 
 #[cfg(test)]
@@ -219,12 +226,12 @@ mod tests {
 
     #[test]
     fn lines() {
-        assert_eq!(running_line("vpc", "applying", Some((3, 7))), format!("{:<22} [3/7 resources] applying", "vpc"));
-        assert_eq!(running_line("packer", "", None), format!("{:<22}", "packer"));
-        assert_eq!(finished_line("vpc", Status::Unchanged, "", Duration::from_millis(2500)), format!("✔ {:<22} no changes in 2.5s", "vpc"));
+        assert_eq!(running_line("vpc", "applying", Some((3, 7))), format!("{:<26} [3/7 resources] applying", "vpc"));
+        assert_eq!(running_line("packer", "", None), format!("{:<26}", "packer"));
+        assert_eq!(finished_line("vpc", Status::Unchanged, "", Duration::from_millis(2500)), format!("✔ {:<26} no changes in 2.5s", "vpc"));
         assert_eq!(
             finished_line("frontends", Status::Failed, "exit status 1", Duration::from_secs(75)),
-            format!("✘ {:<22} FAILED in 1m15s (exit status 1)", "frontends")
+            format!("✘ {:<26} FAILED in 1m15s (exit status 1)", "frontends")
         );
         let t = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         assert_eq!(plain_line(t, "acme vpc", "started"), "[2023-11-14T22:13:20Z] acme vpc: started");

@@ -14,6 +14,8 @@ use crate::names::AmiId;
 #[derive(Debug, Clone, Default)]
 pub struct TemplateInfo {
     pub variables: BTreeSet<String>,
+    /// Each variable's default, as the template gives it.
+    pub defaults: std::collections::BTreeMap<String, Value>,
     pub builders: Vec<String>,
 }
 
@@ -31,7 +33,12 @@ impl TemplateInfo {
             ConfigError::new(path, format!("line {}: not valid JSON: {e}", e.line()))
                 .hint("stamp runs legacy JSON templates (template.json), as the brief's")
         })?;
-        let variables = v.get("variables").and_then(Value::as_object).map(|m| m.keys().cloned().collect()).unwrap_or_default();
+        let defaults: std::collections::BTreeMap<String, Value> = v
+            .get("variables")
+            .and_then(Value::as_object)
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        let variables = defaults.keys().cloned().collect();
         let builders: Vec<String> = v
             .get("builders")
             .and_then(Value::as_array)
@@ -40,7 +47,7 @@ impl TemplateInfo {
         if builders.is_empty() {
             return Err(ConfigError::new(path, "declares no builders".into()));
         }
-        Ok(Self { variables, builders })
+        Ok(Self { variables, defaults, builders })
     }
 }
 

@@ -178,6 +178,8 @@ impl VpcOutputs {
 const VPC_STANDARD: [&str; 3] = ["customer", "region", "env"];
 const FRONTENDS_STANDARD: [&str; 8] =
     ["customer", "region", "env", "ami_id", "vpc_id", "public_subnet_ids", "private_subnet_ids", "app_config"];
+/// Variables of the brief's vars/travis.json that stamp does not derive itself.
+const PACKER_RECORDED: [&str; 3] = ["source_ami", "instance_type", "ssh_username"];
 const PACKER_STANDARD: [&str; 8] =
     ["region", "build_vpc", "build_subnet", "git_id", "aws_endpoint", "customer", "app_repo", "template_hash"];
 
@@ -843,6 +845,13 @@ impl<'a> Engine<'a> {
         ];
         let mut vars: BTreeMap<String, Value> =
             standard.into_iter().filter(|(k, _)| self.template.variables.contains(*k)).map(|(k, v)| (k.to_owned(), v)).collect();
+        // The rest of the brief's vars/travis.json, at the template's defaults, so the
+        // file records every input of the build; [packer.vars] overrides them.
+        for k in PACKER_RECORDED {
+            if let Some(default) = self.template.defaults.get(k) {
+                vars.insert(k.to_owned(), default.clone());
+            }
+        }
         vars.extend(c.packer_vars.values.clone());
         vars
     }

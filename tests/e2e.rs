@@ -87,6 +87,11 @@ fn two_customers_deploy_redeploy_plan_outputs_destroy() {
     assert_eq!(vars["build_subnet"], output(&acme_vpc, "build_subnet_id"));
     assert_eq!(vars["git_id"], "v1");
     assert_eq!(vars["aws_endpoint"], fleet.endpoint.as_str());
+    // Every variable of the brief's vars/travis.json is recorded.
+    for k in ["region", "source_ami", "instance_type", "build_vpc", "build_subnet", "git_id", "ssh_username"] {
+        assert!(vars.get(k).is_some(), "vars/acme.json lacks {k}: {vars:#}");
+    }
+    assert_eq!(vars["instance_type"], "t3.small", "the template's default");
 
     // Full tool output in the stage logs.
     let vpc_log = fleet.log("acme", "vpc");

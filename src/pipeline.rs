@@ -423,13 +423,19 @@ impl<'a> Engine<'a> {
 
     // ------------------------------------------------------------ operations
 
-    async fn deploy(&mut self) -> Result<(), Error> {
-        if !self.opts.auto_approve && !interactive() {
-            return Err(Error::usage_hint(
-                "refusing to apply without a terminal to confirm",
-                "pass --auto-approve (CI) or run it in a terminal",
-            ));
+    /// Without a terminal nobody can answer the prompt: refuse before anything runs.
+    fn approval_possible(&self, verb: &str) -> Result<(), Error> {
+        if self.opts.auto_approve || interactive() {
+            return Ok(());
         }
+        Err(Error::usage_hint(
+            format!("refusing to {verb} without a terminal to confirm"),
+            "pass --auto-approve (CI) or run it in a terminal",
+        ))
+    }
+
+    async fn deploy(&mut self) -> Result<(), Error> {
+        self.approval_possible("apply")?;
         let bucket = self.stage("bucket", "state bucket", async |e: &mut Self| e.bucket_stage(true).await).await?;
         let vpc_out = self
             .stage("vpc", &self.vpc.label.clone(), async |e: &mut Self| e.stack_stage(Which::Vpc, &bucket, Mode::Apply, None).await)
@@ -483,12 +489,7 @@ impl<'a> Engine<'a> {
     }
 
     async fn destroy(&mut self) -> Result<(), Error> {
-        if !self.opts.auto_approve && !interactive() {
-            return Err(Error::usage_hint(
-                "refusing to destroy without a terminal to confirm",
-                "pass --auto-approve (CI) or run it in a terminal",
-            ));
-        }
+        self.approval_possible("destroy")?;
         let bucket = self.stage("bucket", "state bucket", async |e: &mut Self| e.bucket_stage(false).await).await?;
         let mut log = self.log("bucket")?;
         let vpc_state = self.aws.read_object("bucket", &mut log, &bucket, &self.vpc.key.clone()).await?;

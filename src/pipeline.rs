@@ -349,10 +349,6 @@ impl<'a> Engine<'a> {
         })
     }
 
-    pub fn customer(&self) -> &Customer {
-        &self.customer
-    }
-
     /// The stage's log: the first open in a run starts it afresh (keeping the previous
     /// run's beside it), later opens in the same run append.
     fn log(&self, stage: &str) -> Result<StageLog, Error> {

@@ -36,13 +36,9 @@ pub fn install() {
     });
 }
 
-/// How many interrupts stamp has received so far.
-pub fn count() -> u32 {
-    INTERRUPTS.get().map(|r| *r.borrow()).unwrap_or(0)
-}
-
+/// Whether stamp has received an interrupt.
 pub fn interrupted() -> bool {
-    count() > 0
+    INTERRUPTS.get().is_some_and(|r| *r.borrow() > 0)
 }
 
 /// A receiver that wakes on every new interrupt.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::error::{ConfigError, Error};
+use crate::error::ConfigError;
 
 /// Files stamp writes into a working copy; never copied from nor deleted as stale.
 pub const GENERATED_PREFIX: &str = "stamp";
@@ -254,10 +254,6 @@ pub fn state_resource_count(state: &str) -> Result<usize, String> {
 
 pub fn describe_changes(add: u64, change: u64, remove: u64) -> String {
     if add + change + remove == 0 { "no changes".into() } else { format!("{add} to add, {change} to change, {remove} to destroy") }
-}
-
-pub fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
-    Error::io(format!("{what} {}", path.display()), e)
 }
 
 #[cfg(test)]

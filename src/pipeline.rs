@@ -55,10 +55,25 @@ pub fn find_tool(names: &[&str], choice: Option<&str>, root: &Path, key: &str) -
     }
 }
 
-pub fn find_tools(fleet: &Fleet) -> Result<Tools, Error> {
+/// Finds the tools `op` runs; one it does not run may be missing (destroying a
+/// customer needs no packer, rendering needs neither terraform nor packer).
+pub fn find_tools(fleet: &Fleet, op: Operation) -> Result<Tools, Error> {
+    let needed = |found: Result<PathBuf, Error>, name: &str, needed: bool| match found {
+        Ok(p) => Ok(p),
+        Err(_) if !needed => Ok(PathBuf::from(name)),
+        Err(e) => Err(e),
+    };
     Ok(Tools {
-        terraform: find_tool(&["terraform", "tofu"], fleet.tools.terraform.as_deref(), &fleet.root, "[tools] terraform (STAMP_TERRAFORM)")?,
-        packer: find_tool(&["packer"], fleet.tools.packer.as_deref(), &fleet.root, "[tools] packer (STAMP_PACKER)")?,
+        terraform: needed(
+            find_tool(&["terraform", "tofu"], fleet.tools.terraform.as_deref(), &fleet.root, "[tools] terraform (STAMP_TERRAFORM)"),
+            "terraform",
+            op != Operation::Render,
+        )?,
+        packer: needed(
+            find_tool(&["packer"], fleet.tools.packer.as_deref(), &fleet.root, "[tools] packer (STAMP_PACKER)"),
+            "packer",
+            op == Operation::Deploy,
+        )?,
         aws: find_tool(&["aws"], fleet.tools.aws.as_deref(), &fleet.root, "[tools] aws (STAMP_AWS)")?,
     })
 }
@@ -219,7 +234,7 @@ impl<'a> Engine<'a> {
             }
             customer.env = env.clone();
         }
-        let tools = find_tools(fleet)?;
+        let tools = find_tools(fleet, op)?;
         let tf_root = &fleet.paths.terraform;
         let stack = |rel: &str, stage: &'static str, key: String| -> Result<StackJob, Error> {
             let dir = tf_root.join(rel);

@@ -171,6 +171,13 @@ fn render_writes_every_generated_file_and_runs_nothing() {
     assert!(db.contains("production"), "{db}");
     assert!(run.stderr.contains("after the first deploy"), "{}", run.stderr);
     assert!(fleet.buckets().is_empty(), "render creates nothing");
+    // Render runs neither terraform nor packer, so it does not need them; deploy does.
+    let without =
+        common::FLEET_TOML.replace("{tools}/packer", "/nonexistent/packer").replace("{tools}/terraform", "/nonexistent/terraform");
+    fleet.write_config(&without.replace("[aws]\n", "[aws]\naccount_id = \"210987654321\"\n"));
+    fleet.stamp(&["render", "acme"]).ok();
+    fleet.stamp(&["deploy", "acme", "--auto-approve"]).code(2).stderr_has("/nonexistent/terraform does not exist");
+    assert!(fleet.buckets().is_empty());
 }
 
 #[test]

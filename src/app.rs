@@ -152,7 +152,7 @@ async fn outputs(fleet: &Fleet, target: &Target, as_json: bool, show: bool) -> R
     }
     let aws_path = pipeline::find_tool(&["aws"], fleet.tools.aws.as_deref(), &fleet.root, "[tools] aws (STAMP_AWS)")?;
     let env = pipeline::tool_env(fleet, &customer.region, &fleet.paths.work)?;
-    let aws = crate::aws::Aws { program: aws_path, endpoint: fleet.aws.endpoint.clone(), env, cwd: fleet.root.clone() };
+    let aws = crate::aws::Aws::new(fleet, aws_path, env);
     let mut log = StageLog::discard();
     let bucket: BucketName = pipeline::state_bucket(fleet, &customer, &aws, &mut log).await?;
     let keys = [
@@ -292,7 +292,7 @@ async fn doctor(fleet: &Fleet) -> Result<(), Error> {
         }
     }
     if let Some(program) = aws_path {
-        let aws = crate::aws::Aws { program, endpoint: fleet.aws.endpoint.clone(), env: env.clone(), cwd: fleet.root.clone() };
+        let aws = crate::aws::Aws::new(fleet, program, env.clone());
         match aws.account_id("doctor", &mut StageLog::discard()).await {
             Ok(a) => println!("ok   {:<10} credentials work, account {a}", "aws"),
             Err(e) => {

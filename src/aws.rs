@@ -23,6 +23,11 @@ pub const TAG_GIT_ID: &str = "stamp:git_id";
 pub const TAG_TEMPLATE_HASH: &str = "stamp:template_hash";
 
 impl Aws {
+    /// The AWS CLI at `program`, as the fleet reaches AWS (endpoint), with the tools' environment.
+    pub fn new(fleet: &crate::config::Fleet, program: std::path::PathBuf, env: Vec<(String, String)>) -> Self {
+        Self { program, endpoint: fleet.aws.endpoint.clone(), env, cwd: fleet.root.clone() }
+    }
+
     pub fn command<I: IntoIterator<Item = S>, S: Into<std::ffi::OsString>>(&self, args: I) -> ToolCommand {
         let mut c = ToolCommand::new(&self.program, &self.cwd).envs(&self.env).stop_with(libc::SIGTERM);
         if let Some(e) = &self.endpoint {

@@ -328,7 +328,7 @@ impl<'a> Engine<'a> {
         std::fs::create_dir_all(&work).map_err(|e| Error::io(format!("creating {}", work.display()), e))?;
         let lock = if op == Operation::Render { None } else { Some(lock_work_dir(&work)?) };
         let env = tool_env(fleet, &customer.region, &fleet.paths.work)?;
-        let aws = Aws { program: tools.aws.clone(), endpoint: fleet.aws.endpoint.clone(), env: env.clone(), cwd: fleet.root.clone() };
+        let aws = Aws::new(fleet, tools.aws.clone(), env.clone());
         let report = RunReport {
             customer: name.to_string(),
             operation: op,
@@ -578,7 +578,7 @@ impl<'a> Engine<'a> {
             _ => self.reporter.info("frontends inputs need the vpc outputs and an AMI: they are rendered after the first deploy"),
         }
         if let Some(v) = &vpc {
-            written.push(self.write_packer_vars(v)?);
+            written.push(self.write_packer_vars(v, &self.template_hash()?)?);
         } else {
             self.reporter.info(&format!("vars/{}.json needs the vpc outputs: it is rendered after the first deploy", self.customer.name));
         }
@@ -868,12 +868,15 @@ impl<'a> Engine<'a> {
         vars
     }
 
-    fn write_packer_vars(&self, vpc: &VpcOutputs) -> Result<PathBuf, Error> {
-        let hash = packer::template_hash(&self.fleet.paths.packer_template).map_err(|e| Error::io("hashing the packer template", e))?;
+    fn template_hash(&self) -> Result<String, Error> {
+        packer::template_hash(&self.fleet.paths.packer_template).map_err(|e| Error::io("hashing the packer template", e))
+    }
+
+    fn write_packer_vars(&self, vpc: &VpcOutputs, hash: &str) -> Result<PathBuf, Error> {
         let dir = &self.fleet.paths.vars;
         std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         let path = dir.join(format!("{}.json", self.customer.name));
-        std::fs::write(&path, render::vars_json(&self.packer_vars(vpc, &hash)))
+        std::fs::write(&path, render::vars_json(&self.packer_vars(vpc, hash)))
             .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
         Ok(path)
     }
@@ -893,8 +896,8 @@ impl<'a> Engine<'a> {
     async fn ami_stage(&mut self, vpc: &VpcOutputs) -> Result<(AmiId, Status, String), Error> {
         let mut log = self.log("ami")?;
         let template = self.fleet.paths.packer_template.clone();
-        let hash = packer::template_hash(&template).map_err(|e| Error::io("hashing the packer template", e))?;
-        let vars_file = self.write_packer_vars(vpc)?;
+        let hash = self.template_hash()?;
+        let vars_file = self.write_packer_vars(vpc, &hash)?;
         if let Some(files) = &self.app_config {
             self.write_app_config(files)?;
         }

@@ -5,6 +5,9 @@ SHELL := bash
 
 # A real terraform, packer or aws already on PATH wins; .tools/bin is the fallback.
 export PATH := $(PATH):$(CURDIR)/.tools/bin
+# Terraform's CLI configuration: the user's own when it exists, else the one
+# scripts/setup-tools.sh writes (hashicorp/aws from a provider mirror found on the machine).
+export TF_CLI_CONFIG_FILE := $(if $(wildcard $(TF_CLI_CONFIG_FILE)),$(TF_CLI_CONFIG_FILE),$(CURDIR)/.tools/terraformrc)
 STAMP := $(CURDIR)/target/release/stamp
 CUSTOMER ?=
 ENV ?=

@@ -13,7 +13,9 @@ start)
   moto="${STAMP_TOOLS_DIR:-$root/.tools}/bin/moto_server"
   [ -x "$moto" ] || { echo "emulator: $moto is missing: run scripts/setup-tools.sh" >&2; exit 1; }
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  nohup "$moto" -H 127.0.0.1 -p "$port" > "$dir/emulator.log" 2>&1 &
+  # The real stacks attach AWS-managed IAM policies (AmazonSSMManagedInstanceCore,
+  # AmazonRDSEnhancedMonitoringRole): moto knows them only when told to load them.
+  MOTO_IAM_LOAD_MANAGED_POLICIES=true nohup "$moto" -H 127.0.0.1 -p "$port" > "$dir/emulator.log" 2>&1 &
   echo $! > "$dir/pid"
   url="http://127.0.0.1:$port"
   for _ in $(seq 1 300); do

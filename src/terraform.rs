@@ -165,13 +165,39 @@ pub fn sync_tree(src: &Path, dest: &Path) -> std::io::Result<()> {
 /// One event of terraform's `-json` machine-readable UI.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TfEvent {
-    ChangeSummary { add: u64, change: u64, remove: u64, operation: String },
-    PlannedChange { address: String, action: String },
-    ApplyStart { address: String },
-    ApplyComplete { address: String },
-    ApplyErrored { address: String },
-    Diagnostic { severity: String, summary: String, detail: String },
-    Other { message: String },
+    ChangeSummary {
+        add: u64,
+        change: u64,
+        remove: u64,
+        operation: String,
+    },
+    PlannedChange {
+        address: String,
+        action: String,
+    },
+    ApplyStart {
+        address: String,
+    },
+    /// Terraform's "Still creating... [1m30s elapsed]", every 10 s of a long resource.
+    ApplyProgress {
+        address: String,
+        action: String,
+        elapsed_secs: u64,
+    },
+    ApplyComplete {
+        address: String,
+    },
+    ApplyErrored {
+        address: String,
+    },
+    Diagnostic {
+        severity: String,
+        summary: String,
+        detail: String,
+    },
+    Other {
+        message: String,
+    },
 }
 
 pub fn parse_event(line: &str) -> Option<TfEvent> {
@@ -190,6 +216,10 @@ pub fn parse_event(line: &str) -> Option<TfEvent> {
             TfEvent::PlannedChange { address, action: s(c, "action") }
         }
         "apply_start" => TfEvent::ApplyStart { address: addr(&v) },
+        "apply_progress" => {
+            let h = v.get("hook")?;
+            TfEvent::ApplyProgress { address: addr(&v), action: s(h, "action"), elapsed_secs: n(h, "elapsed_seconds") }
+        }
         "apply_complete" => TfEvent::ApplyComplete { address: addr(&v) },
         "apply_errored" => TfEvent::ApplyErrored { address: addr(&v) },
         "diagnostic" => {
@@ -252,8 +282,107 @@ pub fn state_resource_count(state: &str) -> Result<usize, String> {
         .unwrap_or(0))
 }
 
+/// What terraform waits for while a resource of this type is being applied (the
+/// provider polls AWS until then), for the log of a resource that takes long.
+pub fn waiting_for(address: &str, action: &str) -> String {
+    let ty = address.rsplit('.').nth(1).unwrap_or_default();
+    let deleting = action == "delete";
+    let what = match (ty, deleting) {
+        ("aws_db_instance", false) => {
+            "the RDS instance to report `available` (creation, backups and monitoring set-up take minutes on AWS)"
+        }
+        ("aws_db_instance", true) => "the RDS instance to be deleted (after its final snapshot)",
+        ("aws_autoscaling_group", false) => "the auto-scaling group's instances to be InService, or its instance refresh to finish",
+        ("aws_autoscaling_group", true) => "the auto-scaling group's instances to terminate",
+        ("aws_lb", false) => "the load balancer to become `active`",
+        ("aws_nat_gateway", _) => "the NAT gateway to change state",
+        ("aws_kms_key", true) => "the KMS key to be scheduled for deletion",
+        (_, true) => "AWS to confirm the deletion",
+        _ => "AWS to report the resource ready",
+    };
+    let verb = match action {
+        "create" => "creating",
+        "update" => "updating",
+        "delete" => "destroying",
+        "read" => "reading",
+        other => other,
+    };
+    format!("terraform is still {verb} {address}: it waits for {what}")
+}
+
 pub fn describe_changes(add: u64, change: u64, remove: u64) -> String {
     if add + change + remove == 0 { "no changes".into() } else { format!("{add} to add, {change} to change, {remove} to destroy") }
+}
+
+/// Names the root of an unpacked provider mirror (Terraform's filesystem-mirror layout).
+pub const MIRROR_VAR: &str = "STAMP_TF_PROVIDER_MIRROR";
+
+/// Roots where machines ship an unpacked hashicorp/aws mirror, searched in order
+/// when `STAMP_TF_PROVIDER_MIRROR` is not set (scripts/provider-mirror.sh searches
+/// the same, then deeper).
+const MIRROR_ROOTS: [&str; 4] =
+    ["/opt/tf-plugins", "/opt/terraform/plugins", "/usr/local/share/terraform/plugins", "/usr/share/terraform/plugins"];
+
+/// Whether `root` holds registry.terraform.io/hashicorp/aws/<version>/<os_arch>/terraform-provider-aws_v*.
+pub fn mirror_holds_aws(root: &Path) -> bool {
+    let Ok(versions) = std::fs::read_dir(root.join("registry.terraform.io/hashicorp/aws")) else { return false };
+    versions.flatten().filter_map(|v| std::fs::read_dir(v.path()).ok()).flat_map(|p| p.flatten()).any(|platform| {
+        std::fs::read_dir(platform.path())
+            .map(|files| files.flatten().any(|f| f.file_name().to_string_lossy().starts_with("terraform-provider-aws_v")))
+            .unwrap_or(false)
+    })
+}
+
+/// The hashicorp/aws mirror to install from: `STAMP_TF_PROVIDER_MIRROR` (an error
+/// when it holds no provider), else the first of the usual roots that holds one.
+pub fn provider_mirror() -> Result<Option<PathBuf>, crate::error::Error> {
+    if let Some(dir) = std::env::var_os(MIRROR_VAR).filter(|v| !v.is_empty()) {
+        let dir = PathBuf::from(dir);
+        if mirror_holds_aws(&dir) {
+            return Ok(Some(dir));
+        }
+        return Err(crate::error::Error::usage_hint(
+            format!("{MIRROR_VAR}={}: holds no hashicorp/aws provider", dir.display()),
+            "it must be the root of a filesystem mirror: ROOT/registry.terraform.io/hashicorp/aws/<version>/<os>_<arch>/terraform-provider-aws_v*; unset it to download providers",
+        ));
+    }
+    Ok(MIRROR_ROOTS.iter().map(PathBuf::from).find(|d| mirror_holds_aws(d)))
+}
+
+/// The CLI configuration stamp writes when the user has none: hashicorp/aws from
+/// `mirror` and every other provider directly; empty (download as usual) without one.
+pub fn cli_config_text(mirror: Option<&Path>) -> String {
+    let mut text = String::from("# Written by stamp: the user has no Terraform CLI configuration (README: Environment variables).\n");
+    if let Some(m) = mirror {
+        let path = serde_json::to_string(&m.display().to_string()).unwrap_or_default();
+        text.push_str(&format!(
+            "provider_installation {{\n  filesystem_mirror {{\n    path    = {path}\n    include = [\"registry.terraform.io/hashicorp/aws\"]\n  }}\n  direct {{\n    exclude = [\"registry.terraform.io/hashicorp/aws\"]\n  }}\n}}\n"
+        ));
+    }
+    text
+}
+
+/// Which CLI configuration terraform runs with. The user's own wins: an existing
+/// `TF_CLI_CONFIG_FILE` (or its legacy name `TERRAFORM_CONFIG`), else `~/.terraformrc`;
+/// then `None` (nothing to set). Otherwise (none, or a variable naming a file that
+/// does not exist) stamp writes `<work_root>/terraformrc` with `cli_config_text`.
+pub fn cli_config(work_root: &Path) -> Result<Option<PathBuf>, crate::error::Error> {
+    let named = ["TF_CLI_CONFIG_FILE", "TERRAFORM_CONFIG"].iter().find_map(|k| std::env::var_os(k).filter(|v| !v.is_empty()));
+    match named.map(PathBuf::from) {
+        Some(p) if p.is_file() => return Ok(None),
+        Some(_) => {}
+        None => {
+            if std::env::var_os("HOME").is_some_and(|h| Path::new(&h).join(".terraformrc").is_file()) {
+                return Ok(None);
+            }
+        }
+    }
+    let rc = work_root.join("terraformrc");
+    let text = cli_config_text(provider_mirror()?.as_deref());
+    if std::fs::read_to_string(&rc).ok().as_deref() != Some(text.as_str()) {
+        std::fs::write(&rc, &text).map_err(|e| crate::error::Error::io(format!("writing {}", rc.display()), e))?;
+    }
+    Ok(Some(rc))
 }
 
 #[cfg(test)]
@@ -357,5 +486,37 @@ data "terraform_remote_state" "vpc" {
         assert_eq!(state_resource_count(r#"{"version":4,"resources":[]}"#).unwrap(), 0);
         assert_eq!(state_resource_count(r#"{"resources":[{"mode":"data"},{"mode":"managed"}]}"#).unwrap(), 1);
         assert_eq!(describe_changes(1, 0, 2), "1 to add, 0 to change, 2 to destroy");
+    }
+
+    #[test]
+    fn cli_config_takes_only_hashicorp_aws_from_the_mirror() {
+        let text = cli_config_text(Some(Path::new("/opt/tf plugins")));
+        assert!(text.contains("path    = \"/opt/tf plugins\""), "{text}");
+        assert!(text.contains("include = [\"registry.terraform.io/hashicorp/aws\"]"));
+        assert!(text.contains("exclude = [\"registry.terraform.io/hashicorp/aws\"]"));
+        assert!(!cli_config_text(None).contains("provider_installation"));
+    }
+
+    #[test]
+    fn a_mirror_must_hold_the_provider_in_the_filesystem_mirror_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!mirror_holds_aws(dir.path()));
+        let platform = dir.path().join("registry.terraform.io/hashicorp/aws/5.100.0/linux_amd64");
+        std::fs::create_dir_all(&platform).unwrap();
+        assert!(!mirror_holds_aws(dir.path()));
+        std::fs::write(platform.join("terraform-provider-aws_v5.100.0_x5"), "").unwrap();
+        assert!(mirror_holds_aws(dir.path()));
+    }
+
+    #[test]
+    fn long_applies_say_what_terraform_waits_for() {
+        let t = waiting_for("module.frontend.aws_db_instance.this", "create");
+        assert!(t.starts_with("terraform is still creating module.frontend.aws_db_instance.this: it waits for the RDS instance"), "{t}");
+        assert!(waiting_for("aws_autoscaling_group.app", "update").contains("instance refresh"));
+        assert!(waiting_for("aws_vpc.this", "delete").contains("deletion"));
+        let ev = parse_event(
+            r#"{"@message":"x: Still creating... [1m0s elapsed]","type":"apply_progress","hook":{"resource":{"addr":"aws_lb.this"},"action":"create","elapsed_seconds":60}}"#,
+        );
+        assert_eq!(ev, Some(TfEvent::ApplyProgress { address: "aws_lb.this".into(), action: "create".into(), elapsed_secs: 60 }));
     }
 }

@@ -32,6 +32,9 @@ pub enum Tail {
     Text(String),
     /// Leave it out (noise).
     Skip,
+    /// Leave it out of the summary, and write this note of stamp's own into the log
+    /// after the line (what a long-running step is waiting for).
+    Note(String),
 }
 
 /// A command to run, with everything needed to print it for a human.
@@ -192,6 +195,10 @@ impl ToolCommand {
                             Tail::Raw => Some(text),
                             Tail::Text(t) => Some(t),
                             Tail::Skip => None,
+                            Tail::Note(n) => {
+                                log.note(&format!("stamp: {n}"));
+                                None
+                            }
                         };
                         if let Some(t) = keep.filter(|t| !t.trim().is_empty()) {
                             if tail.len() == TAIL_LINES { tail.pop_front(); }

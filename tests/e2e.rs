@@ -185,7 +185,7 @@ fn doctor_reports_tools_versions_and_credentials() {
     let emu = Emulator::start();
     let fleet = Fleet::new(&emu);
     let run = fleet.stamp(&["doctor"]).ok();
-    assert!(run.stdout.contains("ok   terraform") && run.stdout.contains("Terraform v1.15"), "{}", run.stdout);
+    assert!(run.stdout.contains("ok   terraform") && run.stdout.contains("Terraform v1."), "{}", run.stdout);
     assert!(run.stdout.contains("ok   packer") && run.stdout.contains("Packer v"), "{}", run.stdout);
     assert!(run.stdout.contains("credentials work, account 123456789012"), "{}", run.stdout);
     // A tool that is not there, and an endpoint that does not answer.

@@ -37,6 +37,8 @@ impl Emulator {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new(tool("moto_server"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            // The real stacks attach AWS-managed IAM policies.
+            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -124,6 +126,8 @@ impl Fleet {
         c.current_dir(self.path())
             .args(args)
             .env("CI", "true")
+            // The CLI configuration scripts/setup-tools.sh wrote (the provider mirror).
+            .env("TF_CLI_CONFIG_FILE", tools().join("../terraformrc"))
             .env_remove("STAMP_AWS_ENDPOINT")
             .env_remove("STAMP_CONFIG")
             .env_remove("AWS_PROFILE")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make demo`: deploys customer acme of the demo fleet (examples/demo) against a
-# fresh emulated AWS, prints its outputs, and stops the emulator. Offline, no account.
+# `make demo`: deploys customer acme of the demo fleet (examples/demo: the real
+# Terraform stacks, the real packer template's emulator builder) against a fresh
+# emulated AWS, prints where it answers, and stops the emulator. Offline, no account.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -12,9 +13,23 @@ trap 'scripts/emulator.sh stop "$state"' EXIT
 STAMP_AWS_ENDPOINT=$(cat "$state/url")
 export STAMP_AWS_ENDPOINT
 export PATH="$PATH:$root/.tools/bin"
+if [ ! -f "${TF_CLI_CONFIG_FILE:-/nonexistent}" ]; then
+  export TF_CLI_CONFIG_FILE="$root/.tools/terraformrc"
+fi
 
 config=examples/demo/stamp.toml
+started=$(date +%s)
 "$stamp" --config "$config" deploy acme --auto-approve
+took=$(( $(date +%s) - started ))
+outputs=$("$stamp" --config "$config" outputs acme --json)
+field() { python3 -c 'import json,sys; print(json.load(sys.stdin)["frontends/production"][sys.argv[1]])' "$1" <<<"$outputs"; }
 echo
-echo "Outputs of acme, read back from its state in the emulated S3:"
+echo "acme is deployed (in ${took}s), read back from its state in the emulated S3:"
+echo "  public URL:          $(field public_url)"
+echo "  load balancer:       $(field load_balancer_dns_name)"
+echo "  auto-scaling group:  $(field autoscaling_group_name)"
+echo "  database endpoint:   $(field database_endpoint)"
+echo "  AMI:                 $(field ami_id)"
+echo
+echo "All outputs:"
 "$stamp" --config "$config" outputs acme

@@ -87,3 +87,43 @@ fn rendering_the_real_fleet_passes_the_payload_checks() {
         assert!(stdout.lines().any(|l| l.starts_with("PASS") && l.contains(check)), "no passing {check:?} in:\n{stdout}");
     }
 }
+
+/// `terraform validate` of every real stack and the module against the real
+/// hashicorp/aws provider's schema (from the mirror scripts/setup-tools.sh found),
+/// with the committed lock files checked, not rewritten. No emulator needed.
+#[test]
+fn every_real_stack_and_module_validates_against_the_real_provider_schema() {
+    let copy = tempfile::tempdir().unwrap();
+    let status = Command::new("cp").arg("-r").arg(repo().join("terraform")).arg(copy.path()).status().unwrap();
+    assert!(status.success());
+    let rc = common::tools().join("../terraformrc");
+    for rel in ["vpc", "frontends/production", "frontends/staging", "modules/frontend"] {
+        let dir = copy.path().join("terraform").join(rel);
+        let lock = std::fs::read_to_string(dir.join(".terraform.lock.hcl")).ok();
+        let run = |args: &[&str]| {
+            let out = Command::new(common::tool("terraform"))
+                .current_dir(&dir)
+                .args(args)
+                .env("TF_CLI_CONFIG_FILE", &rc)
+                .env("TF_IN_AUTOMATION", "1")
+                .env("CHECKPOINT_DISABLE", "1")
+                .output()
+                .unwrap();
+            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            assert!(out.status.success(), "terraform {args:?} in {rel}:\n{text}");
+            text
+        };
+        // Roots keep their lock file as committed; the module has none of its own.
+        let init = if lock.is_some() {
+            run(&["init", "-backend=false", "-input=false", "-lockfile=readonly"])
+        } else {
+            run(&["init", "-backend=false", "-input=false"])
+        };
+        assert!(init.contains("hashicorp/aws v5.100.0"), "{rel} did not install hashicorp/aws 5.100.0:\n{init}");
+        run(&["validate", "-no-color"]);
+        if let Some(lock) = lock {
+            assert_eq!(std::fs::read_to_string(dir.join(".terraform.lock.hcl")).unwrap(), lock, "init rewrote {rel}'s lock file");
+            assert!(lock.contains("h1:edXOJWE4ORX8Fm+dpVpICzMZJat4AX0VRCAy/xkcOc0="), "{rel}: the lock lacks the linux_amd64 h1");
+        }
+    }
+}

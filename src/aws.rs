@@ -201,6 +201,31 @@ impl Aws {
         Ok(images)
     }
 
+    /// Whether deletion protection is on right now (the state may be older: the
+    /// operator may just have turned it off). A resource that is gone is not protected.
+    pub async fn still_protected(&self, stage: &str, log: &mut StageLog, p: &crate::terraform::Protected) -> Result<bool, Error> {
+        use crate::terraform::Protected;
+        let (args, query): (Vec<&str>, &str) = match p {
+            Protected::Database { identifier } => {
+                (vec!["rds", "describe-db-instances", "--db-instance-identifier", identifier.as_str()], "DBInstances[0].DeletionProtection")
+            }
+            Protected::LoadBalancer { arn } => (
+                vec!["elbv2", "describe-load-balancer-attributes", "--load-balancer-arn", arn.as_str()],
+                "Attributes[?Key=='deletion_protection.enabled'].Value | [0]",
+            ),
+        };
+        let mut full = args.clone();
+        full.extend(["--query", query, "--output", "text"]);
+        let (code, out, stderr) = self.run(stage, log, &full, &[0, 254, 255]).await?;
+        if code == 0 {
+            return Ok(out.trim().eq_ignore_ascii_case("true"));
+        }
+        if stderr.contains("DBInstanceNotFound") || stderr.contains("LoadBalancerNotFound") {
+            return Ok(false);
+        }
+        Err(Error::stage(format!("cannot tell whether deletion protection is on: {}", stderr.trim())))
+    }
+
     pub async fn delete_image(&self, stage: &str, log: &mut StageLog, ami: &AmiId, snapshots: &[String]) -> Result<(), Error> {
         self.run(stage, log, &["ec2", "deregister-image", "--image-id", ami.as_str()], &[0]).await?;
         for s in snapshots {

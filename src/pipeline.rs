@@ -519,6 +519,9 @@ impl<'a> Engine<'a> {
             .and_then(|v| v.value.as_str())
             .and_then(|s| AmiId::parse(s).ok())
             .unwrap_or_else(|| AmiId::parse("ami-00000000").expect("valid"));
+        if let Some(state) = fe_state.as_deref() {
+            self.refuse_protected(&mut log, state).await?;
+        }
         let label = self.frontends.label.clone();
         if fe_state.as_deref().map(terraform::state_resource_count).transpose().map_err(Error::stage)?.unwrap_or(0) > 0 {
             self.stage("frontends", &label, async |e: &mut Self| {
@@ -550,6 +553,53 @@ impl<'a> Engine<'a> {
             "The state bucket {bucket} is kept: it holds the state history. Remove it with `aws s3 rb s3://{bucket} --force` once you no longer need it."
         ));
         Ok(())
+    }
+
+    /// A destroy that would stop at a protected database or load balancer (after
+    /// the app servers are gone) is refused before anything is destroyed.
+    async fn refuse_protected(&mut self, log: &mut StageLog, state: &str) -> Result<(), Error> {
+        let mut on = Vec::new();
+        for p in terraform::protected_resources(state).map_err(Error::stage)? {
+            if self.aws.still_protected("bucket", log, &p).await? {
+                on.push(p);
+            }
+        }
+        if on.is_empty() {
+            return Ok(());
+        }
+        let endpoint = self.fleet.aws.endpoint.as_ref().map(|e| format!(" --endpoint-url {e}")).unwrap_or_default();
+        let region = &self.customer.region;
+        let (what, commands): (Vec<String>, Vec<String>) = on
+            .iter()
+            .map(|p| match p {
+                terraform::Protected::Database { identifier } => (
+                    format!("database {identifier}"),
+                    format!(
+                        "aws{endpoint} --region {region} rds modify-db-instance --db-instance-identifier {identifier} --no-deletion-protection --apply-immediately"
+                    ),
+                ),
+                terraform::Protected::LoadBalancer { arn } => (
+                    format!("load balancer {arn}"),
+                    format!(
+                        "aws{endpoint} --region {region} elbv2 modify-load-balancer-attributes --load-balancer-arn {arn} --attributes Key=deletion_protection.enabled,Value=false"
+                    ),
+                ),
+            })
+            .unzip();
+        Err(Error::stage_hint(
+            format!(
+                "refusing to destroy {}: deletion protection is on for {} ({} env); nothing was destroyed",
+                self.customer.name,
+                what.join(" and "),
+                self.customer.env
+            ),
+            format!(
+                "this is what protects a production customer from a mistaken destroy. To destroy it for good, turn it off, \
+                 then run `stamp destroy {}` again (RDS then keeps a final snapshot):\n    {}",
+                self.customer.name,
+                commands.join("\n    ")
+            ),
+        ))
     }
 
     async fn render(&mut self) -> Result<(), Error> {

@@ -310,6 +310,38 @@ pub fn waiting_for(address: &str, action: &str) -> String {
     format!("terraform is still {verb} {address}: it waits for {what}")
 }
 
+/// A resource in a state that refuses deletion while its protection is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Protected {
+    /// An RDS instance (`deletion_protection`), by identifier.
+    Database { identifier: String },
+    /// A load balancer (`enable_deletion_protection`), by ARN.
+    LoadBalancer { arn: String },
+}
+
+/// The resources of a state file that were applied with deletion protection on.
+pub fn protected_resources(state: &str) -> Result<Vec<Protected>, String> {
+    let v: Value = serde_json::from_str(state).map_err(|e| format!("state is not JSON: {e}"))?;
+    let mut found = Vec::new();
+    for r in v.get("resources").and_then(Value::as_array).into_iter().flatten() {
+        if r.get("mode").and_then(Value::as_str) != Some("managed") {
+            continue;
+        }
+        let ty = r.get("type").and_then(Value::as_str).unwrap_or_default();
+        for i in r.get("instances").and_then(Value::as_array).into_iter().flatten() {
+            let a = &i["attributes"];
+            let on = |k: &str| a.get(k).and_then(Value::as_bool).unwrap_or(false);
+            let text = |k: &str| a.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+            match ty {
+                "aws_db_instance" if on("deletion_protection") => found.push(Protected::Database { identifier: text("identifier") }),
+                "aws_lb" | "aws_alb" if on("enable_deletion_protection") => found.push(Protected::LoadBalancer { arn: text("arn") }),
+                _ => {}
+            }
+        }
+    }
+    Ok(found)
+}
+
 pub fn describe_changes(add: u64, change: u64, remove: u64) -> String {
     if add + change + remove == 0 { "no changes".into() } else { format!("{add} to add, {change} to change, {remove} to destroy") }
 }

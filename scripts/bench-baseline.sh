@@ -110,7 +110,11 @@ run 0 "$root" - "$aws" --endpoint-url "$BL_ENDPOINT" s3api put-public-access-blo
 # stack DIR: init, plan, apply when the plan has changes, outputs to $tmp/outputs.json.
 stack() {
   local dir=$1
-  run 0 "$dir" - "$terraform" init -input=false -no-color -reconfigure
+  if [ -f "$dir/stamp.s3.tfbackend" ]; then # a partial backend "s3" {}, completed per customer
+    run 0 "$dir" - "$terraform" init -input=false -no-color -reconfigure -backend-config=stamp.s3.tfbackend
+  else
+    run 0 "$dir" - "$terraform" init -input=false -no-color -reconfigure
+  fi
   run "0 2" "$dir" - "$terraform" plan -input=false -json -detailed-exitcode -lock-timeout=60s -out=stamp.tfplan -var-file=stamp.tfvars.json
   if [ "$rc" = 2 ]; then
     run 0 "$dir" - "$terraform" apply -input=false -json -lock-timeout=60s stamp.tfplan

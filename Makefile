@@ -15,13 +15,16 @@ ENV ?=
 APPROVE := $(if $(CI),--auto-approve,)
 STAMP_FLAGS ?=
 
-.PHONY: demo test lint ci customer plan destroy outputs render list doctor tools tools-checks build bench clean
+.PHONY: demo test test-aws lint ci customer plan destroy outputs render list doctor tools tools-checks build bench clean
 
 demo: tools build ## Deploy the demo customer against an emulated AWS, offline
 	scripts/demo.sh
 
 test: tools-checks ## Unit, end-to-end (real tools + emulator), signal and payload tests
 	cargo test --locked --all-targets
+
+test-aws: tools ## The real stacks on the real provider against the emulator: deploy, redeploy, destroy (minutes)
+	cargo test --locked --test real_stacks -- --ignored --test-threads 2
 
 lint: ## Formatting and clippy, as CI runs them
 	cargo fmt --check

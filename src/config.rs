@@ -49,6 +49,8 @@ struct RawFleet {
     envs: Option<Spanned<Vec<String>>>,
     app_repo: Option<String>,
     git_id: Option<Spanned<String>>,
+    /// Customers deployed first by `--canary K` (in this order).
+    canary: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -108,6 +110,8 @@ struct RawCustomerFile {
     env: Option<Spanned<String>>,
     git_id: Option<Spanned<String>>,
     app_repo: Option<String>,
+    /// Labels for `--tag`.
+    tags: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     vpc: RawStage,
     #[serde(default)]
@@ -192,6 +196,8 @@ pub struct Fleet {
     pub aws: AwsSettings,
     pub tools: ToolChoice,
     pub packer_only: Vec<String>,
+    /// `[fleet] canary`: the customers `--canary K` takes first, in this order.
+    pub canary: Vec<CustomerName>,
     pub vpc_vars: StageVars,
     pub packer_vars: StageVars,
     pub frontends_vars: StageVars,
@@ -208,6 +214,7 @@ pub struct Customer {
     pub env: EnvName,
     pub git_id: String,
     pub app_repo: String,
+    pub tags: Vec<String>,
     pub vpc_vars: StageVars,
     pub packer_vars: StageVars,
     pub frontends_vars: StageVars,
@@ -342,6 +349,14 @@ impl Fleet {
                 aws: env.aws.clone().or(raw.tools.aws.clone()),
             },
             packer_only: raw.packer.only.clone(),
+            canary: match &raw.fleet.canary {
+                Some(list) => list
+                    .get_ref()
+                    .iter()
+                    .map(|n| CustomerName::parse(n).map_err(|m| ConfigError::at(path, text, list.span(), format!("[fleet] canary: {m}"))))
+                    .collect::<Result<Vec<_>, _>>()?,
+                None => Vec::new(),
+            },
             vpc_vars: StageVars::default(),
             packer_vars: StageVars::default(),
             frontends_vars: StageVars::default(),
@@ -374,7 +389,13 @@ impl Fleet {
             let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned();
             names.push(CustomerName::parse(&stem).map_err(|m| (p.clone(), m)));
         }
-        names.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        // Valid names first, by name; then the invalid files, by path.
+        names.sort_by(|a, b| match (a, b) {
+            (Ok(x), Ok(y)) => x.as_str().cmp(y.as_str()),
+            (Ok(_), Err(_)) => std::cmp::Ordering::Less,
+            (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
+            (Err((x, _)), Err((y, _))) => x.cmp(y),
+        });
         Ok(names)
     }
 
@@ -429,6 +450,14 @@ impl Fleet {
             }
         };
         let app_repo = raw.app_repo.clone().or_else(|| self.app_repo.clone()).unwrap_or_default();
+        let tags = match &raw.tags {
+            Some(t) => t
+                .get_ref()
+                .iter()
+                .map(|tag| check_tag(tag).map_err(|m| ConfigError::at(file, text, t.span(), format!("tags: {m}"))))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
+        };
         let mut vpc_vars = self.vpc_vars.clone();
         vpc_vars.merge(file, text, &raw.vpc.vars, "vpc.vars")?;
         let mut packer_vars = self.packer_vars.clone();
@@ -443,6 +472,7 @@ impl Fleet {
             env,
             git_id,
             app_repo,
+            tags,
             vpc_vars,
             packer_vars,
             frontends_vars,
@@ -484,6 +514,12 @@ fn check_endpoint(e: &str) -> Result<String, String> {
         Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => Ok(e.trim_end_matches('/').to_owned()),
         _ => Err(format!("`{e}` is not a URL; expected something like http://127.0.0.1:5000")),
     }
+}
+
+/// A tag: what `--tag` matches, so no spaces or shell metacharacters.
+fn check_tag(t: &str) -> Result<String, String> {
+    let ok = !t.is_empty() && t.len() <= 64 && t.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+    if ok { Ok(t.to_owned()) } else { Err(format!("`{t}` is not a tag: use 1 to 64 letters, digits, `-`, `_`, `.` or `:`")) }
 }
 
 fn check_git_id(g: &str) -> Result<String, String> {

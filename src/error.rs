@@ -113,6 +113,13 @@ pub enum Error {
     Stage { message: String, hint: Option<String> },
     #[error("interrupted{}", .0.as_ref().map(|s| format!(" during {s}")).unwrap_or_default())]
     Interrupted(Option<String>),
+    /// Not started, or stopped between two stages: the run was stopping (`cancel`).
+    #[error("stopped before finishing: {0}")]
+    Stopped(String),
+    /// Problems already printed one by one (all customers' configuration errors,
+    /// a fleet's failures); carries the exit code and a one-line summary.
+    #[error("{message}")]
+    Reported { message: String, code: i32 },
 }
 
 impl Error {
@@ -137,6 +144,8 @@ impl Error {
             Error::Config(_) | Error::Usage { .. } => EXIT_USAGE,
             Error::Tool(_) | Error::Stage { .. } => EXIT_STAGE_FAILED,
             Error::Interrupted(_) => EXIT_INTERRUPTED,
+            Error::Stopped(_) => EXIT_STAGE_FAILED,
+            Error::Reported { code, .. } => *code,
         }
     }
 }

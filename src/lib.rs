@@ -1,17 +1,25 @@
 //! stamp: one isolated copy of a web service's AWS infrastructure per customer.
-//! `cli` holds the clap types; `app` turns them into settings and runs the engine
-//! (`pipeline`), which reports through `progress` and runs tools through `tool`.
+//!
+//! - `cli` (clap types) -> `commands` (arguments -> options -> operation, output);
+//! - `fleet`: which customers, what they share, one bake per image, the scheduler;
+//! - `customer`: a customer's resolved plan, its pipeline, its run report;
+//! - `stages`: bucket, stack, ami (one file each, typed in and out);
+//! - `tools`: the one process runner, terraform, packer, the AWS CLI;
+//! - `ui`: events and their renderers, summaries, the prompt;
+//! - `config`, `render`, `names`, `error`, `signals`, `cancel`.
 
-pub mod app;
-pub mod aws;
+pub mod cancel;
 pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod customer;
 pub mod error;
+pub mod fleet;
 pub mod names;
-pub mod packer;
-pub mod pipeline;
-pub mod progress;
 pub mod render;
 pub mod signals;
-pub mod terraform;
-pub mod tool;
+pub mod stages;
+pub mod tools;
+pub mod ui;
+
+pub use tools::{aws, packer, terraform};

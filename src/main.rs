@@ -2,6 +2,6 @@ use clap::Parser;
 
 fn main() {
     let cli = stamp::cli::Cli::parse();
-    let code = stamp::app::main(cli);
+    let code = stamp::commands::main(cli);
     std::process::exit(code);
 }

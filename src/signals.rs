@@ -13,18 +13,23 @@ use tokio::sync::watch;
 static INTERRUPTS: OnceLock<watch::Receiver<u32>> = OnceLock::new();
 
 /// Installs the handlers; call once, inside the runtime, before any tool runs.
-pub fn install() {
+/// Fails when a handler cannot be installed: Ctrl-C would then kill stamp and leave
+/// the tools, in their own process groups, running.
+pub fn install() -> Result<(), crate::error::Error> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let handler = |kind: SignalKind, name: &str| {
+        signal(kind).map_err(|e| crate::error::Error::stage(format!("cannot install the {name} handler: {e}")))
+    };
+    let (mut int, mut term, mut hup) = (
+        handler(SignalKind::interrupt(), "SIGINT")?,
+        handler(SignalKind::terminate(), "SIGTERM")?,
+        handler(SignalKind::hangup(), "SIGHUP")?,
+    );
     let (tx, rx) = watch::channel(0u32);
     if INTERRUPTS.set(rx).is_err() {
-        return;
+        return Ok(());
     }
     tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term), Ok(mut hup)) =
-            (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup()))
-        else {
-            return;
-        };
         loop {
             tokio::select! {
                 _ = int.recv() => {},
@@ -34,6 +39,7 @@ pub fn install() {
             tx.send_modify(|n| *n += 1);
         }
     });
+    Ok(())
 }
 
 /// Whether stamp has received an interrupt.

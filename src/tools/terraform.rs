@@ -110,10 +110,10 @@ impl StackInfo {
             self.outputs.extend(outs.keys().cloned());
         }
         for data in v.get("data").map(objects).unwrap_or_default() {
-            if let Some(rs) = data.get("terraform_remote_state") {
-                if objects(rs).iter().any(|m| m.contains_key("vpc")) {
-                    self.declares_remote_state_vpc = true;
-                }
+            if let Some(rs) = data.get("terraform_remote_state")
+                && objects(rs).iter().any(|m| m.contains_key("vpc"))
+            {
+                self.declares_remote_state_vpc = true;
             }
         }
         for tf in v.get("terraform").map(objects).unwrap_or_default() {
@@ -486,7 +486,7 @@ data "terraform_remote_state" "vpc" {
 
     #[test]
     fn parses_captured_terraform_json_stream() {
-        let text = include_str!("../tests/fixtures/terraform-apply.jsonl");
+        let text = include_str!("../../tests/fixtures/terraform-apply.jsonl");
         let events: Vec<TfEvent> = text.lines().filter_map(parse_event).collect();
         let summary = events.iter().find_map(|e| match e {
             TfEvent::ChangeSummary { add, change, remove, operation } => Some((*add, *change, *remove, operation.clone())),
@@ -496,10 +496,10 @@ data "terraform_remote_state" "vpc" {
         assert_eq!(op, "apply");
         let complete = events.iter().filter(|e| matches!(e, TfEvent::ApplyComplete { .. })).count() as u64;
         assert_eq!(complete, add);
-        let plan = include_str!("../tests/fixtures/terraform-plan.jsonl");
+        let plan = include_str!("../../tests/fixtures/terraform-plan.jsonl");
         let planned = plan.lines().filter_map(parse_event).filter(|e| matches!(e, TfEvent::PlannedChange { .. })).count();
         assert!(planned > 0);
-        let failed = include_str!("../tests/fixtures/terraform-plan-error.jsonl");
+        let failed = include_str!("../../tests/fixtures/terraform-plan-error.jsonl");
         let diag = failed.lines().filter_map(parse_event).find_map(|e| match e {
             TfEvent::Diagnostic { severity, summary, .. } if severity == "error" => Some(summary),
             _ => None,
@@ -509,7 +509,7 @@ data "terraform_remote_state" "vpc" {
 
     #[test]
     fn parses_outputs_and_state() {
-        let o = parse_outputs(include_str!("../tests/fixtures/terraform-output.json")).unwrap();
+        let o = parse_outputs(include_str!("../../tests/fixtures/terraform-output.json")).unwrap();
         assert!(o.contains_key("vpc_id"));
         assert!(o["public_subnet_ids"].value.is_array());
         let s =

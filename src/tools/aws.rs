@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::error::Error;
 use crate::names::{AmiId, BucketName, Region};
-use crate::tool::{StageLog, Stream, Tail, ToolCommand};
+use crate::tools::process::{StageLog, Stream, Tail, ToolCommand};
 
 /// Everything needed to call the AWS CLI the same way each time.
 #[derive(Debug, Clone)]
@@ -21,6 +21,8 @@ pub struct Aws {
 pub const TAG_CUSTOMER: &str = "stamp:customer";
 pub const TAG_GIT_ID: &str = "stamp:git_id";
 pub const TAG_TEMPLATE_HASH: &str = "stamp:template_hash";
+/// What makes two customers' images the same (see `fleet::bakes`).
+pub const TAG_IMAGE_KEY: &str = "stamp:image_key";
 
 impl Aws {
     /// The AWS CLI at `program`, as the fleet reaches AWS (endpoint), with the tools' environment.
@@ -162,19 +164,17 @@ impl Aws {
         Err(Error::stage(format!("cannot read s3://{bucket}/{key}: {}", stderr.trim())))
     }
 
-    /// AMIs stamp baked for this customer; with `git_id` and `hash`, only that build.
+    /// AMIs of this account carrying every one of these tags, newest first:
+    /// (id, creation date, snapshot ids).
     pub async fn find_images(
         &self,
         stage: &str,
         log: &mut StageLog,
-        customer: &str,
-        build: Option<(&str, &str)>,
+        tags: &[(&str, &str)],
     ) -> Result<Vec<(AmiId, String, Vec<String>)>, Error> {
-        let mut filters = vec![format!("Name=tag:{TAG_CUSTOMER},Values={customer}")];
-        if let Some((git_id, hash)) = build {
-            filters.push(format!("Name=tag:{TAG_GIT_ID},Values={git_id}"));
-            filters.push(format!("Name=tag:{TAG_TEMPLATE_HASH},Values={hash}"));
-        }
+        // Only stamp's images: they all carry its template-hash tag.
+        let mut filters: Vec<String> = vec![format!("Name=tag-key,Values={TAG_TEMPLATE_HASH}")];
+        filters.extend(tags.iter().map(|(k, v)| format!("Name=tag:{k},Values={v}")));
         let mut args = vec!["ec2", "describe-images", "--owners", "self", "--output", "json", "--filters"];
         args.extend(filters.iter().map(String::as_str));
         let (_, out, _) = self.run(stage, log, &args, &[0]).await?;

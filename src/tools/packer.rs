@@ -153,7 +153,7 @@ mod tests {
 
     #[test]
     fn parses_captured_machine_readable_build() {
-        let text = include_str!("../tests/fixtures/packer-build.txt");
+        let text = include_str!("../../tests/fixtures/packer-build.txt");
         let events: Vec<PackerEvent> = text.lines().filter_map(parse_machine_line).collect();
         let id = events.iter().find_map(|e| match e {
             PackerEvent::ArtifactId { id, .. } => Some(id.clone()),

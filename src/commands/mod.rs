@@ -1,0 +1,89 @@
+//! The command layer: parsed arguments -> options -> an operation, results printed
+//! (data on stdout, everything else on stderr), errors mapped to the exit-code table.
+//! Nothing below this layer imports clap.
+
+mod doctor;
+mod list;
+mod outputs;
+mod run;
+mod validate;
+
+use std::io::IsTerminal;
+use std::rc::Rc;
+
+use crate::cli::{Cli, Command, Target};
+use crate::config::{EnvOverrides, Fleet};
+use crate::error::{EXIT_OK, Error};
+use crate::fleet::selection::{self, Selector};
+use crate::names::CustomerName;
+use crate::ui::events::EventSink;
+use crate::ui::plain::PlainSink;
+use crate::ui::terminal::TerminalSink;
+
+pub use run::RunArgs;
+
+pub fn main(cli: Cli) -> i32 {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    // Customers' pipelines are local tasks on this one thread.
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        if let Err(e) = crate::signals::install() {
+            eprintln!("error: {e}");
+            return e.exit_code();
+        }
+        match run(cli).await {
+            Ok(()) => EXIT_OK,
+            Err(e) => {
+                eprintln!("error: {e}");
+                e.exit_code()
+            }
+        }
+    })
+}
+
+async fn run(cli: Cli) -> Result<(), Error> {
+    let fleet = Fleet::load(&cli.config, &EnvOverrides::from_process())?;
+    let plain = cli.no_progress || !std::io::stderr().is_terminal() || std::env::var_os("CI").is_some();
+    match &cli.command {
+        Command::Deploy { target, fleet: f, auto_approve, rebuild_ami, json } => {
+            let args = RunArgs::new(&fleet, target, f, *auto_approve, *rebuild_ami, *json, plain)?;
+            run::run(fleet, crate::customer::report::Operation::Deploy, args).await
+        }
+        Command::Plan { target, fleet: f, json } => {
+            let args = RunArgs::new(&fleet, target, f, false, false, *json, plain)?;
+            run::run(fleet, crate::customer::report::Operation::Plan, args).await
+        }
+        Command::Destroy { target, fleet: f, auto_approve, json } => {
+            let args = RunArgs::new(&fleet, target, f, *auto_approve, false, *json, plain)?;
+            run::run(fleet, crate::customer::report::Operation::Destroy, args).await
+        }
+        Command::Render { target } => {
+            let names = select(&fleet, target)?;
+            run::render(fleet, &names, target).await
+        }
+        Command::Validate { target } => {
+            let names = select(&fleet, target)?;
+            validate::validate(fleet, &names, target)
+        }
+        Command::Outputs { target, json, show_sensitive } => {
+            outputs::outputs(&fleet, &select(&fleet, target)?, target, *json, *show_sensitive).await
+        }
+        Command::List { json } => list::list(&fleet, *json),
+        Command::Doctor => doctor::doctor(&fleet).await,
+    }
+}
+
+fn select(fleet: &Fleet, t: &Target) -> Result<Vec<CustomerName>, Error> {
+    selection::select(fleet, &Selector { names: t.customers.clone(), all: t.all, tags: t.tag.clone() })
+}
+
+/// The renderer: plain lines without a terminal (or in CI), else the terminal's.
+fn sink(plain: bool, customers: usize) -> Rc<dyn EventSink> {
+    if plain { Rc::new(PlainSink::new()) } else { Rc::new(TerminalSink::new(customers)) }
+}

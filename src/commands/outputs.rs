@@ -1,0 +1,117 @@
+//! `outputs`: customers' outputs, read back from their states in S3.
+
+use serde_json::Value;
+
+use crate::cli::Target;
+use crate::config::Fleet;
+use crate::error::Error;
+use crate::names::{BucketName, CustomerName, EnvName};
+use crate::tools::find;
+use crate::tools::process::StageLog;
+use crate::tools::terraform;
+
+pub async fn outputs(fleet: &Fleet, names: &[CustomerName], target: &Target, as_json: bool, show: bool) -> Result<(), Error> {
+    if names.len() == 1 {
+        return one(fleet, &names[0], target.env.as_ref(), as_json, show, true).await.map(|_| ());
+    }
+    // Several: one object per customer (JSON), or one block each.
+    let mut all = serde_json::Map::new();
+    let mut missing = Vec::new();
+    for n in names {
+        match one(fleet, n, target.env.as_ref(), as_json, show, false).await {
+            Ok(v) => {
+                all.insert(n.to_string(), v);
+            }
+            Err(e) => {
+                eprintln!("error: {n}: {e}");
+                missing.push(n.to_string());
+            }
+        }
+    }
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&Value::Object(all)).unwrap_or_default());
+    }
+    if !missing.is_empty() {
+        return Err(Error::Reported { message: format!("no outputs for {}", missing.join(", ")), code: crate::error::EXIT_STAGE_FAILED });
+    }
+    Ok(())
+}
+
+/// One customer's outputs; printed when `print` (else only returned, for JSON).
+async fn one(fleet: &Fleet, name: &CustomerName, env: Option<&EnvName>, as_json: bool, show: bool, print: bool) -> Result<Value, Error> {
+    let mut customer = fleet.load_customer(name)?;
+    if let Some(env) = env {
+        if !fleet.envs.contains(env) {
+            return Err(Error::usage_hint(
+                format!("--env {env}: not one of the fleet's envs"),
+                format!(
+                    "[fleet] envs in {} lists {}",
+                    fleet.config_path.display(),
+                    fleet.envs.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        customer.env = env.clone();
+    }
+    let aws_path = find::find_tool(&["aws"], fleet.tools.aws.as_deref(), &fleet.root, "[tools] aws (STAMP_AWS)")?;
+    let env = find::tool_env(fleet, &customer.region, &fleet.paths.work)?;
+    let aws = crate::tools::aws::Aws::new(fleet, aws_path, env);
+    let mut log = StageLog::discard();
+    let bucket: BucketName = crate::stages::bucket::state_bucket(fleet, &customer, &aws, &mut log).await?;
+    let keys = [
+        ("vpc".to_string(), format!("{}/vpc", customer.name)),
+        (format!("frontends/{}", customer.env), format!("{}/frontends/{}", customer.name, customer.env)),
+    ];
+    let mut all = serde_json::Map::new();
+    let mut order = Vec::new();
+    for (section, key) in &keys {
+        order.push(section.clone());
+        let state = aws.read_object("outputs", &mut log, &bucket, key).await?;
+        let outs = match state {
+            Some(s) => terraform::outputs_from_state(&s).map_err(|m| Error::stage(format!("s3://{bucket}/{key}: {m}")))?,
+            None => terraform::Outputs::new(),
+        };
+        all.insert(section.clone(), crate::customer::pipeline::outputs_json(&outs, show));
+    }
+    if all.values().all(|v| v.as_object().is_some_and(|m| m.is_empty())) {
+        return Err(Error::stage_hint(
+            format!("{} has no outputs in s3://{bucket}: not deployed", customer.name),
+            format!("run `stamp deploy {}`", customer.name),
+        ));
+    }
+    if !print {
+        if !as_json {
+            println!("{name}:");
+            for section in &order {
+                for (k, v) in all[section].as_object().into_iter().flatten() {
+                    println!("  {section}.{k} = {}", value_text(v));
+                }
+            }
+        }
+        return Ok(Value::Object(all));
+    }
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&Value::Object(all.clone())).unwrap_or_default());
+    } else {
+        for section in &order {
+            let v = &all[section];
+            println!("{section}:");
+            if let Some(m) = v.as_object() {
+                if m.is_empty() {
+                    println!("  (not deployed)");
+                }
+                for (k, v) in m {
+                    println!("  {k} = {}", value_text(v));
+                }
+            }
+        }
+    }
+    Ok(Value::Object(all))
+}
+
+pub fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}

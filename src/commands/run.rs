@@ -1,0 +1,234 @@
+//! deploy, plan, destroy (one customer or a fleet) and render.
+
+use std::collections::BTreeSet;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::cancel::Stop;
+use crate::cli::{FleetArgs, Target};
+use crate::config::Fleet;
+use crate::customer::pipeline::{Approval, ApprovedDestroys, Options, Pipeline};
+use crate::customer::plan::CustomerPlan;
+use crate::customer::report::{Operation, RunReport};
+use crate::error::{EXIT_INTERRUPTED, EXIT_STAGE_FAILED, EXIT_USAGE, Error};
+use crate::fleet::context::FleetContext;
+use crate::fleet::scheduler::{self, Outcome, Policy};
+use crate::fleet::selection::{self, Selector};
+use crate::names::{CustomerName, EnvName};
+use crate::tools::find;
+use crate::ui::events::{Discard, Status};
+use crate::ui::prompt::{self, TerminalApprover};
+use crate::ui::summary;
+
+/// A deploy, plan or destroy, as the command line asked for it.
+pub struct RunArgs {
+    /// In run order: canaries first.
+    pub names: Vec<CustomerName>,
+    pub env: Option<EnvName>,
+    pub policy: Policy,
+    pub auto_approve: bool,
+    pub rebuild_ami: bool,
+    pub json: bool,
+    pub plain: bool,
+}
+
+impl RunArgs {
+    pub fn new(
+        fleet: &Fleet,
+        t: &Target,
+        f: &FleetArgs,
+        auto_approve: bool,
+        rebuild_ami: bool,
+        json: bool,
+        plain: bool,
+    ) -> Result<Self, Error> {
+        let mut names = selection::select(fleet, &Selector { names: t.customers.clone(), all: t.all, tags: t.tag.clone() })?;
+        if t.customers.is_empty() && f.canary > 0 {
+            // Not given by name: [fleet] canary first, in its order, then by name.
+            let mut ordered: Vec<CustomerName> = fleet.canary.iter().filter(|c| names.contains(c)).cloned().collect();
+            ordered.extend(names.iter().filter(|n| !fleet.canary.contains(n)).cloned());
+            names = ordered;
+        }
+        Ok(Self {
+            names,
+            env: t.env.clone(),
+            policy: Policy { parallel: f.parallel as usize, fail_fast: f.fail_fast, max_failures: f.max_failures, canary: f.canary },
+            auto_approve,
+            rebuild_ami,
+            json,
+            plain,
+        })
+    }
+}
+
+/// Resolves every customer; all problems of all customers are printed, then exit 2.
+pub fn resolve_all(ctx: &FleetContext, names: &[CustomerName], env: Option<&EnvName>) -> Result<Vec<CustomerPlan>, Error> {
+    let mut plans = Vec::new();
+    let mut problems = 0;
+    for n in names {
+        match CustomerPlan::resolve(ctx, n, env) {
+            Ok(p) => plans.push(p),
+            Err(errors) => {
+                for e in errors {
+                    problems += 1;
+                    if names.len() > 1 {
+                        eprintln!("error: {n}: {e}");
+                    } else {
+                        eprintln!("error: {e}");
+                    }
+                }
+            }
+        }
+    }
+    if problems > 0 {
+        return Err(Error::Reported {
+            message: format!("{problems} problem(s) in the configuration; nothing was started"),
+            code: EXIT_USAGE,
+        });
+    }
+    Ok(plans)
+}
+
+pub async fn run(fleet: Fleet, op: Operation, args: RunArgs) -> Result<(), Error> {
+    let tools = find::find_tools(&fleet, op)?;
+    let ctx = Rc::new(FleetContext::new(fleet, Some(tools)));
+    let plans = resolve_all(&ctx, &args.names, args.env.as_ref())?;
+    let several = plans.len() > 1;
+    let sink = super::sink(args.plain, plans.len());
+    let approval = match op {
+        Operation::Plan | Operation::Render => Approval::Auto,
+        _ if args.auto_approve => Approval::Auto,
+        _ if !prompt::interactive() => {
+            let verb = if op == Operation::Destroy { "destroy" } else { "apply" };
+            return Err(Error::usage_hint(
+                format!("refusing to {verb} without a terminal to confirm"),
+                "pass --auto-approve (CI) or run it in a terminal",
+            ));
+        }
+        _ if !several => Approval::Ask(Rc::new(TerminalApprover { sink: sink.clone() })),
+        Operation::Deploy => approve_fleet_plan(&ctx, &plans, &args).await?,
+        _ => approve_fleet_destroy(&plans).await?,
+    };
+    let opts = Options { approval, rebuild_ami: args.rebuild_ami };
+    let started = Instant::now();
+    let outcomes = scheduler::run(ctx.clone(), plans, op, opts, &args.policy, sink.clone(), Stop::new()).await;
+    drop(sink);
+    finish(op, outcomes, started.elapsed(), args.json)
+}
+
+/// Prints the result and turns it into the exit code.
+fn finish(op: Operation, mut outcomes: Vec<Outcome>, wall: Duration, json: bool) -> Result<(), Error> {
+    if outcomes.len() == 1 {
+        let Outcome { report, error } = outcomes.pop().expect("one");
+        if json {
+            println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        } else {
+            print!("{}", summary::summary_text(&report));
+        }
+        return match error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        };
+    }
+    for o in &outcomes {
+        if let Some(e) = &o.error
+            && !matches!(e, Error::Stopped(_))
+        {
+            eprintln!("error: {}: {e}", o.report.customer);
+        }
+    }
+    let reports: Vec<RunReport> = outcomes.into_iter().map(|o| o.report).collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary::fleet_json(&reports, wall)).unwrap_or_default());
+    } else {
+        print!("{}", summary::fleet_text(&reports, wall));
+    }
+    let unfinished: Vec<&str> = reports.iter().filter(|r| !r.status.succeeded()).map(|r| r.customer.as_str()).collect();
+    if !unfinished.is_empty() && !json {
+        eprintln!("to resume: stamp {} {}", op.as_str(), unfinished.join(" "));
+    }
+    let interrupted = crate::signals::interrupted()
+        || reports.iter().any(|r| r.status == Status::Interrupted && r.error.as_deref().is_some_and(|e| e.starts_with("interrupted")));
+    if interrupted {
+        return Err(Error::Reported { message: "interrupted".into(), code: EXIT_INTERRUPTED });
+    }
+    if !unfinished.is_empty() {
+        return Err(Error::Reported {
+            message: format!("{} of {} customers did not succeed: {}", unfinished.len(), reports.len(), unfinished.join(", ")),
+            code: EXIT_STAGE_FAILED,
+        });
+    }
+    Ok(())
+}
+
+/// Several customers in a terminal: plan them all, show the fleet's plan, ask once.
+/// The deploy then applies a stack only if it destroys or replaces nothing that
+/// this plan did not show.
+async fn approve_fleet_plan(ctx: &Rc<FleetContext>, plans: &[CustomerPlan], args: &RunArgs) -> Result<Approval, Error> {
+    eprintln!("planning {} customers before asking...", plans.len());
+    let quiet: Rc<dyn crate::ui::events::EventSink> = Rc::new(Discard);
+    let opts = Options { approval: Approval::Auto, rebuild_ami: false };
+    let outcomes = scheduler::run(ctx.clone(), plans.to_vec(), Operation::Plan, opts, &args.policy, quiet, Stop::new()).await;
+    let mut approved = ApprovedDestroys::new();
+    let mut text = String::from("\nThe fleet's plan:\n");
+    let mut failed = Vec::new();
+    for o in &outcomes {
+        let r = &o.report;
+        if let Some(e) = &o.error {
+            failed.push(format!("{}: {e}", r.customer));
+            continue;
+        }
+        for st in &r.stages {
+            if let Some(c) = st.changes {
+                text.push_str(&format!("  {:<24} {:<10} +{} ~{} -{}\n", r.customer, st.name, c.add, c.change, c.destroy));
+            } else if st.status == Status::Skipped && st.name != crate::ui::events::Stage::Ami {
+                text.push_str(&format!("  {:<24} {:<10} {}\n", r.customer, st.name, st.detail));
+            }
+            for d in &st.destroys {
+                text.push_str(&format!("  !! {:<21} {:<10} {d}\n", r.customer, st.name));
+            }
+            let set: BTreeSet<String> = st.destroys.iter().filter_map(|d| d.split_once(' ').map(|(_, a)| a.to_owned())).collect();
+            approved.insert((r.customer.clone(), st.name), set);
+        }
+    }
+    if !failed.is_empty() {
+        for f in &failed {
+            eprintln!("error: {f}");
+        }
+        return Err(Error::Reported {
+            message: format!("{} customer plan(s) failed; nothing was applied", failed.len()),
+            code: EXIT_STAGE_FAILED,
+        });
+    }
+    text.push_str(&format!("Apply these changes to {} customers? Only 'yes' will be accepted: ", plans.len()));
+    match prompt::ask(&text).await {
+        Ok(a) if a == "yes" => Ok(Approval::Approved(Rc::new(approved))),
+        Ok(_) => Err(Error::stage("apply cancelled; nothing was changed")),
+        Err(()) => Err(Error::Interrupted(None)),
+    }
+}
+
+async fn approve_fleet_destroy(plans: &[CustomerPlan]) -> Result<Approval, Error> {
+    let names: Vec<String> = plans.iter().map(|p| format!("{} ({})", p.customer.name, p.customer.env)).collect();
+    let q = format!("\nDestroy {} customers: {}?\nOnly 'yes' will be accepted: ", plans.len(), names.join(", "));
+    match prompt::ask(&q).await {
+        Ok(a) if a == "yes" => Ok(Approval::Auto),
+        Ok(_) => Err(Error::stage("destroy cancelled; nothing was changed")),
+        Err(()) => Err(Error::Interrupted(None)),
+    }
+}
+
+/// `render`: every generated file for each customer; runs no tool.
+pub async fn render(fleet: Fleet, names: &[CustomerName], t: &Target) -> Result<(), Error> {
+    let tools = find::find_tools(&fleet, Operation::Render)?;
+    let ctx = Rc::new(FleetContext::new(fleet, Some(tools)));
+    let plans = resolve_all(&ctx, names, t.env.as_ref())?;
+    let sink = super::sink(true, plans.len());
+    for plan in plans {
+        let opts = Options { approval: Approval::Auto, rebuild_ami: false };
+        let p = Pipeline::open(ctx.clone(), plan, opts, sink.clone(), Stop::new(), Operation::Render)?;
+        let (_, result) = p.run().await;
+        result?;
+    }
+    Ok(())
+}

@@ -1,0 +1,44 @@
+//! `validate`: every check that needs no AWS and no tool run, for each customer;
+//! all problems of all customers are reported, not only the first.
+
+use std::rc::Rc;
+
+use crate::cli::Target;
+use crate::config::Fleet;
+use crate::error::{EXIT_USAGE, Error};
+use crate::fleet::context::FleetContext;
+use crate::names::CustomerName;
+
+pub fn validate(fleet: Fleet, names: &[CustomerName], t: &Target) -> Result<(), Error> {
+    let ctx = Rc::new(FleetContext::new(fleet, None));
+    let mut bad = 0usize;
+    let mut problems = 0usize;
+    // Files in the customers directory whose names are not customers are problems too.
+    if t.all {
+        for entry in ctx.fleet.customer_names()? {
+            if let Err((path, m)) = entry {
+                bad += 1;
+                problems += 1;
+                eprintln!("error: {}: not a valid customer name: {m}", path.display());
+            }
+        }
+    }
+    for n in names {
+        match crate::customer::plan::CustomerPlan::resolve(&ctx, n, t.env.as_ref()) {
+            Ok(_) => {}
+            Err(errors) => {
+                bad += 1;
+                for e in errors {
+                    problems += 1;
+                    eprintln!("error: {n}: {e}");
+                }
+            }
+        }
+    }
+    let checked = names.len();
+    if bad > 0 {
+        return Err(Error::Reported { message: format!("{problems} problem(s) in {bad} of {checked} customer(s)"), code: EXIT_USAGE });
+    }
+    eprintln!("{checked} customer(s) valid");
+    Ok(())
+}

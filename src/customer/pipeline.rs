@@ -1,0 +1,517 @@
+//! One customer's pipeline: state bucket -> vpc stack -> AMI -> frontends stack,
+//! each stage's typed outputs passed to the next (`stages/`). A pipeline is a value
+//! the fleet scheduler runs many of side by side: it owns what it needs, emits
+//! events instead of printing, asks an `Approval` policy instead of prompting, and
+//! checks the run's `Stop` before each stage.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{Value, json};
+
+use crate::cancel::Stop;
+use crate::customer::plan::CustomerPlan;
+use crate::customer::report::{Changes, Operation, RunReport, SCHEMA_VERSION, StageReport};
+use crate::error::Error;
+use crate::fleet::context::FleetContext;
+use crate::names::AmiId;
+use crate::stages::{self, stack::Mode};
+use crate::tools::aws::Aws;
+use crate::tools::process::StageLog;
+use crate::tools::terraform::{self, Outputs};
+use crate::ui::events::{Emitter, EventKind, EventSink, Stage, Status};
+
+/// A change in a plan, as terraform's `-json` UI names it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PlannedChange {
+    pub address: String,
+    /// create, update, delete, replace, read, move, import, ...
+    pub action: String,
+}
+
+impl PlannedChange {
+    /// Whether applying it destroys something.
+    pub fn destroys(&self) -> bool {
+        matches!(self.action.as_str(), "delete" | "replace")
+    }
+}
+
+/// A stack's plan, as shown for approval.
+#[derive(Debug, Clone)]
+pub struct ShownPlan {
+    pub stage: Stage,
+    pub dir: PathBuf,
+    pub changes: Changes,
+    pub planned: Vec<PlannedChange>,
+}
+
+type Answer<'a> = Pin<Box<dyn Future<Output = Result<bool, Error>> + 'a>>;
+
+/// Decides whether a planned stack is applied (the binary's prompt implements it).
+pub trait Approver {
+    fn approve<'a>(&'a self, customer: &'a str, plan: &'a ShownPlan) -> Answer<'a>;
+}
+
+/// The destroys and replacements an operator saw and approved, per customer and stack.
+pub type ApprovedDestroys = BTreeMap<(String, Stage), BTreeSet<String>>;
+
+/// How an apply is approved.
+#[derive(Clone)]
+pub enum Approval {
+    /// `--auto-approve`.
+    Auto,
+    /// Ask for each stack with changes.
+    Ask(Rc<dyn Approver>),
+    /// The fleet's plan was shown and approved once: apply, unless a stack would now
+    /// destroy or replace something the approved plan did not show.
+    Approved(Rc<ApprovedDestroys>),
+}
+
+#[derive(Clone)]
+pub struct Options {
+    pub approval: Approval,
+    pub rebuild_ami: bool,
+}
+
+/// The typed outputs of the vpc stack that the later stages use.
+#[derive(Debug, Clone)]
+pub struct VpcOutputs {
+    pub vpc_id: String,
+    pub build_subnet_id: String,
+    pub public_subnet_ids: Vec<String>,
+    pub private_subnet_ids: Vec<String>,
+}
+
+pub const VPC_OUTPUTS: [&str; 4] = ["vpc_id", "build_subnet_id", "public_subnet_ids", "private_subnet_ids"];
+
+impl VpcOutputs {
+    pub fn from_outputs(o: &Outputs, stack: &str) -> Result<Self, Error> {
+        let missing: Vec<&str> = VPC_OUTPUTS.iter().copied().filter(|k| !o.contains_key(*k)).collect();
+        if !missing.is_empty() {
+            return Err(Error::stage_hint(
+                format!("{stack} has no output {}", missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")),
+                format!("the vpc stack must output {}", VPC_OUTPUTS.join(", ")),
+            ));
+        }
+        let string = |k: &str, prefix: &str| -> Result<String, Error> {
+            o[k].value
+                .as_str()
+                .filter(|s| s.starts_with(prefix))
+                .map(String::from)
+                .ok_or_else(|| Error::stage(format!("{stack}: output `{k}` = {} is not a {prefix}... id", o[k].value)))
+        };
+        let list = |k: &str| -> Result<Vec<String>, Error> {
+            o[k].value
+                .as_array()
+                .and_then(|a| {
+                    a.iter().map(|v| v.as_str().filter(|s| s.starts_with("subnet-")).map(String::from)).collect::<Option<Vec<_>>>()
+                })
+                .ok_or_else(|| Error::stage(format!("{stack}: output `{k}` = {} is not a list of subnet ids", o[k].value)))
+        };
+        Ok(Self {
+            vpc_id: string("vpc_id", "vpc-")?,
+            build_subnet_id: string("build_subnet_id", "subnet-")?,
+            public_subnet_ids: list("public_subnet_ids")?,
+            private_subnet_ids: list("private_subnet_ids")?,
+        })
+    }
+}
+
+/// What a stage body returns: its value, how it ended, the detail for the summary.
+pub struct StageDone<T> {
+    pub value: T,
+    pub status: Status,
+    pub detail: String,
+    pub changes: Option<Changes>,
+    /// What the stack's plan destroys or replaces.
+    pub destroys: Vec<PlannedChange>,
+}
+
+impl<T> StageDone<T> {
+    pub fn new(value: T, status: Status, detail: impl Into<String>) -> Self {
+        Self { value, status, detail: detail.into(), changes: None, destroys: Vec::new() }
+    }
+}
+
+pub struct Pipeline {
+    pub ctx: Rc<FleetContext>,
+    pub plan: CustomerPlan,
+    pub opts: Options,
+    pub ui: Emitter,
+    pub stop: Stop,
+    pub work: PathBuf,
+    pub env: Vec<(String, String)>,
+    pub aws: Aws,
+    pub report: RunReport,
+    started: Instant,
+    opened_logs: BTreeSet<Stage>,
+    _lock: Option<std::fs::File>,
+}
+
+impl Pipeline {
+    /// Sets up the customer's work directory (and its lock, but for `render`) and
+    /// the tools' environment. The plan was checked already.
+    pub fn open(
+        ctx: Rc<FleetContext>,
+        plan: CustomerPlan,
+        opts: Options,
+        sink: Rc<dyn EventSink>,
+        stop: Stop,
+        op: Operation,
+    ) -> Result<Self, Error> {
+        let name = plan.customer.name.clone();
+        let work = ctx.fleet.paths.work.join(name.as_str());
+        std::fs::create_dir_all(&work).map_err(|e| Error::io(format!("creating {}", work.display()), e))?;
+        let lock = lock_work_dir(&work)?;
+        let env = ctx.tool_env(&plan.customer.region)?;
+        let aws = Aws::new(&ctx.fleet, ctx.tools().aws.clone(), env.clone());
+        let report = RunReport {
+            schema_version: SCHEMA_VERSION,
+            customer: name.to_string(),
+            operation: op,
+            env: plan.customer.env.to_string(),
+            region: plan.customer.region.to_string(),
+            status: Status::Ok,
+            started_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            duration_s: 0.0,
+            state_bucket: None,
+            stages: Vec::new(),
+            outputs: BTreeMap::new(),
+            log_dir: work.join("logs"),
+            notes: Vec::new(),
+            error: None,
+            failed_stage: None,
+        };
+        Ok(Self {
+            ui: Emitter::new(name.as_str(), sink),
+            ctx,
+            plan,
+            opts,
+            stop,
+            work,
+            env,
+            aws,
+            report,
+            started: Instant::now(),
+            opened_logs: BTreeSet::new(),
+            _lock: Some(lock),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        self.plan.customer.name.as_str()
+    }
+
+    /// The stage's log: the first open in a run starts it afresh (keeping the previous
+    /// run's beside it), later opens in the same run append.
+    pub fn log(&mut self, stage: Stage) -> Result<StageLog, Error> {
+        let path = self.work.join("logs").join(format!("{stage}.log"));
+        if self.opened_logs.insert(stage) { StageLog::create(path) } else { StageLog::append(path) }
+    }
+
+    fn record(
+        &mut self,
+        stage: Stage,
+        status: Status,
+        detail: &str,
+        changes: Option<Changes>,
+        destroys: &[PlannedChange],
+        started: Instant,
+    ) {
+        let elapsed = started.elapsed();
+        self.ui.stage_finished(stage, status, detail, elapsed);
+        self.report.stages.push(StageReport {
+            name: stage,
+            status,
+            duration_s: round(elapsed),
+            detail: detail.to_owned(),
+            changes,
+            destroys: destroys.iter().map(|c| format!("{} {}", c.action, c.address)).collect(),
+        });
+    }
+
+    /// Runs a stage body with its progress line, status and duration recorded; a
+    /// stage does not start once the run is stopping.
+    pub async fn stage<T>(
+        &mut self,
+        stage: Stage,
+        label: &str,
+        body: impl AsyncFnOnce(&mut Self) -> Result<StageDone<T>, Error>,
+    ) -> Result<T, Error> {
+        if let Some(why) = self.stop.draining() {
+            return Err(if self.stop.interrupted() { Error::Interrupted(Some(stage.to_string())) } else { Error::Stopped(why) });
+        }
+        let started = Instant::now();
+        self.ui.stage_started(stage, label);
+        match body(self).await {
+            Ok(done) => {
+                self.record(stage, done.status, &done.detail, done.changes, &done.destroys, started);
+                Ok(done.value)
+            }
+            Err(e) => {
+                let status = if matches!(e, Error::Interrupted(_)) { Status::Interrupted } else { Status::Failed };
+                let detail = match &e {
+                    Error::Tool(f) => f.status.clone(),
+                    _ => String::new(),
+                };
+                self.record(stage, status, &detail, None, &[], started);
+                self.report.failed_stage = Some(stage);
+                Err(e)
+            }
+        }
+    }
+
+    pub fn skip(&mut self, stage: Stage, why: &str) {
+        let started = Instant::now();
+        self.ui.stage_started(stage, stage.as_str());
+        self.record(stage, Status::Skipped, why, None, &[], started);
+    }
+
+    /// Runs the operation and returns the report (saved, but for render) and the result.
+    pub async fn run(mut self) -> (RunReport, Result<(), Error>) {
+        let op = self.report.operation;
+        self.ui.emit(None, EventKind::CustomerStarted { env: self.report.env.clone() });
+        let result = match op {
+            Operation::Deploy => self.deploy().await,
+            Operation::Plan => self.plan().await,
+            Operation::Destroy => self.destroy().await,
+            Operation::Render => self.render().await,
+        };
+        self.report.duration_s = round(self.started.elapsed());
+        if let Err(e) = &result {
+            self.report.status = match e {
+                Error::Interrupted(_) => Status::Interrupted,
+                Error::Stopped(_) if self.report.stages.is_empty() => Status::NotStarted,
+                Error::Stopped(_) => Status::Interrupted,
+                _ => Status::Failed,
+            };
+            self.report.error = Some(e.to_string());
+        } else if self.report.stages.iter().all(|s| matches!(s.status, Status::Unchanged | Status::Skipped)) {
+            self.report.status = Status::Unchanged;
+        }
+        let mut result = result;
+        if op != Operation::Render
+            && let Err(e) = self.save_report()
+            && result.is_ok()
+        {
+            result = Err(e);
+        }
+        self.ui.emit(None, EventKind::CustomerFinished { status: self.report.status, elapsed: self.started.elapsed() });
+        (self.report, result)
+    }
+
+    /// `last-run.json` and `runs/<millis>-<op>.json`, written atomically.
+    fn save_report(&self) -> Result<(), Error> {
+        let text = serde_json::to_string_pretty(&self.report).map_err(|e| Error::stage(format!("run report: {e}")))?;
+        let stamp = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        let runs = self.work.join("runs");
+        std::fs::create_dir_all(&runs).map_err(|e| Error::io(format!("creating {}", runs.display()), e))?;
+        write_atomic(&runs.join(format!("{stamp}-{}.json", self.report.operation.as_str())), &text)?;
+        write_atomic(&self.work.join("last-run.json"), &text)
+    }
+
+    // ------------------------------------------------------------ operations
+
+    async fn deploy(&mut self) -> Result<(), Error> {
+        let bucket = self.stage(Stage::Bucket, "state bucket", async |p: &mut Self| stages::bucket::run(p, true).await).await?;
+        let Some(bucket) = bucket else { unreachable!("deploy creates the bucket") };
+        let label = self.plan.vpc.label.clone();
+        let vpc_out = self
+            .stage(Stage::Vpc, &label, async |p: &mut Self| stages::stack::run(p, Stage::Vpc, &bucket, Mode::Apply, None).await)
+            .await?;
+        let vpc = VpcOutputs::from_outputs(&vpc_out, &format!("{} (vpc)", self.ctx.fleet.paths.terraform.display()))?;
+        self.report.outputs.insert("vpc".into(), outputs_json(&vpc_out, false));
+        let ami = self.stage(Stage::Ami, "AMI (packer)", async |p: &mut Self| stages::ami::run(p, &vpc).await).await?;
+        self.report.outputs.insert("ami_id".into(), json!(ami.as_str()));
+        let label = self.plan.frontends.label.clone();
+        let fe = self
+            .stage(Stage::Frontends, &label, async |p: &mut Self| {
+                stages::stack::run(p, Stage::Frontends, &bucket, Mode::Apply, Some((&vpc, &ami))).await
+            })
+            .await?;
+        self.report.outputs.insert("frontends".into(), outputs_json(&fe, false));
+        Ok(())
+    }
+
+    async fn plan(&mut self) -> Result<(), Error> {
+        let bucket = self.stage(Stage::Bucket, "state bucket", async |p: &mut Self| stages::bucket::run(p, false).await).await?;
+        let Some(bucket) = bucket else {
+            for s in [Stage::Vpc, Stage::Ami, Stage::Frontends] {
+                self.skip(s, "never deployed: `stamp deploy` creates it");
+            }
+            return Ok(());
+        };
+        let label = self.plan.vpc.label.clone();
+        let vpc_out = self
+            .stage(Stage::Vpc, &label, async |p: &mut Self| stages::stack::run(p, Stage::Vpc, &bucket, Mode::PlanOnly, None).await)
+            .await?;
+        let Ok(vpc) = VpcOutputs::from_outputs(&vpc_out, "vpc") else {
+            self.skip(Stage::Ami, "the vpc stack has no outputs yet: deploy builds the AMI after it");
+            self.skip(Stage::Frontends, "needs the vpc outputs and an AMI: run `stamp deploy` first");
+            return Ok(());
+        };
+        self.report.outputs.insert("vpc".into(), outputs_json(&vpc_out, false));
+        // Plan never bakes: it plans the frontends with the AMI they already run.
+        let mut log = self.log(Stage::Ami)?;
+        let key = self.plan.frontends.key.clone();
+        let deployed = self.aws.read_object("ami", &mut log, &bucket, &key).await?;
+        let ami = deployed
+            .as_deref()
+            .and_then(|s| terraform::outputs_from_state(s).ok())
+            .and_then(|o| o.get("ami_id").and_then(|v| v.value.as_str()).and_then(|s| AmiId::parse(s).ok()));
+        let Some(ami) = ami else {
+            self.skip(Stage::Ami, "no AMI deployed yet: deploy will bake one");
+            self.skip(Stage::Frontends, "not deployed yet: deploy will create it");
+            return Ok(());
+        };
+        self.skip(Stage::Ami, &format!("planning with the deployed {ami}; nothing is built"));
+        self.report.outputs.insert("ami_id".into(), json!(ami.as_str()));
+        let label = self.plan.frontends.label.clone();
+        self.stage(Stage::Frontends, &label, async |p: &mut Self| {
+            stages::stack::run(p, Stage::Frontends, &bucket, Mode::PlanOnly, Some((&vpc, &ami))).await
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn destroy(&mut self) -> Result<(), Error> {
+        let bucket = self.stage(Stage::Bucket, "state bucket", async |p: &mut Self| stages::bucket::run(p, false).await).await?;
+        let Some(bucket) = bucket else {
+            self.skip(Stage::Frontends, "nothing deployed");
+            self.skip(Stage::Vpc, "nothing deployed");
+            return Ok(());
+        };
+        let mut log = self.log(Stage::Bucket)?;
+        let vpc_state = self.aws.read_object("bucket", &mut log, &bucket, &self.plan.vpc.key.clone()).await?;
+        let fe_state = self.aws.read_object("bucket", &mut log, &bucket, &self.plan.frontends.key.clone()).await?;
+        let vpc_outputs = vpc_state.as_deref().and_then(|s| terraform::outputs_from_state(s).ok()).unwrap_or_default();
+        let fe_outputs = fe_state.as_deref().and_then(|s| terraform::outputs_from_state(s).ok()).unwrap_or_default();
+        if let Some(state) = fe_state.as_deref() {
+            stages::stack::refuse_protected(self, &mut log, state).await?;
+        }
+        // Inputs a destroy plan still evaluates: the values the stacks were applied with.
+        let vpc = VpcOutputs::from_outputs(&vpc_outputs, "vpc").unwrap_or(VpcOutputs {
+            vpc_id: "vpc-00000000".into(),
+            build_subnet_id: "subnet-00000000".into(),
+            public_subnet_ids: vec![],
+            private_subnet_ids: vec![],
+        });
+        let ami = fe_outputs
+            .get("ami_id")
+            .and_then(|v| v.value.as_str())
+            .and_then(|s| AmiId::parse(s).ok())
+            .unwrap_or_else(|| AmiId::parse("ami-00000000").expect("valid"));
+        let label = self.plan.frontends.label.clone();
+        if fe_state.as_deref().map(terraform::state_resource_count).transpose().map_err(Error::stage)?.unwrap_or(0) > 0 {
+            self.stage(Stage::Frontends, &label, async |p: &mut Self| {
+                stages::stack::run(p, Stage::Frontends, &bucket, Mode::Destroy, Some((&vpc, &ami))).await
+            })
+            .await?;
+        } else {
+            self.skip(Stage::Frontends, "nothing deployed");
+        }
+        let label = self.plan.vpc.label.clone();
+        if vpc_state.as_deref().map(terraform::state_resource_count).transpose().map_err(Error::stage)?.unwrap_or(0) > 0 {
+            self.stage(Stage::Vpc, &label, async |p: &mut Self| stages::stack::run(p, Stage::Vpc, &bucket, Mode::Destroy, None).await)
+                .await?;
+        } else {
+            self.skip(Stage::Vpc, "nothing deployed");
+        }
+        let ran = fe_outputs.get("ami_id").and_then(|v| v.value.as_str()).and_then(|s| AmiId::parse(s).ok());
+        self.stage(Stage::Ami, "AMIs", async |p: &mut Self| stages::ami::deregister(p, ran.as_ref()).await).await?;
+        self.report.notes.push(format!(
+            "The state bucket {bucket} is kept: it holds the state history. Remove it with `aws s3 rb s3://{bucket} --force` once you no longer need it."
+        ));
+        Ok(())
+    }
+
+    async fn render(&mut self) -> Result<(), Error> {
+        let last = RunReport::read(&self.work.join("last-run.json")).map_err(Error::stage)?;
+        let fleet = &self.ctx.fleet;
+        let c = &self.plan.customer;
+        let account = fleet.aws.account_id.clone().or_else(|| last.as_ref().and_then(|l| account_from(fleet, c, l)));
+        let bucket = match account {
+            Some(acct) => crate::render::render_bucket(&fleet.state_bucket, &c.name, &c.region, &acct).map_err(Error::usage)?,
+            None => stages::bucket::name(self, &mut StageLog::discard()).await?,
+        };
+        stages::stack::sync_working_copy(self)?;
+        stages::stack::write_files(self, Stage::Vpc, &bucket, None)?;
+        let vpc = last
+            .as_ref()
+            .and_then(|l| l.outputs.get("vpc").cloned())
+            .and_then(|v| serde_json::from_value::<BTreeMap<String, Value>>(v).ok())
+            .map(|m| m.into_iter().map(|(k, value)| (k, terraform::OutputValue { value, sensitive: false })).collect::<Outputs>())
+            .and_then(|o| VpcOutputs::from_outputs(&o, "vpc").ok());
+        let ami = last.as_ref().and_then(|l| l.outputs.get("ami_id")?.as_str().and_then(|s| AmiId::parse(s).ok()));
+        let mut written = vec![self.work.join("terraform/vpc")];
+        match (&vpc, &ami) {
+            (Some(v), Some(a)) => {
+                stages::stack::write_files(self, Stage::Frontends, &bucket, Some((v, a)))?;
+                written.push(self.work.join("terraform").join(&self.plan.frontends.rel));
+            }
+            _ => self.ui.note("frontends inputs need the vpc outputs and an AMI: they are rendered after the first deploy"),
+        }
+        if let Some(v) = &vpc {
+            written.push(stages::ami::write_packer_vars(self, v, &stages::ami::template_hash(self)?)?);
+        } else {
+            self.ui.note(&format!("vars/{}.json needs the vpc outputs: it is rendered after the first deploy", self.name()));
+        }
+        if let Some(files) = self.plan.app_config.clone() {
+            written.push(stages::ami::write_app_config(self, &files)?);
+        }
+        for w in written {
+            self.ui.note(&format!("wrote {}", w.display()));
+        }
+        Ok(())
+    }
+}
+
+/// The account id in the bucket name of the last run (to render offline).
+fn account_from(fleet: &crate::config::Fleet, c: &crate::config::Customer, last: &RunReport) -> Option<String> {
+    let b = last.state_bucket.as_deref()?;
+    let probe = crate::render::render_bucket(&fleet.state_bucket, &c.name, &c.region, "000000000000").ok()?;
+    let (pre, post) = probe.as_str().split_once("000000000000")?;
+    b.strip_prefix(pre)?.strip_suffix(post).map(String::from)
+}
+
+/// Output values as JSON; sensitive ones masked unless `show` is set.
+pub fn outputs_json(o: &Outputs, show: bool) -> Value {
+    Value::Object(o.iter().map(|(k, v)| (k.clone(), if v.sensitive && !show { json!("(sensitive)") } else { v.value.clone() })).collect())
+}
+
+fn round(d: Duration) -> f64 {
+    (d.as_secs_f64() * 100.0).round() / 100.0
+}
+
+/// Writes `path` through a temporary file in the same directory and a rename, so
+/// a reader never sees half a file.
+pub fn write_atomic(path: &Path, text: &str) -> Result<(), Error> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    tmp.persist(path).map_err(|e| Error::io(format!("writing {}", path.display()), e.error))?;
+    Ok(())
+}
+
+/// One stamp run per customer at a time: a second one would share the working copy.
+fn lock_work_dir(work: &Path) -> Result<std::fs::File, Error> {
+    let path = work.join(".lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::usage_hint(
+            format!("another stamp run is working on this customer (lock {})", path.display()),
+            "wait for it to finish; the lock is released when that process exits",
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(format!("locking {}", path.display()), e)),
+    }
+}

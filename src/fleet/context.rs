@@ -1,0 +1,89 @@
+//! What every customer of a run shares: the fleet file, the tools, the stacks and
+//! the packer template read once, and the things that must not be touched by two
+//! customers at once (terraform's plugin cache, packer plugin installs, a state
+//! bucket that several customers share, the AMI bakes).
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use tokio::sync::Mutex;
+
+use crate::config::Fleet;
+use crate::error::Error;
+use crate::fleet::bakes::Bakery;
+use crate::names::Region;
+use crate::tools::find::{self, Tools};
+use crate::tools::packer::TemplateInfo;
+use crate::tools::terraform::StackInfo;
+
+pub struct FleetContext {
+    pub fleet: Fleet,
+    /// `None` for commands that run no tool (validate).
+    pub tools: Option<Tools>,
+    stacks: RefCell<BTreeMap<PathBuf, Rc<StackInfo>>>,
+    template: RefCell<Option<Rc<TemplateInfo>>>,
+    envs: RefCell<BTreeMap<String, Vec<(String, String)>>>,
+    /// Concurrent `terraform init` into one plugin cache is not safe (hashicorp/terraform#31964).
+    pub init_lock: Mutex<()>,
+    /// `packer plugins install` writes to the user's plugin directory.
+    pub plugin_lock: Mutex<bool>,
+    /// Creating and hardening one state bucket, per bucket name.
+    bucket_locks: RefCell<BTreeMap<String, Rc<Mutex<()>>>>,
+    pub bakery: Bakery,
+}
+
+impl FleetContext {
+    pub fn new(fleet: Fleet, tools: Option<Tools>) -> Self {
+        Self {
+            fleet,
+            tools,
+            stacks: RefCell::default(),
+            template: RefCell::default(),
+            envs: RefCell::default(),
+            init_lock: Mutex::new(()),
+            plugin_lock: Mutex::new(false),
+            bucket_locks: RefCell::default(),
+            bakery: Bakery::default(),
+        }
+    }
+
+    pub fn tools(&self) -> &Tools {
+        self.tools.as_ref().expect("this command finds its tools before running a pipeline")
+    }
+
+    /// A stack's declarations, parsed once per run.
+    pub fn stack(&self, dir: &Path) -> Result<Rc<StackInfo>, Error> {
+        if let Some(i) = self.stacks.borrow().get(dir) {
+            return Ok(i.clone());
+        }
+        let info = Rc::new(StackInfo::read(dir)?);
+        self.stacks.borrow_mut().insert(dir.to_path_buf(), info.clone());
+        Ok(info)
+    }
+
+    /// The packer template's declarations, parsed once per run.
+    pub fn template(&self) -> Result<Rc<TemplateInfo>, Error> {
+        if let Some(t) = self.template.borrow().as_ref() {
+            return Ok(t.clone());
+        }
+        let t = Rc::new(TemplateInfo::read(&self.fleet.paths.packer_template)?);
+        *self.template.borrow_mut() = Some(t.clone());
+        Ok(t)
+    }
+
+    /// The environment every tool gets, per region.
+    pub fn tool_env(&self, region: &Region) -> Result<Vec<(String, String)>, Error> {
+        if let Some(e) = self.envs.borrow().get(region.as_str()) {
+            return Ok(e.clone());
+        }
+        let env = find::tool_env(&self.fleet, region, &self.fleet.paths.work)?;
+        self.envs.borrow_mut().insert(region.to_string(), env.clone());
+        Ok(env)
+    }
+
+    pub fn bucket_lock(&self, bucket: &str) -> Rc<Mutex<()>> {
+        self.bucket_locks.borrow_mut().entry(bucket.to_owned()).or_default().clone()
+    }
+}

@@ -1,0 +1,7 @@
+//! A fleet run: which customers (`selection`), what they share (`context`), one
+//! bake per image (`bakes`), and running them side by side (`scheduler`).
+
+pub mod bakes;
+pub mod context;
+pub mod scheduler;
+pub mod selection;

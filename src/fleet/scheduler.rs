@@ -1,0 +1,127 @@
+//! Runs many customers' pipelines side by side on one thread (each customer's own
+//! stages keep their order): at most `parallel` at once, canaries first, and the
+//! failure policy. A failed customer never touches another's state, logs or working
+//! copy; what the policy stops is only what starts next.
+
+use std::rc::Rc;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::cancel::Stop;
+use crate::customer::pipeline::{Options, Pipeline};
+use crate::customer::plan::CustomerPlan;
+use crate::customer::report::{Operation, RunReport};
+use crate::error::Error;
+use crate::fleet::context::FleetContext;
+use crate::ui::events::{EventKind, EventSink, Status};
+
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// Customers side by side (at least 1).
+    pub parallel: usize,
+    /// Start no new customer after the first failure.
+    pub fail_fast: bool,
+    /// Start no new customer after more than this many failures.
+    pub max_failures: Option<usize>,
+    /// The first K customers deploy completely first; the rest only if all succeeded.
+    pub canary: usize,
+}
+
+/// One customer's end: its report and, on failure, the error.
+pub struct Outcome {
+    pub report: RunReport,
+    pub error: Option<Error>,
+}
+
+/// Runs `op` for every plan, in order, under `policy`; returns one outcome per plan,
+/// in the same order. Must run inside a `LocalSet`.
+pub async fn run(
+    ctx: Rc<FleetContext>,
+    plans: Vec<CustomerPlan>,
+    op: Operation,
+    opts: Options,
+    policy: &Policy,
+    sink: Rc<dyn EventSink>,
+    stop: Stop,
+) -> Vec<Outcome> {
+    let n = plans.len();
+    let canary = policy.canary.min(n);
+    let mut outcomes: Vec<Option<Outcome>> = (0..n).map(|_| None).collect();
+    let mut plans: Vec<Option<CustomerPlan>> = plans.into_iter().map(Some).collect();
+    let waves: Vec<std::ops::Range<usize>> =
+        if canary > 0 && canary < n { vec![0..canary, canary..n] } else { std::iter::once(0..n).collect() };
+    let failures = Rc::new(std::cell::Cell::new(0usize));
+    for (w, wave) in waves.into_iter().enumerate() {
+        let slots = Rc::new(Semaphore::new(policy.parallel.max(1)));
+        let mut running = JoinSet::new();
+        for i in wave {
+            let plan = plans[i].take().expect("each plan runs once");
+            let (ctx, opts, sink, stop, slots, failures) =
+                (ctx.clone(), opts.clone(), sink.clone(), stop.clone(), slots.clone(), failures.clone());
+            let (fail_fast, max_failures) = (policy.fail_fast, policy.max_failures);
+            running.spawn_local(async move {
+                let _slot = slots.acquire().await.expect("the semaphore is never closed");
+                let outcome = run_one(ctx, plan, op, opts, sink, stop.clone()).await;
+                if matches!(outcome.report.status, Status::Failed) {
+                    failures.set(failures.get() + 1);
+                    let name = &outcome.report.customer;
+                    if fail_fast {
+                        stop.drain(format!("{name} failed (--fail-fast)"));
+                    } else if let Some(k) = max_failures
+                        && failures.get() > k
+                    {
+                        stop.drain(format!("more than {k} customers failed (--max-failures {k})"));
+                    }
+                }
+                (i, outcome)
+            });
+        }
+        while let Some(joined) = running.join_next().await {
+            match joined {
+                Ok((i, outcome)) => outcomes[i] = Some(outcome),
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            }
+        }
+        if w == 0 && canary > 0 && canary < n {
+            let bad: Vec<&str> =
+                outcomes[..canary].iter().flatten().filter(|o| !o.report.status.succeeded()).map(|o| o.report.customer.as_str()).collect();
+            if !bad.is_empty() {
+                stop.drain(format!("canary {} did not succeed", bad.join(", ")));
+            }
+        }
+    }
+    outcomes.into_iter().map(|o| o.expect("every customer has an outcome")).collect()
+}
+
+/// One customer: not started when the run is stopping, else its pipeline.
+async fn run_one(ctx: Rc<FleetContext>, plan: CustomerPlan, op: Operation, opts: Options, sink: Rc<dyn EventSink>, stop: Stop) -> Outcome {
+    let c = &plan.customer;
+    let log_dir = ctx.fleet.paths.work.join(c.name.as_str()).join("logs");
+    if let Some(why) = stop.draining() {
+        let report = RunReport::not_started(c.name.as_str(), op, c.env.as_str(), c.region.as_str(), log_dir, &why);
+        sink.emit(crate::ui::events::Event {
+            customer: report.customer.clone(),
+            stage: None,
+            kind: EventKind::CustomerFinished { status: Status::NotStarted, elapsed: std::time::Duration::ZERO },
+        });
+        return Outcome { report, error: None };
+    }
+    let (name, env, region) = (c.name.to_string(), c.env.to_string(), c.region.to_string());
+    match Pipeline::open(ctx, plan, opts, sink.clone(), stop, op) {
+        Ok(p) => {
+            let (report, result) = p.run().await;
+            Outcome { report, error: result.err() }
+        }
+        Err(e) => {
+            let mut report = RunReport::not_started(&name, op, &env, &region, log_dir, &e.to_string());
+            report.status = Status::Failed;
+            sink.emit(crate::ui::events::Event {
+                customer: name,
+                stage: None,
+                kind: EventKind::CustomerFinished { status: Status::Failed, elapsed: std::time::Duration::ZERO },
+            });
+            Outcome { report, error: Some(e) }
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! Which customers a command runs on: names given on the command line (in that
+//! order), `--all`, or `--tag` (any of the tags). A name with no customer file is
+//! refused before anything starts, with the closest names suggested.
+
+use crate::config::Fleet;
+use crate::error::{ConfigError, Error};
+use crate::names::CustomerName;
+
+#[derive(Debug, Clone, Default)]
+pub struct Selector {
+    pub names: Vec<CustomerName>,
+    pub all: bool,
+    pub tags: Vec<String>,
+}
+
+/// The selected customers, in command-line order (names) or name order.
+/// Customer files that are invalid are reported by whoever loads them.
+pub fn select(fleet: &Fleet, sel: &Selector) -> Result<Vec<CustomerName>, Error> {
+    let known: Vec<CustomerName> = fleet.customer_names()?.into_iter().filter_map(Result::ok).collect();
+    if !sel.names.is_empty() {
+        let mut out: Vec<CustomerName> = Vec::new();
+        for n in &sel.names {
+            if !known.contains(n) {
+                let close = closest(n.as_str(), known.iter().map(|k| k.as_str()));
+                let file = fleet.customer_file(n);
+                let err = ConfigError::new(&file, format!("no customer `{n}`: {} does not exist", file.display()));
+                let hint = if !close.is_empty() {
+                    format!("did you mean {}? (`stamp list` shows the customers)", close.join(", "))
+                } else if known.is_empty() {
+                    format!("create {} with at least `git_id = \"...\"`", file.display())
+                } else {
+                    let some: Vec<&str> = known.iter().take(10).map(|k| k.as_str()).collect();
+                    let more = if known.len() > 10 { format!(" and {} more", known.len() - 10) } else { String::new() };
+                    format!("known customers: {}{more}; or create {}", some.join(", "), file.display())
+                };
+                return Err(err.hint(hint).into());
+            }
+            if !out.contains(n) {
+                out.push(n.clone());
+            }
+        }
+        return Ok(out);
+    }
+    if sel.all {
+        return Ok(known);
+    }
+    if !sel.tags.is_empty() {
+        let mut out = Vec::new();
+        for n in known {
+            // An unreadable file is not silently left out: it fails when loaded.
+            let tagged = fleet.load_customer(&n).map(|c| c.tags.iter().any(|t| sel.tags.contains(t))).unwrap_or(true);
+            if tagged {
+                out.push(n);
+            }
+        }
+        if out.is_empty() {
+            return Err(Error::usage_hint(
+                format!("no customer has the tag {}", sel.tags.join(" or ")),
+                "a customer file lists its tags as `tags = [\"eu\", \"tier-1\"]`",
+            ));
+        }
+        return Ok(out);
+    }
+    Err(Error::usage_hint("no customer given", "name customers, or pass --all or --tag TAG"))
+}
+
+/// Up to three known names closest to `name` (edit distance at most a third of its length, or a prefix).
+pub fn closest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let limit = (name.len() / 3).max(2);
+    let mut scored: Vec<(usize, &str)> = known
+        .filter_map(|k| {
+            let d = strsim::levenshtein(name, k);
+            (d <= limit || k.starts_with(name)).then_some((d, k))
+        })
+        .collect();
+    scored.sort();
+    scored.into_iter().take(3).map(|(_, k)| k.to_owned()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions() {
+        let known = ["acme", "globex", "initech", "initrode"];
+        assert_eq!(closest("acne", known.iter().copied()), vec!["acme"]);
+        assert_eq!(closest("init", known.iter().copied()), vec!["initech", "initrode"]);
+        assert!(closest("zzzzzz", known.iter().copied()).is_empty());
+    }
+}

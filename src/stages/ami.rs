@@ -1,0 +1,310 @@
+//! Stage 3: the AMI. Writes `vars/<customer>.json` from the VPC outputs, then takes
+//! the image of this customer's image key (`fleet::bakes`): reused when one is
+//! already tagged with it, else baked once by `packer build` for every customer of
+//! the run that needs it. Typed in (the VPC outputs), typed out (the AMI id).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use crate::customer::pipeline::{Pipeline, StageDone, VpcOutputs};
+use crate::customer::plan::PACKER_RECORDED;
+use crate::error::Error;
+use crate::fleet::bakes::{Baked, image_key};
+use crate::names::AmiId;
+use crate::render;
+use crate::tools::aws::{TAG_CUSTOMER, TAG_GIT_ID, TAG_IMAGE_KEY, TAG_TEMPLATE_HASH};
+use crate::tools::packer::{self, PackerEvent};
+use crate::tools::process::{StageLog, Tail, ToolCommand};
+use crate::tools::terraform;
+use crate::ui::events::{Stage, Status};
+
+pub async fn run(p: &mut Pipeline, vpc: &VpcOutputs) -> Result<StageDone<AmiId>, Error> {
+    let hash = template_hash(p)?;
+    let vars = packer_vars(p, vpc, &hash);
+    let vars_file = write_packer_vars(p, vpc, &hash)?;
+    if let Some(files) = p.plan.app_config.clone() {
+        write_app_config(p, &files)?;
+    }
+    let key = image_key(&hash, p.plan.customer.region.as_str(), &vars);
+    let cell = p.ctx.bakery.cell(&key);
+    if !cell.initialized() {
+        p.ui.step(Stage::Ami, &format!("image {key}"));
+    }
+    let name = p.name().to_owned();
+    let baked = cell
+        .get_or_init(|| async {
+            let mut log = match p.log(Stage::Ami) {
+                Ok(l) => l,
+                Err(e) => return Err(e.to_string()),
+            };
+            bake(p, &mut log, &key, &hash, &vars_file).await.map_err(|e| e.to_string())
+        })
+        .await
+        .clone();
+    match baked {
+        Ok(Baked { ami, by, built }) => {
+            let detail = match (built, by == name) {
+                (true, true) => format!("built {ami} (image {key})"),
+                (true, false) => format!("{ami}, built by {by}'s stage in this run (image {key})"),
+                (false, _) => format!("reused {ami} (image {key}, git_id {}, template {hash})", p.plan.customer.git_id),
+            };
+            let status = if built && by == name { Status::Ok } else { Status::Unchanged };
+            Ok(StageDone::new(ami, status, detail))
+        }
+        Err(e) if !cell_owner_is(&e, &name) => Err(Error::stage_hint(
+            format!("the bake of image {key} that this customer shares failed: {}", e.lines().next().unwrap_or_default()),
+            "see the ami log of the customer that ran it",
+        )),
+        Err(e) => Err(Error::stage(e)),
+    }
+}
+
+/// Errors of the bake carry the baker's name first ("<customer>: ...").
+fn cell_owner_is(e: &str, name: &str) -> bool {
+    e.starts_with(&format!("{name}: "))
+}
+
+/// Finds the image of `key`, or bakes it (`--rebuild-ami`: always bakes).
+async fn bake(p: &mut Pipeline, log: &mut StageLog, key: &str, hash: &str, vars_file: &Path) -> Result<Baked, Error> {
+    let name = p.name().to_owned();
+    let with_name = |e: Error| Error::stage(format!("{name}: {e}"));
+    if !p.opts.rebuild_ami {
+        p.ui.step(Stage::Ami, "looking for an AMI of this image");
+        let found = p.aws.find_images("ami", log, &[(TAG_IMAGE_KEY, key)]).await.map_err(with_name)?;
+        if let Some((ami, _, _)) = found.into_iter().next() {
+            return Ok(Baked { ami, by: name, built: false });
+        }
+    }
+    let ami = build(p, log, key, hash, vars_file).await.map_err(with_name)?;
+    Ok(Baked { ami, by: name, built: true })
+}
+
+async fn build(p: &mut Pipeline, log: &mut StageLog, key: &str, hash: &str, vars_file: &Path) -> Result<AmiId, Error> {
+    ensure_amazon_plugin(p, log).await?;
+    // A copy of the template directory per image: packer's cache and manifest are its own.
+    let template = p.ctx.fleet.paths.packer_template.clone();
+    let src = template.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let dir = p.ctx.fleet.paths.work.join("bakes").join(key);
+    copy_template_dir(&src, &dir).map_err(|e| Error::io(format!("copying {} to {}", src.display(), dir.display()), e))?;
+    let mut cmd = ToolCommand::new(&p.ctx.tools().packer, &dir)
+        .envs(&p.env)
+        .envs(&[("PACKER_NO_COLOR".into(), "1".into())])
+        .show_env(&["AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_REGION"])
+        .stop_with(libc::SIGTERM)
+        .args(["build", "-machine-readable"])
+        .arg(format!("-var-file={}", vars_file.display()));
+    if !p.ctx.fleet.packer_only.is_empty() {
+        cmd = cmd.arg(format!("-only={}", p.ctx.fleet.packer_only.join(",")));
+    }
+    cmd = cmd.arg(template.file_name().unwrap_or_default());
+    let ui = p.ui.clone();
+    let mut artifacts: Vec<String> = Vec::new();
+    cmd.run("ami", log, &[0], false, &mut |_, l| match packer::parse_machine_line(l) {
+        Some(PackerEvent::Ui { kind, text }) => {
+            if let Some(step) = packer::step_text(&text) {
+                if kind == "say" || kind == "message" {
+                    ui.step(Stage::Ami, &step);
+                }
+                Tail::Text(step)
+            } else {
+                Tail::Skip
+            }
+        }
+        Some(PackerEvent::ArtifactId { id, .. }) => {
+            artifacts.push(id);
+            Tail::Skip
+        }
+        Some(PackerEvent::Other) => Tail::Skip,
+        None => Tail::Raw,
+    })
+    .await?;
+    let region = p.plan.customer.region.to_string();
+    let ami = artifacts.iter().find_map(|a| packer::ami_for_region(a, &region)).ok_or_else(|| {
+        Error::stage_hint(
+            format!(
+                "packer finished but reported no AMI in {region} (artifacts: {})",
+                if artifacts.is_empty() { "none".into() } else { artifacts.join("; ") }
+            ),
+            format!("check the builders' region and [packer] only; full log: {}", log.path.display()),
+        )
+    })?;
+    // stamp tags the image itself, so reuse does not depend on the template's tags.
+    ui.step(Stage::Ami, &format!("tagging {ami}"));
+    let c = &p.plan.customer;
+    p.aws
+        .command([
+            "ec2".to_string(),
+            "create-tags".into(),
+            "--resources".into(),
+            ami.to_string(),
+            "--tags".into(),
+            format!("Key={TAG_CUSTOMER},Value={}", c.name),
+            format!("Key={TAG_GIT_ID},Value={}", c.git_id),
+            format!("Key={TAG_TEMPLATE_HASH},Value={hash}"),
+            format!("Key={TAG_IMAGE_KEY},Value={key}"),
+        ])
+        .run("ami", log, &[0], false, &mut |_, _| Tail::Raw)
+        .await?;
+    Ok(ami)
+}
+
+/// Packer >= 1.10 no longer bundles the amazon plugin: install it when missing,
+/// once per run (the plugin directory is the user's, shared by every customer).
+async fn ensure_amazon_plugin(p: &Pipeline, log: &mut StageLog) -> Result<(), Error> {
+    let mut checked = p.ctx.plugin_lock.lock().await;
+    if *checked {
+        return Ok(());
+    }
+    let dir = p.ctx.fleet.root.clone();
+    let packer = p.ctx.tools().packer.clone();
+    let v = ToolCommand::new(&packer, &dir).envs(&p.env).arg("version").run("ami", log, &[0], true, &mut |_, _| Tail::Raw).await?;
+    if let Some((major, minor)) = packer::parse_version(&v.stdout)
+        && (major, minor) >= (1, 10)
+    {
+        let installed = ToolCommand::new(&packer, &dir)
+            .envs(&p.env)
+            .args(["plugins", "installed"])
+            .run("ami", log, &[0], true, &mut |_, _| Tail::Raw)
+            .await?;
+        if !installed.stdout.contains("github.com/hashicorp/amazon") {
+            p.ui.step(Stage::Ami, "installing the packer amazon plugin");
+            ToolCommand::new(&packer, &dir)
+                .envs(&p.env)
+                .args(["plugins", "install", "github.com/hashicorp/amazon"])
+                .run("ami", log, &[0], false, &mut |_, _| Tail::Raw)
+                .await?;
+        }
+    }
+    *checked = true;
+    Ok(())
+}
+
+/// Destroy: deregisters the AMIs this customer baked or runs, unless another
+/// deployed customer's frontends still run them.
+pub async fn deregister(p: &mut Pipeline, ran: Option<&AmiId>) -> Result<StageDone<()>, Error> {
+    let mut log = p.log(Stage::Ami)?;
+    let name = p.name().to_owned();
+    let mut candidates = p.aws.find_images("ami", &mut log, &[(TAG_CUSTOMER, &name)]).await?;
+    if let Some(ran) = ran
+        && !candidates.iter().any(|(id, _, _)| id == ran)
+    {
+        // Baked by another customer's stage; stamp's own (tagged) images only.
+        candidates.extend(p.aws.find_images("ami", &mut log, &[]).await?.into_iter().filter(|(id, _, _)| id == ran));
+    }
+    if candidates.is_empty() {
+        return Ok(StageDone::new((), Status::Unchanged, "0 deregistered"));
+    }
+    let in_use = amis_used_by_others(p, &mut log).await?;
+    let (mut gone, mut kept) = (0, Vec::new());
+    for (id, _, snaps) in &candidates {
+        if let Some(users) = in_use.get(id.as_str()) {
+            kept.push(format!("{id} (run by {})", users.iter().cloned().collect::<Vec<_>>().join(", ")));
+            continue;
+        }
+        p.ui.step(Stage::Ami, &format!("deregistering {id}"));
+        p.aws.delete_image("ami", &mut log, id, snaps).await?;
+        gone += 1;
+    }
+    let mut detail = format!("{gone} deregistered");
+    if !kept.is_empty() {
+        detail.push_str(&format!(", kept {}", kept.join(", ")));
+    }
+    Ok(StageDone::new((), if gone == 0 { Status::Unchanged } else { Status::Ok }, detail))
+}
+
+/// AMI id -> the other customers (same region) whose deployed frontends run it,
+/// read from their states.
+async fn amis_used_by_others(p: &Pipeline, log: &mut StageLog) -> Result<BTreeMap<String, BTreeSet<String>>, Error> {
+    let fleet = &p.ctx.fleet;
+    let me = &p.plan.customer;
+    let mut used: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let names = fleet.customer_names()?;
+    for other in names.into_iter().filter_map(Result::ok).filter(|n| n != &me.name) {
+        let Ok(c) = fleet.load_customer(&other) else { continue };
+        if c.region != me.region {
+            continue;
+        }
+        let bucket = crate::stages::bucket::state_bucket(fleet, &c, &p.aws, log).await?;
+        let key = format!("{other}/frontends/{}", c.env);
+        if let Some(state) = p.aws.read_object("ami", log, &bucket, &key).await.unwrap_or(None)
+            && let Ok(outs) = terraform::outputs_from_state(&state)
+            && let Some(ami) = outs.get("ami_id").and_then(|o| o.value.as_str())
+            && terraform::state_resource_count(&state).unwrap_or(0) > 0
+        {
+            used.entry(ami.to_owned()).or_default().insert(other.to_string());
+        }
+    }
+    Ok(used)
+}
+
+pub fn template_hash(p: &Pipeline) -> Result<String, Error> {
+    packer::template_hash(&p.ctx.fleet.paths.packer_template).map_err(|e| Error::io("hashing the packer template", e))
+}
+
+/// The packer variables: the standard ones the template declares, the rest of the
+/// brief's vars/travis.json at the template's defaults, then `[packer.vars]`.
+pub fn packer_vars(p: &Pipeline, vpc: &VpcOutputs, hash: &str) -> BTreeMap<String, Value> {
+    let c = &p.plan.customer;
+    let template = &p.plan.template;
+    let standard: [(&str, Value); 8] = [
+        ("region", json!(c.region.as_str())),
+        ("build_vpc", json!(vpc.vpc_id)),
+        ("build_subnet", json!(vpc.build_subnet_id)),
+        ("git_id", json!(c.git_id)),
+        ("aws_endpoint", json!(p.ctx.fleet.aws.endpoint.clone().unwrap_or_default())),
+        ("customer", json!(c.name.as_str())),
+        ("app_repo", json!(c.app_repo)),
+        ("template_hash", json!(hash)),
+    ];
+    let mut vars: BTreeMap<String, Value> =
+        standard.into_iter().filter(|(k, _)| template.variables.contains(*k)).map(|(k, v)| (k.to_owned(), v)).collect();
+    for k in PACKER_RECORDED {
+        if let Some(default) = template.defaults.get(k) {
+            vars.insert(k.to_owned(), default.clone());
+        }
+    }
+    vars.extend(c.packer_vars.values.clone());
+    vars
+}
+
+pub fn write_packer_vars(p: &Pipeline, vpc: &VpcOutputs, hash: &str) -> Result<PathBuf, Error> {
+    let dir = &p.ctx.fleet.paths.vars;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let path = dir.join(format!("{}.json", p.name()));
+    crate::customer::pipeline::write_atomic(&path, &render::vars_json(&packer_vars(p, vpc, hash)))?;
+    Ok(path)
+}
+
+pub fn write_app_config(p: &Pipeline, files: &[(String, String)]) -> Result<PathBuf, Error> {
+    let root = p.work.join("app");
+    for (rel, text) in files {
+        let path = root.join(rel);
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d).map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
+        }
+        crate::customer::pipeline::write_atomic(&path, text)?;
+    }
+    Ok(root)
+}
+
+/// Copies the template directory (what `template_hash` covers: no dot files,
+/// packer_cache or manifests) into `dest`.
+fn copy_template_dir(src: &Path, dest: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dest)?;
+    for entry in std::fs::read_dir(src)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with('.') || name == "packer_cache" || name.contains("manifest") {
+            continue;
+        }
+        let to = dest.join(&name);
+        if entry.path().is_dir() {
+            copy_template_dir(&entry.path(), &to)?;
+        } else {
+            std::fs::copy(entry.path(), &to)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,52 @@
+//! Stage 1: the customer's state bucket. Deploy creates and hardens it (under a
+//! per-bucket lock: customers may share one); plan and destroy only look for it.
+
+use crate::config::{Customer, Fleet};
+use crate::customer::pipeline::{Pipeline, StageDone};
+use crate::error::Error;
+use crate::names::BucketName;
+use crate::render;
+use crate::tools::aws::Aws;
+use crate::tools::process::StageLog;
+use crate::ui::events::{Stage, Status};
+
+/// The bucket, or `None` when it does not exist and `create` is off (never deployed).
+pub async fn run(p: &mut Pipeline, create: bool) -> Result<StageDone<Option<BucketName>>, Error> {
+    let mut log = p.log(Stage::Bucket)?;
+    let bucket = name(p, &mut log).await?;
+    p.report.state_bucket = Some(bucket.to_string());
+    if create {
+        let lock = p.ctx.bucket_lock(bucket.as_str());
+        let _held = lock.lock().await;
+        let ui = p.ui.clone();
+        let created =
+            p.aws.ensure_state_bucket("bucket", &mut log, &bucket, &p.plan.customer.region, &mut |m| ui.step(Stage::Bucket, m)).await?;
+        let detail = format!("{} {bucket}", if created { "created" } else { "reused" });
+        return Ok(StageDone::new(Some(bucket), Status::Ok, detail));
+    }
+    match p.aws.bucket_status("bucket", &mut log, &bucket).await? {
+        0 => Ok(StageDone::new(Some(bucket.clone()), Status::Ok, format!("found {bucket}"))),
+        404 => Ok(StageDone::new(None, Status::Skipped, format!("{bucket} does not exist: {} was never deployed", p.name()))),
+        _ => Err(Error::stage_hint(
+            format!("state bucket {bucket} exists but this account cannot read it (403)"),
+            "check the credentials, or [fleet] state_bucket if the name is someone else's",
+        )),
+    }
+}
+
+/// The customer's state bucket name (asks STS for the account id when needed).
+pub async fn name(p: &Pipeline, log: &mut StageLog) -> Result<BucketName, Error> {
+    state_bucket(&p.ctx.fleet, &p.plan.customer, &p.aws, log).await
+}
+
+/// The customer's state bucket name (asks STS for the account id only when the
+/// template needs it and `[aws] account_id` is not set).
+pub async fn state_bucket(fleet: &Fleet, c: &Customer, aws: &Aws, log: &mut StageLog) -> Result<BucketName, Error> {
+    let account = match &fleet.aws.account_id {
+        Some(a) => a.clone(),
+        None if render::bucket_template_uses_account_id(&fleet.state_bucket) => aws.account_id("bucket", log).await?,
+        None => String::new(),
+    };
+    render::render_bucket(&fleet.state_bucket, &c.name, &c.region, &account)
+        .map_err(|m| Error::usage_hint(format!("[fleet] state_bucket: {m}"), "shorten the template or the customer name"))
+}

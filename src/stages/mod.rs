@@ -1,0 +1,7 @@
+//! The stages of a customer's pipeline, one file each, typed in and out:
+//! `bucket` (-> the state bucket), `stack` (a terraform stack -> its outputs),
+//! `ami` (the VPC outputs -> an AMI, baked once per image).
+
+pub mod ami;
+pub mod bucket;
+pub mod stack;

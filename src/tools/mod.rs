@@ -1,0 +1,7 @@
+//! The external tools: the one process runner, and what stamp knows of each tool.
+
+pub mod aws;
+pub mod find;
+pub mod packer;
+pub mod process;
+pub mod terraform;

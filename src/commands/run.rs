@@ -144,7 +144,7 @@ fn finish(op: Operation, mut outcomes: Vec<Outcome>, wall: Duration, json: bool)
         print!("{}", summary::fleet_text(&reports, wall));
     }
     let unfinished: Vec<&str> = reports.iter().filter(|r| !r.status.succeeded()).map(|r| r.customer.as_str()).collect();
-    if !unfinished.is_empty() && !json {
+    if !unfinished.is_empty() {
         eprintln!("to resume: stamp {} {}", op.as_str(), unfinished.join(" "));
     }
     let interrupted = crate::signals::interrupted()

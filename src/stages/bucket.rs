@@ -21,8 +21,9 @@ pub async fn run(p: &mut Pipeline, create: bool) -> Result<StageDone<Option<Buck
         let ui = p.ui.clone();
         let created =
             p.aws.ensure_state_bucket("bucket", &mut log, &bucket, &p.plan.customer.region, &mut |m| ui.step(Stage::Bucket, m)).await?;
-        let detail = format!("{} {bucket}", if created { "created" } else { "reused" });
-        return Ok(StageDone::new(Some(bucket), Status::Ok, detail));
+        // Reused: the hardening was re-applied, but nothing new exists.
+        let (status, verb) = if created { (Status::Ok, "created") } else { (Status::Unchanged, "reused") };
+        return Ok(StageDone::new(Some(bucket.clone()), status, format!("{verb} {bucket}")));
     }
     match p.aws.bucket_status("bucket", &mut log, &bucket).await? {
         0 => Ok(StageDone::new(Some(bucket.clone()), Status::Ok, format!("found {bucket}"))),

@@ -74,6 +74,7 @@ module "frontend" {
   remote_vpc_id     = data.terraform_remote_state.vpc.outputs.vpc_id
   public_subnet_ids = var.public_subnet_ids
   app_config        = var.app_config
+  instance_type     = var.instance_type
 }
 
 output "public_url" {

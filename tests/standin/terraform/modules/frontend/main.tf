@@ -32,6 +32,12 @@ variable "app_config" {
   type = map(string)
 }
 
+# Test hooks, through a real input: "fail.standin" makes the create fail, and
+# "slow.standin" makes it take a minute (an interrupt then finds it busy).
+variable "instance_type" {
+  type = string
+}
+
 resource "terraform_data" "frontend" {
   input = {
     name        = var.name
@@ -40,6 +46,7 @@ resource "terraform_data" "frontend" {
     vpc_id      = var.vpc_id
     subnets     = join(" ", var.public_subnet_ids)
     config_hash = sha256(jsonencode(var.app_config))
+    behaviour   = var.instance_type
     # local-exec runs in the root's directory; destroy-time provisioners may only use self.
     script = "${path.module}/standin.sh"
   }
@@ -56,7 +63,7 @@ resource "terraform_data" "frontend" {
   }
 
   provisioner "local-exec" {
-    command = "bash ${self.input.script} create ${self.input.name} ${self.input.region} ${self.input.ami_id} ${self.input.vpc_id} .standin/${self.id}.json ${self.input.subnets}"
+    command = "STANDIN_BEHAVIOUR=${self.input.behaviour} bash ${self.input.script} create ${self.input.name} ${self.input.region} ${self.input.ami_id} ${self.input.vpc_id} .standin/${self.id}.json ${self.input.subnets}"
   }
 
   provisioner "local-exec" {

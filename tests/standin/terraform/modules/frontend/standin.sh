@@ -8,6 +8,12 @@ case "$action" in
 create)
   ami=$4 vpc=$5 out=$6
   shift 6
+  # What AWS makes one wait (benchmarks), and the test hooks (main.tf).
+  sleep "${STAMP_STANDIN_DELAY:-0}"
+  case "${STANDIN_BEHAVIOUR:-}" in
+  fail.standin) echo "stand-in: instance_type fail.standin fails on purpose" >&2; exit 1 ;;
+  slow.standin) sleep 60 ;;
+  esac
   found=$(aws ec2 describe-images --region "$region" --image-ids "$ami" --query 'Images[0].ImageId' --output text)
   [ "$found" = "$ami" ] || { echo "AMI $ami is not registered" >&2; exit 1; }
   found=$(aws ec2 describe-vpcs --region "$region" --vpc-ids "$vpc" --query 'Vpcs[0].VpcId' --output text)

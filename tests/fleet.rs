@@ -1,0 +1,214 @@
+//! Fleets: many customers in one run, with the real tools against the emulator and
+//! the stand-in stacks. Side by side with one bake per image, the failure policies
+//! (default, --fail-fast, canary), Ctrl-C, selection, and validate --all.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::{Emulator, Fleet, Run, stage_status};
+use serde_json::Value;
+
+fn report<'a>(fleet_report: &'a Value, customer: &str) -> &'a Value {
+    fleet_report["customers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["customer"] == customer)
+        .unwrap_or_else(|| panic!("no {customer} in {fleet_report:#}"))
+}
+
+/// The `$ cd DIR && ...` command lines of a customer's stage log.
+fn commands(fleet: &Fleet, customer: &str, stage: &str) -> Vec<String> {
+    fleet.log(customer, stage).lines().filter(|l| l.contains("] $ cd ")).map(String::from).collect()
+}
+
+#[test]
+fn four_customers_side_by_side_share_one_bake_per_revision_and_never_mix_logs() {
+    let emu = Emulator::start();
+    let fleet = Fleet::new(&emu);
+    fleet.customer("alpha", "git_id = \"v1\"\n[vpc.vars]\ncidr_block = \"10.1.0.0/16\"\n");
+    fleet.customer("bravo", "git_id = \"v1\"\nenv = \"staging\"\n[vpc.vars]\ncidr_block = \"10.2.0.0/16\"\n");
+    fleet.customer("charlie", "git_id = \"v2\"\n[vpc.vars]\ncidr_block = \"10.3.0.0/16\"\n");
+    fleet.customer("delta", "git_id = \"v2\"\nenv = \"staging\"\n[vpc.vars]\ncidr_block = \"10.4.0.0/16\"\n");
+    let run = fleet.stamp(&["deploy", "--all", "--parallel", "2", "--auto-approve", "--json"]).ok();
+    let out = run.json();
+    assert_eq!(out["summary"]["ok"], 4, "{out:#}");
+    assert_eq!(out["summary"]["failed"], 0);
+    assert_eq!(out["customers"].as_array().unwrap().len(), 4);
+    for c in ["alpha", "bravo", "charlie", "delta"] {
+        let r = report(&out, c);
+        for stage in ["bucket", "vpc", "frontends"] {
+            assert_eq!(stage_status(r, stage), "ok", "{c}: {r:#}");
+        }
+        // Each element has the single-customer report's shape.
+        assert_eq!(r["customer"], c);
+        assert!(r["outputs"]["frontends"]["public_url"].as_str().unwrap().starts_with("http://"));
+    }
+    // One bake per revision: the pair shares the AMI, and packer ran once between them.
+    let ami = |c: &str| report(&out, c)["outputs"]["ami_id"].as_str().unwrap().to_owned();
+    assert_eq!(ami("alpha"), ami("bravo"));
+    assert_eq!(ami("charlie"), ami("delta"));
+    assert_ne!(ami("alpha"), ami("charlie"));
+    let builds = |c: &str| commands(&fleet, c, "ami").iter().filter(|l| l.contains(" build -machine-readable")).count();
+    assert_eq!(builds("alpha") + builds("bravo"), 1, "one packer build for v1");
+    assert_eq!(builds("charlie") + builds("delta"), 1, "one packer build for v2");
+    let images = fleet.aws_json(&["ec2", "describe-images", "--owners", "self"]);
+    assert_eq!(images["Images"].as_array().unwrap().len(), 2, "{images:#}");
+    // Logs never mix: every terraform command in a customer's logs ran in its own working copy.
+    for c in ["alpha", "bravo", "charlie", "delta"] {
+        let own = format!("/.stamp/{c}/terraform/");
+        for stage in ["vpc", "frontends"] {
+            let lines = commands(&fleet, c, stage);
+            assert!(!lines.is_empty());
+            for l in lines.iter().filter(|l| l.contains("terraform ")) {
+                assert!(l.contains(&own), "{c}'s {stage} log has another customer's command: {l}");
+            }
+        }
+    }
+    // Without a terminal, every progress line is whole and names its customer.
+    let names: BTreeSet<&str> = ["alpha", "bravo", "charlie", "delta"].into();
+    for line in run.stderr.lines().filter(|l| l.starts_with('[')) {
+        let who = line.split_once("] ").and_then(|(_, rest)| rest.split(' ').next()).unwrap_or_default();
+        assert!(names.contains(who), "a progress line without its customer: {line}");
+    }
+    // A second run changes nothing and bakes nothing.
+    let again = fleet.stamp(&["deploy", "--all", "--parallel", "4", "--auto-approve", "--json"]).ok().json();
+    for c in ["alpha", "bravo", "charlie", "delta"] {
+        assert_eq!(report(&again, c)["status"], "unchanged", "{again:#}");
+    }
+    // The table, in text.
+    let text = fleet.stamp(&["plan", "alpha", "charlie"]).ok();
+    assert!(text.stdout.contains("CUSTOMER") && text.stdout.contains("alpha") && text.stdout.contains("2 customers"), "{}", text.stdout);
+}
+
+#[test]
+fn a_failing_customer_fails_alone_unless_fail_fast_or_a_canary_says_otherwise() {
+    let emu = Emulator::start();
+    let fleet = Fleet::new(&emu);
+    fleet.customer("acme", "git_id = \"v1\"\n[vpc.vars]\ncidr_block = \"10.1.0.0/16\"\n");
+    fleet.customer(
+        "broken",
+        "git_id = \"v1\"\n[vpc.vars]\ncidr_block = \"10.2.0.0/16\"\n[frontends.vars]\ninstance_type = \"fail.standin\"\n",
+    );
+    fleet.customer("globex", "git_id = \"v1\"\n[vpc.vars]\ncidr_block = \"10.3.0.0/16\"\n");
+
+    // Default: the others still succeed; exit 1, the summary names the failed stage and log.
+    let run = fleet.stamp(&["deploy", "acme", "broken", "globex", "--parallel", "1", "--auto-approve"]).code(1);
+    assert!(run.stdout.contains("broken: FAILED at stage frontends; log "), "{}", run.stdout);
+    assert!(run.stdout.contains("3 customers in") && run.stdout.contains("2 ok, 1 failed"), "{}", run.stdout);
+    assert!(run.stderr.contains("fails on purpose"), "the failed customer's error is printed: {}", run.stderr);
+    let last = |c: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(fleet.path().join(format!(".stamp/{c}/last-run.json"))).unwrap()).unwrap()
+    };
+    assert_eq!(last("globex")["status"], "ok");
+
+    // --fail-fast: no customer starts after the failure.
+    std::fs::remove_file(fleet.path().join(".stamp/globex/last-run.json")).unwrap();
+    let out =
+        fleet.stamp(&["deploy", "acme", "broken", "globex", "--parallel", "1", "--fail-fast", "--auto-approve", "--json"]).code(1).json();
+    assert_eq!(report(&out, "broken")["status"], "failed");
+    assert_eq!(report(&out, "globex")["status"], "not_started", "{out:#}");
+    assert!(report(&out, "globex")["error"].as_str().unwrap().contains("broken failed (--fail-fast)"));
+    assert_eq!(out["summary"]["not_started"], 1);
+    assert!(!fleet.path().join(".stamp/globex/last-run.json").exists(), "globex did not run");
+
+    // A failed canary: nothing else starts.
+    let run = fleet.stamp(&["deploy", "broken", "acme", "globex", "--canary", "1", "--auto-approve", "--json"]).code(1);
+    let out = run.json();
+    assert_eq!(report(&out, "acme")["status"], "not_started");
+    assert_eq!(report(&out, "globex")["status"], "not_started");
+    assert!(report(&out, "acme")["error"].as_str().unwrap().contains("canary broken did not succeed"), "{out:#}");
+    assert!(run.stderr.contains("to resume: stamp deploy broken acme globex"), "{}", run.stderr);
+
+    // A good canary: the rest follow.
+    fleet.stamp(&["deploy", "acme", "globex", "--canary", "1", "--auto-approve"]).ok();
+}
+
+#[test]
+fn ctrl_c_during_a_fleet_run_stops_every_terraform_gracefully() {
+    let emu = Emulator::start();
+    let fleet = Fleet::new(&emu);
+    for (c, cidr) in [("acme", "10.1.0.0/16"), ("globex", "10.2.0.0/16"), ("initech", "10.3.0.0/16")] {
+        fleet.customer(
+            c,
+            &format!("git_id = \"v1\"\n[vpc.vars]\ncidr_block = \"{cidr}\"\n[frontends.vars]\ninstance_type = \"slow.standin\"\n"),
+        );
+    }
+    let child = fleet
+        .stamp_cmd(&["deploy", "--all", "--parallel", "2", "--auto-approve", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let busy = |c: &str| fleet.log(c, "frontends").contains("\"type\":\"apply_start\"");
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while !(busy("acme") && busy("globex")) {
+        assert!(Instant::now() < deadline, "the two first customers never reached their slow frontends apply");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: kill(2) on a child we spawned.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let started = Instant::now();
+    let run = Run::from(child.wait_with_output().unwrap(), &["deploy", "--all"]).code(130);
+    assert!(started.elapsed() < Duration::from_secs(60), "stopping took {:?}", started.elapsed());
+    let out = run.json();
+    for c in ["acme", "globex"] {
+        assert_eq!(report(&out, c)["status"], "interrupted", "{out:#}");
+        assert_eq!(report(&out, c)["failed_stage"], "frontends");
+        let log = fleet.log(c, "frontends");
+        assert!(log.contains("interrupt 1 received, sending signal 2"), "{log}");
+        assert!(log.contains("Interrupt received"), "terraform's own graceful shutdown ran for {c}:\n{log}");
+        let objects = fleet.aws(&["s3", "ls", "--recursive", &format!("s3://tfstate-123456789012-{c}/")]);
+        assert!(!objects.contains(".tflock"), "a state lock was left for {c}: {objects}");
+    }
+    assert_eq!(report(&out, "initech")["status"], "not_started", "no new customer starts after Ctrl-C");
+    assert!(run.stderr.contains("to resume") || out["summary"]["interrupted"] == 2, "{}", run.stderr);
+    let ps = std::process::Command::new("pgrep").args(["-f", &fleet.path().display().to_string()]).output().unwrap();
+    assert!(String::from_utf8_lossy(&ps.stdout).trim().is_empty(), "tools still running after stamp exited");
+}
+
+#[test]
+fn selection_by_name_tag_and_all_and_unknown_names_are_refused_with_suggestions() {
+    let emu = Emulator::start();
+    let fleet = Fleet::new(&emu);
+    fleet.customer("acme", "git_id = \"v1\"\ntags = [\"eu\", \"tier-1\"]\n");
+    fleet.customer("globex", "git_id = \"v1\"\ntags = [\"us\"]\n");
+    fleet.customer("initech", "git_id = \"v1\"\n");
+    let run = fleet.stamp(&["deploy", "acme", "acne", "--auto-approve"]).code(2);
+    assert!(run.stderr.contains("no customer `acne`") && run.stderr.contains("did you mean acme"), "{}", run.stderr);
+    assert!(fleet.buckets().is_empty(), "nothing started");
+    let r = fleet.stamp(&["validate", "--tag", "eu", "--tag", "us"]).ok();
+    assert!(r.stderr.contains("2 customer(s) valid"), "{}", r.stderr);
+    let r = fleet.stamp(&["validate", "--all"]).ok();
+    assert!(r.stderr.contains("3 customer(s) valid"), "{}", r.stderr);
+    fleet.stamp(&["validate", "--tag", "apac"]).code(2).stderr_has("no customer has the tag apac");
+    fleet.stamp(&["validate"]).code(2);
+    let list = fleet.stamp(&["list", "--json"]).ok().json();
+    assert_eq!(list[0]["tags"], serde_json::json!(["eu", "tier-1"]));
+}
+
+#[test]
+fn validate_all_reports_every_problem_of_every_customer_at_once() {
+    let emu = Emulator::start();
+    let fleet = Fleet::new(&emu);
+    fleet.customer("acme", "git_id = \"v1\"\n");
+    fleet.customer("badkey", "git_id = \"v1\"\nregoin = \"eu-west-1\"\n");
+    fleet.customer("badtype", "git_id = 42\n");
+    fleet.customer("badvars", "git_id = \"v1\"\n[vpc.vars]\nnot_a_var = 1\n[packer.vars]\nnope = \"x\"\n");
+    fleet.customer("Bad_Name", "git_id = \"v1\"\n");
+    let run = fleet.stamp(&["validate", "--all"]).code(2);
+    for needle in ["badkey.toml: line 2", "regoin", "badtype.toml: line 1", "git_id", "not_a_var", "[packer.vars] `nope`", "Bad_Name.toml"]
+    {
+        assert!(run.stderr.contains(needle), "validate --all does not report {needle:?}:\n{}", run.stderr);
+    }
+    assert!(run.stderr.contains("in 4 of 4 customer(s)") || run.stderr.contains("problem(s) in"), "{}", run.stderr);
+    // A deploy of the fleet refuses before anything is created, with the same problems.
+    let run = fleet.stamp(&["deploy", "acme", "badvars", "--auto-approve"]).code(2);
+    assert!(run.stderr.contains("not_a_var") && run.stderr.contains("nope"), "{}", run.stderr);
+    assert!(fleet.buckets().is_empty());
+}

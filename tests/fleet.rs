@@ -81,6 +81,41 @@ fn four_customers_side_by_side_share_one_bake_per_revision_and_never_mix_logs() 
     // The table, in text.
     let text = fleet.stamp(&["plan", "alpha", "charlie"]).ok();
     assert!(text.stdout.contains("CUSTOMER") && text.stdout.contains("alpha") && text.stdout.contains("2 customers"), "{}", text.stdout);
+
+    // Destroying one customer keeps the AMI another deployed customer still runs;
+    // destroying that one too removes it.
+    let shared = ami("alpha");
+    let gone = fleet.stamp(&["destroy", "alpha", "--auto-approve", "--json"]).ok().json();
+    let ami_stage = gone["stages"].as_array().unwrap().iter().find(|s| s["name"] == "ami").unwrap().clone();
+    assert!(ami_stage["detail"].as_str().unwrap().contains(&format!("kept {shared} (run by bravo)")), "{ami_stage:#}");
+    let ids = |f: &Fleet| -> Vec<String> {
+        f.aws_json(&["ec2", "describe-images", "--owners", "self"])["Images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["ImageId"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(ids(&fleet).contains(&shared));
+    fleet.stamp(&["destroy", "bravo", "--auto-approve"]).ok();
+    assert!(!ids(&fleet).contains(&shared), "the last customer running it is gone: so is the AMI");
+    assert!(ids(&fleet).contains(&ami("charlie")), "other images are untouched");
+}
+
+#[test]
+fn customers_sharing_one_state_bucket_create_it_together() {
+    let emu = Emulator::start();
+    let toml = common::FLEET_TOML.replace("[fleet]\n", "[fleet]\nstate_bucket = \"tfstate-{{account_id}}-shared\"\n");
+    let fleet = Fleet::with_toml(&emu, &toml);
+    fleet.customer("acme", "git_id = \"v1\"\n[vpc.vars]\ncidr_block = \"10.1.0.0/16\"\n");
+    fleet.customer("globex", "git_id = \"v1\"\n[vpc.vars]\ncidr_block = \"10.2.0.0/16\"\n");
+    let out = fleet.stamp(&["deploy", "--all", "--parallel", "2", "--auto-approve", "--json"]).ok().json();
+    assert_eq!(out["summary"]["ok"], 2, "{out:#}");
+    assert_eq!(fleet.buckets(), vec!["tfstate-123456789012-shared".to_string()]);
+    // Each customer's state under its own keys.
+    for key in ["acme/vpc", "globex/vpc", "acme/frontends/production", "globex/frontends/production"] {
+        fleet.state("tfstate-123456789012-shared", key);
+    }
 }
 
 #[test]

@@ -46,3 +46,34 @@ fn deploy_asks_before_each_apply_and_only_yes_applies() {
     assert!(screen.contains("✔ vpc stack"), "progress lines in a terminal: {screen}");
     assert!(screen.contains("public URL: http://acme-production"), "{screen}");
 }
+
+#[test]
+fn a_fleet_in_a_terminal_shows_its_plan_and_asks_once() {
+    let emu = Emulator::start();
+    let fleet = Fleet::new(&emu);
+    fleet.customer("acme", "git_id = \"v1\"\n[vpc.vars]\ncidr_block = \"10.1.0.0/16\"\n");
+    fleet.customer("globex", "git_id = \"v1\"\n[vpc.vars]\ncidr_block = \"10.2.0.0/16\"\n");
+
+    let (code, screen) = in_terminal(&fleet, "deploy --all", "no\n");
+    assert_eq!(code, 1, "{screen}");
+    assert!(screen.contains("The fleet's plan:") && screen.contains("acme") && screen.contains("globex"), "{screen}");
+    assert!(fleet.buckets().is_empty(), "declined: nothing was created");
+
+    let (code, screen) = in_terminal(&fleet, "deploy --all", "yes\n");
+    assert_eq!(code, 0, "{screen}");
+    assert_eq!(screen.matches("Only 'yes' will be accepted").count(), 1, "asked once: {screen}");
+    assert!(screen.contains("Apply these changes to 2 customers?"), "{screen}");
+    assert!(screen.contains("customers: 2/2 done, 0 failed"), "the total line: {screen}");
+    assert!(screen.contains("2 customers in") && screen.contains("2 ok"), "the fleet table: {screen}");
+
+    // Once deployed, the fleet's plan says what each stack would change.
+    fleet.customer("globex", "git_id = \"v1\"\n[vpc.vars]\ncidr_block = \"10.3.0.0/16\"\n");
+    let (code, screen) = in_terminal(&fleet, "deploy --all", "no\n");
+    assert_eq!(code, 1, "{screen}");
+    assert!(screen.contains("globex") && screen.contains("vpc") && screen.contains("+1 ~0 -1"), "{screen}");
+    assert!(screen.contains("!! globex"), "a replacement is called out: {screen}");
+
+    let (code, screen) = in_terminal(&fleet, "destroy --all", "yes\n");
+    assert_eq!(code, 0, "{screen}");
+    assert!(screen.contains("Destroy 2 customers: acme (production), globex (production)?"), "{screen}");
+}

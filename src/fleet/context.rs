@@ -29,8 +29,9 @@ pub struct FleetContext {
     pub init_lock: Mutex<()>,
     /// `packer plugins install` writes to the user's plugin directory.
     pub plugin_lock: Mutex<bool>,
-    /// Creating and hardening one state bucket, per bucket name.
-    bucket_locks: RefCell<BTreeMap<String, Rc<Mutex<()>>>>,
+    /// Locks by name: a state bucket several customers share ("bucket:<name>"), an
+    /// AMI several customers run ("ami:<id>").
+    locks: RefCell<BTreeMap<String, Rc<Mutex<()>>>>,
     pub bakery: Bakery,
 }
 
@@ -44,7 +45,7 @@ impl FleetContext {
             envs: RefCell::default(),
             init_lock: Mutex::new(()),
             plugin_lock: Mutex::new(false),
-            bucket_locks: RefCell::default(),
+            locks: RefCell::default(),
             bakery: Bakery::default(),
         }
     }
@@ -83,7 +84,7 @@ impl FleetContext {
         Ok(env)
     }
 
-    pub fn bucket_lock(&self, bucket: &str) -> Rc<Mutex<()>> {
-        self.bucket_locks.borrow_mut().entry(bucket.to_owned()).or_default().clone()
+    pub fn lock(&self, name: &str) -> Rc<Mutex<()>> {
+        self.locks.borrow_mut().entry(name.to_owned()).or_default().clone()
     }
 }

@@ -196,9 +196,13 @@ pub async fn deregister(p: &mut Pipeline, ran: Option<&AmiId>) -> Result<StageDo
     if candidates.is_empty() {
         return Ok(StageDone::new((), Status::Unchanged, "0 deregistered"));
     }
-    let in_use = amis_used_by_others(p, &mut log).await?;
     let (mut gone, mut kept) = (0, Vec::new());
     for (id, _, snaps) in &candidates {
+        // Customers of one run destroying the same image decide one after the other,
+        // each reading the others' states afresh.
+        let lock = p.ctx.lock(&format!("ami:{id}"));
+        let _held = lock.lock().await;
+        let in_use = amis_used_by_others(p, &mut log).await?;
         if let Some(users) = in_use.get(id.as_str()) {
             kept.push(format!("{id} (run by {})", users.iter().cloned().collect::<Vec<_>>().join(", ")));
             continue;

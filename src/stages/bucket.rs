@@ -16,7 +16,7 @@ pub async fn run(p: &mut Pipeline, create: bool) -> Result<StageDone<Option<Buck
     let bucket = name(p, &mut log).await?;
     p.report.state_bucket = Some(bucket.to_string());
     if create {
-        let lock = p.ctx.bucket_lock(bucket.as_str());
+        let lock = p.ctx.lock(&format!("bucket:{bucket}"));
         let _held = lock.lock().await;
         let ui = p.ui.clone();
         let created =

@@ -140,13 +140,7 @@ async fn approve(p: &Pipeline, plan: &ShownPlan) -> Result<(), Error> {
             }
         }
         Approval::Approved(approved) => {
-            let shown = approved.get(&(p.name().to_owned(), stage));
-            let unseen: Vec<String> = plan
-                .planned
-                .iter()
-                .filter(|c| c.destroys() && !shown.is_some_and(|s| s.contains(&c.address)))
-                .map(|c| format!("{} {}", c.action, c.address))
-                .collect();
+            let unseen = unseen_destroys(&plan.planned, approved.get(&(p.name().to_owned(), stage)));
             if unseen.is_empty() {
                 Ok(())
             } else {
@@ -157,6 +151,15 @@ async fn approve(p: &Pipeline, plan: &ShownPlan) -> Result<(), Error> {
             }
         }
     }
+}
+
+/// The destroys and replacements of `planned` that the approved plan did not show.
+pub fn unseen_destroys(planned: &[PlannedChange], shown: Option<&std::collections::BTreeSet<String>>) -> Vec<String> {
+    planned
+        .iter()
+        .filter(|c| c.destroys() && !shown.is_some_and(|s| s.contains(&c.address)))
+        .map(|c| format!("{} {}", c.action, c.address))
+        .collect()
 }
 
 pub fn sync_working_copy(p: &Pipeline) -> Result<(), Error> {
@@ -333,4 +336,19 @@ pub async fn refuse_protected(p: &Pipeline, log: &mut StageLog, state: &str) -> 
             commands.join("\n    ")
         ),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_approved_plan_covers_only_the_destroys_it_showed() {
+        let change = |action: &str, address: &str| PlannedChange { action: action.into(), address: address.into() };
+        let planned = vec![change("update", "aws_lb.this"), change("replace", "aws_db_instance.this"), change("delete", "aws_kms_key.old")];
+        let shown: std::collections::BTreeSet<String> = ["aws_kms_key.old".to_string()].into();
+        assert_eq!(unseen_destroys(&planned, Some(&shown)), vec!["replace aws_db_instance.this"]);
+        assert_eq!(unseen_destroys(&planned, None).len(), 2, "nothing shown: every destroy is unseen");
+        assert!(unseen_destroys(&planned[..1], None).is_empty(), "updates need no showing");
+    }
 }

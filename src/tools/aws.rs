@@ -226,10 +226,19 @@ impl Aws {
         Err(Error::stage(format!("cannot tell whether deletion protection is on: {}", stderr.trim())))
     }
 
+    /// Deregisters an AMI and deletes its snapshots; an image or snapshot that is
+    /// already gone (another customer of the run removed it) is not an error.
     pub async fn delete_image(&self, stage: &str, log: &mut StageLog, ami: &AmiId, snapshots: &[String]) -> Result<(), Error> {
-        self.run(stage, log, &["ec2", "deregister-image", "--image-id", ami.as_str()], &[0]).await?;
+        let gone = |code: i32, stderr: &str, codes: &[&str]| code == 0 || codes.iter().any(|c| stderr.contains(&format!("({c})")));
+        let (code, _, stderr) = self.run(stage, log, &["ec2", "deregister-image", "--image-id", ami.as_str()], &[0, 254, 255]).await?;
+        if !gone(code, &stderr, &["InvalidAMIID.Unavailable", "InvalidAMIID.NotFound"]) {
+            return Err(Error::stage(format!("deregistering {ami}: {}", stderr.trim())));
+        }
         for s in snapshots {
-            self.run(stage, log, &["ec2", "delete-snapshot", "--snapshot-id", s], &[0]).await?;
+            let (code, _, stderr) = self.run(stage, log, &["ec2", "delete-snapshot", "--snapshot-id", s], &[0, 254, 255]).await?;
+            if !gone(code, &stderr, &["InvalidSnapshot.NotFound"]) {
+                return Err(Error::stage(format!("deleting snapshot {s} of {ami}: {}", stderr.trim())));
+            }
         }
         Ok(())
     }

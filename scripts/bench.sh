@@ -75,7 +75,8 @@ trap 'exit 130' INT TERM
 
 port=$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 endpoint="http://127.0.0.1:$port"
-MOTO_IAM_LOAD_MANAGED_POLICIES=true "$tools/moto_server" -H 127.0.0.1 -p "$port" > "$dir/moto.log" 2>&1 &
+# scripts/moto_server.py: moto_server with the fixes stamp's stacks need (see that file).
+MOTO_IAM_LOAD_MANAGED_POLICIES=true "$py" "$root/scripts/moto_server.py" -H 127.0.0.1 -p "$port" > "$dir/moto.log" 2>&1 &
 moto_pid=$!
 for _ in $(seq 100); do
   curl -sf -o /dev/null "$endpoint/" && break

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Starts or stops an emulated AWS (moto_server from .tools/) on a free loopback port.
+# Starts or stops an emulated AWS (moto from .tools/, through scripts/moto_server.py,
+# which fixes a few places where moto 5.2.1 differs from AWS) on a free loopback port.
 #   scripts/emulator.sh start DIR   -> DIR/url holds http://127.0.0.1:PORT, DIR/pid the pid
 #   scripts/emulator.sh stop DIR
 set -euo pipefail
@@ -10,12 +11,12 @@ mkdir -p "$dir"
 
 case "$action" in
 start)
-  moto="${STAMP_TOOLS_DIR:-$root/.tools}/bin/moto_server"
-  [ -x "$moto" ] || { echo "emulator: $moto is missing: run scripts/setup-tools.sh" >&2; exit 1; }
+  py="${STAMP_TOOLS_DIR:-$root/.tools}/venv/bin/python"
+  [ -x "$py" ] || { echo "emulator: $py is missing: run scripts/setup-tools.sh" >&2; exit 1; }
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   # The real stacks attach AWS-managed IAM policies (AmazonSSMManagedInstanceCore,
   # AmazonRDSEnhancedMonitoringRole): moto knows them only when told to load them.
-  MOTO_IAM_LOAD_MANAGED_POLICIES=true nohup "$moto" -H 127.0.0.1 -p "$port" > "$dir/emulator.log" 2>&1 &
+  MOTO_IAM_LOAD_MANAGED_POLICIES=true nohup "$py" "$root/scripts/moto_server.py" -H 127.0.0.1 -p "$port" > "$dir/emulator.log" 2>&1 &
   echo $! > "$dir/pid"
   url="http://127.0.0.1:$port"
   for _ in $(seq 1 300); do

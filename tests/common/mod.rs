@@ -35,17 +35,24 @@ pub struct Emulator {
 impl Emulator {
     pub fn start() -> Self {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(tool("moto_server"))
+        // moto_server through scripts/moto_server.py, which fixes the places where
+        // moto 5.2.1 differs from AWS for the real stacks; the venv is next to the bin dir.
+        let launcher = repo().join("scripts/moto_server.py");
+        let mut child = Command::new(tools().join("../venv/bin/python"))
+            .arg(&launcher)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             // The real stacks attach AWS-managed IAM policies.
             .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start moto_server");
+            .expect("start scripts/moto_server.py");
         let url = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the emulator exited ({status}): run `{} -p {port}` to see why", launcher.display());
+            }
             assert!(Instant::now() < deadline, "moto_server did not start on {url}");
             std::thread::sleep(Duration::from_millis(100));
         }

@@ -53,13 +53,17 @@ resource "aws_db_instance" "this" {
   publicly_accessible    = false
   multi_az               = var.db_multi_az
 
+  # One final snapshot per incarnation of the database (final_snapshot_identifier):
+  # the customer's KMS key is created with it, so a part of its id is stable across
+  # applies but new after a destroy and redeploy, whose destroy would otherwise
+  # fail half-way with DBSnapshotAlreadyExists.
   backup_retention_period   = var.backup_retention_days
   backup_window             = "02:00-03:00"
   maintenance_window        = "sun:03:30-sun:04:30"
   copy_tags_to_snapshot     = true
   deletion_protection       = var.deletion_protection
   skip_final_snapshot       = false
-  final_snapshot_identifier = "${local.name}-final"
+  final_snapshot_identifier = "${local.name}-final-${substr(aws_kms_key.this.key_id, 0, 8)}"
 
   auto_minor_version_upgrade          = true
   iam_database_authentication_enabled = true

@@ -150,24 +150,46 @@ pub struct AppContext {
     pub puma_threads: u32,
 }
 
-/// Renders every `*.hbs` under `dir` into (relative path without `.hbs`, content),
-/// sorted by path. Strict: a name the context lacks is an error naming the file.
+/// The app's configuration templates (`*.hbs` under a directory), read and compiled
+/// once; rendered per customer.
+pub struct AppTemplates {
+    registry: Handlebars<'static>,
+    /// (relative path without `.hbs`, template file), sorted by path.
+    files: Vec<(String, PathBuf)>,
+}
+
+impl AppTemplates {
+    pub fn load(dir: &Path) -> Result<Self, String> {
+        let mut files = Vec::new();
+        collect_templates(dir, dir, &mut files).map_err(|e| format!("cannot read templates in {}: {e}", dir.display()))?;
+        files.sort();
+        let mut registry = strict_registry();
+        for (rel, path) in &files {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            registry.register_template_string(rel, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        Ok(Self { registry, files })
+    }
+
+    /// Every template rendered for `ctx`: (relative path, content), sorted by path.
+    /// Strict: a name the context lacks is an error naming the file.
+    pub fn render(&self, ctx: &AppContext) -> Result<Vec<(String, String)>, String> {
+        self.files
+            .iter()
+            .map(|(rel, path)| {
+                let out = self.registry.render(rel, ctx).map_err(|e| {
+                    let at = e.line_no.map(|l| format!(" line {l}:")).unwrap_or_default();
+                    format!("{}:{at} {}", path.display(), e.reason())
+                })?;
+                Ok((rel.clone(), out))
+            })
+            .collect()
+    }
+}
+
+/// Renders every `*.hbs` under `dir` into (relative path without `.hbs`, content).
 pub fn app_config(dir: &Path, ctx: &AppContext) -> Result<Vec<(String, String)>, String> {
-    let mut files = Vec::new();
-    collect_templates(dir, dir, &mut files).map_err(|e| format!("cannot read templates in {}: {e}", dir.display()))?;
-    files.sort();
-    let hb = strict_registry();
-    files
-        .into_iter()
-        .map(|(rel, path)| {
-            let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let out = hb.render_template(&text, ctx).map_err(|e| {
-                let at = e.line_no.map(|l| format!(" line {l}:")).unwrap_or_default();
-                format!("{}:{at} {}", path.display(), e.reason())
-            })?;
-            Ok((rel, out))
-        })
-        .collect()
+    AppTemplates::load(dir)?.render(ctx)
 }
 
 fn collect_templates(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> std::io::Result<()> {

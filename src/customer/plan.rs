@@ -11,7 +11,7 @@ use crate::config::{Customer, StageVars, origin_of};
 use crate::error::{ConfigError, Error};
 use crate::fleet::context::FleetContext;
 use crate::names::{CustomerName, EnvName};
-use crate::render::{self, AppContext};
+use crate::render::AppContext;
 use crate::tools::packer::TemplateInfo;
 use crate::tools::terraform::StackInfo;
 use crate::ui::events::Stage;
@@ -101,7 +101,7 @@ impl CustomerPlan {
             problems.extend(check_packer(ctx, &customer, t));
         }
         let app_config = if fleet.paths.app_templates.is_dir() {
-            match render::app_config(&fleet.paths.app_templates, &app_context(&customer)) {
+            match ctx.app_templates().as_ref().as_ref().map_err(Clone::clone).and_then(|t| t.render(&app_context(&customer))) {
                 Ok(files) => Some(files),
                 Err(m) => {
                     problems.push(ConfigError::new(&fleet.paths.app_templates, m).into());

@@ -14,8 +14,11 @@ use crate::config::Fleet;
 use crate::error::Error;
 use crate::fleet::bakes::Bakery;
 use crate::names::Region;
+use crate::render::AppTemplates;
+use crate::tools::aws::Aws;
 use crate::tools::find::{self, Tools};
 use crate::tools::packer::TemplateInfo;
+use crate::tools::process::StageLog;
 use crate::tools::terraform::StackInfo;
 
 pub struct FleetContext {
@@ -33,6 +36,9 @@ pub struct FleetContext {
     /// AMI several customers run ("ami:<id>").
     locks: RefCell<BTreeMap<String, Rc<Mutex<()>>>>,
     pub bakery: Bakery,
+    app_templates: RefCell<Option<Rc<Result<AppTemplates, String>>>>,
+    /// The AWS account id, asked of STS once per run.
+    account_id: tokio::sync::OnceCell<String>,
 }
 
 impl FleetContext {
@@ -47,6 +53,8 @@ impl FleetContext {
             plugin_lock: Mutex::new(false),
             locks: RefCell::default(),
             bakery: Bakery::default(),
+            app_templates: RefCell::default(),
+            account_id: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -82,6 +90,19 @@ impl FleetContext {
         let env = find::tool_env(&self.fleet, region, &self.fleet.paths.work)?;
         self.envs.borrow_mut().insert(region.to_string(), env.clone());
         Ok(env)
+    }
+
+    /// The app templates, compiled once per run.
+    pub fn app_templates(&self) -> Rc<Result<AppTemplates, String>> {
+        self.app_templates.borrow_mut().get_or_insert_with(|| Rc::new(AppTemplates::load(&self.fleet.paths.app_templates))).clone()
+    }
+
+    /// The account id: `[aws] account_id`, else STS, asked once per run.
+    pub async fn account_id(&self, aws: &Aws, log: &mut StageLog) -> Result<String, Error> {
+        if let Some(a) = &self.fleet.aws.account_id {
+            return Ok(a.clone());
+        }
+        self.account_id.get_or_try_init(|| aws.account_id("bucket", log)).await.cloned()
     }
 
     pub fn lock(&self, name: &str) -> Rc<Mutex<()>> {

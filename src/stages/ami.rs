@@ -83,10 +83,11 @@ async fn bake(p: &mut Pipeline, log: &mut StageLog, key: &str, hash: &str, vars_
 
 async fn build(p: &mut Pipeline, log: &mut StageLog, key: &str, hash: &str, vars_file: &Path) -> Result<AmiId, Error> {
     ensure_amazon_plugin(p, log).await?;
-    // A copy of the template directory per image: packer's cache and manifest are its own.
+    // A copy of the template directory per image and baker: packer's cache and
+    // manifest are its own, even when separate stamp processes bake the same image.
     let template = p.ctx.fleet.paths.packer_template.clone();
     let src = template.parent().unwrap_or(Path::new(".")).to_path_buf();
-    let dir = p.ctx.fleet.paths.work.join("bakes").join(key);
+    let dir = p.ctx.fleet.paths.work.join("bakes").join(key).join(p.name());
     copy_template_dir(&src, &dir).map_err(|e| Error::io(format!("copying {} to {}", src.display(), dir.display()), e))?;
     let mut cmd = ToolCommand::new(&p.ctx.tools().packer, &dir)
         .envs(&p.env)
@@ -230,7 +231,7 @@ async fn amis_used_by_others(p: &Pipeline, log: &mut StageLog) -> Result<BTreeMa
         if c.region != me.region {
             continue;
         }
-        let bucket = crate::stages::bucket::state_bucket(fleet, &c, &p.aws, log).await?;
+        let bucket = crate::stages::bucket::bucket_of(&p.ctx, &c, &p.aws, log).await?;
         let key = format!("{other}/frontends/{}", c.env);
         if let Some(state) = p.aws.read_object("ami", log, &bucket, &key).await.unwrap_or(None)
             && let Ok(outs) = terraform::outputs_from_state(&state)

@@ -4,6 +4,7 @@
 use crate::config::{Customer, Fleet};
 use crate::customer::pipeline::{Pipeline, StageDone};
 use crate::error::Error;
+use crate::fleet::context::FleetContext;
 use crate::names::BucketName;
 use crate::render;
 use crate::tools::aws::Aws;
@@ -35,9 +36,19 @@ pub async fn run(p: &mut Pipeline, create: bool) -> Result<StageDone<Option<Buck
     }
 }
 
-/// The customer's state bucket name (asks STS for the account id when needed).
+/// The customer's state bucket name (asks STS for the account id when needed,
+/// once per run).
 pub async fn name(p: &Pipeline, log: &mut StageLog) -> Result<BucketName, Error> {
-    state_bucket(&p.ctx.fleet, &p.plan.customer, &p.aws, log).await
+    bucket_of(&p.ctx, &p.plan.customer, &p.aws, log).await
+}
+
+/// A customer's state bucket name, the account id asked once per run.
+pub async fn bucket_of(ctx: &FleetContext, c: &Customer, aws: &Aws, log: &mut StageLog) -> Result<BucketName, Error> {
+    let fleet = &ctx.fleet;
+    let account =
+        if render::bucket_template_uses_account_id(&fleet.state_bucket) { ctx.account_id(aws, log).await? } else { String::new() };
+    render::render_bucket(&fleet.state_bucket, &c.name, &c.region, &account)
+        .map_err(|m| Error::usage_hint(format!("[fleet] state_bucket: {m}"), "shorten the template or the customer name"))
 }
 
 /// The customer's state bucket name (asks STS for the account id only when the

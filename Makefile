@@ -15,7 +15,7 @@ ENV ?=
 APPROVE := $(if $(CI),--auto-approve,)
 STAMP_FLAGS ?=
 
-.PHONY: demo test test-aws lint ci customer plan destroy outputs render list doctor tools tools-checks build bench clean
+.PHONY: demo test test-aws lint bench-fleet ci customer plan destroy outputs render list doctor tools tools-checks build bench clean
 
 demo: tools build ## Deploy the demo customer against an emulated AWS, offline
 	scripts/demo.sh
@@ -67,6 +67,9 @@ build:
 
 bench: tools build ## stamp's overhead over the bare tool commands (figures in README.md)
 	STAMP_BIN=$(STAMP) scripts/bench.sh
+
+bench-fleet: tools build ## 16 customers side by side vs a bash loop and make -j8; 10,000 customer files (figures in README.md)
+	STAMP_BIN=$(STAMP) scripts/bench-fleet.sh
 
 clean:
 	rm -rf .stamp target

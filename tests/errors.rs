@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Emulator, FLEET_TOML, Fleet};
+use common::{Emulator, FLEET_TOML, Fleet, Run};
 
 fn assert_nothing_created(fleet: &Fleet) {
     assert!(fleet.buckets().is_empty(), "a bucket was created: {:?}", fleet.buckets());
@@ -137,4 +137,24 @@ fn stacks_with_only_some_inputs_get_only_those_without_warnings() {
     assert_eq!(common::stage_status(&report, "vpc"), "ok");
     let log = fleet.log("acme", "frontends");
     assert!(!log.contains("undeclared variable") && !log.contains("\"@level\":\"warn\""), "{log}");
+}
+
+/// With no provider mirror and no registry, init fails: the error says how to give
+/// terraform the provider (a mirror), instead of leaving the operator with
+/// terraform's "Failed to query available provider packages".
+#[test]
+fn a_provider_that_can_be_neither_downloaded_nor_found_in_a_mirror_gets_a_hint() {
+    let emu = Emulator::start();
+    let fleet = Fleet::with_toml(&emu, &common::FLEET_TOML.replace("{repo}/tests/standin/terraform", "{repo}/terraform"));
+    fleet.customer("acme", "git_id = \"v1\"\n");
+    let empty = tempfile::tempdir().unwrap();
+    // hashicorp/aws only from an empty mirror: what a machine without internet and without a mirror sees.
+    let rc = fleet.path().join("no-mirror.tfrc");
+    std::fs::write(&rc, format!("provider_installation {{\n  filesystem_mirror {{\n    path = \"{}\"\n  }}\n}}\n", empty.path().display()))
+        .unwrap();
+    let out = fleet.stamp_cmd(&["deploy", "acme", "--auto-approve"]).env("TF_CLI_CONFIG_FILE", &rc).output().unwrap();
+    let run = Run::from(out, &["deploy", "acme"]).code(1);
+    assert!(run.stderr.contains("Failed to query available provider packages"), "{}", run.stderr);
+    assert!(run.stderr.contains("hint: terraform could neither download the provider nor find it in a mirror"), "{}", run.stderr);
+    assert!(run.stderr.contains("STAMP_TF_PROVIDER_MIRROR"), "{}", run.stderr);
 }

@@ -11,7 +11,7 @@
 #   BL_WORK      stamp's [paths] work (holds terraformrc, plugin-cache, <customer>/)
 #   BL_VARS      stamp's [paths] vars (the packer var file goes there)
 #   BL_TEMPLATE  generated files of the reference run: terraform/, app/, vars.json,
-#                frontends.tfvars.json, template_hash
+#                frontends.tfvars.json, template_hash, image_key
 #   BL_ENDPOINT  the emulator's URL
 #   BL_AWS BL_TERRAFORM BL_PACKER  the tools (absolute paths, as stamp resolved them)
 #   BL_PACKER_TEMPLATE  the packer template (absolute)
@@ -32,6 +32,7 @@ terraform=$BL_TERRAFORM
 packer=$BL_PACKER
 times=$BL_TIMES
 template_hash=$(<"$BL_TEMPLATE/template_hash")
+image_key=$(<"$BL_TEMPLATE/image_key")
 
 # The environment stamp gives every tool (src/pipeline.rs tool_env).
 export AWS_DEFAULT_REGION="$region" AWS_REGION="$region" AWS_PAGER="" \
@@ -139,14 +140,19 @@ jq --slurpfile v "$tmp/vpc.json" '.build_vpc = $v[0].vpc_id | .build_subnet = $v
   "$BL_TEMPLATE/vars.json" > "$BL_VARS/$customer.json"
 mkdir -p "$cust/app"
 cp -R "$BL_TEMPLATE/app/." "$cust/app/"
+# The image of this customer's inputs, by the key stamp computed (see fleet/bakes.rs).
 run 0 "$root" "$tmp/images.json" "$aws" --endpoint-url "$BL_ENDPOINT" ec2 describe-images --owners self --output json --filters \
-  "Name=tag:stamp:customer,Values=$customer" "Name=tag:stamp:git_id,Values=$git_id" "Name=tag:stamp:template_hash,Values=$template_hash"
+  "Name=tag-key,Values=stamp:template_hash" "Name=tag:stamp:image_key,Values=$image_key"
 cat "$tmp/images.json" >> "$log"
 ami=$(jq -r '[.Images[]?] | sort_by(.CreationDate) | reverse | .[0].ImageId // empty' "$tmp/images.json")
 if [ -z "$ami" ]; then
   run 0 "$root" - "$packer" version
   export PACKER_NO_COLOR=1
-  run 0 "$(dirname "$BL_PACKER_TEMPLATE")" "$tmp/packer.out" "$packer" build -machine-readable \
+  # stamp bakes in a copy of the template directory of its own.
+  bake="$work/bakes/$image_key/$customer"
+  mkdir -p "$bake"
+  cp -R "$(dirname "$BL_PACKER_TEMPLATE")/." "$bake/"
+  run 0 "$bake" "$tmp/packer.out" "$packer" build -machine-readable \
     "-var-file=$BL_VARS/$customer.json" -only=emulator "$(basename "$BL_PACKER_TEMPLATE")"
   unset PACKER_NO_COLOR
   cat "$tmp/packer.out" >> "$log"
@@ -155,7 +161,8 @@ if [ -z "$ami" ]; then
         for (i = 1; i <= n; i++) { split(p[i], kv, ":"); if (kv[1] == r) { print kv[2]; exit } } }' "$tmp/packer.out")
   case "$ami" in ami-*) ;; *) echo "bench-baseline: packer reported no AMI in $region" >&2; exit 1 ;; esac
   run 0 "$root" - "$aws" --endpoint-url "$BL_ENDPOINT" ec2 create-tags --resources "$ami" --tags \
-    "Key=stamp:customer,Value=$customer" "Key=stamp:git_id,Value=$git_id" "Key=stamp:template_hash,Value=$template_hash"
+    "Key=stamp:customer,Value=$customer" "Key=stamp:git_id,Value=$git_id" "Key=stamp:template_hash,Value=$template_hash" \
+    "Key=stamp:image_key,Value=$image_key"
 fi
 
 # ---------------------------------------------------------------- frontends

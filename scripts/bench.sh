@@ -211,6 +211,9 @@ cp -R "$dir/work/$customer/app" "$tpl/app"
 cp "$dir/vars/$customer.json" "$tpl/vars.json"
 cp "$tpl/terraform/frontends/production/stamp.tfvars.json" "$tpl/frontends.tfvars.json"
 jq -r .template_hash "$tpl/vars.json" > "$tpl/template_hash"
+# The image key stamp looked the AMI up by (fleet/bakes.rs), from its log.
+grep -o 'stamp:image_key,Values=[0-9a-f]*' "$dir/work/$customer/logs/ami.log" | head -n 1 | cut -d= -f2 > "$tpl/image_key"
+[ -s "$tpl/image_key" ] || die "no image key in the reference run's ami log"
 
 # ---------------------------------------------------------------- measured runs
 for n in $(seq "$runs"); do

@@ -149,6 +149,13 @@ fn a_failing_customer_fails_alone_unless_fail_fast_or_a_canary_says_otherwise() 
     assert_eq!(out["summary"]["not_started"], 1);
     assert!(!fleet.path().join(".stamp/globex/last-run.json").exists(), "globex did not run");
 
+    // --max-failures 0: the same, counted (no customer starts after more than 0 failures).
+    std::fs::remove_file(fleet.path().join(".stamp/acme/last-run.json")).unwrap();
+    let out =
+        fleet.stamp(&["deploy", "broken", "acme", "--parallel", "1", "--max-failures", "0", "--auto-approve", "--json"]).code(1).json();
+    assert_eq!(report(&out, "acme")["status"], "not_started", "{out:#}");
+    assert!(report(&out, "acme")["error"].as_str().unwrap().contains("more than 0 customers failed (--max-failures 0)"), "{out:#}");
+
     // A failed canary: nothing else starts.
     let run = fleet.stamp(&["deploy", "broken", "acme", "globex", "--canary", "1", "--auto-approve", "--json"]).code(1);
     let out = run.json();

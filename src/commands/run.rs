@@ -137,6 +137,7 @@ fn finish(op: Operation, mut outcomes: Vec<Outcome>, wall: Duration, json: bool)
             eprintln!("error: {}: {e}", o.report.customer);
         }
     }
+    let interrupted = crate::signals::interrupted() || outcomes.iter().any(|o| matches!(o.error, Some(Error::Interrupted(_))));
     let reports: Vec<RunReport> = outcomes.into_iter().map(|o| o.report).collect();
     if json {
         println!("{}", serde_json::to_string_pretty(&summary::fleet_json(&reports, wall)).unwrap_or_default());
@@ -147,8 +148,6 @@ fn finish(op: Operation, mut outcomes: Vec<Outcome>, wall: Duration, json: bool)
     if !unfinished.is_empty() {
         eprintln!("to resume: stamp {} {}", op.as_str(), unfinished.join(" "));
     }
-    let interrupted = crate::signals::interrupted()
-        || reports.iter().any(|r| r.status == Status::Interrupted && r.error.as_deref().is_some_and(|e| e.starts_with("interrupted")));
     if interrupted {
         return Err(Error::Reported { message: "interrupted".into(), code: EXIT_INTERRUPTED });
     }

@@ -43,8 +43,16 @@ pub struct Baked {
     pub built: bool,
 }
 
-/// A bake every customer of an image waits on; the error is the baker's, as text.
-pub type Bake = Rc<OnceCell<Result<Baked, String>>>;
+/// A bake that failed, as the customers waiting on it see it.
+#[derive(Debug, Clone)]
+pub struct BakeFailed {
+    /// The customer whose stage ran the bake.
+    pub by: String,
+    pub message: String,
+}
+
+/// A bake every customer of an image waits on.
+pub type Bake = Rc<OnceCell<Result<Baked, BakeFailed>>>;
 
 /// The bakes of one stamp run, by image key.
 #[derive(Default)]

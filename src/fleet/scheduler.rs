@@ -4,6 +4,7 @@
 //! copy; what the policy stops is only what starts next.
 
 use std::rc::Rc;
+use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -14,7 +15,7 @@ use crate::customer::plan::CustomerPlan;
 use crate::customer::report::{Operation, RunReport};
 use crate::error::Error;
 use crate::fleet::context::FleetContext;
-use crate::ui::events::{EventKind, EventSink, Status};
+use crate::ui::events::{Emitter, EventKind, EventSink, Status};
 
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
@@ -100,11 +101,8 @@ async fn run_one(ctx: Rc<FleetContext>, plan: CustomerPlan, op: Operation, opts:
     let log_dir = ctx.fleet.paths.work.join(c.name.as_str()).join("logs");
     if let Some(why) = stop.draining() {
         let report = RunReport::not_started(c.name.as_str(), op, c.env.as_str(), c.region.as_str(), log_dir, &why);
-        sink.emit(crate::ui::events::Event {
-            customer: report.customer.clone(),
-            stage: None,
-            kind: EventKind::CustomerFinished { status: Status::NotStarted, elapsed: std::time::Duration::ZERO },
-        });
+        Emitter::new(&report.customer, sink)
+            .emit(None, EventKind::CustomerFinished { status: Status::NotStarted, elapsed: Duration::ZERO });
         return Outcome { report, error: None };
     }
     let (name, env, region) = (c.name.to_string(), c.env.to_string(), c.region.to_string());
@@ -116,11 +114,7 @@ async fn run_one(ctx: Rc<FleetContext>, plan: CustomerPlan, op: Operation, opts:
         Err(e) => {
             let mut report = RunReport::not_started(&name, op, &env, &region, log_dir, &e.to_string());
             report.status = Status::Failed;
-            sink.emit(crate::ui::events::Event {
-                customer: name,
-                stage: None,
-                kind: EventKind::CustomerFinished { status: Status::Failed, elapsed: std::time::Duration::ZERO },
-            });
+            Emitter::new(&name, sink).emit(None, EventKind::CustomerFinished { status: Status::Failed, elapsed: Duration::ZERO });
             Outcome { report, error: Some(e) }
         }
     }

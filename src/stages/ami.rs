@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::customer::pipeline::{Pipeline, StageDone, VpcOutputs};
 use crate::customer::plan::PACKER_RECORDED;
 use crate::error::Error;
-use crate::fleet::bakes::{Baked, image_key};
+use crate::fleet::bakes::{BakeFailed, Baked, image_key};
 use crate::names::AmiId;
 use crate::render;
 use crate::tools::aws::{TAG_CUSTOMER, TAG_GIT_ID, TAG_IMAGE_KEY, TAG_TEMPLATE_HASH};
@@ -35,11 +35,11 @@ pub async fn run(p: &mut Pipeline, vpc: &VpcOutputs) -> Result<StageDone<AmiId>,
     let name = p.name().to_owned();
     let baked = cell
         .get_or_init(|| async {
-            let mut log = match p.log(Stage::Ami) {
-                Ok(l) => l,
-                Err(e) => return Err(e.to_string()),
+            let result = match p.log(Stage::Ami) {
+                Ok(mut log) => bake(p, &mut log, &key, &hash, &vars_file).await,
+                Err(e) => Err(e),
             };
-            bake(p, &mut log, &key, &hash, &vars_file).await.map_err(|e| e.to_string())
+            result.map_err(|e| BakeFailed { by: name.clone(), message: e.to_string() })
         })
         .await
         .clone();
@@ -53,31 +53,28 @@ pub async fn run(p: &mut Pipeline, vpc: &VpcOutputs) -> Result<StageDone<AmiId>,
             let status = if built && by == name { Status::Ok } else { Status::Unchanged };
             Ok(StageDone::new(ami, status, detail))
         }
-        Err(e) if !cell_owner_is(&e, &name) => Err(Error::stage_hint(
-            format!("the bake of image {key} that this customer shares failed: {}", e.lines().next().unwrap_or_default()),
-            "see the ami log of the customer that ran it",
+        Err(BakeFailed { by, message }) if by != name => Err(Error::stage_hint(
+            format!(
+                "the bake of image {key} that this customer shares failed in {by}'s stage: {}",
+                message.lines().next().unwrap_or_default()
+            ),
+            format!("see {by}'s ami log"),
         )),
-        Err(e) => Err(Error::stage(e)),
+        Err(BakeFailed { message, .. }) => Err(Error::stage(message)),
     }
-}
-
-/// Errors of the bake carry the baker's name first ("<customer>: ...").
-fn cell_owner_is(e: &str, name: &str) -> bool {
-    e.starts_with(&format!("{name}: "))
 }
 
 /// Finds the image of `key`, or bakes it (`--rebuild-ami`: always bakes).
 async fn bake(p: &mut Pipeline, log: &mut StageLog, key: &str, hash: &str, vars_file: &Path) -> Result<Baked, Error> {
     let name = p.name().to_owned();
-    let with_name = |e: Error| Error::stage(format!("{name}: {e}"));
     if !p.opts.rebuild_ami {
         p.ui.step(Stage::Ami, "looking for an AMI of this image");
-        let found = p.aws.find_images("ami", log, &[(TAG_IMAGE_KEY, key)]).await.map_err(with_name)?;
+        let found = p.aws.find_images("ami", log, &[(TAG_IMAGE_KEY, key)]).await?;
         if let Some((ami, _, _)) = found.into_iter().next() {
             return Ok(Baked { ami, by: name, built: false });
         }
     }
-    let ami = build(p, log, key, hash, vars_file).await.map_err(with_name)?;
+    let ami = build(p, log, key, hash, vars_file).await?;
     Ok(Baked { ami, by: name, built: true })
 }
 

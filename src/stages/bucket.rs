@@ -47,8 +47,7 @@ pub async fn bucket_of(ctx: &FleetContext, c: &Customer, aws: &Aws, log: &mut St
     let fleet = &ctx.fleet;
     let account =
         if render::bucket_template_uses_account_id(&fleet.state_bucket) { ctx.account_id(aws, log).await? } else { String::new() };
-    render::render_bucket(&fleet.state_bucket, &c.name, &c.region, &account)
-        .map_err(|m| Error::usage_hint(format!("[fleet] state_bucket: {m}"), "shorten the template or the customer name"))
+    render_name(fleet, c, &account)
 }
 
 /// The customer's state bucket name (asks STS for the account id only when the
@@ -59,6 +58,10 @@ pub async fn state_bucket(fleet: &Fleet, c: &Customer, aws: &Aws, log: &mut Stag
         None if render::bucket_template_uses_account_id(&fleet.state_bucket) => aws.account_id("bucket", log).await?,
         None => String::new(),
     };
-    render::render_bucket(&fleet.state_bucket, &c.name, &c.region, &account)
+    render_name(fleet, c, &account)
+}
+
+fn render_name(fleet: &Fleet, c: &Customer, account: &str) -> Result<BucketName, Error> {
+    render::render_bucket(&fleet.state_bucket, &c.name, &c.region, account)
         .map_err(|m| Error::usage_hint(format!("[fleet] state_bucket: {m}"), "shorten the template or the customer name"))
 }

@@ -207,28 +207,24 @@ fn stack_vars(p: &Pipeline, stage: Stage, upstream: Option<(&VpcOutputs, &AmiId)
 pub fn write_files(p: &Pipeline, stage: Stage, bucket: &BucketName, upstream: Option<(&VpcOutputs, &AmiId)>) -> Result<PathBuf, Error> {
     let job = p.plan.job(stage);
     let dir = p.work.join("terraform").join(&job.rel);
-    let backend = backend(p, bucket, &job.key);
+    let own = backend(p, bucket, &job.key);
     let write = |name: &str, text: &str| crate::customer::pipeline::write_atomic(&dir.join(name), text);
     let remove = |name: &str| match std::fs::remove_file(dir.join(name)) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(format!("removing {}", dir.join(name).display()), e)),
         _ => Ok(()),
     };
     if job.info.backend.is_some() {
-        write(terraform::BACKEND_PARTIAL_FILE, &render::backend_partial(&backend))?;
+        write(terraform::BACKEND_PARTIAL_FILE, &render::backend_partial(&own))?;
         remove(terraform::BACKEND_FILE)?;
     } else {
-        write(terraform::BACKEND_FILE, &render::backend_block(&backend))?;
+        write(terraform::BACKEND_FILE, &render::backend_block(&own))?;
         remove(terraform::BACKEND_PARTIAL_FILE)?;
     }
     if stage == Stage::Frontends {
-        write(terraform::REMOTE_STATE_FILE, &render::remote_state_block(&self_backend_vpc(p, bucket)))?;
+        write(terraform::REMOTE_STATE_FILE, &render::remote_state_block(&backend(p, bucket, &p.plan.vpc.key)))?;
     }
     write(terraform::TFVARS_FILE, &render::vars_json(&stack_vars(p, stage, upstream)))?;
     Ok(dir)
-}
-
-fn self_backend_vpc(p: &Pipeline, bucket: &BucketName) -> Backend {
-    backend(p, bucket, &p.plan.vpc.key)
 }
 
 fn terraform(p: &Pipeline, dir: &Path) -> ToolCommand {

@@ -61,6 +61,7 @@ from moto.ec2.models.launch_templates import LaunchTemplateBackend  # noqa: E402
 from moto.ec2.models.security_groups import SecurityGroupRule  # noqa: E402
 from moto.moto_api._internal import mock_random  # noqa: E402
 from moto.rds.models import DBInstance, DBParameterGroup  # noqa: E402
+from moto.s3.responses import S3Response  # noqa: E402
 
 
 def original(owner: type, name: str):
@@ -342,6 +343,29 @@ def _cancel_instance_refresh(self):
 AutoScalingResponse.start_instance_refresh = _start_instance_refresh
 AutoScalingResponse.describe_instance_refreshes = _describe_instance_refreshes
 AutoScalingResponse.cancel_instance_refresh = _cancel_instance_refresh
+
+
+# --- 9. S3 GetBucketVersioning: the wrong root element -----------------------------------------
+# Defect: moto.s3.responses.S3Response.get_bucket_versioning serializes its answer with the root
+#   element <GetBucketVersioningResponse>. The AWS CLI (botocore) ignores the root's name; the
+#   AWS SDK for Rust, which stamp uses for its state buckets, rejects the answer ("invalid root,
+#   expected VersioningConfiguration").
+# AWS: the root element is <VersioningConfiguration> (with <Status> once versioning was set).
+# Patch: wraps that response method and renames the root element of its body.
+_get_bucket_versioning = original(S3Response, "get_bucket_versioning")
+
+
+@functools.wraps(_get_bucket_versioning)
+def _get_bucket_versioning_fixed(self):
+    status, headers, body = _get_bucket_versioning(self)
+    if isinstance(body, bytes):
+        body = body.replace(b"GetBucketVersioningResponse", b"VersioningConfiguration")
+    else:
+        body = body.replace("GetBucketVersioningResponse", "VersioningConfiguration")
+    return status, headers, body
+
+
+S3Response.get_bucket_versioning = _get_bucket_versioning_fixed
 
 
 if __name__ == "__main__":

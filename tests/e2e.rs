@@ -105,6 +105,21 @@ fn two_customers_deploy_redeploy_plan_outputs_destroy() {
     assert_eq!(stage_status(&again, "ami"), "unchanged");
     assert_eq!(stage_status(&again, "frontends"), "unchanged");
     assert_eq!(again["outputs"]["ami_id"], ami.as_str());
+    assert_eq!(stage_status(&again, "bucket"), "unchanged", "a hardened bucket is only checked: {again:#}");
+
+    // Someone weakens the bucket by hand: the next deploy says so and puts it back.
+    fleet.aws(&["s3api", "delete-public-access-block", "--bucket", &bucket]);
+    fleet.aws(&["s3api", "delete-bucket-encryption", "--bucket", &bucket]);
+    let fixed = fleet.stamp(&["deploy", "acme", "--auto-approve", "--json"]).ok();
+    let report = fixed.json();
+    assert_eq!(stage_status(&report, "bucket"), "ok", "{report:#}");
+    let detail = report["stages"][0]["detail"].as_str().unwrap();
+    assert!(detail.contains("re-applied default encryption, public access block"), "{detail}");
+    assert!(fixed.stderr.contains("had been changed or removed"), "{}", fixed.stderr);
+    let pab = fleet.aws_json(&["s3api", "get-public-access-block", "--bucket", &bucket]);
+    assert_eq!(pab["PublicAccessBlockConfiguration"]["IgnorePublicAcls"], true);
+    let enc = fleet.aws_json(&["s3api", "get-bucket-encryption", "--bucket", &bucket]);
+    assert_eq!(enc["ServerSideEncryptionConfiguration"]["Rules"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"], "AES256");
 
     // Plan: no changes, builds nothing.
     let plan = fleet.stamp(&["plan", "acme", "--json"]).ok().json();
@@ -140,7 +155,7 @@ fn two_customers_deploy_redeploy_plan_outputs_destroy() {
     assert_eq!(order, vec!["bucket", "frontends", "vpc", "ami"]);
     // One log per stage and run: the state reads did not replace the bucket check's log.
     let bucket_log = fleet.log("acme", "bucket");
-    assert!(bucket_log.contains("head-bucket") && bucket_log.contains("s3 cp"), "{bucket_log}");
+    assert!(bucket_log.contains("HeadBucket") && bucket_log.contains("GetObject"), "{bucket_log}");
     assert_eq!(resources(&fleet.state(&bucket, "acme/vpc")), 0);
     assert_eq!(resources(&fleet.state(&bucket, "acme/frontends/production")), 0);
     let vpcs = fleet.aws_json(&["ec2", "describe-vpcs", "--filters", "Name=tag:stamp-standin,Values=acme"]);

@@ -168,7 +168,7 @@ impl Pipeline {
         std::fs::create_dir_all(&work).map_err(|e| Error::io(format!("creating {}", work.display()), e))?;
         let lock = lock_work_dir(&work)?;
         let env = ctx.tool_env(&plan.customer.region)?;
-        let aws = Aws::new(&ctx.fleet, ctx.tools().aws.clone(), env.clone());
+        let aws = Aws::with_api(&ctx.fleet, ctx.tools().aws.clone(), env.clone(), ctx.aws_api(&env));
         let report = RunReport {
             schema_version: SCHEMA_VERSION,
             customer: name.to_string(),

@@ -19,6 +19,7 @@ use crate::tools::aws::Aws;
 use crate::tools::find::{self, Tools};
 use crate::tools::packer::TemplateInfo;
 use crate::tools::process::StageLog;
+use crate::tools::s3::AwsApi;
 use crate::tools::terraform::StackInfo;
 
 pub struct FleetContext {
@@ -39,6 +40,8 @@ pub struct FleetContext {
     app_templates: RefCell<Option<Rc<Result<AppTemplates, String>>>>,
     /// The AWS account id, asked of STS once per run.
     account_id: tokio::sync::OnceCell<String>,
+    /// S3 and STS through the SDK: one set of clients (and connections) per run.
+    api: RefCell<Option<Rc<AwsApi>>>,
 }
 
 impl FleetContext {
@@ -55,6 +58,7 @@ impl FleetContext {
             bakery: Bakery::default(),
             app_templates: RefCell::default(),
             account_id: tokio::sync::OnceCell::new(),
+            api: RefCell::default(),
         }
     }
 
@@ -103,6 +107,11 @@ impl FleetContext {
             return Ok(a.clone());
         }
         self.account_id.get_or_try_init(|| aws.account_id("bucket", log)).await.cloned()
+    }
+
+    /// The run's SDK clients; `env` is a tools' environment (`tool_env`).
+    pub fn aws_api(&self, env: &[(String, String)]) -> Rc<AwsApi> {
+        self.api.borrow_mut().get_or_insert_with(|| Rc::new(AwsApi::new(&self.fleet, env))).clone()
     }
 
     pub fn lock(&self, name: &str) -> Rc<Mutex<()>> {

@@ -20,11 +20,19 @@ pub async fn run(p: &mut Pipeline, create: bool) -> Result<StageDone<Option<Buck
         let lock = p.ctx.lock(&format!("bucket:{bucket}"));
         let _held = lock.lock().await;
         let ui = p.ui.clone();
-        let created =
+        let (created, fixed) =
             p.aws.ensure_state_bucket("bucket", &mut log, &bucket, &p.plan.customer.region, &mut |m| ui.step(Stage::Bucket, m)).await?;
-        // Reused: the hardening was re-applied, but nothing new exists.
-        let (status, verb) = if created { (Status::Ok, "created") } else { (Status::Unchanged, "reused") };
-        return Ok(StageDone::new(Some(bucket.clone()), status, format!("{verb} {bucket}")));
+        let fixed: Vec<&str> = fixed.iter().map(|h| h.describe()).collect();
+        let (status, detail) = match (created, fixed.is_empty()) {
+            (true, _) => (Status::Ok, format!("created {bucket}")),
+            (false, true) => (Status::Unchanged, format!("reused {bucket}")),
+            // Someone turned a setting off since: it is back on, and the operator should know.
+            (false, false) => (Status::Ok, format!("reused {bucket}; re-applied {}", fixed.join(", "))),
+        };
+        if !created && !fixed.is_empty() {
+            p.ui.note(&format!("state bucket {bucket}: {} had been changed or removed; re-applied", fixed.join(", ")));
+        }
+        return Ok(StageDone::new(Some(bucket.clone()), status, detail));
     }
     match p.aws.bucket_status("bucket", &mut log, &bucket).await? {
         0 => Ok(StageDone::new(Some(bucket.clone()), Status::Ok, format!("found {bucket}"))),

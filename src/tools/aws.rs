@@ -2,19 +2,26 @@
 //! reading a state object back, and the AMIs stamp baked. With an emulated AWS
 //! every call carries `--endpoint-url`.
 
+use std::rc::Rc;
+
 use serde_json::Value;
 
 use crate::error::Error;
 use crate::names::{AmiId, BucketName, Region};
 use crate::tools::process::{StageLog, Stream, Tail, ToolCommand};
+use crate::tools::s3::{ApiError, AwsApi, Hardening};
 
 /// Everything needed to call the AWS CLI the same way each time.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Aws {
     pub program: std::path::PathBuf,
     pub endpoint: Option<String>,
     pub env: Vec<(String, String)>,
     pub cwd: std::path::PathBuf,
+    /// S3 and STS through the SDK, shared by every customer of a run.
+    pub api: Rc<AwsApi>,
+    /// The region of the tools' environment (the customer's).
+    pub region: String,
 }
 
 /// Tags stamp puts on (and looks for on) the AMIs it bakes.
@@ -27,7 +34,14 @@ pub const TAG_IMAGE_KEY: &str = "stamp:image_key";
 impl Aws {
     /// The AWS CLI at `program`, as the fleet reaches AWS (endpoint), with the tools' environment.
     pub fn new(fleet: &crate::config::Fleet, program: std::path::PathBuf, env: Vec<(String, String)>) -> Self {
-        Self { program, endpoint: fleet.aws.endpoint.clone(), env, cwd: fleet.root.clone() }
+        let api = Rc::new(AwsApi::new(fleet, &env));
+        Self::with_api(fleet, program, env, api)
+    }
+
+    /// As `new`, with the run's shared SDK clients.
+    pub fn with_api(fleet: &crate::config::Fleet, program: std::path::PathBuf, env: Vec<(String, String)>, api: Rc<AwsApi>) -> Self {
+        let region = env.iter().find(|(k, _)| k == "AWS_REGION").map(|(_, v)| v.clone()).unwrap_or_else(|| "us-east-1".into());
+        Self { program, endpoint: fleet.aws.endpoint.clone(), env, cwd: fleet.root.clone(), api, region }
     }
 
     pub fn command<I: IntoIterator<Item = S>, S: Into<std::ffi::OsString>>(&self, args: I) -> ToolCommand {
@@ -53,33 +67,30 @@ impl Aws {
         Ok((out.code, out.stdout, stderr))
     }
 
-    pub async fn account_id(&self, stage: &str, log: &mut StageLog) -> Result<String, Error> {
-        let (_, out, _) = self
-            .run(stage, log, &["sts", "get-caller-identity", "--output", "json"], &[0])
-            .await
-            .map_err(|e| with_hint(e, "check AWS credentials (AWS_PROFILE, [aws] profile, or AWS_ACCESS_KEY_ID) and [aws] endpoint"))?;
-        let v: Value = serde_json::from_str(&out).map_err(|e| Error::stage(format!("sts get-caller-identity printed no JSON: {e}")))?;
-        v.get("Account").and_then(Value::as_str).map(String::from).ok_or_else(|| Error::stage("sts get-caller-identity printed no Account"))
+    /// The caller's account id (STS, through the SDK).
+    pub async fn account_id(&self, _stage: &str, log: &mut StageLog) -> Result<String, Error> {
+        self.api.account_id(log).await.map_err(|e| {
+            Error::stage_hint(
+                format!("cannot ask AWS who the caller is (sts get-caller-identity): {e}"),
+                "check AWS credentials (AWS_PROFILE, [aws] profile, or AWS_ACCESS_KEY_ID) and [aws] endpoint",
+            )
+        })
     }
 
-    /// 0: ours and reachable; 404: missing; 403: someone else's.
-    pub async fn bucket_status(&self, stage: &str, log: &mut StageLog, bucket: &BucketName) -> Result<u16, Error> {
-        let (code, _, stderr) = self.run(stage, log, &["s3api", "head-bucket", "--bucket", bucket.as_str()], &[0, 254, 255]).await?;
-        if code == 0 {
-            return Ok(0);
-        }
-        if stderr.contains("404") || stderr.contains("Not Found") || stderr.contains("NoSuchBucket") {
-            Ok(404)
-        } else if stderr.contains("403") || stderr.contains("Forbidden") {
-            Ok(403)
-        } else {
-            Err(Error::stage(format!("cannot tell whether bucket {bucket} exists: {}", stderr.trim())))
+    /// 0: ours and reachable; 404: missing; 403: someone else's (or not readable with these credentials).
+    pub async fn bucket_status(&self, _stage: &str, log: &mut StageLog, bucket: &BucketName) -> Result<u16, Error> {
+        match self.api.head_bucket(log, &self.region, bucket).await {
+            Ok(()) => Ok(0),
+            Err(ApiError::NotFound { .. }) => Ok(404),
+            Err(ApiError::Forbidden { .. } | ApiError::AccessDenied { .. }) => Ok(403),
+            Err(e) => Err(api_error(format!("cannot tell whether bucket {bucket} exists"), e)),
         }
     }
 
-    /// Creates the state bucket if missing (`aws s3 mb`), then (re)applies the
-    /// hardening: versioning, default encryption, public access block, TLS-only policy.
-    /// Returns whether it was created.
+    /// Creates the state bucket if missing (`aws s3 mb`), then checks the hardening
+    /// (versioning, default encryption, the four public-access-block flags, a
+    /// TLS-only policy) and applies whatever is missing or was changed since.
+    /// Returns whether it was created and what was (re)applied.
     pub async fn ensure_state_bucket(
         &self,
         stage: &str,
@@ -87,81 +98,55 @@ impl Aws {
         bucket: &BucketName,
         region: &Region,
         report: &mut dyn FnMut(&str),
-    ) -> Result<bool, Error> {
+    ) -> Result<(bool, Vec<Hardening>), Error> {
         let created = match self.bucket_status(stage, log, bucket).await? {
             0 => false,
             404 => {
                 report("creating bucket");
-                self.run(stage, log, &["s3", "mb", &format!("s3://{bucket}"), "--region", region.as_str()], &[0]).await?;
-                true
+                let (code, _, stderr) =
+                    self.run(stage, log, &["s3", "mb", &format!("s3://{bucket}"), "--region", region.as_str()], &[0, 1, 254, 255]).await?;
+                match (code, error_code(&stderr).as_deref()) {
+                    (0, _) => true,
+                    // Another stamp (another CI job of the same fleet) made it a moment ago.
+                    (_, Some("BucketAlreadyOwnedByYou")) => false,
+                    (_, Some("BucketAlreadyExists")) => return Err(taken(bucket)),
+                    _ => return Err(Error::stage(format!("aws s3 mb s3://{bucket} failed: {}", stderr.trim()))),
+                }
             }
-            _ => {
-                return Err(Error::stage_hint(
-                    format!("state bucket {bucket} exists but belongs to another account (403)"),
-                    "bucket names are global: set [fleet] state_bucket in stamp.toml to a name with {{account_id}} in it",
-                ));
-            }
+            _ => return Err(taken(bucket)),
         };
-        report("hardening bucket");
-        let b = bucket.as_str();
-        self.run(stage, log, &["s3api", "put-bucket-versioning", "--bucket", b, "--versioning-configuration", "Status=Enabled"], &[0])
-            .await?;
-        self.run(
-            stage,
-            log,
-            &[
-                "s3api",
-                "put-bucket-encryption",
-                "--bucket",
-                b,
-                "--server-side-encryption-configuration",
-                r#"{"Rules":[{"ApplyServerSideEncryptionByDefault":{"SSEAlgorithm":"AES256"},"BucketKeyEnabled":true}]}"#,
-            ],
-            &[0],
-        )
-        .await?;
-        self.run(
-            stage,
-            log,
-            &[
-                "s3api",
-                "put-public-access-block",
-                "--bucket",
-                b,
-                "--public-access-block-configuration",
-                "BlockPublicAcls=true,IgnorePublicAcls=true,BlockPublicPolicy=true,RestrictPublicBuckets=true",
-            ],
-            &[0],
-        )
-        .await?;
-        let policy = serde_json::json!({
-            "Version": "2012-10-17",
-            "Statement": [{
-                "Sid": "DenyInsecureTransport",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:*",
-                "Resource": [format!("arn:aws:s3:::{b}"), format!("arn:aws:s3:::{b}/*")],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}}
-            }]
-        });
-        // The emulator is reached over plain HTTP: a TLS-only policy would lock stamp out.
-        if self.endpoint.is_none() {
-            self.run(stage, log, &["s3api", "put-bucket-policy", "--bucket", b, "--policy", &policy.to_string()], &[0]).await?;
+        // S3 is eventually consistent right after a create: wait until it answers.
+        let mut wait = std::time::Duration::from_millis(200);
+        for attempt in 1.. {
+            match self.api.head_bucket(log, &self.region, bucket).await {
+                Ok(()) => break,
+                Err(ApiError::NotFound { .. }) if attempt < 8 => {
+                    log.note(&format!("bucket {bucket} not visible yet (attempt {attempt}): retrying in {wait:?}"));
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+                Err(e) => return Err(api_error(format!("bucket {bucket} is not usable after `aws s3 mb`"), e)),
+            }
         }
-        Ok(created)
+        report("checking hardening");
+        let missing =
+            self.api.check_hardening(log, &self.region, bucket).await.map_err(|e| api_error(format!("checking bucket {bucket}"), e))?;
+        for h in &missing {
+            report(&format!("applying {}", h.describe()));
+            self.api
+                .harden(log, &self.region, bucket, *h)
+                .await
+                .map_err(|e| api_error(format!("applying {} to bucket {bucket}", h.describe()), e))?;
+        }
+        Ok((created, missing))
     }
 
     /// The content of `s3://bucket/key`, or `None` when there is no such object.
-    pub async fn read_object(&self, stage: &str, log: &mut StageLog, bucket: &BucketName, key: &str) -> Result<Option<String>, Error> {
-        let (code, out, stderr) = self.run(stage, log, &["s3", "cp", &format!("s3://{bucket}/{key}"), "-"], &[0, 1, 254, 255]).await?;
-        if code == 0 {
-            return Ok(Some(out));
+    pub async fn read_object(&self, _stage: &str, log: &mut StageLog, bucket: &BucketName, key: &str) -> Result<Option<String>, Error> {
+        match self.api.get_object(log, &self.region, bucket, key).await {
+            Ok(o) => Ok(o.map(|o| o.text)),
+            Err(e) => Err(api_error(format!("cannot read s3://{bucket}/{key}"), e)),
         }
-        if stderr.contains("404") || stderr.contains("Not Found") || stderr.contains("NoSuchKey") || stderr.contains("NoSuchBucket") {
-            return Ok(None);
-        }
-        Err(Error::stage(format!("cannot read s3://{bucket}/{key}: {}", stderr.trim())))
     }
 
     /// AMIs of this account carrying every one of these tags, newest first:
@@ -244,12 +229,43 @@ impl Aws {
     }
 }
 
-fn with_hint(e: Error, hint: &str) -> Error {
-    match e {
-        Error::Tool(mut f) => {
-            f.hint = Some(hint.to_owned());
-            Error::Tool(f)
-        }
-        other => other,
+/// The AWS error code an AWS CLI error message carries: "An error occurred (Code) when ...".
+pub fn error_code(stderr: &str) -> Option<String> {
+    let i = stderr.find("An error occurred (")? + "An error occurred (".len();
+    let rest = &stderr[i..];
+    Some(rest[..rest.find(')')?].to_owned())
+}
+
+fn taken(bucket: &BucketName) -> Error {
+    Error::stage_hint(
+        format!("state bucket name {bucket} is taken by another AWS account (or this one may not use it)"),
+        "bucket names are global: set [fleet] state_bucket in stamp.toml to a name with {{account_id}} in it",
+    )
+}
+
+/// A failed SDK call as a stage error, with a hint that fits its kind.
+pub fn api_error(what: String, e: ApiError) -> Error {
+    let hint = match &e {
+        ApiError::Unreachable { .. } => Some("check the network, or [aws] endpoint / STAMP_AWS_ENDPOINT when using an emulator"),
+        ApiError::NoCredentials { .. } => Some("check AWS credentials (AWS_PROFILE, [aws] profile, or AWS_ACCESS_KEY_ID)"),
+        ApiError::AccessDenied { .. } => Some(
+            "the credentials lack a permission on the state bucket (s3:ListBucket, s3:GetBucket*, s3:PutBucket*, s3:GetObject, s3:PutObject)",
+        ),
+        ApiError::Throttled { .. } => Some("AWS is throttling this account; run again later or lower --parallel"),
+        _ => None,
+    };
+    match hint {
+        Some(h) => Error::stage_hint(format!("{what}: {e}"), h),
+        None => Error::stage(format!("{what}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_error_code_is_read_from_the_cli_message() {
+        let m = "\nmake_bucket failed: s3://x An error occurred (BucketAlreadyOwnedByYou) when calling the CreateBucket operation: Your previous request";
+        assert_eq!(super::error_code(m).as_deref(), Some("BucketAlreadyOwnedByYou"));
+        assert_eq!(super::error_code("connection refused"), None);
     }
 }

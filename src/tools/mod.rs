@@ -4,4 +4,5 @@ pub mod aws;
 pub mod find;
 pub mod packer;
 pub mod process;
+pub mod s3;
 pub mod terraform;

@@ -1,0 +1,476 @@
+//! The state buckets, the state objects and the caller's account through the AWS
+//! SDK for Rust (S3 and STS) instead of one AWS CLI process per call. A call costs
+//! milliseconds here where the CLI costs about half a second of CPU, which is what
+//! a fleet of customers on a small CI machine (and `stamp status` over a hundred of
+//! them) runs out of. The SDK resolves credentials as the AWS CLI does (environment,
+//! profiles, SSO, credential_process, instance roles), retries throttling and
+//! transient network errors with backoff and jitter, and its errors carry AWS's
+//! error code, by which stamp tells them apart (`ApiError`).
+//!
+//! `aws s3 mb` (the CLI) still creates a bucket: that is the step the brief names,
+//! and it runs once per customer.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::types::{
+    BucketVersioningStatus, PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
+    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, VersioningConfiguration,
+};
+
+use crate::names::BucketName;
+use crate::tools::process::StageLog;
+
+/// What an AWS call answered, told apart by AWS's error code and HTTP status, not
+/// by the wording of a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// 404, `NoSuchBucket`, `NoSuchKey`, ...
+    NotFound { code: String },
+    /// 403 on a bucket: it exists and belongs to another account (or this one may not read it).
+    Forbidden { code: String },
+    /// `AccessDenied` and the like on an operation: the credentials lack a permission.
+    AccessDenied { code: String, message: String },
+    /// `Throttling`, `SlowDown`, 503: still failing after the SDK's retries.
+    Throttled { code: String },
+    /// No answer at all: connection refused, DNS, timeout.
+    Unreachable { detail: String },
+    /// Credentials could not be found or loaded.
+    NoCredentials { detail: String },
+    /// Anything else, with what AWS said.
+    Other { code: String, status: Option<u16>, message: String },
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiError::NotFound { code } => write!(f, "not found ({code})"),
+            ApiError::Forbidden { code } => write!(f, "forbidden ({code})"),
+            ApiError::AccessDenied { code, message } => write!(f, "access denied ({code}): {message}"),
+            ApiError::Throttled { code } => write!(f, "throttled ({code}), still after retries"),
+            ApiError::Unreachable { detail } => write!(f, "AWS did not answer: {detail}"),
+            ApiError::NoCredentials { detail } => write!(f, "no AWS credentials: {detail}"),
+            ApiError::Other { code, status, message } => {
+                write!(f, "{code}")?;
+                if let Some(s) = status {
+                    write!(f, " (HTTP {s})")?;
+                }
+                if !message.is_empty() {
+                    write!(f, ": {message}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl ApiError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ApiError::NotFound { .. })
+    }
+
+    /// Classifies an SDK error by its error code, HTTP status and kind.
+    pub fn from_sdk<E: ProvideErrorMetadata + std::error::Error + 'static>(e: SdkError<E, HttpResponse>) -> Self {
+        let status = e.raw_response().map(|r| r.status().as_u16());
+        let code = e.code().map(String::from);
+        let message = e.message().unwrap_or_default().to_owned();
+        match &e {
+            SdkError::DispatchFailure(d) => {
+                let detail = source_chain(&e);
+                if d.is_user() || detail.contains("credentials") {
+                    return ApiError::NoCredentials { detail };
+                }
+                return ApiError::Unreachable { detail };
+            }
+            SdkError::ResponseError(_) => {
+                return ApiError::Other { code: "UnreadableResponse".into(), status, message: source_chain(&e) };
+            }
+            SdkError::TimeoutError(_) => return ApiError::Unreachable { detail: format!("timed out: {}", source_chain(&e)) },
+            SdkError::ConstructionFailure(_) => {
+                let detail = source_chain(&e);
+                if detail.contains("credentials") || detail.contains("Credentials") {
+                    return ApiError::NoCredentials { detail };
+                }
+                return ApiError::Other { code: "ConstructionFailure".into(), status: None, message: detail };
+            }
+            _ => {}
+        }
+        let code_s = code.clone().unwrap_or_else(|| status.map(|s| format!("HTTP {s}")).unwrap_or_else(|| "error".into()));
+        match (code.as_deref(), status) {
+            (Some("NoSuchBucket" | "NoSuchKey" | "NotFound" | "NoSuchBucketPolicy" | "NoSuchPublicAccessBlockConfiguration"), _)
+            | (Some("ServerSideEncryptionConfigurationNotFoundError"), _)
+            | (None, Some(404)) => ApiError::NotFound { code: code_s },
+            (Some("Throttling" | "ThrottlingException" | "SlowDown" | "RequestLimitExceeded" | "TooManyRequestsException"), _)
+            | (None, Some(503)) => ApiError::Throttled { code: code_s },
+            (Some("AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "AllAccessDisabled"), _) => {
+                ApiError::AccessDenied { code: code_s, message }
+            }
+            (Some("Forbidden"), _) | (None, Some(403)) => ApiError::Forbidden { code: code_s },
+            (Some("InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken" | "InvalidClientTokenId"), _) => {
+                ApiError::NoCredentials { detail: format!("{code_s}: {message}") }
+            }
+            _ => ApiError::Other { code: code_s, status, message },
+        }
+    }
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let t = s.to_string();
+        if !parts.contains(&t) {
+            parts.push(t);
+        }
+        cur = s.source();
+    }
+    parts.join(": ")
+}
+
+/// How stamp reaches AWS through the SDK: the fleet's endpoint and profile, and
+/// the same credentials the tools get. One per run; clients per region.
+pub struct AwsApi {
+    endpoint: Option<String>,
+    profile: Option<String>,
+    /// Static keys stamp gives the tools for an emulator (`find::tool_env`).
+    static_keys: Option<(String, String)>,
+    base: tokio::sync::OnceCell<aws_config::SdkConfig>,
+    s3: RefCell<BTreeMap<String, aws_sdk_s3::Client>>,
+}
+
+/// An object's text and when it was last written.
+pub struct Object {
+    pub text: String,
+    pub last_modified: Option<SystemTime>,
+}
+
+/// The state bucket as stamp wants it; `check_hardening` says what differs.
+pub const TLS_POLICY_SID: &str = "DenyInsecureTransport";
+
+impl AwsApi {
+    /// `env` is the tools' environment (`find::tool_env`): the emulator keys, if
+    /// stamp set any, are used here too.
+    pub fn new(fleet: &crate::config::Fleet, env: &[(String, String)]) -> Self {
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let static_keys = match (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY")) {
+            (Some(a), Some(s)) => Some((a, s)),
+            _ => None,
+        };
+        Self {
+            endpoint: fleet.aws.endpoint.clone(),
+            profile: fleet.aws.profile.clone(),
+            static_keys,
+            base: tokio::sync::OnceCell::new(),
+            s3: RefCell::default(),
+        }
+    }
+
+    async fn base(&self) -> &aws_config::SdkConfig {
+        self.base
+            .get_or_init(|| async {
+                let mut l = aws_config::defaults(BehaviorVersion::latest())
+                    // Standard retries: throttling, 5xx and transient network errors,
+                    // exponential backoff with jitter, 5 attempts in all.
+                    .retry_config(RetryConfig::standard().with_max_attempts(5))
+                    .timeout_config(
+                        TimeoutConfig::builder()
+                            .connect_timeout(Duration::from_secs(10))
+                            .operation_attempt_timeout(Duration::from_secs(60))
+                            .build(),
+                    );
+                if let Some(p) = &self.profile {
+                    l = l.profile_name(p);
+                }
+                if let Some(e) = &self.endpoint {
+                    l = l.endpoint_url(e);
+                }
+                if let Some((id, secret)) = &self.static_keys {
+                    l = l.credentials_provider(aws_sdk_s3::config::Credentials::new(id, secret, None, None, "stamp-tool-env"));
+                }
+                // A region for STS and the loader; S3 clients get the customer's.
+                if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
+                    l = l.region(aws_config::Region::new("us-east-1"));
+                }
+                l.load().await
+            })
+            .await
+    }
+
+    async fn s3(&self, region: &str) -> aws_sdk_s3::Client {
+        if let Some(c) = self.s3.borrow().get(region) {
+            return c.clone();
+        }
+        let conf = aws_sdk_s3::config::Builder::from(self.base().await)
+            .region(aws_sdk_s3::config::Region::new(region.to_owned()))
+            // An emulator serves every bucket on one host.
+            .force_path_style(self.endpoint.is_some())
+            .build();
+        let c = aws_sdk_s3::Client::from_conf(conf);
+        self.s3.borrow_mut().insert(region.to_owned(), c.clone());
+        c
+    }
+
+    /// Whether AWS is reached over plain HTTP (an emulator's endpoint).
+    pub fn plain_http(&self) -> bool {
+        self.endpoint.as_deref().is_some_and(|e| e.starts_with("http://"))
+    }
+
+    /// The caller's account id (STS GetCallerIdentity).
+    pub async fn account_id(&self, log: &mut StageLog) -> Result<String, ApiError> {
+        let sts = aws_sdk_sts::Client::new(self.base().await);
+        let r = sts.get_caller_identity().send().await.map_err(ApiError::from_sdk);
+        log_call(log, "sts GetCallerIdentity", &r);
+        r?.account().map(String::from).ok_or(ApiError::Other { code: "NoAccount".into(), status: None, message: "no Account".into() })
+    }
+
+    /// HeadBucket: `Ok(())` when this account can use it.
+    pub async fn head_bucket(&self, log: &mut StageLog, region: &str, bucket: &BucketName) -> Result<(), ApiError> {
+        let r = self.s3(region).await.head_bucket().bucket(bucket.as_str()).send().await.map(|_| ()).map_err(ApiError::from_sdk);
+        log_call(log, &format!("s3 HeadBucket {bucket}"), &r);
+        r
+    }
+
+    /// The hardening settings that differ from stamp's (empty: all in place).
+    pub async fn check_hardening(&self, log: &mut StageLog, region: &str, bucket: &BucketName) -> Result<Vec<Hardening>, ApiError> {
+        let s3 = self.s3(region).await;
+        let b = bucket.as_str();
+        let (v, enc, pab, pol) = tokio::join!(
+            s3.get_bucket_versioning().bucket(b).send(),
+            s3.get_bucket_encryption().bucket(b).send(),
+            s3.get_public_access_block().bucket(b).send(),
+            s3.get_bucket_policy().bucket(b).send(),
+        );
+        let mut missing = Vec::new();
+        let v = v.map_err(ApiError::from_sdk);
+        log_call(log, &format!("s3 GetBucketVersioning {b}"), &v);
+        if v?.status() != Some(&BucketVersioningStatus::Enabled) {
+            missing.push(Hardening::Versioning);
+        }
+        let enc = absent_ok(enc.map_err(ApiError::from_sdk));
+        log_call(log, &format!("s3 GetBucketEncryption {b}"), &enc);
+        let encrypted = enc?.and_then(|o| o.server_side_encryption_configuration).is_some_and(|c| {
+            c.rules().iter().any(|r| r.apply_server_side_encryption_by_default().is_some_and(|d| !d.sse_algorithm().as_str().is_empty()))
+        });
+        if !encrypted {
+            missing.push(Hardening::Encryption);
+        }
+        let pab = absent_ok(pab.map_err(ApiError::from_sdk));
+        log_call(log, &format!("s3 GetPublicAccessBlock {b}"), &pab);
+        let blocked = pab?.and_then(|o| o.public_access_block_configuration).is_some_and(|c| {
+            c.block_public_acls() == Some(true)
+                && c.ignore_public_acls() == Some(true)
+                && c.block_public_policy() == Some(true)
+                && c.restrict_public_buckets() == Some(true)
+        });
+        if !blocked {
+            missing.push(Hardening::PublicAccessBlock);
+        }
+        let pol = absent_ok(pol.map_err(ApiError::from_sdk));
+        log_call(log, &format!("s3 GetBucketPolicy {b}"), &pol);
+        let tls = pol?.and_then(|o| o.policy).is_some_and(|p| policy_denies_insecure_transport(&p));
+        // Over a plain-HTTP endpoint (an emulator) a TLS-only policy would deny every
+        // request, terraform's own included (moto enforces it).
+        if !tls && !self.plain_http() {
+            missing.push(Hardening::TlsOnlyPolicy);
+        }
+        Ok(missing)
+    }
+
+    /// Applies one hardening setting.
+    pub async fn harden(&self, log: &mut StageLog, region: &str, bucket: &BucketName, what: Hardening) -> Result<(), ApiError> {
+        let s3 = self.s3(region).await;
+        let b = bucket.as_str();
+        let r = match what {
+            Hardening::Versioning => s3
+                .put_bucket_versioning()
+                .bucket(b)
+                .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build())
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(ApiError::from_sdk),
+            Hardening::Encryption => {
+                let by_default = ServerSideEncryptionByDefault::builder()
+                    .sse_algorithm(ServerSideEncryption::Aes256)
+                    .build()
+                    .map_err(|e| ApiError::Other { code: "Build".into(), status: None, message: e.to_string() })?;
+                let rule = ServerSideEncryptionRule::builder()
+                    .apply_server_side_encryption_by_default(by_default)
+                    .bucket_key_enabled(true)
+                    .build();
+                let conf = ServerSideEncryptionConfiguration::builder().rules(rule).build().map_err(|e| ApiError::Other {
+                    code: "Build".into(),
+                    status: None,
+                    message: e.to_string(),
+                })?;
+                s3.put_bucket_encryption()
+                    .bucket(b)
+                    .server_side_encryption_configuration(conf)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(ApiError::from_sdk)
+            }
+            Hardening::PublicAccessBlock => s3
+                .put_public_access_block()
+                .bucket(b)
+                .public_access_block_configuration(
+                    PublicAccessBlockConfiguration::builder()
+                        .block_public_acls(true)
+                        .ignore_public_acls(true)
+                        .block_public_policy(true)
+                        .restrict_public_buckets(true)
+                        .build(),
+                )
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(ApiError::from_sdk),
+            Hardening::TlsOnlyPolicy => {
+                s3.put_bucket_policy().bucket(b).policy(tls_only_policy(b)).send().await.map(|_| ()).map_err(ApiError::from_sdk)
+            }
+        };
+        log_call(log, &format!("s3 {} {b}", what.put_operation()), &r);
+        r
+    }
+
+    /// The object's text, or `None` when the bucket or the object does not exist.
+    pub async fn get_object(&self, log: &mut StageLog, region: &str, bucket: &BucketName, key: &str) -> Result<Option<Object>, ApiError> {
+        let r = self.s3(region).await.get_object().bucket(bucket.as_str()).key(key).send().await.map_err(ApiError::from_sdk);
+        let r = absent_ok(r);
+        log_call(log, &format!("s3 GetObject s3://{bucket}/{key}"), &r);
+        let Some(o) = r? else { return Ok(None) };
+        let last_modified = o.last_modified().and_then(|t| SystemTime::try_from(*t).ok());
+        let bytes =
+            o.body.collect().await.map_err(|e| ApiError::Unreachable { detail: format!("reading s3://{bucket}/{key}: {e}") })?.into_bytes();
+        let text = String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::Other {
+            code: "NotUtf8".into(),
+            status: None,
+            message: format!("s3://{bucket}/{key} is not UTF-8"),
+        })?;
+        Ok(Some(Object { text, last_modified }))
+    }
+
+    /// When the object was last written, or `None` when it does not exist.
+    pub async fn head_object(
+        &self,
+        log: &mut StageLog,
+        region: &str,
+        bucket: &BucketName,
+        key: &str,
+    ) -> Result<Option<SystemTime>, ApiError> {
+        let r = absent_ok(self.s3(region).await.head_object().bucket(bucket.as_str()).key(key).send().await.map_err(ApiError::from_sdk));
+        log_call(log, &format!("s3 HeadObject s3://{bucket}/{key}"), &r);
+        Ok(r?.map(|o| o.last_modified().and_then(|t| SystemTime::try_from(*t).ok()).unwrap_or(SystemTime::UNIX_EPOCH)))
+    }
+}
+
+/// One setting of a hardened state bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hardening {
+    Versioning,
+    Encryption,
+    PublicAccessBlock,
+    TlsOnlyPolicy,
+}
+
+impl Hardening {
+    pub const ALL: [Hardening; 4] = [Hardening::Versioning, Hardening::Encryption, Hardening::PublicAccessBlock, Hardening::TlsOnlyPolicy];
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Hardening::Versioning => "versioning",
+            Hardening::Encryption => "default encryption",
+            Hardening::PublicAccessBlock => "public access block",
+            Hardening::TlsOnlyPolicy => "TLS-only policy",
+        }
+    }
+
+    fn put_operation(self) -> &'static str {
+        match self {
+            Hardening::Versioning => "PutBucketVersioning",
+            Hardening::Encryption => "PutBucketEncryption",
+            Hardening::PublicAccessBlock => "PutPublicAccessBlock",
+            Hardening::TlsOnlyPolicy => "PutBucketPolicy",
+        }
+    }
+}
+
+/// The bucket policy stamp puts: deny every request not made over TLS.
+pub fn tls_only_policy(bucket: &str) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": TLS_POLICY_SID,
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}}
+        }]
+    })
+    .to_string()
+}
+
+/// Whether a bucket policy denies all of S3 to requests without TLS (stamp's
+/// statement or one of the operator's own with the same effect).
+pub fn policy_denies_insecure_transport(policy: &str) -> bool {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(policy) else { return false };
+    let statements = match v.get("Statement") {
+        Some(serde_json::Value::Array(a)) => a.clone(),
+        Some(s) => vec![s.clone()],
+        None => return false,
+    };
+    statements.iter().any(|s| {
+        let is = |k: &str, want: &str| s.get(k).and_then(|x| x.as_str()).is_some_and(|x| x == want);
+        let action_all = match s.get("Action") {
+            Some(serde_json::Value::String(a)) => a == "s3:*" || a == "*",
+            Some(serde_json::Value::Array(a)) => a.iter().any(|x| x.as_str().is_some_and(|x| x == "s3:*" || x == "*")),
+            _ => false,
+        };
+        let insecure =
+            s.pointer("/Condition/Bool/aws:SecureTransport").is_some_and(|x| x.as_str() == Some("false") || x.as_bool() == Some(false));
+        is("Effect", "Deny") && action_all && insecure
+    })
+}
+
+/// A "not found" answer as `None`.
+fn absent_ok<T>(r: Result<T, ApiError>) -> Result<Option<T>, ApiError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Every SDK call is in the stage log, with its answer (never the data).
+fn log_call<T>(log: &mut StageLog, what: &str, r: &Result<T, ApiError>) {
+    match r {
+        Ok(_) => log.note(&format!("{what}: ok")),
+        Err(e) => log.note(&format!("{what}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tls_policy_stamp_puts_is_recognised_and_a_weaker_one_is_not() {
+        assert!(policy_denies_insecure_transport(&tls_only_policy("b")));
+        let allow =
+            r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:*","Condition":{"Bool":{"aws:SecureTransport":"false"}}}]}"#;
+        assert!(!policy_denies_insecure_transport(allow));
+        let partial = r#"{"Statement":{"Effect":"Deny","Action":"s3:GetObject","Condition":{"Bool":{"aws:SecureTransport":false}}}}"#;
+        assert!(!policy_denies_insecure_transport(partial));
+        let own = r#"{"Statement":{"Effect":"Deny","Action":["s3:*"],"Condition":{"Bool":{"aws:SecureTransport":false}}}}"#;
+        assert!(policy_denies_insecure_transport(own));
+        assert!(!policy_denies_insecure_transport("not json"));
+    }
+}

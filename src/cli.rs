@@ -88,6 +88,16 @@ pub enum Command {
         #[arg(long)]
         show_sensitive: bool,
     },
+    /// What is deployed, per customer, read from the states in S3 (no terraform
+    /// run): revision, AMI, URL, when each stack was applied, held state locks,
+    /// the last local run.
+    Status {
+        #[command(flatten)]
+        target: Target,
+        /// Print it as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write every generated file for customers; run nothing.
     Render {
         #[command(flatten)]

@@ -6,6 +6,7 @@ mod doctor;
 mod list;
 mod outputs;
 mod run;
+mod status;
 mod validate;
 
 use std::io::IsTerminal;
@@ -74,6 +75,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Outputs { target, json, show_sensitive } => {
             outputs::outputs(&fleet, &select(&fleet, target)?, target, *json, *show_sensitive).await
         }
+        Command::Status { target, json } => status::status(&fleet, &select(&fleet, target)?, target.env.as_ref(), *json).await,
         Command::List { json } => list::list(&fleet, *json),
         Command::Doctor => doctor::doctor(&fleet).await,
     }

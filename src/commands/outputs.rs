@@ -58,10 +58,7 @@ async fn one(fleet: &Fleet, name: &CustomerName, env: Option<&EnvName>, as_json:
     let aws = crate::tools::aws::Aws::new(fleet, aws_path, env);
     let mut log = StageLog::discard();
     let bucket: BucketName = crate::stages::bucket::state_bucket(fleet, &customer, &aws, &mut log).await?;
-    let keys = [
-        ("vpc".to_string(), format!("{}/vpc", customer.name)),
-        (format!("frontends/{}", customer.env), format!("{}/frontends/{}", customer.name, customer.env)),
-    ];
+    let keys = crate::customer::plan::state_keys(&customer);
     let mut all = serde_json::Map::new();
     let mut order = Vec::new();
     for (section, key) in &keys {

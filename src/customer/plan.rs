@@ -66,14 +66,9 @@ impl CustomerPlan {
             customer.env = env.clone();
         }
         let mut problems: Vec<Error> = Vec::new();
-        let vpc = stack_job(ctx, &customer, "vpc", Stage::Vpc, format!("{name}/vpc"));
-        let frontends = stack_job(
-            ctx,
-            &customer,
-            &format!("frontends/{}", customer.env),
-            Stage::Frontends,
-            format!("{name}/frontends/{}", customer.env),
-        );
+        let [(_, vpc_key), (_, frontends_key)] = state_keys(&customer);
+        let vpc = stack_job(ctx, &customer, "vpc", Stage::Vpc, vpc_key);
+        let frontends = stack_job(ctx, &customer, &format!("frontends/{}", customer.env), Stage::Frontends, frontends_key);
         let tf_root = &fleet.paths.terraform;
         if let Ok(vpc) = &vpc {
             problems.extend(check_vars(&customer.vpc_vars, "vpc.vars", &VPC_STANDARD, &vpc.info.variables, &tf_root.join("vpc")));
@@ -237,6 +232,11 @@ fn check_required(job: &StackJob, standard: &[&str], vars: &StageVars, tf_root: 
                 .into()
         })
         .collect()
+}
+
+/// A customer's stacks (`vpc`, `frontends/<env>`) and their state objects' keys.
+pub fn state_keys(c: &Customer) -> [(String, String); 2] {
+    [("vpc".to_owned(), format!("{}/vpc", c.name)), (format!("frontends/{}", c.env), format!("{}/frontends/{}", c.name, c.env))]
 }
 
 pub fn app_context(c: &Customer) -> AppContext {

@@ -186,6 +186,23 @@ impl Aws {
         Ok(images)
     }
 
+    /// The app revision (`stamp:git_id` tag) of each of stamp's AMIs in the region.
+    pub async fn image_revisions(&self, stage: &str, log: &mut StageLog) -> Result<std::collections::BTreeMap<String, String>, Error> {
+        let query = format!("Images[].[ImageId, Tags[?Key=='{TAG_GIT_ID}'].Value | [0]]");
+        let filter = format!("Name=tag-key,Values={TAG_TEMPLATE_HASH}");
+        let (_, out, _) = self
+            .run(
+                stage,
+                log,
+                &["ec2", "describe-images", "--owners", "self", "--filters", &filter, "--query", &query, "--output", "json"],
+                &[0],
+            )
+            .await?;
+        let v: Vec<(String, Option<String>)> =
+            serde_json::from_str(&out).map_err(|e| Error::stage(format!("describe-images printed no JSON: {e}")))?;
+        Ok(v.into_iter().filter_map(|(id, rev)| Some((id, rev?))).collect())
+    }
+
     /// Whether deletion protection is on right now (the state may be older: the
     /// operator may just have turned it off). A resource that is gone is not protected.
     pub async fn still_protected(&self, stage: &str, log: &mut StageLog, p: &crate::terraform::Protected) -> Result<bool, Error> {

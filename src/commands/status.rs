@@ -1,0 +1,349 @@
+//! `status`: what is deployed, per customer, read from the states in S3 (no
+//! terraform run): env, region, the revision and AMI the frontends run, the public
+//! URL, when each stack was last applied, whether a state lock is held right now,
+//! and the last local run's result. Customers are read side by side.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::{Instant, SystemTime};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::{Customer, Fleet};
+use crate::customer::plan::state_keys;
+use crate::customer::report::RunReport;
+use crate::error::{EXIT_STAGE_FAILED, Error};
+use crate::names::{BucketName, CustomerName, EnvName};
+use crate::tools::aws::{Aws, api_error};
+use crate::tools::find;
+use crate::tools::process::StageLog;
+use crate::tools::terraform;
+
+/// State objects read at once (each customer has two, plus their locks).
+const READ_PARALLEL: usize = 32;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StackStatus {
+    /// `<name>/vpc` or `<name>/frontends/<env>`.
+    pub key: String,
+    pub deployed: bool,
+    /// When the state object was last written: the stack's last apply.
+    pub applied_at: Option<String>,
+    pub serial: Option<u64>,
+    pub resources: usize,
+    /// A state lock held right now (`<key>.tflock`): who, what, since when.
+    pub lock: Option<LockInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LockInfo {
+    pub who: String,
+    pub operation: String,
+    pub created: String,
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LastRun {
+    pub operation: String,
+    pub status: String,
+    pub started_at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CustomerStatus {
+    pub customer: String,
+    pub env: String,
+    pub region: String,
+    pub state_bucket: Option<String>,
+    pub deployed: bool,
+    /// The app revision (`git_id`) of the AMI the frontends run, from its tags.
+    pub revision: Option<String>,
+    pub ami_id: Option<String>,
+    pub public_url: Option<String>,
+    pub stacks: BTreeMap<String, StackStatus>,
+    pub last_run: Option<LastRun>,
+    pub error: Option<String>,
+}
+
+pub async fn status(fleet: &Fleet, names: &[CustomerName], env: Option<&EnvName>, as_json: bool) -> Result<(), Error> {
+    let started = Instant::now();
+    let mut customers = Vec::new();
+    for n in names {
+        let mut c = fleet.load_customer(n)?;
+        if let Some(e) = env {
+            c.env = e.clone();
+        }
+        customers.push(c);
+    }
+    let aws_path = find::find_tool(&["aws"], fleet.tools.aws.as_deref(), &fleet.root, "[tools] aws (STAMP_AWS)")?;
+    let region = customers.first().map(|c| c.region.clone()).unwrap_or_else(|| fleet.region.clone());
+    let tool_env = find::tool_env(fleet, &region, &fleet.paths.work)?;
+    let base = Aws::new(fleet, aws_path.clone(), tool_env);
+    let mut log = StageLog::discard();
+    let account = match &fleet.aws.account_id {
+        Some(a) => a.clone(),
+        None if crate::render::bucket_template_uses_account_id(&fleet.state_bucket) => base.account_id("status", &mut log).await?,
+        None => String::new(),
+    };
+
+    // Every customer's states, side by side on this thread.
+    let sem = Rc::new(tokio::sync::Semaphore::new(READ_PARALLEL));
+    let mut set = tokio::task::JoinSet::new();
+    for (i, c) in customers.iter().enumerate() {
+        let (c, sem, aws, account) = (c.clone(), sem.clone(), base.clone(), account.clone());
+        let fleet_bucket = crate::render::render_bucket(&fleet.state_bucket, &c.name, &c.region, &account);
+        let work = fleet.paths.work.join(c.name.as_str());
+        set.spawn_local(async move {
+            let _permit = sem.acquire().await;
+            let aws = Aws { region: c.region.to_string(), ..aws };
+            (i, one(&aws, &c, fleet_bucket, &work).await)
+        });
+    }
+    let mut rows: Vec<Option<CustomerStatus>> = vec![None; customers.len()];
+    while let Some(done) = set.join_next().await {
+        let (i, row) = done.map_err(|e| Error::stage(format!("status task: {e}")))?;
+        rows[i] = Some(row);
+    }
+    let mut rows: Vec<CustomerStatus> = rows.into_iter().flatten().collect();
+
+    // The revision of each AMI, from stamp's tags: one describe-images per region.
+    let mut by_region: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        if r.ami_id.is_some() {
+            by_region.entry(r.region.clone()).or_default().push(i);
+        }
+    }
+    for (region, idx) in by_region {
+        let env = find::tool_env(fleet, &crate::names::Region::parse(&region).map_err(Error::usage)?, &fleet.paths.work)?;
+        let aws = Aws::with_api(fleet, aws_path.clone(), env, base.api.clone());
+        match aws.image_revisions("status", &mut log).await {
+            Ok(revs) => {
+                for i in idx {
+                    let ami = rows[i].ami_id.clone().unwrap_or_default();
+                    rows[i].revision = revs.get(&ami).cloned();
+                }
+            }
+            Err(e) => {
+                for i in idx {
+                    rows[i].error.get_or_insert_with(|| format!("reading the AMIs' tags: {e}"));
+                }
+            }
+        }
+    }
+
+    let failed = rows.iter().filter(|r| r.error.is_some()).count();
+    if as_json {
+        let summary = serde_json::json!({
+            "total": rows.len(),
+            "deployed": rows.iter().filter(|r| r.deployed).count(),
+            "locked": rows.iter().filter(|r| r.stacks.values().any(|s| s.lock.is_some())).count(),
+            "errors": failed,
+            "wall_time_s": (started.elapsed().as_secs_f64() * 100.0).round() / 100.0,
+        });
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"customers": rows, "summary": summary})).unwrap_or_default());
+    } else {
+        print!("{}", table(&rows, SystemTime::now()));
+        eprintln!(
+            "{} customers, {} deployed, {} with a state lock held, read in {:.2}s",
+            rows.len(),
+            rows.iter().filter(|r| r.deployed).count(),
+            rows.iter().filter(|r| r.stacks.values().any(|s| s.lock.is_some())).count(),
+            started.elapsed().as_secs_f64()
+        );
+        for r in &rows {
+            for (stack, s) in &r.stacks {
+                if let Some(l) = &s.lock {
+                    eprintln!(
+                        "{}: the {stack} state is locked by {} ({}, since {}). If no run is active any more, check and release it with:\n    cd {} && terraform force-unlock {}",
+                        r.customer,
+                        l.who,
+                        l.operation,
+                        l.created,
+                        fleet.paths.work.join(&r.customer).join("terraform").join(stack).display(),
+                        l.id
+                    );
+                }
+            }
+            if let Some(e) = &r.error {
+                eprintln!("error: {}: {e}", r.customer);
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(Error::Reported { message: format!("the status of {failed} customer(s) could not be read"), code: EXIT_STAGE_FAILED });
+    }
+    Ok(())
+}
+
+async fn one(aws: &Aws, c: &Customer, bucket: Result<BucketName, String>, work: &std::path::Path) -> CustomerStatus {
+    let mut row = CustomerStatus {
+        customer: c.name.to_string(),
+        env: c.env.to_string(),
+        region: c.region.to_string(),
+        state_bucket: None,
+        deployed: false,
+        revision: None,
+        ami_id: None,
+        public_url: None,
+        stacks: BTreeMap::new(),
+        last_run: last_run(work),
+        error: None,
+    };
+    let bucket = match bucket {
+        Ok(b) => b,
+        Err(m) => {
+            row.error = Some(format!("[fleet] state_bucket: {m}"));
+            return row;
+        }
+    };
+    row.state_bucket = Some(bucket.to_string());
+    let mut log = StageLog::discard();
+    for (stack, key) in state_keys(c) {
+        match stack_status(aws, &mut log, &bucket, &key).await {
+            Ok((s, outputs)) => {
+                if stack != "vpc" {
+                    let get = |k: &str| outputs.get(k).and_then(|v| v.value.as_str()).map(String::from);
+                    row.ami_id = get("ami_id");
+                    row.public_url = get("public_url");
+                }
+                row.stacks.insert(stack, s);
+            }
+            Err(e) => {
+                row.error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    row.deployed = row.stacks.values().any(|s| s.deployed && s.resources > 0);
+    row
+}
+
+async fn stack_status(aws: &Aws, log: &mut StageLog, bucket: &BucketName, key: &str) -> Result<(StackStatus, terraform::Outputs), Error> {
+    let lock_key = format!("{key}.tflock");
+    let mut lock_log = StageLog::discard();
+    let (state, lock) =
+        tokio::join!(aws.api.get_object(log, &aws.region, bucket, key), aws.api.get_object(&mut lock_log, &aws.region, bucket, &lock_key));
+    let state = state.map_err(|e| api_error(format!("reading s3://{bucket}/{key}"), e))?;
+    let lock = lock.map_err(|e| api_error(format!("reading s3://{bucket}/{lock_key}"), e))?;
+    let lock = lock.map(|o| {
+        let v: Value = serde_json::from_str(&o.text).unwrap_or_default();
+        let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
+        LockInfo { who: s("Who"), operation: s("Operation"), created: s("Created"), id: s("ID") }
+    });
+    let Some(state) = state else {
+        return Ok((
+            StackStatus { key: key.to_owned(), deployed: false, applied_at: None, serial: None, resources: 0, lock },
+            Default::default(),
+        ));
+    };
+    let v: Value = serde_json::from_str(&state.text).map_err(|e| Error::stage(format!("s3://{bucket}/{key} is not a state: {e}")))?;
+    let outputs = terraform::outputs_from_state(&state.text).map_err(|m| Error::stage(format!("s3://{bucket}/{key}: {m}")))?;
+    let resources = terraform::state_resource_count(&state.text).map_err(|m| Error::stage(format!("s3://{bucket}/{key}: {m}")))?;
+    Ok((
+        StackStatus {
+            key: key.to_owned(),
+            deployed: true,
+            applied_at: state.last_modified.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+            serial: v.get("serial").and_then(Value::as_u64),
+            resources,
+            lock,
+        },
+        outputs,
+    ))
+}
+
+fn last_run(work: &std::path::Path) -> Option<LastRun> {
+    let r = RunReport::read(&work.join("last-run.json")).ok()??;
+    let status = serde_json::to_value(r.status).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+    Some(LastRun { operation: r.operation.as_str().to_owned(), status, started_at: r.started_at })
+}
+
+/// The status table (stdout).
+pub fn table(rows: &[CustomerStatus], now: SystemTime) -> String {
+    let age = |s: &Option<String>| -> String {
+        let Some(t) = s.as_deref().and_then(|t| humantime::parse_rfc3339(t).ok()) else { return "-".into() };
+        let secs = now.duration_since(t).map(|d| d.as_secs()).unwrap_or(0);
+        match secs {
+            0..60 => format!("{secs}s ago"),
+            60..3600 => format!("{}m ago", secs / 60),
+            3600..86400 => format!("{}h ago", secs / 3600),
+            _ => format!("{}d ago", secs / 86400),
+        }
+    };
+    let header = ["CUSTOMER", "ENV", "REGION", "REVISION", "AMI", "VPC", "FRONTENDS", "LOCK", "LAST RUN", "URL"];
+    let mut lines: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+    for r in rows {
+        let stack = |name: &str| -> String {
+            match r.stacks.iter().find(|(k, _)| k.as_str() == name || (name == "frontends" && k.starts_with("frontends"))) {
+                Some((_, s)) if s.deployed => age(&s.applied_at),
+                _ => "not deployed".into(),
+            }
+        };
+        let locks: Vec<String> = r.stacks.iter().filter(|(_, s)| s.lock.is_some()).map(|(k, _)| format!("LOCKED {k}")).collect();
+        lines.push(vec![
+            r.customer.clone(),
+            r.env.clone(),
+            r.region.clone(),
+            r.revision.clone().unwrap_or_else(|| "-".into()),
+            r.ami_id.clone().unwrap_or_else(|| "-".into()),
+            stack("vpc"),
+            stack("frontends"),
+            if locks.is_empty() { "-".into() } else { locks.join(", ") },
+            r.last_run.as_ref().map(|l| format!("{} {}", l.operation, l.status)).unwrap_or_else(|| "-".into()),
+            if r.error.is_some() { "ERROR (below)".into() } else { r.public_url.clone().unwrap_or_else(|| "-".into()) },
+        ]);
+    }
+    let widths: Vec<usize> = (0..header.len()).map(|i| lines.iter().map(|l| l[i].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for l in lines {
+        let cells: Vec<String> = l.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_shows_ages_locks_and_not_deployed() {
+        let now = humantime::parse_rfc3339("2026-11-25T12:00:00Z").unwrap();
+        let stack = |at: Option<&str>, lock: bool| StackStatus {
+            key: "k".into(),
+            deployed: at.is_some(),
+            applied_at: at.map(String::from),
+            serial: Some(3),
+            resources: 2,
+            lock: lock.then(|| LockInfo {
+                who: "ci@host".into(),
+                operation: "OperationTypeApply".into(),
+                created: "x".into(),
+                id: "1".into(),
+            }),
+        };
+        let row = |name: &str, vpc: Option<&str>, fe: Option<&str>, lock: bool| CustomerStatus {
+            customer: name.into(),
+            env: "production".into(),
+            region: "eu-west-1".into(),
+            state_bucket: None,
+            deployed: vpc.is_some(),
+            revision: fe.map(|_| "v7".into()),
+            ami_id: fe.map(|_| "ami-1".into()),
+            public_url: fe.map(|_| "http://lb".into()),
+            stacks: BTreeMap::from([("vpc".into(), stack(vpc, false)), ("frontends/production".into(), stack(fe, lock))]),
+            last_run: None,
+            error: None,
+        };
+        let t =
+            table(&[row("acme", Some("2026-11-25T11:58:00Z"), Some("2026-11-25T09:00:00Z"), true), row("globex", None, None, false)], now);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("CUSTOMER  ENV"), "{t}");
+        assert!(lines[1].contains("v7") && lines[1].contains("2m ago") && lines[1].contains("3h ago"), "{t}");
+        assert!(lines[1].contains("LOCKED frontends/production") && lines[1].ends_with("http://lb"), "{t}");
+        assert!(lines[2].contains("not deployed"), "{t}");
+    }
+}

@@ -4,6 +4,7 @@
 
 mod doctor;
 mod list;
+mod matrix;
 mod outputs;
 mod run;
 mod validate;
@@ -76,6 +77,10 @@ async fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::List { json } => list::list(&fleet, *json),
         Command::Doctor => doctor::doctor(&fleet).await,
+        Command::Matrix { customers, all, tag, changed_since, canary } => {
+            let selector = Selector { names: customers.clone(), all: *all, tags: tag.clone() };
+            matrix::matrix(&fleet, &matrix::MatrixArgs { selector, changed_since: changed_since.clone(), canary: *canary })
+        }
     }
 }
 

@@ -371,6 +371,19 @@ fn an_unknown_revision_is_refused_naming_it() {
 }
 
 #[test]
+fn a_revision_without_common_history_is_refused() {
+    let r = Repo::new();
+    r.git(&["checkout", "-q", "--orphan", "unrelated"]);
+    r.commit("another history");
+    r.git(&["checkout", "-q", "main"]);
+    let out = r.stamp(&["matrix", "--changed-since", "unrelated"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert!(stderr.contains("unrelated...HEAD") && stderr.contains("common ancestor"), "{stderr}");
+}
+
+#[test]
 fn outside_a_git_repository_is_refused() {
     let r = Repo::new();
     std::fs::remove_dir_all(r.dir.path().join(".git")).unwrap();

@@ -56,6 +56,10 @@ list: build
 doctor: build
 	$(STAMP) $(STAMP_FLAGS) doctor
 
+.PHONY: matrix
+matrix: build ## make matrix [SINCE=origin/main]: the customers as a GitHub Actions matrix (those a change since SINCE affects)
+	$(STAMP) $(STAMP_FLAGS) matrix $(if $(SINCE),--changed-since $(SINCE))
+
 tools:
 	scripts/setup-tools.sh
 

@@ -111,6 +111,32 @@ pub enum Command {
     },
     /// Check the tools, their versions, and that AWS (or the emulator) answers.
     Doctor,
+    /// Print the customers as a GitHub Actions matrix: {"include":[{"customer","env","region"}]}.
+    /// Runs git only (no AWS, no tool).
+    #[command(after_help = "With --changed-since REF, only the customers whose deployment the files changed in \
+                            `git diff REF...HEAD` could alter (committed changes only): their customer file; \
+                            terraform/frontends/<env>/ (the customers of that env); the fleet file, anything else \
+                            under terraform/ (vpc/, modules/), the packer template's directory or the app \
+                            templates (all). Paths are those stamp.toml configures. Sorted by name; an empty \
+                            include list means nothing to deploy.")]
+    Matrix {
+        /// Customers (default: every customer of the fleet).
+        #[arg(value_parser = parse_customer, conflicts_with_all = ["all", "tag"])]
+        customers: Vec<CustomerName>,
+        /// Every customer of the fleet (the default).
+        #[arg(long)]
+        all: bool,
+        /// The customers carrying this tag (repeatable: any of them).
+        #[arg(long, value_name = "TAG", conflicts_with = "all")]
+        tag: Vec<String>,
+        /// Only the customers the changes REF...HEAD could deploy differently.
+        #[arg(long, value_name = "REF")]
+        changed_since: Option<String>,
+        /// Add "canary": true to the first K customers (names in command-line order,
+        /// else [fleet] canary, else name order), false to the others.
+        #[arg(long, value_name = "K", default_value_t = 0)]
+        canary: usize,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -129,10 +129,13 @@ check "shellcheck packer/scripts/*.sh" "$SHELLCHECK" packer/scripts/*.sh
 check "python compiles packer/files/stamp-secrets.py" \
   "$PYTHON" -c 'import ast, sys; ast.parse(open(sys.argv[1]).read(), sys.argv[1])' packer/files/stamp-secrets.py
 
-# --- CI examples ----------------------------------------------------------------
+# --- CI files shipped for users (.github/workflows, .travis.yml) -----------------
 ACTIONLINT=${ACTIONLINT:-$(dirname "$PYTHON")/actionlint}
-check "actionlint examples/ci/github-actions.yml" "$ACTIONLINT" -shellcheck "$SHELLCHECK" examples/ci/github-actions.yml
-check "examples/ci/travis.yml parses as YAML" "$RUBY" -ryaml -e 'YAML.safe_load(File.read(ARGV[0])).fetch("jobs").fetch("include")' examples/ci/travis.yml
+check "actionlint .github/workflows/*.yml" "$ACTIONLINT" -shellcheck "$SHELLCHECK" .github/workflows/*.yml
+check ".travis.yml parses as YAML with its stages" "$RUBY" -ryaml -e '
+  y = YAML.safe_load(File.read(ARGV[0]))
+  y.fetch("jobs").fetch("include").each { |j| j.fetch("stage"); j.fetch("script") }
+  abort "stages" unless y.fetch("stages").map { |s| s.fetch("name") } == %w[validate deploy]' .travis.yml
 
 # --- App configuration templates --------------------------------------------
 templates_use_known_names() {

@@ -124,6 +124,11 @@ fn github_actions_groups_masks_annotations_summary_and_outputs() {
     let summary = std::fs::read_to_string(files.path().join("summary.md")).unwrap();
     assert_eq!(summary.matches("### `stamp deploy`").count(), 2, "a second section, appended: {summary}");
 
+    // Shown on request, but masked first, on the stream the values go to.
+    let run = github(&fleet, files.path(), &["outputs", "acme", "--show-sensitive"]).ok();
+    let mask = run.stdout.find(&format!("::add-mask::{SECRET_OUTPUT}\n")).unwrap_or_else(|| panic!("no mask:\n{}", run.stdout));
+    assert!(run.stdout.find(&format!("= {SECRET_OUTPUT}")).is_some_and(|shown| shown > mask), "{}", run.stdout);
+
     // --json: stdout stays JSON; the workflow commands are on stderr.
     let run = github(&fleet, files.path(), &["plan", "acme", "--json"]).ok();
     assert_eq!(run.json()["customer"], "acme");
@@ -178,7 +183,8 @@ fn configuration_errors_are_annotations_on_their_file_and_line() {
     assert!(run.stderr.lines().any(|l| l.starts_with(&prefix)), "{}", run.stderr);
     assert!(!run.stderr.contains("::group::"), "nothing started:\n{}", run.stderr);
 
-    // A customer name that is no customer file's: annotated on the customer file it wanted.
+    // A problem that is no file's line: annotated on the customer file.
     let run = github(&fleet, files.path(), &["deploy", "acme", "--env", "nowhere", "--auto-approve"]).code(2);
-    assert!(run.stderr.contains("::error "), "{}", run.stderr);
+    let prefix = format!("::error file={},title=stamp%3A configuration error::", fleet.path().join("customers/acme.toml").display());
+    assert!(run.stderr.lines().any(|l| l.starts_with(&prefix) && l.contains("nowhere")), "{}", run.stderr);
 }

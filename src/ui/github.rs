@@ -104,6 +104,29 @@ pub fn annotate(e: &Error, fallback: Option<&Path>) {
     }
 }
 
+/// `outputs --show-sensitive` under GitHub Actions: the sensitive values are
+/// masked before they are printed. The masks go on the stream the values go to
+/// (the runner reads the two streams apart, so only that keeps the order), but for
+/// `--json`, whose stdout must stay JSON: there they go to stderr first.
+pub fn mask_shown_outputs(outs: &crate::tools::terraform::Outputs, json: bool) {
+    if !super::ci::get().github() {
+        return;
+    }
+    let text: String = outs
+        .values()
+        .filter(|o| o.sensitive)
+        .flat_map(|o| super::events::secret_leaves(&o.value))
+        .flat_map(|s| mask_lines(&s))
+        .map(|l| l + "\n")
+        .collect();
+    if json {
+        let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    } else {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+    }
+}
+
 /// A Markdown table cell: one line, `|` escaped.
 fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace(['\n', '\r'], " ")

@@ -112,15 +112,33 @@ pub fn get() -> &'static Ci {
 pub fn sink_for(renderer: Renderer, other: impl FnOnce(Renderer) -> Rc<dyn EventSink>) -> Rc<dyn EventSink> {
     let ci = get();
     let workspace = ci.env.workspace.clone();
+    let grouped = |flavor| -> Rc<dyn EventSink> {
+        let sink = Rc::new(CiSink::new(flavor, Box::new(std::io::stderr()), workspace.clone()));
+        keep_alive(Rc::downgrade(&sink));
+        sink
+    };
     match renderer {
-        Renderer::Github => Rc::new(CiSink::new(Flavor::Github, Box::new(std::io::stderr()), workspace)),
-        Renderer::Travis if !ci.github() => Rc::new(CiSink::new(Flavor::Travis, Box::new(std::io::stderr()), workspace)),
-        Renderer::Travis => {
-            Rc::new(GithubExtras { inner: Rc::new(CiSink::new(Flavor::Travis, Box::new(std::io::stderr()), workspace.clone())), workspace })
-        }
+        Renderer::Github => grouped(Flavor::Github),
+        Renderer::Travis if !ci.github() => grouped(Flavor::Travis),
+        Renderer::Travis => Rc::new(GithubExtras { inner: grouped(Flavor::Travis), workspace }),
         r if ci.github() => Rc::new(GithubExtras { inner: other(r), workspace }),
         r => other(r),
     }
+}
+
+/// A stage can be silent for minutes (an AMI being created): a task on the run's
+/// local set (every command runs in one, `commands::main`) checks every few seconds
+/// whether a "still running" line is due, and ends with the sink.
+fn keep_alive(sink: std::rc::Weak<CiSink>) {
+    tokio::task::spawn_local(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            match sink.upgrade() {
+                Some(s) => s.tick(),
+                None => break,
+            }
+        }
+    });
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,6 +259,13 @@ impl CiSink {
         s
     }
 
+    /// Prints the "still running" line if it is due.
+    pub fn tick(&self) {
+        if let Some(h) = self.heartbeat_line() {
+            self.write(&h);
+        }
+    }
+
     /// The "still running" line, when nothing was written for a while.
     fn heartbeat_line(&self) -> Option<String> {
         if self.last_write.get().elapsed() < self.heartbeat {
@@ -312,11 +337,7 @@ impl EventSink for CiSink {
                     Some(())
                 });
                 match held {
-                    Some(()) => {
-                        if let Some(h) = self.heartbeat_line() {
-                            self.write(&h);
-                        }
-                    }
+                    Some(()) => self.tick(),
                     None => self.write(&format!("{line}\n")),
                 }
             }

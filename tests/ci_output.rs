@@ -185,6 +185,6 @@ fn configuration_errors_are_annotations_on_their_file_and_line() {
 
     // A problem that is no file's line: annotated on the customer file.
     let run = github(&fleet, files.path(), &["deploy", "acme", "--env", "nowhere", "--auto-approve"]).code(2);
-    let prefix = format!("::error file={},title=stamp%3A configuration error::", fleet.path().join("customers/acme.toml").display());
+    let prefix = format!("::error file={},title=stamp%3A usage error::", fleet.path().join("customers/acme.toml").display());
     assert!(run.stderr.lines().any(|l| l.starts_with(&prefix) && l.contains("nowhere")), "{}", run.stderr);
 }

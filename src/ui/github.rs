@@ -88,7 +88,7 @@ pub fn error_annotation(e: &Error, fallback: Option<&Path>, workspace: Option<&P
         }
         Error::Usage { .. } => {
             let at = Location { file: fallback.map(Path::to_path_buf), ..Default::default() };
-            Some(annotation("error", &at, "stamp: configuration error", &e.to_string(), workspace))
+            Some(annotation("error", &at, "stamp: usage error", &e.to_string(), workspace))
         }
         _ => None,
     }

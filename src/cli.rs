@@ -26,6 +26,12 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub no_progress: bool,
 
+    /// How progress is shown: auto (GitHub Actions groups under GITHUB_ACTIONS=true,
+    /// Travis folds under TRAVIS=true, else bars in a terminal and plain lines
+    /// without one), terminal, plain, github, travis.
+    #[arg(long, global = true, env = "STAMP_PROGRESS", value_enum, default_value_t = ProgressArg::Auto, value_name = "MODE")]
+    pub progress: ProgressArg,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -170,6 +176,29 @@ pub struct FleetArgs {
     /// [fleet] canary, else name order); the rest only if every canary succeeded.
     #[arg(long, value_name = "K", default_value_t = 0)]
     pub canary: usize,
+}
+
+/// `--progress` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressArg {
+    Auto,
+    Terminal,
+    Plain,
+    Github,
+    Travis,
+}
+
+impl From<ProgressArg> for crate::ui::ci::Progress {
+    fn from(p: ProgressArg) -> Self {
+        use crate::ui::ci::Progress;
+        match p {
+            ProgressArg::Auto => Progress::Auto,
+            ProgressArg::Terminal => Progress::Terminal,
+            ProgressArg::Plain => Progress::Plain,
+            ProgressArg::Github => Progress::Github,
+            ProgressArg::Travis => Progress::Travis,
+        }
+    }
 }
 
 fn parse_customer(s: &str) -> Result<CustomerName, String> {

@@ -21,6 +21,9 @@ pub const EXIT_INTERRUPTED: i32 = 130;
 pub struct ConfigError {
     pub file: PathBuf,
     pub line: Option<usize>,
+    /// The column (1-based, in characters) of the value `line` points at (u32 keeps
+    /// the error small).
+    pub col: Option<u32>,
     pub message: String,
     pub snippet: Option<String>,
     pub hint: Option<String>,
@@ -28,14 +31,17 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(file: &Path, message: String) -> Self {
-        Self { file: file.to_path_buf(), line: None, message, snippet: None, hint: None }
+        Self { file: file.to_path_buf(), line: None, col: None, message, snippet: None, hint: None }
     }
 
     /// An error about the value at `span` in `text` (the file's content).
     pub fn at(file: &Path, text: &str, span: Range<usize>, message: String) -> Self {
         let line = crate::config::line_of(text, span.start);
         let snippet = text.lines().nth(line - 1).map(|l| l.to_owned());
-        Self { file: file.to_path_buf(), line: Some(line), message, snippet, hint: None }
+        let start = span.start.min(text.len());
+        let line_start = text[..start].rfind('\n').map(|i| i + 1).unwrap_or(0);
+        let col = text.get(line_start..start).and_then(|s| u32::try_from(s.chars().count() + 1).ok());
+        Self { file: file.to_path_buf(), line: Some(line), col, message, snippet, hint: None }
     }
 
     pub fn toml(file: &Path, text: &str, e: &toml::de::Error) -> Self {

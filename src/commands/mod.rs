@@ -43,6 +43,7 @@ pub fn main(cli: Cli) -> i32 {
             Ok(()) => EXIT_OK,
             Err(e) => {
                 eprintln!("error: {e}");
+                crate::ui::github::annotate(&e, None);
                 e.exit_code()
             }
         }
@@ -50,6 +51,7 @@ pub fn main(cli: Cli) -> i32 {
 }
 
 async fn run(cli: Cli) -> Result<(), Error> {
+    crate::ui::ci::init(cli.progress.into());
     let fleet = Fleet::load(&cli.config, &EnvOverrides::from_process())?;
     let plain = cli.no_progress || !std::io::stderr().is_terminal() || std::env::var_os("CI").is_some();
     match &cli.command {
@@ -90,7 +92,12 @@ fn select(fleet: &Fleet, t: &Target) -> Result<Vec<CustomerName>, Error> {
     selection::select(fleet, &Selector { names: t.customers.clone(), all: t.all, tags: t.tag.clone() })
 }
 
-/// The renderer: plain lines without a terminal (or in CI), else the terminal's.
+/// The renderer: GitHub Actions groups or Travis folds in those CIs, plain lines
+/// without a terminal (or in another CI), else the terminal's; `--progress` chooses.
 fn sink(plain: bool, customers: usize) -> Rc<dyn EventSink> {
-    if plain { Rc::new(PlainSink::new()) } else { Rc::new(TerminalSink::new(customers)) }
+    let renderer = crate::ui::ci::get().renderer(plain);
+    crate::ui::ci::sink_for(renderer, |r| match r {
+        crate::ui::ci::Renderer::Terminal => Rc::new(TerminalSink::new(customers)),
+        _ => Rc::new(PlainSink::new()),
+    })
 }

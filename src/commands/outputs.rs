@@ -68,6 +68,9 @@ async fn one(fleet: &Fleet, name: &CustomerName, env: Option<&EnvName>, as_json:
             Some(s) => terraform::outputs_from_state(&s).map_err(|m| Error::stage(format!("s3://{bucket}/{key}: {m}")))?,
             None => terraform::Outputs::new(),
         };
+        if show {
+            crate::ui::github::mask_shown_outputs(&outs, as_json);
+        }
         all.insert(section.clone(), crate::customer::pipeline::outputs_json(&outs, show));
     }
     if all.values().all(|v| v.as_object().is_some_and(|m| m.is_empty())) {

@@ -76,6 +76,7 @@ pub fn resolve_all(ctx: &FleetContext, names: &[CustomerName], env: Option<&EnvN
                     } else {
                         eprintln!("error: {e}");
                     }
+                    crate::ui::github::annotate(&e, Some(&ctx.fleet.customer_file(n)));
                 }
             }
         }
@@ -113,7 +114,13 @@ pub async fn run(fleet: Fleet, op: Operation, args: RunArgs) -> Result<(), Error
     let started = Instant::now();
     let outcomes = scheduler::run(ctx.clone(), plans, op, opts, &args.policy, sink.clone(), Stop::new()).await;
     drop(sink);
-    finish(op, outcomes, started.elapsed(), args.json)
+    let wall = started.elapsed();
+    let reports: Vec<RunReport> = outcomes.iter().map(|o| o.report.clone()).collect();
+    let ci = crate::ui::github::after_run(op, &reports, wall);
+    match (finish(op, outcomes, wall, args.json), ci) {
+        (Ok(()), Err(e)) => Err(e),
+        (result, _) => result,
+    }
 }
 
 /// Prints the result and turns it into the exit code.

@@ -20,6 +20,7 @@ pub fn validate(fleet: Fleet, names: &[CustomerName], t: &Target) -> Result<(), 
                 bad += 1;
                 problems += 1;
                 eprintln!("error: {}: not a valid customer name: {m}", path.display());
+                crate::ui::github::annotate(&Error::usage(format!("not a valid customer name: {m}")), Some(&path));
             }
         }
     }
@@ -31,6 +32,7 @@ pub fn validate(fleet: Fleet, names: &[CustomerName], t: &Target) -> Result<(), 
                 for e in errors {
                     problems += 1;
                     eprintln!("error: {n}: {e}");
+                    crate::ui::github::annotate(&e, Some(&ctx.fleet.customer_file(n)));
                 }
             }
         }

@@ -258,10 +258,25 @@ impl Pipeline {
                     Error::Tool(f) => f.status.clone(),
                     _ => String::new(),
                 };
+                if !matches!(e, Error::Stopped(_)) {
+                    let file = self.stage_file(stage);
+                    self.ui.emit(Some(stage), EventKind::Failure { message: e.to_string(), file: Some(file) });
+                }
                 self.record(stage, status, &detail, None, &[], started);
                 self.report.failed_stage = Some(stage);
                 Err(e)
             }
+        }
+    }
+
+    /// The file a stage's failure points at: its stack directory, the packer
+    /// template, or (state bucket) the customer file.
+    pub fn stage_file(&self, stage: Stage) -> PathBuf {
+        let paths = &self.ctx.fleet.paths;
+        match stage {
+            Stage::Vpc | Stage::Frontends => paths.terraform.join(&self.plan.job(stage).rel),
+            Stage::Ami => paths.packer_template.clone(),
+            Stage::Bucket => self.plan.customer.file.clone(),
         }
     }
 
@@ -290,6 +305,11 @@ impl Pipeline {
                 _ => Status::Failed,
             };
             self.report.error = Some(e.to_string());
+            // A failure between stages (a stack without the outputs the next stage needs...).
+            if self.report.failed_stage.is_none() && !matches!(e, Error::Stopped(_)) {
+                let file = Some(self.plan.customer.file.clone());
+                self.ui.emit(None, EventKind::Failure { message: e.to_string(), file });
+            }
         } else if self.report.stages.iter().all(|s| matches!(s.status, Status::Unchanged | Status::Skipped)) {
             self.report.status = Status::Unchanged;
         }

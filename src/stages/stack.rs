@@ -36,6 +36,7 @@ pub async fn run(
     let mut log = p.log(stage)?;
     sync_working_copy(p)?;
     let dir = write_files(p, stage, bucket, upstream)?;
+    announce_sensitive_inputs(p, stage, upstream);
     let partial = p.plan.job(stage).info.backend.is_some();
     let ui = p.ui.clone();
 
@@ -116,7 +117,10 @@ pub async fn run(
             .args(["output", "-json", "-no-color"])
             .run(stage.as_str(), &mut log, &[0], true, &mut |_, _| Tail::Raw)
             .await?;
-        terraform::parse_outputs(&out.stdout).map_err(|m| Error::stage(format!("terraform output -json in {}: {m}", dir.display())))?
+        let outputs =
+            terraform::parse_outputs(&out.stdout).map_err(|m| Error::stage(format!("terraform output -json in {}: {m}", dir.display())))?;
+        announce_sensitive_outputs(p, stage, &outputs);
+        outputs
     };
     let status = if total == 0 { Status::Unchanged } else { Status::Ok };
     let detail = match (mode, applied) {
@@ -256,6 +260,30 @@ fn json_line(stream: Stream, line: &str, f: &mut dyn FnMut(&TfEvent)) -> Tail {
             }
         }
         None => Tail::Raw,
+    }
+}
+
+/// Every string of a sensitive output, announced (masked in CI logs) before anything
+/// could print it.
+fn announce_sensitive_outputs(p: &Pipeline, stage: Stage, outputs: &Outputs) {
+    for o in outputs.values().filter(|o| o.sensitive) {
+        for s in crate::ui::events::secret_leaves(&o.value) {
+            p.ui.secret(stage, &s);
+        }
+    }
+}
+
+/// The values given to the stack's `sensitive = true` variables, announced before
+/// terraform runs with them.
+fn announce_sensitive_inputs(p: &Pipeline, stage: Stage, upstream: Option<(&VpcOutputs, &AmiId)>) {
+    let sensitive = &p.plan.job(stage).info.sensitive;
+    if sensitive.is_empty() {
+        return;
+    }
+    for (_, v) in stack_vars(p, stage, upstream).iter().filter(|(k, _)| sensitive.contains(*k)) {
+        for s in crate::ui::events::secret_leaves(v) {
+            p.ui.secret(stage, &s);
+        }
     }
 }
 

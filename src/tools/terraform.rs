@@ -27,6 +27,8 @@ pub struct StackInfo {
     /// The backend type when the stack declares one itself (a partial backend).
     pub backend: Option<String>,
     pub declares_remote_state_vpc: bool,
+    /// Variables declared `sensitive = true`: their values are announced as secrets.
+    pub sensitive: BTreeSet<String>,
 }
 
 impl StackInfo {
@@ -70,6 +72,9 @@ impl StackInfo {
                     if !block.body().attributes().any(|a| a.key() == "default") {
                         self.required.insert(name.to_string());
                     }
+                    if block.body().attributes().any(|a| a.key() == "sensitive" && *a.expr() == hcl::Expression::Bool(true)) {
+                        self.sensitive.insert(name.to_string());
+                    }
                 }
                 ("output", [name]) => {
                     self.outputs.insert(name.to_string());
@@ -103,6 +108,9 @@ impl StackInfo {
                 let has_default = objects(body).iter().any(|b| b.contains_key("default"));
                 if !has_default {
                     self.required.insert(name.clone());
+                }
+                if objects(body).iter().any(|b| b.get("sensitive") == Some(&Value::Bool(true))) {
+                    self.sensitive.insert(name.clone());
                 }
             }
         }
@@ -432,6 +440,10 @@ terraform {
   backend "s3" {}
 }
 variable "customer" { type = string }
+variable "db_password" {
+  type      = string
+  sensitive = true
+}
 variable "cidr_block" {
   type    = string
   default = "10.0.0.0/16"
@@ -445,12 +457,16 @@ data "terraform_remote_state" "vpc" {
 "#,
         )
         .unwrap();
-        std::fs::write(dir.path().join("extra.tf.json"), r#"{"variable": {"region": {"type": "string"}}, "output": {"o": {"value": 1}}}"#)
-            .unwrap();
+        std::fs::write(
+            dir.path().join("extra.tf.json"),
+            r#"{"variable": {"region": {"type": "string"}, "token": {"sensitive": true}}, "output": {"o": {"value": 1}}}"#,
+        )
+        .unwrap();
         std::fs::write(dir.path().join("stamp_backend.tf"), "this is not parsed").unwrap();
         let info = StackInfo::read(dir.path()).unwrap();
-        assert_eq!(info.variables, ["cidr_block", "customer", "region"].map(String::from).into());
-        assert_eq!(info.required, ["customer", "region"].map(String::from).into());
+        assert_eq!(info.variables, ["cidr_block", "customer", "db_password", "region", "token"].map(String::from).into());
+        assert_eq!(info.required, ["customer", "db_password", "region", "token"].map(String::from).into());
+        assert_eq!(info.sensitive, ["db_password", "token"].map(String::from).into());
         assert_eq!(info.outputs, ["o", "vpc_id"].map(String::from).into());
         assert_eq!(info.backend.as_deref(), Some("s3"));
         assert!(info.declares_remote_state_vpc);

@@ -96,6 +96,18 @@ pub enum EventKind {
     },
     /// A line for the human, outside any stage line.
     Note(String),
+    /// A value that must never be shown (a sensitive output or input), announced
+    /// before anything could print it: the GitHub Actions renderer masks it in the
+    /// log (`::add-mask::`); every other renderer ignores it. No other event carries it.
+    Secret(String),
+    /// Why a stage (or, without a stage, the customer) failed: the error's full text
+    /// (status, command, last lines of output) and the file to point an annotation at
+    /// (the stack directory, the packer template, the customer file). Sent just before
+    /// the stage's `StageFinished`.
+    Failure {
+        message: String,
+        file: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -160,6 +172,27 @@ impl Emitter {
     pub fn note(&self, message: &str) {
         self.emit(None, EventKind::Note(message.to_owned()));
     }
+
+    /// Announces a sensitive value (see `EventKind::Secret`); empty ones are skipped.
+    pub fn secret(&self, stage: Stage, value: &str) {
+        if !value.is_empty() {
+            self.emit(Some(stage), EventKind::Secret(value.to_owned()));
+        }
+    }
+}
+
+/// The strings a sensitive value could be printed as: every leaf string and number
+/// of a structured value (booleans and nulls are left alone: masking `true` would
+/// hide every `true` in a log and protect nothing).
+pub fn secret_leaves(v: &serde_json::Value) -> Vec<String> {
+    use serde_json::Value;
+    match v {
+        Value::String(s) if !s.is_empty() => vec![s.clone()],
+        Value::Number(n) => vec![n.to_string()],
+        Value::Array(a) => a.iter().flat_map(secret_leaves).collect(),
+        Value::Object(m) => m.values().flat_map(secret_leaves).collect(),
+        _ => Vec::new(),
+    }
 }
 
 pub fn format_elapsed(d: Duration) -> String {
@@ -214,6 +247,15 @@ mod tests {
         );
         let t = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         assert_eq!(plain_line(t, "acme vpc", "started"), "[2023-11-14T22:13:20Z] acme vpc: started");
+    }
+
+    #[test]
+    fn secret_leaves_are_every_string_and_number() {
+        let v = serde_json::json!({"user": "admin", "pass": "s3cr3t", "port": 5432, "tls": true, "hosts": ["a.example", ""], "none": null});
+        let mut got = secret_leaves(&v);
+        got.sort();
+        assert_eq!(got, ["5432", "a.example", "admin", "s3cr3t"]);
+        assert_eq!(secret_leaves(&serde_json::json!("line1\nline2")), ["line1\nline2"]);
     }
 
     #[test]

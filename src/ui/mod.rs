@@ -1,7 +1,9 @@
 //! Everything the operator sees: events from the engine and their renderers, the
 //! summaries, and the confirmation prompt.
 
+pub mod ci;
 pub mod events;
+pub mod github;
 pub mod plain;
 pub mod prompt;
 pub mod summary;

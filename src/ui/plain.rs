@@ -44,6 +44,8 @@ pub fn event_text(e: &Event, last: &mut BTreeMap<(String, String), String>) -> O
         }
         EventKind::CustomerFinished { status, elapsed } => format!("{} in {}", status.word(), format_elapsed(*elapsed)),
         EventKind::Note(m) => return Some(m.clone()),
+        // Never printed. A failure's text is printed once, when the run ends.
+        EventKind::Secret(_) | EventKind::Failure { .. } => return None,
     };
     Some(plain_line(std::time::SystemTime::now(), &format!("{} {stage}", e.customer), &text))
 }

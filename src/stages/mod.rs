@@ -4,4 +4,5 @@
 
 pub mod ami;
 pub mod bucket;
+pub mod init_cache;
 pub mod stack;

@@ -14,6 +14,7 @@ use crate::customer::report::Changes;
 use crate::error::Error;
 use crate::names::{AmiId, BucketName};
 use crate::render::{self, Backend};
+use crate::stages::init_cache;
 use crate::tools::process::{StageLog, Stream, Tail, ToolCommand};
 use crate::tools::terraform::{self, Outputs, TfEvent};
 use crate::ui::events::{Stage, Status};
@@ -45,12 +46,19 @@ pub async fn run(
     if partial {
         init = init.arg(format!("-backend-config={}", terraform::BACKEND_PARTIAL_FILE));
     }
-    {
+    let tree = p.work.join("terraform");
+    let fingerprint = init_cache::fingerprint(&tree, &dir, &p.ctx.tools().terraform, &p.env)
+        .map_err(|e| Error::io(format!("reading {}", tree.display()), e))?;
+    if init_cache::up_to_date(&dir, &fingerprint) {
+        log.note("terraform init skipped: the configuration, backend, CLI configuration and terraform are those of the last init");
+    } else {
+        init_cache::forget(&dir);
         // One init at a time: they share the plugin cache.
         let _held = p.ctx.init_lock.lock().await;
         init.run(stage.as_str(), &mut log, &[0], false, &mut |_, l| if l.trim().is_empty() { Tail::Skip } else { Tail::Raw })
             .await
             .map_err(provider_install_hint)?;
+        init_cache::record(&dir, &fingerprint).map_err(|e| Error::io(format!("writing {}/.terraform", dir.display()), e))?;
     }
 
     ui.step(stage, if mode == Mode::Destroy { "terraform plan -destroy" } else { "terraform plan" });

@@ -46,15 +46,18 @@ impl std::fmt::Display for Answer {
 /// The URL to check: `public_url` and `path` with one `/` between them. Only
 /// http:// and https:// URLs with a host, and no query or fragment to append to.
 pub fn target_url(public_url: &str, path: &str) -> Result<String, String> {
-    let rest = public_url.strip_prefix("http://").or_else(|| public_url.strip_prefix("https://")).ok_or_else(|| {
-        format!("the frontends output `public_url` = `{public_url}` is not an http:// or https:// URL")
-    })?;
+    let rest = public_url
+        .strip_prefix("http://")
+        .or_else(|| public_url.strip_prefix("https://"))
+        .ok_or_else(|| format!("the frontends output `public_url` = `{public_url}` is not an http:// or https:// URL"))?;
     let host = rest.split('/').next().unwrap_or_default();
     if host.is_empty() || public_url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(format!("the frontends output `public_url` = `{public_url}` has no host, or holds a space"));
     }
     if public_url.contains(['?', '#']) {
-        return Err(format!("the frontends output `public_url` = `{public_url}` has a query or fragment: `[smoke] path` cannot be appended"));
+        return Err(format!(
+            "the frontends output `public_url` = `{public_url}` has a query or fragment: `[smoke] path` cannot be appended"
+        ));
     }
     if !path.starts_with('/') {
         return Err(format!("[smoke] path `{path}` must start with `/`"));
@@ -80,9 +83,8 @@ fn whole_seconds(d: Duration) -> String {
 /// `[smoke] timeout` passes.
 pub async fn run(p: &mut Pipeline, public_url: &str) -> Result<StageDone<()>, Error> {
     let settings = p.plan.customer.smoke.clone();
-    let url = target_url(public_url, &settings.path).map_err(|m| {
-        Error::stage_hint(m, "the frontends stack's `public_url` output must be the service's http:// or https:// address")
-    })?;
+    let url = target_url(public_url, &settings.path)
+        .map_err(|m| Error::stage_hint(m, "the frontends stack's `public_url` output must be the service's http:// or https:// address"))?;
     let mut log = p.log(Stage::Smoke)?;
     let timeout = whole_seconds(settings.timeout);
     log.note(&format!("[{}] GET {url} until it answers 2xx or 3xx, for at most {timeout}", now()));
@@ -175,7 +177,6 @@ async fn interrupt(rx: &mut Option<watch::Receiver<u32>>) {
         return;
     }
     std::future::pending().await
-
 }
 
 fn now() -> humantime::Rfc3339Timestamp {
@@ -213,10 +214,7 @@ mod tests {
         let pauses: Vec<u64> = (1..=6).map(|n| backoff(n).as_millis() as u64).collect();
         assert_eq!(pauses, [500, 1000, 2000, 4000, 5000, 5000]);
         assert_eq!(backoff(1000), BACKOFF_MAX);
-        assert_eq!(
-            waiting_line(3, &Answer::Http(500), Duration::from_millis(170_200)),
-            "attempt 3: HTTP 500; 2m 51s left"
-        );
+        assert_eq!(waiting_line(3, &Answer::Http(500), Duration::from_millis(170_200)), "attempt 3: HTTP 500; 2m 51s left");
     }
 
     /// A real server on loopback: the statuses as they come, a refused port as no answer.

@@ -23,7 +23,9 @@ const LAST_ATTEMPT_MIN: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
     Http(u16),
-    /// No HTTP answer: refused, unresolved, timed out, TLS...
+    /// No answer within the attempt's timeout.
+    TimedOut(Duration),
+    /// No HTTP answer: refused, unresolved, TLS...
     NoAnswer(String),
 }
 
@@ -38,6 +40,7 @@ impl std::fmt::Display for Answer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Answer::Http(code) => write!(f, "HTTP {code}"),
+            Answer::TimedOut(d) => write!(f, "no answer within {}", humantime::format_duration(*d)),
             Answer::NoAnswer(why) => f.write_str(why),
         }
     }
@@ -93,12 +96,36 @@ pub async fn run(p: &mut Pipeline, public_url: &str) -> Result<StageDone<()>, Er
     let deadline = Instant::now() + settings.timeout;
     let mut interrupts = crate::signals::subscribe();
     let mut attempt = 0u32;
+    // The last answer, and the one before it.
+    let (mut last, mut before): (Option<Answer>, Option<Answer>) = (None, None);
     loop {
         if crate::signals::interrupted() {
             return Err(Error::Interrupted(Some(Stage::Smoke.to_string())));
         }
-        attempt += 1;
         let left = deadline.saturating_duration_since(Instant::now());
+        if let Some(answer) = &last
+            && left < LAST_ATTEMPT_MIN
+        {
+            // An attempt the deadline cut short says less than the one before it.
+            let telling = match (answer, &before) {
+                (Answer::TimedOut(d), Some(b)) if *d < ATTEMPT_TIMEOUT => b,
+                _ => answer,
+            };
+            log.note(&format!("[{}] no 2xx or 3xx answer within {timeout}", now()));
+            return Err(Error::stage_hint(
+                format!(
+                    "smoke test: {url} did not answer 2xx or 3xx within {timeout} ({attempt} attempt{}); last answer: {telling}",
+                    if attempt == 1 { "" } else { "s" }
+                ),
+                format!(
+                    "every attempt is in {}; give the service longer with `[smoke] timeout` (stamp.toml or {}), \
+                     or deploy without the check with `--no-smoke`",
+                    log.path.display(),
+                    p.plan.customer.file.display()
+                ),
+            ));
+        }
+        attempt += 1;
         ui.step(Stage::Smoke, &format!("attempt {attempt}: GET {url}"));
         let started = Instant::now();
         let answer = tokio::select! {
@@ -111,22 +138,8 @@ pub async fn run(p: &mut Pipeline, public_url: &str) -> Result<StageDone<()>, Er
             return Ok(StageDone::new((), Status::Ok, format!("{answer} from {url} after {tries}")));
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        if left < LAST_ATTEMPT_MIN {
-            log.note(&format!("[{}] no 2xx or 3xx answer within {timeout}", now()));
-            return Err(Error::stage_hint(
-                format!(
-                    "smoke test: {url} did not answer 2xx or 3xx within {timeout} ({attempt} attempt{}); last answer: {answer}",
-                    if attempt == 1 { "" } else { "s" }
-                ),
-                format!(
-                    "every attempt is in {}; give the service longer with `[smoke] timeout` (stamp.toml or {}), \
-                     or deploy without the check with `--no-smoke`",
-                    log.path.display(),
-                    p.plan.customer.file.display()
-                ),
-            ));
-        }
         ui.step(Stage::Smoke, &waiting_line(attempt, &answer, left));
+        before = last.replace(answer);
         tokio::select! {
             _ = tokio::time::sleep(backoff(attempt).min(left)) => {}
             _ = interrupt(&mut interrupts) => return Err(Error::Interrupted(Some(Stage::Smoke.to_string()))),
@@ -157,7 +170,7 @@ async fn probe(agent: &ureq::Agent, url: &str, timeout: Duration) -> Answer {
         let answer = match result {
             Ok(response) => Answer::Http(response.status().as_u16()),
             Err(ureq::Error::StatusCode(code)) => Answer::Http(code),
-            Err(ureq::Error::Timeout(_)) => Answer::NoAnswer(format!("no answer within {}", humantime::format_duration(timeout))),
+            Err(ureq::Error::Timeout(_)) => Answer::TimedOut(timeout),
             Err(ureq::Error::Io(e)) => Answer::NoAnswer(e.to_string()),
             Err(e) => Answer::NoAnswer(e.to_string()),
         };
@@ -254,6 +267,7 @@ mod tests {
         let started = Instant::now();
         let a = probe(&agent(), &format!("http://127.0.0.1:{port}/"), Duration::from_secs(1)).await;
         assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
-        assert!(matches!(&a, Answer::NoAnswer(m) if m.contains("no answer within 1s")), "{a:?}");
+        assert_eq!(a, Answer::TimedOut(Duration::from_secs(1)));
+        assert_eq!(a.to_string(), "no answer within 1s");
     }
 }

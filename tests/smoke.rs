@@ -19,6 +19,8 @@ enum Mode {
     Healthy,
     /// 500 on every path.
     Failing,
+    /// Reads the request and never answers (holds the connection for a minute).
+    Hang,
     /// 503 for this long from the first request, then as `Healthy`.
     DownFor(Duration, Option<Instant>),
 }
@@ -61,6 +63,11 @@ impl Server {
                 let status = match &mut *mode {
                     Mode::Healthy => healthy(&path),
                     Mode::Failing => 500,
+                    Mode::Hang => {
+                        drop(mode);
+                        std::thread::sleep(Duration::from_secs(60));
+                        continue;
+                    }
                     Mode::DownFor(d, first) => {
                         if first.get_or_insert_with(Instant::now).elapsed() < *d {
                             503
@@ -248,4 +255,38 @@ fn bad_smoke_settings_are_configuration_errors() {
     fleet.write_config(&FLEET_TOML.replace("[smoke]\nenabled = false\n", "[smoke]\nenabled = \"no\"\n"));
     let run = fleet.stamp(&["validate", "acme"]).code(2);
     assert!(run.stderr.contains("stamp.toml: line") && run.stderr.contains("enabled = \"no\""), "{}", run.stderr);
+}
+
+/// Ctrl-C while an attempt hangs: stamp stops at once (it does not wait for the
+/// attempt's own timeout), the stage is interrupted, exit 130.
+#[test]
+fn an_interrupt_stops_a_hanging_smoke_test_at_once() {
+    let emu = Emulator::start();
+    let server = Server::start(Mode::Hang);
+    let fleet = smoke_fleet(&emu);
+    fleet.customer("acme", "git_id = \"v1\"\n[smoke]\ntimeout = \"5m\"\n");
+    let child = fleet
+        .stamp_cmd(&["deploy", "acme", "--auto-approve", "--json"])
+        .env("STANDIN_PUBLIC_URL", &server.url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while server.paths().is_empty() {
+        assert!(Instant::now() < deadline, "the smoke test never asked the server");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    // SAFETY: kill(2) on a child we spawned.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let run = Run::from(child.wait_with_output().unwrap(), &["deploy", "acme"]).code(130);
+    assert!(started.elapsed() < Duration::from_secs(5), "stamp took {:?} to stop", started.elapsed());
+    assert!(run.stderr.contains("interrupted during smoke"), "{}", run.stderr);
+    let report = run.json();
+    assert_eq!(smoke_stage(&report)["status"], "interrupted");
+    assert_eq!(report["status"], "interrupted");
 }

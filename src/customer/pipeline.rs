@@ -340,7 +340,7 @@ impl Pipeline {
         let skipped = if self.opts.no_smoke {
             Some("--no-smoke".to_owned())
         } else if !smoke.enabled {
-            Some(format!("[smoke] enabled = false ({})", smoke.disabled_at.as_deref().unwrap_or_default()))
+            Some(format!("[smoke] enabled = false in {}", smoke.disabled_at.as_deref().unwrap_or_default()))
         } else {
             None
         };

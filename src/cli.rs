@@ -53,6 +53,9 @@ pub enum Command {
         /// Print the run summary as JSON on stdout.
         #[arg(long)]
         json: bool,
+        /// Skip the smoke test (GET public_url until it answers) after the frontends.
+        #[arg(long)]
+        no_smoke: bool,
     },
     /// Show what a deploy would change, building nothing.
     Plan {

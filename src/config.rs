@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -38,6 +39,8 @@ struct RawFleetFile {
     frontends: RawStage,
     #[serde(default)]
     app: RawApp,
+    #[serde(default)]
+    smoke: RawSmoke,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -103,6 +106,16 @@ struct RawApp {
     puma_threads: Option<Spanned<i64>>,
 }
 
+/// `[smoke]`: the check after a deploy that the public URL answers.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmoke {
+    enabled: Option<Spanned<bool>>,
+    path: Option<Spanned<String>>,
+    /// A duration ("5m", "90s") or a number of seconds.
+    timeout: Option<Spanned<toml::Value>>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCustomerFile {
@@ -120,6 +133,8 @@ struct RawCustomerFile {
     frontends: RawStage,
     #[serde(default)]
     app: RawApp,
+    #[serde(default)]
+    smoke: RawSmoke,
 }
 
 // ---------------------------------------------------------------- resolved settings
@@ -163,6 +178,21 @@ pub struct AppSettings {
     pub puma_threads: u32,
 }
 
+/// `[smoke]`, resolved: the customer's keys over the fleet's over the defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmokeSettings {
+    pub enabled: bool,
+    /// Appended to `public_url`; starts with `/`.
+    pub path: String,
+    /// How long the smoke stage waits for a 2xx or 3xx answer.
+    pub timeout: Duration,
+    /// Where `enabled = false` was set ("file:line"), for the skipped stage's reason.
+    pub disabled_at: Option<String>,
+}
+
+pub const DEFAULT_SMOKE_TIMEOUT: Duration = Duration::from_secs(300);
+const MAX_SMOKE_TIMEOUT: Duration = Duration::from_secs(3600);
+
 #[derive(Debug, Clone)]
 pub struct Paths {
     pub terraform: PathBuf,
@@ -201,7 +231,10 @@ pub struct Fleet {
     pub vpc_vars: StageVars,
     pub packer_vars: StageVars,
     pub frontends_vars: StageVars,
+    /// `[smoke]` of the fleet file (a customer file's own `[smoke]` overrides it).
+    pub smoke: SmokeSettings,
     raw_app: RawApp,
+    raw_smoke: RawSmoke,
     text: String,
 }
 
@@ -219,6 +252,7 @@ pub struct Customer {
     pub packer_vars: StageVars,
     pub frontends_vars: StageVars,
     pub app: AppSettings,
+    pub smoke: SmokeSettings,
 }
 
 /// A customer file's name, or the file whose name is not a valid customer.
@@ -360,7 +394,9 @@ impl Fleet {
             vpc_vars: StageVars::default(),
             packer_vars: StageVars::default(),
             frontends_vars: StageVars::default(),
+            smoke: resolve_smoke(&RawSmoke::default(), path, text, &raw.smoke, path, text)?,
             raw_app: raw.app.clone(),
+            raw_smoke: raw.smoke.clone(),
             text: text.to_owned(),
         };
         fleet.vpc_vars.merge(path, text, &raw.vpc.vars, "vpc.vars")?;
@@ -465,6 +501,7 @@ impl Fleet {
         let mut frontends_vars = self.frontends_vars.clone();
         frontends_vars.merge(file, text, &raw.frontends.vars, "frontends.vars")?;
         let app = resolve_app(file, text, &raw.app, &self.raw_app, &self.config_path, &self.text)?;
+        let smoke = resolve_smoke(&raw.smoke, file, text, &self.raw_smoke, &self.config_path, &self.text)?;
         Ok(Customer {
             name: name.clone(),
             file: file.to_path_buf(),
@@ -477,6 +514,7 @@ impl Fleet {
             packer_vars,
             frontends_vars,
             app,
+            smoke,
         })
     }
 }
@@ -506,6 +544,76 @@ fn resolve_app(
         puma_workers: count(&own.puma_workers, &fleet.puma_workers, "puma_workers", 2)?,
         puma_threads: count(&own.puma_threads, &fleet.puma_threads, "puma_threads", 5)?,
     })
+}
+
+/// `[smoke]`: each key from the customer file, else the fleet file, else the default.
+fn resolve_smoke(
+    own: &RawSmoke,
+    file: &Path,
+    text: &str,
+    fleet: &RawSmoke,
+    fleet_file: &Path,
+    fleet_text: &str,
+) -> Result<SmokeSettings, ConfigError> {
+    // The value and the file (and text) it was read from.
+    fn pick<'a, T>(
+        own: &'a Option<Spanned<T>>,
+        file: &'a Path,
+        text: &'a str,
+        theirs: &'a Option<Spanned<T>>,
+        fleet_file: &'a Path,
+        fleet_text: &'a str,
+    ) -> Option<(&'a Spanned<T>, &'a Path, &'a str)> {
+        match (own, theirs) {
+            (Some(v), _) => Some((v, file, text)),
+            (None, Some(v)) => Some((v, fleet_file, fleet_text)),
+            (None, None) => None,
+        }
+    }
+    let mut s = SmokeSettings { enabled: true, path: "/".into(), timeout: DEFAULT_SMOKE_TIMEOUT, disabled_at: None };
+    if let Some((v, f, t)) = pick(&own.enabled, file, text, &fleet.enabled, fleet_file, fleet_text) {
+        s.enabled = *v.get_ref();
+        if !s.enabled {
+            s.disabled_at = Some(format!("{}:{}", f.display(), line_of(t, v.span().start)));
+        }
+    }
+    if let Some((v, f, t)) = pick(&own.path, file, text, &fleet.path, fleet_file, fleet_text) {
+        s.path = check_smoke_path(v.get_ref()).map_err(|m| ConfigError::at(f, t, v.span(), format!("[smoke] path: {m}")))?;
+    }
+    if let Some((v, f, t)) = pick(&own.timeout, file, text, &fleet.timeout, fleet_file, fleet_text) {
+        s.timeout = parse_smoke_timeout(v.get_ref()).map_err(|m| ConfigError::at(f, t, v.span(), format!("[smoke] timeout: {m}")))?;
+    }
+    Ok(s)
+}
+
+/// A path on the public URL: starts with `/`, no spaces, no `#` fragment.
+pub fn check_smoke_path(p: &str) -> Result<String, String> {
+    if !p.starts_with('/') {
+        return Err(format!("`{p}` must start with `/`, such as \"/\" or \"/health\""));
+    }
+    if p.chars().any(|c| c.is_whitespace() || c.is_control() || c == '#') {
+        return Err(format!("`{p}` holds a space, a control character or `#`; write it URL-encoded, such as \"/a%20b\""));
+    }
+    Ok(p.to_owned())
+}
+
+/// `"5m"`, `"90s"`, `"1m 30s"` (humantime) or a whole number of seconds; from 1s to 1h.
+pub fn parse_smoke_timeout(v: &toml::Value) -> Result<Duration, String> {
+    let d = match v {
+        toml::Value::String(s) => humantime::parse_duration(s.trim())
+            .map_err(|e| format!("`{s}` is not a duration ({e}); expected something like \"5m\", \"90s\" or a number of seconds"))?,
+        toml::Value::Integer(n) if *n >= 0 => Duration::from_secs(*n as u64),
+        other => {
+            return Err(format!(
+                "expected a duration such as \"5m\" or \"90s\", or a number of seconds; found {} `{other}`",
+                other.type_str()
+            ));
+        }
+    };
+    if d < Duration::from_secs(1) || d > MAX_SMOKE_TIMEOUT {
+        return Err(format!("{} is out of range: from 1s to 1h", humantime::format_duration(d)));
+    }
+    Ok(d)
 }
 
 fn check_endpoint(e: &str) -> Result<String, String> {
@@ -686,5 +794,50 @@ mod tests {
         assert!(err.contains("git_id"), "{err}");
         let err = f.parse_customer(&n, p, "git_id = \"x\"\n[app]\npuma_workers = 0\n").unwrap_err().to_string();
         assert!(err.contains("line 3") && err.contains("puma_workers"), "{err}");
+    }
+
+    #[test]
+    fn smoke_defaults_fleet_values_and_customer_overrides() {
+        let n = CustomerName::parse("acme").unwrap();
+        let p = Path::new("/x/customers/acme.toml");
+        let f = fleet("").unwrap();
+        assert_eq!(f.smoke, SmokeSettings { enabled: true, path: "/".into(), timeout: DEFAULT_SMOKE_TIMEOUT, disabled_at: None });
+        let f = fleet("[smoke]\npath = \"/health\"\ntimeout = \"2m\"\n").unwrap();
+        let c = f.parse_customer(&n, p, "git_id = \"v1\"\n").unwrap();
+        assert_eq!((c.smoke.path.as_str(), c.smoke.timeout), ("/health", Duration::from_secs(120)));
+        let c = f.parse_customer(&n, p, "git_id = \"v1\"\n[smoke]\ntimeout = 30\n\nenabled = false\n").unwrap();
+        assert_eq!((c.smoke.path.as_str(), c.smoke.timeout, c.smoke.enabled), ("/health", Duration::from_secs(30), false));
+        assert_eq!(c.smoke.disabled_at.as_deref(), Some("/x/customers/acme.toml:5"));
+    }
+
+    #[test]
+    fn smoke_timeout_parses_durations_and_seconds() {
+        let t = |v: toml::Value| parse_smoke_timeout(&v);
+        assert_eq!(t("5m".into()), Ok(Duration::from_secs(300)));
+        assert_eq!(t("1m 30s".into()), Ok(Duration::from_secs(90)));
+        assert_eq!(t(" 3s ".into()), Ok(Duration::from_secs(3)));
+        assert_eq!(t(45.into()), Ok(Duration::from_secs(45)));
+        assert!(t("soon".into()).unwrap_err().contains("`soon` is not a duration"));
+        assert!(t("500ms".into()).unwrap_err().contains("from 1s to 1h"));
+        assert!(t("2h".into()).unwrap_err().contains("from 1s to 1h"));
+        assert!(t(0.into()).unwrap_err().contains("out of range"));
+        assert!(t((-5).into()).unwrap_err().contains("number of seconds"));
+        assert!(t(true.into()).unwrap_err().contains("found boolean"));
+    }
+
+    #[test]
+    fn bad_smoke_settings_name_file_line_and_key() {
+        let err = fleet("[smoke]\npath = \"health\"\n").unwrap_err().to_string();
+        assert!(err.contains("/x/stamp.toml: line 2") && err.contains("[smoke] path") && err.contains("start with `/`"), "{err}");
+        let err = fleet("[smoke]\ntimeout = \"five minutes\"\n").unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("[smoke] timeout"), "{err}");
+        let err = fleet("[smoke]\nenabled = \"no\"\n").unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("enabled") && err.contains("bool"), "{err}");
+        let err = fleet("[smoke]\nurl = \"http://x\"\n").unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("url") && err.contains("`enabled`, `path`, `timeout`"), "{err}");
+        let f = fleet("").unwrap();
+        let n = CustomerName::parse("acme").unwrap();
+        let err = f.parse_customer(&n, Path::new("customers/acme.toml"), "git_id = \"v1\"\n[smoke]\npath = \"/a b\"\n").unwrap_err();
+        assert!(err.to_string().contains("customers/acme.toml: line 3") && err.to_string().contains("[smoke] path"), "{err}");
     }
 }

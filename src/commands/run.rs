@@ -30,6 +30,8 @@ pub struct RunArgs {
     pub rebuild_ami: bool,
     pub json: bool,
     pub plain: bool,
+    /// `deploy --no-smoke`.
+    pub no_smoke: bool,
 }
 
 impl RunArgs {
@@ -57,6 +59,7 @@ impl RunArgs {
             rebuild_ami,
             json,
             plain,
+            no_smoke: false,
         })
     }
 }
@@ -110,7 +113,7 @@ pub async fn run(fleet: Fleet, op: Operation, args: RunArgs) -> Result<(), Error
         Operation::Deploy => approve_fleet_plan(&ctx, &plans, &args).await?,
         _ => approve_fleet_destroy(&plans).await?,
     };
-    let opts = Options { approval, rebuild_ami: args.rebuild_ami };
+    let opts = Options { approval, rebuild_ami: args.rebuild_ami, no_smoke: args.no_smoke };
     let started = Instant::now();
     let outcomes = scheduler::run(ctx.clone(), plans, op, opts, &args.policy, sink.clone(), Stop::new()).await;
     drop(sink);
@@ -173,7 +176,7 @@ fn finish(op: Operation, mut outcomes: Vec<Outcome>, wall: Duration, json: bool)
 async fn approve_fleet_plan(ctx: &Rc<FleetContext>, plans: &[CustomerPlan], args: &RunArgs) -> Result<Approval, Error> {
     eprintln!("planning {} customers before asking...", plans.len());
     let quiet: Rc<dyn crate::ui::events::EventSink> = Rc::new(Discard);
-    let opts = Options { approval: Approval::Auto, rebuild_ami: false };
+    let opts = Options { approval: Approval::Auto, rebuild_ami: false, no_smoke: true };
     let outcomes = scheduler::run(ctx.clone(), plans.to_vec(), Operation::Plan, opts, &args.policy, quiet, Stop::new()).await;
     let mut approved = ApprovedDestroys::new();
     let mut text = String::from("\nThe fleet's plan:\n");
@@ -231,7 +234,7 @@ pub async fn render(fleet: Fleet, names: &[CustomerName], t: &Target) -> Result<
     let plans = resolve_all(&ctx, names, t.env.as_ref())?;
     let sink = super::sink(true, plans.len());
     for plan in plans {
-        let opts = Options { approval: Approval::Auto, rebuild_ami: false };
+        let opts = Options { approval: Approval::Auto, rebuild_ami: false, no_smoke: true };
         let p = Pipeline::open(ctx.clone(), plan, opts, sink.clone(), Stop::new(), Operation::Render)?;
         let (_, result) = p.run().await;
         result?;

@@ -75,6 +75,8 @@ pub enum Approval {
 pub struct Options {
     pub approval: Approval,
     pub rebuild_ami: bool,
+    /// `--no-smoke`: deploy without checking that the public URL answers.
+    pub no_smoke: bool,
 }
 
 /// The typed outputs of the vpc stack that the later stages use.
@@ -270,13 +272,13 @@ impl Pipeline {
     }
 
     /// The file a stage's failure points at: its stack directory, the packer
-    /// template, or (state bucket) the customer file.
+    /// template, or (state bucket, smoke test: its settings) the customer file.
     pub fn stage_file(&self, stage: Stage) -> PathBuf {
         let paths = &self.ctx.fleet.paths;
         match stage {
             Stage::Vpc | Stage::Frontends => paths.terraform.join(&self.plan.job(stage).rel),
             Stage::Ami => paths.packer_template.clone(),
-            Stage::Bucket => self.plan.customer.file.clone(),
+            Stage::Bucket | Stage::Smoke => self.plan.customer.file.clone(),
         }
     }
 
@@ -354,6 +356,22 @@ impl Pipeline {
             })
             .await?;
         self.report.outputs.insert("frontends".into(), outputs_json(&fe, false));
+        let smoke = &self.plan.customer.smoke;
+        let skipped = if self.opts.no_smoke {
+            Some("--no-smoke".to_owned())
+        } else if !smoke.enabled {
+            Some(format!("[smoke] enabled = false in {}", smoke.disabled_at.as_deref().unwrap_or_default()))
+        } else {
+            None
+        };
+        match (skipped, fe.get("public_url").map(|o| &o.value)) {
+            (Some(why), _) => self.skip(Stage::Smoke, &why),
+            (None, None) => self.skip(Stage::Smoke, "the frontends stack has no `public_url` output"),
+            (None, Some(url)) => {
+                let url = url.as_str().map(String::from).unwrap_or_else(|| url.to_string());
+                self.stage(Stage::Smoke, "smoke test", async |p: &mut Self| stages::smoke::run(p, &url).await).await?;
+            }
+        }
         Ok(())
     }
 

@@ -1,8 +1,10 @@
 //! The stages of a customer's pipeline, one file each, typed in and out:
 //! `bucket` (-> the state bucket), `stack` (a terraform stack -> its outputs),
-//! `ami` (the VPC outputs -> an AMI, baked once per image).
+//! `ami` (the VPC outputs -> an AMI, baked once per image), `smoke` (the frontends'
+//! `public_url` -> it answers).
 
 pub mod ami;
 pub mod bucket;
 pub mod init_cache;
+pub mod smoke;
 pub mod stack;

@@ -46,10 +46,12 @@ pub enum Stage {
     Vpc,
     Ami,
     Frontends,
+    /// After a deploy: the public URL answers.
+    Smoke,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 4] = [Stage::Bucket, Stage::Vpc, Stage::Ami, Stage::Frontends];
+    pub const ALL: [Stage; 5] = [Stage::Bucket, Stage::Vpc, Stage::Ami, Stage::Frontends, Stage::Smoke];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -57,6 +59,7 @@ impl Stage {
             Stage::Vpc => "vpc",
             Stage::Ami => "ami",
             Stage::Frontends => "frontends",
+            Stage::Smoke => "smoke",
         }
     }
 }

@@ -95,6 +95,11 @@ aws = "{tools}/aws"
 
 [packer]
 only = ["emulator"]
+
+# The stand-ins' public_url is an emulated load balancer, which serves no HTTP: the
+# smoke tests (tests/smoke.rs) turn the check on against servers of their own.
+[smoke]
+enabled = false
 "#;
 
 impl Fleet {

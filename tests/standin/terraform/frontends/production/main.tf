@@ -81,7 +81,9 @@ module "frontend" {
 }
 
 output "public_url" {
-  value = var.certificate_arn == "" ? "http://${module.frontend.dns_name}" : "https://${module.frontend.dns_name}"
+  # The load balancer's, or STANDIN_PUBLIC_URL (a test's own HTTP server: moto's
+  # load balancers serve no HTTP).
+  value = module.frontend.public_url != "" ? module.frontend.public_url : (var.certificate_arn == "" ? "http://${module.frontend.dns_name}" : "https://${module.frontend.dns_name}")
 }
 
 output "ami_id" {

@@ -79,3 +79,8 @@ locals {
 output "dns_name" {
   value = local.lb.dns_name
 }
+
+# STANDIN_PUBLIC_URL when it was set at create (see standin.sh), else "".
+output "public_url" {
+  value = lookup(local.lb, "public_url", "")
+}

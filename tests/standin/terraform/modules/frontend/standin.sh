@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The stand-in frontends' work in the emulated AWS (see main.tf): the AMI and the
 # VPC must exist, then an application load balancer named after customer and env.
+# STANDIN_PUBLIC_URL (from stamp's environment, through terraform's), when set, is
+# the public_url instead of the load balancer's, which serves no HTTP in the
+# emulator: the smoke tests point it at an HTTP server of their own.
 set -euo pipefail
 action=$1 name=$2 region=$3
 
@@ -25,7 +28,7 @@ create)
       --query 'LoadBalancers[0].DNSName' --output text)
   fi
   mkdir -p "$(dirname "$out")"
-  printf '{"dns_name":"%s"}\n' "$dns" > "$out"
+  printf '{"dns_name":"%s","public_url":"%s"}\n' "$dns" "${STANDIN_PUBLIC_URL:-}" > "$out"
   ;;
 destroy)
   arn=$(aws elbv2 describe-load-balancers --region "$region" --names "$name" \

@@ -113,11 +113,11 @@ fn plan_after_deploy_is_empty_a_replacement_is_loud_and_drift_is_zero() {
     assert_eq!(d["drift"], "pending", "{d:#}");
     assert_eq!(stage(&d, "vpc")["resources"], serde_json::json!([{"address": "terraform_data.network", "action": "replace"}]));
 
-    // plan and drift wrote no state, built nothing, left no saved plan to apply.
+    // plan and drift wrote no state, built nothing; drift left no saved plan behind.
     assert_eq!(fleet.state(bucket, "acme/vpc")["serial"], state_before["serial"]);
     assert_eq!(image_count(&fleet), images);
     for dir in ["terraform/vpc", "terraform/frontends/production"] {
-        for f in ["stamp.tfplan", "stamp-refresh.tfplan"] {
+        for f in ["stamp-drift.tfplan", "stamp-refresh.tfplan"] {
             assert!(!fleet.path().join(".stamp/acme").join(dir).join(f).exists(), "{dir}/{f} left behind");
         }
     }

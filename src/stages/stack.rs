@@ -80,9 +80,10 @@ pub async fn run(
             .await?;
         applied = true;
     }
-    // The saved plan holds the inputs in clear, and a plan-only run's plan must
-    // never be applied: a deploy always plans afresh.
-    if applied || mode == Mode::PlanOnly {
+    // The saved plan is not needed any more, and it holds the inputs in clear. A
+    // plan-only run keeps it for `terraform show`; a deploy never applies it: it
+    // always plans afresh into the same file.
+    if applied {
         let _ = std::fs::remove_file(dir.join(terraform::PLAN_FILE));
     }
     let outputs = if mode == Mode::Destroy { Outputs::new() } else { read_outputs(p, stage, &dir, &mut log).await? };
@@ -221,11 +222,14 @@ pub async fn drift(
     ui.step(stage, "terraform plan -refresh-only");
     let refreshed = plan(p, stage, &dir, &mut log, &["-refresh-only", "-lock=false"], terraform::REFRESH_PLAN_FILE).await;
     let _ = std::fs::remove_file(dir.join(terraform::REFRESH_PLAN_FILE));
+    // Every difference the refresh found is in the log (plan_with_code); only what a
+    // deploy would put back is reported as drift (terraform::relevant_drift).
     let drifted = refreshed?.drift;
     ui.step(stage, "terraform plan");
-    let pending = plan(p, stage, &dir, &mut log, &["-lock=false"], terraform::PLAN_FILE).await;
-    let _ = std::fs::remove_file(dir.join(terraform::PLAN_FILE));
+    let pending = plan(p, stage, &dir, &mut log, &["-lock=false"], terraform::DRIFT_PLAN_FILE).await;
+    let _ = std::fs::remove_file(dir.join(terraform::DRIFT_PLAN_FILE));
     let pending = pending?.changes;
+    let drifted = terraform::relevant_drift(&drifted, &pending);
     let changes = Changes::of(&pending);
     let detail = format!(
         "drifted: {}; pending: {}",
@@ -295,8 +299,9 @@ async fn plan_with_code(
     let shown = terraform::parse_plan_json(&out.stdout)
         .map_err(|m| Error::stage(format!("terraform show -json {planfile} in {}: {m}", dir.display())))?;
     log.note(&format!("stamp: terraform show -json {planfile}: {} resource change(s), {} drifted", shown.changes.len(), shown.drift.len()));
-    for c in shown.changes.iter().chain(&shown.drift) {
-        log.note(&format!("stamp:   {:>3} {} {}", c.action.marker(), c.action, c.address));
+    for (what, c) in shown.changes.iter().map(|c| ("change", c)).chain(shown.drift.iter().map(|c| ("drift", c))) {
+        let attrs = if c.attributes.is_empty() { String::new() } else { format!(" ({})", c.attributes.join(", ")) };
+        log.note(&format!("stamp:   {what} {:>3} {} {}{attrs}", c.action.marker(), c.action, c.address));
     }
     Ok((shown, has_changes))
 }
@@ -520,7 +525,7 @@ mod tests {
     #[test]
     fn an_approved_plan_covers_only_the_destroys_it_showed() {
         use crate::tools::terraform::Action;
-        let change = |action: Action, address: &str| PlannedChange { action, address: address.into() };
+        let change = |action: Action, address: &str| PlannedChange { action, address: address.into(), attributes: vec![] };
         let planned = vec![
             change(Action::Update, "aws_lb.this"),
             change(Action::Replace, "aws_db_instance.this"),

@@ -18,6 +18,8 @@ pub const REMOTE_STATE_FILE: &str = "stamp_remote_state.tf";
 pub const PLAN_FILE: &str = "stamp.tfplan";
 /// drift's refresh-only plan (deleted once read).
 pub const REFRESH_PLAN_FILE: &str = "stamp-refresh.tfplan";
+/// drift's normal plan (deleted once read; `stamp plan`'s own stays untouched).
+pub const DRIFT_PLAN_FILE: &str = "stamp-drift.tfplan";
 /// A placeholder plan's backend for a stack that declares its own (scratch copies only).
 pub const OVERRIDE_FILE: &str = "stamp_override.tf";
 
@@ -276,6 +278,70 @@ impl std::fmt::Display for Action {
 pub struct ResourceChange {
     pub address: String,
     pub action: Action,
+    /// The attributes whose value differs between before and after (`tags.env`:
+    /// a map's key), for an update; empty when terraform gave no values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attributes: Vec<String>,
+}
+
+fn blank(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
+    }
+}
+
+/// The drift a deploy would put back: of a refresh-only plan's `drift`, the
+/// resources gone from AWS (or to be recreated), and the updates whose changed
+/// attributes the normal plan (`pending`) changes again. The rest are values the
+/// configuration does not manage (set by other resources of the stack, computed
+/// values read back after an apply): terraform would not act on them, nor do we.
+pub fn relevant_drift(drift: &[ResourceChange], pending: &[ResourceChange]) -> Vec<ResourceChange> {
+    drift
+        .iter()
+        .filter(|d| {
+            let planned = pending.iter().find(|p| p.address == d.address);
+            match (d.action, planned) {
+                (Action::Update, Some(p)) if p.action == Action::Update => {
+                    d.attributes.iter().any(|a| p.attributes.iter().any(|pa| same_or_nested(a, pa)))
+                }
+                (Action::Update, Some(p)) => p.action != Action::NoOp,
+                (Action::Update, None) => false,
+                _ => true,
+            }
+        })
+        .cloned()
+        .collect()
+}
+
+/// `tags.env` and `tags_all.env` are one change for drift: default tags land in tags_all.
+fn same_or_nested(drifted: &str, planned: &str) -> bool {
+    let norm = |a: &str| a.replacen("tags_all", "tags", 1);
+    let (d, p) = (norm(drifted), norm(planned));
+    d == p || d.starts_with(&format!("{p}.")) || p.starts_with(&format!("{d}."))
+}
+
+/// The attributes that differ between `before` and `after` (objects): top-level
+/// names, and `name.key` inside a map or a single nested block.
+pub fn changed_attributes(before: &Value, after: &Value) -> Vec<String> {
+    let (Some(b), Some(a)) = (before.as_object(), after.as_object()) else { return Vec::new() };
+    let keys: BTreeSet<&String> = b.keys().chain(a.keys()).collect();
+    let mut out = Vec::new();
+    for k in keys {
+        let (bv, av) = (b.get(k).unwrap_or(&Value::Null), a.get(k).unwrap_or(&Value::Null));
+        // null, "", [] and {} are one "nothing": providers read an unset map back as {}.
+        if bv == av || (blank(bv) && blank(av)) {
+            continue;
+        }
+        match (bv.as_object(), av.as_object()) {
+            (Some(_), Some(_)) => out.extend(changed_attributes(bv, av).into_iter().map(|inner| format!("{k}.{inner}"))),
+            _ => out.push(k.clone()),
+        }
+    }
+    out
 }
 
 impl ResourceChange {
@@ -308,15 +374,21 @@ pub fn parse_plan_json(json: &str) -> Result<ShownPlanJson, String> {
             if rc.get("mode").and_then(Value::as_str) == Some("data") {
                 continue;
             }
-            let actions: Vec<&str> = rc
-                .get("change")
+            let change = rc.get("change");
+            let actions: Vec<&str> = change
                 .and_then(|c| c.get("actions"))
                 .and_then(Value::as_array)
                 .map(|a| a.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
             let action = Action::from_actions(&actions).ok_or_else(|| format!("{address}: unknown actions {actions:?}"))?;
             if !matches!(action, Action::NoOp | Action::Read) {
-                out.push(ResourceChange { address: address.to_owned(), action });
+                let attributes = match (action, change) {
+                    (Action::Update, Some(c)) => {
+                        changed_attributes(c.get("before").unwrap_or(&Value::Null), c.get("after").unwrap_or(&Value::Null))
+                    }
+                    _ => Vec::new(),
+                };
+                out.push(ResourceChange { address: address.to_owned(), action, attributes });
             }
         }
         Ok(out)
@@ -679,7 +751,9 @@ data "terraform_remote_state" "vpc" {
             {"address":"aws_kms_key.old","mode":"managed","change":{"actions":["delete"]}},
             {"address":"aws_iam_role.r","mode":"managed","change":{"actions":["no-op"]}},
             {"address":"data.aws_region.current","mode":"data","change":{"actions":["read"]}}],
-          "resource_drift":[{"address":"aws_security_group.app","mode":"managed","change":{"actions":["update"]}}]}"#;
+          "resource_drift":[{"address":"aws_security_group.app","mode":"managed","change":{"actions":["update"],
+            "before":{"name":"app","tags":{"env":"staging","team":"a"},"ingress":[1]},
+            "after":{"name":"app","tags":{"env":"tampered","team":"a"},"ingress":[1,2]}}}]}"#;
         let p = parse_plan_json(json).unwrap();
         let actions: Vec<(&str, Action)> = p.changes.iter().map(|c| (c.address.as_str(), c.action)).collect();
         assert_eq!(
@@ -692,11 +766,43 @@ data "terraform_remote_state" "vpc" {
                 ("aws_kms_key.old", Action::Delete),
             ]
         );
-        assert_eq!(p.drift, vec![ResourceChange { address: "aws_security_group.app".into(), action: Action::Update }]);
+        assert_eq!(
+            p.drift,
+            vec![ResourceChange {
+                address: "aws_security_group.app".into(),
+                action: Action::Update,
+                attributes: vec!["ingress".into(), "tags.env".into()]
+            }]
+        );
         assert!(parse_plan_json(r#"{"resource_changes":[]}"#).is_err(), "not a plan");
         let odd = r#"{"format_version":"1.2","resource_changes":[{"address":"x.y","change":{"actions":["explode"]}}]}"#;
         assert!(parse_plan_json(odd).unwrap_err().contains("x.y"));
         assert_eq!(format!("{:>8}|", Action::Replace), " replace|");
+    }
+
+    #[test]
+    fn only_drift_a_deploy_would_put_back_counts() {
+        let rc = |address: &str, action: Action, attrs: &[&str]| ResourceChange {
+            address: address.into(),
+            action,
+            attributes: attrs.iter().map(|a| a.to_string()).collect(),
+        };
+        let drift = vec![
+            rc("aws_vpc.this", Action::Update, &["tags.env", "tags_all.env"]),
+            rc("aws_eip.nat", Action::Update, &["association_id"]),
+            rc("aws_route_table.private", Action::Update, &["route"]),
+            rc("aws_lb.this", Action::Delete, &[]),
+        ];
+        let pending = vec![
+            rc("aws_vpc.this", Action::Update, &["tags_all.env"]),
+            rc("aws_eip.nat", Action::Update, &["tags_all.team"]),
+            rc("aws_lb.this", Action::Create, &[]),
+        ];
+        let kept: Vec<String> = relevant_drift(&drift, &pending).into_iter().map(|d| d.address).collect();
+        assert_eq!(kept, vec!["aws_vpc.this", "aws_lb.this"]);
+        let before = serde_json::json!({"tags": null, "route": [], "name": "a"});
+        let after = serde_json::json!({"tags": {}, "route": [], "name": "a"});
+        assert!(changed_attributes(&before, &after).is_empty(), "null and {{}} are one nothing");
     }
 
     #[test]

@@ -60,7 +60,7 @@ pub fn summary_text_styled(r: &RunReport, colour: bool) -> String {
     for st in &r.stages {
         s.push_str(&format!(
             "  {:<10} {:<12} {:>7}  {}\n",
-            st.name,
+            st.name.as_str(),
             st.status.word(),
             format_elapsed(std::time::Duration::from_secs_f64(st.duration_s)),
             st.detail
@@ -301,7 +301,8 @@ pub fn drift_text(reports: &[RunReport], wall: Duration, colour: bool) -> String
             loud(&format!("\n!! drifted: {} resource(s) differ from their state (changed outside terraform):", drifted.len()), colour)
         ));
         for (customer, stage, c) in drifted {
-            s.push_str(&loud(&format!("  !! {:>3} {:<8} {customer} {stage}: {}", c.action.marker(), c.action, c.address), colour));
+            let attrs = if c.attributes.is_empty() { String::new() } else { format!(" ({})", c.attributes.join(", ")) };
+            s.push_str(&loud(&format!("  !! {:>3} {:<8} {customer} {stage}: {}{attrs}", c.action.marker(), c.action, c.address), colour));
             s.push('\n');
         }
     }
@@ -393,7 +394,7 @@ mod tests {
     }
 
     fn rc(address: &str, action: Action) -> ResourceChange {
-        ResourceChange { address: address.into(), action }
+        ResourceChange { address: address.into(), action, attributes: vec![] }
     }
 
     #[test]

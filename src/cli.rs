@@ -15,7 +15,7 @@ use crate::names::{CustomerName, EnvName};
     long_about = "Stamp out one isolated copy of the service's AWS infrastructure per customer:\n\
                   state bucket -> terraform/vpc -> packer AMI -> terraform/frontends/<env>.",
     after_help = "Exit codes: 0 success, 1 a stage (or a customer) failed or was not started because of a failure, \
-                  2 bad usage or configuration (nothing started), 130 interrupted."
+                  2 bad usage or configuration (nothing started), 3 `stamp drift` found drift, 130 interrupted."
 )]
 pub struct Cli {
     /// The fleet file.
@@ -64,6 +64,18 @@ pub enum Command {
         #[command(flatten)]
         fleet: FleetArgs,
         /// Print the run summary as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare each deployed stack with the real infrastructure (refresh-only plan:
+    /// "drifted") and with the configuration (normal plan: "pending"); changes nothing.
+    /// Exit 3 when a customer drifted.
+    Drift {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        fleet: FleetArgs,
+        /// Print the report as JSON on stdout.
         #[arg(long)]
         json: bool,
     },

@@ -5,6 +5,7 @@
 //! | 0    | success                                                  |
 //! | 1    | a stage (or a tool stamp ran) failed                     |
 //! | 2    | bad usage or configuration: nothing was created          |
+//! | 3    | `stamp drift`: a customer's infrastructure drifted       |
 //! | 130  | interrupted (Ctrl-C / SIGINT / SIGTERM)                  |
 
 use std::fmt;
@@ -14,6 +15,8 @@ use std::path::{Path, PathBuf};
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_STAGE_FAILED: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
+/// `stamp drift` found real infrastructure that differs from its state.
+pub const EXIT_DRIFT: i32 = 3;
 pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// A problem in a configuration file or value, found before any AWS call.

@@ -134,7 +134,7 @@ fn two_customers_deploy_redeploy_plan_outputs_destroy() {
     fleet.customer("acme", "git_id = \"v1\"\n[vpc.vars]\ncidr_block = \"10.21.0.0/16\"\n");
     let plan = fleet.stamp(&["plan", "acme", "--json"]).ok().json();
     assert_eq!(stage_status(&plan, "vpc"), "ok");
-    assert!(plan["stages"][1]["detail"].as_str().unwrap().contains("1 to add"), "{plan:#}");
+    assert!(plan["stages"][1]["detail"].as_str().unwrap().contains("1 to replace"), "{plan:#}");
     fleet.customer("acme", "git_id = \"v1\"\n[vpc.vars]\ncidr_block = \"10.20.0.0/16\"\n");
 
     // Outputs read back from S3, the same as the deploy reported.

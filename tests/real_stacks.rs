@@ -326,3 +326,45 @@ fn production_customer_is_protected_from_destroy_until_the_operator_says_so() {
     assert_eq!(stage_status(&destroyed, "vpc"), "ok");
     assert_nothing_left(&fleet, "hooli");
 }
+
+#[test]
+#[ignore = "real stacks on the real provider, minutes: make test-aws"]
+fn placeholder_plans_then_drift_names_what_changed_outside_terraform() {
+    let emu = Emulator::start();
+    let fleet = real_fleet(&emu);
+    fleet.customer("umbrella", "env = \"staging\"\ngit_id = \"v3.0.0\"\n[vpc.vars]\ncidr_block = \"10.50.0.0/16\"\n");
+
+    // Never deployed: both real stacks are planned (the frontends with placeholder
+    // vpc outputs and AMI, which pass the stack's validation), and nothing is created.
+    let plan = fleet.stamp(&["plan", "umbrella", "--json"]).ok().json();
+    let stage = |r: &Value, name: &str| r["stages"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap().clone();
+    let vpc = stage(&plan, "vpc");
+    assert!(vpc["changes"]["add"].as_u64().unwrap() > 5, "{vpc:#}");
+    assert!(vpc["resources"].as_array().unwrap().iter().any(|r| r["address"] == "aws_vpc.this" && r["action"] == "create"), "{vpc:#}");
+    let fe = stage(&plan, "frontends");
+    assert_eq!(fe["placeholders"], serde_json::json!(["vpc_outputs", "ami"]), "{fe:#}");
+    assert!(fe["changes"]["add"].as_u64().unwrap() > 5, "{fe:#}");
+    assert!(fleet.buckets().is_empty(), "a plan created a bucket: {:?}", fleet.buckets());
+    assert!(
+        fleet.aws_json(&["ec2", "describe-vpcs", "--filters", "Name=tag:customer,Values=umbrella"])["Vpcs"].as_array().unwrap().is_empty()
+    );
+
+    let report = fleet.stamp(&["deploy", "umbrella", "--auto-approve", "--json"]).ok().json();
+    let vpc_id = report["outputs"]["vpc"]["vpc_id"].as_str().unwrap().to_owned();
+
+    // Just deployed: nothing drifted (exit 0).
+    let clean = fleet.stamp(&["drift", "umbrella", "--json"]).ok().json();
+    assert_eq!(clean["drift"], "in sync", "{clean:#}");
+
+    // A tag changed by hand on the VPC is drift: exit 3, and the resource is named.
+    fleet.aws(&["ec2", "create-tags", "--resources", &vpc_id, "--tags", "Key=env,Value=tampered"]);
+    let drifted = fleet.stamp(&["drift", "umbrella"]).code(3);
+    assert!(drifted.stdout.contains("!!   ~ update   umbrella vpc: aws_vpc.this"), "{}", drifted.stdout);
+    assert!(drifted.stderr.contains("drift found: umbrella"), "{}", drifted.stderr);
+    let data = fleet.stamp(&["drift", "umbrella", "--json"]).code(3).json();
+    assert_eq!(data["drift"], "drifted");
+    let vpc = stage(&data, "vpc");
+    assert!(vpc["drifted"].as_array().unwrap().iter().any(|r| r["address"] == "aws_vpc.this"), "{vpc:#}");
+    // What a deploy would do about it is pending: put the tag back.
+    assert!(vpc["resources"].as_array().unwrap().iter().any(|r| r["address"] == "aws_vpc.this" && r["action"] == "update"), "{vpc:#}");
+}

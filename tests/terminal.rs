@@ -70,7 +70,7 @@ fn a_fleet_in_a_terminal_shows_its_plan_and_asks_once() {
     fleet.customer("globex", "git_id = \"v1\"\n[vpc.vars]\ncidr_block = \"10.3.0.0/16\"\n");
     let (code, screen) = in_terminal(&fleet, "deploy --all", "no\n");
     assert_eq!(code, 1, "{screen}");
-    assert!(screen.contains("globex") && screen.contains("vpc") && screen.contains("+1 ~0 -1"), "{screen}");
+    assert!(screen.contains("globex") && screen.contains("vpc") && screen.contains("+0 ~0 -0 -/+1"), "{screen}");
     assert!(screen.contains("!! globex"), "a replacement is called out: {screen}");
 
     let (code, screen) = in_terminal(&fleet, "destroy --all", "yes\n");

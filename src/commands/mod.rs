@@ -3,6 +3,7 @@
 //! Nothing below this layer imports clap.
 
 mod doctor;
+mod drift;
 mod list;
 mod matrix;
 mod outputs;
@@ -63,6 +64,10 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Plan { target, fleet: f, json } => {
             let args = RunArgs::new(&fleet, target, f, false, false, *json, plain)?;
             run::run(fleet, crate::customer::report::Operation::Plan, args).await
+        }
+        Command::Drift { target, fleet: f, json } => {
+            let args = RunArgs::new(&fleet, target, f, false, false, *json, plain)?;
+            drift::drift(fleet, args).await
         }
         Command::Destroy { target, fleet: f, auto_approve, json } => {
             let args = RunArgs::new(&fleet, target, f, *auto_approve, false, *json, plain)?;

@@ -189,12 +189,20 @@ async fn approve_fleet_plan(ctx: &Rc<FleetContext>, plans: &[CustomerPlan], args
         }
         for st in &r.stages {
             if let Some(c) = st.changes {
-                text.push_str(&format!("  {:<24} {:<10} +{} ~{} -{}\n", r.customer, st.name, c.add, c.change, c.destroy));
+                text.push_str(&format!("  {:<24} {:<10} {}\n", r.customer, st.name, c.short()));
             } else if st.status == Status::Skipped && st.name != crate::ui::events::Stage::Ami {
                 text.push_str(&format!("  {:<24} {:<10} {}\n", r.customer, st.name, st.detail));
             }
-            for d in &st.destroys {
-                text.push_str(&format!("  !! {:<21} {:<10} {d}\n", r.customer, st.name));
+            for d in st.plan.resources.iter().filter(|d| d.destroys()) {
+                text.push_str(&format!("  !! {:<21} {:<10} {:>3} {} {}\n", r.customer, st.name, d.action.marker(), d.action, d.address));
+            }
+            if st.plan.placeholder {
+                text.push_str(&format!(
+                    "  *  {:<21} {:<10} {}\n",
+                    r.customer,
+                    st.name,
+                    crate::customer::report::Placeholder::label(&st.plan.placeholders)
+                ));
             }
             let set: BTreeSet<String> = st.destroys.iter().filter_map(|d| d.split_once(' ').map(|(_, a)| a.to_owned())).collect();
             approved.insert((r.customer.clone(), st.name), set);

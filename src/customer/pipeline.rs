@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::cancel::Stop;
 use crate::customer::plan::CustomerPlan;
-use crate::customer::report::{Changes, Operation, RunReport, SCHEMA_VERSION, StageReport};
+use crate::customer::report::{Changes, Operation, PlanDetail, RunReport, SCHEMA_VERSION, StageReport};
 use crate::error::Error;
 use crate::fleet::context::FleetContext;
 use crate::names::AmiId;
@@ -25,20 +25,8 @@ use crate::tools::process::StageLog;
 use crate::tools::terraform::{self, Outputs};
 use crate::ui::events::{Emitter, EventKind, EventSink, Stage, Status};
 
-/// A change in a plan, as terraform's `-json` UI names it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct PlannedChange {
-    pub address: String,
-    /// create, update, delete, replace, read, move, import, ...
-    pub action: String,
-}
-
-impl PlannedChange {
-    /// Whether applying it destroys something.
-    pub fn destroys(&self) -> bool {
-        matches!(self.action.as_str(), "delete" | "replace")
-    }
-}
+/// A change in a plan: an address and its typed action, read from `terraform show -json`.
+pub type PlannedChange = crate::tools::terraform::ResourceChange;
 
 /// A stack's plan, as shown for approval.
 #[derive(Debug, Clone)]
@@ -129,13 +117,13 @@ pub struct StageDone<T> {
     pub status: Status,
     pub detail: String,
     pub changes: Option<Changes>,
-    /// What the stack's plan destroys or replaces.
-    pub destroys: Vec<PlannedChange>,
+    /// Every planned change, placeholders, drift.
+    pub plan: PlanDetail,
 }
 
 impl<T> StageDone<T> {
     pub fn new(value: T, status: Status, detail: impl Into<String>) -> Self {
-        Self { value, status, detail: detail.into(), changes: None, destroys: Vec::new() }
+        Self { value, status, detail: detail.into(), changes: None, plan: PlanDetail::default() }
     }
 }
 
@@ -215,15 +203,7 @@ impl Pipeline {
         if self.opened_logs.insert(stage) { StageLog::create(path) } else { StageLog::append(path) }
     }
 
-    fn record(
-        &mut self,
-        stage: Stage,
-        status: Status,
-        detail: &str,
-        changes: Option<Changes>,
-        destroys: &[PlannedChange],
-        started: Instant,
-    ) {
+    fn record(&mut self, stage: Stage, status: Status, detail: &str, changes: Option<Changes>, plan: PlanDetail, started: Instant) {
         let elapsed = started.elapsed();
         self.ui.stage_finished(stage, status, detail, elapsed);
         self.report.stages.push(StageReport {
@@ -232,7 +212,8 @@ impl Pipeline {
             duration_s: round(elapsed),
             detail: detail.to_owned(),
             changes,
-            destroys: destroys.iter().map(|c| format!("{} {}", c.action, c.address)).collect(),
+            destroys: plan.resources.iter().filter(|c| c.destroys()).map(|c| format!("{} {}", c.action, c.address)).collect(),
+            plan,
         });
     }
 
@@ -251,7 +232,7 @@ impl Pipeline {
         self.ui.stage_started(stage, label);
         match body(self).await {
             Ok(done) => {
-                self.record(stage, done.status, &done.detail, done.changes, &done.destroys, started);
+                self.record(stage, done.status, &done.detail, done.changes, done.plan, started);
                 Ok(done.value)
             }
             Err(e) => {
@@ -264,7 +245,7 @@ impl Pipeline {
                     let file = self.stage_file(stage);
                     self.ui.emit(Some(stage), EventKind::Failure { message: e.to_string(), file: Some(file) });
                 }
-                self.record(stage, status, &detail, None, &[], started);
+                self.record(stage, status, &detail, None, PlanDetail::default(), started);
                 self.report.failed_stage = Some(stage);
                 Err(e)
             }
@@ -285,7 +266,7 @@ impl Pipeline {
     pub fn skip(&mut self, stage: Stage, why: &str) {
         let started = Instant::now();
         self.ui.stage_started(stage, stage.as_str());
-        self.record(stage, Status::Skipped, why, None, &[], started);
+        self.record(stage, Status::Skipped, why, None, PlanDetail::default(), started);
     }
 
     /// Runs the operation and returns the report (saved, but for render) and the result.
@@ -297,6 +278,7 @@ impl Pipeline {
             Operation::Plan => self.plan().await,
             Operation::Destroy => self.destroy().await,
             Operation::Render => self.render().await,
+            Operation::Drift => self.drift().await,
         };
         self.report.duration_s = round(self.started.elapsed());
         if let Err(e) = &result {
@@ -375,44 +357,119 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Plans both stacks, building nothing and writing no state. What cannot be
+    /// planned for real yet is planned in a scratch copy (stages::stack::plan_scratch):
+    /// the vpc of a never-deployed customer against an empty state, the frontends with
+    /// placeholder vpc outputs and/or AMI. Such a plan is labelled and never applied.
     async fn plan(&mut self) -> Result<(), Error> {
+        use crate::customer::report::Placeholder;
+        use stages::stack::{Scratch, placeholder_ami, placeholder_vpc};
+        let bucket = self.stage(Stage::Bucket, "state bucket", async |p: &mut Self| stages::bucket::run(p, false).await).await?;
+        let label = self.plan.vpc.label.clone();
+        let vpc_out = match &bucket {
+            Some(b) => {
+                self.stage(Stage::Vpc, &label, async |p: &mut Self| stages::stack::run(p, Stage::Vpc, b, Mode::PlanOnly, None).await)
+                    .await?
+            }
+            None => {
+                self.stage(Stage::Vpc, &label, async |p: &mut Self| {
+                    stages::stack::plan_scratch(p, Stage::Vpc, Scratch { bucket: None, placeholders: vec![] }, None).await
+                })
+                .await?
+            }
+        };
+        let vpc = VpcOutputs::from_outputs(&vpc_out, "vpc").ok();
+        if vpc.is_some() {
+            self.report.outputs.insert("vpc".into(), outputs_json(&vpc_out, false));
+        }
+        // Plan never bakes: it plans the frontends with the AMI they already run.
+        let ami = match &bucket {
+            Some(b) => {
+                let mut log = self.log(Stage::Ami)?;
+                let key = self.plan.frontends.key.clone();
+                let deployed = self.aws.read_object("ami", &mut log, b, &key).await?;
+                deployed
+                    .as_deref()
+                    .and_then(|s| terraform::outputs_from_state(s).ok())
+                    .and_then(|o| o.get("ami_id").and_then(|v| v.value.as_str()).and_then(|s| AmiId::parse(s).ok()))
+            }
+            None => None,
+        };
+        let mut placeholders = Vec::new();
+        let vpc = vpc.unwrap_or_else(|| {
+            placeholders.push(Placeholder::VpcOutputs);
+            placeholder_vpc()
+        });
+        let ami = match ami {
+            Some(ami) => {
+                self.skip(Stage::Ami, &format!("planning with the deployed {ami}; nothing is built"));
+                self.report.outputs.insert("ami_id".into(), json!(ami.as_str()));
+                ami
+            }
+            None => {
+                self.skip(Stage::Ami, "no AMI deployed yet: the frontends are planned with a placeholder; deploy bakes one");
+                placeholders.push(Placeholder::Ami);
+                placeholder_ami()
+            }
+        };
+        let label = self.plan.frontends.label.clone();
+        match &bucket {
+            Some(b) if placeholders.is_empty() => {
+                self.stage(Stage::Frontends, &label, async |p: &mut Self| {
+                    stages::stack::run(p, Stage::Frontends, b, Mode::PlanOnly, Some((&vpc, &ami))).await
+                })
+                .await?;
+            }
+            b => {
+                let scratch = Scratch { bucket: b.as_ref(), placeholders };
+                self.stage(Stage::Frontends, &label, async |p: &mut Self| {
+                    stages::stack::plan_scratch(p, Stage::Frontends, scratch, Some((&vpc, &ami))).await
+                })
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// For each deployed stack, what drifted (refresh-only plan) and what is pending
+    /// (normal plan). Builds nothing, creates no bucket, writes no state.
+    async fn drift(&mut self) -> Result<(), Error> {
         let bucket = self.stage(Stage::Bucket, "state bucket", async |p: &mut Self| stages::bucket::run(p, false).await).await?;
         let Some(bucket) = bucket else {
-            for s in [Stage::Vpc, Stage::Ami, Stage::Frontends] {
-                self.skip(s, "never deployed: `stamp deploy` creates it");
-            }
+            self.skip(Stage::Vpc, "not deployed");
+            self.skip(Stage::Frontends, "not deployed");
             return Ok(());
+        };
+        let mut log = self.log(Stage::Bucket)?;
+        let vpc_state = self.aws.read_object("bucket", &mut log, &bucket, &self.plan.vpc.key.clone()).await?;
+        let fe_state = self.aws.read_object("bucket", &mut log, &bucket, &self.plan.frontends.key.clone()).await?;
+        let deployed = |s: &Option<String>| -> Result<bool, Error> {
+            Ok(s.as_deref().map(terraform::state_resource_count).transpose().map_err(Error::stage)?.unwrap_or(0) > 0)
         };
         let label = self.plan.vpc.label.clone();
-        let vpc_out = self
-            .stage(Stage::Vpc, &label, async |p: &mut Self| stages::stack::run(p, Stage::Vpc, &bucket, Mode::PlanOnly, None).await)
-            .await?;
-        let Ok(vpc) = VpcOutputs::from_outputs(&vpc_out, "vpc") else {
-            self.skip(Stage::Ami, "the vpc stack has no outputs yet: deploy builds the AMI after it");
-            self.skip(Stage::Frontends, "needs the vpc outputs and an AMI: run `stamp deploy` first");
-            return Ok(());
-        };
-        self.report.outputs.insert("vpc".into(), outputs_json(&vpc_out, false));
-        // Plan never bakes: it plans the frontends with the AMI they already run.
-        let mut log = self.log(Stage::Ami)?;
-        let key = self.plan.frontends.key.clone();
-        let deployed = self.aws.read_object("ami", &mut log, &bucket, &key).await?;
-        let ami = deployed
-            .as_deref()
-            .and_then(|s| terraform::outputs_from_state(s).ok())
-            .and_then(|o| o.get("ami_id").and_then(|v| v.value.as_str()).and_then(|s| AmiId::parse(s).ok()));
-        let Some(ami) = ami else {
-            self.skip(Stage::Ami, "no AMI deployed yet: deploy will bake one");
-            self.skip(Stage::Frontends, "not deployed yet: deploy will create it");
-            return Ok(());
-        };
-        self.skip(Stage::Ami, &format!("planning with the deployed {ami}; nothing is built"));
-        self.report.outputs.insert("ami_id".into(), json!(ami.as_str()));
+        if deployed(&vpc_state)? {
+            self.stage(Stage::Vpc, &label, async |p: &mut Self| stages::stack::drift(p, Stage::Vpc, &bucket, None).await).await?;
+        } else {
+            self.skip(Stage::Vpc, "not deployed");
+        }
         let label = self.plan.frontends.label.clone();
-        self.stage(Stage::Frontends, &label, async |p: &mut Self| {
-            stages::stack::run(p, Stage::Frontends, &bucket, Mode::PlanOnly, Some((&vpc, &ami))).await
-        })
-        .await?;
+        if deployed(&fe_state)? {
+            // The inputs the frontends were applied with: the vpc's outputs and the AMI they run.
+            let vpc_outputs = vpc_state.as_deref().and_then(|s| terraform::outputs_from_state(s).ok()).unwrap_or_default();
+            let vpc = VpcOutputs::from_outputs(&vpc_outputs, &format!("the vpc state ({})", self.plan.vpc.key))?;
+            self.report.outputs.insert("vpc".into(), outputs_json(&vpc_outputs, false));
+            let fe_outputs = fe_state.as_deref().and_then(|s| terraform::outputs_from_state(s).ok()).unwrap_or_default();
+            let ami = fe_outputs.get("ami_id").and_then(|v| v.value.as_str()).and_then(|s| AmiId::parse(s).ok()).ok_or_else(|| {
+                Error::stage(format!("the frontends state ({}) has no ami_id output: cannot plan it", self.plan.frontends.key))
+            })?;
+            self.report.outputs.insert("ami_id".into(), json!(ami.as_str()));
+            self.stage(Stage::Frontends, &label, async |p: &mut Self| {
+                stages::stack::drift(p, Stage::Frontends, &bucket, Some((&vpc, &ami))).await
+            })
+            .await?;
+        } else {
+            self.skip(Stage::Frontends, "not deployed");
+        }
         Ok(())
     }
 

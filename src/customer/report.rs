@@ -10,7 +10,11 @@ use serde_json::Value;
 use crate::ui::events::{Stage, Status};
 
 /// Bumped when a field changes meaning; readers refuse a newer one.
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: `changes` counts replacements apart (`replace`), no longer in add and destroy;
+/// stack stages carry `resources`, `placeholder(s)` and (drift) `drifted`.
+pub const SCHEMA_VERSION: u32 = 2;
+
+pub use crate::tools::terraform::{Action, ResourceChange};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -19,6 +23,7 @@ pub enum Operation {
     Plan,
     Destroy,
     Render,
+    Drift,
 }
 
 impl Operation {
@@ -28,26 +33,102 @@ impl Operation {
             Operation::Plan => "plan",
             Operation::Destroy => "destroy",
             Operation::Render => "render",
+            Operation::Drift => "drift",
         }
     }
 }
 
-/// Resources a plan adds, changes and destroys (a replacement counts in add and destroy).
+/// Resources a plan adds, changes, destroys and replaces, each counted once (a
+/// replacement is in `replace` only, not in add and destroy as terraform's text counts it).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Changes {
     pub add: u64,
     pub change: u64,
     pub destroy: u64,
+    #[serde(default)]
+    pub replace: u64,
 }
 
 impl Changes {
+    /// The counts of a plan's resource changes.
+    pub fn of(resources: &[ResourceChange]) -> Changes {
+        let n = |a: Action| resources.iter().filter(|r| r.action == a).count() as u64;
+        Changes { add: n(Action::Create), change: n(Action::Update), destroy: n(Action::Delete), replace: n(Action::Replace) }
+    }
+
     pub fn total(self) -> u64 {
-        self.add + self.change + self.destroy
+        self.add + self.change + self.destroy + self.replace
     }
 
     pub fn plus(self, o: Changes) -> Changes {
-        Changes { add: self.add + o.add, change: self.change + o.change, destroy: self.destroy + o.destroy }
+        Changes {
+            add: self.add + o.add,
+            change: self.change + o.change,
+            destroy: self.destroy + o.destroy,
+            replace: self.replace + o.replace,
+        }
     }
+
+    /// "no changes" or "1 to add, 0 to change, 0 to destroy, 1 to replace".
+    pub fn describe(self) -> String {
+        if self.total() == 0 {
+            "no changes".into()
+        } else {
+            format!("{} to add, {} to change, {} to destroy, {} to replace", self.add, self.change, self.destroy, self.replace)
+        }
+    }
+
+    /// The short form of the tables: "+1 ~0 -0 -/+1", each marker as terraform's.
+    pub fn short(self) -> String {
+        format!("+{} ~{} -{} -/+{}", self.add, self.change, self.destroy, self.replace)
+    }
+}
+
+/// An input planned with a stand-in value because the real one does not exist yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Placeholder {
+    /// The vpc stack is not applied: vpc_id and the subnet ids are placeholders.
+    VpcOutputs,
+    /// No AMI is baked or deployed yet: ami_id is a placeholder.
+    Ami,
+}
+
+impl Placeholder {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Placeholder::VpcOutputs => "vpc outputs",
+            Placeholder::Ami => "AMI",
+        }
+    }
+
+    /// "planned with placeholder vpc outputs / AMI: the real plan comes after `stamp deploy`".
+    pub fn label(list: &[Placeholder]) -> String {
+        let what: Vec<&str> = list.iter().map(|p| p.as_str()).collect();
+        format!("planned with placeholder {}: the real plan comes after `stamp deploy`", what.join(" / "))
+    }
+}
+
+/// What a stack's plan shows beyond its counts (a stack stage of plan, deploy,
+/// destroy and drift); flattened into the stage's report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanDetail {
+    /// Every resource the plan changes, with its action (no-ops and data reads left out).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<ResourceChange>,
+    /// Planned with placeholder inputs: such a plan is never applied.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub placeholder: bool,
+    /// Which inputs were placeholders.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub placeholders: Vec<Placeholder>,
+    /// Planned without a state bucket, against an empty state (a never-deployed customer).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub empty_state: bool,
+    /// drift only: resources whose real infrastructure differs from the state
+    /// (a refresh-only plan); `None` when not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drifted: Option<Vec<ResourceChange>>,
 }
 
 /// What one stage did.
@@ -62,6 +143,8 @@ pub struct StageReport {
     /// What this stack's plan destroys or replaces: "<action> <address>".
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub destroys: Vec<String>,
+    #[serde(flatten)]
+    pub plan: PlanDetail,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -113,6 +196,16 @@ impl RunReport {
     /// Every stack's changes added up.
     pub fn changes(&self) -> Changes {
         self.stages.iter().filter_map(|s| s.changes).fold(Changes::default(), Changes::plus)
+    }
+
+    /// Whether any stack was planned with placeholder inputs.
+    pub fn placeholder(&self) -> bool {
+        self.stages.iter().any(|s| s.plan.placeholder)
+    }
+
+    /// The resources any stack found drifted, with their stage (drift only).
+    pub fn drifted(&self) -> Vec<(Stage, &ResourceChange)> {
+        self.stages.iter().flat_map(|s| s.plan.drifted.iter().flatten().map(move |r| (s.name, r))).collect()
     }
 
     pub fn public_url(&self) -> Option<&str> {

@@ -10,13 +10,13 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::customer::pipeline::{Approval, Pipeline, PlannedChange, ShownPlan, StageDone, VpcOutputs};
-use crate::customer::report::Changes;
+use crate::customer::report::{Changes, Placeholder, PlanDetail};
 use crate::error::Error;
 use crate::names::{AmiId, BucketName};
 use crate::render::{self, Backend};
 use crate::stages::init_cache;
 use crate::tools::process::{StageLog, Stream, Tail, ToolCommand};
-use crate::tools::terraform::{self, Outputs, TfEvent};
+use crate::tools::terraform::{self, Outputs, ShownPlanJson, TfEvent};
 use crate::ui::events::{Stage, Status};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,56 +38,24 @@ pub async fn run(
     sync_working_copy(p)?;
     let dir = write_files(p, stage, bucket, upstream)?;
     announce_sensitive_inputs(p, stage, upstream);
-    let partial = p.plan.job(stage).info.backend.is_some();
     let ui = p.ui.clone();
-
-    ui.step(stage, "terraform init");
-    let mut init = terraform(p, &dir).args(["init", "-input=false", "-no-color", "-reconfigure"]);
-    if partial {
-        init = init.arg(format!("-backend-config={}", terraform::BACKEND_PARTIAL_FILE));
-    }
-    let tree = p.work.join("terraform");
-    let fingerprint = init_cache::fingerprint(&tree, &dir, &p.ctx.tools().terraform, &p.env)
-        .map_err(|e| Error::io(format!("reading {}", tree.display()), e))?;
-    if init_cache::up_to_date(&dir, &fingerprint) {
-        log.note("terraform init skipped: the configuration, backend, CLI configuration and terraform are those of the last init");
-    } else {
-        init_cache::forget(&dir);
-        // One init at a time: they share the plugin cache.
-        let _held = p.ctx.init_lock.lock().await;
-        init.run(stage.as_str(), &mut log, &[0], false, &mut |_, l| if l.trim().is_empty() { Tail::Skip } else { Tail::Raw })
-            .await
-            .map_err(provider_install_hint)?;
-        init_cache::record(&dir, &fingerprint).map_err(|e| Error::io(format!("writing {}/.terraform", dir.display()), e))?;
-    }
+    init(p, stage, &dir, &mut log).await?;
 
     ui.step(stage, if mode == Mode::Destroy { "terraform plan -destroy" } else { "terraform plan" });
-    let mut plan = terraform(p, &dir).args(["plan", "-input=false", "-json", "-detailed-exitcode", "-lock-timeout=60s"]);
+    let mut extra = vec![];
     if mode == Mode::Destroy {
-        plan = plan.arg("-destroy");
+        extra.push("-destroy");
     }
-    plan = plan.arg(format!("-out={}", terraform::PLAN_FILE)).arg(format!("-var-file={}", terraform::TFVARS_FILE));
-    let mut changes = Changes::default();
-    let mut planned: Vec<PlannedChange> = Vec::new();
-    let out = plan
-        .run(stage.as_str(), &mut log, &[0, 2], false, &mut |s, l| {
-            json_line(s, l, &mut |ev| match ev {
-                TfEvent::ChangeSummary { add, change, remove, .. } => changes = Changes { add: *add, change: *change, destroy: *remove },
-                TfEvent::PlannedChange { address, action } => {
-                    planned.push(PlannedChange { address: address.clone(), action: action.clone() })
-                }
-                _ => {}
-            })
-        })
-        .await?;
-    let has_changes = out.code == 2;
+    let (shown, has_changes) = plan_with_code(p, stage, &dir, &mut log, &extra, terraform::PLAN_FILE).await?;
+    let planned = shown.changes;
+    let changes = Changes::of(&planned);
     let total = changes.total();
-    ui.step(stage, &terraform::describe_changes(changes.add, changes.change, changes.destroy));
+    ui.step(stage, &changes.describe());
 
-    let destroys: Vec<PlannedChange> = planned.iter().filter(|c| c.destroys()).cloned().collect();
     let mut applied = false;
+    // Exit code 2 also covers changed outputs, which only an apply records.
     if has_changes && mode != Mode::PlanOnly {
-        approve(p, &ShownPlan { stage, dir: dir.clone(), changes, planned }).await?;
+        approve(p, &ShownPlan { stage, dir: dir.clone(), changes, planned: planned.clone() }).await?;
         ui.step(stage, if mode == Mode::Destroy { "terraform destroy" } else { "terraform apply" });
         ui.progress(stage, 0, total);
         let mut done = 0u64;
@@ -114,29 +82,259 @@ pub async fn run(
             .await?;
         applied = true;
     }
-    // The saved plan is not needed any more, and it holds the inputs in clear.
+    // The saved plan is not needed any more, and it holds the inputs in clear. A
+    // plan-only run keeps it for `terraform show`; a deploy never applies it: it
+    // always plans afresh into the same file.
     if applied {
         let _ = std::fs::remove_file(dir.join(terraform::PLAN_FILE));
     }
     let outputs = if mode == Mode::Destroy {
         Outputs::new()
     } else {
-        let out = terraform(p, &dir)
-            .args(["output", "-json", "-no-color"])
-            .run(stage.as_str(), &mut log, &[0], true, &mut |_, _| Tail::Raw)
-            .await?;
-        let outputs =
-            terraform::parse_outputs(&out.stdout).map_err(|m| Error::stage(format!("terraform output -json in {}: {m}", dir.display())))?;
+        let outputs = read_outputs(p, stage, &dir, &mut log).await?;
         announce_sensitive_outputs(p, stage, &outputs);
         outputs
     };
     let status = if total == 0 { Status::Unchanged } else { Status::Ok };
     let detail = match (mode, applied) {
-        (Mode::PlanOnly, _) => terraform::describe_changes(changes.add, changes.change, changes.destroy),
-        (_, true) => format!("{} added, {} changed, {} destroyed", changes.add, changes.change, changes.destroy),
+        (Mode::PlanOnly, _) => changes.describe(),
+        (_, true) => {
+            format!("{} added, {} changed, {} destroyed, {} replaced", changes.add, changes.change, changes.destroy, changes.replace)
+        }
         (_, false) => String::new(),
     };
-    Ok(StageDone { value: outputs, status, detail, changes: Some(changes), destroys })
+    let plan = PlanDetail { resources: planned, ..PlanDetail::default() };
+    Ok(StageDone { value: outputs, status, detail, changes: Some(changes), plan })
+}
+
+/// Where a placeholder plan's stack keeps its state and finds the vpc's.
+pub struct Scratch<'a> {
+    /// The real state bucket: the stack's own state is read from it (never written);
+    /// `None`: a never-deployed customer, planned against an empty local state.
+    pub bucket: Option<&'a BucketName>,
+    /// The inputs that are placeholders (empty for a vpc planned against an empty state).
+    pub placeholders: Vec<Placeholder>,
+}
+
+/// The placeholder vpc outputs a frontends plan uses while the vpc stack is not
+/// applied: ids of the right form (they pass the stacks' validation), all zeros.
+pub fn placeholder_vpc() -> VpcOutputs {
+    VpcOutputs {
+        vpc_id: "vpc-00000000000000000".into(),
+        build_subnet_id: "subnet-00000000000000001".into(),
+        public_subnet_ids: vec!["subnet-00000000000000001".into(), "subnet-00000000000000002".into()],
+        private_subnet_ids: vec!["subnet-00000000000000011".into(), "subnet-00000000000000012".into()],
+    }
+}
+
+/// The placeholder AMI a frontends plan uses while no AMI is baked or deployed.
+pub fn placeholder_ami() -> AmiId {
+    AmiId::parse("ami-00000000000000000").expect("a valid AMI id")
+}
+
+/// Plans a stack that cannot be planned for real yet, in a scratch copy of the
+/// terraform tree that is deleted afterwards: without a bucket against an empty
+/// local state, with placeholder vpc outputs through a local placeholder vpc state.
+/// The state is never written (`-lock=false`, no apply), nothing is created, and
+/// the saved plan is deleted with the copy: it can never be applied.
+pub async fn plan_scratch(
+    p: &mut Pipeline,
+    stage: Stage,
+    scratch: Scratch<'_>,
+    upstream: Option<(&VpcOutputs, &AmiId)>,
+) -> Result<StageDone<Outputs>, Error> {
+    let mut log = p.log(stage)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".placeholder-plan-")
+        .tempdir_in(&p.work)
+        .map_err(|e| Error::io(format!("creating a scratch directory in {}", p.work.display()), e))?;
+    let root = tmp.path().join("terraform");
+    let src = &p.ctx.fleet.paths.terraform;
+    terraform::sync_tree(src, &root).map_err(|e| Error::io(format!("copying {} to {}", src.display(), root.display()), e))?;
+    let job = p.plan.job(stage).clone();
+    let dir = root.join(&job.rel);
+    let write = |name: &str, text: &str| crate::customer::pipeline::write_atomic(&dir.join(name), text);
+    let backend_file = if job.info.backend.is_some() { terraform::OVERRIDE_FILE } else { terraform::BACKEND_FILE };
+    match scratch.bucket {
+        Some(b) => {
+            if job.info.backend.is_some() {
+                write(terraform::BACKEND_PARTIAL_FILE, &render::backend_partial(&backend(p, b, &job.key)))?;
+            } else {
+                write(terraform::BACKEND_FILE, &render::backend_block(&backend(p, b, &job.key)))?;
+            }
+        }
+        None => write(backend_file, &terraform::local_backend_block(&tmp.path().join("empty.tfstate")))?,
+    }
+    if stage == Stage::Frontends {
+        let vpc_is_placeholder = scratch.placeholders.contains(&Placeholder::VpcOutputs);
+        match (scratch.bucket, upstream) {
+            (Some(b), _) if !vpc_is_placeholder => {
+                write(terraform::REMOTE_STATE_FILE, &render::remote_state_block(&backend(p, b, &p.plan.vpc.key)))?
+            }
+            (_, Some((vpc, _))) => {
+                let state = tmp.path().join("placeholder-vpc.tfstate");
+                crate::customer::pipeline::write_atomic(&state, &terraform::placeholder_vpc_state(&vpc_outputs_json(vpc)))?;
+                write(terraform::REMOTE_STATE_FILE, &terraform::local_remote_state_block(&state))?;
+            }
+            (_, None) => return Err(Error::stage("a frontends plan needs vpc outputs, real or placeholder")),
+        }
+    }
+    write(terraform::TFVARS_FILE, &render::vars_json(&stack_vars(p, stage, upstream)))?;
+    let ui = p.ui.clone();
+    init(p, stage, &dir, &mut log).await?;
+    let label = if scratch.placeholders.is_empty() {
+        "terraform plan (no state bucket yet: against an empty state)".to_owned()
+    } else {
+        format!("terraform plan with placeholder {}", scratch.placeholders.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(" and "))
+    };
+    ui.step(stage, &label);
+    let shown = plan(p, stage, &dir, &mut log, &["-lock=false"], terraform::PLAN_FILE).await?;
+    let _ = std::fs::remove_file(dir.join(terraform::PLAN_FILE));
+    drop(tmp);
+    let planned = shown.changes;
+    let changes = Changes::of(&planned);
+    let mut detail = changes.describe();
+    let placeholder = !scratch.placeholders.is_empty();
+    if placeholder {
+        detail.push_str(&format!(" ({})", Placeholder::label(&scratch.placeholders)));
+    } else if scratch.bucket.is_none() {
+        detail.push_str(" (never deployed: planned against an empty state)");
+    }
+    log.note(&format!("stamp: {detail}; the scratch copy and its plan were deleted"));
+    let status = if changes.total() == 0 { Status::Unchanged } else { Status::Ok };
+    let plan = PlanDetail {
+        resources: planned,
+        placeholder,
+        placeholders: scratch.placeholders,
+        empty_state: scratch.bucket.is_none(),
+        drifted: None,
+    };
+    Ok(StageDone { value: Outputs::new(), status, detail, changes: Some(changes), plan })
+}
+
+/// `drift` for one deployed stack: a refresh-only plan (what changed in the real
+/// infrastructure behind the state's back) and a normal plan (configuration not
+/// yet applied), reported apart. Applies nothing, writes no state (`-lock=false`);
+/// both saved plans are deleted.
+pub async fn drift(
+    p: &mut Pipeline,
+    stage: Stage,
+    bucket: &BucketName,
+    upstream: Option<(&VpcOutputs, &AmiId)>,
+) -> Result<StageDone<Outputs>, Error> {
+    let mut log = p.log(stage)?;
+    sync_working_copy(p)?;
+    let dir = write_files(p, stage, bucket, upstream)?;
+    let ui = p.ui.clone();
+    init(p, stage, &dir, &mut log).await?;
+    ui.step(stage, "terraform plan -refresh-only");
+    let refreshed = plan(p, stage, &dir, &mut log, &["-refresh-only", "-lock=false"], terraform::REFRESH_PLAN_FILE).await;
+    let _ = std::fs::remove_file(dir.join(terraform::REFRESH_PLAN_FILE));
+    // Every difference the refresh found is in the log (plan_with_code); only what a
+    // deploy would put back is reported as drift (terraform::relevant_drift).
+    let drifted = refreshed?.drift;
+    ui.step(stage, "terraform plan");
+    let pending = plan(p, stage, &dir, &mut log, &["-lock=false"], terraform::DRIFT_PLAN_FILE).await;
+    let _ = std::fs::remove_file(dir.join(terraform::DRIFT_PLAN_FILE));
+    let pending = pending?.changes;
+    let drifted = terraform::relevant_drift(&drifted, &pending);
+    let changes = Changes::of(&pending);
+    let detail = format!(
+        "drifted: {}; pending: {}",
+        if drifted.is_empty() { "none".to_owned() } else { format!("{} resource(s)", drifted.len()) },
+        changes.describe()
+    );
+    let status = if drifted.is_empty() && changes.total() == 0 { Status::Unchanged } else { Status::Ok };
+    let plan = PlanDetail { resources: pending, drifted: Some(drifted), ..PlanDetail::default() };
+    Ok(StageDone { value: Outputs::new(), status, detail, changes: Some(changes), plan })
+}
+
+fn vpc_outputs_json(v: &VpcOutputs) -> BTreeMap<String, Value> {
+    [
+        ("vpc_id", json!(v.vpc_id)),
+        ("build_subnet_id", json!(v.build_subnet_id)),
+        ("public_subnet_ids", json!(v.public_subnet_ids)),
+        ("private_subnet_ids", json!(v.private_subnet_ids)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// `terraform init` (one at a time: they share the plugin cache).
+async fn init(p: &Pipeline, stage: Stage, dir: &Path, log: &mut StageLog) -> Result<(), Error> {
+    p.ui.step(stage, "terraform init");
+    let mut init = terraform(p, dir).args(["init", "-input=false", "-no-color", "-reconfigure"]);
+    if dir.join(terraform::BACKEND_PARTIAL_FILE).is_file() && p.plan.job(stage).info.backend.is_some() {
+        init = init.arg(format!("-backend-config={}", terraform::BACKEND_PARTIAL_FILE));
+    }
+    // The customer's working copy remembers its last init; scratch copies do not.
+    let tree = p.work.join("terraform");
+    let fingerprint = if dir.starts_with(&tree) {
+        let f = init_cache::fingerprint(&tree, dir, &p.ctx.tools().terraform, &p.env)
+            .map_err(|e| Error::io(format!("reading {}", tree.display()), e))?;
+        if init_cache::up_to_date(dir, &f) {
+            log.note("terraform init skipped: the configuration, backend, CLI configuration and terraform are those of the last init");
+            return Ok(());
+        }
+        init_cache::forget(dir);
+        Some(f)
+    } else {
+        None
+    };
+    // One init at a time: they share the plugin cache.
+    let _held = p.ctx.init_lock.lock().await;
+    init.run(stage.as_str(), log, &[0], false, &mut |_, l| if l.trim().is_empty() { Tail::Skip } else { Tail::Raw })
+        .await
+        .map_err(provider_install_hint)?;
+    if let Some(f) = fingerprint {
+        init_cache::record(dir, &f).map_err(|e| Error::io(format!("writing {}/.terraform", dir.display()), e))?;
+    }
+    Ok(())
+}
+
+/// `terraform plan -out=<planfile>` with `extra`, then the saved plan read back
+/// with `terraform show -json` (the counts and actions come from there, not from
+/// terraform's text). The `-json` stream feeds the failure summary.
+async fn plan(p: &Pipeline, stage: Stage, dir: &Path, log: &mut StageLog, extra: &[&str], planfile: &str) -> Result<ShownPlanJson, Error> {
+    Ok(plan_with_code(p, stage, dir, log, extra, planfile).await?.0)
+}
+
+/// `plan`, and whether terraform said the plan has changes (exit code 2: resources or outputs).
+async fn plan_with_code(
+    p: &Pipeline,
+    stage: Stage,
+    dir: &Path,
+    log: &mut StageLog,
+    extra: &[&str],
+    planfile: &str,
+) -> Result<(ShownPlanJson, bool), Error> {
+    let planned = terraform(p, dir)
+        .args(["plan", "-input=false", "-json", "-detailed-exitcode", "-lock-timeout=60s"])
+        .args(extra)
+        .arg(format!("-out={planfile}"))
+        .arg(format!("-var-file={}", terraform::TFVARS_FILE))
+        .run(stage.as_str(), log, &[0, 2], false, &mut |s, l| json_line(s, l, &mut |_| {}))
+        .await?;
+    let has_changes = planned.code == 2;
+    // The plan's JSON holds every input and attribute in clear: it is not logged.
+    let out = terraform(p, dir)
+        .args(["show", "-json", "-no-color", planfile])
+        .run(stage.as_str(), &mut StageLog::discard(), &[0], true, &mut |_, _| Tail::Raw)
+        .await?;
+    let shown = terraform::parse_plan_json(&out.stdout)
+        .map_err(|m| Error::stage(format!("terraform show -json {planfile} in {}: {m}", dir.display())))?;
+    log.note(&format!("stamp: terraform show -json {planfile}: {} resource change(s), {} drifted", shown.changes.len(), shown.drift.len()));
+    for (what, c) in shown.changes.iter().map(|c| ("change", c)).chain(shown.drift.iter().map(|c| ("drift", c))) {
+        let attrs = if c.attributes.is_empty() { String::new() } else { format!(" ({})", c.attributes.join(", ")) };
+        log.note(&format!("stamp:   {what} {:>3} {} {}{attrs}", c.action.marker(), c.action, c.address));
+    }
+    Ok((shown, has_changes))
+}
+
+async fn read_outputs(p: &Pipeline, stage: Stage, dir: &Path, log: &mut StageLog) -> Result<Outputs, Error> {
+    let out = terraform(p, dir).args(["output", "-json", "-no-color"]).run(stage.as_str(), log, &[0], true, &mut |_, _| Tail::Raw).await?;
+    terraform::parse_outputs(&out.stdout).map_err(|m| Error::stage(format!("terraform output -json in {}: {m}", dir.display())))
 }
 
 /// Asks the approval policy whether a planned stack may be applied.
@@ -376,8 +574,13 @@ mod tests {
 
     #[test]
     fn an_approved_plan_covers_only_the_destroys_it_showed() {
-        let change = |action: &str, address: &str| PlannedChange { action: action.into(), address: address.into() };
-        let planned = vec![change("update", "aws_lb.this"), change("replace", "aws_db_instance.this"), change("delete", "aws_kms_key.old")];
+        use crate::tools::terraform::Action;
+        let change = |action: Action, address: &str| PlannedChange { action, address: address.into(), attributes: vec![] };
+        let planned = vec![
+            change(Action::Update, "aws_lb.this"),
+            change(Action::Replace, "aws_db_instance.this"),
+            change(Action::Delete, "aws_kms_key.old"),
+        ];
         let shown: std::collections::BTreeSet<String> = ["aws_kms_key.old".to_string()].into();
         assert_eq!(unseen_destroys(&planned, Some(&shown)), vec!["replace aws_db_instance.this"]);
         assert_eq!(unseen_destroys(&planned, None).len(), 2, "nothing shown: every destroy is unseen");

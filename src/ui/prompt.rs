@@ -23,10 +23,10 @@ impl Approver for TerminalApprover {
     fn approve<'a>(&'a self, customer: &'a str, plan: &'a ShownPlan) -> std::pin::Pin<Box<dyn Future<Output = Result<bool, Error>> + 'a>> {
         Box::pin(async move {
             let c = plan.changes;
-            let mut text = format!("\n{customer} {}: {}\n", plan.stage, terraform::describe_changes(c.add, c.change, c.destroy));
+            let mut text = format!("\n{customer} {}: {}\n", plan.stage, c.describe());
             for p in &plan.planned {
-                let mark = if p.destroys() { "!" } else { " " };
-                text.push_str(&format!(" {mark}{:>8} {}\n", p.action, p.address));
+                let mark = if p.destroys() { "!!" } else { "  " };
+                text.push_str(&format!(" {mark} {:>3} {:>8} {}\n", p.action.marker(), p.action, p.address));
             }
             text.push_str(&format!("  (full plan: cd {} && terraform show {})\n", plan.dir.display(), terraform::PLAN_FILE));
             text.push_str("Apply these changes? Only 'yes' will be accepted: ");

@@ -6,11 +6,40 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::customer::report::{Operation, RunReport};
-use crate::ui::events::{Status, format_elapsed};
+use crate::customer::report::{Changes, Operation, Placeholder, ResourceChange, RunReport};
+use crate::ui::events::{Stage, Status, format_elapsed};
+
+/// Colour for stdout: a terminal, and `NO_COLOR` unset. Every marker also carries
+/// its meaning without colour (`!!`, `-/+`, `*`).
+pub fn stdout_colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// `text` in bold red (destroys, replacements, drift) when `colour` is on.
+fn loud(text: &str, colour: bool) -> String {
+    if colour { format!("\x1b[1;31m{text}\x1b[0m") } else { text.to_owned() }
+}
+
+/// `text` in yellow (placeholders) when `colour` is on.
+fn warn(text: &str, colour: bool) -> String {
+    if colour { format!("\x1b[33m{text}\x1b[0m") } else { text.to_owned() }
+}
+
+/// One planned change: terraform's marker, the action, the address; a destroy or
+/// replacement is marked `!!` (and red in a terminal).
+fn change_line(indent: &str, who: &str, c: &ResourceChange, colour: bool) -> String {
+    let line = format!("{indent}{} {:>3} {:<8} {who}{}", if c.destroys() { "!!" } else { "  " }, c.action.marker(), c.action, c.address);
+    if c.destroys() { format!("{}\n", loud(&line, colour)) } else { format!("{line}\n") }
+}
 
 /// The human summary of a run: each stage's status and duration, then the outputs.
 pub fn summary_text(r: &RunReport) -> String {
+    summary_text_styled(r, stdout_colour())
+}
+
+/// `summary_text`, with colour or without.
+pub fn summary_text_styled(r: &RunReport, colour: bool) -> String {
     let verb = match (r.operation, r.status) {
         (_, Status::Failed) => "FAILED",
         (_, Status::Interrupted) => "INTERRUPTED",
@@ -19,6 +48,7 @@ pub fn summary_text(r: &RunReport) -> String {
         (Operation::Plan, _) => "planned",
         (Operation::Destroy, _) => "destroyed",
         (Operation::Render, _) => "rendered",
+        (Operation::Drift, _) => "checked for drift",
     };
     let mut s = format!(
         "\n{} {verb}: env {}, region {}, {}\n",
@@ -30,11 +60,26 @@ pub fn summary_text(r: &RunReport) -> String {
     for st in &r.stages {
         s.push_str(&format!(
             "  {:<10} {:<12} {:>7}  {}\n",
-            st.name,
+            st.name.as_str(),
             st.status.word(),
             format_elapsed(std::time::Duration::from_secs_f64(st.duration_s)),
             st.detail
         ));
+    }
+    if r.operation == Operation::Plan {
+        for st in r.stages.iter().filter(|st| !st.plan.resources.is_empty()) {
+            s.push_str(&format!("{} plan:\n", st.name));
+            for c in &st.plan.resources {
+                s.push_str(&change_line("  ", "", c, colour));
+            }
+        }
+        for st in r.stages.iter().filter(|st| st.plan.placeholder) {
+            s.push_str(&format!("{}\n", warn(&format!("* {}: {}", st.name, Placeholder::label(&st.plan.placeholders)), colour)));
+        }
+        let destroys = r.stages.iter().flat_map(|st| st.plan.resources.iter()).filter(|c| c.destroys()).count();
+        if destroys > 0 {
+            s.push_str(&format!("{}\n", loud(&format!("!! {destroys} resource(s) would be destroyed or replaced"), colour)));
+        }
     }
     let mut flat: Vec<(String, String)> = Vec::new();
     // In pipeline order, not alphabetical.
@@ -75,14 +120,25 @@ fn value_text(v: &Value) -> String {
 /// The fleet table: customer, env, region, result, duration, changes, public URL;
 /// then each customer that did not succeed, with its failed stage and log.
 pub fn fleet_text(reports: &[RunReport], wall: Duration) -> String {
+    fleet_text_styled(reports, wall, stdout_colour())
+}
+
+/// `fleet_text`, with colour or without. A plan's table marks placeholder plans
+/// `*`, ends with a TOTAL line, and lists every destroy and replacement.
+pub fn fleet_text_styled(reports: &[RunReport], wall: Duration, colour: bool) -> String {
     let mut s =
-        format!("\n{:<24} {:<12} {:<12} {:<12} {:>8}  {:<18} PUBLIC URL\n", "CUSTOMER", "ENV", "REGION", "RESULT", "TIME", "CHANGES");
+        format!("\n{:<24} {:<12} {:<12} {:<12} {:>8}  {:<22} PUBLIC URL\n", "CUSTOMER", "ENV", "REGION", "RESULT", "TIME", "CHANGES");
+    let mut total = Changes::default();
+    let any_changes = reports.iter().any(|r| r.stages.iter().any(|st| st.changes.is_some()));
     for r in reports {
         let c = r.changes();
-        let changes =
-            if r.stages.iter().any(|st| st.changes.is_some()) { format!("+{} ~{} -{}", c.add, c.change, c.destroy) } else { "-".into() };
+        total = total.plus(c);
+        let mut changes = if r.stages.iter().any(|st| st.changes.is_some()) { c.short() } else { "-".into() };
+        if r.placeholder() {
+            changes.push_str(" *");
+        }
         s.push_str(&format!(
-            "{:<24} {:<12} {:<12} {:<12} {:>8}  {:<18} {}\n",
+            "{:<24} {:<12} {:<12} {:<12} {:>8}  {:<22} {}\n",
             r.customer,
             r.env,
             r.region,
@@ -91,6 +147,36 @@ pub fn fleet_text(reports: &[RunReport], wall: Duration) -> String {
             changes,
             r.public_url().unwrap_or("-")
         ));
+    }
+    if any_changes {
+        s.push_str(format!("{:<24} {:<12} {:<12} {:<12} {:>8}  {:<22}", "TOTAL", "", "", "", "", total.short()).trim_end());
+        s.push('\n');
+    }
+    let placeholders: Vec<String> = reports
+        .iter()
+        .flat_map(|r| {
+            r.stages
+                .iter()
+                .filter(|st| st.plan.placeholder)
+                .map(|st| format!("* {} {}: {}", r.customer, st.name, Placeholder::label(&st.plan.placeholders)))
+        })
+        .collect();
+    for p in &placeholders {
+        s.push_str(&format!("{}\n", warn(p, colour)));
+    }
+    let destroys: Vec<(&str, Stage, &ResourceChange)> = reports
+        .iter()
+        .flat_map(|r| {
+            r.stages
+                .iter()
+                .flat_map(move |st| st.plan.resources.iter().filter(|c| c.destroys()).map(move |c| (r.customer.as_str(), st.name, c)))
+        })
+        .collect();
+    if !destroys.is_empty() {
+        s.push_str(&format!("{}\n", loud(&format!("\n!! {} resource(s) would be destroyed or replaced:", destroys.len()), colour)));
+        for (customer, stage, c) in destroys {
+            s.push_str(&change_line("  ", &format!("{customer} {stage}: "), c, colour));
+        }
     }
     let count = |st: &[Status]| reports.iter().filter(|r| st.contains(&r.status)).count();
     s.push_str(&format!(
@@ -128,9 +214,12 @@ pub fn fleet_text(reports: &[RunReport], wall: Duration) -> String {
 /// element of `customers` the single-customer report.
 pub fn fleet_json(reports: &[RunReport], wall: Duration) -> Value {
     let count = |st: &[Status]| reports.iter().filter(|r| st.contains(&r.status)).count();
+    let total = reports.iter().map(RunReport::changes).fold(Changes::default(), Changes::plus);
     json!({
         "customers": reports,
         "summary": {
+            "changes": total,
+            "placeholder_plans": reports.iter().filter(|r| r.placeholder()).count(),
             "total": reports.len(),
             "ok": count(&[Status::Ok, Status::Unchanged, Status::Skipped]),
             "failed": count(&[Status::Failed]),
@@ -139,4 +228,225 @@ pub fn fleet_json(reports: &[RunReport], wall: Duration) -> Value {
             "wall_time_s": (wall.as_secs_f64() * 100.0).round() / 100.0,
         }
     })
+}
+
+/// Where one customer stands after `stamp drift`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriftState {
+    /// Some real infrastructure differs from its state.
+    Drifted,
+    /// No drift, but configuration not yet applied.
+    Pending,
+    InSync,
+    /// No stack deployed: nothing to compare (not drift).
+    NotDeployed,
+    /// The check failed, was interrupted or did not start.
+    Unknown,
+}
+
+impl DriftState {
+    pub fn of(r: &RunReport) -> Self {
+        if !r.status.succeeded() {
+            return DriftState::Unknown;
+        }
+        let checked: Vec<_> = r.stages.iter().filter(|s| s.plan.drifted.is_some()).collect();
+        if checked.is_empty() {
+            DriftState::NotDeployed
+        } else if !r.drifted().is_empty() {
+            DriftState::Drifted
+        } else if r.changes().total() > 0 {
+            DriftState::Pending
+        } else {
+            DriftState::InSync
+        }
+    }
+
+    pub fn word(self, r: &RunReport) -> &'static str {
+        match self {
+            DriftState::Drifted => "drifted",
+            DriftState::Pending => "pending",
+            DriftState::InSync => "in sync",
+            DriftState::NotDeployed => "not deployed",
+            DriftState::Unknown => r.status.word(),
+        }
+    }
+}
+
+/// `stamp drift`'s table (one customer or many): per customer the drift state,
+/// then per stack the drifted resources (loud) and the pending changes.
+pub fn drift_text(reports: &[RunReport], wall: Duration, colour: bool) -> String {
+    let mut s = format!("\n{:<24} {:<12} {:<12} {:<14} {:>8}  {:<8} PENDING\n", "CUSTOMER", "ENV", "REGION", "DRIFT", "TIME", "DRIFTED");
+    for r in reports {
+        let state = DriftState::of(r);
+        let pending = if r.stages.iter().any(|st| st.plan.drifted.is_some()) { r.changes().short() } else { "-".into() };
+        let drifted =
+            if state == DriftState::NotDeployed || state == DriftState::Unknown { "-".into() } else { r.drifted().len().to_string() };
+        let line = format!(
+            "{:<24} {:<12} {:<12} {:<14} {:>8}  {:<8} {pending}",
+            r.customer,
+            r.env,
+            r.region,
+            state.word(r),
+            format_elapsed(Duration::from_secs_f64(r.duration_s)),
+            drifted
+        );
+        s.push_str(&if state == DriftState::Drifted { loud(&line, colour) } else { line });
+        s.push('\n');
+    }
+    let drifted: Vec<(&str, Stage, &ResourceChange)> =
+        reports.iter().flat_map(|r| r.drifted().into_iter().map(move |(st, c)| (r.customer.as_str(), st, c))).collect();
+    if !drifted.is_empty() {
+        s.push_str(&format!(
+            "{}\n",
+            loud(&format!("\n!! drifted: {} resource(s) differ from their state (changed outside terraform):", drifted.len()), colour)
+        ));
+        for (customer, stage, c) in drifted {
+            let attrs = if c.attributes.is_empty() { String::new() } else { format!(" ({})", c.attributes.join(", ")) };
+            s.push_str(&loud(&format!("  !! {:>3} {:<8} {customer} {stage}: {}{attrs}", c.action.marker(), c.action, c.address), colour));
+            s.push('\n');
+        }
+    }
+    let pending: Vec<(&str, Stage, &ResourceChange)> = reports
+        .iter()
+        .flat_map(|r| r.stages.iter().flat_map(move |st| st.plan.resources.iter().map(move |c| (r.customer.as_str(), st.name, c))))
+        .collect();
+    if !pending.is_empty() {
+        s.push_str(&format!("\npending: {} change(s) a deploy would apply:\n", pending.len()));
+        for (customer, stage, c) in pending {
+            s.push_str(&change_line("  ", &format!("{customer} {stage}: "), c, colour));
+        }
+    }
+    let n = |want: DriftState| reports.iter().filter(|r| DriftState::of(r) == want).count();
+    s.push_str(&format!(
+        "\n{} customer(s) in {}: {} drifted, {} pending, {} in sync, {} not deployed, {} failed or not checked\n",
+        reports.len(),
+        format_elapsed(wall),
+        n(DriftState::Drifted),
+        n(DriftState::Pending),
+        n(DriftState::InSync),
+        n(DriftState::NotDeployed),
+        n(DriftState::Unknown),
+    ));
+    for r in reports.iter().filter(|r| DriftState::of(r) == DriftState::Unknown) {
+        let why = match r.failed_stage {
+            Some(stage) => format!("at stage {stage}; log {}", r.log_dir.join(format!("{stage}.log")).display()),
+            None => r.error.as_deref().unwrap_or_default().lines().next().unwrap_or_default().to_owned(),
+        };
+        s.push_str(&format!("  {}: {} {why}\n", r.customer, r.status.word()));
+    }
+    s
+}
+
+/// One customer's drift report as data: the run report with `drift` added.
+pub fn drift_customer_json(r: &RunReport) -> Value {
+    let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        m.insert("drift".into(), json!(DriftState::of(r).word(r)));
+    }
+    v
+}
+
+/// `stamp drift --json` for several customers.
+pub fn drift_json(reports: &[RunReport], wall: Duration) -> Value {
+    let n = |want: DriftState| reports.iter().filter(|r| DriftState::of(r) == want).count();
+    json!({
+        "customers": reports.iter().map(drift_customer_json).collect::<Vec<_>>(),
+        "summary": {
+            "total": reports.len(),
+            "drifted": n(DriftState::Drifted),
+            "pending": n(DriftState::Pending),
+            "in_sync": n(DriftState::InSync),
+            "not_deployed": n(DriftState::NotDeployed),
+            "failed": n(DriftState::Unknown),
+            "wall_time_s": (wall.as_secs_f64() * 100.0).round() / 100.0,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::customer::report::{Action, PlanDetail, StageReport};
+
+    fn stack(
+        name: Stage,
+        resources: Vec<ResourceChange>,
+        placeholders: Vec<Placeholder>,
+        drifted: Option<Vec<ResourceChange>>,
+    ) -> StageReport {
+        StageReport {
+            name,
+            status: Status::Ok,
+            duration_s: 1.0,
+            detail: String::new(),
+            changes: Some(Changes::of(&resources)),
+            destroys: Vec::new(),
+            plan: PlanDetail { placeholder: !placeholders.is_empty(), placeholders, resources, drifted, ..PlanDetail::default() },
+        }
+    }
+
+    fn report(customer: &str, op: Operation, stages: Vec<StageReport>) -> RunReport {
+        let mut r = RunReport::not_started(customer, op, "production", "eu-west-1", "/logs".into(), "");
+        r.status = Status::Ok;
+        r.error = None;
+        r.stages = stages;
+        r
+    }
+
+    fn rc(address: &str, action: Action) -> ResourceChange {
+        ResourceChange { address: address.into(), action, attributes: vec![] }
+    }
+
+    #[test]
+    fn the_fleet_plan_totals_marks_placeholders_and_lists_destroys_loudly() {
+        let a = report(
+            "acme",
+            Operation::Plan,
+            vec![stack(Stage::Vpc, vec![rc("aws_vpc.this", Action::Replace), rc("aws_subnet.a", Action::Update)], vec![], None)],
+        );
+        let b = report(
+            "globex",
+            Operation::Plan,
+            vec![stack(Stage::Frontends, vec![rc("aws_lb.this", Action::Create)], vec![Placeholder::VpcOutputs, Placeholder::Ami], None)],
+        );
+        let plain = fleet_text_styled(&[a.clone(), b.clone()], Duration::from_secs(3), false);
+        assert!(plain.contains("+0 ~1 -0 -/+1 "), "{plain}");
+        assert!(plain.contains("+1 ~0 -0 -/+0 *"), "{plain}");
+        let total = plain.lines().find(|l| l.starts_with("TOTAL")).unwrap();
+        assert!(total.ends_with("+1 ~1 -0 -/+1"), "{total}");
+        assert!(plain.contains("!! 1 resource(s) would be destroyed or replaced:"), "{plain}");
+        assert!(plain.contains("  !! -/+ replace  acme vpc: aws_vpc.this"), "{plain}");
+        assert!(!plain.contains("aws_subnet.a"), "only destroys and replacements are listed: {plain}");
+        assert!(plain.contains("* globex frontends: planned with placeholder vpc outputs / AMI: the real plan comes after `stamp deploy`"));
+        assert!(!plain.contains('\x1b'));
+        let coloured = fleet_text_styled(&[a, b], Duration::from_secs(3), true);
+        assert!(coloured.contains("\x1b[1;31m  !! -/+ replace  acme vpc: aws_vpc.this\x1b[0m"), "{coloured}");
+    }
+
+    #[test]
+    fn drift_tells_drifted_from_pending_and_not_deployed() {
+        let drifted = report(
+            "acme",
+            Operation::Drift,
+            vec![stack(
+                Stage::Vpc,
+                vec![rc("aws_vpc.this", Action::Update)],
+                vec![],
+                Some(vec![rc("aws_security_group.app", Action::Update)]),
+            )],
+        );
+        let pending =
+            report("globex", Operation::Drift, vec![stack(Stage::Vpc, vec![rc("aws_vpc.this", Action::Update)], vec![], Some(vec![]))]);
+        let never = report("initech", Operation::Drift, vec![]);
+        assert_eq!(DriftState::of(&drifted), DriftState::Drifted);
+        assert_eq!(DriftState::of(&pending), DriftState::Pending);
+        assert_eq!(DriftState::of(&never), DriftState::NotDeployed);
+        let text = drift_text(&[drifted.clone(), pending.clone(), never.clone()], Duration::from_secs(1), false);
+        assert!(text.contains("  !!   ~ update   acme vpc: aws_security_group.app"), "{text}");
+        assert!(text.contains("1 drifted, 1 pending, 0 in sync, 1 not deployed, 0 failed"), "{text}");
+        let json = drift_json(&[drifted, pending, never], Duration::from_secs(1));
+        assert_eq!(json["customers"][0]["drift"], "drifted");
+        assert_eq!(json["customers"][0]["stages"][0]["drifted"][0]["address"], "aws_security_group.app");
+        assert_eq!(json["summary"]["not_deployed"], 1);
+    }
 }

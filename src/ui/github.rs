@@ -172,7 +172,10 @@ pub fn summary_markdown(command: &str, reports: &[RunReport], wall: Duration) ->
                 Some(st) => {
                     let mut t = format!("{} {}", mark(st.status), st.status.word());
                     if let Some(c) = st.changes.filter(|c| c.total() > 0) {
-                        t.push_str(&format!(" (+{} ~{} -{})", c.add, c.change, c.destroy));
+                        t.push_str(&format!(" ({})", c.short()));
+                        if st.plan.placeholder {
+                            t.push_str(" with placeholders");
+                        }
                     } else if matches!(st.status, Status::Failed | Status::Interrupted) && !st.detail.is_empty() {
                         t.push_str(&format!(" ({})", st.detail));
                     }
@@ -199,6 +202,25 @@ pub fn summary_markdown(command: &str, reports: &[RunReport], wall: Duration) ->
         let what = if reports.iter().all(|r| r.operation == Operation::Plan) { "would destroy or replace" } else { "destroys or replaces" };
         s.push_str(&format!("\n> [!WARNING]\n> This {command} {what} {} resource(s):\n\n", destroys.len()));
         for d in destroys {
+            s.push_str(&d);
+            s.push('\n');
+        }
+    }
+    // drift: what differs from the state, out of band.
+    let drifted: Vec<String> = reports
+        .iter()
+        .flat_map(|r| {
+            r.stages.iter().flat_map(move |st| {
+                st.plan.drifted.iter().flatten().map(move |c| {
+                    let attrs = if c.attributes.is_empty() { String::new() } else { format!(" ({})", c.attributes.join(", ")) };
+                    format!("- 🔀 **{}** {}: `{}`{attrs}", cell(&r.customer), st.name, c.address)
+                })
+            })
+        })
+        .collect();
+    if !drifted.is_empty() {
+        s.push_str(&format!("\n> [!CAUTION]\n> {} resource(s) drifted from their state:\n\n", drifted.len()));
+        for d in drifted {
             s.push_str(&d);
             s.push('\n');
         }
@@ -387,6 +409,7 @@ mod tests {
             detail: if status == Status::Failed { "exit status 1".into() } else { String::new() },
             changes,
             destroys: destroys.iter().map(|d| d.to_string()).collect(),
+            plan: Default::default(),
         }
     }
 
@@ -398,7 +421,7 @@ mod tests {
             Status::Ok,
             vec![
                 stage(Stage::Bucket, Status::Unchanged, None, &[]),
-                stage(Stage::Vpc, Status::Ok, Some(Changes { add: 1, change: 0, destroy: 1 }), &["replace aws_subnet.a|b"]),
+                stage(Stage::Vpc, Status::Ok, Some(Changes { add: 0, change: 0, destroy: 0, replace: 1 }), &["replace aws_subnet.a|b"]),
                 stage(Stage::Ami, Status::Skipped, None, &[]),
             ],
         );
@@ -408,11 +431,11 @@ mod tests {
         let md = summary_markdown("plan", &[acme, globex], Duration::from_secs(65));
         let lines: Vec<&str> = md.lines().collect();
         assert_eq!(lines[0], "### `stamp plan`: 2 customers");
-        assert_eq!(lines[2], "| customer | env | region | result | bucket | vpc | ami | frontends | time | public URL |");
-        assert_eq!(lines[3], "|---|---|---|---|---|---|---|---|---:|---|");
+        assert_eq!(lines[2], "| customer | env | region | result | bucket | vpc | ami | frontends | smoke | time | public URL |");
+        assert_eq!(lines[3], "|---|---|---|---|---|---|---|---|---|---:|---|");
         assert_eq!(
             lines[4],
-            "| **acme** | production | eu-west-1 | ✅ done | ✅ no changes | ✅ done (+1 ~0 -1) | ➖ skipped | – | 1m02s | http://acme.example |"
+            "| **acme** | production | eu-west-1 | ✅ done | ✅ no changes | ✅ done (+0 ~0 -0 -/+1) | ➖ skipped | – | – | 1m02s | http://acme.example |"
         );
         assert!(lines[5].starts_with("| **globex** | production | eu-west-1 | ❌ FAILED | ❌ FAILED (exit status 1) | – |"), "{md}");
         assert!(md.contains("> This plan would destroy or replace 1 resource(s):"), "{md}");

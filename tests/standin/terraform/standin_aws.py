@@ -142,7 +142,8 @@ def lb_create(name, region, ami, vpc, out, *subnets):
     if lb is None:
         params = {"Name": name, **{f"Subnets.member.{i}": s for i, s in enumerate(subnets, 1)}}
         lb = call("elasticloadbalancing", region, "CreateLoadBalancer", **params).find(".//LoadBalancers/member")
-    write(out, {"dns_name": lb.findtext("DNSName")})
+    # STANDIN_PUBLIC_URL: the smoke tests' own HTTP server (moto's load balancers serve nothing).
+    write(out, {"dns_name": lb.findtext("DNSName"), "public_url": os.environ.get("STANDIN_PUBLIC_URL", "")})
 
 
 def lb_destroy(name, region):

@@ -57,7 +57,17 @@ impl Aws {
         let (_, out, _) = self
             .run(stage, log, &["sts", "get-caller-identity", "--output", "json"], &[0])
             .await
-            .map_err(|e| with_hint(e, "check AWS credentials (AWS_PROFILE, [aws] profile, or AWS_ACCESS_KEY_ID) and [aws] endpoint"))?;
+            .map_err(|e| {
+                let unreachable = matches!(&e, Error::Tool(f) if f.tail.iter().any(|l| l.contains("Could not connect to the endpoint URL")));
+                match (&self.endpoint, unreachable) {
+                    (Some(url), true) => with_hint(
+                        e,
+                        &format!("nothing answers at {url} ([aws] endpoint or STAMP_AWS_ENDPOINT): start the emulator there or fix the URL; `stamp doctor` checks it"),
+                    ),
+                    (None, true) => with_hint(e, "AWS cannot be reached from here: check the network or proxy; `stamp doctor` checks it"),
+                    _ => with_hint(e, "check AWS credentials (AWS_PROFILE, [aws] profile, or AWS_ACCESS_KEY_ID) and [aws] endpoint"),
+                }
+            })?;
         let v: Value = serde_json::from_str(&out).map_err(|e| Error::stage(format!("sts get-caller-identity printed no JSON: {e}")))?;
         v.get("Account").and_then(Value::as_str).map(String::from).ok_or_else(|| Error::stage("sts get-caller-identity printed no Account"))
     }

@@ -45,7 +45,18 @@ fn customer(category: &'static str, name: &'static str, text: &'static str, args
 
 /// A case whose only change is stamp.toml: `edit` turns the test fleet's file into the bad one.
 fn fleet_toml(name: &'static str, args: &[&str], code: i32, says: &[&str], edit: impl Fn(&str) -> String + 'static) -> Case {
-    case("stamp.toml", name, args, code, says, move |f| {
+    fleet_toml_in("stamp.toml", name, args, code, says, edit)
+}
+
+fn fleet_toml_in(
+    category: &'static str,
+    name: &'static str,
+    args: &[&str],
+    code: i32,
+    says: &[&str],
+    edit: impl Fn(&str) -> String + 'static,
+) -> Case {
+    case(category, name, args, code, says, move |f| {
         f.write_config(&edit(FLEET_TOML));
     })
 }
@@ -368,21 +379,24 @@ fn cases() -> Vec<Case> {
             write(f, "stamp.toml", &t);
         }),
         // ------------------------------------------------------------ stacks and templates
-        fleet_toml(
+        fleet_toml_in(
+            "stacks and templates",
             "missing stack directory",
             &["deploy", "acme", "--auto-approve"],
             2,
             &["tests/standin/nowhere", "[paths] terraform"],
             |t| t.replace("tests/standin/terraform", "tests/standin/nowhere"),
         ),
-        fleet_toml(
+        fleet_toml_in(
+            "stacks and templates",
             "missing env stack",
             &["deploy", "acme", "--auto-approve", "--env", "qa"],
             2,
             &["frontends/qa", "stacks for: production, staging"],
             |t| t.replace("envs = [\"production\", \"staging\"]", "envs = [\"production\", \"staging\", \"qa\"]"),
         ),
-        fleet_toml(
+        fleet_toml_in(
+            "stacks and templates",
             "packer template that does not exist",
             &["deploy", "acme", "--auto-approve"],
             2,
@@ -414,13 +428,24 @@ fn cases() -> Vec<Case> {
             },
         ),
         // ------------------------------------------------------------ tools and endpoints
-        fleet_toml("missing tool", &["deploy", "acme", "--auto-approve"], 2, &["/nonexistent/bin/terraform", "[tools] terraform"], |t| {
-            t.replace("{tools}/terraform", "/nonexistent/bin/terraform")
-        }),
-        fleet_toml("tool that is a directory", &["deploy", "acme", "--auto-approve"], 2, &["[tools] aws", "/tmp"], |t| {
-            t.replace("{tools}/aws", "/tmp")
-        }),
-        fleet_toml(
+        fleet_toml_in(
+            "tools and endpoints",
+            "missing tool",
+            &["deploy", "acme", "--auto-approve"],
+            2,
+            &["/nonexistent/bin/terraform", "[tools] terraform"],
+            |t| t.replace("{tools}/terraform", "/nonexistent/bin/terraform"),
+        ),
+        fleet_toml_in(
+            "tools and endpoints",
+            "tool that is a directory",
+            &["deploy", "acme", "--auto-approve"],
+            2,
+            &["[tools] aws", "/tmp"],
+            |t| t.replace("{tools}/aws", "/tmp"),
+        ),
+        fleet_toml_in(
+            "tools and endpoints",
             "unreachable endpoint",
             &["deploy", "acme", "--auto-approve"],
             1,

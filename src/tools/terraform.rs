@@ -196,6 +196,19 @@ impl StackInfo {
     }
 }
 
+/// Copies `from` to `to` through a temporary file beside `to` and a rename, with
+/// `from`'s permissions (a script stays executable): a killed run leaves the old
+/// file or the new one in a working copy, never half of one.
+pub fn copy_atomic(from: &Path, to: &Path) -> std::io::Result<()> {
+    let dir = to.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    let mut src = std::fs::File::open(from)?;
+    std::io::copy(&mut src, tmp.as_file_mut())?;
+    tmp.as_file().set_permissions(src.metadata()?.permissions())?;
+    tmp.persist(to).map_err(|e| e.error)?;
+    Ok(())
+}
+
 /// Makes `dest` a copy of `src` (a whole `terraform/` tree, so relative module
 /// sources keep working), keeping what Terraform and stamp put there: `.terraform/`,
 /// lock files written by init, generated `stamp*` files, plans. Stale `*.tf` files
@@ -219,7 +232,7 @@ pub fn sync_tree(src: &Path, dest: &Path) -> std::io::Result<()> {
         } else {
             let same = std::fs::read(&to).ok().is_some_and(|old| std::fs::read(&from).is_ok_and(|new| new == old));
             if !same {
-                std::fs::copy(&from, &to)?;
+                copy_atomic(&from, &to)?;
             }
         }
     }

@@ -280,7 +280,14 @@ fn cases() -> Vec<Case> {
             write(f, "customers/acme.toml", text.as_bytes());
         }),
         // ------------------------------------------------------------ command line
-        case("command line", "--env that does not exist", &["plan", "acme", "--env", "qa"], 2, &["`qa`", "production, staging"], |_| {}),
+        case(
+            "command line",
+            "--env that does not exist",
+            &["plan", "acme", "--env", "qa"],
+            2,
+            &["--env qa", "production, staging"],
+            |_| {},
+        ),
         case("command line", "--env with a slash", &["plan", "acme", "--env", "prod/eu"], 2, &["`prod/eu`", "lower-case letters"], |_| {}),
         case("command line", "--tag nobody has", &["plan", "--tag", "nope"], 2, &["the tag nope", "no customer has tags yet"], |_| {}),
         // ------------------------------------------------------------ stamp.toml

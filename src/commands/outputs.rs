@@ -43,7 +43,7 @@ async fn one(fleet: &Fleet, name: &CustomerName, env: Option<&EnvName>, as_json:
     if let Some(env) = env {
         if !fleet.envs.contains(env) {
             return Err(Error::usage_hint(
-                format!("--env `{env}`: not one of the fleet's envs"),
+                format!("--env {env}: not one of the fleet's envs"),
                 format!(
                     "[fleet] envs in {} lists {}",
                     fleet.config_path.display(),

@@ -58,7 +58,7 @@ impl CustomerPlan {
         if let Some(env) = env {
             if !fleet.envs.contains(env) {
                 return Err(vec![Error::usage_hint(
-                    format!("--env `{env}`: not one of the fleet's envs"),
+                    format!("--env {env}: not one of the fleet's envs"),
                     format!("[fleet] envs in {} lists {}", fleet.config_path.display(), join(fleet.envs.iter().map(|e| e.as_str()))),
                 )]);
             }

@@ -270,6 +270,8 @@ fn cases() -> Vec<Case> {
             |f| {
                 let outside = f.path().parent().unwrap().join(format!("stamp-outside-{}.toml", std::process::id()));
                 std::fs::write(&outside, "git_id = \"v1\"\n").unwrap();
+                let gone = outside.clone();
+                UNDO.with(|u| u.borrow_mut().push(Box::new(move || drop(std::fs::remove_file(gone)))));
                 std::fs::remove_file(f.path().join("customers/acme.toml")).unwrap();
                 std::os::unix::fs::symlink(&outside, f.path().join("customers/acme.toml")).unwrap();
             },

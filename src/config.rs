@@ -281,9 +281,10 @@ impl EnvOverrides {
 
 impl Fleet {
     pub fn load(path: &Path, env: &EnvOverrides) -> Result<Self, Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::new(path, format!("cannot read the fleet file: {e}"))
-                .hint("run stamp from the directory holding stamp.toml, or pass --config FILE (or STAMP_CONFIG)")
+        let text = read_config_file(path, None).map_err(|e| match e {
+            ReadError::Io(e) => ConfigError::new(path, format!("cannot read the fleet file: {e}"))
+                .hint("run stamp from the directory holding stamp.toml, or pass --config FILE (or STAMP_CONFIG)"),
+            ReadError::Bad(e) => e,
         })?;
         Ok(Self::parse(path, &text, env)?)
     }
@@ -437,7 +438,12 @@ impl Fleet {
 
     pub fn load_customer(&self, name: &CustomerName) -> Result<Customer, ConfigError> {
         let file = self.customer_file(name);
-        let text = std::fs::read_to_string(&file).map_err(|e| {
+        let inside = [&self.root, &self.paths.customers];
+        let text = read_config_file(&file, Some(&inside)).map_err(|e| {
+            let e = match e {
+                ReadError::Io(e) => e,
+                ReadError::Bad(e) => return e,
+            };
             let known = self
                 .customer_names()
                 .ok()
@@ -614,6 +620,58 @@ pub fn parse_smoke_timeout(v: &toml::Value) -> Result<Duration, String> {
         return Err(format!("{} is out of range: from 1s to 1h", humantime::format_duration(d)));
     }
     Ok(d)
+}
+
+/// The largest configuration file stamp reads: a fleet or customer file is a few
+/// kilobytes; anything near this is a mistake (a log or a binary under the name).
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+enum ReadError {
+    /// The file could not be opened or read (missing, permissions).
+    Io(std::io::Error),
+    /// It exists but is not a configuration file stamp accepts.
+    Bad(ConfigError),
+}
+
+/// Reads a TOML file after checking it is one: a regular file (or a symbolic link
+/// to one inside `inside`, when given), at most `MAX_CONFIG_BYTES`, UTF-8 text.
+fn read_config_file(path: &Path, inside: Option<&[&PathBuf]>) -> Result<String, ReadError> {
+    let bad = |m: String, h: &str| ReadError::Bad(ConfigError::new(path, m).hint(h));
+    let link = std::fs::symlink_metadata(path).map_err(ReadError::Io)?;
+    if link.file_type().is_symlink()
+        && let Some(dirs) = inside
+    {
+        let target = path.canonicalize().map_err(ReadError::Io)?;
+        let allowed: Vec<PathBuf> = dirs.iter().filter_map(|d| d.canonicalize().ok()).collect();
+        if !allowed.iter().any(|d| target.starts_with(d)) {
+            return Err(bad(
+                format!("is a symbolic link to {}, outside the fleet directory", target.display()),
+                &format!(
+                    "a customer file must be a regular file (or a link to one) inside {}; copy the file there",
+                    allowed.first().map(|d| d.display().to_string()).unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    let meta = std::fs::metadata(path).map_err(ReadError::Io)?;
+    if meta.is_dir() {
+        return Err(bad("is a directory".into(), "expected a regular file holding TOML"));
+    }
+    if !meta.is_file() {
+        return Err(bad("is not a regular file (a device, socket or pipe)".into(), "expected a regular file holding TOML"));
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(bad(
+            format!("is {:.1} MB", meta.len() as f64 / (1 << 20) as f64),
+            &format!("a configuration file is at most {} MB; is this the right file?", MAX_CONFIG_BYTES >> 20),
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(ReadError::Io)?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..at].iter().filter(|b| **b == b'\n').count() + 1;
+        bad(format!("line {line}: is not UTF-8 text (invalid byte at offset {at})"), "save the file as UTF-8; TOML files are UTF-8")
+    })
 }
 
 fn check_endpoint(e: &str) -> Result<String, String> {

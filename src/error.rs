@@ -49,9 +49,14 @@ impl ConfigError {
 
     pub fn toml(file: &Path, text: &str, e: &toml::de::Error) -> Self {
         let msg = e.message().trim().to_owned();
-        match e.span() {
+        let hint = if msg.starts_with("duplicate key") { Some("a key may appear once in each table: keep one of the two") } else { None };
+        let err = match e.span() {
             Some(span) => Self::at(file, text, span, msg),
             None => Self::new(file, msg),
+        };
+        match hint {
+            Some(h) => err.hint(h),
+            None => err,
         }
     }
 
@@ -146,6 +151,13 @@ impl Error {
     }
     pub fn io(what: impl fmt::Display, e: std::io::Error) -> Self {
         Error::stage(format!("{what}: {e}"))
+    }
+    /// A file stamp could not write in its work directory.
+    pub fn work_dir(what: impl fmt::Display, e: std::io::Error) -> Self {
+        Error::stage_hint(
+            format!("{what}: {e}"),
+            "stamp needs a writable work directory: [paths] work in stamp.toml (by default `.stamp` beside it)",
+        )
     }
 
     pub fn exit_code(&self) -> i32 {

@@ -35,11 +35,11 @@ pub fn bucket_template_uses_account_id(template: &str) -> bool {
 
 fn render_bucket_raw(template: &str, customer: &str, region: &str, account_id: &str) -> Result<String, String> {
     strict_registry().render_template(template, &json!({ "customer": customer, "region": region, "account_id": account_id })).map_err(|e| {
-        format!(
-            "`{template}` does not render: {}; it may use {}",
-            e.reason(),
-            BUCKET_TEMPLATE_VARS.map(|v| format!("{{{{{v}}}}}")).join(", ")
-        )
+        let why = match e.reason() {
+            handlebars::RenderErrorReason::MissingVariable(Some(v)) => format!("`{v}` is not a placeholder"),
+            other => other.to_string(),
+        };
+        format!("`{template}` does not render: {why}; it may use {}", BUCKET_TEMPLATE_VARS.map(|v| format!("{{{{{v}}}}}")).join(", "))
     })
 }
 

@@ -143,7 +143,8 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Sets up the customer's work directory (and its lock, but for `render`) and
+    /// Sets up the customer's work directory and its lock (`render` too: it writes
+    /// the same generated files a running deploy reads) and
     /// the tools' environment. The plan was checked already.
     pub fn open(
         ctx: Rc<FleetContext>,
@@ -155,7 +156,7 @@ impl Pipeline {
     ) -> Result<Self, Error> {
         let name = plan.customer.name.clone();
         let work = ctx.fleet.paths.work.join(name.as_str());
-        std::fs::create_dir_all(&work).map_err(|e| Error::io(format!("creating {}", work.display()), e))?;
+        std::fs::create_dir_all(&work).map_err(|e| Error::work_dir(format!("creating {}", work.display()), e))?;
         let lock = lock_work_dir(&work)?;
         let env = ctx.tool_env(&plan.customer.region)?;
         let aws = Aws::with_api(&ctx.fleet, ctx.tools().aws.clone(), env.clone(), ctx.aws_api(&env));
@@ -586,9 +587,12 @@ fn round(d: Duration) -> f64 {
 /// a reader never sees half a file.
 pub fn write_atomic(path: &Path, text: &str) -> Result<(), Error> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-    std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-    tmp.persist(path).map_err(|e| Error::io(format!("writing {}", path.display()), e.error))?;
+    let err = |e| Error::work_dir(format!("writing {}", path.display()), e);
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
+    std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(err)?;
+    // On disk before the rename, so a crash leaves the old file or the new one, never an empty one.
+    tmp.as_file().sync_all().map_err(err)?;
+    tmp.persist(path).map_err(|e| err(e.error))?;
     Ok(())
 }
 
@@ -600,7 +604,7 @@ fn lock_work_dir(work: &Path) -> Result<std::fs::File, Error> {
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        .map_err(|e| Error::work_dir(format!("opening {}", path.display()), e))?;
     match f.try_lock() {
         Ok(()) => Ok(f),
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::usage_hint(

@@ -3,7 +3,6 @@
 //! tool is checked here, so bad input never leaves anything half-made; `validate`
 //! reports every problem found, not only the first.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::rc::Rc;
 
@@ -71,7 +70,7 @@ impl CustomerPlan {
         let frontends = stack_job(ctx, &customer, &format!("frontends/{}", customer.env), Stage::Frontends, frontends_key);
         let tf_root = &fleet.paths.terraform;
         if let Ok(vpc) = &vpc {
-            problems.extend(check_vars(&customer.vpc_vars, "vpc.vars", &VPC_STANDARD, &vpc.info.variables, &tf_root.join("vpc")));
+            problems.extend(check_vars(&customer.vpc_vars, "vpc.vars", &VPC_STANDARD, &vpc.info, &tf_root.join("vpc")));
             problems.extend(check_required(vpc, &VPC_STANDARD, &customer.vpc_vars, tf_root));
         }
         if let Ok(fe) = &frontends {
@@ -82,13 +81,7 @@ impl CustomerPlan {
                         .into(),
                 );
             }
-            problems.extend(check_vars(
-                &customer.frontends_vars,
-                "frontends.vars",
-                &FRONTENDS_STANDARD,
-                &fe.info.variables,
-                &tf_root.join(&fe.rel),
-            ));
+            problems.extend(check_vars(&customer.frontends_vars, "frontends.vars", &FRONTENDS_STANDARD, &fe.info, &tf_root.join(&fe.rel)));
             problems.extend(check_required(fe, &FRONTENDS_STANDARD, &customer.frontends_vars, tf_root));
         }
         let template = ctx.template();
@@ -148,7 +141,12 @@ fn stack_job(ctx: &FleetContext, customer: &Customer, rel: &str, stage: Stage, k
     let dir = fleet.paths.terraform.join(rel);
     if !dir.is_dir() {
         return Err(ConfigError::new(&fleet.config_path, format!("[paths] terraform: {} does not exist", dir.display()))
-            .hint(format!("[paths] terraform must hold vpc/ and frontends/<env>/ (env `{}` of {})", customer.env, customer.file.display()))
+            .hint(format!(
+                "[paths] terraform must hold vpc/ and frontends/<env>/ (env `{}` of {}); it holds stacks for: {}",
+                customer.env,
+                customer.file.display(),
+                env_stacks(&fleet.paths.terraform)
+            ))
             .into());
     }
     let info = ctx.stack(&dir)?;
@@ -196,7 +194,8 @@ fn check_packer(ctx: &FleetContext, customer: &Customer, template: &TemplateInfo
     problems
 }
 
-fn check_vars(vars: &StageVars, section: &str, standard: &[&str], declared: &BTreeSet<String>, stack: &Path) -> Vec<Error> {
+fn check_vars(vars: &StageVars, section: &str, standard: &[&str], info: &StackInfo, stack: &Path) -> Vec<Error> {
+    let declared = &info.variables;
     let mut problems = Vec::new();
     for k in vars.values.keys() {
         let at = origin_of(vars, k);
@@ -213,6 +212,12 @@ fn check_vars(vars: &StageVars, section: &str, standard: &[&str], declared: &BTr
             problems.push(
                 ConfigError::new(Path::new(&at), format!("[{section}] `{k}` is not a variable of {}", stack.display()))
                     .hint(format!("its variables are: {}", join(declared.iter().map(String::as_str))))
+                    .into(),
+            );
+        } else if let Some(Err(want)) = info.types.get(k).map(|t| t.check(&vars.values[k])) {
+            problems.push(
+                ConfigError::new(Path::new(&at), format!("[{section}] `{k}` = {}: {want}", vars.values[k]))
+                    .hint(format!("{} declares `{k}` with that type", stack.display()))
                     .into(),
             );
         }
@@ -256,4 +261,13 @@ pub fn app_context(c: &Customer) -> AppContext {
 
 fn join<'a>(it: impl Iterator<Item = &'a str>) -> String {
     it.collect::<Vec<_>>().join(", ")
+}
+
+/// The envs that have a stack under `<terraform>/frontends/`, for a hint.
+fn env_stacks(terraform: &Path) -> String {
+    let mut envs: Vec<String> = std::fs::read_dir(terraform.join("frontends"))
+        .map(|d| d.flatten().filter(|e| e.path().is_dir()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    envs.sort();
+    if envs.is_empty() { "none".into() } else { envs.join(", ") }
 }

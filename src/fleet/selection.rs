@@ -46,9 +46,14 @@ pub fn select(fleet: &Fleet, sel: &Selector) -> Result<Vec<CustomerName>, Error>
     }
     if !sel.tags.is_empty() {
         let mut out = Vec::new();
+        let mut in_use = std::collections::BTreeSet::new();
         for n in known {
             // An unreadable file is not silently left out: it fails when loaded.
-            let tagged = fleet.load_customer(&n).map(|c| c.tags.iter().any(|t| sel.tags.contains(t))).unwrap_or(true);
+            let loaded = fleet.load_customer(&n);
+            if let Ok(c) = &loaded {
+                in_use.extend(c.tags.iter().cloned());
+            }
+            let tagged = loaded.map(|c| c.tags.iter().any(|t| sel.tags.contains(t))).unwrap_or(true);
             if tagged {
                 out.push(n);
             }
@@ -56,7 +61,11 @@ pub fn select(fleet: &Fleet, sel: &Selector) -> Result<Vec<CustomerName>, Error>
         if out.is_empty() {
             return Err(Error::usage_hint(
                 format!("no customer has the tag {}", sel.tags.join(" or ")),
-                "a customer file lists its tags as `tags = [\"eu\", \"tier-1\"]`",
+                if in_use.is_empty() {
+                    "no customer has tags yet; a customer file lists its tags as `tags = [\"eu\", \"tier-1\"]`".to_owned()
+                } else {
+                    format!("tags in use: {}", in_use.into_iter().collect::<Vec<_>>().join(", "))
+                },
             ));
         }
         return Ok(out);

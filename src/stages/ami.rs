@@ -85,7 +85,7 @@ async fn build(p: &mut Pipeline, log: &mut StageLog, key: &str, hash: &str, vars
     let template = p.ctx.fleet.paths.packer_template.clone();
     let src = template.parent().unwrap_or(Path::new(".")).to_path_buf();
     let dir = p.ctx.fleet.paths.work.join("bakes").join(key).join(p.name());
-    copy_template_dir(&src, &dir).map_err(|e| Error::io(format!("copying {} to {}", src.display(), dir.display()), e))?;
+    copy_template_dir(&src, &dir).map_err(|e| Error::work_dir(format!("copying {} to {}", src.display(), dir.display()), e))?;
     let mut cmd = ToolCommand::new(&p.ctx.tools().packer, &dir)
         .envs(&p.env)
         .envs(&[("PACKER_NO_COLOR".into(), "1".into())])
@@ -305,7 +305,7 @@ fn copy_template_dir(src: &Path, dest: &Path) -> std::io::Result<()> {
         if entry.path().is_dir() {
             copy_template_dir(&entry.path(), &to)?;
         } else {
-            std::fs::copy(entry.path(), &to)?;
+            crate::tools::terraform::copy_atomic(&entry.path(), &to)?;
         }
     }
     Ok(())

@@ -375,7 +375,7 @@ pub fn unseen_destroys(planned: &[PlannedChange], shown: Option<&std::collection
 pub fn sync_working_copy(p: &Pipeline) -> Result<(), Error> {
     let dest = p.work.join("terraform");
     let src = &p.ctx.fleet.paths.terraform;
-    terraform::sync_tree(src, &dest).map_err(|e| Error::io(format!("copying {} to {}", src.display(), dest.display()), e))
+    terraform::sync_tree(src, &dest).map_err(|e| Error::work_dir(format!("copying {} to {}", src.display(), dest.display()), e))
 }
 
 fn backend(p: &Pipeline, bucket: &BucketName, key: &str) -> Backend {

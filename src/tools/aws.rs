@@ -70,10 +70,16 @@ impl Aws {
     /// The caller's account id (STS, through the SDK).
     pub async fn account_id(&self, _stage: &str, log: &mut StageLog) -> Result<String, Error> {
         self.api.account_id(log).await.map_err(|e| {
-            Error::stage_hint(
-                format!("cannot ask AWS who the caller is (sts get-caller-identity): {e}"),
-                "check AWS credentials (AWS_PROFILE, [aws] profile, or AWS_ACCESS_KEY_ID) and [aws] endpoint",
-            )
+            let hint = match (&e, &self.endpoint) {
+                (ApiError::Unreachable { .. }, Some(url)) => format!(
+                    "nothing answers at {url} ([aws] endpoint or STAMP_AWS_ENDPOINT): start the emulator there or fix the URL; `stamp doctor` checks it"
+                ),
+                (ApiError::Unreachable { .. }, None) => {
+                    "AWS cannot be reached from here: check the network or proxy; `stamp doctor` checks it".to_owned()
+                }
+                _ => "check AWS credentials (AWS_PROFILE, [aws] profile, or AWS_ACCESS_KEY_ID) and [aws] endpoint".to_owned(),
+            };
+            Error::stage_hint(format!("cannot ask AWS who the caller is (sts get-caller-identity): {e}"), hint)
         })
     }
 

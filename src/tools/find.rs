@@ -84,14 +84,14 @@ pub fn tool_env(fleet: &Fleet, region: &crate::names::Region, work_root: &Path) 
             env.push(("AWS_SECRET_ACCESS_KEY".into(), "stamp-emulator".into()));
         }
     }
-    std::fs::create_dir_all(work_root).map_err(|e| Error::io(format!("creating {}", work_root.display()), e))?;
+    std::fs::create_dir_all(work_root).map_err(|e| Error::work_dir(format!("creating {}", work_root.display()), e))?;
     if let Some(rc) = terraform::cli_config(work_root)? {
         env.push(("TF_CLI_CONFIG_FILE".into(), rc.display().to_string()));
     }
     if std::env::var_os("TF_PLUGIN_CACHE_DIR").is_none() {
         // One provider download serves every customer's working copy.
         let cache = work_root.join("plugin-cache");
-        std::fs::create_dir_all(&cache).map_err(|e| Error::io(format!("creating {}", cache.display()), e))?;
+        std::fs::create_dir_all(&cache).map_err(|e| Error::work_dir(format!("creating {}", cache.display()), e))?;
         env.push(("TF_PLUGIN_CACHE_DIR".into(), cache.display().to_string()));
     }
     Ok(env)

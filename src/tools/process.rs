@@ -18,6 +18,11 @@ use crate::signals;
 
 const TAIL_LINES: usize = 20;
 
+/// How long stamp keeps reading a tool's output after the tool exited. A process
+/// the tool left in the background (`cmd &`) inherits the pipes; without this
+/// limit stamp would wait for that process instead of the tool.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
     Stdout,
@@ -132,6 +137,24 @@ impl ToolCommand {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        let parent = std::process::id() as libc::pid_t;
+        let death_signal = self.stop_signal;
+        // SAFETY: the closure runs in the forked child before exec and calls only
+        // prctl(2), getppid(2) and kill(2), which are async-signal-safe; it touches no
+        // memory of the parent. PR_SET_PDEATHSIG fires when the thread that forked
+        // exits: stamp spawns tools from its one runtime thread, the main thread.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, death_signal as libc::c_ulong, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // stamp died between fork and prctl: nobody would send the signal.
+                if libc::getppid() != parent {
+                    libc::kill(libc::getpid(), death_signal);
+                }
+                Ok(())
+            });
+        }
         let mut child = cmd.spawn().map_err(|e| {
             Error::Tool(Box::new(ToolFailure {
                 stage: stage.to_owned(),
@@ -144,23 +167,25 @@ impl ToolCommand {
             }))
         })?;
         let pgid = child.id().unwrap_or(0);
+        let watchdog = Watchdog::start(pgid, self.stop_signal, log);
 
         // Both pipes are drained on their own tasks so a full pipe never blocks the child.
         let (tx, mut rx) = mpsc::channel::<(Stream, String)>(256);
+        let mut readers = Vec::new();
         for (stream, reader) in [
             (Stream::Stdout, child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>)),
             (Stream::Stderr, child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>)),
         ] {
             let Some(reader) = reader else { continue };
             let tx = tx.clone();
-            tokio::spawn(async move {
+            readers.push(tokio::spawn(async move {
                 let mut lines = BufReader::new(reader).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
                     if tx.send((stream, line)).await.is_err() {
                         break;
                     }
                 }
-            });
+            }));
         }
         drop(tx);
 
@@ -170,9 +195,19 @@ impl ToolCommand {
         let mut forwarded = 0u32;
         let mut kill_at: Option<tokio::time::Instant> = None;
         let mut lines_open = true;
+        // Set once the tool itself exited: its output is read until EOF or until
+        // `DRAIN_TIMEOUT`, since a process it left behind may hold the pipes open.
+        let mut exited: Option<std::process::ExitStatus> = None;
+        let mut drain_until: Option<tokio::time::Instant> = None;
         let status = loop {
             let kill_timer = async {
                 match kill_at {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let drain_timer = async {
+                match drain_until {
                     Some(t) => tokio::time::sleep_until(t).await,
                     None => std::future::pending().await,
                 }
@@ -205,9 +240,29 @@ impl ToolCommand {
                             tail.push_back(t);
                         }
                     }
-                    None => lines_open = false,
+                    None => {
+                        lines_open = false;
+                        if let Some(s) = exited { break Ok(s) }
+                    }
                 },
-                status = child.wait(), if !lines_open => break status,
+                // `Child::wait` is cancel-safe, so it can sit in the select with the pipes.
+                status = child.wait(), if exited.is_none() => match status {
+                    Ok(s) if lines_open => {
+                        exited = Some(s);
+                        drain_until = Some(tokio::time::Instant::now() + DRAIN_TIMEOUT);
+                    }
+                    other => break other,
+                },
+                _ = drain_timer => {
+                    log.note(&format!(
+                        "stamp: {} exited, but a process it started still holds its output open after {}s; \
+                         stopped reading and sent SIGTERM to what is left of its process group ({pgid})",
+                        self.program.display(),
+                        DRAIN_TIMEOUT.as_secs()
+                    ));
+                    signals::signal_group(pgid, libc::SIGTERM);
+                    break Ok(exited.expect("the drain timer starts when the tool exits"));
+                }
                 n = interrupt => {
                     // Forward each new interrupt once; the first also starts the kill timer.
                     while forwarded < n {
@@ -226,6 +281,10 @@ impl ToolCommand {
                 }
             }
         };
+        for r in readers {
+            r.abort();
+        }
+        watchdog.disarm().await;
         log.flush();
         let status = status.map_err(|e| Error::io(format!("waiting for {}", self.program.display()), e))?;
         if forwarded > 0 || signals::interrupted() {
@@ -238,6 +297,10 @@ impl ToolCommand {
             (None, None) => (-1, "unknown exit status".into()),
         };
         if ok_codes.contains(&code) {
+            if let Some(e) = log.take_error() {
+                // The tool succeeded, but its log is incomplete: say so rather than lose it.
+                return Err(Error::io(format!("writing the log {}", log.path.display()), e));
+            }
             return Ok(ToolOutput { code, stdout });
         }
         Err(Error::Tool(Box::new(ToolFailure {
@@ -252,12 +315,87 @@ impl ToolCommand {
     }
 }
 
+/// Stops a tool's whole process group if stamp dies without stopping it (SIGKILL,
+/// a crash, the OOM killer): PR_SET_PDEATHSIG reaches the tool itself only, not
+/// the processes it started (terraform's providers, a provisioner's command).
+/// A small `sh` in its own process group waits on a pipe only stamp holds; at EOF
+/// without stamp's "done", it sends the tool's stop signal to the group, then
+/// SIGKILL after the grace period, as an interrupt would.
+struct Watchdog {
+    child: Option<tokio::process::Child>,
+    done: Option<std::fs::File>,
+}
+
+const WATCHDOG_SCRIPT: &str = r#"read -r line
+[ "$line" = done ] && exit 0
+kill -s "$2" -- "-$1" 2>/dev/null || exit 0
+i=0
+while [ "$i" -lt "$3" ] && kill -s 0 -- "-$1" 2>/dev/null; do sleep 1; i=$((i + 1)); done
+kill -s KILL -- "-$1" 2>/dev/null
+exit 0"#;
+
+impl Watchdog {
+    fn start(pgid: u32, stop_signal: i32, log: &mut StageLog) -> Self {
+        let none = Self { child: None, done: None };
+        if pgid <= 1 {
+            return none;
+        }
+        let name = match stop_signal {
+            libc::SIGINT => "INT",
+            libc::SIGTERM => "TERM",
+            libc::SIGHUP => "HUP",
+            libc::SIGQUIT => "QUIT",
+            _ => "TERM",
+        };
+        let spawned = Command::new("/bin/sh")
+            .args(["-c", WATCHDOG_SCRIPT, "stamp-watchdog", &pgid.to_string(), name])
+            .arg(signals::grace_period().as_secs().to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // Its own group: a terminal's Ctrl-C must not stop the watchdog.
+            .process_group(0)
+            .kill_on_drop(false)
+            .spawn();
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                log.note(&format!("stamp: cannot start the watchdog for process group {pgid} (/bin/sh: {e}); if stamp is killed, that group may outlive it"));
+                return none;
+            }
+        };
+        let done = child.stdin.take().and_then(|s| s.into_owned_fd().ok()).map(std::fs::File::from);
+        Self { child: Some(child), done }
+    }
+
+    /// The tool was handled: the watchdog exits without signalling anything.
+    async fn disarm(mut self) {
+        if let Some(mut f) = self.done.take() {
+            // A few bytes into an empty pipe: this does not block.
+            let _ = f.write_all(b"done\n");
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait().await;
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        // Dropped armed (the run was abandoned): closing the pipe makes the watchdog
+        // stop the group. Tokio reaps the dropped child in the background.
+        self.done.take();
+    }
+}
+
 /// The full output of one stage's tools: `<work>/<customer>/logs/<stage>.log`.
 /// The previous run's log is kept beside it as `<stage>.previous.log`.
 pub struct StageLog {
     pub path: PathBuf,
     // Line-buffered so `tail -f` on a log follows a running tool.
     file: Option<std::io::LineWriter<std::fs::File>>,
+    /// The first write that failed (disk full, ...), reported after the tool ran.
+    error: Option<std::io::Error>,
 }
 
 impl StageLog {
@@ -267,10 +405,10 @@ impl StageLog {
         }
         if path.exists() {
             let prev = path.with_extension("previous.log");
-            let _ = std::fs::rename(&path, prev);
+            std::fs::rename(&path, &prev).map_err(|e| Error::io(format!("moving {} to {}", path.display(), prev.display()), e))?;
         }
         let f = std::fs::File::create(&path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-        Ok(Self { path, file: Some(std::io::LineWriter::new(f)) })
+        Ok(Self { path, file: Some(std::io::LineWriter::new(f)), error: None })
     }
 
     /// Appends to a log this run already started.
@@ -280,18 +418,25 @@ impl StageLog {
             .append(true)
             .open(&path)
             .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        Ok(Self { path, file: Some(std::io::LineWriter::new(f)) })
+        Ok(Self { path, file: Some(std::io::LineWriter::new(f)), error: None })
     }
 
     /// A log that goes nowhere (for read-only commands such as `doctor`).
     pub fn discard() -> Self {
-        Self { path: PathBuf::from("/dev/null"), file: None }
+        Self { path: PathBuf::from("/dev/null"), file: None, error: None }
     }
 
     fn write(&mut self, s: &str) {
-        if let Some(f) = self.file.as_mut() {
-            let _ = f.write_all(s.as_bytes());
+        if let Some(f) = self.file.as_mut()
+            && let Err(e) = f.write_all(s.as_bytes())
+        {
+            self.error.get_or_insert(e);
         }
+    }
+
+    /// The first write error since the last call, if any.
+    pub fn take_error(&mut self) -> Option<std::io::Error> {
+        self.error.take()
     }
 
     pub fn command(&mut self, cmd: &str) {
@@ -312,8 +457,10 @@ impl StageLog {
     }
 
     pub fn flush(&mut self) {
-        if let Some(f) = self.file.as_mut() {
-            let _ = f.flush();
+        if let Some(f) = self.file.as_mut()
+            && let Err(e) = f.flush()
+        {
+            self.error.get_or_insert(e);
         }
     }
 }
@@ -374,5 +521,70 @@ mod tests {
         let out = c.run("t", &mut log, &[0, 2], true, &mut |_, _| Tail::Raw).await.unwrap();
         assert_eq!(out.code, 2);
         assert_eq!(out.stdout, "a\nb\n");
+    }
+
+    /// Processes whose command line contains `marker`.
+    fn processes_with(marker: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+                let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                if cmd.contains(marker) {
+                    found.push(format!("{}: {cmd}", e.file_name().to_string_lossy()));
+                }
+            }
+        }
+        found
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_background_process_holding_the_pipes_does_not_hang_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = StageLog::create(dir.path().join("t.log")).unwrap();
+        let marker = "611.0917";
+        let c = ToolCommand::new(Path::new("/bin/sh"), dir.path()).args(["-c", &format!("echo before; sleep {marker} & echo after")]);
+        let started = std::time::Instant::now();
+        let out = c.run("t", &mut log, &[0], true, &mut |_, _| Tail::Raw).await.unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "took {:?}", started.elapsed());
+        assert_eq!(out.stdout, "before\nafter\n");
+        let text = std::fs::read_to_string(dir.path().join("t.log")).unwrap();
+        assert!(text.contains("still holds its output open"), "{text}");
+        // What was left of the group got SIGTERM.
+        for _ in 0..50 {
+            if processes_with(marker).is_empty() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("left running: {:?}", processes_with(marker));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_abandoned_run_stops_the_whole_process_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = "612.0917";
+        let c = ToolCommand::new(Path::new("/bin/sh"), dir.path())
+            .args(["-c", &format!("sleep {marker} & sleep {marker}")])
+            .stop_with(libc::SIGTERM);
+        let mut log = StageLog::discard();
+        let mut on_line = |_: Stream, _: &str| Tail::Raw;
+        let run = c.run("t", &mut log, &[0], false, &mut on_line);
+        assert!(tokio::time::timeout(std::time::Duration::from_secs(1), run).await.is_err());
+        for _ in 0..50 {
+            if processes_with(marker).is_empty() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("left running: {:?}", processes_with(marker));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_log_that_cannot_be_written_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = StageLog::append(PathBuf::from("/dev/full")).unwrap();
+        let c = ToolCommand::new(Path::new("/bin/sh"), dir.path()).args(["-c", "echo hello"]);
+        let err = c.run("t", &mut log, &[0], false, &mut |_, _| Tail::Raw).await.unwrap_err();
+        assert!(err.to_string().contains("writing the log /dev/full"), "{err}");
     }
 }

@@ -71,6 +71,72 @@ pub struct StackInfo {
     pub declares_remote_state_vpc: bool,
     /// Variables declared `sensitive = true`: their values are announced as secrets.
     pub sensitive: BTreeSet<String>,
+    /// Each variable's declared `type`, where it has one stamp can check a value against.
+    pub types: BTreeMap<String, VarType>,
+}
+
+/// The kind of value a variable's `type` accepts, as far as a value in a TOML file
+/// can be checked before Terraform runs (Terraform converts between primitives the
+/// same way: a number or bool is a fine string, "2" a fine number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VarType {
+    String,
+    Number,
+    Bool,
+    /// list(...), set(...), tuple([...])
+    List,
+    /// map(...), object({...})
+    Map,
+}
+
+impl VarType {
+    /// From a type constraint's text (`string`, `list(string)`, `object({...})`);
+    /// `None` for `any` and what stamp does not check.
+    pub fn from_text(t: &str) -> Option<Self> {
+        let t = t.trim();
+        let head = t.split('(').next().unwrap_or_default().trim();
+        match head {
+            "string" => Some(Self::String),
+            "number" => Some(Self::Number),
+            "bool" => Some(Self::Bool),
+            "list" | "set" | "tuple" => Some(Self::List),
+            "map" | "object" => Some(Self::Map),
+            _ => None,
+        }
+    }
+
+    fn from_hcl(e: &hcl::Expression) -> Option<Self> {
+        match e {
+            hcl::Expression::Variable(v) => Self::from_text(v.as_str()),
+            hcl::Expression::FuncCall(f) => Self::from_text(&format!("{}(", f.name.name.as_str())),
+            _ => None,
+        }
+    }
+
+    /// Whether Terraform would accept `v` for a variable of this type; the error
+    /// says what it expects.
+    pub fn check(self, v: &Value) -> Result<(), String> {
+        let ok = match (self, v) {
+            (Self::String, Value::String(_) | Value::Number(_) | Value::Bool(_)) => true,
+            (Self::Number, Value::Number(_)) => true,
+            (Self::Number, Value::String(s)) => s.trim().parse::<f64>().is_ok(),
+            (Self::Bool, Value::Bool(_)) => true,
+            (Self::Bool, Value::String(s)) => s == "true" || s == "false",
+            (Self::List, Value::Array(_)) => true,
+            (Self::Map, Value::Object(_)) => true,
+            _ => false,
+        };
+        if ok {
+            return Ok(());
+        }
+        Err(match self {
+            Self::String => "expected a string".into(),
+            Self::Number => "expected a number, such as 2 or 0.5".into(),
+            Self::Bool => "expected true or false".into(),
+            Self::List => "expected a list, such as [\"a\", \"b\"]".into(),
+            Self::Map => "expected a table, such as { key = \"value\" }".into(),
+        })
+    }
 }
 
 impl StackInfo {
@@ -111,6 +177,9 @@ impl StackInfo {
             match (block.identifier(), labels.as_slice()) {
                 ("variable", [name]) => {
                     self.variables.insert(name.to_string());
+                    if let Some(t) = block.body().attributes().find(|a| a.key() == "type").and_then(|a| VarType::from_hcl(a.expr())) {
+                        self.types.insert(name.to_string(), t);
+                    }
                     if !block.body().attributes().any(|a| a.key() == "default") {
                         self.required.insert(name.to_string());
                     }
@@ -147,6 +216,9 @@ impl StackInfo {
         for vars in v.get("variable").map(objects).unwrap_or_default() {
             for (name, body) in vars {
                 self.variables.insert(name.clone());
+                if let Some(t) = objects(body).iter().find_map(|b| b.get("type").and_then(Value::as_str).and_then(VarType::from_text)) {
+                    self.types.insert(name.clone(), t);
+                }
                 let has_default = objects(body).iter().any(|b| b.contains_key("default"));
                 if !has_default {
                     self.required.insert(name.clone());
@@ -174,6 +246,19 @@ impl StackInfo {
     }
 }
 
+/// Copies `from` to `to` through a temporary file beside `to` and a rename, with
+/// `from`'s permissions (a script stays executable): a killed run leaves the old
+/// file or the new one in a working copy, never half of one.
+pub fn copy_atomic(from: &Path, to: &Path) -> std::io::Result<()> {
+    let dir = to.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    let mut src = std::fs::File::open(from)?;
+    std::io::copy(&mut src, tmp.as_file_mut())?;
+    tmp.as_file().set_permissions(src.metadata()?.permissions())?;
+    tmp.persist(to).map_err(|e| e.error)?;
+    Ok(())
+}
+
 /// Makes `dest` a copy of `src` (a whole `terraform/` tree, so relative module
 /// sources keep working), keeping what Terraform and stamp put there: `.terraform/`,
 /// lock files written by init, generated `stamp*` files, plans. Stale `*.tf` files
@@ -197,7 +282,7 @@ pub fn sync_tree(src: &Path, dest: &Path) -> std::io::Result<()> {
         } else {
             let same = std::fs::read(&to).ok().is_some_and(|old| std::fs::read(&from).is_ok_and(|new| new == old));
             if !same {
-                std::fs::copy(&from, &to)?;
+                copy_atomic(&from, &to)?;
             }
         }
     }
@@ -654,13 +739,35 @@ pub fn cli_config(work_root: &Path) -> Result<Option<PathBuf>, crate::error::Err
     let rc = work_root.join("terraformrc");
     let text = cli_config_text(provider_mirror()?.as_deref());
     if std::fs::read_to_string(&rc).ok().as_deref() != Some(text.as_str()) {
-        std::fs::write(&rc, &text).map_err(|e| crate::error::Error::io(format!("writing {}", rc.display()), e))?;
+        crate::customer::pipeline::write_atomic(&rc, &text)?;
     }
     Ok(Some(rc))
 }
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn variable_types_accept_what_terraform_converts() {
+        let info = {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(
+                dir.path().join("v.tf"),
+                "variable \"n\" {\n  type = number\n}\nvariable \"l\" {\n  type = list(string)\n}\nvariable \"a\" {\n  type = any\n}\n",
+            )
+            .unwrap();
+            StackInfo::read(dir.path()).unwrap()
+        };
+        assert_eq!(info.types.get("n"), Some(&VarType::Number));
+        assert_eq!(info.types.get("l"), Some(&VarType::List));
+        assert_eq!(info.types.get("a"), None);
+        assert!(VarType::Number.check(&serde_json::json!("2")).is_ok());
+        assert!(VarType::Number.check(&serde_json::json!("two")).unwrap_err().contains("expected a number"));
+        assert!(VarType::String.check(&serde_json::json!(3)).is_ok());
+        assert!(VarType::String.check(&serde_json::json!(["a"])).is_err());
+        assert!(VarType::Bool.check(&serde_json::json!("yes")).is_err());
+        assert!(VarType::Map.check(&serde_json::json!({"a": 1})).is_ok());
+    }
     use super::*;
 
     #[test]

@@ -1,0 +1,101 @@
+//! Tools die with their process group: a process a tool leaves behind holding its
+//! output open cannot hang stamp, and a stamp killed with SIGKILL (which it cannot
+//! catch) leaves no process of the tool's tree running.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Emulator, FLEET_TOML, Fleet, Run};
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Processes whose command line contains `marker` or whose working directory is
+/// under `dir`, as "pid: command line".
+fn processes(marker: &str, dir: Option<&Path>) -> Vec<String> {
+    let dir = dir.map(|d| d.canonicalize().unwrap());
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if !name.chars().all(|c| c.is_ascii_digit()) || name == std::process::id().to_string() {
+            continue;
+        }
+        let cmd = std::fs::read(e.path().join("cmdline")).map(|c| String::from_utf8_lossy(&c).replace('\0', " ")).unwrap_or_default();
+        let in_dir = std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| dir.as_ref().is_some_and(|d| cwd.starts_with(d)));
+        if !cmd.is_empty() && (cmd.contains(marker) || in_dir) {
+            found.push(format!("{name}: {cmd}"));
+        }
+    }
+    found
+}
+
+/// A marker unique to this test run, usable as a `sleep` duration.
+fn marker(base: u32) -> String {
+    format!("{base}.{}", std::process::id())
+}
+
+#[test]
+fn a_process_left_holding_the_tools_output_does_not_hang_stamp() {
+    let emu = Emulator::start();
+    let fleet = Fleet::new(&emu);
+    let fake = common::repo().join("tests/fakes/terraform-grandchild-holds-pipe");
+    fleet.write_config(&FLEET_TOML.replace("{tools}/terraform", &fake.display().to_string()));
+    fleet.customer("acme", "git_id = \"v1\"\n");
+    let sleep = marker(600);
+    let started = Instant::now();
+    let out = fleet
+        .stamp_cmd(&["deploy", "acme", "--auto-approve"])
+        .env("FAKE_REAL_TERRAFORM", common::tool("terraform"))
+        .env("FAKE_GRANDCHILD_SLEEP", &sleep)
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    Run::from(out, &["deploy", "acme"]).ok();
+    // Each terraform run leaves a `sleep 600` behind; stamp waits a short drain per run, not 600 s.
+    assert!(took < Duration::from_secs(240), "stamp took {took:?}");
+    let log = fleet.log("acme", "vpc");
+    assert!(log.contains("still holds its output open"), "{log}");
+    wait_for("the left-over processes to be stopped", Duration::from_secs(10), || processes(&sleep, Some(fleet.path())).is_empty());
+}
+
+#[test]
+fn sigkill_of_stamp_leaves_no_tool_running() {
+    let emu = Emulator::start();
+    let sleep = marker(3600);
+    let tf = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tf.path().join("vpc")).unwrap();
+    std::fs::create_dir_all(tf.path().join("frontends/production")).unwrap();
+    std::fs::write(
+        tf.path().join("vpc/main.tf"),
+        format!("resource \"terraform_data\" \"slow\" {{\n  provisioner \"local-exec\" {{\n    command = \"sleep {sleep}\"\n  }}\n}}\n"),
+    )
+    .unwrap();
+    std::fs::write(tf.path().join("frontends/production/main.tf"), "output \"public_url\" {\n  value = \"x\"\n}\n").unwrap();
+    let fleet = Fleet::with_toml(&emu, &FLEET_TOML.replace("{repo}/tests/standin/terraform", &tf.path().display().to_string()));
+    fleet.customer("acme", "git_id = \"v1\"\n");
+    let mut child = fleet
+        .stamp_cmd(&["deploy", "acme", "--auto-approve"])
+        .env("STAMP_KILL_GRACE", "3")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the provisioner's command to run", Duration::from_secs(120), || {
+        processes(&sleep, None).iter().any(|p| p.contains(&format!("sleep {sleep}")))
+    });
+    let running = processes(&sleep, Some(fleet.path()));
+    assert!(running.iter().any(|p| p.contains("terraform")), "terraform runs in the work dir: {running:?}");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let killed = Instant::now();
+    // The watchdog forwards SIGINT (terraform's stop signal) and kills after STAMP_KILL_GRACE.
+    wait_for("the tool's processes to stop", Duration::from_secs(30), || processes(&sleep, Some(fleet.path())).is_empty());
+    assert!(killed.elapsed() < Duration::from_secs(30));
+}

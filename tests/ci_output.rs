@@ -98,7 +98,10 @@ fn github_actions_groups_masks_annotations_summary_and_outputs() {
     // The step summary was appended to, with the fleet table.
     let summary = std::fs::read_to_string(files.path().join("summary.md")).unwrap();
     assert!(summary.starts_with("## an earlier step\n\n### `stamp deploy`: 2 customers\n"), "{summary}");
-    assert!(summary.contains("| customer | env | region | result | bucket | vpc | ami | frontends | time | public URL |"), "{summary}");
+    assert!(
+        summary.contains("| customer | env | region | result | bucket | vpc | ami | frontends | smoke | time | public URL |"),
+        "{summary}"
+    );
     assert!(summary.contains("| **acme** | production | eu-west-1 | ✅ done | ✅ done |"), "{summary}");
     assert!(
         summary.contains("| **broken** | production | eu-west-1 | ❌ FAILED |") && summary.contains("❌ FAILED (exit status 1)"),

@@ -213,6 +213,8 @@ fn a_stack_without_public_url_skips_the_smoke_test() {
     for f in ["main.tf", "standin.sh"] {
         std::fs::copy(src.join(f), tf.path().join("vpc").join(f)).unwrap();
     }
+    // The stand-in's emulator calls (vpc/standin.sh runs ../standin_aws.py).
+    std::fs::copy(src.join("../standin_aws.py"), tf.path().join("standin_aws.py")).unwrap();
     std::fs::create_dir_all(tf.path().join("frontends/production")).unwrap();
     std::fs::write(
         tf.path().join("frontends/production/main.tf"),

@@ -317,6 +317,13 @@ async fn plan_with_code(
         .run(stage.as_str(), log, &[0, 2], false, &mut |s, l| json_line(s, l, &mut |_| {}))
         .await?;
     let has_changes = planned.code == 2;
+    if !has_changes {
+        // Exit code 0: nothing to apply and (refresh-only) nothing drifted. `terraform
+        // show` would start every provider again for an empty list: seconds of a no-op
+        // redeploy.
+        log.note(&format!("stamp: terraform plan exited 0: no changes; {planfile} not shown"));
+        return Ok((ShownPlanJson::default(), false));
+    }
     // The plan's JSON holds every input and attribute in clear: it is not logged.
     let out = terraform(p, dir)
         .args(["show", "-json", "-no-color", planfile])

@@ -414,6 +414,18 @@ mod tests {
     }
 
     #[test]
+    fn a_drift_summary_lists_the_drifted_resources_with_their_attributes() {
+        use crate::tools::terraform::{Action, ResourceChange};
+        let mut vpc = stage(Stage::Vpc, Status::Ok, None, &[]);
+        vpc.plan.drifted =
+            Some(vec![ResourceChange { address: "aws_vpc.this".into(), action: Action::Update, attributes: vec!["tags.env".into()] }]);
+        let acme = report("acme", Operation::Drift, Status::Ok, vec![vpc]);
+        let md = summary_markdown("drift", &[acme], Duration::from_secs(3));
+        assert!(md.contains("> 1 resource(s) drifted from their state:"), "{md}");
+        assert!(md.contains("- 🔀 **acme** vpc: `aws_vpc.this` (tags.env)"), "{md}");
+    }
+
+    #[test]
     fn the_summary_has_the_table_the_destroys_and_the_totals() {
         let mut acme = report(
             "acme",

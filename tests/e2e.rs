@@ -143,7 +143,14 @@ fn two_customers_deploy_redeploy_plan_outputs_destroy() {
     assert_eq!(outs["frontends/production"]["public_url"], url);
     assert_eq!(outs["frontends/production"]["database_secret_arn"], "(sensitive)");
     let shown = fleet.stamp(&["outputs", "acme", "--json", "--show-sensitive"]).ok().json();
-    assert!(shown["frontends/production"]["database_secret_arn"].as_str().unwrap().starts_with("arn:aws:secretsmanager:"));
+    let secret = shown["frontends/production"]["database_secret_arn"].as_str().unwrap();
+    assert!(secret.starts_with("arn:aws:secretsmanager:"));
+    // A sensitive output is never in a stage log (CI uploads them), nor in a report.
+    for stage in ["bucket", "vpc", "ami", "frontends", "smoke"] {
+        assert!(!fleet.log("acme", stage).contains(secret), "the {stage} log holds the sensitive output");
+    }
+    let last = std::fs::read_to_string(fleet.path().join(".stamp/acme/last-run.json")).unwrap();
+    assert!(!last.contains(secret), "last-run.json holds the sensitive output");
 
     // List shows both.
     let list = fleet.stamp(&["list"]).ok();

@@ -340,8 +340,16 @@ async fn plan_with_code(
 }
 
 async fn read_outputs(p: &Pipeline, stage: Stage, dir: &Path, log: &mut StageLog) -> Result<Outputs, Error> {
-    let out = terraform(p, dir).args(["output", "-json", "-no-color"]).run(stage.as_str(), log, &[0], true, &mut |_, _| Tail::Raw).await?;
-    terraform::parse_outputs(&out.stdout).map_err(|m| Error::stage(format!("terraform output -json in {}: {m}", dir.display())))
+    // The values include the sensitive ones in clear: the stage log (which CI uploads)
+    // gets the command and the output names, never the values.
+    let cmd = terraform(p, dir).args(["output", "-json", "-no-color"]);
+    log.command(&cmd.display());
+    let out = cmd.run(stage.as_str(), &mut StageLog::discard(), &[0], true, &mut |_, _| Tail::Raw).await?;
+    let outputs =
+        terraform::parse_outputs(&out.stdout).map_err(|m| Error::stage(format!("terraform output -json in {}: {m}", dir.display())))?;
+    let names: Vec<String> = outputs.iter().map(|(k, v)| if v.sensitive { format!("{k} (sensitive)") } else { k.clone() }).collect();
+    log.note(&format!("stamp: terraform output -json: {} (values not logged; `stamp outputs` shows them)", names.join(", ")));
+    Ok(outputs)
 }
 
 /// Asks the approval policy whether a planned stack may be applied.

@@ -190,7 +190,9 @@ stats() { # KIND COLUMN [FILE] -> "median min max"
   awk -F'\t' -v k="$1" -v c="$2" '$1 == k {print $c}' "${3:-$dir/results.tsv}" | sort -g |
     awk '{a[NR] = $1} END {if (NR == 0) {print "- - -"; exit} m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; print m, a[1], a[NR]}'
 }
-sum_of() { awk -F'\t' -v k="$1" '$1 == k {s += $3} END {printf "%.2f", s}' "$dir/results.tsv"; }
+sum_of() { # KIND [COLUMN: 3 wall, 4 cpu] -> the sum over the kind's runs
+  awk -F'\t' -v k="$1" -v c="${2:-3}" '$1 == k {s += $c} END {printf "%.2f", s}' "$dir/results.tsv"
+}
 f2() { awk -v v="$1" 'BEGIN {printf "%.2f", v}'; }
 div() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
 mib() { awk -v k="$1" 'BEGIN {printf "%.1f MiB", k / 1024}'; }
@@ -198,12 +200,13 @@ verdict() { # VALUE OP LIMIT
   if awk -v v="$1" -v l="$3" -v op="$2" 'BEGIN {exit !((op == "<=") ? v <= l : v < l)}'; then echo met; else echo MISSED; fi
 }
 
-# check_report KIND RUN: the run's --json report says ok; its stage durations go to
+# check_report KIND RUN: the run's --json report says ok or unchanged (nothing to
+# do, the no-op's own status); its stage durations go to
 # stages.tsv ("kind run stage duration_s changes detail").
 check_report() {
   local kind=$1 n=$2 f="$dir/runs/$1-$2/stdout.txt" st
   st=$(jq -r .status "$f" 2> /dev/null || echo unreadable)
-  [ "$st" = ok ] || die "$kind run $n: the report's status is $st (see $f and $dir/work)"
+  [ "$st" = ok ] || [ "$st" = unchanged ] || die "$kind run $n: the report's status is $st (see $f and $dir/work)"
   jq -r --arg k "$kind" --arg n "$n" '.stages[] |
     [$k, $n, .name, .duration_s,
      (if .changes then (.changes.add + .changes.change + .changes.destroy) else 0 end), .detail] | @tsv' "$f" >> "$dir/stages.tsv"
@@ -224,7 +227,7 @@ declare -A noop=() # "<standin|real>,<first|med|min|max|ratio|v|changes|stages>"
 # ================================================================ 1. no-op redeploy
 # noop_bench standin|real
 noop_bench() {
-  local kind=$1 cfg="$dir/noop-$1" c n first med min max ratio v s ch stages_line
+  local kind=$1 cfg="$dir/noop-$1" c n first med min max cpu ratio v s ch stages_line
   reset_emulator
   rm -rf "$cfg"
   mkdir -p "$cfg/customers"
@@ -249,15 +252,16 @@ noop_bench() {
 
   first=$(wall_of "$kind-first" 1)
   read -r med min max < <(stats "$kind-noop" 3)
+  read -r cpu _ _ < <(stats "$kind-noop" 4)
   ratio=$(div "$med" "$first")
   v=$(verdict "$ratio" "<=" 0.10)
   ch=$(changes "$kind-noop")
   noop[$kind,first]=$first noop[$kind,med]=$med noop[$kind,min]=$min noop[$kind,max]=$max
-  noop[$kind,ratio]=$ratio noop[$kind,v]=$v noop[$kind,changes]=$ch
+  noop[$kind,ratio]=$ratio noop[$kind,v]=$v noop[$kind,changes]=$ch noop[$kind,cpu]=$cpu
   echo
   echo "== 1. no-op redeploy, $kind stacks: customer $c, first deploy then $runs no-op redeploy(s)"
   printf '%-34s %9ss\n' "first deploy" "$(f2 "$first")"
-  printf '%-34s %9ss   (min %s, max %s)\n' "no-op redeploy, median" "$(f2 "$med")" "$(f2 "$min")" "$(f2 "$max")"
+  printf '%-34s %9ss   (min %s, max %s; cpu %ss)\n' "no-op redeploy, median" "$(f2 "$med")" "$(f2 "$min")" "$(f2 "$max")" "$(f2 "$cpu")"
   printf '%-34s %10s   goal <= 0.10: %s\n' "ratio no-op / first" "$ratio" "$v"
   printf '%-34s %10s %10s   %s\n' "per stage, median s" "first" "no-op" "no-op detail (last run)"
   stages_line=""
@@ -305,14 +309,16 @@ status_bench() {
   read -r _ _ rss < <(stats status-all 5)
   wall_s=$(sort -g "$dir/status-self.txt" | awk '{a[NR] = $1} END {printf "%.2f", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}')
   single=$(sum_of status-one)
+  st_cpu=$(stats status-all 4 | awk '{print $1}') st_single_cpu=$(sum_of status-one 4)
   v=$(verdict "$med" "<" 5)
   st_med=$med st_min=$min st_max=$max st_rss=$rss st_self=$wall_s st_single=$single st_v=$v
   st_one=$(stats status-one 3 | awk '{print $1}')
   echo
   echo "== 2. stamp status --all --json, $nstatus deployed customers (stand-in stacks), $status_runs run(s)"
   printf '%-40s %9ss   (min %s, max %s; its own summary.wall_time_s %s)\n' "status --all, median" "$(f2 "$med")" "$(f2 "$min")" "$(f2 "$max")" "$wall_s"
-  printf '%-40s %12s\n' "peak RSS (largest run)" "$(mib "$rss")"
-  printf '%-40s %9ss   (median one: %ss)\n' "sum of $nstatus single status runs" "$single" "$(f2 "$st_one")"
+  printf '%-40s %9ss\n' "its CPU (user+sys), median" "$(f2 "$st_cpu")"
+  printf '%-40s %12s   (largest process of a run: stamp or the aws CLI it runs)\n' "peak RSS (largest run)" "$(mib "$rss")"
+  printf '%-40s %9ss   (median one: %ss; cpu %ss)\n' "sum of $nstatus single status runs" "$single" "$(f2 "$st_one")" "$st_single_cpu"
   printf '%-40s %10s\n' "ratio --all / sum of singles" "$(div "$med" "$single")"
   printf '%-40s %10s\n' "goal < 5 s" "$v"
   [ "$v" = met ] || echo "MISSED: stamp status --all took $(f2 "$med") s over $nstatus customers (goal < 5 s)."
@@ -344,13 +350,14 @@ plan_bench() {
   unset STAMP_STANDIN_DELAY
   read -r med min max < <(stats plan-all 3)
   single=$(sum_of plan-one)
+  pl_cpu=$(stats plan-all 4 | awk '{print $1}') pl_single_cpu=$(sum_of plan-one 4)
   pl_med=$med pl_min=$min pl_max=$max pl_single=$single pl_ratio=$(div "$med" "$single")
   pl_one=$(stats plan-one 3 | awk '{print $1}')
   pl_changes=$(changes plan-one)
   echo
   echo "== 3. stamp plan --all --parallel $plan_parallel, $nplan deployed customers (stand-in stacks), $runs run(s)"
-  printf '%-40s %9ss   (min %s, max %s)\n' "plan --all --parallel $plan_parallel, median" "$(f2 "$med")" "$(f2 "$min")" "$(f2 "$max")"
-  printf '%-40s %9ss   (median one: %ss)\n' "sum of $nplan single plans" "$single" "$(f2 "$pl_one")"
+  printf '%-40s %9ss   (min %s, max %s; cpu %ss)\n' "plan --all --parallel $plan_parallel, median" "$(f2 "$med")" "$(f2 "$min")" "$(f2 "$max")" "$(f2 "$pl_cpu")"
+  printf '%-40s %9ss   (median one: %ss; cpu %ss)\n' "sum of $nplan single plans" "$single" "$(f2 "$pl_one")" "$pl_single_cpu"
   printf '%-40s %10s   (%s x faster)\n' "ratio --all / sum of singles" "$pl_ratio" "$(awk -v a="$med" -v b="$single" 'BEGIN {printf "%.1f", b / a}')"
   [ "$pl_changes" = 0 ] || echo "note: the single plans show $pl_changes change(s) on deployed customers"
 }
@@ -376,14 +383,14 @@ if wants noop-standin || wants noop-real; then
     echo
     echo "No-op redeploy of an unchanged customer (\`stamp deploy <c> --auto-approve --json\` after a first deploy; median of $runs):"
     echo
-    echo "| stacks | first deploy | no-op redeploy | ratio | goal | no-op per stage (median) | reproduce |"
+    echo "| stacks | first deploy | no-op redeploy (min-max; CPU) | ratio | goal | no-op per stage (median) | reproduce |"
     echo "|---|---|---|---|---|---|---|"
     for k in standin real; do
       wants "noop-$k" || continue
       if [ "$k" = standin ]; then what="stand-in, ${delay} s per create"; else what="real (demo \`acme\`)"; fi
-      printf '| %s | %s s | %s s (%s-%s) | %s | ≤ 0.10: %s%s | %s | %s |\n' \
+      printf '| %s | %s s | %s s (%s-%s; %s s) | %s | ≤ 0.10: %s%s | %s | %s |\n' \
         "$what" "$(f2 "${noop[$k,first]}")" "$(f2 "${noop[$k,med]}")" "$(f2 "${noop[$k,min]}")" "$(f2 "${noop[$k,max]}")" \
-        "${noop[$k,ratio]}" "$([ "${noop[$k,v]}" = met ] && echo met || echo '**MISSED**')" \
+        "$(f2 "${noop[$k,cpu]}")" "${noop[$k,ratio]}" "$([ "${noop[$k,v]}" = met ] && echo met || echo '**MISSED**')" \
         "$([ "${noop[$k,changes]}" = 0 ] || echo ", changed ${noop[$k,changes]} resource(s)")" "${noop[$k,stages]}" \
         "\`make bench-visibility BENCH_ONLY=noop-$k\`"
     done
@@ -397,8 +404,9 @@ if wants status; then
 | what | figure | goal | reproduce |
 |---|---|---|---|
 | \`stamp status --all --json\` | $(f2 "$st_med") s ($(f2 "$st_min")-$(f2 "$st_max"); its own \`wall_time_s\` $st_self s) | < 5 s: $([ "$st_v" = met ] && echo met || echo '**MISSED**') | \`make bench-visibility BENCH_ONLY=status\` |
-| its peak RSS | $(mib "$st_rss") | | |
-| sum of $nstatus \`stamp status <c> --json\` | $st_single s ($(f2 "$st_one") s each) | | |
+| its CPU (user+sys of the process tree) | $(f2 "$st_cpu") s | | |
+| its peak RSS (largest process: stamp or the one aws CLI call it makes) | $(mib "$st_rss") | | |
+| sum of $nstatus \`stamp status <c> --json\` | $st_single s ($(f2 "$st_one") s each; CPU $st_single_cpu s) | | |
 | \`--all\` / sum of single runs | $(div "$st_med" "$st_single") | | |
 EOF
 fi
@@ -409,8 +417,8 @@ if wants plan; then
 
 | what | figure | reproduce |
 |---|---|---|
-| \`stamp plan --all --parallel $plan_parallel --json\` | $(f2 "$pl_med") s ($(f2 "$pl_min")-$(f2 "$pl_max")) | \`make bench-visibility BENCH_ONLY=plan\` |
-| sum of $nplan \`stamp plan <c> --json\` | $pl_single s ($(f2 "$pl_one") s each) | |
+| \`stamp plan --all --parallel $plan_parallel --json\` | $(f2 "$pl_med") s ($(f2 "$pl_min")-$(f2 "$pl_max"); CPU $(f2 "$pl_cpu") s) | \`make bench-visibility BENCH_ONLY=plan\` |
+| sum of $nplan \`stamp plan <c> --json\` | $pl_single s ($(f2 "$pl_one") s each; CPU $pl_single_cpu s) | |
 | \`--all\` / sum of single runs | $pl_ratio | |
 EOF
 fi

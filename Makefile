@@ -75,5 +75,9 @@ bench: tools build ## stamp's overhead over the bare tool commands (figures in R
 bench-fleet: tools build ## 16 customers side by side vs a bash loop and make -j8; 10,000 customer files (figures in README.md)
 	STAMP_BIN=$(STAMP) scripts/bench-fleet.sh
 
+.PHONY: bench-visibility
+bench-visibility: tools build ## no-op redeploys vs first deploys; status --all over 100 customers; plan --all vs single plans (figures in README.md)
+	STAMP_BIN=$(STAMP) scripts/bench-visibility.sh
+
 clean:
 	rm -rf .stamp target

@@ -33,6 +33,11 @@ pub fn image_key(template_hash: &str, region: &str, vars: &BTreeMap<String, Valu
     h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
+/// A short hex hash of some bytes (cache keys).
+pub fn short_hash(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
 /// How a shared bake ended, as the customers waiting on it see it.
 #[derive(Debug, Clone)]
 pub struct Baked {

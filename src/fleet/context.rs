@@ -31,6 +31,9 @@ pub struct FleetContext {
     envs: RefCell<BTreeMap<String, Vec<(String, String)>>>,
     /// Concurrent `terraform init` into one plugin cache is not safe (hashicorp/terraform#31964).
     pub init_lock: Mutex<()>,
+    /// Stacks (and lock files) initialised once in this run: their providers are in
+    /// the plugin cache, so their next inits need not wait for one another.
+    pub warm_inits: RefCell<std::collections::BTreeSet<String>>,
     /// `packer plugins install` writes to the user's plugin directory.
     pub plugin_lock: Mutex<bool>,
     /// Locks by name: a state bucket several customers share ("bucket:<name>"), an
@@ -53,6 +56,7 @@ impl FleetContext {
             template: RefCell::default(),
             envs: RefCell::default(),
             init_lock: Mutex::new(()),
+            warm_inits: RefCell::default(),
             plugin_lock: Mutex::new(false),
             locks: RefCell::default(),
             bakery: Bakery::default(),

@@ -282,11 +282,24 @@ async fn init(p: &Pipeline, stage: Stage, dir: &Path, log: &mut StageLog) -> Res
     } else {
         None
     };
-    // One init at a time: they share the plugin cache.
-    let _held = p.ctx.init_lock.lock().await;
+    // Concurrent inits that install into one plugin cache are not safe
+    // (hashicorp/terraform#31964): the first init of a stack and lock file in a run
+    // runs alone. After it, the cache holds every provider that lock file needs, and
+    // the same init elsewhere only links them: those run side by side.
+    let lock_file = std::fs::read(dir.join(".terraform.lock.hcl")).unwrap_or_default();
+    let cache_key = format!("{}:{}", p.plan.job(stage).rel, crate::fleet::bakes::short_hash(&lock_file));
+    let warm = || p.ctx.warm_inits.borrow().contains(&cache_key);
+    let _held = if warm() {
+        None
+    } else {
+        let held = p.ctx.init_lock.lock().await;
+        // Another customer's init may have warmed the cache while this one waited.
+        if warm() { None } else { Some(held) }
+    };
     init.run(stage.as_str(), log, &[0], false, &mut |_, l| if l.trim().is_empty() { Tail::Skip } else { Tail::Raw })
         .await
         .map_err(provider_install_hint)?;
+    p.ctx.warm_inits.borrow_mut().insert(cache_key);
     if let Some(f) = fingerprint {
         init_cache::record(dir, &f).map_err(|e| Error::io(format!("writing {}/.terraform", dir.display()), e))?;
     }

@@ -150,6 +150,10 @@ aws = "$tools/aws"
 
 [packer]
 only = ["emulator"]
+
+[smoke]
+# moto's load balancers serve no HTTP: no smoke test on the emulator.
+enabled = false
 EOF
 }
 

@@ -111,13 +111,7 @@ fn stacks_with_only_some_inputs_get_only_those_without_warnings() {
     let tf = tempfile::tempdir().unwrap();
     // vpc: the stand-in with a partial backend (completed with -backend-config);
     // frontends: a stack that takes only customer and ami_id.
-    let src = common::repo().join("tests/standin/terraform/vpc");
-    std::fs::create_dir_all(tf.path().join("vpc")).unwrap();
-    for f in ["main.tf", "standin.sh"] {
-        std::fs::copy(src.join(f), tf.path().join("vpc").join(f)).unwrap();
-    }
-    // The stand-in's emulator calls (vpc/standin.sh runs ../standin_aws.py).
-    std::fs::copy(src.join("../standin_aws.py"), tf.path().join("standin_aws.py")).unwrap();
+    common::standin_vpc_only(tf.path());
     std::fs::write(tf.path().join("vpc/backend.tf"), "terraform {\n  backend \"s3\" {}\n}\n").unwrap();
     std::fs::create_dir_all(tf.path().join("frontends/production")).unwrap();
     std::fs::write(

@@ -208,13 +208,7 @@ fn a_canary_whose_url_fails_stops_the_wave() {
 fn a_stack_without_public_url_skips_the_smoke_test() {
     let emu = Emulator::start();
     let tf = tempfile::tempdir().unwrap();
-    let src = common::repo().join("tests/standin/terraform/vpc");
-    std::fs::create_dir_all(tf.path().join("vpc")).unwrap();
-    for f in ["main.tf", "standin.sh"] {
-        std::fs::copy(src.join(f), tf.path().join("vpc").join(f)).unwrap();
-    }
-    // The stand-in's emulator calls (vpc/standin.sh runs ../standin_aws.py).
-    std::fs::copy(src.join("../standin_aws.py"), tf.path().join("standin_aws.py")).unwrap();
+    common::standin_vpc_only(tf.path());
     std::fs::create_dir_all(tf.path().join("frontends/production")).unwrap();
     std::fs::write(
         tf.path().join("frontends/production/main.tf"),

@@ -550,13 +550,7 @@ mod tests {
         let text = std::fs::read_to_string(dir.path().join("t.log")).unwrap();
         assert!(text.contains("still holds its output open"), "{text}");
         // What was left of the group got SIGTERM.
-        for _ in 0..50 {
-            if processes_with(marker).is_empty() {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        panic!("left running: {:?}", processes_with(marker));
+        all_gone(marker).await;
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -570,6 +564,11 @@ mod tests {
         let mut on_line = |_: Stream, _: &str| Tail::Raw;
         let run = c.run("t", &mut log, &[0], false, &mut on_line);
         assert!(tokio::time::timeout(std::time::Duration::from_secs(1), run).await.is_err());
+        all_gone(marker).await;
+    }
+
+    /// Waits up to 5 s for every process with `marker` in its command line to be gone.
+    async fn all_gone(marker: &str) {
         for _ in 0..50 {
             if processes_with(marker).is_empty() {
                 return;

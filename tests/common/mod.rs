@@ -244,6 +244,17 @@ impl Run {
 }
 
 /// The status of a stage in a run report (`--json`).
+/// A terraform tree holding only the stand-in vpc stack (and the script it runs,
+/// `../standin_aws.py`), for tests that bring their own frontends stack.
+pub fn standin_vpc_only(tree: &Path) {
+    let src = repo().join("tests/standin/terraform");
+    std::fs::create_dir_all(tree.join("vpc")).unwrap();
+    for f in ["main.tf", "standin.sh"] {
+        std::fs::copy(src.join("vpc").join(f), tree.join("vpc").join(f)).unwrap();
+    }
+    std::fs::copy(src.join("standin_aws.py"), tree.join("standin_aws.py")).unwrap();
+}
+
 pub fn stage_status(report: &serde_json::Value, stage: &str) -> String {
     report["stages"]
         .as_array()

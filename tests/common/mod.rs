@@ -67,6 +67,72 @@ impl Drop for Emulator {
     }
 }
 
+/// A fault-injecting proxy (tests/support/fault_proxy.py) in front of an emulator:
+/// point a fleet's endpoint at `url` and arm faults with `set_rules`. Stopped when
+/// dropped.
+pub struct FaultProxy {
+    pub url: String,
+    dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl FaultProxy {
+    pub fn start(emu: &Emulator) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port_file = dir.path().join("port");
+        std::fs::write(dir.path().join("rules.json"), "[]").unwrap();
+        let mut child = Command::new(tools().join("../venv/bin/python"))
+            .arg(repo().join("tests/support/fault_proxy.py"))
+            .args(["--upstream", &emu.url])
+            .arg("--rules")
+            .arg(dir.path().join("rules.json"))
+            .arg("--log")
+            .arg(dir.path().join("faults.jsonl"))
+            .arg("--port-file")
+            .arg(&port_file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tests/support/fault_proxy.py");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let port = loop {
+            if let Ok(p) = std::fs::read_to_string(&port_file) {
+                break p.trim().to_owned();
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the fault proxy exited ({status})");
+            }
+            assert!(Instant::now() < deadline, "the fault proxy did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Self { url: format!("http://127.0.0.1:{port}"), dir, child }
+    }
+
+    /// Replaces the rules (see tests/support/fault_proxy.py); takes effect at the
+    /// next request.
+    pub fn set_rules(&self, rules: serde_json::Value) {
+        let tmp = self.dir.path().join("rules.json.tmp");
+        std::fs::write(&tmp, serde_json::to_string(&rules).unwrap()).unwrap();
+        std::fs::rename(tmp, self.dir.path().join("rules.json")).unwrap();
+    }
+
+    /// The faults applied so far, one JSON object each.
+    pub fn faults(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.path().join("faults.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A fleet in a temporary directory.
 pub struct Fleet {
     pub dir: tempfile::TempDir,
@@ -112,6 +178,16 @@ impl Fleet {
         let dir = tempfile::tempdir().unwrap();
         let f = Self { dir, endpoint: emu.url.clone() };
         f.write_config(toml);
+        std::fs::create_dir_all(f.path().join("customers")).unwrap();
+        f
+    }
+
+    /// A fleet whose stamp (and so terraform, packer and the AWS CLI) talks to the
+    /// emulator through `proxy`; the test's own `aws` calls go there too.
+    pub fn behind(proxy: &FaultProxy) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let f = Self { dir, endpoint: proxy.url.clone() };
+        f.write_config(FLEET_TOML);
         std::fs::create_dir_all(f.path().join("customers")).unwrap();
         f
     }

@@ -73,6 +73,13 @@ fn two_customers_deploy_redeploy_plan_outputs_destroy() {
         .collect();
     assert!(tags.contains(&("stamp:customer".into(), "acme".into())), "{tags:?}");
     assert!(tags.contains(&("stamp:git_id".into(), "v1".into())), "{tags:?}");
+    // Packer tags the image itself as it registers it (the template's `tags` with
+    // the `image_key` variable): no window where an AMI exists untagged.
+    assert!(tags.iter().any(|(k, v)| k == "stamp:image_key" && v.len() == 16), "{tags:?}");
+    assert!(tags.iter().any(|(k, _)| k == "stamp:template_hash"), "{tags:?}");
+    let ami_log = fleet.log("acme", "ami");
+    assert!(!ami_log.contains("create-tags"), "stamp tagged the AMI after the build:\n{ami_log}");
+    assert!(ami_log.contains("from the template's tags"), "{ami_log}");
     assert_eq!(output(&acme_fe, "ami_id"), ami.as_str());
     let fe_resource = acme_fe["resources"].as_array().unwrap().iter().find(|r| r["mode"] == "managed").unwrap();
     let fe_input = &fe_resource["instances"][0]["attributes"]["input"]["value"];
@@ -239,4 +246,33 @@ fn packer_1_10_or_newer_gets_the_amazon_plugin_installed_once() {
     let calls = std::fs::read_to_string(&log).unwrap();
     assert_eq!(calls.matches("plugins install github.com/hashicorp/amazon").count(), 1, "{calls}");
     assert_eq!(calls.lines().filter(|l| l.starts_with("build ")).count(), 2, "{calls}");
+}
+
+#[test]
+fn an_image_the_template_does_not_tag_is_tagged_by_stamp_after_the_build() {
+    let emu = Emulator::start();
+    let fleet = Fleet::new(&emu);
+    // The stand-in template without stamp's tags, as a user's own template may be.
+    let dir = fleet.path().join("packer");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut t: Value =
+        serde_json::from_str(&std::fs::read_to_string(common::repo().join("tests/standin/packer/template.json")).unwrap()).unwrap();
+    t["builders"][0]["tags"] = serde_json::json!({ "Name": "app" });
+    std::fs::write(dir.join("template.json"), serde_json::to_string_pretty(&t).unwrap()).unwrap();
+    fleet.write_config(
+        &common::FLEET_TOML.replace("{repo}/tests/standin/packer/template.json", &dir.join("template.json").display().to_string()),
+    );
+    fleet.customer("acme", "git_id = \"v1\"\n");
+    let report = fleet.stamp(&["deploy", "acme", "--auto-approve", "--json"]).ok().json();
+    let ami = report["outputs"]["ami_id"].as_str().unwrap().to_owned();
+    let images = fleet.aws_json(&["ec2", "describe-images", "--image-ids", &ami]);
+    let keys: Vec<&str> = images["Images"][0]["Tags"].as_array().unwrap().iter().map(|t| t["Key"].as_str().unwrap()).collect();
+    for k in ["stamp:customer", "stamp:git_id", "stamp:template_hash", "stamp:image_key"] {
+        assert!(keys.contains(&k), "{k} missing: {keys:?}");
+    }
+    let log = fleet.log("acme", "ami");
+    assert!(log.contains("create-tags") && log.contains("the template did not tag"), "{log}");
+    // Found again by its tags: the next deploy reuses it.
+    let again = fleet.stamp(&["deploy", "acme", "--auto-approve", "--json"]).ok().json();
+    assert_eq!(again["outputs"]["ami_id"], ami.as_str());
 }

@@ -21,8 +21,8 @@ pub const FRONTENDS_STANDARD: [&str; 8] =
     ["customer", "region", "env", "ami_id", "vpc_id", "public_subnet_ids", "private_subnet_ids", "app_config"];
 /// Variables of the brief's vars/travis.json that stamp does not derive itself.
 pub const PACKER_RECORDED: [&str; 3] = ["source_ami", "instance_type", "ssh_username"];
-pub const PACKER_STANDARD: [&str; 8] =
-    ["region", "build_vpc", "build_subnet", "git_id", "aws_endpoint", "customer", "app_repo", "template_hash"];
+pub const PACKER_STANDARD: [&str; 9] =
+    ["region", "build_vpc", "build_subnet", "git_id", "aws_endpoint", "customer", "app_repo", "template_hash", "image_key"];
 /// Packer variables that say where a bake runs, not what it makes: they do not make
 /// two customers' images different (see README "One bake per image").
 pub const PACKER_PLACEMENT: [&str; 4] = ["build_vpc", "build_subnet", "aws_endpoint", "customer"];

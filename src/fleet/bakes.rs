@@ -24,7 +24,8 @@ pub fn image_key(template_hash: &str, region: &str, vars: &BTreeMap<String, Valu
     h.update(template_hash.as_bytes());
     h.update([0]);
     h.update(region.as_bytes());
-    for (k, v) in vars.iter().filter(|(k, _)| !PACKER_PLACEMENT.contains(&k.as_str())) {
+    // `image_key` itself is the template's copy of this key: not an input of it.
+    for (k, v) in vars.iter().filter(|(k, _)| !PACKER_PLACEMENT.contains(&k.as_str()) && k.as_str() != "image_key") {
         h.update([0]);
         h.update(k.as_bytes());
         h.update([0]);

@@ -128,23 +128,32 @@ async fn build(p: &mut Pipeline, log: &mut StageLog, key: &str, hash: &str, vars
             format!("check the builders' region and [packer] only; full log: {}", log.path.display()),
         )
     })?;
-    // stamp tags the image itself, so reuse does not depend on the template's tags.
-    ui.step(Stage::Ami, &format!("tagging {ami}"));
+    // The template tags the image at build time (`image_key` and the others). A
+    // template that does not is tagged now, with what is missing: reuse and destroy
+    // find stamp's images by these tags.
     let c = &p.plan.customer;
-    p.aws
-        .command([
-            "ec2".to_string(),
-            "create-tags".into(),
-            "--resources".into(),
-            ami.to_string(),
-            "--tags".into(),
-            format!("Key={TAG_CUSTOMER},Value={}", c.name),
-            format!("Key={TAG_GIT_ID},Value={}", c.git_id),
-            format!("Key={TAG_TEMPLATE_HASH},Value={hash}"),
-            format!("Key={TAG_IMAGE_KEY},Value={key}"),
-        ])
-        .run("ami", log, &[0], false, &mut |_, _| Tail::Raw)
-        .await?;
+    let want = [
+        (TAG_CUSTOMER, c.name.to_string()),
+        (TAG_GIT_ID, c.git_id.clone()),
+        (TAG_TEMPLATE_HASH, hash.to_owned()),
+        (TAG_IMAGE_KEY, key.to_owned()),
+    ];
+    let have = p.aws.image_tags("ami", log, &ami).await?;
+    let missing: Vec<&(&str, String)> = want.iter().filter(|(k, v)| have.get(*k) != Some(v)).collect();
+    if missing.is_empty() {
+        log.note(&format!("stamp: {ami} carries {} from the template's tags", want.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")));
+        return Ok(ami);
+    }
+    let names: Vec<&str> = missing.iter().map(|(k, _)| *k).collect();
+    log.note(&format!(
+        "stamp: the template did not tag {ami} with {}: tagging it now. Give the builders these tags (see packer/template.json) so an \
+         interrupted build never leaves an untagged image",
+        names.join(", ")
+    ));
+    ui.step(Stage::Ami, &format!("tagging {ami} ({})", names.join(", ")));
+    let mut args = vec!["ec2".to_string(), "create-tags".into(), "--resources".into(), ami.to_string(), "--tags".into()];
+    args.extend(missing.iter().map(|(k, v)| format!("Key={k},Value={v}")));
+    p.aws.command(args).run("ami", log, &[0], false, &mut |_, _| Tail::Raw).await?;
     Ok(ami)
 }
 
@@ -268,6 +277,13 @@ pub fn packer_vars(p: &Pipeline, vpc: &VpcOutputs, hash: &str) -> BTreeMap<Strin
         }
     }
     vars.extend(c.packer_vars.values.clone());
+    // The image key, for the template to tag the AMI with at build time: an image
+    // is then never left untagged (neither reused nor cleaned up) by an interrupt
+    // or a failure between packer and stamp's own calls.
+    if template.variables.contains("image_key") {
+        let key = image_key(hash, c.region.as_str(), &vars);
+        vars.insert("image_key".into(), json!(key));
+    }
     vars
 }
 

@@ -192,6 +192,29 @@ impl Aws {
         Ok(images)
     }
 
+    /// The tags of one AMI.
+    pub async fn image_tags(
+        &self,
+        stage: &str,
+        log: &mut StageLog,
+        ami: &AmiId,
+    ) -> Result<std::collections::BTreeMap<String, String>, Error> {
+        let (_, out, _) = self
+            .run(
+                stage,
+                log,
+                &["ec2", "describe-images", "--image-ids", ami.as_str(), "--query", "Images[0].Tags", "--output", "json"],
+                &[0],
+            )
+            .await?;
+        let v: Option<Vec<Value>> =
+            serde_json::from_str(&out).map_err(|e| Error::stage(format!("describe-images --image-ids {ami} printed no JSON: {e}")))?;
+        Ok(v.unwrap_or_default()
+            .iter()
+            .filter_map(|t| Some((t.get("Key")?.as_str()?.to_owned(), t.get("Value")?.as_str()?.to_owned())))
+            .collect())
+    }
+
     /// The app revision (`stamp:git_id` tag) of each of stamp's AMIs in the region.
     pub async fn image_revisions(&self, stage: &str, log: &mut StageLog) -> Result<std::collections::BTreeMap<String, String>, Error> {
         let query = format!("Images[].[ImageId, Tags[?Key=='{TAG_GIT_ID}'].Value | [0]]");

@@ -209,6 +209,10 @@ pub struct AwsSettings {
     pub endpoint: Option<String>,
     pub profile: Option<String>,
     pub account_id: Option<String>,
+    /// `AWS_CA_BUNDLE`: certificates (PEM) trusted besides the system's, for an
+    /// endpoint behind a private CA (an emulator over HTTPS, a TLS-inspecting proxy).
+    /// terraform, packer and the AWS CLI read the variable themselves.
+    pub ca_bundle: Option<PathBuf>,
 }
 
 /// The fleet file, resolved: defaults applied, paths made absolute.
@@ -265,6 +269,7 @@ pub struct EnvOverrides {
     pub terraform: Option<String>,
     pub packer: Option<String>,
     pub aws: Option<String>,
+    pub ca_bundle: Option<String>,
 }
 
 impl EnvOverrides {
@@ -275,6 +280,7 @@ impl EnvOverrides {
             terraform: get("STAMP_TERRAFORM"),
             packer: get("STAMP_PACKER"),
             aws: get("STAMP_AWS"),
+            ca_bundle: get("AWS_CA_BUNDLE"),
         }
     }
 }
@@ -346,6 +352,10 @@ impl Fleet {
             }
             (None, None) => None,
         };
+        let ca_bundle = match &env.ca_bundle {
+            Some(b) => Some(check_ca_bundle(Path::new(b)).map_err(|m| ConfigError::new(Path::new(b), format!("AWS_CA_BUNDLE: {m}")))?),
+            None => None,
+        };
         if let Some(a) = &raw.aws.account_id {
             let ok = a.get_ref().len() == 12 && a.get_ref().chars().all(|c| c.is_ascii_digit());
             if !ok {
@@ -377,6 +387,7 @@ impl Fleet {
                 endpoint,
                 profile: raw.aws.profile.clone(),
                 account_id: raw.aws.account_id.as_ref().map(|a| a.get_ref().clone()),
+                ca_bundle,
             },
             tools: ToolChoice {
                 terraform: env.terraform.clone().or(raw.tools.terraform.clone()),
@@ -672,6 +683,15 @@ fn read_config_file(path: &Path, inside: Option<&[&PathBuf]>) -> Result<String, 
         let line = e.as_bytes()[..at].iter().filter(|b| **b == b'\n').count() + 1;
         bad(format!("line {line}: is not UTF-8 text (invalid byte at offset {at})"), "save the file as UTF-8; TOML files are UTF-8")
     })
+}
+
+/// A CA bundle: a readable file with at least one PEM certificate.
+fn check_ca_bundle(p: &Path) -> Result<PathBuf, String> {
+    let text = std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+    if !text.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+        return Err(format!("{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", p.display()));
+    }
+    Ok(std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()))
 }
 
 fn check_endpoint(e: &str) -> Result<String, String> {

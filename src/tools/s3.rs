@@ -140,8 +140,20 @@ pub struct AwsApi {
     profile: Option<String>,
     /// Static keys stamp gives the tools for an emulator (`find::tool_env`).
     static_keys: Option<(String, String)>,
+    /// PEM certificates trusted besides the system's (`AWS_CA_BUNDLE`).
+    ca_bundle: Option<Vec<u8>>,
     base: tokio::sync::OnceCell<aws_config::SdkConfig>,
     s3: RefCell<BTreeMap<String, aws_sdk_s3::Client>>,
+}
+
+/// The SDK's own HTTPS client (rustls with aws-lc, as `default-https-client`
+/// builds it), trusting the system's roots and the `AWS_CA_BUNDLE` certificates,
+/// as the AWS CLI, terraform and packer do with that variable.
+fn with_ca_bundle(pem: &[u8]) -> aws_sdk_s3::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
+    let trust = TrustStore::default().with_native_roots(true).with_pem_certificate(pem.to_vec());
+    let context = TlsContext::builder().with_trust_store(trust).build().unwrap_or_default();
+    aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc)).tls_context(context).build_https()
 }
 
 /// An object's text and when it was last written.
@@ -166,6 +178,8 @@ impl AwsApi {
             endpoint: fleet.aws.endpoint.clone(),
             profile: fleet.aws.profile.clone(),
             static_keys,
+            // Checked when the fleet file was loaded (config::check_ca_bundle).
+            ca_bundle: fleet.aws.ca_bundle.as_ref().and_then(|p| std::fs::read(p).ok()),
             base: tokio::sync::OnceCell::new(),
             s3: RefCell::default(),
         }
@@ -186,6 +200,9 @@ impl AwsApi {
                     );
                 if let Some(p) = &self.profile {
                     l = l.profile_name(p);
+                }
+                if let Some(pem) = &self.ca_bundle {
+                    l = l.http_client(with_ca_bundle(pem));
                 }
                 if let Some(e) = &self.endpoint {
                     l = l.endpoint_url(e);

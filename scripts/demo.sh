@@ -8,10 +8,12 @@ cd "$root"
 stamp=${STAMP_BIN:-$root/target/release/stamp}
 state="$root/.stamp/demo-emulator"
 
-scripts/emulator.sh start "$state"
+# Over HTTPS, as AWS: the state bucket gets its TLS-only policy. The CA is the
+# emulator's own; terraform, packer, the AWS CLI and stamp read AWS_CA_BUNDLE.
+scripts/emulator.sh start "$state" --tls
 trap 'scripts/emulator.sh stop "$state"' EXIT
 STAMP_AWS_ENDPOINT=$(cat "$state/url")
-export STAMP_AWS_ENDPOINT
+export STAMP_AWS_ENDPOINT AWS_CA_BUNDLE="$state/ca.pem"
 export PATH="$PATH:$root/.tools/bin"
 if [ ! -f "${TF_CLI_CONFIG_FILE:-/nonexistent}" ]; then
   export TF_CLI_CONFIG_FILE="$root/.tools/terraformrc"

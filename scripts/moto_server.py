@@ -25,8 +25,10 @@ AmazonRDSEnhancedMonitoringRole), which moto knows only when told to load them.
 """
 
 import functools
+import json
 import os
 import sys
+import threading
 
 MOTO_VERSION = "5.2.1"
 
@@ -61,6 +63,9 @@ from moto.ec2.models.launch_templates import LaunchTemplateBackend  # noqa: E402
 from moto.ec2.models.security_groups import SecurityGroupRule  # noqa: E402
 from moto.moto_api._internal import mock_random  # noqa: E402
 from moto.rds.models import DBInstance, DBParameterGroup  # noqa: E402
+from moto.iam.access_control import IAMPolicyStatement, PermissionResult  # noqa: E402
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication  # noqa: E402
+from moto.s3.models import FakeBucket  # noqa: E402
 from moto.s3.responses import S3Response  # noqa: E402
 
 
@@ -367,6 +372,89 @@ def _get_bucket_versioning_fixed(self):
 
 S3Response.get_bucket_versioning = _get_bucket_versioning_fixed
 
+
+
+# --- 10. S3 bucket policies: conditions on aws:SecureTransport ---------------------------------
+# Defect: moto.s3.models.FakeBucket.get_permission evaluates a bucket policy without its
+#   conditions (moto's condition code knows only StringEquals and treats any other operator as
+#   met). The standard TLS-only statement (Deny s3:* when Bool aws:SecureTransport is "false")
+#   then denies every request, over HTTPS too, so stamp's hardened state bucket could not be
+#   used on the emulator.
+# AWS: a statement applies only when its conditions hold; aws:SecureTransport is "true" for a
+#   request that came over TLS.
+# Patch: wraps DomainDispatcherApplication.__call__ to note, per request thread, whether the
+#   request came over TLS, and wraps FakeBucket.get_permission to skip the statements whose
+#   Bool/BoolIfExists conditions on aws:SecureTransport do not hold (other conditions are left to
+#   moto, as before).
+_REQUEST = threading.local()
+_dispatch = original(DomainDispatcherApplication, "__call__")
+
+
+@functools.wraps(_dispatch)
+def _dispatch_noting_tls(self, environ, start_response):
+    _REQUEST.secure = environ.get("wsgi.url_scheme") == "https"
+    return _dispatch(self, environ, start_response)
+
+
+DomainDispatcherApplication.__call__ = _dispatch_noting_tls
+_get_permission = original(FakeBucket, "get_permission")
+
+
+def _secure_transport_holds(statement) -> bool:
+    secure = "true" if getattr(_REQUEST, "secure", False) else "false"
+    for operator, keys in (statement.get("Condition") or {}).items():
+        if operator not in ("Bool", "BoolIfExists"):
+            continue
+        for key, expected in keys.items():
+            if key.lower() != "aws:securetransport":
+                continue
+            values = expected if isinstance(expected, list) else [expected]
+            if secure not in [str(v).lower() for v in values]:
+                return False
+    return True
+
+
+@functools.wraps(_get_permission)
+def _get_permission_fixed(self, action, resource):
+    if self.policy is None:
+        return _get_permission(self, action, resource)
+    document = json.loads(self.policy.decode())
+    statements = document["Statement"] if isinstance(document["Statement"], list) else [document["Statement"]]
+    permitted = False
+    for statement in statements:
+        if not _secure_transport_holds(statement):
+            continue
+        result = IAMPolicyStatement(statement).is_action_permitted(action, resource)
+        if result == PermissionResult.DENIED:
+            return result
+        permitted = permitted or result == PermissionResult.PERMITTED
+    return PermissionResult.PERMITTED if permitted else PermissionResult.NEUTRAL
+
+
+FakeBucket.get_permission = _get_permission_fixed
+
+
+# --- 11. S3 HeadBucket: another account's bucket answers 200 -------------------------------------
+# Defect: moto.s3.responses.S3Response.head_bucket answers 200 for a bucket of any account (its
+#   bucket names are global, as in AWS, but it checks no access), so a state bucket name that
+#   another account owns looks like one's own.
+# AWS: HeadBucket on a bucket of another account that grants no access answers 403.
+# Patch: wraps that response method; a bucket whose owner is not the calling account answers
+#   403 (moto tells accounts apart by the x-moto-account-id header or the access key).
+_head_bucket = original(S3Response, "head_bucket")
+
+
+@functools.wraps(_head_bucket)
+def _head_bucket_fixed(self):
+    status, headers, body = _head_bucket(self)
+    if status == 200:
+        bucket = self.backend.get_bucket(self.bucket_name)
+        if getattr(bucket, "account_id", self.current_account) != self.current_account:
+            return 403, {}, ""
+    return status, headers, body
+
+
+S3Response.head_bucket = _head_bucket_fixed
 
 if __name__ == "__main__":
     # As moto's `moto_server` console script (moto.server:main) does.

@@ -279,10 +279,14 @@ fn assert_nothing_left(fleet: &Fleet, customer: &str) {
 #[test]
 #[ignore = "real stacks on the real provider, minutes: make test-aws"]
 fn staging_customer_deploys_redeploys_and_destroys_with_the_real_stacks() {
-    let emu = Emulator::start();
+    // Over HTTPS, as on AWS: the state bucket gets its TLS-only policy, which the
+    // emulator enforces, and every tool trusts the emulator's CA through AWS_CA_BUNDLE.
+    let emu = Emulator::start_tls();
     let fleet = real_fleet(&emu);
     fleet.customer("initech", "env = \"staging\"\ngit_id = \"v1.0.0\"\n[vpc.vars]\ncidr_block = \"10.30.0.0/16\"\n");
     deploy_and_check(&fleet, "initech", "staging");
+    let policy = fleet.aws_json(&["s3api", "get-bucket-policy", "--bucket", "tfstate-123456789012-initech"]);
+    assert!(policy["Policy"].as_str().unwrap().contains("aws:SecureTransport"), "{policy:#}");
 
     let destroyed = fleet.stamp(&["destroy", "initech", "--auto-approve", "--json"]).ok().json();
     let order: Vec<&str> = destroyed["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();

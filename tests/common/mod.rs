@@ -32,8 +32,33 @@ pub struct Emulator {
     child: Child,
 }
 
+/// The certificate authority of the HTTPS emulators of this test process
+/// (scripts/tls_cert.py), made once; the tools get it as AWS_CA_BUNDLE.
+pub fn test_ca() -> &'static Path {
+    static CA: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    CA.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("stamp-test-ca-{}", std::process::id()));
+        let ok = Command::new(tools().join("../venv/bin/python"))
+            .arg(repo().join("scripts/tls_cert.py"))
+            .arg(&dir)
+            .status()
+            .expect("run scripts/tls_cert.py");
+        assert!(ok.success(), "scripts/tls_cert.py failed");
+        dir
+    })
+}
+
 impl Emulator {
     pub fn start() -> Self {
+        Self::launch(false)
+    }
+
+    /// The emulator over HTTPS, with a certificate of `test_ca()`.
+    pub fn start_tls() -> Self {
+        Self::launch(true)
+    }
+
+    fn launch(tls: bool) -> Self {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         // moto_server through scripts/moto_server.py, which fixes the places where
         // moto 5.2.1 differs from AWS for the real stacks; the venv is next to the bin dir.
@@ -41,13 +66,19 @@ impl Emulator {
         let mut child = Command::new(tools().join("../venv/bin/python"))
             .arg(&launcher)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .args(if tls {
+                let ca = test_ca();
+                vec!["-c".into(), ca.join("server.pem").into_os_string(), "-k".into(), ca.join("server.key").into_os_string()]
+            } else {
+                vec![]
+            })
             // The real stacks attach AWS-managed IAM policies.
             .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start scripts/moto_server.py");
-        let url = format!("http://127.0.0.1:{port}");
+        let url = format!("{}://127.0.0.1:{port}", if tls { "https" } else { "http" });
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Ok(Some(status)) = child.try_wait() {
@@ -216,6 +247,8 @@ impl Fleet {
             .env("CI", "true")
             // The CLI configuration scripts/setup-tools.sh wrote (the provider mirror).
             .env("TF_CLI_CONFIG_FILE", tools().join("../terraformrc"))
+            .env_remove("AWS_CA_BUNDLE")
+            .env_remove("SSL_CERT_FILE")
             .env_remove("STAMP_AWS_ENDPOINT")
             .env_remove("STAMP_CONFIG")
             .env_remove("AWS_PROFILE")
@@ -229,6 +262,11 @@ impl Fleet {
             .env_remove("TRAVIS")
             .env_remove("STAMP_PROGRESS")
             .stdin(Stdio::null());
+        if self.endpoint.starts_with("https://") {
+            // The AWS CLI, terraform, packer and stamp read AWS_CA_BUNDLE; the stand-ins'
+            // Python (OpenSSL) reads SSL_CERT_FILE.
+            c.env("AWS_CA_BUNDLE", test_ca().join("ca.pem")).env("SSL_CERT_FILE", test_ca().join("ca.pem"));
+        }
         c
     }
 
@@ -245,8 +283,13 @@ impl Fleet {
     }
 
     pub fn aws_raw(&self, args: &[&str]) -> Output {
-        Command::new(tool("aws"))
-            .args(["--endpoint-url", &self.endpoint, "--region", "eu-west-1", "--output", "json"])
+        let mut c = Command::new(tool("aws"));
+        if self.endpoint.starts_with("https://") {
+            c.env("AWS_CA_BUNDLE", test_ca().join("ca.pem"));
+        } else {
+            c.env_remove("AWS_CA_BUNDLE");
+        }
+        c.args(["--endpoint-url", &self.endpoint, "--region", "eu-west-1", "--output", "json"])
             .args(args)
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")

@@ -838,6 +838,22 @@ mod tests {
     }
 
     #[test]
+    fn a_ca_bundle_must_be_a_readable_pem_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let parse = |bundle: &Path| {
+            let env = EnvOverrides { ca_bundle: Some(bundle.display().to_string()), ..Default::default() };
+            Fleet::parse(Path::new("s.toml"), "", &env)
+        };
+        let err = parse(&dir.path().join("missing.pem")).unwrap_err().to_string();
+        assert!(err.contains("AWS_CA_BUNDLE") && err.contains("missing.pem") && err.contains("cannot read"), "{err}");
+        std::fs::write(dir.path().join("empty.pem"), "not a certificate").unwrap();
+        let err = parse(&dir.path().join("empty.pem")).unwrap_err().to_string();
+        assert!(err.contains("AWS_CA_BUNDLE") && err.contains("-----BEGIN CERTIFICATE-----"), "{err}");
+        std::fs::write(dir.path().join("ca.pem"), "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").unwrap();
+        assert_eq!(parse(&dir.path().join("ca.pem")).unwrap().aws.ca_bundle, Some(dir.path().join("ca.pem")));
+    }
+
+    #[test]
     fn customer_overrides_fleet() {
         let f = fleet("[fleet]\nregion = \"eu-west-1\"\n[vpc.vars]\ncidr_block = \"10.0.0.0/16\"\nkeep = 1\n[app]\npuma_workers = 3\n")
             .unwrap();

@@ -216,7 +216,7 @@ pub fn announcement(sig: Signal, action: Action, running: &[Running]) -> String 
         let what = match (&r.command, &r.dir) {
             (Some(c), Some(d)) => format!("{c} (in {})", d.display()),
             (Some(c), None) => c.clone(),
-            _ => "between tools".to_owned(),
+            _ => "no tool running right now".to_owned(),
         };
         s.push_str(&format!("stamp:   running: {who}: {what}\n"));
         let Some(l) = &r.lock else { continue };

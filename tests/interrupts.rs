@@ -7,6 +7,10 @@
 //! the upload of the vpc state (`PUT .../acme/vpc`) for 15 s. A SIGTERM forwarded as a
 //! second interrupt would make terraform exit at once ("Two interrupts received...
 //! data loss may have occurred"), without its state saved and with its lock held.
+//!
+//! Run under GitHub Actions' renderer (which holds a stage's lines until it ends:
+//! what stamp says on an interrupt must go past it) and on a pseudo-terminal, where
+//! a person presses Ctrl-C twice.
 
 mod common;
 
@@ -62,19 +66,33 @@ impl Captured {
     }
 }
 
-/// A deploy of acme whose vpc state upload the proxy holds, stopped (SIGINT) once
-/// that upload has begun.
+/// Where stamp runs: under GitHub Actions (its renderer holds each stage's lines
+/// until the stage ends), or on a pseudo-terminal (util-linux `script`) where a
+/// person presses Ctrl-C.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Github,
+    Terminal,
+}
+
+/// A deploy of acme whose vpc state upload the proxy holds, interrupted (SIGINT, or
+/// Ctrl-C typed on the terminal) once that upload has begun.
 struct Interrupted {
     _emu: Emulator,
     proxy: FaultProxy,
     fleet: Fleet,
+    mode: Mode,
+    /// stamp itself, or `script` running it.
     child: Child,
+    /// The terminal's keyboard.
+    keys: Option<std::process::ChildStdin>,
     stdout: Captured,
+    /// stamp's stderr (on a terminal: the screen).
     stderr: Captured,
 }
 
 impl Interrupted {
-    fn start() -> Self {
+    fn start(mode: Mode) -> Self {
         let emu = Emulator::start();
         let proxy = FaultProxy::start(&emu);
         let fleet = Fleet::behind(&proxy);
@@ -82,17 +100,55 @@ impl Interrupted {
         // The state object itself, not its lock (`acme/vpc.tflock`): the path the
         // S3 backend's PutObject uses (seen in the proxy's log).
         proxy.set_rules(json!([{"method": "PUT", "path": "/acme/vpc?x-id=PutObject", "action": "delay", "seconds": HELD_FOR, "times": 1}]));
-        let mut child = fleet
-            .stamp_cmd(&["deploy", "acme", "--auto-approve"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start stamp");
-        let stdout = Captured::of(child.stdout.take().unwrap());
-        let stderr = Captured::of(child.stderr.take().unwrap());
+        let args = ["deploy", "acme", "--auto-approve"];
+        let mut cmd = match mode {
+            Mode::Github => {
+                let mut c = fleet.stamp_cmd(&args);
+                c.env("GITHUB_ACTIONS", "true");
+                c
+            }
+            Mode::Terminal => {
+                let stamp = fleet.stamp_cmd(&args);
+                let mut c = std::process::Command::new("script");
+                c.args(["-qec", &format!("{} {}", env!("CARGO_BIN_EXE_stamp"), args.join(" ")), "/dev/null"]).current_dir(fleet.path());
+                for (k, v) in stamp.get_envs() {
+                    match v {
+                        Some(v) => c.env(k, v),
+                        None => c.env_remove(k),
+                    };
+                }
+                c.env_remove("CI").env("TERM", "xterm").stdin(Stdio::piped());
+                c
+            }
+        };
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start stamp");
+        let keys = child.stdin.take();
+        let (stdout, stderr) = match mode {
+            Mode::Github => (Captured::of(child.stdout.take().unwrap()), Captured::of(child.stderr.take().unwrap())),
+            Mode::Terminal => (Captured::of(child.stderr.take().unwrap()), Captured::of(child.stdout.take().unwrap())),
+        };
         wait_for("terraform to begin uploading the vpc state", Duration::from_secs(120), || proxy.faults().iter().any(|f| f["rule"] == 0));
-        signal(child.id(), libc::SIGINT);
-        Self { _emu: emu, proxy, fleet, child, stdout, stderr }
+        let mut t = Self { _emu: emu, proxy, fleet, mode, child, keys, stdout, stderr };
+        t.interrupt();
+        t
+    }
+
+    /// SIGINT to stamp, as GitHub Actions sends it, or Ctrl-C typed on the terminal.
+    fn interrupt(&mut self) {
+        match self.mode {
+            Mode::Github => signal(self.child.id(), libc::SIGINT),
+            Mode::Terminal => {
+                use std::io::Write;
+                let keys = self.keys.as_mut().unwrap();
+                keys.write_all(b"\x03").unwrap();
+                keys.flush().unwrap();
+            }
+        }
+    }
+
+    /// What stamp printed so far on stderr (a terminal's line endings made plain).
+    fn said(&self) -> String {
+        self.stderr.text().replace("\r\n", "\n")
     }
 
     fn dir(&self) -> String {
@@ -126,7 +182,7 @@ impl Interrupted {
         let run = Run {
             code: status.code().unwrap_or(-1),
             stdout: self.stdout.text(),
-            stderr: self.stderr.text(),
+            stderr: self.said(),
             args: "deploy acme --auto-approve".into(),
         };
         (run, self)
@@ -135,13 +191,15 @@ impl Interrupted {
 
 #[test]
 fn github_cancel_sigint_then_sigterm_lets_terraform_save_its_state() {
-    let t = Interrupted::start();
+    let t = Interrupted::start(Mode::Github);
     let sigint_at = Instant::now();
     // Right away, before any SIGTERM: the running stage and the lock commands.
-    wait_for("stamp to say what is running", Duration::from_secs(5), || t.stderr.text().contains("holds the state lock"));
+    wait_for("stamp to say what is running", Duration::from_secs(5), || t.said().contains("holds the state lock"));
     let id = t.lock_id().expect("terraform holds its lock while it saves its state");
     std::thread::sleep(Duration::from_millis(7500).saturating_sub(sigint_at.elapsed()));
-    let before = t.stderr.text();
+    let before = t.said();
+    // The GitHub renderer still holds the vpc stage's group: the notice went past it.
+    assert!(!before.contains("::group::acme · vpc"), "{before}");
     for needle in [
         "SIGINT received: stopping gracefully".to_owned(),
         format!("running: acme vpc: terraform apply -input=false -json -lock-timeout=60s stamp.tfplan (in {})", t.dir()),
@@ -182,11 +240,20 @@ fn github_cancel_sigint_then_sigterm_lets_terraform_save_its_state() {
 }
 
 #[test]
-fn a_second_sigint_is_forwarded_at_once_and_stamp_prints_the_lock_left_behind() {
-    let t = Interrupted::start();
-    wait_for("stamp to read the lock", Duration::from_secs(10), || t.stderr.text().contains("holds the state lock"));
+fn a_second_ctrl_c_in_a_terminal_is_forwarded_at_once_and_stamp_prints_the_lock_left_behind() {
+    let mut t = Interrupted::start(Mode::Terminal);
+    wait_for("stamp to read the lock", Duration::from_secs(10), || t.said().contains("holds the state lock"));
     let id = t.lock_id().expect("terraform holds its lock while it saves its state");
-    signal(t.child.id(), libc::SIGINT);
+    let first = t.said();
+    for needle in [
+        "SIGINT received: stopping gracefully".to_owned(),
+        format!("running: acme vpc: terraform apply -input=false -json -lock-timeout=60s stamp.tfplan (in {})", t.dir()),
+        // The terminal renderer pads its lines with spaces.
+        format!("terraform -chdir={} force-unlock <LOCK ID> ", t.dir()),
+    ] {
+        assert!(first.contains(&needle), "after the first Ctrl-C, the screen lacks {needle:?}:\n{first}");
+    }
+    t.interrupt();
     let (run, t) = t.wait(Duration::from_secs(30));
     let run = run.code(130);
     assert!(run.stderr.contains("SIGINT received again: stopping the tools at once"), "{}", run.stderr);
@@ -198,5 +265,5 @@ fn a_second_sigint_is_forwarded_at_once_and_stamp_prints_the_lock_left_behind() 
     // without releasing it itself.
     assert_eq!(t.lock_id().as_deref(), Some(id.as_str()), "stamp must never run force-unlock");
     assert!(run.stderr.contains("acme vpc: a state lock is LEFT BEHIND"), "{}", run.stderr);
-    assert!(run.stderr.contains(&format!("terraform -chdir={} force-unlock {id}\n", t.dir())), "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("terraform -chdir={} force-unlock {id} ", t.dir())), "{}", run.stderr);
 }

@@ -2,8 +2,9 @@
 //! - drain: start no new customer and no new stage; a running stage finishes. The
 //!   scheduler drains on `--fail-fast`, `--max-failures` and a failed canary.
 //! - interrupt: Ctrl-C, SIGTERM or SIGHUP (`signals`). It drains too, and the tool
-//!   runner forwards it to every running tool once, gracefully (the signal policy
-//!   stays in `signals` and `tools::process`).
+//!   runner forwards the first one to every running tool once, gracefully; later
+//!   only a second SIGINT is forwarded, never a SIGTERM or SIGHUP (the signal policy
+//!   stays in `signals` and `tools::process`; what stamp prints, in `interrupt`).
 
 use std::cell::RefCell;
 use std::rc::Rc;

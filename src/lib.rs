@@ -6,7 +6,8 @@
 //! - `stages`: bucket, stack, ami (one file each, typed in and out);
 //! - `tools`: the one process runner, terraform, packer, the AWS CLI;
 //! - `ui`: events and their renderers, summaries, the prompt;
-//! - `config`, `render`, `names`, `error`, `signals`, `cancel`.
+//! - `config`, `render`, `names`, `error`, `signals` (the signal policy), `interrupt` (what stamp says when
+//!   interrupted), `cancel`.
 
 pub mod cancel;
 pub mod cli;
@@ -15,6 +16,7 @@ pub mod config;
 pub mod customer;
 pub mod error;
 pub mod fleet;
+pub mod interrupt;
 pub mod names;
 pub mod render;
 pub mod signals;

@@ -1,6 +1,7 @@
 //! Real signals: stamp forwards an interrupt to the running tool (whose own
-//! graceful shutdown runs), forwards a second one at once, kills the tool's process
-//! group after the grace period, and exits 130.
+//! graceful shutdown runs), does not forward a SIGTERM that follows it, forwards a
+//! second SIGINT at once, kills the tool's process group after the grace period, and
+//! exits 130. (tests/interrupts.rs: the same against terraform busy saving its state.)
 
 mod common;
 
@@ -17,9 +18,13 @@ fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 }
 
 fn sigint(pid: u32) {
+    send(pid, libc::SIGINT);
+}
+
+fn send(pid: u32, sig: i32) {
     // SAFETY: kill(2) on a child we spawned.
     unsafe {
-        libc::kill(pid as i32, libc::SIGINT);
+        libc::kill(pid as i32, sig);
     }
 }
 
@@ -67,7 +72,7 @@ fn interrupt_reaches_terraform_which_shuts_down_gracefully() {
 }
 
 #[test]
-fn a_tool_that_ignores_interrupts_gets_the_second_at_once_and_is_killed_after_the_grace_period() {
+fn a_tool_that_ignores_interrupts_gets_no_sigterm_but_a_second_sigint_at_once_and_is_killed_after_the_grace_period() {
     let emu = Emulator::start();
     let fleet = Fleet::new(&emu);
     let fake = common::repo().join("tests/fakes/terraform-ignores-sigint");
@@ -90,6 +95,13 @@ fn a_tool_that_ignores_interrupts_gets_the_second_at_once_and_is_killed_after_th
     wait_for("the first interrupt to be forwarded", Duration::from_secs(5), || {
         std::fs::read_to_string(&signal_log).unwrap().matches("INT").count() == 1
     });
+    // A CI runner's SIGTERM after its SIGINT is not passed on (it would be SIGINT, the
+    // fake's stop signal, and count as a second interrupt).
+    send(child.id(), libc::SIGTERM);
+    wait_for("stamp to note the SIGTERM", Duration::from_secs(5), || {
+        fleet.log("acme", "vpc").contains("SIGTERM received after the interrupt: not forwarded")
+    });
+    assert_eq!(std::fs::read_to_string(&signal_log).unwrap().matches("INT").count(), 1, "the SIGTERM was forwarded");
     sigint(child.id());
     wait_for("the second interrupt to be forwarded", Duration::from_secs(2), || {
         std::fs::read_to_string(&signal_log).unwrap().matches("INT").count() == 2

@@ -18,7 +18,7 @@ use crate::names::{BucketName, CustomerName, EnvName};
 use crate::tools::aws::{Aws, api_error};
 use crate::tools::find;
 use crate::tools::process::StageLog;
-use crate::tools::terraform;
+use crate::tools::terraform::{self, LockInfo};
 
 /// State objects read at once (each customer has two, plus their locks).
 const READ_PARALLEL: usize = 32;
@@ -34,14 +34,6 @@ pub struct StackStatus {
     pub resources: usize,
     /// A state lock held right now (`<key>.tflock`): who, what, since when.
     pub lock: Option<LockInfo>,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct LockInfo {
-    pub who: String,
-    pub operation: String,
-    pub created: String,
-    pub id: String,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -221,17 +213,13 @@ async fn one(aws: &Aws, c: &Customer, bucket: Result<BucketName, String>, work: 
 }
 
 async fn stack_status(aws: &Aws, log: &mut StageLog, bucket: &BucketName, key: &str) -> Result<(StackStatus, terraform::Outputs), Error> {
-    let lock_key = format!("{key}.tflock");
     let mut lock_log = StageLog::discard();
-    let (state, lock) =
-        tokio::join!(aws.api.get_object(log, &aws.region, bucket, key), aws.api.get_object(&mut lock_log, &aws.region, bucket, &lock_key));
+    let (state, lock) = tokio::join!(
+        aws.api.get_object(log, &aws.region, bucket, key),
+        terraform::read_lock(&aws.api, &mut lock_log, &aws.region, bucket, key)
+    );
     let state = state.map_err(|e| api_error(format!("reading s3://{bucket}/{key}"), e))?;
-    let lock = lock.map_err(|e| api_error(format!("reading s3://{bucket}/{lock_key}"), e))?;
-    let lock = lock.map(|o| {
-        let v: Value = serde_json::from_str(&o.text).unwrap_or_default();
-        let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
-        LockInfo { who: s("Who"), operation: s("Operation"), created: s("Created"), id: s("ID") }
-    });
+    let lock = lock.map_err(|e| api_error(format!("reading s3://{bucket}/{key}.tflock"), e))?;
     let Some(state) = state else {
         return Ok((
             StackStatus { key: key.to_owned(), deployed: false, applied_at: None, serial: None, resources: 0, lock },

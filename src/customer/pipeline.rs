@@ -231,7 +231,11 @@ impl Pipeline {
         }
         let started = Instant::now();
         self.ui.stage_started(stage, label);
-        match body(self).await {
+        // Named, with its tool and state lock, in what stamp prints on an interrupt.
+        let running = crate::interrupt::stage(self.name(), stage.as_str());
+        let result = running.scope(body(self)).await;
+        drop(running);
+        match result {
             Ok(done) => {
                 self.record(stage, done.status, &done.detail, done.changes, done.plan, started);
                 Ok(done.value)

@@ -183,7 +183,7 @@ async fn probe(agent: &ureq::Agent, url: &str, timeout: Duration) -> Answer {
 }
 
 /// Resolves on the next interrupt (never, without signal handling).
-async fn interrupt(rx: &mut Option<watch::Receiver<u32>>) {
+async fn interrupt(rx: &mut Option<watch::Receiver<crate::signals::Interrupts>>) {
     if let Some(r) = rx
         && r.changed().await.is_ok()
     {

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use crate::customer::pipeline::{Approval, Pipeline, PlannedChange, ShownPlan, StageDone, VpcOutputs};
 use crate::customer::report::{Changes, Placeholder, PlanDetail};
 use crate::error::Error;
+use crate::interrupt;
 use crate::names::{AmiId, BucketName};
 use crate::render::{self, Backend};
 use crate::stages::init_cache;
@@ -26,8 +27,61 @@ pub enum Mode {
     Destroy,
 }
 
-/// Runs the stack of `stage` (vpc or frontends).
+/// Runs the stack of `stage` (vpc or frontends). Its terraform holds the state lock
+/// (`<key>.tflock`) while it plans and applies: on an interrupt, the lock is read at
+/// once and its real ID printed, and read again once terraform has stopped, to say
+/// whether it was left behind and how to release it (`interrupt`).
 pub async fn run(
+    p: &mut Pipeline,
+    stage: Stage,
+    bucket: &BucketName,
+    mode: Mode,
+    upstream: Option<(&VpcOutputs, &AmiId)>,
+) -> Result<StageDone<Outputs>, Error> {
+    let lock = state_lock(p, stage, bucket);
+    interrupt::set_lock(lock.clone());
+    let api = p.aws.api.clone();
+    // Waits for the first interrupt, then prints the lock terraform holds.
+    let probe = async {
+        if let Some(mut r) = crate::signals::subscribe()
+            && r.wait_for(|s| s.received > 0).await.is_ok()
+        {
+            interrupt::check_lock(&api, stage.as_str(), &lock, interrupt::Moment::Interrupted).await;
+        }
+        std::future::pending::<()>().await
+    };
+    let result = tokio::select! {
+        r = run_stack(p, stage, bucket, mode, upstream) => r,
+        _ = probe => unreachable!("the probe never ends"),
+    };
+    if matches!(result, Err(Error::Interrupted(_))) {
+        interrupt::check_lock(&api, stage.as_str(), &lock, interrupt::Moment::Stopped).await;
+    }
+    result
+}
+
+/// Where the stack's state lock is, for what stamp prints on an interrupt.
+fn state_lock(p: &Pipeline, stage: Stage, bucket: &BucketName) -> interrupt::StateLock {
+    let fleet = &p.ctx.fleet;
+    let job = p.plan.job(stage);
+    let default_config = std::env::current_dir().map(|d| d.join("stamp.toml")).ok();
+    let same = |a: &Path, b: &Path| a == b || a.canonicalize().ok().is_some_and(|a| b.canonicalize().is_ok_and(|b| a == b));
+    let config = match default_config {
+        Some(d) if same(&fleet.config_path, &d) => None,
+        _ => Some(fleet.config_path.clone()),
+    };
+    interrupt::StateLock {
+        customer: p.name().to_owned(),
+        bucket: bucket.to_string(),
+        key: job.key.clone(),
+        region: p.plan.customer.region.to_string(),
+        dir: p.work.join("terraform").join(&job.rel),
+        endpoint: fleet.aws.endpoint.clone(),
+        config,
+    }
+}
+
+async fn run_stack(
     p: &mut Pipeline,
     stage: Stage,
     bucket: &BucketName,

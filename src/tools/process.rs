@@ -114,6 +114,15 @@ impl ToolCommand {
         parts.join(" ")
     }
 
+    /// The command in short, for a human: the program's name and the arguments.
+    pub fn short(&self) -> String {
+        let name = self.program.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut parts = vec![shell_quote(&name)];
+        parts.extend(self.args.iter().map(|a| shell_quote(&a.to_string_lossy())));
+        let s = parts.join(" ");
+        if s.chars().count() > 160 { format!("{}...", s.chars().take(157).collect::<String>()) } else { s }
+    }
+
     /// Runs the command to completion. Every line goes to `log` and to `on_line`.
     /// Exit codes in `ok_codes` count as success; anything else is a `ToolFailure`.
     pub async fn run(
@@ -168,6 +177,8 @@ impl ToolCommand {
         })?;
         let pgid = child.id().unwrap_or(0);
         let watchdog = Watchdog::start(pgid, self.stop_signal, log);
+        // Named in what stamp prints on an interrupt.
+        let _running = crate::interrupt::tool(stage, self.short(), &self.cwd);
 
         // Both pipes are drained on their own tasks so a full pipe never blocks the child.
         let (tx, mut rx) = mpsc::channel::<(Stream, String)>(256);
@@ -192,7 +203,14 @@ impl ToolCommand {
         let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
         let mut stdout = String::new();
         let mut interrupts = signals::subscribe();
+        // An interrupt between the check above and the spawn is acted on at once.
+        if let Some(r) = interrupts.as_mut()
+            && r.borrow().received > 0
+        {
+            r.mark_changed();
+        }
         let mut forwarded = 0u32;
+        let mut received = 0u32;
         let mut kill_at: Option<tokio::time::Instant> = None;
         let mut lines_open = true;
         // Set once the tool itself exited: its output is read until EOF or until
@@ -214,7 +232,10 @@ impl ToolCommand {
             };
             let interrupt = async {
                 match interrupts.as_mut() {
-                    Some(r) => r.changed().await.map(|_| *r.borrow()).unwrap_or(0),
+                    Some(r) => match r.changed().await {
+                        Ok(()) => *r.borrow(),
+                        Err(_) => std::future::pending().await,
+                    },
                     None => std::future::pending().await,
                 }
             };
@@ -263,13 +284,24 @@ impl ToolCommand {
                     signals::signal_group(pgid, libc::SIGTERM);
                     break Ok(exited.expect("the drain timer starts when the tool exits"));
                 }
-                n = interrupt => {
-                    // Forward each new interrupt once; the first also starts the kill timer.
-                    while forwarded < n {
-                        forwarded += 1;
-                        log.note(&format!("stamp: interrupt {forwarded} received, sending signal {} to the tool", self.stop_signal));
-                        signals::signal_group(pgid, self.stop_signal);
+                state = interrupt => {
+                    // The policy (`signals`): the first interrupt and each later SIGINT are
+                    // forwarded, once each; a later SIGTERM or SIGHUP is not. The first
+                    // also starts the kill timer.
+                    let sig = state.last.map(|(s, _)| s.name()).unwrap_or("an interrupt");
+                    if state.forward > forwarded {
+                        while forwarded < state.forward {
+                            forwarded += 1;
+                            log.note(&format!("stamp: interrupt {forwarded} received, sending signal {} to the tool ({sig})", self.stop_signal));
+                            signals::signal_group(pgid, self.stop_signal);
+                        }
+                    } else if state.received > received {
+                        log.note(&format!(
+                            "stamp: {sig} received after the interrupt: not forwarded; waiting for the tool to stop on its own \
+                             (it may be saving its state); only a second SIGINT stops it at once"
+                        ));
                     }
+                    received = state.received;
                     if kill_at.is_none() && forwarded > 0 {
                         kill_at = Some(tokio::time::Instant::now() + signals::grace_period());
                     }

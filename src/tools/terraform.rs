@@ -601,6 +601,36 @@ pub fn outputs_from_state(state: &str) -> Result<Outputs, String> {
 
 /// How many managed resources a state file holds (data sources do not count:
 /// there is nothing to destroy behind them).
+/// A state lock held right now: the object `<state key>.tflock` the S3 backend
+/// writes with `use_lockfile = true` (who, what, since when, and the ID that
+/// `terraform force-unlock` takes).
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+pub struct LockInfo {
+    pub who: String,
+    pub operation: String,
+    pub created: String,
+    pub id: String,
+}
+
+/// The lock object of the state at `key`, parsed; `None` when no lock is held.
+pub async fn read_lock(
+    api: &crate::tools::s3::AwsApi,
+    log: &mut crate::tools::process::StageLog,
+    region: &str,
+    bucket: &crate::names::BucketName,
+    key: &str,
+) -> Result<Option<LockInfo>, crate::tools::s3::ApiError> {
+    let lock = api.get_object(log, region, bucket, &format!("{key}.tflock")).await?;
+    Ok(lock.map(|o| parse_lock(&o.text)))
+}
+
+/// A lock object's fields ("?" for a field it lacks).
+pub fn parse_lock(text: &str) -> LockInfo {
+    let v: Value = serde_json::from_str(text).unwrap_or_default();
+    let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
+    LockInfo { who: s("Who"), operation: s("Operation"), created: s("Created"), id: s("ID") }
+}
+
 pub fn state_resource_count(state: &str) -> Result<usize, String> {
     let v: Value = serde_json::from_str(state).map_err(|e| format!("state is not JSON: {e}"))?;
     Ok(v.get("resources")

@@ -81,6 +81,14 @@ impl TerminalSink {
             started: Instant::now(),
         };
         s.redraw_total();
+        // What stamp prints on an interrupt goes above the live lines (straight to
+        // stderr while they are hidden for a prompt).
+        let multi = s.multi.clone();
+        crate::interrupt::set_printer(Some(Box::new(move |text| {
+            if multi.is_hidden() || multi.println(text).is_err() {
+                eprintln!("{text}");
+            }
+        })));
         s
     }
 
@@ -192,6 +200,7 @@ impl EventSink for TerminalSink {
 
 impl Drop for TerminalSink {
     fn drop(&mut self) {
+        crate::interrupt::set_printer(None);
         if let Some(bar) = &self.total {
             let t = self.totals.borrow();
             bar.finish_with_message(total_line(t.done, t.failed, self.fleet.unwrap_or(0), self.started.elapsed()));

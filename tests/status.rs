@@ -64,7 +64,11 @@ fn status_reads_the_states_and_shows_revisions_locks_and_the_undeployed() {
     let line = |name: &str| t.stdout.lines().find(|l| l.starts_with(name)).unwrap_or_default().to_owned();
     assert!(line("acme").contains("LOCKED frontends/production") && line("acme").contains("v1"), "{}", t.stdout);
     assert!(line("initech").contains("not deployed"), "{}", t.stdout);
-    assert!(t.stderr.contains("terraform force-unlock 5e1d2c3b-aaaa-bbbb-cccc-000000000001"), "{}", t.stderr);
+    assert!(
+        t.stderr.contains("terraform -chdir=") && t.stderr.contains(" force-unlock 5e1d2c3b-aaaa-bbbb-cccc-000000000001"),
+        "{}",
+        t.stderr
+    );
     assert!(t.stderr.contains("locked by runner@ci-7"), "{}", t.stderr);
 
     // A state that is not a state is an error for that customer, exit 1; the others still show.

@@ -148,7 +148,7 @@ pub async fn status(fleet: &Fleet, names: &[CustomerName], env: Option<&EnvName>
             for (stack, s) in &r.stacks {
                 if let Some(l) = &s.lock {
                     eprintln!(
-                        "{}: the {stack} state is locked by {} ({}, since {}). If no run is active any more, check and release it with:\n    cd {} && terraform force-unlock {}",
+                        "{}: the {stack} state is locked by {} ({}, since {}). If no run is active any more, check and release it with:\n    terraform -chdir={} force-unlock {}",
                         r.customer,
                         l.who,
                         l.operation,

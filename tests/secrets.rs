@@ -224,6 +224,12 @@ fn no_secret_is_printed_written_or_passed_as_an_argument() {
     let decoded: Vec<String> = user_data.iter().map(|b| String::from_utf8_lossy(&base64_decode(b)).into_owned()).collect();
     assert!(decoded.iter().any(|d| d == PACKER), "no build instance got the packer secret as user data: {decoded:?}");
 
+    // The logged (re-runnable) plan command says where a secret comes from, never what it is.
+    let acme_log = fleet.log("acme", "frontends");
+    assert!(acme_log.contains("TF_VAR_db_instance_class=\"$STAMP_TEST_ACME_DB_CLASS\" "), "{acme_log}");
+    let globex_log = fleet.log("globex", "frontends");
+    assert!(globex_log.contains("TF_VAR_db_instance_class='<sensitive: "), "{globex_log}");
+
     // Destroy evaluates the sensitive inputs too.
     run(&["destroy", "acme", "globex", "--auto-approve"], true, 0);
 

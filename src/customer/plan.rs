@@ -313,11 +313,14 @@ fn read_secrets(
         let users: Vec<&StackJob> = stacks.iter().copied().filter(|j| j.info.variables.contains(name)).collect();
         let in_template = template.variables.contains(name);
         if users.is_empty() && !in_template {
-            let mut declared: Vec<String> = stacks
-                .iter()
-                .map(|j| format!("{}: {}", tf_root.join(&j.rel).display(), join(j.info.variables.iter().map(String::as_str))))
-                .collect();
-            declared.push(format!("{}: {}", fleet.paths.packer_template.display(), join(template.variables.iter().map(String::as_str))));
+            // The variables a secret could be: not those stamp sets itself.
+            let own = |vars: &std::collections::BTreeSet<String>| {
+                let standard = |v: &str| VPC_STANDARD.contains(&v) || FRONTENDS_STANDARD.contains(&v) || PACKER_STANDARD.contains(&v);
+                join(vars.iter().map(String::as_str).filter(|v| !standard(v)))
+            };
+            let mut declared: Vec<String> =
+                stacks.iter().map(|j| format!("{}: {}", tf_root.join(&j.rel).display(), own(&j.info.variables))).collect();
+            declared.push(format!("{}: {}", fleet.paths.packer_template.display(), own(&template.variables)));
             problems.push(bad(
                 "is not a variable of any stack nor of the packer template".into(),
                 format!("a secret must be a declared variable; they are:\n    {}", declared.join("\n    ")),

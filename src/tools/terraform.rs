@@ -801,6 +801,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn tf_var_values_as_terraform_reads_them() {
+        use serde_json::json;
+        assert_eq!(tf_var_env_value(&json!("p@ss ${x}"), false).unwrap(), "p@ss ${x}", "literal: as is");
+        assert_eq!(tf_var_env_value(&json!(3), false).unwrap(), "3");
+        assert_eq!(tf_var_env_value(&json!(true), false).unwrap(), "true");
+        assert!(tf_var_env_value(&json!(["a"]), false).unwrap_err().contains("declare its type"));
+        // HCL: JSON, with templates escaped so the value arrives as given.
+        assert_eq!(tf_var_env_value(&json!({"k": "a${b}%{c}"}), true).unwrap(), r#"{"k":"a$${b}%%{c}"}"#);
+        assert_eq!(tf_var_env_value(&json!("s"), true).unwrap(), r#""s""#);
+        let mut info = StackInfo::default();
+        info.add_hcl(
+            Path::new("x.tf"),
+            "variable \"a\" {\n  type = string\n}\nvariable \"b\" {\n  type = map(string)\n}\nvariable \"c\" {\n  type = any\n}\nvariable \"d\" {}\n",
+        )
+        .unwrap();
+        assert_eq!(info.hcl_input.iter().collect::<Vec<_>>(), ["b", "c"]);
+    }
+
+    #[test]
     fn stack_info_reads_variables_outputs_backend() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(

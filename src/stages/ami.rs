@@ -21,6 +21,13 @@ use crate::tools::terraform;
 use crate::ui::events::{Stage, Status};
 
 pub async fn run(p: &mut Pipeline, vpc: &VpcOutputs) -> Result<StageDone<AmiId>, Error> {
+    // Private var files a killed run left behind (this customer's lock is held: no
+    // other run is using them).
+    for stale in std::fs::read_dir(&p.work).into_iter().flatten().flatten() {
+        if stale.file_name().to_string_lossy().starts_with(PRIVATE_DIR_PREFIX) {
+            let _ = std::fs::remove_dir_all(stale.path());
+        }
+    }
     let hash = template_hash(p)?;
     // Every variable makes the image key (a hash); the sensitive ones go to packer in
     // a private file of their own, announced (masked in CI logs) first.
@@ -321,6 +328,8 @@ pub fn write_packer_vars(p: &Pipeline, vpc: &VpcOutputs, hash: &str) -> Result<P
     Ok(path)
 }
 
+const PRIVATE_DIR_PREFIX: &str = ".packer-secrets-";
+
 /// A var file of mode 0600 holding `vars`, in a new directory of mode 0700 under
 /// `work` that is removed with the returned guard.
 fn private_var_file(work: &Path, vars: &BTreeMap<String, Value>) -> Result<(tempfile::TempDir, PathBuf), Error> {
@@ -328,7 +337,7 @@ fn private_var_file(work: &Path, vars: &BTreeMap<String, Value>) -> Result<(temp
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let err = |what: &str, e| Error::work_dir(format!("{what} in {}", work.display()), e);
     let dir = tempfile::Builder::new()
-        .prefix(".packer-secrets-")
+        .prefix(PRIVATE_DIR_PREFIX)
         .permissions(std::fs::Permissions::from_mode(0o700))
         .tempdir_in(work)
         .map_err(|e| err("creating a private directory", e))?;

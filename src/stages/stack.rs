@@ -558,6 +558,10 @@ pub fn write_files(
     }
     let inputs = stack_inputs(p, stage, upstream)?;
     write(terraform::TFVARS_FILE, &render::vars_json(&inputs.file))?;
+    // Saved plans a killed run (or an older stamp) left behind hold secrets in clear.
+    for plan in [terraform::PLAN_FILE, terraform::REFRESH_PLAN_FILE, terraform::DRIFT_PLAN_FILE] {
+        remove(plan)?;
+    }
     Ok((dir, inputs.sensitive))
 }
 

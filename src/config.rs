@@ -41,6 +41,8 @@ struct RawFleetFile {
     app: RawApp,
     #[serde(default)]
     smoke: RawSmoke,
+    /// `[secrets]`: variable name -> where its value comes from at run time.
+    secrets: Option<Spanned<toml::Table>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -135,6 +137,7 @@ struct RawCustomerFile {
     app: RawApp,
     #[serde(default)]
     smoke: RawSmoke,
+    secrets: Option<Spanned<toml::Table>>,
 }
 
 // ---------------------------------------------------------------- resolved settings
@@ -168,6 +171,79 @@ impl StageVars {
         }
         Ok(())
     }
+}
+
+/// Where a `[secrets]` value comes from at run time (the TOML never holds the value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretFrom {
+    /// `{ env = "NAME" }`: stamp's environment variable NAME.
+    Env(String),
+    /// `{ file = "path" }`: the file's content (one trailing newline removed), the
+    /// path relative to the file that names it.
+    File(PathBuf),
+}
+
+/// One `[secrets]` entry and where it was set ("file:line").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretSource {
+    pub from: SecretFrom,
+    pub origin: String,
+}
+
+/// `[secrets]` entries by variable name (the customer file's over the fleet file's).
+pub type Secrets = BTreeMap<String, SecretSource>;
+
+const SECRET_SHAPES: &str = "expected `{ env = \"ENV_VAR\" }` (read from stamp's environment) or `{ file = \"path\" }` (read from a file)";
+
+/// Merges a `[secrets]` table over `into`, checking each entry's shape.
+fn merge_secrets(into: &mut Secrets, file: &Path, text: &str, table: &Option<Spanned<toml::Table>>) -> Result<(), ConfigError> {
+    let Some(table) = table else { return Ok(()) };
+    let dir = file.parent().unwrap_or(Path::new("."));
+    for (name, v) in table.get_ref() {
+        let span = key_span(text, table.span(), name);
+        // The line is not quoted: it may hold a secret written in clear by mistake.
+        let err =
+            |m: String| ConfigError { snippet: None, ..ConfigError::at(file, text, span.clone(), format!("[secrets] `{name}`: {m}")) };
+        if !is_identifier(name) {
+            return Err(err("is not a variable name (a letter or `_`, then letters, digits, `_` or `-`)".into()));
+        }
+        let toml::Value::Table(t) = v else {
+            let clear = if v.is_str() { " (a secret's value is never written in a TOML file)" } else { "" };
+            return Err(err(format!("found a {}{clear}; {SECRET_SHAPES}", v.type_str())));
+        };
+        if let Some(k) = t.keys().find(|k| *k != "env" && *k != "file") {
+            return Err(err(format!("unknown key `{k}`; {SECRET_SHAPES}")));
+        }
+        let from = match (t.get("env"), t.get("file")) {
+            (Some(toml::Value::String(e)), None) => {
+                if !is_env_name(e) {
+                    return Err(err(
+                        "the `env` value is not an environment variable name (letters, digits and `_`, not starting with a digit); \
+                         it names the variable that holds the secret, not the secret"
+                            .into(),
+                    ));
+                }
+                SecretFrom::Env(e.clone())
+            }
+            (None, Some(toml::Value::String(f))) if !f.is_empty() => SecretFrom::File(normalize(&dir.join(f))),
+            (Some(_), Some(_)) => return Err(err(format!("both `env` and `file`; give one: {SECRET_SHAPES}"))),
+            (None, None) => return Err(err(format!("empty table; {SECRET_SHAPES}"))),
+            _ => return Err(err(format!("`env` and `file` take a non-empty string; {SECRET_SHAPES}"))),
+        };
+        let line = line_of(text, span.start);
+        into.insert(name.clone(), SecretSource { from, origin: format!("{}:{line}", file.display()) });
+    }
+    Ok(())
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_') && c.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn is_env_name(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_') && c.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[derive(Debug, Clone)]
@@ -235,6 +311,8 @@ pub struct Fleet {
     pub vpc_vars: StageVars,
     pub packer_vars: StageVars,
     pub frontends_vars: StageVars,
+    /// `[secrets]` of the fleet file (a customer file's entries override it, by name).
+    pub secrets: Secrets,
     /// `[smoke]` of the fleet file (a customer file's own `[smoke]` overrides it).
     pub smoke: SmokeSettings,
     raw_app: RawApp,
@@ -255,6 +333,8 @@ pub struct Customer {
     pub vpc_vars: StageVars,
     pub packer_vars: StageVars,
     pub frontends_vars: StageVars,
+    /// `[secrets]`: the fleet's entries with the customer file's over them.
+    pub secrets: Secrets,
     pub app: AppSettings,
     pub smoke: SmokeSettings,
 }
@@ -406,6 +486,7 @@ impl Fleet {
             vpc_vars: StageVars::default(),
             packer_vars: StageVars::default(),
             frontends_vars: StageVars::default(),
+            secrets: Secrets::new(),
             smoke: resolve_smoke(&RawSmoke::default(), path, text, &raw.smoke, path, text)?,
             raw_app: raw.app.clone(),
             raw_smoke: raw.smoke.clone(),
@@ -414,6 +495,7 @@ impl Fleet {
         fleet.vpc_vars.merge(path, text, &raw.vpc.vars, "vpc.vars")?;
         fleet.packer_vars.merge(path, text, &raw.packer.vars, "packer.vars")?;
         fleet.frontends_vars.merge(path, text, &raw.frontends.vars, "frontends.vars")?;
+        merge_secrets(&mut fleet.secrets, path, text, &raw.secrets)?;
         // App settings are checked here too so a bad fleet value is reported once, up front.
         resolve_app(path, text, &RawApp::default(), &fleet.raw_app, path, &fleet.text)?;
         Ok(fleet)
@@ -517,6 +599,8 @@ impl Fleet {
         packer_vars.merge(file, text, &raw.packer.vars, "packer.vars")?;
         let mut frontends_vars = self.frontends_vars.clone();
         frontends_vars.merge(file, text, &raw.frontends.vars, "frontends.vars")?;
+        let mut secrets = self.secrets.clone();
+        merge_secrets(&mut secrets, file, text, &raw.secrets)?;
         let app = resolve_app(file, text, &raw.app, &self.raw_app, &self.config_path, &self.text)?;
         let smoke = resolve_smoke(&raw.smoke, file, text, &self.raw_smoke, &self.config_path, &self.text)?;
         Ok(Customer {
@@ -530,6 +614,7 @@ impl Fleet {
             vpc_vars,
             packer_vars,
             frontends_vars,
+            secrets,
             app,
             smoke,
         })
@@ -888,6 +973,44 @@ mod tests {
         assert!(err.contains("git_id"), "{err}");
         let err = f.parse_customer(&n, p, "git_id = \"x\"\n[app]\npuma_workers = 0\n").unwrap_err().to_string();
         assert!(err.contains("line 3") && err.contains("puma_workers"), "{err}");
+    }
+
+    #[test]
+    fn secrets_name_their_source_and_the_customer_wins() {
+        let f = fleet("[secrets]\ndb_password = { env = \"FLEET_DB\" }\ntoken = { file = \"keys/token\" }\n").unwrap();
+        assert_eq!(f.secrets["db_password"], SecretSource { from: SecretFrom::Env("FLEET_DB".into()), origin: "/x/stamp.toml:2".into() });
+        assert_eq!(f.secrets["token"].from, SecretFrom::File("/x/keys/token".into()));
+        let n = CustomerName::parse("acme").unwrap();
+        let c = f
+            .parse_customer(&n, Path::new("/x/customers/acme.toml"), "git_id = \"v1\"\n[secrets]\ndb_password = { env = \"ACME_DB\" }\n")
+            .unwrap();
+        assert_eq!(c.secrets["db_password"].from, SecretFrom::Env("ACME_DB".into()));
+        assert_eq!(c.secrets["db_password"].origin, "/x/customers/acme.toml:3");
+        assert_eq!(c.secrets["token"].from, SecretFrom::File("/x/keys/token".into()));
+    }
+
+    #[test]
+    fn bad_secrets_name_file_line_key_and_the_accepted_shapes() {
+        let shapes = "{ env = \"ENV_VAR\" }";
+        for (text, says) in [
+            ("[secrets]\ndb = \"hunter2\"\n", "found a string (a secret's value is never written"),
+            ("[secrets]\ndb = { env = \"A\", extra = 1 }\n", "unknown key `extra`"),
+            ("[secrets]\ndb = { env = \"A\", file = \"b\" }\n", "both `env` and `file`"),
+            ("[secrets]\ndb = {}\n", "empty table"),
+            ("[secrets]\ndb = { env = 5 }\n", "non-empty string"),
+            ("[secrets]\ndb = { file = \"\" }\n", "non-empty string"),
+            ("[secrets]\ndb = { env = \"hunter2-pass\" }\n", "is not an environment variable name"),
+        ] {
+            let err = fleet(text).unwrap_err().to_string();
+            assert!(err.contains("/x/stamp.toml") && err.contains("line 2") && err.contains("[secrets] `db`"), "{err}");
+            assert!(err.contains(says), "{text}: {err}");
+            assert!(!err.contains("hunter2"), "the value is not echoed: {err}");
+            if !says.contains("environment variable name") {
+                assert!(err.contains(shapes), "{err}");
+            }
+        }
+        let err = fleet("[secrets]\n\"db password\" = { env = \"A\" }\n").unwrap_err().to_string();
+        assert!(err.contains("is not a variable name"), "{err}");
     }
 
     #[test]

@@ -235,6 +235,61 @@ fn cases() -> Vec<Case> {
             &["deploy", "acme", "--auto-approve"],
             &["customers/acme.toml:3", "`base_image`", "its variables are: ", "instance_type"],
         ),
+        // ------------------------------------------------------------ [secrets]
+        customer(
+            "secrets",
+            "environment variable not set",
+            "git_id = \"v1\"\n[secrets]\ndb_instance_class = { env = \"STAMP_BAD_INPUT_NEVER_SET\" }\n",
+            &["deploy", "acme", "--auto-approve"],
+            &["customers/acme.toml:3", "`db_instance_class`", "STAMP_BAD_INPUT_NEVER_SET is not set", "set STAMP_BAD_INPUT_NEVER_SET to"],
+        ),
+        customer(
+            "secrets",
+            "unknown key in the entry",
+            "git_id = \"v1\"\n[secrets]\ndb_instance_class = { envv = \"PATH\" }\n",
+            &[V, "acme"],
+            &["customers/acme.toml", "line 3", "unknown key `envv`", "{ env = \"ENV_VAR\" }", "{ file = \"path\" }"],
+        ),
+        customer(
+            "secrets",
+            "value written in clear",
+            "git_id = \"v1\"\n[secrets]\ndb_instance_class = \"db.hush\"\n",
+            &["plan", "acme"],
+            &["customers/acme.toml", "line 3", "`db_instance_class`", "never written in a TOML file", "{ env = \"ENV_VAR\" }"],
+        ),
+        customer(
+            "secrets",
+            "variable no stack or template declares",
+            "git_id = \"v1\"\n[secrets]\ndb_password = { env = \"PATH\" }\n",
+            &["deploy", "acme", "--auto-approve"],
+            &["customers/acme.toml:3", "`db_password`", "not a variable of any stack nor of the packer template", "db_instance_class"],
+        ),
+        customer(
+            "secrets",
+            "also given in clear under [frontends.vars]",
+            "git_id = \"v1\"\n[frontends.vars]\ndb_instance_class = \"x\"\n[secrets]\ndb_instance_class = { env = \"PATH\" }\n",
+            &["deploy", "acme", "--auto-approve"],
+            &["customers/acme.toml:5", "also set under [frontends.vars] (", "customers/acme.toml:3", "give it in one place"],
+        ),
+        case(
+            "secrets",
+            "empty secret file",
+            &["deploy", "acme", "--auto-approve"],
+            2,
+            &["`build_token`", "token.txt is empty", "write the secret's value"],
+            |f| {
+                write(f, "secrets/token.txt", b"\n");
+                f.customer("acme", "git_id = \"v1\"\n[secrets]\nbuild_token = { file = \"../secrets/token.txt\" }\n");
+            },
+        ),
+        fleet_toml_in(
+            "secrets",
+            "fleet file: environment variable not set",
+            &["plan", "acme"],
+            2,
+            &["stamp.toml:", "`build_token`", "STAMP_BAD_INPUT_NEVER_SET is not set"],
+            with_fleet_key("secrets", "build_token = { env = \"STAMP_BAD_INPUT_NEVER_SET\" }"),
+        ),
         // A byte-order mark itself is accepted (Windows editors write one); the line
         // numbers after it must still be right.
         case(

@@ -3,10 +3,11 @@
 //! tool is checked here, so bad input never leaves anything half-made; `validate`
 //! reports every problem found, not only the first.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::rc::Rc;
 
-use crate::config::{Customer, StageVars, origin_of};
+use crate::config::{Customer, SecretFrom, SecretSource, StageVars, origin_of};
 use crate::error::{ConfigError, Error};
 use crate::fleet::context::FleetContext;
 use crate::names::{CustomerName, EnvName};
@@ -47,6 +48,36 @@ pub struct CustomerPlan {
     pub template: Rc<TemplateInfo>,
     /// The rendered templates/app files (relative path, content).
     pub app_config: Option<Vec<(String, String)>>,
+    /// `[secrets]`, read from their sources: variable name -> value.
+    pub secrets: BTreeMap<String, Secret>,
+}
+
+/// A `[secrets]` value, read at run time. `Debug` never shows it.
+#[derive(Clone)]
+pub struct Secret {
+    value: String,
+    pub source: SecretSource,
+}
+
+impl Secret {
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+
+    /// A shell word that stands for the value in a printed command line: the
+    /// environment variable or file it is read from, never the value.
+    pub fn shown(&self) -> String {
+        match &self.source.from {
+            SecretFrom::Env(e) => format!("\"${e}\""),
+            SecretFrom::File(f) => format!("\"$(cat {})\"", crate::tools::process::shell_quote(&f.to_string_lossy())),
+        }
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret({:?} from {}, value hidden)", self.source.from, self.source.origin)
+    }
 }
 
 impl CustomerPlan {
@@ -71,7 +102,7 @@ impl CustomerPlan {
         let tf_root = &fleet.paths.terraform;
         if let Ok(vpc) = &vpc {
             problems.extend(check_vars(&customer.vpc_vars, "vpc.vars", &VPC_STANDARD, &vpc.info, &tf_root.join("vpc")));
-            problems.extend(check_required(vpc, &VPC_STANDARD, &customer.vpc_vars, tf_root));
+            problems.extend(check_required(vpc, &VPC_STANDARD, &customer, tf_root));
         }
         if let Ok(fe) = &frontends {
             if fe.info.declares_remote_state_vpc {
@@ -82,12 +113,17 @@ impl CustomerPlan {
                 );
             }
             problems.extend(check_vars(&customer.frontends_vars, "frontends.vars", &FRONTENDS_STANDARD, &fe.info, &tf_root.join(&fe.rel)));
-            problems.extend(check_required(fe, &FRONTENDS_STANDARD, &customer.frontends_vars, tf_root));
+            problems.extend(check_required(fe, &FRONTENDS_STANDARD, &customer, tf_root));
         }
         let template = ctx.template();
         if let Ok(t) = &template {
             problems.extend(check_packer(ctx, &customer, t));
         }
+        let (secrets, secret_problems) = match (&vpc, &frontends, &template) {
+            (Ok(vpc), Ok(fe), Ok(t)) => read_secrets(ctx, &customer, &[vpc, fe], t),
+            _ => (BTreeMap::new(), Vec::new()),
+        };
+        problems.extend(secret_problems);
         let app_config = if fleet.paths.app_templates.is_dir() {
             match ctx.app_templates().as_ref().as_ref().map_err(Clone::clone).and_then(|t| t.render(&app_context(&customer))) {
                 Ok(files) => Some(files),
@@ -115,7 +151,9 @@ impl CustomerPlan {
             None
         };
         match (vpc, frontends, template) {
-            (Ok(vpc), Ok(frontends), Ok(template)) if problems.is_empty() => Ok(Self { customer, vpc, frontends, template, app_config }),
+            (Ok(vpc), Ok(frontends), Ok(template)) if problems.is_empty() => {
+                Ok(Self { customer, vpc, frontends, template, app_config, secrets })
+            }
             (vpc, frontends, template) => {
                 let mut all: Vec<Error> = [vpc.err(), frontends.err(), template.err()].into_iter().flatten().collect();
                 all.extend(problems);
@@ -214,6 +252,15 @@ fn check_vars(vars: &StageVars, section: &str, standard: &[&str], info: &StackIn
                     .hint(format!("its variables are: {}", join(declared.iter().map(String::as_str))))
                     .into(),
             );
+        } else if info.sensitive.contains(k)
+            && let Err(m) = crate::tools::terraform::tf_var_env_value(&vars.values[k], info.hcl_input.contains(k))
+        {
+            // Sensitive values go to terraform as TF_VAR_ variables (never in a file).
+            problems.push(
+                ConfigError::new(Path::new(&at), format!("[{section}] `{k}` (sensitive in {}): {m}", stack.display()))
+                    .hint(format!("add a `type` (such as `map(string)`) to variable \"{k}\" in {}", stack.display()))
+                    .into(),
+            );
         } else if let Some(Err(want)) = info.types.get(k).map(|t| t.check(&vars.values[k])) {
             problems.push(
                 ConfigError::new(Path::new(&at), format!("[{section}] `{k}` = {}: {want}", vars.values[k]))
@@ -225,18 +272,124 @@ fn check_vars(vars: &StageVars, section: &str, standard: &[&str], info: &StackIn
     problems
 }
 
-fn check_required(job: &StackJob, standard: &[&str], vars: &StageVars, tf_root: &Path) -> Vec<Error> {
-    let section = if job.stage == Stage::Vpc { "vpc.vars" } else { "frontends.vars" };
+fn check_required(job: &StackJob, standard: &[&str], customer: &Customer, tf_root: &Path) -> Vec<Error> {
+    let (section, vars) =
+        if job.stage == Stage::Vpc { ("vpc.vars", &customer.vpc_vars) } else { ("frontends.vars", &customer.frontends_vars) };
     job.info
         .required
         .iter()
-        .filter(|r| !standard.contains(&r.as_str()) && !vars.values.contains_key(*r))
+        .filter(|r| !standard.contains(&r.as_str()) && !vars.values.contains_key(*r) && !customer.secrets.contains_key(*r))
         .map(|r| {
             ConfigError::new(&tf_root.join(&job.rel), format!("variable `{r}` has no default and stamp does not set it"))
-                .hint(format!("set it under [{section}] in stamp.toml or the customer file, or give it a default"))
+                .hint(format!(
+                    "set it under [{section}] (or [secrets], for a secret) in stamp.toml or the customer file, or give it a default"
+                ))
                 .into()
         })
         .collect()
+}
+
+/// Reads every `[secrets]` value from its source and checks it can be used: set and
+/// not empty, a variable of a stack or of the packer template, not one stamp sets,
+/// not also given in clear under `[*.vars]`, of a type a string can be.
+fn read_secrets(
+    ctx: &FleetContext,
+    customer: &Customer,
+    stacks: &[&StackJob],
+    template: &TemplateInfo,
+) -> (BTreeMap<String, Secret>, Vec<Error>) {
+    let fleet = &ctx.fleet;
+    let tf_root = &fleet.paths.terraform;
+    let mut found = BTreeMap::new();
+    let mut problems: Vec<Error> = Vec::new();
+    for (name, source) in &customer.secrets {
+        let at = Path::new(&source.origin);
+        let bad = |m: String, hint: String| -> Error { ConfigError::new(at, format!("[secrets] `{name}`: {m}")).hint(hint).into() };
+        if VPC_STANDARD.contains(&name.as_str()) || FRONTENDS_STANDARD.contains(&name.as_str()) || PACKER_STANDARD.contains(&name.as_str())
+        {
+            problems.push(bad("is set by stamp".into(), "[secrets] is for the stacks' and the template's own secret variables".into()));
+            continue;
+        }
+        let users: Vec<&StackJob> = stacks.iter().copied().filter(|j| j.info.variables.contains(name)).collect();
+        let in_template = template.variables.contains(name);
+        if users.is_empty() && !in_template {
+            // The variables a secret could be: not those stamp sets itself.
+            let own = |vars: &std::collections::BTreeSet<String>| {
+                let standard = |v: &str| VPC_STANDARD.contains(&v) || FRONTENDS_STANDARD.contains(&v) || PACKER_STANDARD.contains(&v);
+                join(vars.iter().map(String::as_str).filter(|v| !standard(v)))
+            };
+            let mut declared: Vec<String> =
+                stacks.iter().map(|j| format!("{}: {}", tf_root.join(&j.rel).display(), own(&j.info.variables))).collect();
+            declared.push(format!("{}: {}", fleet.paths.packer_template.display(), own(&template.variables)));
+            problems.push(bad(
+                "is not a variable of any stack nor of the packer template".into(),
+                format!("a secret must be a declared variable; they are:\n    {}", declared.join("\n    ")),
+            ));
+            continue;
+        }
+        for (section, vars) in
+            [("vpc.vars", &customer.vpc_vars), ("frontends.vars", &customer.frontends_vars), ("packer.vars", &customer.packer_vars)]
+        {
+            if vars.values.contains_key(name) {
+                problems.push(bad(
+                    format!("is also set under [{section}] ({})", origin_of(vars, name)),
+                    "give it in one place: [secrets] for a secret (the value stays out of every file stamp writes)".into(),
+                ));
+            }
+        }
+        for j in &users {
+            if let Some(t @ (crate::tools::terraform::VarType::List | crate::tools::terraform::VarType::Map)) = j.info.types.get(name) {
+                problems.push(bad(
+                    format!(
+                        "{} declares it as a {}, and a secret is a string",
+                        tf_root.join(&j.rel).display(),
+                        if *t == crate::tools::terraform::VarType::List { "list" } else { "map" }
+                    ),
+                    "pass a string variable as the secret (and decode it in the stack if needed)".into(),
+                ));
+            }
+        }
+        let value = match &source.from {
+            SecretFrom::Env(e) => match std::env::var(e) {
+                Ok(v) if !v.is_empty() => Ok(v),
+                Ok(_) => Err(bad(
+                    format!("the environment variable {e} is empty"),
+                    format!("set {e} to the secret's value before running stamp"),
+                )),
+                Err(std::env::VarError::NotPresent) => Err(bad(
+                    format!("the environment variable {e} is not set"),
+                    format!("set {e} to the secret's value before running stamp (in CI: from the CI system's secret store)"),
+                )),
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    Err(bad(format!("the environment variable {e} is not UTF-8 text"), "a secret's value must be text".into()))
+                }
+            },
+            SecretFrom::File(f) => match std::fs::read(f) {
+                Ok(bytes) => match String::from_utf8(bytes) {
+                    Ok(text) => {
+                        let v = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text).to_owned();
+                        if v.is_empty() {
+                            Err(bad(format!("{} is empty", f.display()), "write the secret's value into it".into()))
+                        } else {
+                            Ok(v)
+                        }
+                    }
+                    Err(_) => Err(bad(format!("{} is not UTF-8 text", f.display()), "a secret's value must be text".into())),
+                },
+                Err(e) => Err(bad(
+                    format!("cannot read {}: {e}", f.display()),
+                    "`file` is relative to the file that names it; the file must exist and be readable by stamp".into(),
+                )),
+            },
+        };
+        match value {
+            Ok(value) => {
+                found.insert(name.clone(), Secret { value, source: source.clone() });
+            }
+            Err(e) => problems.push(e),
+        }
+    }
+    (found, problems)
 }
 
 /// A customer's stacks (`vpc`, `frontends/<env>`) and their state objects' keys.

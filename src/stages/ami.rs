@@ -21,13 +21,27 @@ use crate::tools::terraform;
 use crate::ui::events::{Stage, Status};
 
 pub async fn run(p: &mut Pipeline, vpc: &VpcOutputs) -> Result<StageDone<AmiId>, Error> {
+    // Private var files a killed run left behind (this customer's lock is held: no
+    // other run is using them).
+    for stale in std::fs::read_dir(&p.work).into_iter().flatten().flatten() {
+        if stale.file_name().to_string_lossy().starts_with(PRIVATE_DIR_PREFIX) {
+            let _ = std::fs::remove_dir_all(stale.path());
+        }
+    }
     let hash = template_hash(p)?;
+    // Every variable makes the image key (a hash; a sensitive one by its name only);
+    // the sensitive ones go to packer in a private file of their own, announced
+    // (masked in CI logs) first.
     let vars = packer_vars(p, vpc, &hash);
+    let (_, secret_vars) = split_sensitive(p, vars.clone());
+    for s in secret_vars.values().flat_map(crate::ui::events::secret_leaves) {
+        p.ui.secret(Stage::Ami, &s);
+    }
     let vars_file = write_packer_vars(p, vpc, &hash)?;
     if let Some(files) = p.plan.app_config.clone() {
         write_app_config(p, &files)?;
     }
-    let key = image_key(&hash, p.plan.customer.region.as_str(), &vars);
+    let key = key_of(p, &hash, &vars);
     let cell = p.ctx.bakery.cell(&key);
     if !cell.initialized() {
         p.ui.step(Stage::Ami, &format!("image {key}"));
@@ -36,7 +50,7 @@ pub async fn run(p: &mut Pipeline, vpc: &VpcOutputs) -> Result<StageDone<AmiId>,
     let baked = cell
         .get_or_init(|| async {
             let result = match p.log(Stage::Ami) {
-                Ok(mut log) => bake(p, &mut log, &key, &hash, &vars_file).await,
+                Ok(mut log) => bake(p, &mut log, &key, &hash, &vars_file, &secret_vars).await,
                 Err(e) => Err(e),
             };
             result.map_err(|e| BakeFailed { by: name.clone(), message: e.to_string() })
@@ -65,7 +79,14 @@ pub async fn run(p: &mut Pipeline, vpc: &VpcOutputs) -> Result<StageDone<AmiId>,
 }
 
 /// Finds the image of `key`, or bakes it (`--rebuild-ami`: always bakes).
-async fn bake(p: &mut Pipeline, log: &mut StageLog, key: &str, hash: &str, vars_file: &Path) -> Result<Baked, Error> {
+async fn bake(
+    p: &mut Pipeline,
+    log: &mut StageLog,
+    key: &str,
+    hash: &str,
+    vars_file: &Path,
+    secret_vars: &BTreeMap<String, Value>,
+) -> Result<Baked, Error> {
     let name = p.name().to_owned();
     if !p.opts.rebuild_ami {
         p.ui.step(Stage::Ami, "looking for an AMI of this image");
@@ -74,11 +95,18 @@ async fn bake(p: &mut Pipeline, log: &mut StageLog, key: &str, hash: &str, vars_
             return Ok(Baked { ami, by: name, built: false });
         }
     }
-    let ami = build(p, log, key, hash, vars_file).await?;
+    let ami = build(p, log, key, hash, vars_file, secret_vars).await?;
     Ok(Baked { ami, by: name, built: true })
 }
 
-async fn build(p: &mut Pipeline, log: &mut StageLog, key: &str, hash: &str, vars_file: &Path) -> Result<AmiId, Error> {
+async fn build(
+    p: &mut Pipeline,
+    log: &mut StageLog,
+    key: &str,
+    hash: &str,
+    vars_file: &Path,
+    secret_vars: &BTreeMap<String, Value>,
+) -> Result<AmiId, Error> {
     ensure_amazon_plugin(p, log).await?;
     // A copy of the template directory per image and baker: packer's cache and
     // manifest are its own, even when separate stamp processes bake the same image.
@@ -93,6 +121,16 @@ async fn build(p: &mut Pipeline, log: &mut StageLog, key: &str, hash: &str, vars
         .stop_with(libc::SIGTERM)
         .args(["build", "-machine-readable"])
         .arg(format!("-var-file={}", vars_file.display()));
+    // Packer 1.6 JSON templates read no PKR_VAR_ variables: the sensitive ones are
+    // in a var file of mode 0600 in a directory of mode 0700, removed after the build
+    // (when `_private` is dropped, on failure too).
+    let _private = if secret_vars.is_empty() {
+        None
+    } else {
+        let (dir, file) = private_var_file(&p.work, secret_vars)?;
+        cmd = cmd.arg(format!("-var-file={}", file.display()));
+        Some(dir)
+    };
     if !p.ctx.fleet.packer_only.is_empty() {
         cmd = cmd.arg(format!("-only={}", p.ctx.fleet.packer_only.join(",")));
     }
@@ -255,7 +293,8 @@ pub fn template_hash(p: &Pipeline) -> Result<String, Error> {
 }
 
 /// The packer variables: the standard ones the template declares, the rest of the
-/// brief's vars/travis.json at the template's defaults, then `[packer.vars]`.
+/// brief's vars/travis.json at the template's defaults, then `[packer.vars]`, then
+/// the `[secrets]` the template declares.
 pub fn packer_vars(p: &Pipeline, vpc: &VpcOutputs, hash: &str) -> BTreeMap<String, Value> {
     let c = &p.plan.customer;
     let template = &p.plan.template;
@@ -277,22 +316,67 @@ pub fn packer_vars(p: &Pipeline, vpc: &VpcOutputs, hash: &str) -> BTreeMap<Strin
         }
     }
     vars.extend(c.packer_vars.values.clone());
+    for (name, secret) in p.plan.secrets.iter().filter(|(k, _)| template.variables.contains(*k)) {
+        vars.insert(name.clone(), json!(secret.value()));
+    }
     // The image key, for the template to tag the AMI with at build time: an image
     // is then never left untagged (neither reused nor cleaned up) by an interrupt
     // or a failure between packer and stamp's own calls.
     if template.variables.contains("image_key") {
-        let key = image_key(hash, c.region.as_str(), &vars);
+        let key = key_of(p, hash, &vars);
         vars.insert("image_key".into(), json!(key));
     }
     vars
 }
 
+/// The image key of these variables. A sensitive value counts by its name only: the
+/// key is tagged on the AMI, and a hash of a weak secret could be reversed by trying
+/// candidates. Rotating a build secret therefore does not bake a new image
+/// (`--rebuild-ami` does).
+fn key_of(p: &Pipeline, hash: &str, vars: &BTreeMap<String, Value>) -> String {
+    let (mut plain, secret) = split_sensitive(p, vars.clone());
+    plain.extend(secret.into_keys().map(|k| (k, json!("(sensitive)"))));
+    image_key(hash, p.plan.customer.region.as_str(), &plain)
+}
+
+/// (plain, sensitive): the sensitive ones are the template's "sensitive-variables"
+/// and the `[secrets]`.
+fn split_sensitive(p: &Pipeline, vars: BTreeMap<String, Value>) -> (BTreeMap<String, Value>, BTreeMap<String, Value>) {
+    vars.into_iter().partition(|(k, _)| !p.plan.template.sensitive.contains(k) && !p.plan.secrets.contains_key(k))
+}
+
+/// `vars/<customer>.json`: every packer variable but the sensitive ones.
 pub fn write_packer_vars(p: &Pipeline, vpc: &VpcOutputs, hash: &str) -> Result<PathBuf, Error> {
     let dir = &p.ctx.fleet.paths.vars;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     let path = dir.join(format!("{}.json", p.name()));
-    crate::customer::pipeline::write_atomic(&path, &render::vars_json(&packer_vars(p, vpc, hash)))?;
+    let (plain, _) = split_sensitive(p, packer_vars(p, vpc, hash));
+    crate::customer::pipeline::write_atomic(&path, &render::vars_json(&plain))?;
     Ok(path)
+}
+
+const PRIVATE_DIR_PREFIX: &str = ".packer-secrets-";
+
+/// A var file of mode 0600 holding `vars`, in a new directory of mode 0700 under
+/// `work` that is removed with the returned guard.
+fn private_var_file(work: &Path, vars: &BTreeMap<String, Value>) -> Result<(tempfile::TempDir, PathBuf), Error> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let err = |what: &str, e| Error::work_dir(format!("{what} in {}", work.display()), e);
+    let dir = tempfile::Builder::new()
+        .prefix(PRIVATE_DIR_PREFIX)
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir_in(work)
+        .map_err(|e| err("creating a private directory", e))?;
+    let path = dir.path().join("sensitive.json");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| err("creating the sensitive packer var file", e))?;
+    f.write_all(render::vars_json(vars).as_bytes()).map_err(|e| err("writing the sensitive packer var file", e))?;
+    Ok((dir, path))
 }
 
 pub fn write_app_config(p: &Pipeline, files: &[(String, String)]) -> Result<PathBuf, Error> {

@@ -90,8 +90,8 @@ async fn run_stack(
 ) -> Result<StageDone<Outputs>, Error> {
     let mut log = p.log(stage)?;
     sync_working_copy(p)?;
-    let dir = write_files(p, stage, bucket, upstream)?;
-    announce_sensitive_inputs(p, stage, upstream);
+    let (dir, sensitive) = write_files(p, stage, bucket, upstream)?;
+    announce_sensitive_inputs(p, stage, &sensitive);
     let ui = p.ui.clone();
     init(p, stage, &dir, &mut log).await?;
 
@@ -100,7 +100,10 @@ async fn run_stack(
     if mode == Mode::Destroy {
         extra.push("-destroy");
     }
-    let (shown, has_changes) = plan_with_code(p, stage, &dir, &mut log, &extra, terraform::PLAN_FILE).await?;
+    // The saved plan holds every input and attribute in clear: it is removed when
+    // this stage ends, applied or not, failed or not.
+    let plan_file = PlanFile::new(dir.join(terraform::PLAN_FILE));
+    let (shown, has_changes) = plan_with_code(p, stage, &dir, &mut log, &extra, terraform::PLAN_FILE, &sensitive).await?;
     let planned = shown.changes;
     let changes = Changes::of(&planned);
     let total = changes.total();
@@ -113,7 +116,9 @@ async fn run_stack(
         ui.step(stage, if mode == Mode::Destroy { "terraform destroy" } else { "terraform apply" });
         ui.progress(stage, 0, total);
         let mut done = 0u64;
+        // An apply that cannot save the state writes errored.tfstate here: owner only.
         terraform(p, &dir)
+            .private_files()
             .args(["apply", "-input=false", "-json", "-lock-timeout=60s", terraform::PLAN_FILE])
             .run(stage.as_str(), &mut log, &[0], false, &mut |s, l| {
                 json_line(s, l, &mut |ev| match ev {
@@ -136,12 +141,7 @@ async fn run_stack(
             .await?;
         applied = true;
     }
-    // The saved plan is not needed any more, and it holds the inputs in clear. A
-    // plan-only run keeps it for `terraform show`; a deploy never applies it: it
-    // always plans afresh into the same file.
-    if applied {
-        let _ = std::fs::remove_file(dir.join(terraform::PLAN_FILE));
-    }
+    drop(plan_file);
     let outputs = if mode == Mode::Destroy {
         Outputs::new()
     } else {
@@ -233,7 +233,9 @@ pub async fn plan_scratch(
             (_, None) => return Err(Error::stage("a frontends plan needs vpc outputs, real or placeholder")),
         }
     }
-    write(terraform::TFVARS_FILE, &render::vars_json(&stack_vars(p, stage, upstream)))?;
+    let inputs = stack_inputs(p, stage, upstream)?;
+    write(terraform::TFVARS_FILE, &render::vars_json(&inputs.file))?;
+    announce_sensitive_inputs(p, stage, &inputs.sensitive);
     let ui = p.ui.clone();
     init(p, stage, &dir, &mut log).await?;
     let label = if scratch.placeholders.is_empty() {
@@ -242,8 +244,9 @@ pub async fn plan_scratch(
         format!("terraform plan with placeholder {}", scratch.placeholders.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(" and "))
     };
     ui.step(stage, &label);
-    let shown = plan(p, stage, &dir, &mut log, &["-lock=false"], terraform::PLAN_FILE).await?;
-    let _ = std::fs::remove_file(dir.join(terraform::PLAN_FILE));
+    let plan_file = PlanFile::new(dir.join(terraform::PLAN_FILE));
+    let shown = plan(p, stage, &dir, &mut log, &["-lock=false"], terraform::PLAN_FILE, &inputs.sensitive).await?;
+    drop(plan_file);
     drop(tmp);
     let planned = shown.changes;
     let changes = Changes::of(&planned);
@@ -278,18 +281,21 @@ pub async fn drift(
 ) -> Result<StageDone<Outputs>, Error> {
     let mut log = p.log(stage)?;
     sync_working_copy(p)?;
-    let dir = write_files(p, stage, bucket, upstream)?;
+    let (dir, sensitive) = write_files(p, stage, bucket, upstream)?;
+    announce_sensitive_inputs(p, stage, &sensitive);
     let ui = p.ui.clone();
     init(p, stage, &dir, &mut log).await?;
     ui.step(stage, "terraform plan -refresh-only");
-    let refreshed = plan(p, stage, &dir, &mut log, &["-refresh-only", "-lock=false"], terraform::REFRESH_PLAN_FILE).await;
-    let _ = std::fs::remove_file(dir.join(terraform::REFRESH_PLAN_FILE));
+    let plan_file = PlanFile::new(dir.join(terraform::REFRESH_PLAN_FILE));
+    let refreshed = plan(p, stage, &dir, &mut log, &["-refresh-only", "-lock=false"], terraform::REFRESH_PLAN_FILE, &sensitive).await;
+    drop(plan_file);
     // Every difference the refresh found is in the log (plan_with_code); only what a
     // deploy would put back is reported as drift (terraform::relevant_drift).
     let drifted = refreshed?.drift;
     ui.step(stage, "terraform plan");
-    let pending = plan(p, stage, &dir, &mut log, &["-lock=false"], terraform::DRIFT_PLAN_FILE).await;
-    let _ = std::fs::remove_file(dir.join(terraform::DRIFT_PLAN_FILE));
+    let plan_file = PlanFile::new(dir.join(terraform::DRIFT_PLAN_FILE));
+    let pending = plan(p, stage, &dir, &mut log, &["-lock=false"], terraform::DRIFT_PLAN_FILE, &sensitive).await;
+    drop(plan_file);
     let pending = pending?.changes;
     let drifted = terraform::relevant_drift(&drifted, &pending);
     let changes = Changes::of(&pending);
@@ -363,8 +369,16 @@ async fn init(p: &Pipeline, stage: Stage, dir: &Path, log: &mut StageLog) -> Res
 /// `terraform plan -out=<planfile>` with `extra`, then the saved plan read back
 /// with `terraform show -json` (the counts and actions come from there, not from
 /// terraform's text). The `-json` stream feeds the failure summary.
-async fn plan(p: &Pipeline, stage: Stage, dir: &Path, log: &mut StageLog, extra: &[&str], planfile: &str) -> Result<ShownPlanJson, Error> {
-    Ok(plan_with_code(p, stage, dir, log, extra, planfile).await?.0)
+async fn plan(
+    p: &Pipeline,
+    stage: Stage,
+    dir: &Path,
+    log: &mut StageLog,
+    extra: &[&str],
+    planfile: &str,
+    sensitive: &[SensitiveInput],
+) -> Result<ShownPlanJson, Error> {
+    Ok(plan_with_code(p, stage, dir, log, extra, planfile, sensitive).await?.0)
 }
 
 /// `plan`, and whether terraform said the plan has changes (exit code 2: resources or outputs).
@@ -375,8 +389,15 @@ async fn plan_with_code(
     log: &mut StageLog,
     extra: &[&str],
     planfile: &str,
+    sensitive: &[SensitiveInput],
 ) -> Result<(ShownPlanJson, bool), Error> {
-    let planned = terraform(p, dir)
+    // The saved plan holds secrets in clear: owner only (umask 077).
+    let mut cmd = terraform(p, dir).private_files();
+    // Sensitive inputs: in terraform's environment only, never in the file or argv.
+    for s in sensitive {
+        cmd = cmd.secret_env(format!("TF_VAR_{}", s.name), s.env_value.clone(), s.shown.clone());
+    }
+    let planned = cmd
         .args(["plan", "-input=false", "-json", "-detailed-exitcode", "-lock-timeout=60s"])
         .args(extra)
         .arg(format!("-out={planfile}"))
@@ -472,7 +493,53 @@ fn backend(p: &Pipeline, bucket: &BucketName, key: &str) -> Backend {
     }
 }
 
-/// The inputs of a stack: the standard ones it declares, then `[*.vars]`.
+/// A sensitive input of a stack: a `[secrets]` value, or any value of a variable
+/// the stack declares `sensitive = true`. Terraform gets it as `TF_VAR_<name>`.
+pub struct SensitiveInput {
+    pub name: String,
+    /// As Terraform reads it from the environment (`terraform::tf_var_env_value`).
+    env_value: String,
+    /// What the printed command shows instead of the value.
+    shown: String,
+    /// The strings it could be printed as (announced as secrets).
+    leaves: Vec<String>,
+}
+
+/// A stack's inputs: those written to the generated tfvars file, and the sensitive ones.
+struct StackInputs {
+    file: BTreeMap<String, Value>,
+    sensitive: Vec<SensitiveInput>,
+}
+
+/// The inputs of a stack, split: the sensitive ones never go into a file.
+fn stack_inputs(p: &Pipeline, stage: Stage, upstream: Option<(&VpcOutputs, &AmiId)>) -> Result<StackInputs, Error> {
+    let job = p.plan.job(stage);
+    let extra = if stage == Stage::Vpc { &p.plan.customer.vpc_vars } else { &p.plan.customer.frontends_vars };
+    let mut file = BTreeMap::new();
+    let mut sensitive = Vec::new();
+    for (name, value) in stack_vars(p, stage, upstream) {
+        let secret = p.plan.secrets.get(&name);
+        if secret.is_none() && !job.info.sensitive.contains(&name) {
+            file.insert(name, value);
+            continue;
+        }
+        let env_value = terraform::tf_var_env_value(&value, job.info.hcl_input.contains(&name))
+            .map_err(|m| Error::stage(format!("the sensitive input `{name}` of {}: {m}", job.rel)))?;
+        let shown = match secret {
+            Some(s) => s.shown(),
+            None => match extra.origin.get(&name) {
+                Some(at) => crate::tools::process::shell_quote(&format!("<sensitive: {at}>")),
+                None => "'<sensitive>'".to_owned(),
+            },
+        };
+        let leaves = crate::ui::events::secret_leaves(&value);
+        sensitive.push(SensitiveInput { name, env_value, shown, leaves });
+    }
+    Ok(StackInputs { file, sensitive })
+}
+
+/// The inputs of a stack: the standard ones it declares, then `[*.vars]`, then the
+/// `[secrets]` it declares.
 fn stack_vars(p: &Pipeline, stage: Stage, upstream: Option<(&VpcOutputs, &AmiId)>) -> BTreeMap<String, Value> {
     let c = &p.plan.customer;
     let (job, extra) = match stage {
@@ -493,11 +560,38 @@ fn stack_vars(p: &Pipeline, stage: Stage, upstream: Option<(&VpcOutputs, &AmiId)
     let mut vars: BTreeMap<String, Value> =
         standard.into_iter().filter(|(k, _)| job.info.variables.contains(*k)).map(|(k, v)| (k.to_owned(), v)).collect();
     vars.extend(extra.values.clone());
+    for (name, secret) in p.plan.secrets.iter().filter(|(k, _)| job.info.variables.contains(*k)) {
+        vars.insert(name.clone(), json!(secret.value()));
+    }
     vars
 }
 
-/// The backend, the vpc remote state (frontends) and the inputs, in the working copy.
-pub fn write_files(p: &Pipeline, stage: Stage, bucket: &BucketName, upstream: Option<(&VpcOutputs, &AmiId)>) -> Result<PathBuf, Error> {
+/// A saved plan: removed when dropped (after it was applied or read, and on any
+/// failure). Terraform writes it under umask 077 (`plan_with_code`): 0600.
+struct PlanFile(PathBuf);
+
+impl PlanFile {
+    /// Removes what an earlier run may have left at `path` first.
+    fn new(path: PathBuf) -> Self {
+        let _ = std::fs::remove_file(&path);
+        Self(path)
+    }
+}
+
+impl Drop for PlanFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The backend, the vpc remote state (frontends) and the inputs but the sensitive
+/// ones, in the working copy; returns the stack's directory and its sensitive inputs.
+pub fn write_files(
+    p: &Pipeline,
+    stage: Stage,
+    bucket: &BucketName,
+    upstream: Option<(&VpcOutputs, &AmiId)>,
+) -> Result<(PathBuf, Vec<SensitiveInput>), Error> {
     let job = p.plan.job(stage);
     let dir = p.work.join("terraform").join(&job.rel);
     let own = backend(p, bucket, &job.key);
@@ -516,8 +610,13 @@ pub fn write_files(p: &Pipeline, stage: Stage, bucket: &BucketName, upstream: Op
     if stage == Stage::Frontends {
         write(terraform::REMOTE_STATE_FILE, &render::remote_state_block(&backend(p, bucket, &p.plan.vpc.key)))?;
     }
-    write(terraform::TFVARS_FILE, &render::vars_json(&stack_vars(p, stage, upstream)))?;
-    Ok(dir)
+    let inputs = stack_inputs(p, stage, upstream)?;
+    write(terraform::TFVARS_FILE, &render::vars_json(&inputs.file))?;
+    // Saved plans a killed run (or an older stamp) left behind hold secrets in clear.
+    for plan in [terraform::PLAN_FILE, terraform::REFRESH_PLAN_FILE, terraform::DRIFT_PLAN_FILE] {
+        remove(plan)?;
+    }
+    Ok((dir, inputs.sensitive))
 }
 
 fn terraform(p: &Pipeline, dir: &Path) -> ToolCommand {
@@ -562,17 +661,11 @@ fn announce_sensitive_outputs(p: &Pipeline, stage: Stage, outputs: &Outputs) {
     }
 }
 
-/// The values given to the stack's `sensitive = true` variables, announced before
+/// The values of the stack's sensitive inputs, announced (masked in CI logs) before
 /// terraform runs with them.
-fn announce_sensitive_inputs(p: &Pipeline, stage: Stage, upstream: Option<(&VpcOutputs, &AmiId)>) {
-    let sensitive = &p.plan.job(stage).info.sensitive;
-    if sensitive.is_empty() {
-        return;
-    }
-    for (_, v) in stack_vars(p, stage, upstream).iter().filter(|(k, _)| sensitive.contains(*k)) {
-        for s in crate::ui::events::secret_leaves(v) {
-            p.ui.secret(stage, &s);
-        }
+fn announce_sensitive_inputs(p: &Pipeline, stage: Stage, sensitive: &[SensitiveInput]) {
+    for s in sensitive.iter().flat_map(|i| &i.leaves) {
+        p.ui.secret(stage, s);
     }
 }
 

@@ -17,6 +17,9 @@ pub struct TemplateInfo {
     /// Each variable's default, as the template gives it.
     pub defaults: std::collections::BTreeMap<String, Value>,
     pub builders: Vec<String>,
+    /// The template's "sensitive-variables": stamp passes their values in a private
+    /// var file, never in `vars/<customer>.json`.
+    pub sensitive: BTreeSet<String>,
 }
 
 impl TemplateInfo {
@@ -47,7 +50,12 @@ impl TemplateInfo {
         if builders.is_empty() {
             return Err(ConfigError::new(path, "declares no builders".into()));
         }
-        Ok(Self { variables, defaults, builders })
+        let sensitive = v
+            .get("sensitive-variables")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
+            .unwrap_or_default();
+        Ok(Self { variables, defaults, builders, sensitive })
     }
 }
 
@@ -186,8 +194,9 @@ mod tests {
     fn template_info_and_hash() {
         let dir = tempfile::tempdir().unwrap();
         let t = dir.path().join("template.json");
-        std::fs::write(&t, r#"{"variables": {"region": "", "git_id": ""}, "builders": [{"type": "amazon-ebs", "name": "emulator"}, {"type": "amazon-ebs"}]}"#).unwrap();
+        std::fs::write(&t, r#"{"variables": {"region": "", "git_id": "", "token": "x"}, "sensitive-variables": ["token"], "builders": [{"type": "amazon-ebs", "name": "emulator"}, {"type": "amazon-ebs"}]}"#).unwrap();
         let info = TemplateInfo::read(&t).unwrap();
+        assert_eq!(info.sensitive.iter().collect::<Vec<_>>(), ["token"]);
         assert_eq!(info.builders, vec!["emulator", "amazon-ebs"]);
         assert!(info.variables.contains("git_id"));
         let h1 = template_hash(&t).unwrap();

@@ -52,6 +52,12 @@ pub struct ToolCommand {
     pub env: Vec<(String, String)>,
     /// Variables worth showing in the printed command (others are inherited anyway).
     pub shown_env: Vec<String>,
+    /// Variables holding secrets (`TF_VAR_<name>` of sensitive inputs): passed to the
+    /// tool, never printed. (name, value, what the printed command shows instead).
+    secret_env: Vec<(String, String, String)>,
+    /// Runs the tool with umask 077, so what it writes (terraform's saved plans,
+    /// an errored.tfstate) is readable by the owner only.
+    private_files: bool,
     /// The signal this tool stops cleanly on (terraform: SIGINT, packer: SIGTERM).
     pub stop_signal: i32,
 }
@@ -72,8 +78,23 @@ impl ToolCommand {
             cwd: cwd.to_path_buf(),
             env: Vec::new(),
             shown_env: Vec::new(),
+            secret_env: Vec::new(),
+            private_files: false,
             stop_signal: libc::SIGINT,
         }
+    }
+
+    /// A variable holding a secret: in the tool's environment only. The printed
+    /// command shows `shown` (a shell word such as `"$ACME_DB_PASSWORD"`) instead.
+    pub fn secret_env(mut self, key: impl Into<String>, value: impl Into<String>, shown: impl Into<String>) -> Self {
+        self.secret_env.push((key.into(), value.into(), shown.into()));
+        self
+    }
+
+    /// Files the tool creates are the owner's only (umask 077).
+    pub fn private_files(mut self) -> Self {
+        self.private_files = true;
+        self
     }
 
     pub fn arg(mut self, a: impl Into<OsString>) -> Self {
@@ -105,9 +126,16 @@ impl ToolCommand {
     pub fn display(&self) -> String {
         let mut parts = vec![format!("cd {} &&", shell_quote(&self.cwd.to_string_lossy()))];
         for k in &self.shown_env {
+            // A secret is never printed, even if asked for by name.
+            if is_secret_name(k) || self.secret_env.iter().any(|(sk, _, _)| sk == k) {
+                continue;
+            }
             if let Some((_, v)) = self.env.iter().find(|(ek, _)| ek == k) {
                 parts.push(format!("{k}={}", shell_quote(v)));
             }
+        }
+        for (k, _, shown) in &self.secret_env {
+            parts.push(format!("{k}={shown}"));
         }
         parts.push(shell_quote(&self.program.to_string_lossy()));
         parts.extend(self.args.iter().map(|a| shell_quote(&a.to_string_lossy())));
@@ -141,6 +169,7 @@ impl ToolCommand {
         cmd.args(&self.args)
             .current_dir(&self.cwd)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .envs(self.secret_env.iter().map(|(k, v, _)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -148,12 +177,16 @@ impl ToolCommand {
             .kill_on_drop(true);
         let parent = std::process::id() as libc::pid_t;
         let death_signal = self.stop_signal;
+        let private_files = self.private_files;
         // SAFETY: the closure runs in the forked child before exec and calls only
-        // prctl(2), getppid(2) and kill(2), which are async-signal-safe; it touches no
+        // umask(2), prctl(2), getppid(2) and kill(2), which are async-signal-safe; it touches no
         // memory of the parent. PR_SET_PDEATHSIG fires when the thread that forked
         // exits: stamp spawns tools from its one runtime thread, the main thread.
         unsafe {
             cmd.pre_exec(move || {
+                if private_files {
+                    libc::umask(0o077);
+                }
                 if libc::prctl(libc::PR_SET_PDEATHSIG, death_signal as libc::c_ulong, 0, 0, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -497,6 +530,12 @@ impl StageLog {
     }
 }
 
+/// Environment variables that carry variable values to terraform and packer: the
+/// sensitive ones go only through `secret_env`, and none is ever printed.
+fn is_secret_name(k: &str) -> bool {
+    k.starts_with("TF_VAR_") || k.starts_with("PKR_VAR_")
+}
+
 /// POSIX shell quoting: safe words stay bare, anything else is single-quoted.
 pub fn shell_quote(s: &str) -> String {
     let safe = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c));
@@ -522,6 +561,33 @@ mod tests {
             .envs(&[("AWS_REGION".into(), "eu-west-1".into()), ("SECRET".into(), "x".into())])
             .show_env(&["AWS_REGION"]);
         assert_eq!(c.display(), "cd /w/acme/terraform/vpc && AWS_REGION=eu-west-1 /usr/bin/terraform plan -out=stamp.tfplan");
+    }
+
+    #[test]
+    fn a_secret_variable_is_never_printed() {
+        let c = ToolCommand::new(Path::new("/usr/bin/terraform"), Path::new("/w"))
+            .arg("plan")
+            .envs(&[("TF_VAR_leaked".into(), "hunter2-in-env".into())])
+            .show_env(&["TF_VAR_leaked", "TF_VAR_db_password"])
+            .secret_env("TF_VAR_db_password", "hunter2-secret", "\"$ACME_DB_PASSWORD\"");
+        let shown = c.display();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert_eq!(shown, "cd /w && TF_VAR_db_password=\"$ACME_DB_PASSWORD\" /usr/bin/terraform plan");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn secrets_reach_the_tool_and_private_files_are_the_owners_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = ToolCommand::new(Path::new("/bin/sh"), dir.path())
+            .args(["-c", "printf %s \"$TF_VAR_x\" > out; umask"])
+            .secret_env("TF_VAR_x", "s3cret", "'<sensitive>'")
+            .private_files();
+        let out = c.run("t", &mut StageLog::discard(), &[0], true, &mut |_, _| Tail::Raw).await.unwrap();
+        assert_eq!(out.stdout.trim(), "0077");
+        let f = dir.path().join("out");
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), "s3cret");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o600);
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -73,6 +73,10 @@ pub struct StackInfo {
     pub sensitive: BTreeSet<String>,
     /// Each variable's declared `type`, where it has one stamp can check a value against.
     pub types: BTreeMap<String, VarType>,
+    /// Variables whose `type` is not string, number or bool (`any`, lists, maps,
+    /// objects): Terraform reads their `TF_VAR_` value as an HCL expression, the
+    /// others' as a literal string.
+    pub hcl_input: BTreeSet<String>,
 }
 
 /// The kind of value a variable's `type` accepts, as far as a value in a TOML file
@@ -139,6 +143,23 @@ impl VarType {
     }
 }
 
+/// A variable's value as Terraform reads it from `TF_VAR_<name>`: a literal string
+/// for variables of a primitive type (or none), an HCL expression for the others
+/// (`hcl`; JSON is one, with `${` and `%{` escaped so no template runs).
+pub fn tf_var_env_value(value: &Value, hcl: bool) -> Result<String, String> {
+    if hcl {
+        let json = serde_json::to_string(value).map_err(|e| e.to_string())?;
+        return Ok(json.replace("${", "$${").replace("%{", "%%{"));
+    }
+    match value {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        Value::Null => Ok(String::new()),
+        _ => Err("a list or table for a variable without a `type`: Terraform would read it as a string; declare its type".into()),
+    }
+}
+
 impl StackInfo {
     /// Reads every `*.tf` and `*.tf.json` at the top of `dir` (not modules: their
     /// variables are not the stack's inputs). Files stamp generates are skipped.
@@ -177,8 +198,13 @@ impl StackInfo {
             match (block.identifier(), labels.as_slice()) {
                 ("variable", [name]) => {
                     self.variables.insert(name.to_string());
-                    if let Some(t) = block.body().attributes().find(|a| a.key() == "type").and_then(|a| VarType::from_hcl(a.expr())) {
+                    let ty = block.body().attributes().find(|a| a.key() == "type").map(|a| a.expr().clone());
+                    if let Some(t) = ty.as_ref().and_then(VarType::from_hcl) {
                         self.types.insert(name.to_string(), t);
+                    }
+                    let primitive = |e: &hcl::Expression| matches!(e, hcl::Expression::Variable(v) if ["string", "number", "bool"].contains(&v.as_str()));
+                    if ty.as_ref().is_some_and(|e| !primitive(e)) {
+                        self.hcl_input.insert(name.to_string());
                     }
                     if !block.body().attributes().any(|a| a.key() == "default") {
                         self.required.insert(name.to_string());
@@ -216,8 +242,12 @@ impl StackInfo {
         for vars in v.get("variable").map(objects).unwrap_or_default() {
             for (name, body) in vars {
                 self.variables.insert(name.clone());
-                if let Some(t) = objects(body).iter().find_map(|b| b.get("type").and_then(Value::as_str).and_then(VarType::from_text)) {
+                let ty = objects(body).iter().find_map(|b| b.get("type").and_then(Value::as_str).map(str::trim));
+                if let Some(t) = ty.and_then(VarType::from_text) {
                     self.types.insert(name.clone(), t);
+                }
+                if ty.is_some_and(|t| !["string", "number", "bool"].contains(&t)) {
+                    self.hcl_input.insert(name.clone());
                 }
                 let has_default = objects(body).iter().any(|b| b.contains_key("default"));
                 if !has_default {
@@ -799,6 +829,25 @@ mod tests {
         assert!(VarType::Map.check(&serde_json::json!({"a": 1})).is_ok());
     }
     use super::*;
+
+    #[test]
+    fn tf_var_values_as_terraform_reads_them() {
+        use serde_json::json;
+        assert_eq!(tf_var_env_value(&json!("p@ss ${x}"), false).unwrap(), "p@ss ${x}", "literal: as is");
+        assert_eq!(tf_var_env_value(&json!(3), false).unwrap(), "3");
+        assert_eq!(tf_var_env_value(&json!(true), false).unwrap(), "true");
+        assert!(tf_var_env_value(&json!(["a"]), false).unwrap_err().contains("declare its type"));
+        // HCL: JSON, with templates escaped so the value arrives as given.
+        assert_eq!(tf_var_env_value(&json!({"k": "a${b}%{c}"}), true).unwrap(), r#"{"k":"a$${b}%%{c}"}"#);
+        assert_eq!(tf_var_env_value(&json!("s"), true).unwrap(), r#""s""#);
+        let mut info = StackInfo::default();
+        info.add_hcl(
+            Path::new("x.tf"),
+            "variable \"a\" {\n  type = string\n}\nvariable \"b\" {\n  type = map(string)\n}\nvariable \"c\" {\n  type = any\n}\nvariable \"d\" {}\n",
+        )
+        .unwrap();
+        assert_eq!(info.hcl_input.iter().collect::<Vec<_>>(), ["b", "c"]);
+    }
 
     #[test]
     fn stack_info_reads_variables_outputs_backend() {

@@ -51,7 +51,8 @@ variable "certificate_arn" {
 }
 
 # Sensitive here only (the stand-in has no database): a customer-supplied value of
-# a `sensitive = true` input, for the CI tests that check stamp masks it.
+# a `sensitive = true` input, for the CI tests that check stamp masks it and never
+# writes it down (tests/secrets.rs). The module keeps it in the state.
 variable "db_instance_class" {
   type      = string
   default   = "db.t3.micro"
@@ -78,6 +79,7 @@ module "frontend" {
   public_subnet_ids = var.public_subnet_ids
   app_config        = var.app_config
   instance_type     = var.instance_type
+  db_instance_class = var.db_instance_class
 }
 
 output "public_url" {

@@ -38,6 +38,13 @@ variable "instance_type" {
   type = string
 }
 
+# Kept in the state only (as a real database's class and generated password are),
+# so that tests/secrets.rs can check stamp writes no sensitive input or state value.
+variable "db_instance_class" {
+  type      = string
+  sensitive = true
+}
+
 resource "terraform_data" "frontend" {
   input = {
     name        = var.name
@@ -47,6 +54,10 @@ resource "terraform_data" "frontend" {
     subnets     = join(" ", var.public_subnet_ids)
     config_hash = sha256(jsonencode(var.app_config))
     behaviour   = var.instance_type
+    db_class    = var.db_instance_class
+    # A value that exists nowhere but in the state (as a generated password would):
+    # tests/secrets.rs computes it and looks for it in everything stamp wrote.
+    state_canary = sensitive(sha256("stamp state canary ${var.name}"))
     # local-exec runs in the root's directory; destroy-time provisioners may only use self.
     script = "${path.module}/standin.sh"
   }

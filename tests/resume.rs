@@ -5,10 +5,14 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Emulator, FaultProxy, Fleet, Run, stage_status};
+use common::{Emulator, FLEET_TOML, FaultProxy, Fleet, Run, stage_status};
 use serde_json::json;
 
 const ACME: &str = "git_id = \"v1\"\n";
@@ -150,6 +154,14 @@ fn from_a_stage_whose_predecessors_never_completed_exits_2_naming_it() {
     assert!(run.stderr.contains("--from frontends: stage bucket of acme never completed"), "{}", run.stderr);
     assert!(run.stderr.contains("was never deployed"), "{}", run.stderr);
     assert!(fleet.buckets().is_empty(), "a bucket was created");
+    // Several customers: each one's problem is printed, nothing starts.
+    fleet.customer("initech", ACME);
+    let run = fleet.stamp(&["deploy", "acme", "initech", "--auto-approve", "--from", "vpc"]).code(2);
+    for c in ["acme", "initech"] {
+        assert!(run.stderr.contains(&format!("error: {c}: --from vpc: stage bucket of {c} never completed")), "{}", run.stderr);
+    }
+    assert!(run.stderr.contains("nothing was started"), "{}", run.stderr);
+    assert!(fleet.buckets().is_empty(), "a bucket was created");
     // A stage that is not one: clap lists the accepted values.
     let run = deploy(&fleet, &["--from", "network"]).code(2);
     assert!(run.stderr.contains("bucket, vpc, ami, frontends, smoke"), "{}", run.stderr);
@@ -233,4 +245,59 @@ fn an_emulator_killed_mid_deploy_fails_clearly_and_the_next_deploy_redoes_what_i
     }
     assert_eq!(fleet.journal("acme").unwrap()["status"], "complete");
     assert_eq!(applies(&fleet.log("acme", "vpc")), 1, "the vpc was applied again");
+}
+
+/// An HTTP server on loopback answering every request with the status in `status`.
+fn http_server(status: Arc<AtomicU16>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let code = status.load(Ordering::SeqCst);
+            let _ = write!(stream, "HTTP/1.1 {code} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        }
+    });
+    url
+}
+
+/// A fleet deploy in which both customers failed at the smoke test: the next one
+/// resumes each at its smoke stage (the frontends' outputs read back from their state).
+#[test]
+fn a_fleet_resumes_each_customer_at_its_smoke_stage() {
+    let emu = Emulator::start();
+    let status = Arc::new(AtomicU16::new(500));
+    let url = http_server(status.clone());
+    let toml = FLEET_TOML.replace("[smoke]\nenabled = false\n", "[smoke]\ntimeout = \"3s\"\n");
+    assert_ne!(toml, FLEET_TOML);
+    let fleet = Fleet::with_toml(&emu, &toml);
+    fleet.customer("acme", ACME).customer("initech", ACME);
+    let deploy = || {
+        let args = ["deploy", "acme", "initech", "--auto-approve", "--json"];
+        Run::from(fleet.stamp_cmd(&args).env("STANDIN_PUBLIC_URL", &url).output().unwrap(), &args)
+    };
+    deploy().code(1);
+    for c in ["acme", "initech"] {
+        let j = fleet.journal(c).unwrap();
+        assert_eq!((journal_stage(&j, "frontends"), journal_stage(&j, "smoke")), ("done".into(), "failed".into()), "{j:#}");
+    }
+    status.store(200, Ordering::SeqCst);
+    let run = deploy().ok();
+    let reports = run.json()["customers"].as_array().unwrap().clone();
+    assert_eq!(reports.len(), 2, "{reports:#?}");
+    for r in &reports {
+        for s in ["bucket", "vpc", "ami", "frontends"] {
+            assert_eq!(stage_status(r, s), "resumed", "{r:#}");
+        }
+        assert_eq!(stage_status(r, "smoke"), "ok", "{r:#}");
+        assert_eq!(r["outputs"]["frontends"]["public_url"], url.as_str(), "{r:#}");
+    }
+    for c in ["acme", "initech"] {
+        assert_eq!(fleet.journal(c).unwrap()["status"], "complete");
+    }
 }

@@ -29,7 +29,7 @@ impl Status {
             Status::Ok => "done",
             Status::Unchanged => "no changes",
             Status::Skipped => "skipped",
-            Status::Resumed => "not rerun",
+            Status::Resumed => "checked",
             Status::Failed => "FAILED",
             Status::Interrupted => "interrupted",
             Status::NotStarted => "not started",

@@ -136,7 +136,7 @@ pub fn hash_bytes(bytes: &[u8]) -> String {
 }
 
 /// `sha256:<hex>` of a file, or of every file under a directory (names and contents,
-/// sorted; dot files and directories, states and plans left out).
+/// sorted; dot directories, states and plans left out; `.terraform.lock.hcl` counts).
 pub fn hash_path(path: &Path) -> std::io::Result<String> {
     let mut h = Sha256::new();
     if path.is_dir() {
@@ -159,12 +159,15 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> 
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().to_string();
-        if name.starts_with('.') || name.starts_with("terraform.tfstate") || name.ends_with(".tfplan") {
+        if name.starts_with("terraform.tfstate") || name.ends_with(".tfplan") {
             continue;
         }
         let path = entry.path();
         if path.is_dir() {
-            walk(root, &path, out)?;
+            // .terraform, .git, a stand-in's .standin: tools' own, not inputs.
+            if !name.starts_with('.') {
+                walk(root, &path, out)?;
+            }
         } else {
             out.push(path.strip_prefix(root).unwrap_or(&path).to_path_buf());
         }

@@ -73,6 +73,10 @@ fn a_failed_deploy_resumes_at_the_stage_that_failed_and_from_restarts_at_a_chose
     assert_eq!(journal_stage(&j, "frontends"), "failed", "{j:#}");
     assert_eq!(journal_stage(&j, "smoke"), "absent", "{j:#}");
     let first_run = j["run"].as_str().unwrap().to_owned();
+    let status = fleet.stamp(&["status", "acme", "--json"]).ok().json();
+    assert_eq!(status["customers"][0]["last_run"]["resumes_at"], "frontends", "{status:#}");
+    let table = fleet.stamp(&["status", "acme"]).ok().stdout;
+    assert!(table.contains("deploy failed (resumes at frontends)"), "{table}");
     let (vpc_applies, amis) = (applies(&fleet.log("acme", "vpc")), images(&fleet));
     assert_eq!(vpc_applies, 1);
 

@@ -32,9 +32,11 @@ lint: ## Formatting and clippy, as CI runs them
 
 ci: lint test ## What .ci/run runs
 
-customer: build ## make customer CUSTOMER=acme [ENV=staging]: deploy one customer
+# STAMP_FLAGS after the subcommand: global options are accepted there too, and so
+# are deploy's own (STAMP_FLAGS="--from vpc", "--rebuild-ami", "--no-smoke").
+customer: build ## make customer CUSTOMER=acme [ENV=staging] [STAMP_FLAGS="--from vpc"]: deploy one customer
 	@test -n "$(CUSTOMER)" || { echo "usage: make customer CUSTOMER=<name> [ENV=<env>]" >&2; exit 2; }
-	$(STAMP) $(STAMP_FLAGS) deploy $(CUSTOMER) $(if $(ENV),--env $(ENV)) $(APPROVE)
+	$(STAMP) deploy $(CUSTOMER) $(if $(ENV),--env $(ENV)) $(APPROVE) $(STAMP_FLAGS)
 
 plan: build ## make plan CUSTOMER=acme: what a deploy would change
 	@test -n "$(CUSTOMER)" || { echo "usage: make plan CUSTOMER=<name>" >&2; exit 2; }

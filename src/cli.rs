@@ -56,6 +56,11 @@ pub enum Command {
         /// Skip the smoke test (GET public_url until it answers) after the frontends.
         #[arg(long)]
         no_smoke: bool,
+        /// Restart at this stage, taking the earlier stages' results from the run
+        /// journal (.stamp/<customer>/journal.json). Without it, a deploy after a
+        /// failed or interrupted one resumes at the stage that did not finish.
+        #[arg(long, value_enum, value_name = "STAGE")]
+        from: Option<StageArg>,
     },
     /// Show what a deploy would change, building nothing.
     Plan {
@@ -191,6 +196,29 @@ pub struct FleetArgs {
     /// [fleet] canary, else name order); the rest only if every canary succeeded.
     #[arg(long, value_name = "K", default_value_t = 0)]
     pub canary: usize,
+}
+
+/// `deploy --from` values: the deploy's stages, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StageArg {
+    Bucket,
+    Vpc,
+    Ami,
+    Frontends,
+    Smoke,
+}
+
+impl From<StageArg> for crate::ui::events::Stage {
+    fn from(s: StageArg) -> Self {
+        use crate::ui::events::Stage;
+        match s {
+            StageArg::Bucket => Stage::Bucket,
+            StageArg::Vpc => Stage::Vpc,
+            StageArg::Ami => Stage::Ami,
+            StageArg::Frontends => Stage::Frontends,
+            StageArg::Smoke => Stage::Smoke,
+        }
+    }
 }
 
 /// `--progress` values.

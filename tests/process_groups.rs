@@ -98,4 +98,9 @@ fn sigkill_of_stamp_leaves_no_tool_running() {
     // The watchdog forwards SIGINT (terraform's stop signal) and kills after STAMP_KILL_GRACE.
     wait_for("the tool's processes to stop", Duration::from_secs(30), || processes(&sleep, Some(fleet.path())).is_empty());
     assert!(killed.elapsed() < Duration::from_secs(30));
+    // stamp died in the vpc stage: its journal says it started and never finished.
+    let j = fleet.journal("acme").unwrap();
+    let vpc = j["stages"].as_array().unwrap().iter().find(|s| s["stage"] == "vpc").cloned();
+    assert_eq!(vpc.as_ref().map(|v| v["status"].clone()), Some(serde_json::json!("running")), "{j:#}");
+    assert_eq!(j["status"], "running");
 }

@@ -69,6 +69,12 @@ fn interrupt_reaches_terraform_which_shuts_down_gracefully() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fleet.path().join(".stamp/acme/last-run.json")).unwrap()).unwrap();
     assert_eq!(report["status"], "interrupted");
+    // The run journal: the vpc stage was interrupted, never "done"; the next deploy resumes there.
+    let j = fleet.journal("acme").unwrap();
+    assert_eq!(j["status"], "interrupted", "{j:#}");
+    let states: Vec<(&str, &str)> =
+        j["stages"].as_array().unwrap().iter().map(|s| (s["stage"].as_str().unwrap(), s["status"].as_str().unwrap())).collect();
+    assert_eq!(states, [("bucket", "done"), ("vpc", "interrupted")]);
 }
 
 #[test]

@@ -25,7 +25,7 @@ pub async fn drift(fleet: Fleet, args: RunArgs) -> Result<(), Error> {
     let plans = resolve_all(&ctx, &args.names, args.env.as_ref())?;
     let single = plans.len() == 1;
     let sink = super::sink(args.plain, plans.len());
-    let opts = Options { approval: Approval::Auto, rebuild_ami: false, no_smoke: true };
+    let opts = Options { approval: Approval::Auto, rebuild_ami: false, no_smoke: true, from: None };
     let started = Instant::now();
     let outcomes = scheduler::run(ctx.clone(), plans, Operation::Drift, opts, &args.policy, sink.clone(), Stop::new()).await;
     drop(sink);

@@ -56,9 +56,10 @@ async fn run(cli: Cli) -> Result<(), Error> {
     let fleet = Fleet::load(&cli.config, &EnvOverrides::from_process())?;
     let plain = cli.no_progress || !std::io::stderr().is_terminal() || std::env::var_os("CI").is_some();
     match &cli.command {
-        Command::Deploy { target, fleet: f, auto_approve, rebuild_ami, json, no_smoke } => {
+        Command::Deploy { target, fleet: f, auto_approve, rebuild_ami, json, no_smoke, from } => {
             let mut args = RunArgs::new(&fleet, target, f, *auto_approve, *rebuild_ami, *json, plain)?;
             args.no_smoke = *no_smoke;
+            args.from = from.map(Into::into);
             run::run(fleet, crate::customer::report::Operation::Deploy, args).await
         }
         Command::Plan { target, fleet: f, json } => {

@@ -32,6 +32,8 @@ pub struct RunArgs {
     pub plain: bool,
     /// `deploy --no-smoke`.
     pub no_smoke: bool,
+    /// `deploy --from STAGE`.
+    pub from: Option<crate::ui::events::Stage>,
 }
 
 impl RunArgs {
@@ -60,6 +62,7 @@ impl RunArgs {
             json,
             plain,
             no_smoke: false,
+            from: None,
         })
     }
 }
@@ -97,6 +100,9 @@ pub async fn run(fleet: Fleet, op: Operation, args: RunArgs) -> Result<(), Error
     let tools = find::find_tools(&fleet, op)?;
     let ctx = Rc::new(FleetContext::new(fleet, Some(tools)));
     let plans = resolve_all(&ctx, &args.names, args.env.as_ref())?;
+    if op == Operation::Deploy {
+        check_journals(&ctx, &plans, args.from)?;
+    }
     let several = plans.len() > 1;
     let sink = super::sink(args.plain, plans.len());
     let approval = match op {
@@ -113,7 +119,7 @@ pub async fn run(fleet: Fleet, op: Operation, args: RunArgs) -> Result<(), Error
         Operation::Deploy => approve_fleet_plan(&ctx, &plans, &args).await?,
         _ => approve_fleet_destroy(&plans).await?,
     };
-    let opts = Options { approval, rebuild_ami: args.rebuild_ami, no_smoke: args.no_smoke };
+    let opts = Options { approval, rebuild_ami: args.rebuild_ami, no_smoke: args.no_smoke, from: args.from };
     let started = Instant::now();
     let outcomes = scheduler::run(ctx.clone(), plans, op, opts, &args.policy, sink.clone(), Stop::new()).await;
     drop(sink);
@@ -123,6 +129,39 @@ pub async fn run(fleet: Fleet, op: Operation, args: RunArgs) -> Result<(), Error
     match (finish(op, outcomes, wall, args.json), ci) {
         (Ok(()), Err(e)) => Err(e),
         (result, _) => result,
+    }
+}
+
+/// Before anything starts: every customer's run journal can be read, and with
+/// `--from STAGE` each one has the stages before it done. All problems are
+/// printed, then exit 2. (Each pipeline checks again under its customer's lock.)
+fn check_journals(ctx: &FleetContext, plans: &[CustomerPlan], from: Option<crate::ui::events::Stage>) -> Result<(), Error> {
+    use crate::customer::journal::Journal;
+    use crate::ui::events::Stage;
+    if from == Some(Stage::Bucket) {
+        return Ok(());
+    }
+    let mut problems = Vec::new();
+    for p in plans {
+        let name = p.customer.name.as_str();
+        let path = Journal::path(&ctx.fleet.paths.work.join(name));
+        let checked = Journal::read(&path, name).and_then(|j| match from {
+            Some(from) => crate::customer::pipeline::from_stages(&path, name, from, j.as_ref()).map(|_| ()),
+            None => Ok(()),
+        });
+        if let Err(e) = checked {
+            problems.push((name.to_owned(), e));
+        }
+    }
+    match problems.len() {
+        0 => Ok(()),
+        1 if plans.len() == 1 => Err(problems.pop().expect("one").1),
+        n => {
+            for (name, e) in &problems {
+                eprintln!("error: {name}: {e}");
+            }
+            Err(Error::Reported { message: format!("{n} customer(s) cannot deploy as asked; nothing was started"), code: EXIT_USAGE })
+        }
     }
 }
 
@@ -176,7 +215,7 @@ fn finish(op: Operation, mut outcomes: Vec<Outcome>, wall: Duration, json: bool)
 async fn approve_fleet_plan(ctx: &Rc<FleetContext>, plans: &[CustomerPlan], args: &RunArgs) -> Result<Approval, Error> {
     eprintln!("planning {} customers before asking...", plans.len());
     let quiet: Rc<dyn crate::ui::events::EventSink> = Rc::new(Discard);
-    let opts = Options { approval: Approval::Auto, rebuild_ami: false, no_smoke: true };
+    let opts = Options { approval: Approval::Auto, rebuild_ami: false, no_smoke: true, from: None };
     let outcomes = scheduler::run(ctx.clone(), plans.to_vec(), Operation::Plan, opts, &args.policy, quiet, Stop::new()).await;
     let mut approved = ApprovedDestroys::new();
     let mut text = String::from("\nThe fleet's plan:\n");
@@ -242,7 +281,7 @@ pub async fn render(fleet: Fleet, names: &[CustomerName], t: &Target) -> Result<
     let plans = resolve_all(&ctx, names, t.env.as_ref())?;
     let sink = super::sink(true, plans.len());
     for plan in plans {
-        let opts = Options { approval: Approval::Auto, rebuild_ami: false, no_smoke: true };
+        let opts = Options { approval: Approval::Auto, rebuild_ami: false, no_smoke: true, from: None };
         let p = Pipeline::open(ctx.clone(), plan, opts, sink.clone(), Stop::new(), Operation::Render)?;
         let (_, result) = p.run().await;
         result?;

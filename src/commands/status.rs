@@ -41,6 +41,12 @@ pub struct LastRun {
     pub operation: String,
     pub status: String,
     pub started_at: String,
+    /// The deploy journal's unfinished run: the stage the next deploy resumes at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumes_at: Option<String>,
+    /// The deploy journal cannot be read (the next deploy refuses, saying why).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -245,7 +251,25 @@ async fn stack_status(aws: &Aws, log: &mut StageLog, bucket: &BucketName, key: &
 fn last_run(work: &std::path::Path) -> Option<LastRun> {
     let r = RunReport::read(&work.join("last-run.json")).ok()??;
     let status = serde_json::to_value(r.status).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
-    Some(LastRun { operation: r.operation.as_str().to_owned(), status, started_at: r.started_at })
+    use crate::customer::journal::{Journal, RunState};
+    let name = work.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let (resumes_at, journal_error) = match Journal::read(&Journal::path(work), &name) {
+        Ok(Some(j)) if j.status != RunState::Complete => (j.first_not_done().map(|s| s.to_string()), None),
+        Ok(_) => (None, None),
+        Err(e) => (None, Some(e.to_string().lines().next().unwrap_or_default().to_owned())),
+    };
+    Some(LastRun { operation: r.operation.as_str().to_owned(), status, started_at: r.started_at, resumes_at, journal_error })
+}
+
+/// "deploy failed (resumes at frontends)".
+fn last_run_text(l: &LastRun) -> String {
+    let mut s = format!("{} {}", l.operation, l.status);
+    if let Some(at) = &l.resumes_at {
+        s.push_str(&format!(" (resumes at {at})"));
+    } else if l.journal_error.is_some() {
+        s.push_str(" (journal unreadable)");
+    }
+    s
 }
 
 /// The status table (stdout).
@@ -279,7 +303,7 @@ pub fn table(rows: &[CustomerStatus], now: SystemTime) -> String {
             stack("vpc"),
             stack("frontends"),
             if locks.is_empty() { "-".into() } else { locks.join(", ") },
-            r.last_run.as_ref().map(|l| format!("{} {}", l.operation, l.status)).unwrap_or_else(|| "-".into()),
+            r.last_run.as_ref().map(last_run_text).unwrap_or_else(|| "-".into()),
             if r.error.is_some() { "ERROR (below)".into() } else { r.public_url.clone().unwrap_or_else(|| "-".into()) },
         ]);
     }

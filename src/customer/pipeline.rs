@@ -14,11 +14,12 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::{Value, json};
 
 use crate::cancel::Stop;
+use crate::customer::journal::{Inputs, Journal, RunState, StageEntry, StageState};
 use crate::customer::plan::CustomerPlan;
 use crate::customer::report::{Changes, Operation, PlanDetail, RunReport, SCHEMA_VERSION, StageReport};
 use crate::error::Error;
 use crate::fleet::context::FleetContext;
-use crate::names::AmiId;
+use crate::names::{AmiId, BucketName};
 use crate::stages::{self, stack::Mode};
 use crate::tools::aws::Aws;
 use crate::tools::process::StageLog;
@@ -65,6 +66,9 @@ pub struct Options {
     pub rebuild_ami: bool,
     /// `--no-smoke`: deploy without checking that the public URL answers.
     pub no_smoke: bool,
+    /// `deploy --from STAGE`: restart there, the earlier stages' results taken from
+    /// the run journal (`None`: resume where an unfinished run stopped).
+    pub from: Option<Stage>,
 }
 
 /// The typed outputs of the vpc stack that the later stages use.
@@ -139,6 +143,8 @@ pub struct Pipeline {
     pub report: RunReport,
     started: Instant,
     opened_logs: BTreeSet<Stage>,
+    /// deploy only: the run journal as this run writes it.
+    journal: Option<Journal>,
     _lock: Option<std::fs::File>,
 }
 
@@ -189,6 +195,7 @@ impl Pipeline {
             report,
             started: Instant::now(),
             opened_logs: BTreeSet::new(),
+            journal: None,
             _lock: Some(lock),
         })
     }
@@ -241,6 +248,7 @@ impl Pipeline {
                 Ok(done.value)
             }
             Err(e) => {
+                let e = self.explain_unreachable(stage, e).await;
                 let status = if matches!(e, Error::Interrupted(_)) { Status::Interrupted } else { Status::Failed };
                 let detail = match &e {
                     Error::Tool(f) => f.status.clone(),
@@ -254,6 +262,34 @@ impl Pipeline {
                 self.report.failed_stage = Some(stage);
                 Err(e)
             }
+        }
+    }
+
+    /// A stage that failed while the emulated AWS endpoint stopped answering (the
+    /// emulator was stopped or died): says so, and how to go on, whatever the tool
+    /// printed. The endpoint is probed only after a failure.
+    async fn explain_unreachable(&self, stage: Stage, e: Error) -> Error {
+        let Some(url) = self.ctx.fleet.aws.endpoint.clone() else { return e };
+        if !matches!(e, Error::Tool(_) | Error::Stage { .. }) || answers(&url).await {
+            return e;
+        }
+        let ours = format!(
+            "nothing answers at {url} ([aws] endpoint) any more: it stopped during stage {stage}; start it again at that address, then `stamp deploy {}` resumes where this run stopped",
+            self.name()
+        );
+        let join = |old: Option<String>| {
+            Some(match old {
+                Some(old) => format!("{ours}\n  hint: {old}"),
+                None => ours.clone(),
+            })
+        };
+        match e {
+            Error::Tool(mut f) => {
+                f.hint = join(f.hint.take());
+                Error::Tool(f)
+            }
+            Error::Stage { message, hint } => Error::Stage { message, hint: join(hint) },
+            other => other,
         }
     }
 
@@ -299,7 +335,7 @@ impl Pipeline {
                 let file = Some(self.plan.customer.file.clone());
                 self.ui.emit(None, EventKind::Failure { message: e.to_string(), file });
             }
-        } else if self.report.stages.iter().all(|s| matches!(s.status, Status::Unchanged | Status::Skipped)) {
+        } else if self.report.stages.iter().all(|s| matches!(s.status, Status::Unchanged | Status::Skipped | Status::Resumed)) {
             self.report.status = Status::Unchanged;
         }
         let mut result = result;
@@ -325,22 +361,58 @@ impl Pipeline {
 
     // ------------------------------------------------------------ operations
 
+    /// bucket -> vpc -> ami -> frontends -> smoke, each stage recorded in the run
+    /// journal. After a run that did not finish (same inputs), or with `--from`, the
+    /// stages before the restart point are checked (what they made still exists) and
+    /// not run again; one whose result is gone runs again.
     async fn deploy(&mut self) -> Result<(), Error> {
-        let bucket = self.stage(Stage::Bucket, "state bucket", async |p: &mut Self| stages::bucket::run(p, true).await).await?;
+        let mut carried = self.open_journal()?;
+        let bucket = self
+            .deploy_stage(
+                Stage::Bucket,
+                "state bucket",
+                carried.remove(&Stage::Bucket),
+                async |p: &mut Self, e: &StageEntry| p.check_bucket(e).await,
+                async |p: &mut Self| stages::bucket::run(p, true).await,
+                |b, e| e.bucket = b.as_ref().map(|b| b.to_string()),
+            )
+            .await?;
         let Some(bucket) = bucket else { unreachable!("deploy creates the bucket") };
+        self.report.state_bucket = Some(bucket.to_string());
         let label = self.plan.vpc.label.clone();
         let vpc_out = self
-            .stage(Stage::Vpc, &label, async |p: &mut Self| stages::stack::run(p, Stage::Vpc, &bucket, Mode::Apply, None).await)
+            .deploy_stage(
+                Stage::Vpc,
+                &label,
+                carried.remove(&Stage::Vpc),
+                async |p: &mut Self, _: &StageEntry| p.check_stack(Stage::Vpc, &bucket).await,
+                async |p: &mut Self| stages::stack::run(p, Stage::Vpc, &bucket, Mode::Apply, None).await,
+                |_, _| {},
+            )
             .await?;
         let vpc = VpcOutputs::from_outputs(&vpc_out, &format!("{} (vpc)", self.ctx.fleet.paths.terraform.display()))?;
         self.report.outputs.insert("vpc".into(), outputs_json(&vpc_out, false));
-        let ami = self.stage(Stage::Ami, "AMI (packer)", async |p: &mut Self| stages::ami::run(p, &vpc).await).await?;
+        let ami = self
+            .deploy_stage(
+                Stage::Ami,
+                "AMI (packer)",
+                carried.remove(&Stage::Ami),
+                async |p: &mut Self, e: &StageEntry| p.check_ami(e).await,
+                async |p: &mut Self| stages::ami::run(p, &vpc).await,
+                |a, e| e.ami_id = Some(a.to_string()),
+            )
+            .await?;
         self.report.outputs.insert("ami_id".into(), json!(ami.as_str()));
         let label = self.plan.frontends.label.clone();
         let fe = self
-            .stage(Stage::Frontends, &label, async |p: &mut Self| {
-                stages::stack::run(p, Stage::Frontends, &bucket, Mode::Apply, Some((&vpc, &ami))).await
-            })
+            .deploy_stage(
+                Stage::Frontends,
+                &label,
+                carried.remove(&Stage::Frontends),
+                async |p: &mut Self, _: &StageEntry| p.check_stack(Stage::Frontends, &bucket).await,
+                async |p: &mut Self| stages::stack::run(p, Stage::Frontends, &bucket, Mode::Apply, Some((&vpc, &ami))).await,
+                |_, _| {},
+            )
             .await?;
         self.report.outputs.insert("frontends".into(), outputs_json(&fe, false));
         let smoke = &self.plan.customer.smoke;
@@ -356,10 +428,253 @@ impl Pipeline {
             (None, None) => self.skip(Stage::Smoke, "the frontends stack has no `public_url` output"),
             (None, Some(url)) => {
                 let url = url.as_str().map(String::from).unwrap_or_else(|| url.to_string());
-                self.stage(Stage::Smoke, "smoke test", async |p: &mut Self| stages::smoke::run(p, &url).await).await?;
+                self.deploy_stage(
+                    Stage::Smoke,
+                    "smoke test",
+                    None,
+                    async |_: &mut Self, _: &StageEntry| Ok(Err(String::new())),
+                    async |p: &mut Self| stages::smoke::run(p, &url).await,
+                    |_, _| {},
+                )
+                .await?;
             }
         }
+        // Every stage finished: the next deploy runs them all again.
+        if let Some(j) = self.journal.as_mut() {
+            j.status = RunState::Complete;
+            j.updated_at = now();
+            j.save(&Journal::path(&self.work))?;
+        }
         Ok(())
+    }
+
+    /// The inputs that make this deploy's result: equal inputs, equal fingerprint.
+    fn inputs(&self) -> Result<Inputs, Error> {
+        use crate::customer::journal::{hash_bytes, hash_path};
+        let fleet = &self.ctx.fleet;
+        let c = &self.plan.customer;
+        let hash = |p: &Path| hash_path(p).map_err(|e| Error::io(format!("reading {}", p.display()), e));
+        let mut i = Inputs::default();
+        i.add(format!("the customer file {}", c.file.display()), hash(&c.file)?);
+        i.add(format!("the fleet file {}", fleet.config_path.display()), hash(&fleet.config_path)?);
+        i.add(format!("the stacks under {}", fleet.paths.terraform.display()), hash(&fleet.paths.terraform)?);
+        i.add(
+            format!("the packer template {}", fleet.paths.packer_template.display()),
+            format!("sha256:{}", stages::ami::template_hash(self)?),
+        );
+        if let Some(files) = &self.plan.app_config {
+            i.add("the rendered app configuration", hash_bytes(&serde_json::to_vec(files).unwrap_or_default()));
+        }
+        i.add("git_id", c.git_id.clone());
+        i.add("env", c.env.to_string());
+        i.add("region", c.region.to_string());
+        i.add("endpoint", fleet.aws.endpoint.clone().unwrap_or_else(|| "AWS".into()));
+        i.add("--rebuild-ami", if self.opts.rebuild_ami { "on" } else { "off" });
+        i.add("stamp version", env!("CARGO_PKG_VERSION"));
+        Ok(i)
+    }
+
+    /// Reads the run journal and decides where this deploy starts: the stages before
+    /// that point, with their journal entries, are returned (to be checked and not
+    /// rerun). Starts this run's journal.
+    fn open_journal(&mut self) -> Result<BTreeMap<Stage, StageEntry>, Error> {
+        let inputs = self.inputs()?;
+        let fingerprint = inputs.fingerprint();
+        let path = Journal::path(&self.work);
+        let name = self.name().to_owned();
+        let mut carried = BTreeMap::new();
+        match self.opts.from {
+            // Runs everything; the journal is not read (it may be the one that is broken).
+            Some(Stage::Bucket) => {}
+            Some(from) => {
+                let old = Journal::read(&path, &name)?;
+                carried = from_stages(&path, &name, from, old.as_ref())?;
+                let stale: Vec<&str> = carried.values().filter(|e| e.fingerprint != fingerprint).map(|e| e.stage.as_str()).collect();
+                if !stale.is_empty() {
+                    let changed = old.as_ref().map(|j| inputs.changed_since(&j.inputs)).unwrap_or_default();
+                    self.ui.note(&format!(
+                        "--from {from}: {} done with other inputs than this run's{}; taken as they are, as --from asks",
+                        stale.join(", "),
+                        if changed.is_empty() { String::new() } else { format!(" ({} changed)", changed.join(", ")) }
+                    ));
+                }
+            }
+            None => match Journal::read(&path, &name)? {
+                None => {}
+                Some(j) if j.status == RunState::Complete => {}
+                Some(j) => match j.first_not_done() {
+                    None | Some(Stage::Bucket) => {}
+                    Some(at) => {
+                        let how = j.entry(at).map(|e| e.status.word()).unwrap_or("was not reached");
+                        let done: Vec<&StageEntry> = Stage::ALL.iter().filter(|s| **s < at).filter_map(|s| j.done(*s)).collect();
+                        if done.iter().all(|e| e.fingerprint == fingerprint) {
+                            self.ui.note(&format!(
+                                "resuming the run of {} at stage {at} (it {how}); {} checked, not rerun",
+                                j.run,
+                                done.iter().map(|e| e.stage.as_str()).collect::<Vec<_>>().join(", ")
+                            ));
+                            carried = done.into_iter().map(|e| (e.stage, e.clone())).collect();
+                        } else {
+                            let changed = inputs.changed_since(&j.inputs);
+                            let what = if changed.is_empty() { "inputs".to_owned() } else { changed.join(", ") };
+                            self.ui.note(&format!(
+                                "not resuming the run of {} (stage {at} {how}): {what} changed since; starting from the beginning",
+                                j.run
+                            ));
+                        }
+                    }
+                },
+            },
+        }
+        let mut journal = Journal::new(&name, &self.report.started_at, &inputs);
+        for e in carried.values() {
+            journal.set(e.clone());
+        }
+        self.journal = Some(journal);
+        Ok(carried)
+    }
+
+    /// Records a stage's state in the journal (atomically, before going on).
+    fn journal_mark(&mut self, stage: Stage, status: StageState, set: impl FnOnce(&mut StageEntry)) -> Result<(), Error> {
+        let Some(j) = self.journal.as_mut() else { return Ok(()) };
+        let now = now();
+        let run = self.report.started_at.clone();
+        let mut e = match j.entry(stage) {
+            Some(e) if e.run == run && status != StageState::Running => e.clone(),
+            _ => StageEntry {
+                stage,
+                status,
+                run,
+                started_at: now.clone(),
+                finished_at: None,
+                fingerprint: j.fingerprint.clone(),
+                bucket: None,
+                ami_id: None,
+                error: None,
+            },
+        };
+        e.status = status;
+        if status != StageState::Running {
+            e.finished_at = Some(now.clone());
+        }
+        set(&mut e);
+        j.set(e);
+        j.status = match status {
+            StageState::Failed => RunState::Failed,
+            StageState::Interrupted => RunState::Interrupted,
+            _ => RunState::Running,
+        };
+        j.updated_at = now;
+        j.save(&Journal::path(&self.work))
+    }
+
+    /// A deploy stage: with a journal entry from an earlier run, `check` looks whether
+    /// its result still exists (then it is not rerun: "not rerun"), else the stage
+    /// runs, its start and end recorded in the journal ("done" only once it finished).
+    async fn deploy_stage<T>(
+        &mut self,
+        stage: Stage,
+        label: &str,
+        carried: Option<StageEntry>,
+        check: impl AsyncFnOnce(&mut Self, &StageEntry) -> Result<Result<T, String>, Error>,
+        body: impl AsyncFnOnce(&mut Self) -> Result<StageDone<T>, Error>,
+        keep: impl FnOnce(&T, &mut StageEntry),
+    ) -> Result<T, Error> {
+        self.stage(stage, label, async move |p: &mut Self| {
+            if let Some(e) = carried {
+                match check(p, &e).await? {
+                    Ok(v) => return Ok(StageDone::new(v, Status::Resumed, format!("done by the run of {}; not rerun", e.run))),
+                    Err(why) => {
+                        let line = format!("{stage}: done by the run of {}, but {why}: running it again", e.run);
+                        p.ui.note(&line);
+                        p.report.notes.push(line);
+                    }
+                }
+            }
+            p.journal_mark(stage, StageState::Running, |_| {})?;
+            match body(p).await {
+                Ok(done) => {
+                    p.journal_mark(stage, StageState::Done, |e| keep(&done.value, e))?;
+                    Ok(done)
+                }
+                Err(err) => {
+                    let state = if matches!(err, Error::Interrupted(_)) { StageState::Interrupted } else { StageState::Failed };
+                    let first = err.to_string().lines().next().unwrap_or_default().to_owned();
+                    if let Err(w) = p.journal_mark(stage, state, |e| e.error = Some(first)) {
+                        p.ui.note(&format!("could not record in the run journal that {stage} {}: {w}", state.word()));
+                    }
+                    Err(err)
+                }
+            }
+        })
+        .await
+    }
+
+    /// The stage log of a stage that is checked, not run: appended to (the log of
+    /// the run that did the stage stays whole).
+    fn check_log(&self, stage: Stage, e: &StageEntry) -> Result<StageLog, Error> {
+        let path = self.work.join("logs").join(format!("{stage}.log"));
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|err| Error::io(format!("creating {}", dir.display()), err))?;
+        }
+        let mut log = StageLog::append(path)?;
+        log.note(&format!("stamp: {}: the run of {} did this stage; checking that its result still exists", now(), e.run));
+        Ok(log)
+    }
+
+    /// A done bucket stage: the bucket still answers.
+    async fn check_bucket(&mut self, e: &StageEntry) -> Result<Result<Option<BucketName>, String>, Error> {
+        let Some(bucket) = e.bucket.as_deref().and_then(|b| BucketName::parse(b).ok()) else {
+            return Ok(Err("the journal does not name its bucket".into()));
+        };
+        let mut log = self.check_log(Stage::Bucket, e)?;
+        Ok(match self.aws.bucket_status("bucket", &mut log, &bucket).await? {
+            0 => Ok(Some(bucket)),
+            404 => Err(format!("the state bucket {bucket} does not exist any more")),
+            code => Err(format!("the state bucket {bucket} answers HTTP {code}")),
+        })
+    }
+
+    /// A done stack stage: its state object exists and holds resources and outputs.
+    async fn check_stack(&mut self, stage: Stage, bucket: &BucketName) -> Result<Result<Outputs, String>, Error> {
+        let e = self.journal.as_ref().and_then(|j| j.entry(stage).cloned());
+        let mut log = match &e {
+            Some(e) => self.check_log(stage, e)?,
+            None => StageLog::discard(),
+        };
+        let key = self.plan.job(stage).key.clone();
+        let gone = format!("its state s3://{bucket}/{key}");
+        let Some(state) = self.aws.read_object(stage.as_str(), &mut log, bucket, &key).await? else {
+            return Ok(Err(format!("{gone} does not exist any more")));
+        };
+        if terraform::state_resource_count(&state).unwrap_or(0) == 0 {
+            return Ok(Err(format!("{gone} holds no resources")));
+        }
+        let outputs = match terraform::outputs_from_state(&state) {
+            Ok(o) if !o.is_empty() => o,
+            _ => return Ok(Err(format!("{gone} holds no outputs"))),
+        };
+        if stage == Stage::Vpc
+            && let Err(err) = VpcOutputs::from_outputs(&outputs, "the vpc state")
+        {
+            return Ok(Err(format!("{gone} lacks outputs ({})", err.to_string().lines().next().unwrap_or_default())));
+        }
+        log.note(&format!("stamp: s3://{bucket}/{key} holds the stack's resources and outputs: not rerun"));
+        Ok(Ok(outputs))
+    }
+
+    /// A done ami stage: its AMI is still registered.
+    async fn check_ami(&mut self, e: &StageEntry) -> Result<Result<AmiId, String>, Error> {
+        let Some(ami) = e.ami_id.as_deref().and_then(|a| AmiId::parse(a).ok()) else {
+            return Ok(Err("the journal does not name its AMI".into()));
+        };
+        let mut log = self.check_log(Stage::Ami, e)?;
+        Ok(if self.aws.image_exists("ami", &mut log, &ami).await? {
+            log.note(&format!("stamp: {ami} is registered: not rerun"));
+            Ok(ami)
+        } else {
+            Err(format!("its AMI {ami} is not registered any more"))
+        })
     }
 
     /// Plans both stacks, building nothing and writing no state. What cannot be
@@ -581,6 +896,55 @@ fn account_from(fleet: &crate::config::Fleet, c: &crate::config::Customer, last:
 /// Output values as JSON; sensitive ones masked unless `show` is set.
 pub fn outputs_json(o: &Outputs, show: bool) -> Value {
     Value::Object(o.iter().map(|(k, v)| (k.clone(), if v.sensitive && !show { json!("(sensitive)") } else { v.value.clone() })).collect())
+}
+
+/// Whether something accepts a TCP connection at the endpoint URL's host and port
+/// (within 2 s).
+async fn answers(url: &str) -> bool {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let hostport = rest.split(['/', '?']).next().unwrap_or_default();
+    let addr = if hostport.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        hostport.to_owned()
+    } else if url.starts_with("https://") {
+        format!("{hostport}:443")
+    } else {
+        format!("{hostport}:80")
+    };
+    let probe = move || {
+        use std::net::ToSocketAddrs;
+        addr.to_socket_addrs()
+            .map(|mut a| a.any(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok()))
+            .unwrap_or(false)
+    };
+    tokio::task::spawn_blocking(probe).await.unwrap_or(false)
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+/// The journal entries of the stages before `from`, each of which must be done.
+pub fn from_stages(path: &Path, customer: &str, from: Stage, journal: Option<&Journal>) -> Result<BTreeMap<Stage, StageEntry>, Error> {
+    let mut out = BTreeMap::new();
+    for s in Stage::ALL.into_iter().filter(|s| *s < from) {
+        match journal.and_then(|j| j.done(s)) {
+            Some(e) => {
+                out.insert(s, e.clone());
+            }
+            None => {
+                let why = match journal.and_then(|j| j.entry(s)) {
+                    None if journal.is_none() => format!("there is no run journal {}: {customer} was never deployed", path.display()),
+                    None => format!("the last deploy (run journal {}) did not reach it", path.display()),
+                    Some(e) => format!("in the run of {} it {} (run journal {})", e.run, e.status.word(), path.display()),
+                };
+                return Err(Error::usage_hint(
+                    format!("--from {from}: stage {s} of {customer} never completed: {why}"),
+                    format!("run `stamp deploy {customer}` (it resumes where the last run stopped) or `--from {s}`"),
+                ));
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn round(d: Duration) -> f64 {

@@ -215,6 +215,25 @@ impl Aws {
             .collect())
     }
 
+    /// Whether `ami` is registered (and not deregistered) in this account's region.
+    pub async fn image_exists(&self, stage: &str, log: &mut StageLog, ami: &AmiId) -> Result<bool, Error> {
+        let (code, out, stderr) =
+            self.run(stage, log, &["ec2", "describe-images", "--image-ids", ami.as_str(), "--output", "json"], &[0, 254, 255]).await?;
+        if code != 0 {
+            return match error_code(&stderr).as_deref() {
+                Some("InvalidAMIID.NotFound" | "InvalidAMIID.Unavailable" | "InvalidAMIID.Malformed") => Ok(false),
+                _ => Err(Error::stage(format!("aws ec2 describe-images --image-ids {ami} failed: {}", stderr.trim()))),
+            };
+        }
+        let v: Value = serde_json::from_str(&out).map_err(|e| Error::stage(format!("describe-images printed no JSON: {e}")))?;
+        Ok(v.get("Images").and_then(Value::as_array).is_some_and(|a| {
+            a.iter().any(|i| {
+                i.get("ImageId").and_then(Value::as_str) == Some(ami.as_str())
+                    && !matches!(i.get("State").and_then(Value::as_str), Some("deregistered" | "failed" | "invalid"))
+            })
+        }))
+    }
+
     /// The app revision (`stamp:git_id` tag) of each of stamp's AMIs in the region.
     pub async fn image_revisions(&self, stage: &str, log: &mut StageLog) -> Result<std::collections::BTreeMap<String, String>, Error> {
         let query = format!("Images[].[ImageId, Tags[?Key=='{TAG_GIT_ID}'].Value | [0]]");

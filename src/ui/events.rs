@@ -15,6 +15,8 @@ pub enum Status {
     Ok,
     Unchanged,
     Skipped,
+    /// Done by an earlier run that did not finish, checked, and not run again (resume).
+    Resumed,
     Failed,
     Interrupted,
     /// Never started: the run stopped before this customer's turn.
@@ -27,6 +29,7 @@ impl Status {
             Status::Ok => "done",
             Status::Unchanged => "no changes",
             Status::Skipped => "skipped",
+            Status::Resumed => "checked",
             Status::Failed => "FAILED",
             Status::Interrupted => "interrupted",
             Status::NotStarted => "not started",
@@ -34,7 +37,7 @@ impl Status {
     }
 
     pub fn succeeded(self) -> bool {
-        matches!(self, Status::Ok | Status::Unchanged | Status::Skipped)
+        matches!(self, Status::Ok | Status::Unchanged | Status::Skipped | Status::Resumed)
     }
 }
 
@@ -221,6 +224,7 @@ pub fn finished_line(label: &str, status: Status, detail: &str, elapsed: Duratio
     let mark = match status {
         Status::Ok | Status::Unchanged => "✔",
         Status::Skipped | Status::NotStarted => "-",
+        Status::Resumed => "=",
         Status::Failed | Status::Interrupted => "✘",
     };
     let mut s = format!("{mark} {label:<26} {} in {}", status.word(), format_elapsed(elapsed));

@@ -137,6 +137,7 @@ fn mark(status: Status) -> &'static str {
         Status::Ok => "✅",
         Status::Unchanged => "✅",
         Status::Skipped | Status::NotStarted => "➖",
+        Status::Resumed => "⏩",
         Status::Failed => "❌",
         Status::Interrupted => "⚠️",
     }
@@ -245,7 +246,7 @@ pub fn summary_markdown(command: &str, reports: &[RunReport], wall: Duration) ->
         reports.len(),
         if reports.len() == 1 { "" } else { "s" },
         format_elapsed(wall),
-        count(&[Status::Ok, Status::Unchanged, Status::Skipped]),
+        count(&[Status::Ok, Status::Unchanged, Status::Skipped, Status::Resumed]),
         count(&[Status::Failed]),
         count(&[Status::Interrupted]),
         count(&[Status::NotStarted]),

@@ -60,6 +60,15 @@ impl Emulator {
 
     fn launch(tls: bool) -> Self {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Self::start_on_port(port, tls)
+    }
+
+    /// An emulator on this port (another one, empty, where a stopped one was).
+    pub fn start_on(port: u16) -> Self {
+        Self::start_on_port(port, false)
+    }
+
+    fn start_on_port(port: u16, tls: bool) -> Self {
         // moto_server through scripts/moto_server.py, which fixes the places where
         // moto 5.2.1 differs from AWS for the real stacks; the venv is next to the bin dir.
         let launcher = repo().join("scripts/moto_server.py");
@@ -88,6 +97,18 @@ impl Emulator {
             std::thread::sleep(Duration::from_millis(100));
         }
         Self { url, child }
+    }
+}
+
+impl Emulator {
+    pub fn port(&self) -> u16 {
+        self.url.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// Stops it now (SIGKILL), as a crash would.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -314,6 +335,12 @@ impl Fleet {
         let out = self.aws_raw(&["s3", "cp", &format!("s3://{bucket}/{key}"), "-"]);
         assert!(out.status.success(), "no state at s3://{bucket}/{key}: {}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// The customer's run journal (`.stamp/<customer>/journal.json`), parsed.
+    pub fn journal(&self, customer: &str) -> Option<serde_json::Value> {
+        let text = std::fs::read_to_string(self.path().join(".stamp").join(customer).join("journal.json")).ok()?;
+        Some(serde_json::from_str(&text).unwrap_or_else(|e| panic!("the journal of {customer} does not parse ({e}):\n{text}")))
     }
 
     pub fn log(&self, customer: &str, stage: &str) -> String {

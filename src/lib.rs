@@ -6,7 +6,8 @@
 //! - `stages`: bucket, stack, ami (one file each, typed in and out);
 //! - `tools`: the one process runner, terraform, packer, the AWS CLI;
 //! - `ui`: events and their renderers, summaries, the prompt;
-//! - `config`, `render`, `names`, `error`, `signals`, `cancel`.
+//! - `config`, `render`, `names`, `error`, `signals`, `cancel`, `retry` (the one
+//!   retry policy for transient AWS failures).
 
 pub mod cancel;
 pub mod cli;
@@ -17,6 +18,7 @@ pub mod error;
 pub mod fleet;
 pub mod names;
 pub mod render;
+pub mod retry;
 pub mod signals;
 pub mod stages;
 pub mod tools;

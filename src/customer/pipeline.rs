@@ -201,7 +201,10 @@ impl Pipeline {
     /// run's beside it), later opens in the same run append.
     pub fn log(&mut self, stage: Stage) -> Result<StageLog, Error> {
         let path = self.work.join("logs").join(format!("{stage}.log"));
-        if self.opened_logs.insert(stage) { StageLog::create(path) } else { StageLog::append(path) }
+        let log = if self.opened_logs.insert(stage) { StageLog::create(path) } else { StageLog::append(path) }?;
+        // Retries (and their reasons) show as the stage's current step too.
+        let ui = self.ui.clone();
+        Ok(log.with_steps(Rc::new(move |m: &str| ui.step(stage, m))))
     }
 
     fn record(&mut self, stage: Stage, status: Status, detail: &str, changes: Option<Changes>, plan: PlanDetail, started: Instant) {

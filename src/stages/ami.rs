@@ -131,20 +131,16 @@ async fn build(p: &mut Pipeline, log: &mut StageLog, key: &str, hash: &str, vars
     // stamp tags the image itself, so reuse does not depend on the template's tags.
     ui.step(Stage::Ami, &format!("tagging {ami}"));
     let c = &p.plan.customer;
-    p.aws
-        .command([
-            "ec2".to_string(),
-            "create-tags".into(),
-            "--resources".into(),
-            ami.to_string(),
-            "--tags".into(),
-            format!("Key={TAG_CUSTOMER},Value={}", c.name),
-            format!("Key={TAG_GIT_ID},Value={}", c.git_id),
-            format!("Key={TAG_TEMPLATE_HASH},Value={hash}"),
-            format!("Key={TAG_IMAGE_KEY},Value={key}"),
-        ])
-        .run("ami", log, &[0], false, &mut |_, _| Tail::Raw)
-        .await?;
+    let tags = [
+        format!("Key={TAG_CUSTOMER},Value={}", c.name),
+        format!("Key={TAG_GIT_ID},Value={}", c.git_id),
+        format!("Key={TAG_TEMPLATE_HASH},Value={hash}"),
+        format!("Key={TAG_IMAGE_KEY},Value={key}"),
+    ];
+    let id = ami.to_string();
+    let mut args = vec!["ec2", "create-tags", "--resources", id.as_str(), "--tags"];
+    args.extend(tags.iter().map(String::as_str));
+    p.aws.run("ami", log, &args, &[0]).await?;
     Ok(ami)
 }
 

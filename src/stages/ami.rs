@@ -98,25 +98,36 @@ async fn build(p: &mut Pipeline, log: &mut StageLog, key: &str, hash: &str, vars
     }
     cmd = cmd.arg(template.file_name().unwrap_or_default());
     let ui = p.ui.clone();
-    let mut artifacts: Vec<String> = Vec::new();
-    cmd.run("ami", log, &[0], false, &mut |_, l| match packer::parse_machine_line(l) {
-        Some(PackerEvent::Ui { kind, text }) => {
-            if let Some(step) = packer::step_text(&text) {
-                if kind == "say" || kind == "message" {
-                    ui.step(Stage::Ami, &step);
+    // A bake that failed for a transient cause (throttling, a dropped connection:
+    // `stack::transient_failure`) is run again; packer cleans up what it started.
+    let artifacts = crate::retry::logged(
+        log,
+        "packer build",
+        async |log: &mut StageLog, _| {
+            let mut artifacts: Vec<String> = Vec::new();
+            cmd.run("ami", log, &[0], false, &mut |_, l| match packer::parse_machine_line(l) {
+                Some(PackerEvent::Ui { kind, text }) => {
+                    if let Some(step) = packer::step_text(&text) {
+                        if kind == "say" || kind == "message" {
+                            ui.step(Stage::Ami, &step);
+                        }
+                        Tail::Text(step)
+                    } else {
+                        Tail::Skip
+                    }
                 }
-                Tail::Text(step)
-            } else {
-                Tail::Skip
-            }
-        }
-        Some(PackerEvent::ArtifactId { id, .. }) => {
-            artifacts.push(id);
-            Tail::Skip
-        }
-        Some(PackerEvent::Other) => Tail::Skip,
-        None => Tail::Raw,
-    })
+                Some(PackerEvent::ArtifactId { id, .. }) => {
+                    artifacts.push(id);
+                    Tail::Skip
+                }
+                Some(PackerEvent::Other) => Tail::Skip,
+                None => Tail::Raw,
+            })
+            .await?;
+            Ok(artifacts)
+        },
+        crate::stages::stack::transient_failure,
+    )
     .await?;
     let region = p.plan.customer.region.to_string();
     let ami = artifacts.iter().find_map(|a| packer::ami_for_region(a, &region)).ok_or_else(|| {

@@ -231,16 +231,33 @@ async fn amis_used_by_others(p: &Pipeline, log: &mut StageLog) -> Result<BTreeMa
     let mut used: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let names = fleet.customer_names()?;
     for other in names.into_iter().filter_map(Result::ok).filter(|n| n != &me.name) {
-        let Ok(c) = fleet.load_customer(&other) else { continue };
+        // A customer whose file does not load may run the image: not knowing is not "unused".
+        let c = fleet.load_customer(&other).map_err(|e| {
+            Error::stage_hint(
+                format!("cannot tell whether customer {other} runs an AMI of {}: its file does not load: {e}", me.name),
+                "fix that customer's file, then run destroy again; no AMI was deregistered",
+            )
+        })?;
         if c.region != me.region {
             continue;
         }
         let bucket = crate::stages::bucket::bucket_of(&p.ctx, &c, &p.aws, log).await?;
         let key = format!("{other}/frontends/{}", c.env);
-        if let Some(state) = p.aws.read_object("ami", log, &bucket, &key).await.unwrap_or(None)
-            && let Ok(outs) = terraform::outputs_from_state(&state)
-            && let Some(ami) = outs.get("ami_id").and_then(|o| o.value.as_str())
-            && terraform::state_resource_count(&state).unwrap_or(0) > 0
+        // A read that fails, or a state that does not parse, stops the deregistering:
+        // only "no such bucket / key" means the other customer runs nothing here.
+        let state = p.aws.read_object("ami", log, &bucket, &key).await.map_err(|e| match e {
+            Error::Stage { message, hint } => Error::Stage {
+                message: format!("{message}; cannot tell whether customer {other} runs these AMIs: none was deregistered"),
+                hint,
+            },
+            other => other,
+        })?;
+        let Some(state) = state else { continue };
+        let unreadable =
+            |m: String| Error::stage(format!("s3://{bucket}/{key} is not a state stamp can read ({m}): no AMI was deregistered"));
+        let outs = terraform::outputs_from_state(&state).map_err(unreadable)?;
+        if let Some(ami) = outs.get("ami_id").and_then(|o| o.value.as_str())
+            && terraform::state_resource_count(&state).map_err(unreadable)? > 0
         {
             used.entry(ami.to_owned()).or_default().insert(other.to_string());
         }

@@ -225,3 +225,37 @@ fn an_ami_another_customer_may_run_is_kept_when_its_state_cannot_be_read() {
     let run = stamp(&fleet, &["destroy", "acme", "--auto-approve", "--json"]).ok();
     assert!(run.stdout.contains("run by globex"), "{}", run.stdout);
 }
+
+#[test]
+fn an_interrupt_ends_the_wait_before_a_retry() {
+    let emu = Emulator::start();
+    let proxy = FaultProxy::start(&emu);
+    let fleet = Fleet::behind(&proxy);
+    fleet.customer("acme", "git_id = \"v1\"\n");
+    proxy.set_rules(json!([
+        {"agent": "aws-sdk-rust", "method": "HEAD", "path": format!("/{BUCKET}"), "action": "status",
+         "status": 503, "code": "SlowDown"},
+    ]));
+    // Waits of up to 8 s (the cap) before each retry: the interrupt lands in one.
+    let child = fleet
+        .stamp_cmd(&["deploy", "acme", "--auto-approve"])
+        .env("STAMP_RETRY_BASE_MS", "60000")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !fleet.log("acme", "bucket").contains("retrying HeadBucket in ") {
+        assert!(std::time::Instant::now() < deadline, "no retry began:\n{}", fleet.log("acme", "bucket"));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SAFETY: kill(2) on a child we spawned.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let run = Run::from(child.wait_with_output().unwrap(), &["deploy", "acme"]).code(130);
+    let log = fleet.log("acme", "bucket");
+    assert!(log.contains("not retrying HeadBucket: interrupted"), "{log}\n{}", run.stderr);
+    assert!(applied(&proxy, 0) < 5, "{:#?}", proxy.faults());
+    assert!(fleet.buckets().is_empty(), "{:?}", fleet.buckets());
+}

@@ -72,6 +72,20 @@ fn throttling_and_dropped_connections_are_retried_with_their_reason_and_the_depl
     // It really is deployed.
     let images = fleet.aws_json(&["ec2", "describe-images", "--owners", "self"]);
     assert_eq!(images["Images"].as_array().unwrap().len(), 1, "{images:#}");
+
+    // A read-only command keeps no stage log: its retries are noted on stderr.
+    let before = proxy.faults().len();
+    proxy.set_rules(json!([
+        {"agent": "aws-sdk-rust", "method": "GET", "path": "/acme/frontends/production?", "action": "status",
+         "status": 503, "code": "SlowDown", "times": 1},
+    ]));
+    let status = stamp(&fleet, &["status", "acme"]).ok();
+    assert_eq!(proxy.faults().len() - before, 1, "{:#?}", proxy.faults());
+    assert!(
+        status.stderr.contains("note: retrying GetObject in ") && status.stderr.contains("SlowDown (503) from S3"),
+        "{}",
+        status.stderr
+    );
 }
 
 #[test]

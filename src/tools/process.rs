@@ -431,6 +431,12 @@ impl StageLog {
         Self { path: PathBuf::from("/dev/null"), file: None, error: None, steps: None }
     }
 
+    /// A log that goes nowhere but whose `progress` lines (retries) are printed on
+    /// stderr: read-only commands (`status`, `outputs`, `doctor`) keep no stage log.
+    pub fn discard_with_notes() -> Self {
+        Self::discard().with_steps(std::rc::Rc::new(|m: &str| eprintln!("note: {m}")))
+    }
+
     fn write(&mut self, s: &str) {
         if let Some(f) = self.file.as_mut()
             && let Err(e) = f.write_all(s.as_bytes())

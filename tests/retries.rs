@@ -273,3 +273,22 @@ fn an_interrupt_ends_the_wait_before_a_retry() {
     assert!(applied(&proxy, 0) < 5, "{:#?}", proxy.faults());
     assert!(fleet.buckets().is_empty(), "{:?}", fleet.buckets());
 }
+
+#[test]
+fn a_bucket_of_another_account_is_told_apart_and_not_retried() {
+    let emu = Emulator::start();
+    let proxy = FaultProxy::start(&emu);
+    let fleet = Fleet::behind(&proxy);
+    fleet.customer("acme", "git_id = \"v1\"\n");
+    // HeadBucket has no body: a 403 is all S3 says about a bucket it will not show.
+    proxy.set_rules(json!([
+        {"agent": "aws-sdk-rust", "method": "HEAD", "path": format!("/{BUCKET}"), "action": "status", "status": 403, "code": "Forbidden"},
+    ]));
+    let run = stamp(&fleet, &["deploy", "acme", "--auto-approve"]).code(1);
+    assert!(run.stderr.contains(&format!("state bucket name {BUCKET} is taken by another AWS account")), "{}", run.stderr);
+    assert!(!run.stderr.contains("retrying"), "{}", run.stderr);
+    assert_eq!(proxy.faults().len(), 1, "{:#?}", proxy.faults());
+    assert!(fleet.buckets().is_empty(), "`aws s3 mb` ran: {:?}", fleet.buckets());
+    let run = stamp(&fleet, &["plan", "acme"]).code(1);
+    assert!(run.stderr.contains("exists but this account cannot read it (403)"), "{}", run.stderr);
+}

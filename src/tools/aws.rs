@@ -418,4 +418,34 @@ mod tests {
         assert_eq!(super::error_code(m).as_deref(), Some("BucketAlreadyOwnedByYou"));
         assert_eq!(super::error_code("connection refused"), None);
     }
+
+    /// Stderr of the real AWS CLI (v1, AWS_MAX_ATTEMPTS=1) against the fault proxy.
+    #[test]
+    fn cli_failures_are_classified_by_code_status_and_connection_error() {
+        use super::cli_failure;
+        use crate::tools::s3::ApiError;
+        let transient = |s: &str| cli_failure(s).transient_reason("S3");
+        let slow = "make_bucket failed: s3://b2 An error occurred (SlowDown) when calling the CreateBucket operation (reached max retries: 0): injected by the test's fault proxy";
+        assert_eq!(transient(slow).as_deref(), Some("SlowDown from S3"));
+        let limit = "\nAn error occurred (RequestLimitExceeded) when calling the DescribeImages operation (reached max retries: 0): Request limit exceeded.";
+        assert!(matches!(cli_failure(limit), ApiError::Throttled { .. }));
+        let head = "\nAn error occurred (503) when calling the HeadBucket operation (reached max retries: 0): Service Unavailable";
+        assert_eq!(transient(head).as_deref(), Some("HTTP 503 from S3"));
+        let closed = "\nConnection was closed before we received a valid response from endpoint URL: \"http://127.0.0.1:45012/\".";
+        assert!(transient(closed).is_some_and(|r| r.starts_with("connection dropped")));
+        let refused = "\nCould not connect to the endpoint URL: \"http://127.0.0.1:45999/\"";
+        assert!(matches!(cli_failure(refused), ApiError::Unreachable { .. }));
+        assert_eq!(transient(refused), None);
+        let denied = "\nAn error occurred (UnauthorizedOperation) when calling the DeregisterImage operation: You are not authorized to perform this operation.";
+        assert!(matches!(cli_failure(denied), ApiError::AccessDenied { .. }));
+        assert_eq!(transient(denied), None);
+        let invalid = "\nAn error occurred (InvalidParameterValue) when calling the DescribeImages operation: bad filter";
+        assert!(matches!(cli_failure(invalid), ApiError::Other { .. }));
+        assert_eq!(transient(invalid), None);
+        let gone =
+            "\nAn error occurred (InvalidAMIID.NotFound) when calling the DeregisterImage operation: The image id '[ami-1]' does not exist";
+        assert_eq!(transient(gone), None);
+        let internal = "\nAn error occurred (InternalError) when calling the DescribeImages operation (reached max retries: 0): We encountered an internal error.";
+        assert_eq!(transient(internal).as_deref(), Some("InternalError from S3"));
+    }
 }

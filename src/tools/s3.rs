@@ -129,7 +129,9 @@ impl ApiError {
         match &e {
             SdkError::DispatchFailure(d) => {
                 let detail = source_chain(&e);
-                if d.is_user() {
+                // The SDK's own wording for a credentials provider that found nothing:
+                // not an AWS answer, and not retried.
+                if d.is_user() || detail.contains("credentials") {
                     return ApiError::NoCredentials { detail };
                 }
                 return connection_error(&e, d.is_timeout(), d.as_other(), detail);
@@ -641,6 +643,27 @@ fn log_call<T>(log: &mut StageLog, what: &str, r: &Result<T, ApiError>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_are_classified_by_code_and_status_never_by_message() {
+        let c = |code: Option<&str>, status: Option<u16>| classify_answer(code, status, "Access Denied NoSuchBucket SlowDown".into());
+        assert!(matches!(c(Some("NoSuchBucket"), Some(404)), ApiError::NotFound { .. }));
+        assert!(matches!(c(None, Some(404)), ApiError::NotFound { .. }));
+        assert!(matches!(c(Some("AccessDenied"), Some(403)), ApiError::AccessDenied { .. }));
+        assert!(matches!(c(None, Some(403)), ApiError::Forbidden { .. }), "HeadBucket: a 403 without a body");
+        assert_eq!(c(Some("SlowDown"), Some(503)).transient_reason("S3").as_deref(), Some("SlowDown (503) from S3"));
+        assert_eq!(c(Some("Throttling"), Some(400)).transient_reason("STS").as_deref(), Some("Throttling (400) from STS"));
+        assert_eq!(c(Some("InternalError"), Some(500)).transient_reason("S3").as_deref(), Some("InternalError (500) from S3"));
+        assert_eq!(c(None, Some(502)).transient_reason("S3").as_deref(), Some("HTTP 502 from S3"));
+        // Not transient: answers, permissions, validation.
+        for (code, status) in [(Some("NoSuchKey"), Some(404)), (Some("AccessDenied"), Some(403)), (Some("InvalidArgument"), Some(400))] {
+            assert_eq!(c(code, status).transient_reason("S3"), None, "{code:?}");
+        }
+        assert!(matches!(c(Some("ExpiredToken"), Some(400)), ApiError::NoCredentials { .. }));
+        let gave_up = crate::retry::Retryable::exhausted(c(Some("SlowDown"), Some(503)), 5);
+        assert_eq!(gave_up.to_string(), "throttled (SlowDown, HTTP 503), still after 5 attempts");
+        assert_eq!(gave_up.transient_reason("S3"), None, "a GaveUp is final");
+    }
 
     #[test]
     fn the_tls_policy_stamp_puts_is_recognised_and_a_weaker_one_is_not() {

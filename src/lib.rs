@@ -7,7 +7,7 @@
 //! - `tools`: the one process runner, terraform, packer, the AWS CLI;
 //! - `ui`: events and their renderers, summaries, the prompt;
 //! - `config`, `render`, `names`, `error`, `signals` (the signal policy), `interrupt` (what stamp says when
-//!   interrupted), `cancel`.
+//!   interrupted), `cancel`, `retry` (the one retry policy for transient AWS failures).
 
 pub mod cancel;
 pub mod cli;
@@ -19,6 +19,7 @@ pub mod fleet;
 pub mod interrupt;
 pub mod names;
 pub mod render;
+pub mod retry;
 pub mod signals;
 pub mod stages;
 pub mod tools;

@@ -51,7 +51,7 @@ pub async fn doctor(fleet: &Fleet) -> Result<(), Error> {
     }
     if let Some(program) = aws_path {
         let aws = crate::tools::aws::Aws::new(fleet, program, env.clone());
-        match aws.account_id("doctor", &mut StageLog::discard()).await {
+        match aws.account_id("doctor", &mut StageLog::discard_with_notes()).await {
             Ok(a) => println!("ok   {:<10} credentials work, account {a}", "aws"),
             Err(e) => {
                 problems += 1;

@@ -56,7 +56,7 @@ async fn one(fleet: &Fleet, name: &CustomerName, env: Option<&EnvName>, as_json:
     let aws_path = find::find_tool(&["aws"], fleet.tools.aws.as_deref(), &fleet.root, "[tools] aws (STAMP_AWS)")?;
     let env = find::tool_env(fleet, &customer.region, &fleet.paths.work)?;
     let aws = crate::tools::aws::Aws::new(fleet, aws_path, env);
-    let mut log = StageLog::discard();
+    let mut log = StageLog::discard_with_notes();
     let bucket: BucketName = crate::stages::bucket::state_bucket(fleet, &customer, &aws, &mut log).await?;
     let keys = crate::customer::plan::state_keys(&customer);
     let mut all = serde_json::Map::new();

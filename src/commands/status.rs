@@ -79,7 +79,7 @@ pub async fn status(fleet: &Fleet, names: &[CustomerName], env: Option<&EnvName>
     let region = customers.first().map(|c| c.region.clone()).unwrap_or_else(|| fleet.region.clone());
     let tool_env = find::tool_env(fleet, &region, &fleet.paths.work)?;
     let base = Aws::new(fleet, aws_path.clone(), tool_env);
-    let mut log = StageLog::discard();
+    let mut log = StageLog::discard_with_notes();
     let account = match &fleet.aws.account_id {
         Some(a) => a.clone(),
         None if crate::render::bucket_template_uses_account_id(&fleet.state_bucket) => base.account_id("status", &mut log).await?,
@@ -197,7 +197,7 @@ async fn one(aws: &Aws, c: &Customer, bucket: Result<BucketName, String>, work: 
         }
     };
     row.state_bucket = Some(bucket.to_string());
-    let mut log = StageLog::discard();
+    let mut log = StageLog::discard_with_notes();
     for (stack, key) in state_keys(c) {
         match stack_status(aws, &mut log, &bucket, &key).await {
             Ok((s, outputs)) => {
@@ -219,7 +219,7 @@ async fn one(aws: &Aws, c: &Customer, bucket: Result<BucketName, String>, work: 
 }
 
 async fn stack_status(aws: &Aws, log: &mut StageLog, bucket: &BucketName, key: &str) -> Result<(StackStatus, terraform::Outputs), Error> {
-    let mut lock_log = StageLog::discard();
+    let mut lock_log = StageLog::discard_with_notes();
     let (state, lock) = tokio::join!(
         aws.api.get_object(log, &aws.region, bucket, key),
         terraform::read_lock(&aws.api, &mut lock_log, &aws.region, bucket, key)

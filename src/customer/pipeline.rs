@@ -208,7 +208,10 @@ impl Pipeline {
     /// run's beside it), later opens in the same run append.
     pub fn log(&mut self, stage: Stage) -> Result<StageLog, Error> {
         let path = self.work.join("logs").join(format!("{stage}.log"));
-        if self.opened_logs.insert(stage) { StageLog::create(path) } else { StageLog::append(path) }
+        let log = if self.opened_logs.insert(stage) { StageLog::create(path) } else { StageLog::append(path) }?;
+        // Retries (and their reasons) show as the stage's current step too.
+        let ui = self.ui.clone();
+        Ok(log.with_steps(Rc::new(move |m: &str| ui.step(stage, m))))
     }
 
     fn record(&mut self, stage: Stage, status: Status, detail: &str, changes: Option<Changes>, plan: PlanDetail, started: Instant) {
@@ -800,11 +803,27 @@ impl Pipeline {
             self.skip(Stage::Vpc, "nothing deployed");
             return Ok(());
         };
+        // Both states are read, and must parse, before anything is destroyed: a read
+        // that fails (anything but "no such key": AccessDenied, a 5xx that outlasted
+        // the retries, a dropped connection) or a state that does not parse stops
+        // destroy here, so a misread can never skip a stack and then deregister the
+        // AMIs it runs.
         let mut log = self.log(Stage::Bucket)?;
-        let vpc_state = self.aws.read_object("bucket", &mut log, &bucket, &self.plan.vpc.key.clone()).await?;
-        let fe_state = self.aws.read_object("bucket", &mut log, &bucket, &self.plan.frontends.key.clone()).await?;
-        let vpc_outputs = vpc_state.as_deref().and_then(|s| terraform::outputs_from_state(s).ok()).unwrap_or_default();
-        let fe_outputs = fe_state.as_deref().and_then(|s| terraform::outputs_from_state(s).ok()).unwrap_or_default();
+        let mut read = async |p: &mut Self, key: String| -> Result<(Option<String>, usize, Outputs), Error> {
+            let state = p.aws.read_object("bucket", &mut log, &bucket, &key).await.map_err(|e| refuse_destroy(&key, e))?;
+            let Some(text) = state else { return Ok((None, 0, Outputs::new())) };
+            let unreadable = |m: String| {
+                Error::stage_hint(
+                    format!("s3://{bucket}/{key} is not a state stamp can read ({m}): nothing was destroyed"),
+                    "look at the object (`aws s3 cp s3://BUCKET/KEY -`); restore a previous version from the bucket's versioning if it was damaged",
+                )
+            };
+            let count = terraform::state_resource_count(&text).map_err(unreadable)?;
+            let outputs = terraform::outputs_from_state(&text).map_err(unreadable)?;
+            Ok((Some(text), count, outputs))
+        };
+        let (_, vpc_count, vpc_outputs) = read(self, self.plan.vpc.key.clone()).await?;
+        let (fe_state, fe_count, fe_outputs) = read(self, self.plan.frontends.key.clone()).await?;
         if let Some(state) = fe_state.as_deref() {
             stages::stack::refuse_protected(self, &mut log, state).await?;
         }
@@ -821,7 +840,7 @@ impl Pipeline {
             .and_then(|s| AmiId::parse(s).ok())
             .unwrap_or_else(|| AmiId::parse("ami-00000000").expect("valid"));
         let label = self.plan.frontends.label.clone();
-        if fe_state.as_deref().map(terraform::state_resource_count).transpose().map_err(Error::stage)?.unwrap_or(0) > 0 {
+        if fe_count > 0 {
             self.stage(Stage::Frontends, &label, async |p: &mut Self| {
                 stages::stack::run(p, Stage::Frontends, &bucket, Mode::Destroy, Some((&vpc, &ami))).await
             })
@@ -830,7 +849,7 @@ impl Pipeline {
             self.skip(Stage::Frontends, "nothing deployed");
         }
         let label = self.plan.vpc.label.clone();
-        if vpc_state.as_deref().map(terraform::state_resource_count).transpose().map_err(Error::stage)?.unwrap_or(0) > 0 {
+        if vpc_count > 0 {
             self.stage(Stage::Vpc, &label, async |p: &mut Self| stages::stack::run(p, Stage::Vpc, &bucket, Mode::Destroy, None).await)
                 .await?;
         } else {
@@ -882,6 +901,19 @@ impl Pipeline {
             self.ui.note(&format!("wrote {}", w.display()));
         }
         Ok(())
+    }
+}
+
+/// A state that could not be read: destroy stops before touching anything.
+fn refuse_destroy(key: &str, e: Error) -> Error {
+    match e {
+        Error::Stage { message, hint } => Error::Stage {
+            message: format!(
+                "{message}; destroy stopped before touching anything (the state of `{key}` must be read to know what it holds)"
+            ),
+            hint,
+        },
+        other => other,
     }
 }
 

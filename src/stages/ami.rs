@@ -136,25 +136,36 @@ async fn build(
     }
     cmd = cmd.arg(template.file_name().unwrap_or_default());
     let ui = p.ui.clone();
-    let mut artifacts: Vec<String> = Vec::new();
-    cmd.run("ami", log, &[0], false, &mut |_, l| match packer::parse_machine_line(l) {
-        Some(PackerEvent::Ui { kind, text }) => {
-            if let Some(step) = packer::step_text(&text) {
-                if kind == "say" || kind == "message" {
-                    ui.step(Stage::Ami, &step);
+    // A bake that failed for a transient cause (throttling, a dropped connection:
+    // `stack::transient_failure`) is run again; packer cleans up what it started.
+    let artifacts = crate::retry::logged(
+        log,
+        "packer build",
+        async |log: &mut StageLog, _| {
+            let mut artifacts: Vec<String> = Vec::new();
+            cmd.run("ami", log, &[0], false, &mut |_, l| match packer::parse_machine_line(l) {
+                Some(PackerEvent::Ui { kind, text }) => {
+                    if let Some(step) = packer::step_text(&text) {
+                        if kind == "say" || kind == "message" {
+                            ui.step(Stage::Ami, &step);
+                        }
+                        Tail::Text(step)
+                    } else {
+                        Tail::Skip
+                    }
                 }
-                Tail::Text(step)
-            } else {
-                Tail::Skip
-            }
-        }
-        Some(PackerEvent::ArtifactId { id, .. }) => {
-            artifacts.push(id);
-            Tail::Skip
-        }
-        Some(PackerEvent::Other) => Tail::Skip,
-        None => Tail::Raw,
-    })
+                Some(PackerEvent::ArtifactId { id, .. }) => {
+                    artifacts.push(id);
+                    Tail::Skip
+                }
+                Some(PackerEvent::Other) => Tail::Skip,
+                None => Tail::Raw,
+            })
+            .await?;
+            Ok(artifacts)
+        },
+        crate::stages::stack::transient_failure,
+    )
     .await?;
     let region = p.plan.customer.region.to_string();
     let ami = artifacts.iter().find_map(|a| packer::ami_for_region(a, &region)).ok_or_else(|| {
@@ -189,9 +200,11 @@ async fn build(
         names.join(", ")
     ));
     ui.step(Stage::Ami, &format!("tagging {ami} ({})", names.join(", ")));
-    let mut args = vec!["ec2".to_string(), "create-tags".into(), "--resources".into(), ami.to_string(), "--tags".into()];
-    args.extend(missing.iter().map(|(k, v)| format!("Key={k},Value={v}")));
-    p.aws.command(args).run("ami", log, &[0], false, &mut |_, _| Tail::Raw).await?;
+    let id = ami.to_string();
+    let tags: Vec<String> = missing.iter().map(|(k, v)| format!("Key={k},Value={v}")).collect();
+    let mut args = vec!["ec2", "create-tags", "--resources", id.as_str(), "--tags"];
+    args.extend(tags.iter().map(String::as_str));
+    p.aws.run("ami", log, &args, &[0]).await?;
     Ok(ami)
 }
 
@@ -271,16 +284,33 @@ async fn amis_used_by_others(p: &Pipeline, log: &mut StageLog) -> Result<BTreeMa
     let mut used: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let names = fleet.customer_names()?;
     for other in names.into_iter().filter_map(Result::ok).filter(|n| n != &me.name) {
-        let Ok(c) = fleet.load_customer(&other) else { continue };
+        // A customer whose file does not load may run the image: not knowing is not "unused".
+        let c = fleet.load_customer(&other).map_err(|e| {
+            Error::stage_hint(
+                format!("cannot tell whether customer {other} runs an AMI of {}: its file does not load: {e}", me.name),
+                "fix that customer's file, then run destroy again; no AMI was deregistered",
+            )
+        })?;
         if c.region != me.region {
             continue;
         }
         let bucket = crate::stages::bucket::bucket_of(&p.ctx, &c, &p.aws, log).await?;
         let key = format!("{other}/frontends/{}", c.env);
-        if let Some(state) = p.aws.read_object("ami", log, &bucket, &key).await.unwrap_or(None)
-            && let Ok(outs) = terraform::outputs_from_state(&state)
-            && let Some(ami) = outs.get("ami_id").and_then(|o| o.value.as_str())
-            && terraform::state_resource_count(&state).unwrap_or(0) > 0
+        // A read that fails, or a state that does not parse, stops the deregistering:
+        // only "no such bucket / key" means the other customer runs nothing here.
+        let state = p.aws.read_object("ami", log, &bucket, &key).await.map_err(|e| match e {
+            Error::Stage { message, hint } => Error::Stage {
+                message: format!("{message}; cannot tell whether customer {other} runs these AMIs: none was deregistered"),
+                hint,
+            },
+            other => other,
+        })?;
+        let Some(state) = state else { continue };
+        let unreadable =
+            |m: String| Error::stage(format!("s3://{bucket}/{key} is not a state stamp can read ({m}): no AMI was deregistered"));
+        let outs = terraform::outputs_from_state(&state).map_err(unreadable)?;
+        if let Some(ami) = outs.get("ami_id").and_then(|o| o.value.as_str())
+            && terraform::state_resource_count(&state).map_err(unreadable)? > 0
         {
             used.entry(ami.to_owned()).or_default().insert(other.to_string());
         }

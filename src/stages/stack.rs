@@ -113,32 +113,58 @@ async fn run_stack(
     // Exit code 2 also covers changed outputs, which only an apply records.
     if has_changes && mode != Mode::PlanOnly {
         approve(p, &ShownPlan { stage, dir: dir.clone(), changes, planned: planned.clone() }).await?;
-        ui.step(stage, if mode == Mode::Destroy { "terraform destroy" } else { "terraform apply" });
-        ui.progress(stage, 0, total);
-        let mut done = 0u64;
-        // An apply that cannot save the state writes errored.tfstate here: owner only.
-        terraform(p, &dir)
-            .private_files()
-            .args(["apply", "-input=false", "-json", "-lock-timeout=60s", terraform::PLAN_FILE])
-            .run(stage.as_str(), &mut log, &[0], false, &mut |s, l| {
-                json_line(s, l, &mut |ev| match ev {
-                    TfEvent::ApplyComplete { .. } => {
-                        done += 1;
-                        ui.progress(stage, done.min(total), total);
+        let verb = if mode == Mode::Destroy { "terraform destroy" } else { "terraform apply" };
+        let pr: &Pipeline = p;
+        // An apply that failed for a transient cause is retried by planning again and
+        // applying that new plan: the saved plan may be stale once part of it was
+        // applied, and it is never applied twice.
+        crate::retry::logged(
+            &mut log,
+            verb,
+            async |log: &mut StageLog, attempt| {
+                let mut total = total;
+                if attempt > 1 {
+                    ui.step(stage, &format!("terraform plan again before {verb} attempt {attempt}"));
+                    let (shown, again) = plan_with_code(pr, stage, &dir, log, &extra, terraform::PLAN_FILE, &sensitive).await?;
+                    if !again {
+                        log.note("stamp: the new plan has no changes: the failed apply had finished its work");
+                        return Ok(());
                     }
-                    TfEvent::ApplyStart { address } => ui.step(stage, &format!("applying {address}")),
-                    TfEvent::ApplyProgress { address, action, elapsed_secs } => ui.step(
-                        stage,
-                        &format!(
-                            "{} {address} for {}",
-                            progress_verb(action),
-                            crate::ui::events::format_elapsed(Duration::from_secs(*elapsed_secs))
-                        ),
-                    ),
-                    _ => {}
-                })
-            })
-            .await?;
+                    let changes = Changes::of(&shown.changes);
+                    total = changes.total();
+                    approve(pr, &ShownPlan { stage, dir: dir.clone(), changes, planned: shown.changes }).await?;
+                }
+                ui.step(stage, verb);
+                ui.progress(stage, 0, total);
+                let mut done = 0u64;
+                // An apply that cannot save the state writes errored.tfstate here: owner only.
+                terraform(pr, &dir)
+                    .private_files()
+                    .args(["apply", "-input=false", "-json", "-lock-timeout=60s", terraform::PLAN_FILE])
+                    .run(stage.as_str(), log, &[0], false, &mut |s, l| {
+                        json_line(s, l, &mut |ev| match ev {
+                            TfEvent::ApplyComplete { .. } => {
+                                done += 1;
+                                ui.progress(stage, done.min(total), total);
+                            }
+                            TfEvent::ApplyStart { address } => ui.step(stage, &format!("applying {address}")),
+                            TfEvent::ApplyProgress { address, action, elapsed_secs } => ui.step(
+                                stage,
+                                &format!(
+                                    "{} {address} for {}",
+                                    progress_verb(action),
+                                    crate::ui::events::format_elapsed(Duration::from_secs(*elapsed_secs))
+                                ),
+                            ),
+                            _ => {}
+                        })
+                    })
+                    .await
+                    .map(|_| ())
+            },
+            transient_failure,
+        )
+        .await?;
         applied = true;
     }
     drop(plan_file);
@@ -356,9 +382,16 @@ async fn init(p: &Pipeline, stage: Stage, dir: &Path, log: &mut StageLog) -> Res
         // Another customer's init may have warmed the cache while this one waited.
         if warm() { None } else { Some(held) }
     };
-    init.run(stage.as_str(), log, &[0], false, &mut |_, l| if l.trim().is_empty() { Tail::Skip } else { Tail::Raw })
-        .await
-        .map_err(provider_install_hint)?;
+    crate::retry::logged(
+        log,
+        "terraform init",
+        async |log: &mut StageLog, _| {
+            init.run(stage.as_str(), log, &[0], false, &mut |_, l| if l.trim().is_empty() { Tail::Skip } else { Tail::Raw }).await
+        },
+        transient_failure,
+    )
+    .await
+    .map_err(provider_install_hint)?;
     p.ctx.warm_inits.borrow_mut().insert(cache_key);
     if let Some(f) = fingerprint {
         init_cache::record(dir, &f).map_err(|e| Error::io(format!("writing {}/.terraform", dir.display()), e))?;
@@ -397,13 +430,18 @@ async fn plan_with_code(
     for s in sensitive {
         cmd = cmd.secret_env(format!("TF_VAR_{}", s.name), s.env_value.clone(), s.shown.clone());
     }
-    let planned = cmd
+    let command = cmd
         .args(["plan", "-input=false", "-json", "-detailed-exitcode", "-lock-timeout=60s"])
         .args(extra)
         .arg(format!("-out={planfile}"))
-        .arg(format!("-var-file={}", terraform::TFVARS_FILE))
-        .run(stage.as_str(), log, &[0, 2], false, &mut |s, l| json_line(s, l, &mut |_| {}))
-        .await?;
+        .arg(format!("-var-file={}", terraform::TFVARS_FILE));
+    let planned = crate::retry::logged(
+        log,
+        "terraform plan",
+        async |log: &mut StageLog, _| command.run(stage.as_str(), log, &[0, 2], false, &mut |s, l| json_line(s, l, &mut |_| {})).await,
+        transient_failure,
+    )
+    .await?;
     let has_changes = planned.code == 2;
     if !has_changes {
         // Exit code 0: nothing to apply and (refresh-only) nothing drifted. `terraform
@@ -686,6 +724,16 @@ fn provider_install_hint(e: Error) -> Error {
             Error::Tool(f)
         }
         other => other,
+    }
+}
+
+/// Why a failed terraform (or packer) run may be run again: its output shows a
+/// transient cause (`retry::transient_tool_cause`). Lock contention, a missing
+/// permission, a validation or configuration error, a stale plan: never.
+pub fn transient_failure(e: &Error) -> Option<String> {
+    match e {
+        Error::Tool(f) => crate::retry::transient_tool_cause(&f.tail.join("\n")),
+        _ => None,
     }
 }
 

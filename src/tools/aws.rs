@@ -45,26 +45,77 @@ impl Aws {
     }
 
     pub fn command<I: IntoIterator<Item = S>, S: Into<std::ffi::OsString>>(&self, args: I) -> ToolCommand {
-        let mut c = ToolCommand::new(&self.program, &self.cwd).envs(&self.env).stop_with(libc::SIGTERM);
+        // One attempt per call: stamp retries transient failures itself (`run`), so
+        // that each retry is logged with its reason and the total stays bounded.
+        let once = [("AWS_MAX_ATTEMPTS".to_owned(), "1".to_owned()), ("AWS_RETRY_MODE".to_owned(), "standard".to_owned())];
+        let mut c = ToolCommand::new(&self.program, &self.cwd).envs(&self.env).envs(&once).stop_with(libc::SIGTERM);
         if let Some(e) = &self.endpoint {
             c = c.arg("--endpoint-url").arg(e);
         }
         c.args(args).show_env(&["AWS_PROFILE", "AWS_DEFAULT_REGION"])
     }
 
-    async fn run(&self, stage: &str, log: &mut StageLog, args: &[&str], ok: &[i32]) -> Result<(i32, String, String), Error> {
-        let mut stderr = String::new();
-        let out = self
-            .command(args.iter().copied())
-            .run(stage, log, ok, true, &mut |s, l| {
-                if s == Stream::Stderr {
-                    stderr.push_str(l);
-                    stderr.push('\n');
+    /// Runs `aws args...`: (exit code, stdout, stderr). Exit codes outside `ok` are a
+    /// tool failure. A failure whose AWS error code (or the CLI's connection error)
+    /// is transient is retried through `crate::retry`, each retry logged with its
+    /// reason; after the last attempt its result is returned as it is.
+    pub async fn run(&self, stage: &str, log: &mut StageLog, args: &[&str], ok: &[i32]) -> Result<(i32, String, String), Error> {
+        let what = operation_name(args);
+        let r = crate::retry::logged(
+            log,
+            &what,
+            async |log: &mut StageLog, _| {
+                let mut stderr = String::new();
+                let r = self
+                    .command(args.iter().copied())
+                    .run(stage, log, ok, true, &mut |s, l| {
+                        if s == Stream::Stderr {
+                            stderr.push_str(l);
+                            stderr.push('\n');
+                        }
+                        Tail::Raw
+                    })
+                    .await;
+                match r {
+                    Ok(out) if out.code == 0 => Ok((0, out.stdout, stderr)),
+                    Ok(out) => Err(CliAttempt { result: Ok((out.code, out.stdout, stderr.clone())), stderr }),
+                    Err(e) => Err(CliAttempt { result: Err(e), stderr }),
                 }
-                Tail::Raw
-            })
-            .await?;
-        Ok((out.code, out.stdout, stderr))
+            },
+            |a: &CliAttempt| match &a.result {
+                Err(Error::Tool(_)) | Ok(_) => cli_failure(&a.stderr).transient_reason(&service_name(args)),
+                Err(_) => None,
+            },
+        )
+        .await;
+        match r {
+            Ok(v) => Ok(v),
+            Err(CliAttempt { result: Err(Error::Tool(mut f)), stderr }) => {
+                if f.hint.is_none() {
+                    f.hint = self.cli_hint(&cli_failure(&stderr));
+                }
+                Err(Error::Tool(f))
+            }
+            Err(CliAttempt { result, .. }) => result,
+        }
+    }
+
+    /// A hint for a failed CLI call, by what its error was.
+    fn cli_hint(&self, e: &ApiError) -> Option<String> {
+        match e.last() {
+            ApiError::Unreachable { .. } => Some(match &self.endpoint {
+                Some(url) => {
+                    format!("nothing answers at {url} ([aws] endpoint or STAMP_AWS_ENDPOINT): start the emulator there or fix the URL")
+                }
+                None => "AWS cannot be reached from here: check the network or proxy; `stamp doctor` checks it".into(),
+            }),
+            ApiError::AccessDenied { code, .. } => {
+                Some(format!("the credentials lack the permission for this call ({code}): see the command above"))
+            }
+            ApiError::NoCredentials { .. } => Some("check AWS credentials (AWS_PROFILE, [aws] profile, or AWS_ACCESS_KEY_ID)".into()),
+            ApiError::Throttled { .. } => Some("AWS is throttling this account; run again later or lower --parallel".into()),
+            _ => None,
+        }
     }
 
     /// The caller's account id (STS, through the SDK).
@@ -111,29 +162,24 @@ impl Aws {
                 report("creating bucket");
                 let (code, _, stderr) =
                     self.run(stage, log, &["s3", "mb", &format!("s3://{bucket}"), "--region", region.as_str()], &[0, 1, 254, 255]).await?;
-                match (code, error_code(&stderr).as_deref()) {
+                let created = match (code, error_code(&stderr).as_deref()) {
                     (0, _) => true,
                     // Another stamp (another CI job of the same fleet) made it a moment ago.
                     (_, Some("BucketAlreadyOwnedByYou")) => false,
                     (_, Some("BucketAlreadyExists")) => return Err(taken(bucket)),
                     _ => return Err(Error::stage(format!("aws s3 mb s3://{bucket} failed: {}", stderr.trim()))),
-                }
+                };
+                // S3 is eventually consistent right after a create: NoSuchBucket for it
+                // is retried (`AwsApi::created_bucket`) until it answers.
+                self.api.created_bucket(bucket);
+                self.api
+                    .head_bucket(log, &self.region, bucket)
+                    .await
+                    .map_err(|e| api_error(format!("bucket {bucket} is not usable after `aws s3 mb`"), e))?;
+                created
             }
             _ => return Err(taken(bucket)),
         };
-        // S3 is eventually consistent right after a create: wait until it answers.
-        let mut wait = std::time::Duration::from_millis(200);
-        for attempt in 1.. {
-            match self.api.head_bucket(log, &self.region, bucket).await {
-                Ok(()) => break,
-                Err(ApiError::NotFound { .. }) if attempt < 8 => {
-                    log.note(&format!("bucket {bucket} not visible yet (attempt {attempt}): retrying in {wait:?}"));
-                    tokio::time::sleep(wait).await;
-                    wait *= 2;
-                }
-                Err(e) => return Err(api_error(format!("bucket {bucket} is not usable after `aws s3 mb`"), e)),
-            }
-        }
         report("checking hardening");
         let missing =
             self.api.check_hardening(log, &self.region, bucket).await.map_err(|e| api_error(format!("checking bucket {bucket}"), e))?;
@@ -270,16 +316,26 @@ impl Aws {
         if code == 0 {
             return Ok(out.trim().eq_ignore_ascii_case("true"));
         }
-        if stderr.contains("DBInstanceNotFound") || stderr.contains("LoadBalancerNotFound") {
+        // Gone: by the error code, never by the message's wording.
+        if matches!(error_code(&stderr).as_deref(), Some("DBInstanceNotFound" | "DBInstanceNotFoundFault" | "LoadBalancerNotFound")) {
             return Ok(false);
         }
-        Err(Error::stage(format!("cannot tell whether deletion protection is on: {}", stderr.trim())))
+        let e = cli_failure(&stderr);
+        let which = match p {
+            Protected::Database { identifier } => format!("database {identifier}"),
+            Protected::LoadBalancer { arn } => format!("load balancer {arn}"),
+        };
+        let message = format!("cannot tell whether deletion protection is on for {which}: {}; nothing was destroyed", stderr.trim());
+        Err(match self.cli_hint(&e) {
+            Some(h) => Error::stage_hint(message, h),
+            None => Error::stage(message),
+        })
     }
 
     /// Deregisters an AMI and deletes its snapshots; an image or snapshot that is
     /// already gone (another customer of the run removed it) is not an error.
     pub async fn delete_image(&self, stage: &str, log: &mut StageLog, ami: &AmiId, snapshots: &[String]) -> Result<(), Error> {
-        let gone = |code: i32, stderr: &str, codes: &[&str]| code == 0 || codes.iter().any(|c| stderr.contains(&format!("({c})")));
+        let gone = |code: i32, stderr: &str, codes: &[&str]| code == 0 || error_code(stderr).is_some_and(|c| codes.contains(&c.as_str()));
         let (code, _, stderr) = self.run(stage, log, &["ec2", "deregister-image", "--image-id", ami.as_str()], &[0, 254, 255]).await?;
         if !gone(code, &stderr, &["InvalidAMIID.Unavailable", "InvalidAMIID.NotFound"]) {
             return Err(Error::stage(format!("deregistering {ami}: {}", stderr.trim())));
@@ -301,6 +357,73 @@ pub fn error_code(stderr: &str) -> Option<String> {
     Some(rest[..rest.find(')')?].to_owned())
 }
 
+/// A failed AWS CLI call, classified as the SDK's errors are (`ApiError`): by the
+/// AWS error code it prints ("An error occurred (SlowDown) when calling ..."), a
+/// bare HTTP status in its place ("An error occurred (503) ..."), or, when no
+/// answer came, botocore's connection errors (EndpointConnectionError: the endpoint
+/// refuses or does not exist; ConnectionClosedError, ReadTimeoutError: the
+/// connection was dropped or timed out mid-request).
+pub fn cli_failure(stderr: &str) -> ApiError {
+    let message = stderr.trim().lines().last().unwrap_or_default().to_owned();
+    if let Some(code) = error_code(stderr) {
+        return match code.parse::<u16>() {
+            Ok(status) => crate::tools::s3::classify_answer(None, Some(status), message),
+            Err(_) => crate::tools::s3::classify_answer(Some(&code), None, message),
+        };
+    }
+    // botocore's exception texts (botocore/exceptions.py), fixed formats.
+    if stderr.contains("Could not connect to the endpoint URL") || stderr.contains("Connect timeout on endpoint URL") {
+        return ApiError::Unreachable { detail: message };
+    }
+    if stderr.contains("Connection was closed before we received a valid response")
+        || stderr.contains("Read timeout on endpoint URL")
+        || stderr.contains("Connection reset by peer")
+    {
+        return ApiError::Transient { what: format!("connection dropped ({message})") };
+    }
+    if stderr.contains("Unable to locate credentials") {
+        return ApiError::NoCredentials { detail: message };
+    }
+    ApiError::Other { code: "error".into(), status: None, message }
+}
+
+/// "DescribeImages"-like name of a CLI call for the retry line: `ec2 describe-images`.
+fn operation_name(args: &[&str]) -> String {
+    args.iter().take(2).copied().collect::<Vec<_>>().join(" ")
+}
+
+/// The service a CLI call talks to, for the retry line ("from EC2").
+fn service_name(args: &[&str]) -> String {
+    match args.first().copied().unwrap_or_default() {
+        "s3" | "s3api" => "S3".into(),
+        "ec2" => "EC2".into(),
+        "rds" => "RDS".into(),
+        "elbv2" => "ELBv2".into(),
+        other => other.to_uppercase(),
+    }
+}
+
+/// One attempt of a CLI call that did not succeed: its result as `run` returns it,
+/// and its stderr (what it is classified by).
+struct CliAttempt {
+    result: Result<(i32, String, String), Error>,
+    stderr: String,
+}
+
+impl crate::retry::Retryable for CliAttempt {
+    fn exhausted(self, attempts: u32) -> Self {
+        let note = format!("(stamp: still failing after {attempts} attempts)");
+        match self.result {
+            Ok((code, out, err)) => CliAttempt { result: Ok((code, out, format!("{err}{note}\n"))), stderr: self.stderr },
+            Err(e) => CliAttempt { result: Err(e.exhausted(attempts)), stderr: self.stderr },
+        }
+    }
+
+    fn interrupted(self) -> Self {
+        CliAttempt { result: Err(Error::Interrupted(None)), stderr: self.stderr }
+    }
+}
+
 fn taken(bucket: &BucketName) -> Error {
     Error::stage_hint(
         format!("state bucket name {bucket} is taken by another AWS account (or this one may not use it)"),
@@ -310,13 +433,17 @@ fn taken(bucket: &BucketName) -> Error {
 
 /// A failed SDK call as a stage error, with a hint that fits its kind.
 pub fn api_error(what: String, e: ApiError) -> Error {
-    let hint = match &e {
+    if e == ApiError::Interrupted {
+        return Error::Interrupted(None);
+    }
+    let hint = match e.last() {
         ApiError::Unreachable { .. } => Some("check the network, or [aws] endpoint / STAMP_AWS_ENDPOINT when using an emulator"),
         ApiError::NoCredentials { .. } => Some("check AWS credentials (AWS_PROFILE, [aws] profile, or AWS_ACCESS_KEY_ID)"),
         ApiError::AccessDenied { .. } => Some(
             "the credentials lack a permission on the state bucket (s3:ListBucket, s3:GetBucket*, s3:PutBucket*, s3:GetObject, s3:PutObject)",
         ),
         ApiError::Throttled { .. } => Some("AWS is throttling this account; run again later or lower --parallel"),
+        ApiError::Transient { .. } => Some("AWS (or the way to it) kept failing; run again later"),
         _ => None,
     };
     match hint {
@@ -332,5 +459,35 @@ mod tests {
         let m = "\nmake_bucket failed: s3://x An error occurred (BucketAlreadyOwnedByYou) when calling the CreateBucket operation: Your previous request";
         assert_eq!(super::error_code(m).as_deref(), Some("BucketAlreadyOwnedByYou"));
         assert_eq!(super::error_code("connection refused"), None);
+    }
+
+    /// Stderr of the real AWS CLI (v1, AWS_MAX_ATTEMPTS=1) against the fault proxy.
+    #[test]
+    fn cli_failures_are_classified_by_code_status_and_connection_error() {
+        use super::cli_failure;
+        use crate::tools::s3::ApiError;
+        let transient = |s: &str| cli_failure(s).transient_reason("S3");
+        let slow = "make_bucket failed: s3://b2 An error occurred (SlowDown) when calling the CreateBucket operation (reached max retries: 0): injected by the test's fault proxy";
+        assert_eq!(transient(slow).as_deref(), Some("SlowDown from S3"));
+        let limit = "\nAn error occurred (RequestLimitExceeded) when calling the DescribeImages operation (reached max retries: 0): Request limit exceeded.";
+        assert!(matches!(cli_failure(limit), ApiError::Throttled { .. }));
+        let head = "\nAn error occurred (503) when calling the HeadBucket operation (reached max retries: 0): Service Unavailable";
+        assert_eq!(transient(head).as_deref(), Some("HTTP 503 from S3"));
+        let closed = "\nConnection was closed before we received a valid response from endpoint URL: \"http://127.0.0.1:45012/\".";
+        assert!(transient(closed).is_some_and(|r| r.starts_with("connection dropped")));
+        let refused = "\nCould not connect to the endpoint URL: \"http://127.0.0.1:45999/\"";
+        assert!(matches!(cli_failure(refused), ApiError::Unreachable { .. }));
+        assert_eq!(transient(refused), None);
+        let denied = "\nAn error occurred (UnauthorizedOperation) when calling the DeregisterImage operation: You are not authorized to perform this operation.";
+        assert!(matches!(cli_failure(denied), ApiError::AccessDenied { .. }));
+        assert_eq!(transient(denied), None);
+        let invalid = "\nAn error occurred (InvalidParameterValue) when calling the DescribeImages operation: bad filter";
+        assert!(matches!(cli_failure(invalid), ApiError::Other { .. }));
+        assert_eq!(transient(invalid), None);
+        let gone =
+            "\nAn error occurred (InvalidAMIID.NotFound) when calling the DeregisterImage operation: The image id '[ami-1]' does not exist";
+        assert_eq!(transient(gone), None);
+        let internal = "\nAn error occurred (InternalError) when calling the DescribeImages operation (reached max retries: 0): We encountered an internal error.";
+        assert_eq!(transient(internal).as_deref(), Some("InternalError from S3"));
     }
 }

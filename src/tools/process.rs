@@ -453,6 +453,9 @@ impl Drop for Watchdog {
     }
 }
 
+/// Where a stage log's `progress` lines are shown as the stage's step.
+pub type Steps = std::rc::Rc<dyn Fn(&str)>;
+
 /// The full output of one stage's tools: `<work>/<customer>/logs/<stage>.log`.
 /// The previous run's log is kept beside it as `<stage>.previous.log`.
 pub struct StageLog {
@@ -461,6 +464,8 @@ pub struct StageLog {
     file: Option<std::io::LineWriter<std::fs::File>>,
     /// The first write that failed (disk full, ...), reported after the tool ran.
     error: Option<std::io::Error>,
+    /// Where `progress` also shows its line (the stage's progress step).
+    steps: Option<Steps>,
 }
 
 impl StageLog {
@@ -473,7 +478,7 @@ impl StageLog {
             std::fs::rename(&path, &prev).map_err(|e| Error::io(format!("moving {} to {}", path.display(), prev.display()), e))?;
         }
         let f = std::fs::File::create(&path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-        Ok(Self { path, file: Some(std::io::LineWriter::new(f)), error: None })
+        Ok(Self { path, file: Some(std::io::LineWriter::new(f)), error: None, steps: None })
     }
 
     /// Appends to a log this run already started.
@@ -483,12 +488,18 @@ impl StageLog {
             .append(true)
             .open(&path)
             .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        Ok(Self { path, file: Some(std::io::LineWriter::new(f)), error: None })
+        Ok(Self { path, file: Some(std::io::LineWriter::new(f)), error: None, steps: None })
     }
 
     /// A log that goes nowhere (for read-only commands such as `doctor`).
     pub fn discard() -> Self {
-        Self { path: PathBuf::from("/dev/null"), file: None, error: None }
+        Self { path: PathBuf::from("/dev/null"), file: None, error: None, steps: None }
+    }
+
+    /// A log that goes nowhere but whose `progress` lines (retries) are printed on
+    /// stderr: read-only commands (`status`, `outputs`, `doctor`) keep no stage log.
+    pub fn discard_with_notes() -> Self {
+        Self::discard().with_steps(std::rc::Rc::new(|m: &str| eprintln!("note: {m}")))
     }
 
     fn write(&mut self, s: &str) {
@@ -507,6 +518,21 @@ impl StageLog {
     pub fn command(&mut self, cmd: &str) {
         let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
         self.write(&format!("\n[{now}] $ {cmd}\n"));
+    }
+
+    /// Shows `progress` lines as steps of a stage too (`Pipeline::log`).
+    pub fn with_steps(mut self, steps: Steps) -> Self {
+        self.steps = Some(steps);
+        self
+    }
+
+    /// A line of stamp's own that the operator should see while it happens (a
+    /// retry and its reason): in the log, and as the stage's current step.
+    pub fn progress(&mut self, s: &str) {
+        self.note(&format!("stamp: {s}"));
+        if let Some(f) = &self.steps {
+            f(s);
+        }
     }
 
     pub fn note(&mut self, s: &str) {

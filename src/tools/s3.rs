@@ -3,9 +3,10 @@
 //! milliseconds here where the CLI costs about half a second of CPU, which is what
 //! a fleet of customers on a small CI machine (and `stamp status` over a hundred of
 //! them) runs out of. The SDK resolves credentials as the AWS CLI does (environment,
-//! profiles, SSO, credential_process, instance roles), retries throttling and
-//! transient network errors with backoff and jitter, and its errors carry AWS's
-//! error code, by which stamp tells them apart (`ApiError`).
+//! profiles, SSO, credential_process, instance roles), and its errors carry AWS's
+//! error code, by which stamp tells them apart (`ApiError`). The SDK makes one
+//! attempt per call: stamp's own policy (`crate::retry`) retries throttling, 5xx
+//! and dropped connections, and logs each retry with its reason.
 //!
 //! `aws s3 mb` (the CLI) still creates a bucket: that is the step the brief names,
 //! and it runs once per customer.
@@ -27,24 +28,31 @@ use aws_sdk_s3::types::{
 use crate::names::BucketName;
 use crate::tools::process::StageLog;
 
-/// What an AWS call answered, told apart by AWS's error code and HTTP status, not
-/// by the wording of a message.
+/// What an AWS call answered, told apart by AWS's error code, HTTP status and the
+/// kind of connection error, never by the wording of a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiError {
-    /// 404, `NoSuchBucket`, `NoSuchKey`, ...
+    /// 404, `NoSuchBucket`, `NoSuchKey`, ...: an answer.
     NotFound { code: String },
     /// 403 on a bucket: it exists and belongs to another account (or this one may not read it).
     Forbidden { code: String },
     /// `AccessDenied` and the like on an operation: the credentials lack a permission.
     AccessDenied { code: String, message: String },
-    /// `Throttling`, `SlowDown`, 503: still failing after the SDK's retries.
-    Throttled { code: String },
-    /// No answer at all: connection refused, DNS, timeout.
+    /// `Throttling`, `SlowDown`, `RequestLimitExceeded`, ...: retried.
+    Throttled { code: String, status: Option<u16> },
+    /// A server-side failure (500, 502, 503, 504, `InternalError`), a connection
+    /// dropped or reset mid-request, an attempt that timed out: retried.
+    Transient { what: String },
+    /// No connection at all (refused, no such host, connect timeout): reported, not retried.
     Unreachable { detail: String },
     /// Credentials could not be found or loaded.
     NoCredentials { detail: String },
     /// Anything else, with what AWS said.
     Other { code: String, status: Option<u16>, message: String },
+    /// A transient failure that lasted through every attempt (`retry`).
+    GaveUp { attempts: u32, last: Box<ApiError> },
+    /// The run was interrupted while waiting to retry.
+    Interrupted,
 }
 
 impl std::fmt::Display for ApiError {
@@ -53,7 +61,14 @@ impl std::fmt::Display for ApiError {
             ApiError::NotFound { code } => write!(f, "not found ({code})"),
             ApiError::Forbidden { code } => write!(f, "forbidden ({code})"),
             ApiError::AccessDenied { code, message } => write!(f, "access denied ({code}): {message}"),
-            ApiError::Throttled { code } => write!(f, "throttled ({code}), still after retries"),
+            ApiError::Throttled { code, status } => {
+                write!(f, "throttled ({code}")?;
+                if let Some(s) = status {
+                    write!(f, ", HTTP {s}")?;
+                }
+                write!(f, ")")
+            }
+            ApiError::Transient { what } => write!(f, "{what}"),
             ApiError::Unreachable { detail } => write!(f, "AWS did not answer: {detail}"),
             ApiError::NoCredentials { detail } => write!(f, "no AWS credentials: {detail}"),
             ApiError::Other { code, status, message } => {
@@ -66,13 +81,44 @@ impl std::fmt::Display for ApiError {
                 }
                 Ok(())
             }
+            ApiError::GaveUp { attempts, last } => write!(f, "{last}, still after {attempts} attempts"),
+            ApiError::Interrupted => write!(f, "interrupted"),
         }
+    }
+}
+
+impl crate::retry::Retryable for ApiError {
+    fn exhausted(self, attempts: u32) -> Self {
+        ApiError::GaveUp { attempts, last: Box::new(self) }
+    }
+
+    fn interrupted(self) -> Self {
+        ApiError::Interrupted
     }
 }
 
 impl ApiError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, ApiError::NotFound { .. })
+    }
+
+    /// The failure behind a `GaveUp`, or this one.
+    pub fn last(&self) -> &ApiError {
+        match self {
+            ApiError::GaveUp { last, .. } => last,
+            e => e,
+        }
+    }
+
+    /// Why another attempt may succeed, for the retry line ("SlowDown (503) from
+    /// S3"); `None` when it is an answer or would fail the same way again.
+    pub fn transient_reason(&self, service: &str) -> Option<String> {
+        match self {
+            ApiError::Throttled { code, status: Some(s) } => Some(format!("{code} ({s}) from {service}")),
+            ApiError::Throttled { code, status: None } => Some(format!("{code} from {service}")),
+            ApiError::Transient { what } => Some(format!("{what} from {service}")),
+            _ => None,
+        }
     }
 
     /// Classifies an SDK error by its error code, HTTP status and kind.
@@ -83,15 +129,19 @@ impl ApiError {
         match &e {
             SdkError::DispatchFailure(d) => {
                 let detail = source_chain(&e);
+                // The SDK's own wording for a credentials provider that found nothing:
+                // not an AWS answer, and not retried.
                 if d.is_user() || detail.contains("credentials") {
                     return ApiError::NoCredentials { detail };
                 }
-                return ApiError::Unreachable { detail };
+                return connection_error(&e, d.is_timeout(), d.as_other(), detail);
             }
+            // An answer that could not be read (cut short, garbled).
             SdkError::ResponseError(_) => {
-                return ApiError::Other { code: "UnreadableResponse".into(), status, message: source_chain(&e) };
+                return ApiError::Transient { what: format!("an answer that could not be read ({})", source_chain(&e)) };
             }
-            SdkError::TimeoutError(_) => return ApiError::Unreachable { detail: format!("timed out: {}", source_chain(&e)) },
+            // The attempt timed out (`operation_attempt_timeout`): connected, no answer in time.
+            SdkError::TimeoutError(_) => return ApiError::Transient { what: format!("no answer in time ({})", source_chain(&e)) },
             SdkError::ConstructionFailure(_) => {
                 let detail = source_chain(&e);
                 if detail.contains("credentials") || detail.contains("Credentials") {
@@ -101,23 +151,75 @@ impl ApiError {
             }
             _ => {}
         }
-        let code_s = code.clone().unwrap_or_else(|| status.map(|s| format!("HTTP {s}")).unwrap_or_else(|| "error".into()));
-        match (code.as_deref(), status) {
-            (Some("NoSuchBucket" | "NoSuchKey" | "NotFound" | "NoSuchBucketPolicy" | "NoSuchPublicAccessBlockConfiguration"), _)
-            | (Some("ServerSideEncryptionConfigurationNotFoundError"), _)
-            | (None, Some(404)) => ApiError::NotFound { code: code_s },
-            (Some("Throttling" | "ThrottlingException" | "SlowDown" | "RequestLimitExceeded" | "TooManyRequestsException"), _)
-            | (None, Some(503)) => ApiError::Throttled { code: code_s },
-            (Some("AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "AllAccessDisabled"), _) => {
-                ApiError::AccessDenied { code: code_s, message }
-            }
-            (Some("Forbidden"), _) | (None, Some(403)) => ApiError::Forbidden { code: code_s },
-            (Some("InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken" | "InvalidClientTokenId"), _) => {
-                ApiError::NoCredentials { detail: format!("{code_s}: {message}") }
-            }
-            _ => ApiError::Other { code: code_s, status, message },
-        }
+        classify_answer(code.as_deref(), status, message)
     }
+}
+
+/// An AWS error answer, by its code and HTTP status.
+pub fn classify_answer(code: Option<&str>, status: Option<u16>, message: String) -> ApiError {
+    let code_s = code.map(String::from).unwrap_or_else(|| status.map(|s| format!("HTTP {s}")).unwrap_or_else(|| "error".into()));
+    match (code, status) {
+        (Some("NoSuchBucket" | "NoSuchKey" | "NotFound" | "NoSuchBucketPolicy" | "NoSuchPublicAccessBlockConfiguration"), _)
+        | (Some("ServerSideEncryptionConfigurationNotFoundError"), _)
+        | (None, Some(404)) => ApiError::NotFound { code: code_s },
+        (Some(c), _) if crate::retry::is_throttling(c) => ApiError::Throttled { code: code_s, status },
+        (None, Some(429)) => ApiError::Throttled { code: code_s, status },
+        (Some("AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "AllAccessDisabled"), _) => {
+            ApiError::AccessDenied { code: code_s, message }
+        }
+        (Some("Forbidden"), _) | (None, Some(403)) => ApiError::Forbidden { code: code_s },
+        (Some("InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken" | "InvalidClientTokenId"), _) => {
+            ApiError::NoCredentials { detail: format!("{code_s}: {message}") }
+        }
+        (c, s) if crate::retry::is_server_error(c, s) || matches!(s, Some(500 | 502 | 503 | 504)) => ApiError::Transient {
+            what: match s {
+                Some(s) if code.is_some() => format!("{code_s} ({s})"),
+                _ => code_s,
+            },
+        },
+        _ => ApiError::Other { code: code_s, status, message },
+    }
+}
+
+/// A request that got no answer: an endpoint that refuses or cannot be found is
+/// unreachable (reported at once); a connection that was dropped or reset after it
+/// was made is transient. Told apart by the I/O error kinds in the chain.
+fn connection_error(
+    e: &(dyn std::error::Error + 'static),
+    timeout: bool,
+    other: Option<aws_config::retry::ErrorKind>,
+    detail: String,
+) -> ApiError {
+    use std::io::ErrorKind as K;
+    if timeout {
+        return ApiError::Unreachable { detail: format!("connect timeout: {detail}") };
+    }
+    let mut kinds = Vec::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            kinds.push(io.kind());
+        }
+        cur = err.source();
+    }
+    let refused = [K::ConnectionRefused, K::HostUnreachable, K::NetworkUnreachable, K::AddrNotAvailable, K::NotFound];
+    if kinds.iter().any(|k| refused.contains(k)) {
+        return ApiError::Unreachable { detail };
+    }
+    let dropped = [K::ConnectionReset, K::ConnectionAborted, K::BrokenPipe, K::UnexpectedEof, K::TimedOut, K::Interrupted];
+    if kinds.iter().any(|k| dropped.contains(k)) {
+        return ApiError::Transient { what: format!("connection reset or dropped ({})", innermost(&detail)) };
+    }
+    // hyper's "connection closed before message completed": the SDK marks it transient.
+    if other == Some(aws_config::retry::ErrorKind::TransientError) {
+        return ApiError::Transient { what: format!("connection closed before an answer ({})", innermost(&detail)) };
+    }
+    ApiError::Unreachable { detail }
+}
+
+/// The innermost cause of a `source_chain` text.
+fn innermost(detail: &str) -> &str {
+    detail.rsplit(": ").next().unwrap_or(detail)
 }
 
 fn source_chain(e: &dyn std::error::Error) -> String {
@@ -144,6 +246,9 @@ pub struct AwsApi {
     ca_bundle: Option<Vec<u8>>,
     base: tokio::sync::OnceCell<aws_config::SdkConfig>,
     s3: RefCell<BTreeMap<String, aws_sdk_s3::Client>>,
+    /// Buckets stamp created in this run: S3 may answer NoSuchBucket for them for a
+    /// moment (eventual consistency), which is then retried, not taken as an answer.
+    created: RefCell<std::collections::BTreeSet<String>>,
 }
 
 /// The SDK's own HTTPS client (rustls with aws-lc, as `default-https-client`
@@ -182,6 +287,7 @@ impl AwsApi {
             ca_bundle: fleet.aws.ca_bundle.as_ref().and_then(|p| std::fs::read(p).ok()),
             base: tokio::sync::OnceCell::new(),
             s3: RefCell::default(),
+            created: RefCell::default(),
         }
     }
 
@@ -189,9 +295,9 @@ impl AwsApi {
         self.base
             .get_or_init(|| async {
                 let mut l = aws_config::defaults(BehaviorVersion::latest())
-                    // Standard retries: throttling, 5xx and transient network errors,
-                    // exponential backoff with jitter, 5 attempts in all.
-                    .retry_config(RetryConfig::standard().with_max_attempts(5))
+                    // One attempt per call: stamp retries (`call`), so that each
+                    // retry is logged with its reason and the total stays bounded.
+                    .retry_config(RetryConfig::disabled())
                     .timeout_config(
                         TimeoutConfig::builder()
                             .connect_timeout(Duration::from_secs(10))
@@ -238,17 +344,67 @@ impl AwsApi {
         self.endpoint.as_deref().is_some_and(|e| e.starts_with("http://"))
     }
 
+    /// Marks `bucket` as created by stamp in this run (see `created`).
+    pub fn created_bucket(&self, bucket: &BucketName) {
+        self.created.borrow_mut().insert(bucket.to_string());
+    }
+
+    /// Why `e` may go away on another attempt: a transient answer, or a bucket
+    /// stamp just created that S3 does not show yet.
+    fn transient(&self, e: &ApiError, service: &str, bucket: Option<&str>) -> Option<String> {
+        if let Some(r) = e.transient_reason(service) {
+            return Some(r);
+        }
+        match (e, bucket) {
+            (ApiError::NotFound { code }, Some(b))
+                if (code == "NoSuchBucket" || code == "NotFound") && self.created.borrow().contains(b) =>
+            {
+                Some(format!("{code} (404) from {service} right after stamp created {b} (not visible yet)"))
+            }
+            _ => None,
+        }
+    }
+
+    /// One SDK call (`f`, one attempt each time) with stamp's retries: each retry is
+    /// in the stage log and shown as the stage's step, with its reason.
+    async fn call<T>(
+        &self,
+        log: &RefCell<&mut StageLog>,
+        op: &str,
+        service: &str,
+        bucket: Option<&str>,
+        mut f: impl AsyncFnMut() -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        crate::retry::run(
+            &mut (),
+            op,
+            |_: &mut (), m: &str| log.borrow_mut().progress(m),
+            async |_: &mut (), _| f().await,
+            |e: &ApiError| self.transient(e, service, bucket),
+        )
+        .await
+    }
+
     /// The caller's account id (STS GetCallerIdentity).
     pub async fn account_id(&self, log: &mut StageLog) -> Result<String, ApiError> {
         let sts = aws_sdk_sts::Client::new(self.base().await);
-        let r = sts.get_caller_identity().send().await.map_err(ApiError::from_sdk);
+        let r = self
+            .call(&RefCell::new(&mut *log), "GetCallerIdentity", "STS", None, async || {
+                sts.get_caller_identity().send().await.map_err(ApiError::from_sdk)
+            })
+            .await;
         log_call(log, "sts GetCallerIdentity", &r);
         r?.account().map(String::from).ok_or(ApiError::Other { code: "NoAccount".into(), status: None, message: "no Account".into() })
     }
 
     /// HeadBucket: `Ok(())` when this account can use it.
     pub async fn head_bucket(&self, log: &mut StageLog, region: &str, bucket: &BucketName) -> Result<(), ApiError> {
-        let r = self.s3(region).await.head_bucket().bucket(bucket.as_str()).send().await.map(|_| ()).map_err(ApiError::from_sdk);
+        let s3 = self.s3(region).await;
+        let r = self
+            .call(&RefCell::new(&mut *log), "HeadBucket", "S3", Some(bucket.as_str()), async || {
+                s3.head_bucket().bucket(bucket.as_str()).send().await.map(|_| ()).map_err(ApiError::from_sdk)
+            })
+            .await;
         log_call(log, &format!("s3 HeadBucket {bucket}"), &r);
         r
     }
@@ -257,19 +413,27 @@ impl AwsApi {
     pub async fn check_hardening(&self, log: &mut StageLog, region: &str, bucket: &BucketName) -> Result<Vec<Hardening>, ApiError> {
         let s3 = self.s3(region).await;
         let b = bucket.as_str();
+        let notes = RefCell::new(&mut *log);
         let (v, enc, pab, pol) = tokio::join!(
-            s3.get_bucket_versioning().bucket(b).send(),
-            s3.get_bucket_encryption().bucket(b).send(),
-            s3.get_public_access_block().bucket(b).send(),
-            s3.get_bucket_policy().bucket(b).send(),
+            self.call(&notes, "GetBucketVersioning", "S3", Some(b), async || {
+                s3.get_bucket_versioning().bucket(b).send().await.map_err(ApiError::from_sdk)
+            }),
+            self.call(&notes, "GetBucketEncryption", "S3", Some(b), async || {
+                s3.get_bucket_encryption().bucket(b).send().await.map_err(ApiError::from_sdk)
+            }),
+            self.call(&notes, "GetPublicAccessBlock", "S3", Some(b), async || {
+                s3.get_public_access_block().bucket(b).send().await.map_err(ApiError::from_sdk)
+            }),
+            self.call(&notes, "GetBucketPolicy", "S3", Some(b), async || {
+                s3.get_bucket_policy().bucket(b).send().await.map_err(ApiError::from_sdk)
+            }),
         );
         let mut missing = Vec::new();
-        let v = v.map_err(ApiError::from_sdk);
         log_call(log, &format!("s3 GetBucketVersioning {b}"), &v);
         if v?.status() != Some(&BucketVersioningStatus::Enabled) {
             missing.push(Hardening::Versioning);
         }
-        let enc = absent_ok(enc.map_err(ApiError::from_sdk));
+        let enc = absent_ok(enc);
         log_call(log, &format!("s3 GetBucketEncryption {b}"), &enc);
         let encrypted = enc?.and_then(|o| o.server_side_encryption_configuration).is_some_and(|c| {
             c.rules().iter().any(|r| r.apply_server_side_encryption_by_default().is_some_and(|d| !d.sse_algorithm().as_str().is_empty()))
@@ -277,7 +441,7 @@ impl AwsApi {
         if !encrypted {
             missing.push(Hardening::Encryption);
         }
-        let pab = absent_ok(pab.map_err(ApiError::from_sdk));
+        let pab = absent_ok(pab);
         log_call(log, &format!("s3 GetPublicAccessBlock {b}"), &pab);
         let blocked = pab?.and_then(|o| o.public_access_block_configuration).is_some_and(|c| {
             c.block_public_acls() == Some(true)
@@ -288,7 +452,7 @@ impl AwsApi {
         if !blocked {
             missing.push(Hardening::PublicAccessBlock);
         }
-        let pol = absent_ok(pol.map_err(ApiError::from_sdk));
+        let pol = absent_ok(pol);
         log_call(log, &format!("s3 GetBucketPolicy {b}"), &pol);
         let tls = pol?.and_then(|o| o.policy).is_some_and(|p| policy_denies_insecure_transport(&p));
         // Over a plain-HTTP endpoint (an emulator) a TLS-only policy would deny every
@@ -303,69 +467,82 @@ impl AwsApi {
     pub async fn harden(&self, log: &mut StageLog, region: &str, bucket: &BucketName, what: Hardening) -> Result<(), ApiError> {
         let s3 = self.s3(region).await;
         let b = bucket.as_str();
-        let r = match what {
-            Hardening::Versioning => s3
-                .put_bucket_versioning()
-                .bucket(b)
-                .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build())
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(ApiError::from_sdk),
-            Hardening::Encryption => {
-                let by_default = ServerSideEncryptionByDefault::builder()
-                    .sse_algorithm(ServerSideEncryption::Aes256)
-                    .build()
-                    .map_err(|e| ApiError::Other { code: "Build".into(), status: None, message: e.to_string() })?;
-                let rule = ServerSideEncryptionRule::builder()
-                    .apply_server_side_encryption_by_default(by_default)
-                    .bucket_key_enabled(true)
-                    .build();
-                let conf = ServerSideEncryptionConfiguration::builder().rules(rule).build().map_err(|e| ApiError::Other {
-                    code: "Build".into(),
-                    status: None,
-                    message: e.to_string(),
-                })?;
-                s3.put_bucket_encryption()
+        let r = self
+            .call(&RefCell::new(&mut *log), what.put_operation(), "S3", Some(b), async || match what {
+                Hardening::Versioning => s3
+                    .put_bucket_versioning()
                     .bucket(b)
-                    .server_side_encryption_configuration(conf)
+                    .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build())
                     .send()
                     .await
                     .map(|_| ())
-                    .map_err(ApiError::from_sdk)
-            }
-            Hardening::PublicAccessBlock => s3
-                .put_public_access_block()
-                .bucket(b)
-                .public_access_block_configuration(
-                    PublicAccessBlockConfiguration::builder()
-                        .block_public_acls(true)
-                        .ignore_public_acls(true)
-                        .block_public_policy(true)
-                        .restrict_public_buckets(true)
-                        .build(),
-                )
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(ApiError::from_sdk),
-            Hardening::TlsOnlyPolicy => {
-                s3.put_bucket_policy().bucket(b).policy(tls_only_policy(b)).send().await.map(|_| ()).map_err(ApiError::from_sdk)
-            }
-        };
+                    .map_err(ApiError::from_sdk),
+                Hardening::Encryption => {
+                    let by_default = ServerSideEncryptionByDefault::builder()
+                        .sse_algorithm(ServerSideEncryption::Aes256)
+                        .build()
+                        .map_err(|e| ApiError::Other { code: "Build".into(), status: None, message: e.to_string() })?;
+                    let rule = ServerSideEncryptionRule::builder()
+                        .apply_server_side_encryption_by_default(by_default)
+                        .bucket_key_enabled(true)
+                        .build();
+                    let conf = ServerSideEncryptionConfiguration::builder().rules(rule).build().map_err(|e| ApiError::Other {
+                        code: "Build".into(),
+                        status: None,
+                        message: e.to_string(),
+                    })?;
+                    s3.put_bucket_encryption()
+                        .bucket(b)
+                        .server_side_encryption_configuration(conf)
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(ApiError::from_sdk)
+                }
+                Hardening::PublicAccessBlock => s3
+                    .put_public_access_block()
+                    .bucket(b)
+                    .public_access_block_configuration(
+                        PublicAccessBlockConfiguration::builder()
+                            .block_public_acls(true)
+                            .ignore_public_acls(true)
+                            .block_public_policy(true)
+                            .restrict_public_buckets(true)
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(ApiError::from_sdk),
+                Hardening::TlsOnlyPolicy => {
+                    s3.put_bucket_policy().bucket(b).policy(tls_only_policy(b)).send().await.map(|_| ()).map_err(ApiError::from_sdk)
+                }
+            })
+            .await;
         log_call(log, &format!("s3 {} {b}", what.put_operation()), &r);
         r
     }
 
     /// The object's text, or `None` when the bucket or the object does not exist.
     pub async fn get_object(&self, log: &mut StageLog, region: &str, bucket: &BucketName, key: &str) -> Result<Option<Object>, ApiError> {
-        let r = self.s3(region).await.get_object().bucket(bucket.as_str()).key(key).send().await.map_err(ApiError::from_sdk);
+        let s3 = self.s3(region).await;
+        let r = self
+            .call(&RefCell::new(&mut *log), "GetObject", "S3", Some(bucket.as_str()), async || {
+                let o = s3.get_object().bucket(bucket.as_str()).key(key).send().await.map_err(ApiError::from_sdk)?;
+                let last_modified = o.last_modified().and_then(|t| SystemTime::try_from(*t).ok());
+                // A connection cut in the middle of the body is retried with the request.
+                let bytes = o
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| ApiError::Transient { what: format!("reading s3://{bucket}/{key} was cut short ({e})") })?
+                    .into_bytes();
+                Ok((bytes, last_modified))
+            })
+            .await;
         let r = absent_ok(r);
         log_call(log, &format!("s3 GetObject s3://{bucket}/{key}"), &r);
-        let Some(o) = r? else { return Ok(None) };
-        let last_modified = o.last_modified().and_then(|t| SystemTime::try_from(*t).ok());
-        let bytes =
-            o.body.collect().await.map_err(|e| ApiError::Unreachable { detail: format!("reading s3://{bucket}/{key}: {e}") })?.into_bytes();
+        let Some((bytes, last_modified)) = r? else { return Ok(None) };
         let text = String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::Other {
             code: "NotUtf8".into(),
             status: None,
@@ -382,7 +559,13 @@ impl AwsApi {
         bucket: &BucketName,
         key: &str,
     ) -> Result<Option<SystemTime>, ApiError> {
-        let r = absent_ok(self.s3(region).await.head_object().bucket(bucket.as_str()).key(key).send().await.map_err(ApiError::from_sdk));
+        let s3 = self.s3(region).await;
+        let r = absent_ok(
+            self.call(&RefCell::new(&mut *log), "HeadObject", "S3", Some(bucket.as_str()), async || {
+                s3.head_object().bucket(bucket.as_str()).key(key).send().await.map_err(ApiError::from_sdk)
+            })
+            .await,
+        );
         log_call(log, &format!("s3 HeadObject s3://{bucket}/{key}"), &r);
         Ok(r?.map(|o| o.last_modified().and_then(|t| SystemTime::try_from(*t).ok()).unwrap_or(SystemTime::UNIX_EPOCH)))
     }
@@ -477,6 +660,27 @@ fn log_call<T>(log: &mut StageLog, what: &str, r: &Result<T, ApiError>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_are_classified_by_code_and_status_never_by_message() {
+        let c = |code: Option<&str>, status: Option<u16>| classify_answer(code, status, "Access Denied NoSuchBucket SlowDown".into());
+        assert!(matches!(c(Some("NoSuchBucket"), Some(404)), ApiError::NotFound { .. }));
+        assert!(matches!(c(None, Some(404)), ApiError::NotFound { .. }));
+        assert!(matches!(c(Some("AccessDenied"), Some(403)), ApiError::AccessDenied { .. }));
+        assert!(matches!(c(None, Some(403)), ApiError::Forbidden { .. }), "HeadBucket: a 403 without a body");
+        assert_eq!(c(Some("SlowDown"), Some(503)).transient_reason("S3").as_deref(), Some("SlowDown (503) from S3"));
+        assert_eq!(c(Some("Throttling"), Some(400)).transient_reason("STS").as_deref(), Some("Throttling (400) from STS"));
+        assert_eq!(c(Some("InternalError"), Some(500)).transient_reason("S3").as_deref(), Some("InternalError (500) from S3"));
+        assert_eq!(c(None, Some(502)).transient_reason("S3").as_deref(), Some("HTTP 502 from S3"));
+        // Not transient: answers, permissions, validation.
+        for (code, status) in [(Some("NoSuchKey"), Some(404)), (Some("AccessDenied"), Some(403)), (Some("InvalidArgument"), Some(400))] {
+            assert_eq!(c(code, status).transient_reason("S3"), None, "{code:?}");
+        }
+        assert!(matches!(c(Some("ExpiredToken"), Some(400)), ApiError::NoCredentials { .. }));
+        let gave_up = crate::retry::Retryable::exhausted(c(Some("SlowDown"), Some(503)), 5);
+        assert_eq!(gave_up.to_string(), "throttled (SlowDown, HTTP 503), still after 5 attempts");
+        assert_eq!(gave_up.transient_reason("S3"), None, "a GaveUp is final");
+    }
 
     #[test]
     fn the_tls_policy_stamp_puts_is_recognised_and_a_weaker_one_is_not() {

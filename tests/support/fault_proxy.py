@@ -10,9 +10,11 @@ every request, so a test can arm a fault in the middle of a run:
     [{"method": "PUT", "path": "/stamp-state/", "body": null, "action": "delay",
       "seconds": 12, "times": 1, "after": 0}]
 
-- method, path, body, target: optional; a rule matches a request whose method
-  equals `method` and whose path, body and X-Amz-Target header contain the given
-  substrings (`body` finds query-API actions such as "Action=DescribeImages").
+- method, path, body, target, agent: optional; a rule matches a request whose
+  method equals `method` and whose path, body, X-Amz-Target and User-Agent headers
+  contain the given substrings (`body` finds query-API actions such as
+  "Action=DescribeImages"; `agent` tells the callers apart: "aws-sdk-rust" is
+  stamp's own SDK, "aws-cli/" the AWS CLI, "aws-sdk-go" terraform and packer).
 - action: "delay" (wait `seconds`, then forward), "status" (answer `status` with
   the AWS error `code` and `message`, in the answering API's format), "drop"
   (close the connection without an answer) or "reset" (close it with a TCP RST).
@@ -65,7 +67,7 @@ class Rules:
             self.stamp, self.rules, self.seen = key, rules, {}
         return self.rules
 
-    def pick(self, method, path, body, target):
+    def pick(self, method, path, body, target, agent=""):
         with self.lock:
             for i, r in enumerate(self.current()):
                 if r.get("method") and r["method"] != method:
@@ -75,6 +77,8 @@ class Rules:
                 if r.get("body") and r["body"] not in body:
                     continue
                 if r.get("target") and r["target"] not in target:
+                    continue
+                if r.get("agent") and r["agent"] not in agent:
                     continue
                 n = self.seen.get(i, 0)
                 self.seen[i] = n + 1
@@ -132,7 +136,8 @@ class Handler(BaseHTTPRequestHandler):
         body = self.read_body()
         text = body[:4096].decode("utf-8", "replace")
         target = self.headers.get("X-Amz-Target", "")
-        i, rule = self.server.rules.pick(self.command, self.path, text, target)
+        agent = self.headers.get("User-Agent", "")
+        i, rule = self.server.rules.pick(self.command, self.path, text, target, agent)
         if rule is not None:
             action = rule.get("action", "status")
             self.server.record({"rule": i, "action": action, "method": self.command, "path": self.path, "time": time.time()})

@@ -28,12 +28,18 @@ fn all_logs(fleet: &Fleet) -> String {
     ["bucket", "vpc", "ami", "frontends"].iter().map(|s| fleet.log("acme", s)).collect::<Vec<_>>().join("\n")
 }
 
-#[test]
-fn throttling_and_dropped_connections_are_retried_with_their_reason_and_the_deploy_succeeds() {
+/// moto, the fault proxy in front of it, and a fleet of one customer (acme) behind it.
+fn acme_behind_a_proxy() -> (Emulator, FaultProxy, Fleet) {
     let emu = Emulator::start();
     let proxy = FaultProxy::start(&emu);
     let fleet = Fleet::behind(&proxy);
     fleet.customer("acme", "git_id = \"v1\"\n");
+    (emu, proxy, fleet)
+}
+
+#[test]
+fn throttling_and_dropped_connections_are_retried_with_their_reason_and_the_deploy_succeeds() {
+    let (_emu, proxy, fleet) = acme_behind_a_proxy();
     proxy.set_rules(json!([
         // stamp's SDK: HeadBucket (the first call of the bucket stage), twice.
         {"agent": "aws-sdk-rust", "method": "HEAD", "path": format!("/{BUCKET}"), "action": "status",
@@ -90,10 +96,7 @@ fn throttling_and_dropped_connections_are_retried_with_their_reason_and_the_depl
 
 #[test]
 fn no_such_bucket_right_after_stamps_own_create_is_retried() {
-    let emu = Emulator::start();
-    let proxy = FaultProxy::start(&emu);
-    let fleet = Fleet::behind(&proxy);
-    fleet.customer("acme", "git_id = \"v1\"\n");
+    let (_emu, proxy, fleet) = acme_behind_a_proxy();
     proxy.set_rules(json!([
         // The first HeadBucket (before `aws s3 mb`) gets the real 404; the two after
         // the create answer NoSuchBucket, as S3 may for a moment.
@@ -117,10 +120,7 @@ fn no_such_bucket_right_after_stamps_own_create_is_retried() {
 
 #[test]
 fn a_failed_apply_with_a_transient_cause_is_planned_again_and_applied() {
-    let emu = Emulator::start();
-    let proxy = FaultProxy::start(&emu);
-    let fleet = Fleet::behind(&proxy);
-    fleet.customer("acme", "git_id = \"v1\"\n");
+    let (_emu, proxy, fleet) = acme_behind_a_proxy();
     // The stand-in vpc's provisioner (tests/standin/terraform/standin_aws.py) makes
     // no retries of its own: terraform apply fails, its output names the code.
     proxy.set_rules(json!([
@@ -139,10 +139,7 @@ fn a_failed_apply_with_a_transient_cause_is_planned_again_and_applied() {
 
 #[test]
 fn access_denied_on_a_state_stops_destroy_at_once_and_no_ami_is_touched() {
-    let emu = Emulator::start();
-    let proxy = FaultProxy::start(&emu);
-    let fleet = Fleet::behind(&proxy);
-    fleet.customer("acme", "git_id = \"v1\"\n");
+    let (_emu, proxy, fleet) = acme_behind_a_proxy();
     stamp(&fleet, &["deploy", "acme", "--auto-approve"]).ok();
     let ami = fleet.aws_json(&["ec2", "describe-images", "--owners", "self"])["Images"][0]["ImageId"].as_str().unwrap().to_owned();
     let still_there = |what: &str| {
@@ -243,10 +240,7 @@ fn an_ami_another_customer_may_run_is_kept_when_its_state_cannot_be_read() {
 
 #[test]
 fn an_interrupt_ends_the_wait_before_a_retry() {
-    let emu = Emulator::start();
-    let proxy = FaultProxy::start(&emu);
-    let fleet = Fleet::behind(&proxy);
-    fleet.customer("acme", "git_id = \"v1\"\n");
+    let (_emu, proxy, fleet) = acme_behind_a_proxy();
     proxy.set_rules(json!([
         {"agent": "aws-sdk-rust", "method": "HEAD", "path": format!("/{BUCKET}"), "action": "status",
          "status": 503, "code": "SlowDown"},
@@ -277,10 +271,7 @@ fn an_interrupt_ends_the_wait_before_a_retry() {
 
 #[test]
 fn a_bucket_of_another_account_is_told_apart_and_not_retried() {
-    let emu = Emulator::start();
-    let proxy = FaultProxy::start(&emu);
-    let fleet = Fleet::behind(&proxy);
-    fleet.customer("acme", "git_id = \"v1\"\n");
+    let (_emu, proxy, fleet) = acme_behind_a_proxy();
     // HeadBucket has no body: a 403 is all S3 says about a bucket it will not show.
     proxy.set_rules(json!([
         {"agent": "aws-sdk-rust", "method": "HEAD", "path": format!("/{BUCKET}"), "action": "status", "status": 403, "code": "Forbidden"},

@@ -54,7 +54,11 @@ fn real_fleet(emu: &Emulator) -> Fleet {
 
 /// Runs terraform in a customer's working copy, with stamp's environment for it.
 fn terraform(fleet: &Fleet, dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(common::tool("terraform"))
+    let mut cmd = Command::new(common::tool("terraform"));
+    if fleet.endpoint.starts_with("https://") {
+        cmd.env("AWS_CA_BUNDLE", common::test_ca().join("ca.pem"));
+    }
+    let out = cmd
         .current_dir(dir)
         .args(args)
         .env("AWS_ENDPOINT_URL", &fleet.endpoint)
@@ -69,11 +73,14 @@ fn terraform(fleet: &Fleet, dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// The in-place updates of the plan `stamp plan` left in a working copy:
+/// The in-place updates a plan of the working copy `stamp plan` prepared would make
+/// (stamp removes its own saved plans: they hold every value in clear):
 /// (address, attribute) pairs whose planned value differs from the state's.
 fn planned_updates(fleet: &Fleet, customer: &str, stack: &str) -> BTreeSet<(String, String)> {
     let dir = fleet.path().join(".stamp").join(customer).join("terraform").join(stack);
-    let plan: Value = serde_json::from_str(&terraform(fleet, &dir, &["show", "-json", "stamp.tfplan"])).unwrap();
+    terraform(fleet, &dir, &["plan", "-input=false", "-lock-timeout=60s", "-var-file=stamp.tfvars.json", "-out=check.tfplan"]);
+    let plan: Value = serde_json::from_str(&terraform(fleet, &dir, &["show", "-json", "check.tfplan"])).unwrap();
+    std::fs::remove_file(dir.join("check.tfplan")).unwrap();
     let mut updates = BTreeSet::new();
     for rc in plan["resource_changes"].as_array().into_iter().flatten() {
         let actions: Vec<&str> = rc["change"]["actions"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();

@@ -81,6 +81,24 @@ fn state_lock(p: &Pipeline, stage: Stage, bucket: &BucketName) -> interrupt::Sta
     }
 }
 
+/// What every run of a deployed stack starts with: its log, the working copy synced,
+/// the generated files written, its sensitive inputs announced (masked in CI logs)
+/// before terraform sees them, and `terraform init`. Returns the log, the stack's
+/// directory and those sensitive inputs (for `TF_VAR_`).
+async fn prepare(
+    p: &mut Pipeline,
+    stage: Stage,
+    bucket: &BucketName,
+    upstream: Option<(&VpcOutputs, &AmiId)>,
+) -> Result<(StageLog, PathBuf, Vec<SensitiveInput>), Error> {
+    let mut log = p.log(stage)?;
+    sync_working_copy(p)?;
+    let (dir, sensitive) = write_files(p, stage, bucket, upstream)?;
+    announce_sensitive_inputs(p, stage, &sensitive);
+    init(p, stage, &dir, &mut log).await?;
+    Ok((log, dir, sensitive))
+}
+
 async fn run_stack(
     p: &mut Pipeline,
     stage: Stage,
@@ -88,12 +106,8 @@ async fn run_stack(
     mode: Mode,
     upstream: Option<(&VpcOutputs, &AmiId)>,
 ) -> Result<StageDone<Outputs>, Error> {
-    let mut log = p.log(stage)?;
-    sync_working_copy(p)?;
-    let (dir, sensitive) = write_files(p, stage, bucket, upstream)?;
-    announce_sensitive_inputs(p, stage, &sensitive);
+    let (mut log, dir, sensitive) = prepare(p, stage, bucket, upstream).await?;
     let ui = p.ui.clone();
-    init(p, stage, &dir, &mut log).await?;
 
     ui.step(stage, if mode == Mode::Destroy { "terraform plan -destroy" } else { "terraform plan" });
     let mut extra = vec![];
@@ -305,12 +319,8 @@ pub async fn drift(
     bucket: &BucketName,
     upstream: Option<(&VpcOutputs, &AmiId)>,
 ) -> Result<StageDone<Outputs>, Error> {
-    let mut log = p.log(stage)?;
-    sync_working_copy(p)?;
-    let (dir, sensitive) = write_files(p, stage, bucket, upstream)?;
-    announce_sensitive_inputs(p, stage, &sensitive);
+    let (mut log, dir, sensitive) = prepare(p, stage, bucket, upstream).await?;
     let ui = p.ui.clone();
-    init(p, stage, &dir, &mut log).await?;
     ui.step(stage, "terraform plan -refresh-only");
     let plan_file = PlanFile::new(dir.join(terraform::REFRESH_PLAN_FILE));
     let refreshed = plan(p, stage, &dir, &mut log, &["-refresh-only", "-lock=false"], terraform::REFRESH_PLAN_FILE, &sensitive).await;

@@ -55,9 +55,7 @@ fn real_fleet(emu: &Emulator) -> Fleet {
 /// Runs terraform in a customer's working copy, with stamp's environment for it.
 fn terraform(fleet: &Fleet, dir: &Path, args: &[&str]) -> String {
     let mut cmd = Command::new(common::tool("terraform"));
-    if fleet.endpoint.starts_with("https://") {
-        cmd.env("AWS_CA_BUNDLE", common::test_ca().join("ca.pem"));
-    }
+    fleet.trust(&mut cmd);
     let out = cmd
         .current_dir(dir)
         .args(args)

@@ -268,8 +268,6 @@ impl Fleet {
             .env("CI", "true")
             // The CLI configuration scripts/setup-tools.sh wrote (the provider mirror).
             .env("TF_CLI_CONFIG_FILE", tools().join("../terraformrc"))
-            .env_remove("AWS_CA_BUNDLE")
-            .env_remove("SSL_CERT_FILE")
             .env_remove("STAMP_AWS_ENDPOINT")
             .env_remove("STAMP_CONFIG")
             .env_remove("AWS_PROFILE")
@@ -283,12 +281,18 @@ impl Fleet {
             .env_remove("TRAVIS")
             .env_remove("STAMP_PROGRESS")
             .stdin(Stdio::null());
+        self.trust(&mut c);
+        c
+    }
+
+    /// Lets a command trust this fleet's emulator: over HTTPS, the test CA as
+    /// AWS_CA_BUNDLE (the AWS CLI, terraform, packer and stamp read it) and as
+    /// SSL_CERT_FILE (the stand-ins' Python, through OpenSSL); else neither.
+    pub fn trust(&self, c: &mut Command) {
+        c.env_remove("AWS_CA_BUNDLE").env_remove("SSL_CERT_FILE");
         if self.endpoint.starts_with("https://") {
-            // The AWS CLI, terraform, packer and stamp read AWS_CA_BUNDLE; the stand-ins'
-            // Python (OpenSSL) reads SSL_CERT_FILE.
             c.env("AWS_CA_BUNDLE", test_ca().join("ca.pem")).env("SSL_CERT_FILE", test_ca().join("ca.pem"));
         }
-        c
     }
 
     pub fn stamp(&self, args: &[&str]) -> Run {
@@ -305,11 +309,7 @@ impl Fleet {
 
     pub fn aws_raw(&self, args: &[&str]) -> Output {
         let mut c = Command::new(tool("aws"));
-        if self.endpoint.starts_with("https://") {
-            c.env("AWS_CA_BUNDLE", test_ca().join("ca.pem"));
-        } else {
-            c.env_remove("AWS_CA_BUNDLE");
-        }
+        self.trust(&mut c);
         c.args(["--endpoint-url", &self.endpoint, "--region", "eu-west-1", "--output", "json"])
             .args(args)
             .env("AWS_ACCESS_KEY_ID", "test")

@@ -98,7 +98,7 @@ fn throttling_and_dropped_connections_are_retried_with_their_reason_and_the_depl
 fn no_such_bucket_right_after_stamps_own_create_is_retried() {
     let (_emu, proxy, fleet) = acme_behind_a_proxy();
     proxy.set_rules(json!([
-        // The first HeadBucket (before `aws s3 mb`) gets the real 404; the two after
+        // The first HeadBucket (before the CreateBucket) gets the real 404; the two after
         // the create answer NoSuchBucket, as S3 may for a moment.
         {"agent": "aws-sdk-rust", "method": "HEAD", "path": format!("/{BUCKET}"), "action": "status",
          "status": 404, "code": "NoSuchBucket", "message": "The specified bucket does not exist", "after": 1, "times": 2},
@@ -280,7 +280,7 @@ fn a_bucket_of_another_account_is_told_apart_and_not_retried() {
     assert!(run.stderr.contains(&format!("state bucket name {BUCKET} is taken by another AWS account")), "{}", run.stderr);
     assert!(!run.stderr.contains("retrying"), "{}", run.stderr);
     assert_eq!(proxy.faults().len(), 1, "{:#?}", proxy.faults());
-    assert!(fleet.buckets().is_empty(), "`aws s3 mb` ran: {:?}", fleet.buckets());
+    assert!(fleet.buckets().is_empty(), "the bucket was created: {:?}", fleet.buckets());
     let run = stamp(&fleet, &["plan", "acme"]).code(1);
     assert!(run.stderr.contains("exists but this account cannot read it (403)"), "{}", run.stderr);
 }

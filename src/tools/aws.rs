@@ -144,7 +144,7 @@ impl Aws {
         }
     }
 
-    /// Creates the state bucket if missing (`aws s3 mb`), then checks the hardening
+    /// Creates the state bucket if missing (as `aws s3 mb` does), then checks the hardening
     /// (versioning, default encryption, the four public-access-block flags, a
     /// TLS-only policy) and applies whatever is missing or was changed since.
     /// Returns whether it was created and what was (re)applied.
@@ -160,14 +160,10 @@ impl Aws {
             0 => false,
             404 => {
                 report("creating bucket");
-                let (code, _, stderr) =
-                    self.run(stage, log, &["s3", "mb", &format!("s3://{bucket}"), "--region", region.as_str()], &[0, 1, 254, 255]).await?;
-                let created = match (code, error_code(&stderr).as_deref()) {
-                    (0, _) => true,
-                    // Another stamp (another CI job of the same fleet) made it a moment ago.
-                    (_, Some("BucketAlreadyOwnedByYou")) => false,
-                    (_, Some("BucketAlreadyExists")) => return Err(taken(bucket)),
-                    _ => return Err(Error::stage(format!("aws s3 mb s3://{bucket} failed: {}", stderr.trim()))),
+                let created = match self.api.create_bucket(log, region.as_str(), bucket).await {
+                    Ok(created) => created,
+                    Err(ApiError::Other { code, .. }) if code == "BucketAlreadyExists" => return Err(taken(bucket)),
+                    Err(e) => return Err(api_error(format!("cannot create state bucket {bucket}"), e)),
                 };
                 // S3 is eventually consistent right after a create: NoSuchBucket for it
                 // is retried (`AwsApi::created_bucket`) until it answers.
@@ -175,7 +171,7 @@ impl Aws {
                 self.api
                     .head_bucket(log, &self.region, bucket)
                     .await
-                    .map_err(|e| api_error(format!("bucket {bucket} is not usable after `aws s3 mb`"), e))?;
+                    .map_err(|e| api_error(format!("bucket {bucket} is not usable after it was created"), e))?;
                 created
             }
             _ => return Err(taken(bucket)),

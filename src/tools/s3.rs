@@ -8,8 +8,9 @@
 //! attempt per call: stamp's own policy (`crate::retry`) retries throttling, 5xx
 //! and dropped connections, and logs each retry with its reason.
 //!
-//! `aws s3 mb` (the CLI) still creates a bucket: that is the step the brief names,
-//! and it runs once per customer.
+//! A bucket is created here too, as `aws s3 mb` makes it (CreateBucket, with the
+//! region as its LocationConstraint outside us-east-1): that CLI process was a third
+//! of a customer's CPU in a fleet run, and the one step every customer ran at once.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -21,8 +22,8 @@ use aws_config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::types::{
-    BucketVersioningStatus, PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
-    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, VersioningConfiguration,
+    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, PublicAccessBlockConfiguration, ServerSideEncryption,
+    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule, VersioningConfiguration,
 };
 
 use crate::names::BucketName;
@@ -406,6 +407,32 @@ impl AwsApi {
             })
             .await;
         log_call(log, &format!("s3 HeadBucket {bucket}"), &r);
+        r
+    }
+
+    /// CreateBucket, as `aws s3 mb s3://BUCKET --region REGION` makes it. `Ok(true)`:
+    /// created now; `Ok(false)`: this account owns it already (another stamp, another
+    /// CI job of the fleet, made it a moment ago; or a retried create whose first
+    /// attempt got through). `BucketAlreadyExists` (someone else's name) is an error.
+    pub async fn create_bucket(&self, log: &mut StageLog, region: &str, bucket: &BucketName) -> Result<bool, ApiError> {
+        let s3 = self.s3(region).await;
+        let r = self
+            .call(&RefCell::new(&mut *log), "CreateBucket", "S3", None, async || {
+                let mut req = s3.create_bucket().bucket(bucket.as_str());
+                // us-east-1 takes no constraint (AWS refuses one naming it).
+                if region != "us-east-1" {
+                    req = req.create_bucket_configuration(
+                        CreateBucketConfiguration::builder().location_constraint(BucketLocationConstraint::from(region)).build(),
+                    );
+                }
+                match req.send().await.map_err(ApiError::from_sdk) {
+                    Ok(_) => Ok(true),
+                    Err(ApiError::Other { code, .. }) if code == "BucketAlreadyOwnedByYou" => Ok(false),
+                    Err(e) => Err(e),
+                }
+            })
+            .await;
+        log_call(log, &format!("s3 CreateBucket {bucket} (LocationConstraint {region}, as `aws s3 mb` makes it)"), &r);
         r
     }
 

@@ -186,6 +186,11 @@ pub struct FleetArgs {
     /// Customers side by side (each customer's own stages keep their order).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256), value_name = "N")]
     pub parallel: u16,
+    /// At most N terraform init/plan steps at once across the fleet [default: the
+    /// CPUs of this machine]. They compute; applies and bakes mostly wait on AWS and
+    /// are not limited by it.
+    #[arg(long, env = "STAMP_PLAN_JOBS", value_parser = clap::value_parser!(u16).range(1..=256), value_name = "N")]
+    pub plan_jobs: Option<u16>,
     /// Start no new customer after the first failure.
     #[arg(long, conflicts_with = "max_failures")]
     pub fail_fast: bool,

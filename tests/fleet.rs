@@ -103,6 +103,74 @@ fn four_customers_side_by_side_share_one_bake_per_revision_and_never_mix_logs() 
 }
 
 #[test]
+fn plan_jobs_bounds_the_inits_and_plans_running_at_once_and_not_the_applies() {
+    let emu = Emulator::start();
+    let fleet = Fleet::new(&emu);
+    // The real terraform behind a script that writes down when each run starts and ends.
+    let spans = fleet.path().join("spans.txt");
+    let wrapper = fleet.path().join("terraform-timed");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/bash\necho \"start $(date +%s%N) $1 $$\" >> {spans}\n{real} \"$@\"\nrc=$?\necho \"end $(date +%s%N) $1 $$\" >> {spans}\nexit $rc\n",
+            spans = spans.display(),
+            real = common::tool("terraform").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    fleet.write_config(&common::FLEET_TOML.replace("terraform = \"{tools}/terraform\"", &format!("terraform = \"{}\"", wrapper.display())));
+    for (i, c) in ["acme", "globex", "initech"].iter().enumerate() {
+        fleet.customer(c, &format!("git_id = \"v1\"\n[vpc.vars]\ncidr_block = \"10.{}.0.0/16\"\n", i + 1));
+    }
+    // Every stand-in create waits 2 s, as AWS makes one wait: the applies overlap if
+    // the customers run side by side.
+    let out = fleet
+        .stamp_cmd(&["deploy", "--all", "--parallel", "3", "--plan-jobs", "1", "--auto-approve", "--json"])
+        .env("STAMP_STANDIN_DELAY", "2")
+        .output()
+        .unwrap();
+    let out = Run::from(out, &["deploy", "--all"]).ok().json();
+    assert_eq!(out["summary"]["ok"], 3, "{out:#}");
+
+    // (subcommand, start ns, end ns) of every terraform run.
+    let text = std::fs::read_to_string(&spans).unwrap();
+    let mut open = std::collections::BTreeMap::new();
+    let mut runs: Vec<(String, u128, u128)> = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        let (t, cmd, pid) = (f[1].parse::<u128>().unwrap(), f[2].to_string(), f[3].to_string());
+        match f[0] {
+            "start" => {
+                open.insert(pid, (cmd, t));
+            }
+            _ => {
+                let (cmd, start) = open.remove(&pid).expect("an end after its start");
+                runs.push((cmd, start, t));
+            }
+        }
+    }
+    let overlapping = |kinds: &[&str]| {
+        let r: Vec<&(String, u128, u128)> = runs.iter().filter(|(c, _, _)| kinds.contains(&c.as_str())).collect();
+        let mut n = 0;
+        for (i, a) in r.iter().enumerate() {
+            for b in &r[i + 1..] {
+                if a.1 < b.2 && b.1 < a.2 {
+                    n += 1;
+                }
+            }
+        }
+        (r.len(), n)
+    };
+    let (computing, overlaps) = overlapping(&["init", "plan", "show"]);
+    assert!(computing >= 12, "two inits and two plans per customer: {runs:?}");
+    assert_eq!(overlaps, 0, "--plan-jobs 1: never two inits or plans at once: {runs:?}");
+    let (applies, overlaps) = overlapping(&["apply"]);
+    assert_eq!(applies, 6);
+    assert!(overlaps >= 2, "the applies are not limited: customers still ran side by side: {runs:?}");
+}
+
+#[test]
 fn customers_sharing_one_state_bucket_create_it_together() {
     let emu = Emulator::start();
     let toml = common::FLEET_TOML.replace("[fleet]\n", "[fleet]\nstate_bucket = \"tfstate-{{account_id}}-shared\"\n");

@@ -56,7 +56,13 @@ impl RunArgs {
         Ok(Self {
             names,
             env: t.env.clone(),
-            policy: Policy { parallel: f.parallel as usize, fail_fast: f.fail_fast, max_failures: f.max_failures, canary: f.canary },
+            policy: Policy {
+                parallel: f.parallel as usize,
+                fail_fast: f.fail_fast,
+                max_failures: f.max_failures,
+                canary: f.canary,
+                plan_jobs: f.plan_jobs.map(usize::from).unwrap_or_else(crate::fleet::context::default_plan_jobs),
+            },
             auto_approve,
             rebuild_ami,
             json,
@@ -98,7 +104,7 @@ pub fn resolve_all(ctx: &FleetContext, names: &[CustomerName], env: Option<&EnvN
 
 pub async fn run(fleet: Fleet, op: Operation, args: RunArgs) -> Result<(), Error> {
     let tools = find::find_tools(&fleet, op)?;
-    let ctx = Rc::new(FleetContext::new(fleet, Some(tools)));
+    let ctx = Rc::new(FleetContext::new(fleet, Some(tools)).with_plan_jobs(args.policy.plan_jobs));
     let plans = resolve_all(&ctx, &args.names, args.env.as_ref())?;
     if op == Operation::Deploy {
         check_journals(&ctx, &plans, args.from)?;

@@ -228,6 +228,21 @@ impl Pipeline {
         });
     }
 
+    /// A plan lane (`--plan-jobs`), held through a stack's terraform init and plan.
+    /// While every lane is taken the customer's line says so; an interrupt meanwhile
+    /// ends the stage before its tool starts.
+    pub async fn plan_lane(&self, stage: Stage) -> Result<tokio::sync::OwnedSemaphorePermit, Error> {
+        if let Some(lane) = self.ctx.try_plan_lane() {
+            return Ok(lane);
+        }
+        self.ui.step(stage, &format!("waiting for a plan slot ({} in use: --plan-jobs)", self.ctx.plan_jobs()));
+        let lane = self.ctx.plan_lane().await;
+        if self.stop.interrupted() {
+            return Err(Error::Interrupted(Some(stage.to_string())));
+        }
+        Ok(lane)
+    }
+
     /// Runs a stage body with its progress line, status and duration recorded; a
     /// stage does not start once the run is stopping.
     pub async fn stage<T>(

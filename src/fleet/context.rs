@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use tokio::sync::Mutex;
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 use crate::config::Fleet;
 use crate::error::Error;
@@ -40,6 +42,9 @@ pub struct FleetContext {
     /// AMI several customers run ("ami:<id>").
     locks: RefCell<BTreeMap<String, Rc<Mutex<()>>>>,
     pub bakery: Bakery,
+    /// `--plan-jobs`: the terraform init and plan steps running at once, fleet-wide.
+    plan_lanes: Arc<Semaphore>,
+    plan_jobs: usize,
     app_templates: RefCell<Option<Rc<Result<AppTemplates, String>>>>,
     /// The AWS account id, asked of STS once per run.
     account_id: tokio::sync::OnceCell<String>,
@@ -60,10 +65,37 @@ impl FleetContext {
             plugin_lock: Mutex::new(false),
             locks: RefCell::default(),
             bakery: Bakery::default(),
+            plan_lanes: Arc::new(Semaphore::new(default_plan_jobs())),
+            plan_jobs: default_plan_jobs(),
             app_templates: RefCell::default(),
             account_id: tokio::sync::OnceCell::new(),
             api: RefCell::default(),
         }
+    }
+
+    /// At most `n` terraform init/plan steps at once (`--plan-jobs`; at least 1).
+    pub fn with_plan_jobs(mut self, n: usize) -> Self {
+        self.plan_jobs = n.max(1);
+        self.plan_lanes = Arc::new(Semaphore::new(self.plan_jobs));
+        self
+    }
+
+    pub fn plan_jobs(&self) -> usize {
+        self.plan_jobs
+    }
+
+    /// A plan lane at once, or `None` when all are taken (then `plan_lane`).
+    pub fn try_plan_lane(&self) -> Option<OwnedSemaphorePermit> {
+        match self.plan_lanes.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(TryAcquireError::NoPermits) => None,
+            Err(TryAcquireError::Closed) => unreachable!("the plan lanes are never closed"),
+        }
+    }
+
+    /// Waits for a plan lane (first come, first served).
+    pub async fn plan_lane(&self) -> OwnedSemaphorePermit {
+        self.plan_lanes.clone().acquire_owned().await.expect("the plan lanes are never closed")
     }
 
     pub fn tools(&self) -> &Tools {
@@ -121,4 +153,11 @@ impl FleetContext {
     pub fn lock(&self, name: &str) -> Rc<Mutex<()>> {
         self.locks.borrow_mut().entry(name.to_owned()).or_default().clone()
     }
+}
+
+/// `--plan-jobs` by default: the CPUs this process may use. A terraform init or plan
+/// computes (and, with a large provider such as hashicorp/aws, holds a few hundred
+/// MB) for most of its run; more of them than cores only makes each one slower.
+pub fn default_plan_jobs() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
 }

@@ -27,6 +27,8 @@ pub struct Policy {
     pub max_failures: Option<usize>,
     /// The first K customers deploy completely first; the rest only if all succeeded.
     pub canary: usize,
+    /// Terraform init/plan steps at once, fleet-wide (`--plan-jobs`; at least 1).
+    pub plan_jobs: usize,
 }
 
 /// One customer's end: its report and, on failure, the error.

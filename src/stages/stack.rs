@@ -106,6 +106,9 @@ async fn run_stack(
     mode: Mode,
     upstream: Option<(&VpcOutputs, &AmiId)>,
 ) -> Result<StageDone<Outputs>, Error> {
+    // init and plan compute: at most --plan-jobs of them at once, fleet-wide. The
+    // apply that follows mostly waits on AWS and holds no lane.
+    let lane = p.plan_lane(stage).await?;
     let (mut log, dir, sensitive) = prepare(p, stage, bucket, upstream).await?;
     let ui = p.ui.clone();
 
@@ -122,6 +125,7 @@ async fn run_stack(
     let changes = Changes::of(&planned);
     let total = changes.total();
     ui.step(stage, &changes.describe());
+    drop(lane);
 
     let mut applied = false;
     // Exit code 2 also covers changed outputs, which only an apply records.
@@ -277,6 +281,7 @@ pub async fn plan_scratch(
     write(terraform::TFVARS_FILE, &render::vars_json(&inputs.file))?;
     announce_sensitive_inputs(p, stage, &inputs.sensitive);
     let ui = p.ui.clone();
+    let lane = p.plan_lane(stage).await?;
     init(p, stage, &dir, &mut log).await?;
     let label = if scratch.placeholders.is_empty() {
         "terraform plan (no state bucket yet: against an empty state)".to_owned()
@@ -287,6 +292,7 @@ pub async fn plan_scratch(
     let plan_file = PlanFile::new(dir.join(terraform::PLAN_FILE));
     let shown = plan(p, stage, &dir, &mut log, &["-lock=false"], terraform::PLAN_FILE, &inputs.sensitive).await?;
     drop(plan_file);
+    drop(lane);
     drop(tmp);
     let planned = shown.changes;
     let changes = Changes::of(&planned);
@@ -319,6 +325,7 @@ pub async fn drift(
     bucket: &BucketName,
     upstream: Option<(&VpcOutputs, &AmiId)>,
 ) -> Result<StageDone<Outputs>, Error> {
+    let _lane = p.plan_lane(stage).await?;
     let (mut log, dir, sensitive) = prepare(p, stage, bucket, upstream).await?;
     let ui = p.ui.clone();
     ui.step(stage, "terraform plan -refresh-only");

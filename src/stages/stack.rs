@@ -418,7 +418,8 @@ async fn init(p: &Pipeline, stage: Stage, dir: &Path, log: &mut StageLog) -> Res
 
 /// `terraform plan -out=<planfile>` with `extra`, then the saved plan read back
 /// with `terraform show -json` (the counts and actions come from there, not from
-/// terraform's text). The `-json` stream feeds the failure summary.
+/// terraform's text), unless the `-json` stream told it all (`StreamedPlan`). The
+/// stream also feeds the failure summary.
 async fn plan(
     p: &Pipeline,
     stage: Stage,
@@ -452,10 +453,14 @@ async fn plan_with_code(
         .args(extra)
         .arg(format!("-out={planfile}"))
         .arg(format!("-var-file={}", terraform::TFVARS_FILE));
+    let streamed = std::cell::RefCell::new(terraform::StreamedPlan::default());
     let planned = crate::retry::logged(
         log,
         "terraform plan",
-        async |log: &mut StageLog, _| command.run(stage.as_str(), log, &[0, 2], false, &mut |s, l| json_line(s, l, &mut |_| {})).await,
+        async |log: &mut StageLog, _| {
+            *streamed.borrow_mut() = terraform::StreamedPlan::default();
+            command.run(stage.as_str(), log, &[0, 2], false, &mut |s, l| json_line(s, l, &mut |ev| streamed.borrow_mut().see(ev))).await
+        },
         transient_failure,
     )
     .await?;
@@ -467,6 +472,17 @@ async fn plan_with_code(
         log.note(&format!("stamp: terraform plan exited 0: no changes; {planfile} not shown"));
         return Ok((ShownPlanJson::default(), false));
     }
+    if let Some(changes) = streamed.into_inner().complete() {
+        // Only creates, deletes and replaces, nothing drifted: the -json stream told
+        // all that `terraform show -json` would (a first deploy's plans).
+        let shown = ShownPlanJson { changes, drift: vec![] };
+        log.note(&format!(
+            "stamp: terraform plan -json: {} resource change(s) (creates, deletes, replaces only), none drifted; {planfile} not shown",
+            shown.changes.len()
+        ));
+        log_changes(log, &shown);
+        return Ok((shown, has_changes));
+    }
     // The plan's JSON holds every input and attribute in clear: it is not logged.
     let out = terraform(p, dir)
         .args(["show", "-json", "-no-color", planfile])
@@ -475,11 +491,15 @@ async fn plan_with_code(
     let shown = terraform::parse_plan_json(&out.stdout)
         .map_err(|m| Error::stage(format!("terraform show -json {planfile} in {}: {m}", dir.display())))?;
     log.note(&format!("stamp: terraform show -json {planfile}: {} resource change(s), {} drifted", shown.changes.len(), shown.drift.len()));
+    log_changes(log, &shown);
+    Ok((shown, has_changes))
+}
+
+fn log_changes(log: &mut StageLog, shown: &ShownPlanJson) {
     for (what, c) in shown.changes.iter().map(|c| ("change", c)).chain(shown.drift.iter().map(|c| ("drift", c))) {
         let attrs = if c.attributes.is_empty() { String::new() } else { format!(" ({})", c.attributes.join(", ")) };
         log.note(&format!("stamp:   {what} {:>3} {} {}{attrs}", c.action.marker(), c.action, c.address));
     }
-    Ok((shown, has_changes))
 }
 
 /// The stack's outputs, from its state object in S3 (what `terraform output -json`
@@ -693,7 +713,7 @@ fn json_line(stream: Stream, line: &str, f: &mut dyn FnMut(&TfEvent)) -> Tail {
             match &ev {
                 TfEvent::Diagnostic { severity, summary, detail } => Tail::Text(terraform::diagnostic_text(severity, summary, detail)),
                 TfEvent::ApplyErrored { address } => Tail::Text(format!("error applying {address}")),
-                TfEvent::Other { message } if !message.is_empty() => Tail::Text(message.clone()),
+                TfEvent::Other { message } | TfEvent::ResourceDrift { message, .. } if !message.is_empty() => Tail::Text(message.clone()),
                 TfEvent::ChangeSummary { add, change, remove, .. } => Tail::Text(terraform::describe_changes(*add, *change, *remove)),
                 // Every 10 s; from the first minute on, the log says what terraform waits for.
                 TfEvent::ApplyProgress { address, action, elapsed_secs } if *elapsed_secs >= 60 && elapsed_secs % 60 == 0 => {

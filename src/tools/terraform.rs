@@ -519,6 +519,50 @@ pub fn parse_plan_json(json: &str) -> Result<ShownPlanJson, String> {
     Ok(ShownPlanJson { changes: read("resource_changes")?, drift: read("resource_drift")? })
 }
 
+/// A plan's resource changes as its `-json` stream (`planned_change`,
+/// `resource_drift`, `change_summary`) told them. When they are only creates,
+/// deletes and replaces, nothing drifted and the summary agrees, the stream says
+/// all that `terraform show -json` would (an update's changed attributes are only
+/// in the saved plan): a first deploy needs no `terraform show` process.
+#[derive(Debug, Default)]
+pub struct StreamedPlan {
+    changes: Vec<ResourceChange>,
+    /// (add, change, remove) of the `change_summary`.
+    summary: Option<(u64, u64, u64)>,
+    /// Something the stream does not tell in full: an update, a drift, an import...
+    incomplete: bool,
+}
+
+impl StreamedPlan {
+    pub fn see(&mut self, ev: &TfEvent) {
+        match ev {
+            TfEvent::PlannedChange { address, action } => match action.as_str() {
+                "create" => self.changes.push(ResourceChange { address: address.clone(), action: Action::Create, attributes: vec![] }),
+                "delete" => self.changes.push(ResourceChange { address: address.clone(), action: Action::Delete, attributes: vec![] }),
+                "replace" => self.changes.push(ResourceChange { address: address.clone(), action: Action::Replace, attributes: vec![] }),
+                // A data source read is not a change of the stack (as in `parse_plan_json`).
+                "read" => {}
+                _ => self.incomplete = true,
+            },
+            TfEvent::ResourceDrift { .. } => self.incomplete = true,
+            TfEvent::ChangeSummary { add, change, remove, operation } if operation == "plan" => {
+                self.summary = Some((*add, *change, *remove))
+            }
+            _ => {}
+        }
+    }
+
+    /// The changes, when the stream told them in full (see the type); else `None`:
+    /// read the saved plan.
+    pub fn complete(self) -> Option<Vec<ResourceChange>> {
+        let (add, change, remove) = self.summary?;
+        let count = |a: Action| self.changes.iter().filter(|c| c.action == a).count() as u64;
+        let replaces = count(Action::Replace);
+        let agrees = add == count(Action::Create) + replaces && change == 0 && remove == count(Action::Delete) + replaces;
+        (!self.incomplete && agrees).then_some(self.changes)
+    }
+}
+
 /// One event of terraform's `-json` machine-readable UI.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TfEvent {
@@ -531,6 +575,12 @@ pub enum TfEvent {
     PlannedChange {
         address: String,
         action: String,
+    },
+    /// What a refresh found changed outside terraform (`resource_drift`).
+    ResourceDrift {
+        address: String,
+        action: String,
+        message: String,
     },
     ApplyStart {
         address: String,
@@ -571,6 +621,11 @@ pub fn parse_event(line: &str) -> Option<TfEvent> {
             let c = v.get("change")?;
             let address = c.get("resource").map(|r| s(r, "addr")).unwrap_or_default();
             TfEvent::PlannedChange { address, action: s(c, "action") }
+        }
+        "resource_drift" => {
+            let c = v.get("change")?;
+            let address = c.get("resource").map(|r| s(r, "addr")).unwrap_or_default();
+            TfEvent::ResourceDrift { address, action: s(c, "action"), message: s(&v, "@message") }
         }
         "apply_start" => TfEvent::ApplyStart { address: addr(&v) },
         "apply_progress" => {
@@ -1050,5 +1105,48 @@ data "terraform_remote_state" "vpc" {
             r#"{"@message":"x: Still creating... [1m0s elapsed]","type":"apply_progress","hook":{"resource":{"addr":"aws_lb.this"},"action":"create","elapsed_seconds":60}}"#,
         );
         assert_eq!(ev, Some(TfEvent::ApplyProgress { address: "aws_lb.this".into(), action: "create".into(), elapsed_secs: 60 }));
+    }
+
+    #[test]
+    fn a_plan_stream_of_creates_deletes_and_replaces_is_the_whole_plan_and_anything_else_is_not() {
+        let change = |addr: &str, action: &str| {
+            format!(
+                r#"{{"@level":"info","@message":"{addr}: Plan to {action}","type":"planned_change","change":{{"resource":{{"addr":"{addr}","module":"","resource_key":null}},"action":"{action}"}}}}"#
+            )
+        };
+        let summary = |add: u64, change: u64, remove: u64| {
+            format!(
+                r#"{{"@message":"Plan: ...","type":"change_summary","changes":{{"add":{add},"change":{change},"import":0,"remove":{remove},"operation":"plan"}}}}"#
+            )
+        };
+        let stream = |lines: &[String]| {
+            let mut s = StreamedPlan::default();
+            for l in lines {
+                s.see(&parse_event(l).unwrap());
+            }
+            s.complete()
+        };
+        let changes = stream(&[
+            change("module.frontend.aws_lb.this", "create"),
+            change("aws_subnet.public[0]", "replace"),
+            change("data.aws_ami.app", "read"),
+            change("aws_eip.old", "delete"),
+            summary(2, 0, 2),
+        ])
+        .expect("creates, deletes and replaces only");
+        let got: Vec<(&str, Action)> = changes.iter().map(|c| (c.address.as_str(), c.action)).collect();
+        assert_eq!(
+            got,
+            [("module.frontend.aws_lb.this", Action::Create), ("aws_subnet.public[0]", Action::Replace), ("aws_eip.old", Action::Delete)]
+        );
+        assert_eq!(stream(&[summary(0, 0, 0)]), Some(vec![]), "outputs only");
+        // An update's attributes, a drift, a move: only the saved plan tells them.
+        assert_eq!(stream(&[change("aws_lb.this", "update"), summary(0, 1, 0)]), None);
+        assert_eq!(stream(&[change("aws_lb.this", "move"), summary(0, 0, 0)]), None);
+        let drift = r#"{"@message":"aws_lb.this: Drift detected (update)","type":"resource_drift","change":{"resource":{"addr":"aws_lb.this"},"action":"update"}}"#;
+        assert_eq!(stream(&[drift.to_string(), change("aws_lb.x", "create"), summary(1, 0, 0)]), None);
+        // No summary (terraform stopped early), or one that disagrees: read the plan.
+        assert_eq!(stream(&[change("aws_lb.this", "create")]), None);
+        assert_eq!(stream(&[change("aws_lb.this", "create"), summary(2, 0, 0)]), None);
     }
 }

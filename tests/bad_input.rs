@@ -491,6 +491,27 @@ fn cases() -> Vec<Case> {
                 f.write_config(&FLEET_TOML.replace("{repo}/tests/standin/terraform", "stacks"));
             },
         ),
+        case(
+            "stacks and templates",
+            "a sensitive input also set in the stack's terraform.tfvars",
+            &["deploy", "acme", "--auto-approve"],
+            2,
+            &[
+                "frontends/production/terraform.tfvars",
+                "`db_instance_class`",
+                "TF_VAR_db_instance_class",
+                "would be silently ignored",
+                "customers/acme.toml:3",
+                "remove `db_instance_class` from terraform.tfvars",
+            ],
+            |f| {
+                let tf = f.path().join("stacks");
+                copy_tree(&common::repo().join("tests/standin/terraform"), &tf);
+                std::fs::write(tf.join("frontends/production/terraform.tfvars"), "db_instance_class = \"db.t3.micro\"\n").unwrap();
+                f.write_config(&FLEET_TOML.replace("{repo}/tests/standin/terraform", "stacks"));
+                f.customer("acme", "git_id = \"v1\"\n[frontends.vars]\ndb_instance_class = \"db.r6g.large\"\n");
+            },
+        ),
         // ------------------------------------------------------------ tools and endpoints
         fleet_toml_in(
             "tools and endpoints",

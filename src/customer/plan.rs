@@ -103,6 +103,7 @@ impl CustomerPlan {
         if let Ok(vpc) = &vpc {
             problems.extend(check_vars(&customer.vpc_vars, "vpc.vars", &VPC_STANDARD, &vpc.info, &tf_root.join("vpc")));
             problems.extend(check_required(vpc, &VPC_STANDARD, &customer, tf_root));
+            problems.extend(check_var_files(vpc, &VPC_STANDARD, &customer, tf_root));
         }
         if let Ok(fe) = &frontends {
             if fe.info.declares_remote_state_vpc {
@@ -114,6 +115,7 @@ impl CustomerPlan {
             }
             problems.extend(check_vars(&customer.frontends_vars, "frontends.vars", &FRONTENDS_STANDARD, &fe.info, &tf_root.join(&fe.rel)));
             problems.extend(check_required(fe, &FRONTENDS_STANDARD, &customer, tf_root));
+            problems.extend(check_var_files(fe, &FRONTENDS_STANDARD, &customer, tf_root));
         }
         let template = ctx.template();
         if let Ok(t) = &template {
@@ -285,6 +287,44 @@ fn check_required(job: &StackJob, standard: &[&str], customer: &Customer, tf_roo
                     "set it under [{section}] (or [secrets], for a secret) in stamp.toml or the customer file, or give it a default"
                 ))
                 .into()
+        })
+        .collect()
+}
+
+/// The inputs stamp passes as `TF_VAR_` variables (a `[secrets]` value, any value
+/// of a variable declared `sensitive = true`) must not also be set in a variable
+/// definitions file of the stack: Terraform reads `terraform.tfvars` and
+/// `*.auto.tfvars` after the environment, and would use the file's value without a
+/// word.
+fn check_var_files(job: &StackJob, standard: &[&str], customer: &Customer, tf_root: &Path) -> Vec<Error> {
+    let (section, vars) =
+        if job.stage == Stage::Vpc { ("vpc.vars", &customer.vpc_vars) } else { ("frontends.vars", &customer.frontends_vars) };
+    let info = &job.info;
+    let mut by_env: Vec<(String, String)> = Vec::new();
+    for k in standard.iter().filter(|k| info.sensitive.contains(**k)) {
+        by_env.push((k.to_string(), "the customer and the earlier stages".to_owned()));
+    }
+    for k in vars.values.keys().filter(|k| info.sensitive.contains(*k)) {
+        by_env.push((k.clone(), format!("[{section}] at {}", origin_of(vars, k))));
+    }
+    for k in customer.secrets.keys().filter(|k| info.variables.contains(*k)) {
+        by_env.push((k.clone(), "[secrets]".to_owned()));
+    }
+    by_env
+        .into_iter()
+        .filter_map(|(k, from)| {
+            let file = info.var_files.get(&k)?;
+            Some(
+                ConfigError::new(
+                    &tf_root.join(&job.rel).join(file),
+                    format!(
+                        "sets `{k}`, which stamp passes to terraform as the sensitive TF_VAR_{k}; Terraform reads {file} after the \
+                         environment, so stamp's value (from {from}) would be silently ignored"
+                    ),
+                )
+                .hint(format!("remove `{k}` from {file}: stamp sets it"))
+                .into(),
+            )
         })
         .collect()
 }

@@ -77,6 +77,10 @@ pub struct StackInfo {
     /// objects): Terraform reads their `TF_VAR_` value as an HCL expression, the
     /// others' as a literal string.
     pub hcl_input: BTreeSet<String>,
+    /// Variables a variable definitions file at the top of the stack sets
+    /// (`terraform.tfvars`, `*.auto.tfvars`, and their `.json` forms), with the
+    /// file's name. Terraform reads those files after `TF_VAR_` variables.
+    pub var_files: BTreeMap<String, String>,
 }
 
 /// The kind of value a variable's `type` accepts, as far as a value in a TOML file
@@ -183,6 +187,18 @@ impl StackInfo {
                 let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::new(&path, e.to_string()))?;
                 let v: Value = serde_json::from_str(&text).map_err(|e| ConfigError::new(&path, format!("not valid JSON: {e}")))?;
                 info.add_json(&v);
+            } else if name == "terraform.tfvars" || name.ends_with(".auto.tfvars") {
+                let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::new(&path, e.to_string()))?;
+                let body: hcl::Body = hcl::from_str(&text).map_err(|e| ConfigError::new(&path, format!("cannot be parsed as HCL: {e}")))?;
+                for a in body.attributes() {
+                    info.var_files.entry(a.key().to_owned()).or_insert_with(|| name.clone());
+                }
+            } else if name == "terraform.tfvars.json" || name.ends_with(".auto.tfvars.json") {
+                let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::new(&path, e.to_string()))?;
+                let v: Value = serde_json::from_str(&text).map_err(|e| ConfigError::new(&path, format!("not valid JSON: {e}")))?;
+                for k in v.as_object().into_iter().flat_map(|o| o.keys()) {
+                    info.var_files.entry(k.clone()).or_insert_with(|| name.clone());
+                }
             }
         }
         if !any {
@@ -945,6 +961,19 @@ data "terraform_remote_state" "vpc" {
         assert_eq!(info.outputs, ["o", "vpc_id"].map(String::from).into());
         assert_eq!(info.backend.as_deref(), Some("s3"));
         assert!(info.declares_remote_state_vpc);
+        assert!(info.var_files.is_empty());
+
+        // Variable definitions files Terraform reads on its own, after TF_VAR_ variables.
+        std::fs::write(dir.path().join("terraform.tfvars"), "db_password = \"x\"\n").unwrap();
+        std::fs::write(dir.path().join("secrets.auto.tfvars.json"), r#"{"token": "y"}"#).unwrap();
+        std::fs::write(dir.path().join("other.tfvars"), "cidr_block = \"10.0.0.0/8\"\n").unwrap();
+        let info = StackInfo::read(dir.path()).unwrap();
+        let files: Vec<(&str, &str)> = info.var_files.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            files,
+            [("db_password", "terraform.tfvars"), ("token", "secrets.auto.tfvars.json")],
+            "other.tfvars is read only with -var-file"
+        );
     }
 
     #[test]

@@ -117,7 +117,14 @@ fn a_failed_deploy_resumes_at_the_stage_that_failed_and_from_restarts_at_a_chose
     // then fixed: its customer file changed, so the next deploy starts over.
     let deploy_initech = || fleet.stamp(&["deploy", "initech", "--auto-approve", "--json"]);
     fleet.customer("initech", "git_id = \"v1\"\n\n[frontends.vars]\ninstance_type = \"fail.standin\"\n");
-    deploy_initech().code(1);
+    let failed = deploy_initech().code(1);
+    // The failed apply's command names the saved plan, which is gone: the hint says so.
+    assert!(
+        failed.stderr.contains("stamp.tfplan was removed")
+            && failed.stderr.contains("`stamp deploy initech` plans again and resumes at frontends"),
+        "{}",
+        failed.stderr
+    );
     let j = fleet.journal("initech").unwrap();
     assert_eq!((journal_stage(&j, "ami"), journal_stage(&j, "frontends")), ("done".into(), "failed".into()), "{j:#}");
     fleet.customer("initech", ACME);

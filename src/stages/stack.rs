@@ -182,7 +182,8 @@ async fn run_stack(
             },
             transient_failure,
         )
-        .await?;
+        .await
+        .map_err(|e| saved_plan_removed(e, p.name(), stage, mode))?;
         applied = true;
     }
     drop(plan_file);
@@ -761,6 +762,26 @@ fn provider_install_hint(e: Error) -> Error {
             Error::Tool(f)
         }
         other => other,
+    }
+}
+
+/// A failed apply's printed command names the saved plan, which stamp removes when
+/// the stage ends (it holds every input in clear): the hint says how to run it again.
+fn saved_plan_removed(e: Error, customer: &str, stage: Stage, mode: Mode) -> Error {
+    match e {
+        Error::Tool(mut f) if f.hint.is_none() => {
+            let again = if mode == Mode::Destroy {
+                format!("`stamp destroy {customer}` plans and destroys again")
+            } else {
+                format!("`stamp deploy {customer}` plans again and resumes at {stage}")
+            };
+            f.hint = Some(format!(
+                "{} was removed (a saved plan holds every input in clear), so this command cannot be run again as it is: {again}",
+                terraform::PLAN_FILE
+            ));
+            Error::Tool(f)
+        }
+        e => e,
     }
 }
 

@@ -321,4 +321,23 @@ fn validate_all_reports_every_problem_of_every_customer_at_once() {
     let run = fleet.stamp(&["deploy", "acme", "badvars", "--auto-approve"]).code(2);
     assert!(run.stderr.contains("not_a_var") && run.stderr.contains("nope"), "{}", run.stderr);
     assert!(fleet.buckets().is_empty());
+
+    // A secret whose source holds no value here (a pull request's job has no secrets):
+    // validate checks the files and notes it; plan, which needs the value, refuses.
+    let secret = "git_id = \"v1\"\n[secrets]\ndb_instance_class = { env = \"STAMP_TEST_NEVER_SET\" }\n";
+    fleet.customer("globex", secret);
+    let run = fleet.stamp(&["validate", "globex"]).ok();
+    assert!(
+        run.stderr.contains("note: globex: ")
+            && run.stderr.contains("STAMP_TEST_NEVER_SET is not set")
+            && run.stderr.contains("1 customer(s) valid"),
+        "{}",
+        run.stderr
+    );
+    // Still a problem when the entry itself is wrong.
+    fleet.customer("initech", "git_id = \"v1\"\n[secrets]\nnot_a_var = { env = \"STAMP_TEST_NEVER_SET\" }\n");
+    fleet.stamp(&["validate", "initech"]).code(2).stderr_has("not a variable of any stack");
+    let run = fleet.stamp(&["plan", "globex"]).code(2);
+    assert!(run.stderr.contains("error: ") && run.stderr.contains("STAMP_TEST_NEVER_SET is not set"), "{}", run.stderr);
+    assert!(fleet.buckets().is_empty());
 }

@@ -10,7 +10,7 @@ use crate::fleet::context::FleetContext;
 use crate::names::CustomerName;
 
 pub fn validate(fleet: Fleet, names: &[CustomerName], t: &Target) -> Result<(), Error> {
-    let ctx = Rc::new(FleetContext::new(fleet, None));
+    let ctx = Rc::new(FleetContext::new(fleet, None).offline());
     let mut bad = 0usize;
     let mut problems = 0usize;
     // Files in the customers directory whose names are not customers are problems too.
@@ -26,7 +26,13 @@ pub fn validate(fleet: Fleet, names: &[CustomerName], t: &Target) -> Result<(), 
     }
     for n in names {
         match crate::customer::plan::CustomerPlan::resolve(&ctx, n, t.env.as_ref()) {
-            Ok(_) => {}
+            Ok(plan) => {
+                // A secret's value is not part of the files: plan, deploy and render
+                // read it, and refuse without it.
+                for m in &plan.unavailable_secrets {
+                    eprintln!("note: {n}: {m}\n  (only a note here: plan, deploy and render read the value, and refuse without it)");
+                }
+            }
             Err(errors) => {
                 bad += 1;
                 for e in errors {

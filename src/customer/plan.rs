@@ -50,6 +50,10 @@ pub struct CustomerPlan {
     pub app_config: Option<Vec<(String, String)>>,
     /// `[secrets]`, read from their sources: variable name -> value.
     pub secrets: BTreeMap<String, Secret>,
+    /// `validate` only (`FleetContext::offline`): the secrets whose source holds no
+    /// value here (an environment variable not set, a file that does not exist),
+    /// said as notes; the commands that use a secret read it and refuse without it.
+    pub unavailable_secrets: Vec<String>,
 }
 
 /// A `[secrets]` value, read at run time. `Debug` never shows it.
@@ -121,11 +125,17 @@ impl CustomerPlan {
         if let Ok(t) = &template {
             problems.extend(check_packer(ctx, &customer, t));
         }
-        let (secrets, secret_problems) = match (&vpc, &frontends, &template) {
+        let (secrets, secret_problems, unavailable) = match (&vpc, &frontends, &template) {
             (Ok(vpc), Ok(fe), Ok(t)) => read_secrets(ctx, &customer, &[vpc, fe], t),
-            _ => (BTreeMap::new(), Vec::new()),
+            _ => (BTreeMap::new(), Vec::new(), Vec::new()),
         };
         problems.extend(secret_problems);
+        let unavailable_secrets = if ctx.is_offline() {
+            unavailable.into_iter().map(|e| e.to_string()).collect()
+        } else {
+            problems.extend(unavailable);
+            Vec::new()
+        };
         let app_config = if fleet.paths.app_templates.is_dir() {
             match ctx.app_templates().as_ref().as_ref().map_err(Clone::clone).and_then(|t| t.render(&app_context(&customer))) {
                 Ok(files) => Some(files),
@@ -154,7 +164,7 @@ impl CustomerPlan {
         };
         match (vpc, frontends, template) {
             (Ok(vpc), Ok(frontends), Ok(template)) if problems.is_empty() => {
-                Ok(Self { customer, vpc, frontends, template, app_config, secrets })
+                Ok(Self { customer, vpc, frontends, template, app_config, secrets, unavailable_secrets })
             }
             (vpc, frontends, template) => {
                 let mut all: Vec<Error> = [vpc.err(), frontends.err(), template.err()].into_iter().flatten().collect();
@@ -331,17 +341,20 @@ fn check_var_files(job: &StackJob, standard: &[&str], customer: &Customer, tf_ro
 
 /// Reads every `[secrets]` value from its source and checks it can be used: set and
 /// not empty, a variable of a stack or of the packer template, not one stamp sets,
-/// not also given in clear under `[*.vars]`, of a type a string can be.
+/// not also given in clear under `[*.vars]`, of a type a string can be. Returns the
+/// secrets read, the problems, and apart the sources that hold no value here (an
+/// environment variable not set, a file that does not exist).
 fn read_secrets(
     ctx: &FleetContext,
     customer: &Customer,
     stacks: &[&StackJob],
     template: &TemplateInfo,
-) -> (BTreeMap<String, Secret>, Vec<Error>) {
+) -> (BTreeMap<String, Secret>, Vec<Error>, Vec<Error>) {
     let fleet = &ctx.fleet;
     let tf_root = &fleet.paths.terraform;
     let mut found = BTreeMap::new();
     let mut problems: Vec<Error> = Vec::new();
+    let mut unavailable: Vec<Error> = Vec::new();
     for (name, source) in &customer.secrets {
         let at = Path::new(&source.origin);
         let bad = |m: String, hint: String| -> Error { ConfigError::new(at, format!("[secrets] `{name}`: {m}")).hint(hint).into() };
@@ -396,10 +409,13 @@ fn read_secrets(
                     format!("the environment variable {e} is empty"),
                     format!("set {e} to the secret's value before running stamp"),
                 )),
-                Err(std::env::VarError::NotPresent) => Err(bad(
-                    format!("the environment variable {e} is not set"),
-                    format!("set {e} to the secret's value before running stamp (in CI: from the CI system's secret store)"),
-                )),
+                Err(std::env::VarError::NotPresent) => {
+                    unavailable.push(bad(
+                        format!("the environment variable {e} is not set"),
+                        format!("set {e} to the secret's value before running stamp (in CI: from the CI system's secret store)"),
+                    ));
+                    continue;
+                }
                 Err(std::env::VarError::NotUnicode(_)) => {
                     Err(bad(format!("the environment variable {e} is not UTF-8 text"), "a secret's value must be text".into()))
                 }
@@ -416,10 +432,18 @@ fn read_secrets(
                     }
                     Err(_) => Err(bad(format!("{} is not UTF-8 text", f.display()), "a secret's value must be text".into())),
                 },
-                Err(e) => Err(bad(
-                    format!("cannot read {}: {e}", f.display()),
-                    "`file` is relative to the file that names it; the file must exist and be readable by stamp".into(),
-                )),
+                Err(e) => {
+                    let e = bad(
+                        format!("cannot read {}: {e}", f.display()),
+                        "`file` is relative to the file that names it; the file must exist and be readable by stamp".into(),
+                    );
+                    if f.exists() {
+                        Err(e)
+                    } else {
+                        unavailable.push(e);
+                        continue;
+                    }
+                }
             },
         };
         match value {
@@ -429,7 +453,7 @@ fn read_secrets(
             Err(e) => problems.push(e),
         }
     }
-    (found, problems)
+    (found, problems, unavailable)
 }
 
 /// A customer's stacks (`vpc`, `frontends/<env>`) and their state objects' keys.

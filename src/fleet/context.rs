@@ -45,6 +45,8 @@ pub struct FleetContext {
     /// `--plan-jobs`: the terraform init and plan steps running at once, fleet-wide.
     plan_lanes: Arc<Semaphore>,
     plan_jobs: usize,
+    /// `validate`: files only; a secret's value need not be readable here.
+    offline: bool,
     app_templates: RefCell<Option<Rc<Result<AppTemplates, String>>>>,
     /// The AWS account id, asked of STS once per run.
     account_id: tokio::sync::OnceCell<String>,
@@ -67,6 +69,7 @@ impl FleetContext {
             bakery: Bakery::default(),
             plan_lanes: Arc::new(Semaphore::new(default_plan_jobs())),
             plan_jobs: default_plan_jobs(),
+            offline: false,
             app_templates: RefCell::default(),
             account_id: tokio::sync::OnceCell::new(),
             api: RefCell::default(),
@@ -78,6 +81,18 @@ impl FleetContext {
         self.plan_jobs = n.max(1);
         self.plan_lanes = Arc::new(Semaphore::new(self.plan_jobs));
         self
+    }
+
+    /// For `validate`: it checks the files; a `[secrets]` source that holds no value
+    /// here (a pull request's job has none) is a note, not a problem. The commands
+    /// that use a secret still refuse to run without it.
+    pub fn offline(mut self) -> Self {
+        self.offline = true;
+        self
+    }
+
+    pub fn is_offline(&self) -> bool {
+        self.offline
     }
 
     pub fn plan_jobs(&self) -> usize {

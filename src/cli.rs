@@ -191,6 +191,10 @@ pub struct FleetArgs {
     /// are not limited by it.
     #[arg(long, env = "STAMP_PLAN_JOBS", value_parser = clap::value_parser!(u16).range(1..=256), value_name = "N")]
     pub plan_jobs: Option<u16>,
+    /// How long terraform waits for a state lock that another run holds before it
+    /// gives up (terraform's -lock-timeout), e.g. 30s, 10m.
+    #[arg(long, env = "STAMP_LOCK_TIMEOUT", default_value = "60s", value_parser = parse_lock_timeout, value_name = "DURATION")]
+    pub lock_timeout: std::time::Duration,
     /// Start no new customer after the first failure.
     #[arg(long, conflicts_with = "max_failures")]
     pub fail_fast: bool,
@@ -247,6 +251,14 @@ impl From<ProgressArg> for crate::ui::ci::Progress {
             ProgressArg::Travis => Progress::Travis,
         }
     }
+}
+
+fn parse_lock_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s.trim()).map_err(|e| format!("`{s}` is not a duration ({e}); write one such as 30s, 10m or 1h"))?;
+    if d.as_secs() > 24 * 3600 || d.subsec_nanos() != 0 {
+        return Err(format!("`{s}`: give whole seconds, at most 24h (such as 30s, 10m or 1h)"));
+    }
+    Ok(d)
 }
 
 fn parse_customer(s: &str) -> Result<CustomerName, String> {

@@ -284,3 +284,45 @@ fn a_bucket_of_another_account_is_told_apart_and_not_retried() {
     let run = stamp(&fleet, &["plan", "acme"]).code(1);
     assert!(run.stderr.contains("exists but this account cannot read it (403)"), "{}", run.stderr);
 }
+
+#[test]
+fn a_held_state_lock_is_waited_for_not_retried_and_its_holder_and_release_are_named() {
+    let emu = Emulator::start();
+    let fleet = Fleet::new(&emu);
+    fleet.customer("acme", "git_id = \"v1\"\n");
+    stamp(&fleet, &["deploy", "acme", "--auto-approve"]).ok();
+    // Another run's lock on the vpc state, as terraform's S3 backend writes it.
+    let id = "4c1e3a52-8b0f-4f6e-9d7a-2b9e5c0f1a77";
+    let lock = json!({"ID": id, "Operation": "OperationTypeApply", "Info": "", "Who": "runner@ci-job-42",
+        "Version": "1.11.4", "Created": "2026-11-25T23:00:00.000000Z", "Path": format!("{BUCKET}/acme/vpc")});
+    let file = fleet.path().join("lock.json");
+    std::fs::write(&file, lock.to_string()).unwrap();
+    let object = format!("s3://{BUCKET}/acme/vpc.tflock");
+    fleet.aws(&["s3", "cp", &file.to_string_lossy(), &object]);
+
+    let started = std::time::Instant::now();
+    let run = stamp(&fleet, &["deploy", "acme", "--auto-approve", "--lock-timeout", "3s"]).code(1);
+    let took = started.elapsed();
+    for needle in [
+        "Error acquiring the state lock",
+        &format!("{object} is held by runner@ci-job-42 (OperationTypeApply, since 2026-11-25T23:00:00.000000Z), lock ID {id}"),
+        "stamp waited 3s (--lock-timeout)",
+        &format!("force-unlock {id}"),
+    ] {
+        assert!(run.stderr.contains(needle), "lacks {needle:?}:\n{}", run.stderr);
+    }
+    // Waited the timeout once: lock contention is not a transient failure to retry.
+    assert!(!run.stderr.contains("retrying"), "{}", run.stderr);
+    assert!(took < std::time::Duration::from_secs(30), "took {took:?}");
+    assert!(fleet.log("acme", "vpc").contains("-lock-timeout=3s"));
+    // stamp never releases a lock itself.
+    assert!(fleet.aws(&["s3", "ls", &format!("s3://{BUCKET}/acme/")]).contains("vpc.tflock"));
+
+    // Released (as the hint says, once no run holds it): the next deploy goes through.
+    fleet.aws(&["s3", "rm", &object]);
+    stamp(&fleet, &["deploy", "acme", "--auto-approve"]).ok();
+
+    // A duration that is not one is refused before anything runs.
+    let run = stamp(&fleet, &["plan", "acme", "--lock-timeout", "soon"]).code(2);
+    assert!(run.stderr.contains("`soon` is not a duration") && run.stderr.contains("30s, 10m or 1h"), "{}", run.stderr);
+}

@@ -62,6 +62,7 @@ impl RunArgs {
                 max_failures: f.max_failures,
                 canary: f.canary,
                 plan_jobs: f.plan_jobs.map(usize::from).unwrap_or_else(crate::fleet::context::default_plan_jobs),
+                lock_timeout: f.lock_timeout,
             },
             auto_approve,
             rebuild_ami,
@@ -104,7 +105,8 @@ pub fn resolve_all(ctx: &FleetContext, names: &[CustomerName], env: Option<&EnvN
 
 pub async fn run(fleet: Fleet, op: Operation, args: RunArgs) -> Result<(), Error> {
     let tools = find::find_tools(&fleet, op)?;
-    let ctx = Rc::new(FleetContext::new(fleet, Some(tools)).with_plan_jobs(args.policy.plan_jobs));
+    let ctx =
+        Rc::new(FleetContext::new(fleet, Some(tools)).with_plan_jobs(args.policy.plan_jobs).with_lock_timeout(args.policy.lock_timeout));
     let plans = resolve_all(&ctx, &args.names, args.env.as_ref())?;
     if op == Operation::Deploy {
         check_journals(&ctx, &plans, args.from)?;

@@ -47,6 +47,8 @@ pub struct FleetContext {
     plan_jobs: usize,
     /// `validate`: files only; a secret's value need not be readable here.
     offline: bool,
+    /// terraform's -lock-timeout (`--lock-timeout`).
+    lock_timeout: std::time::Duration,
     app_templates: RefCell<Option<Rc<Result<AppTemplates, String>>>>,
     /// The AWS account id, asked of STS once per run.
     account_id: tokio::sync::OnceCell<String>,
@@ -70,6 +72,7 @@ impl FleetContext {
             plan_lanes: Arc::new(Semaphore::new(default_plan_jobs())),
             plan_jobs: default_plan_jobs(),
             offline: false,
+            lock_timeout: std::time::Duration::from_secs(60),
             app_templates: RefCell::default(),
             account_id: tokio::sync::OnceCell::new(),
             api: RefCell::default(),
@@ -93,6 +96,21 @@ impl FleetContext {
 
     pub fn is_offline(&self) -> bool {
         self.offline
+    }
+
+    pub fn with_lock_timeout(mut self, d: std::time::Duration) -> Self {
+        self.lock_timeout = d;
+        self
+    }
+
+    /// How long terraform waits for a held state lock, as `--lock-timeout` gave it.
+    pub fn lock_timeout(&self) -> std::time::Duration {
+        self.lock_timeout
+    }
+
+    /// The `-lock-timeout=<N>s` argument of terraform plan and apply.
+    pub fn lock_timeout_arg(&self) -> String {
+        format!("-lock-timeout={}s", self.lock_timeout.as_secs())
     }
 
     pub fn plan_jobs(&self) -> usize {

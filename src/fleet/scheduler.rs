@@ -29,6 +29,8 @@ pub struct Policy {
     pub canary: usize,
     /// Terraform init/plan steps at once, fleet-wide (`--plan-jobs`; at least 1).
     pub plan_jobs: usize,
+    /// terraform's -lock-timeout (`--lock-timeout`).
+    pub lock_timeout: Duration,
 }
 
 /// One customer's end: its report and, on failure, the error.

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::customer::pipeline::{Approval, Pipeline, PlannedChange, ShownPlan, StageDone, VpcOutputs};
 use crate::customer::report::{Changes, Placeholder, PlanDetail};
-use crate::error::Error;
+use crate::error::{Error, ToolFailure};
 use crate::interrupt;
 use crate::names::{AmiId, BucketName};
 use crate::render::{self, Backend};
@@ -57,7 +57,45 @@ pub async fn run(
     if matches!(result, Err(Error::Interrupted(_))) {
         interrupt::check_lock(&api, stage.as_str(), &lock, interrupt::Moment::Stopped).await;
     }
-    result
+    match result {
+        Err(Error::Tool(f)) if f.hint.is_none() && f.tail.iter().any(|l| l.contains(terraform::LOCK_HELD)) => {
+            Err(Error::Tool(Box::new(lock_held(&api, *f, &lock, bucket, p.ctx.lock_timeout()).await)))
+        }
+        r => r,
+    }
+}
+
+/// terraform gave up waiting for the state lock: who holds it (read from the lock
+/// object), since when, and how to release it once no run is using it. stamp never
+/// releases a lock itself: only a person can know that no other run holds it.
+async fn lock_held(
+    api: &crate::tools::s3::AwsApi,
+    mut f: ToolFailure,
+    lock: &interrupt::StateLock,
+    bucket: &BucketName,
+    waited: Duration,
+) -> ToolFailure {
+    let read = terraform::read_lock(api, &mut StageLog::discard(), &lock.region, bucket, &lock.key).await.ok();
+    let waited = humantime::format_duration(waited).to_string();
+    f.hint = Some(match read {
+        Some(Some(l)) => format!(
+            "{} is held by {} ({}, since {}), lock ID {}: another run is using this stack, or a run that was killed left it. \
+             stamp waited {waited} (--lock-timeout). Once no run is active any more, release it with: {}",
+            lock.object(),
+            l.who,
+            l.operation,
+            l.created,
+            l.id,
+            lock.unlock_command(&l.id)
+        ),
+        Some(None) => format!("{} was released after terraform gave up waiting ({waited}, --lock-timeout): run again", lock.object()),
+        None => format!(
+            "another run holds {} (stamp waited {waited}, --lock-timeout); `{}` shows the lock and how to release it",
+            lock.object(),
+            lock.status_command()
+        ),
+    });
+    f
 }
 
 /// Where the stack's state lock is, for what stamp prints on an interrupt.
@@ -158,7 +196,9 @@ async fn run_stack(
                 // An apply that cannot save the state writes errored.tfstate here: owner only.
                 terraform(pr, &dir)
                     .private_files()
-                    .args(["apply", "-input=false", "-json", "-lock-timeout=60s", terraform::PLAN_FILE])
+                    .args(["apply", "-input=false", "-json"])
+                    .arg(pr.ctx.lock_timeout_arg())
+                    .arg(terraform::PLAN_FILE)
                     .run(stage.as_str(), log, &[0], false, &mut |s, l| {
                         json_line(s, l, &mut |ev| match ev {
                             TfEvent::ApplyComplete { .. } => {
@@ -450,7 +490,8 @@ async fn plan_with_code(
         cmd = cmd.secret_env(format!("TF_VAR_{}", s.name), s.env_value.clone(), s.shown.clone());
     }
     let command = cmd
-        .args(["plan", "-input=false", "-json", "-detailed-exitcode", "-lock-timeout=60s"])
+        .args(["plan", "-input=false", "-json", "-detailed-exitcode"])
+        .arg(p.ctx.lock_timeout_arg())
         .args(extra)
         .arg(format!("-out={planfile}"))
         .arg(format!("-var-file={}", terraform::TFVARS_FILE));

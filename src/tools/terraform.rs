@@ -702,6 +702,9 @@ pub fn outputs_from_state(state: &str) -> Result<Outputs, String> {
 
 /// How many managed resources a state file holds (data sources do not count:
 /// there is nothing to destroy behind them).
+/// What terraform says when it gave up waiting for a state lock (`-lock-timeout`).
+pub const LOCK_HELD: &str = "Error acquiring the state lock";
+
 /// A state lock held right now: the object `<state key>.tflock` the S3 backend
 /// writes with `use_lockfile = true` (who, what, since when, and the ID that
 /// `terraform force-unlock` takes).

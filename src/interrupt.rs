@@ -67,6 +67,19 @@ impl StateLock {
         s
     }
 
+    /// The lock object as it is now: `None` when no lock is held. Gives up after
+    /// `LOCK_CHECK_TIMEOUT` (a stuck S3 must not hold up what stamp prints).
+    pub async fn read(&self, api: &AwsApi) -> Result<Option<terraform::LockInfo>, String> {
+        let read = async {
+            let bucket = BucketName::parse(&self.bucket).map_err(|e| e.to_string())?;
+            terraform::read_lock(api, &mut StageLog::discard(), &self.region, &bucket, &self.key).await.map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(LOCK_CHECK_TIMEOUT, read).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("no answer from S3 within {}s", LOCK_CHECK_TIMEOUT.as_secs())),
+        }
+    }
+
     pub fn unlock_command(&self, id: &str) -> String {
         format!("terraform -chdir={} force-unlock {id}", shell_quote(&self.dir.to_string_lossy()))
     }
@@ -259,15 +272,7 @@ pub enum Moment {
 
 /// Reads the lock object and prints what it means at `moment`, with the real lock ID.
 pub async fn check_lock(api: &AwsApi, stage: &str, lock: &StateLock, moment: Moment) {
-    let read = async {
-        let bucket = BucketName::parse(&lock.bucket).map_err(|e| e.to_string())?;
-        terraform::read_lock(api, &mut StageLog::discard(), &lock.region, &bucket, &lock.key).await.map_err(|e| e.to_string())
-    };
-    let found = match tokio::time::timeout(LOCK_CHECK_TIMEOUT, read).await {
-        Ok(r) => r,
-        Err(_) => Err(format!("no answer from S3 within {}s", LOCK_CHECK_TIMEOUT.as_secs())),
-    };
-    print(&lock_text(stage, lock, moment, &found));
+    print(&lock_text(stage, lock, moment, &lock.read(api).await));
 }
 
 /// The text for a lock check's result.

@@ -59,7 +59,7 @@ pub async fn run(
     }
     match result {
         Err(Error::Tool(f)) if f.hint.is_none() && f.tail.iter().any(|l| l.contains(terraform::LOCK_HELD)) => {
-            Err(Error::Tool(Box::new(lock_held(&api, *f, &lock, bucket, p.ctx.lock_timeout()).await)))
+            Err(Error::Tool(Box::new(lock_held(&api, *f, &lock, p.ctx.lock_timeout()).await)))
         }
         r => r,
     }
@@ -68,16 +68,9 @@ pub async fn run(
 /// terraform gave up waiting for the state lock: who holds it (read from the lock
 /// object), since when, and how to release it once no run is using it. stamp never
 /// releases a lock itself: only a person can know that no other run holds it.
-async fn lock_held(
-    api: &crate::tools::s3::AwsApi,
-    mut f: ToolFailure,
-    lock: &interrupt::StateLock,
-    bucket: &BucketName,
-    waited: Duration,
-) -> ToolFailure {
-    let read = terraform::read_lock(api, &mut StageLog::discard(), &lock.region, bucket, &lock.key).await.ok();
+async fn lock_held(api: &crate::tools::s3::AwsApi, mut f: ToolFailure, lock: &interrupt::StateLock, waited: Duration) -> ToolFailure {
     let waited = humantime::format_duration(waited).to_string();
-    f.hint = Some(match read {
+    f.hint = Some(match lock.read(api).await.ok() {
         Some(Some(l)) => format!(
             "{} is held by {} ({}, since {}), lock ID {}: another run is using this stack, or a run that was killed left it. \
              stamp waited {waited} (--lock-timeout). Once no run is active any more, release it with: {}",

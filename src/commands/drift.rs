@@ -21,8 +21,7 @@ use super::run::{RunArgs, resolve_all};
 
 pub async fn drift(fleet: Fleet, args: RunArgs) -> Result<(), Error> {
     let tools = find::find_tools(&fleet, Operation::Drift)?;
-    let ctx =
-        Rc::new(FleetContext::new(fleet, Some(tools)).with_plan_jobs(args.policy.plan_jobs).with_lock_timeout(args.policy.lock_timeout));
+    let ctx = Rc::new(FleetContext::new(fleet, Some(tools)).with_policy(&args.policy));
     let plans = resolve_all(&ctx, &args.names, args.env.as_ref())?;
     let single = plans.len() == 1;
     let sink = super::sink(args.plain, plans.len());

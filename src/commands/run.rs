@@ -105,8 +105,7 @@ pub fn resolve_all(ctx: &FleetContext, names: &[CustomerName], env: Option<&EnvN
 
 pub async fn run(fleet: Fleet, op: Operation, args: RunArgs) -> Result<(), Error> {
     let tools = find::find_tools(&fleet, op)?;
-    let ctx =
-        Rc::new(FleetContext::new(fleet, Some(tools)).with_plan_jobs(args.policy.plan_jobs).with_lock_timeout(args.policy.lock_timeout));
+    let ctx = Rc::new(FleetContext::new(fleet, Some(tools)).with_policy(&args.policy));
     let plans = resolve_all(&ctx, &args.names, args.env.as_ref())?;
     if op == Operation::Deploy {
         check_journals(&ctx, &plans, args.from)?;

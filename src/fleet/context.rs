@@ -58,6 +58,7 @@ pub struct FleetContext {
 
 impl FleetContext {
     pub fn new(fleet: Fleet, tools: Option<Tools>) -> Self {
+        let plan_jobs = default_plan_jobs();
         Self {
             fleet,
             tools,
@@ -69,8 +70,8 @@ impl FleetContext {
             plugin_lock: Mutex::new(false),
             locks: RefCell::default(),
             bakery: Bakery::default(),
-            plan_lanes: Arc::new(Semaphore::new(default_plan_jobs())),
-            plan_jobs: default_plan_jobs(),
+            plan_lanes: Arc::new(Semaphore::new(plan_jobs)),
+            plan_jobs,
             offline: false,
             lock_timeout: std::time::Duration::from_secs(60),
             app_templates: RefCell::default(),
@@ -79,10 +80,13 @@ impl FleetContext {
         }
     }
 
-    /// At most `n` terraform init/plan steps at once (`--plan-jobs`; at least 1).
-    pub fn with_plan_jobs(mut self, n: usize) -> Self {
-        self.plan_jobs = n.max(1);
+    /// What a fleet policy sets for every customer's tools: at most
+    /// `policy.plan_jobs` terraform init/plan steps at once (at least 1), and
+    /// terraform's `-lock-timeout`.
+    pub fn with_policy(mut self, policy: &crate::fleet::scheduler::Policy) -> Self {
+        self.plan_jobs = policy.plan_jobs.max(1);
         self.plan_lanes = Arc::new(Semaphore::new(self.plan_jobs));
+        self.lock_timeout = policy.lock_timeout;
         self
     }
 
@@ -96,11 +100,6 @@ impl FleetContext {
 
     pub fn is_offline(&self) -> bool {
         self.offline
-    }
-
-    pub fn with_lock_timeout(mut self, d: std::time::Duration) -> Self {
-        self.lock_timeout = d;
-        self
     }
 
     /// How long terraform waits for a held state lock, as `--lock-timeout` gave it.

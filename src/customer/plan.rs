@@ -284,9 +284,13 @@ fn check_vars(vars: &StageVars, section: &str, standard: &[&str], info: &StackIn
     problems
 }
 
+/// A stack's `[*.vars]` table in the customer file, and its name.
+pub fn stage_vars(customer: &Customer, stage: Stage) -> (&'static str, &StageVars) {
+    if stage == Stage::Vpc { ("vpc.vars", &customer.vpc_vars) } else { ("frontends.vars", &customer.frontends_vars) }
+}
+
 fn check_required(job: &StackJob, standard: &[&str], customer: &Customer, tf_root: &Path) -> Vec<Error> {
-    let (section, vars) =
-        if job.stage == Stage::Vpc { ("vpc.vars", &customer.vpc_vars) } else { ("frontends.vars", &customer.frontends_vars) };
+    let (section, vars) = stage_vars(customer, job.stage);
     job.info
         .required
         .iter()
@@ -307,8 +311,7 @@ fn check_required(job: &StackJob, standard: &[&str], customer: &Customer, tf_roo
 /// `*.auto.tfvars` after the environment, and would use the file's value without a
 /// word.
 fn check_var_files(job: &StackJob, standard: &[&str], customer: &Customer, tf_root: &Path) -> Vec<Error> {
-    let (section, vars) =
-        if job.stage == Stage::Vpc { ("vpc.vars", &customer.vpc_vars) } else { ("frontends.vars", &customer.frontends_vars) };
+    let (section, vars) = stage_vars(customer, job.stage);
     let info = &job.info;
     let mut by_env: Vec<(String, String)> = Vec::new();
     for k in standard.iter().filter(|k| info.sensitive.contains(**k)) {

@@ -624,7 +624,7 @@ struct StackInputs {
 /// The inputs of a stack, split: the sensitive ones never go into a file.
 fn stack_inputs(p: &Pipeline, stage: Stage, upstream: Option<(&VpcOutputs, &AmiId)>) -> Result<StackInputs, Error> {
     let job = p.plan.job(stage);
-    let extra = if stage == Stage::Vpc { &p.plan.customer.vpc_vars } else { &p.plan.customer.frontends_vars };
+    let (_, extra) = crate::customer::plan::stage_vars(&p.plan.customer, stage);
     let mut file = BTreeMap::new();
     let mut sensitive = Vec::new();
     for (name, value) in stack_vars(p, stage, upstream) {

@@ -1,16 +1,12 @@
 //! `stamp matrix`: the GitHub Actions matrix of the selected customers, and with
 //! `--changed-since` only those a change could deploy differently. Each test builds a
 //! real git repository holding a fleet, commits changes and runs the binary: no
-//! emulator, no tool but git. Also: the shipped CI files pass actionlint / parse.
+//! emulator, no tool but git. The shipped CI files are checked in tests/ci_files.rs.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// A git repository in a temporary directory, with a fleet at `fleet` inside it.
 struct Repo {
@@ -407,69 +403,4 @@ fn an_invalid_customer_file_is_refused_naming_it() {
     assert!(stderr.contains("customers/globex.toml") && stderr.contains("git_id"), "{stderr}");
     // A selection that leaves it out is fine (--tag reads every file: not that one).
     assert_eq!(r.names(&["acme", "initech"]), ["acme", "initech"]);
-}
-
-/// The CI files stamp ships for its users: actionlint (with shellcheck on the run
-/// scripts) finds nothing in the GitHub workflows; .travis.yml parses with its stages.
-#[test]
-fn the_shipped_ci_files_pass_actionlint_and_parse() {
-    let actionlint = repo_root().join(".tools/checks-venv/bin/actionlint");
-    assert!(actionlint.exists(), "{} is missing: run scripts/setup-tools.sh --checks (make test does)", actionlint.display());
-    let mut workflows: Vec<PathBuf> = std::fs::read_dir(repo_root().join(".github/workflows"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
-        .collect();
-    workflows.sort();
-    assert!(workflows.len() >= 2, "{workflows:?}");
-    let out =
-        Command::new(&actionlint).current_dir(repo_root()).arg("-shellcheck").arg(which_shellcheck()).args(&workflows).output().unwrap();
-    assert!(
-        out.status.success(),
-        "actionlint found problems:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for w in &workflows {
-        let text = std::fs::read_to_string(w).unwrap();
-        assert!(text.contains("stamp matrix --changed-since"), "{} uses stamp matrix", w.display());
-    }
-
-    // The composite action the jobs share (actionlint checks how it is called, not the file).
-    let action = repo_root().join(".github/actions/stamp-tools/action.yml");
-    ruby(
-        &[r#"y = YAML.safe_load(File.read(ARGV[0])); abort "not composite" unless y.fetch("runs").fetch("using") == "composite""#],
-        &action,
-        Path::new("."),
-    );
-
-    // .travis.yml: its stages, and shellcheck on each job's commands.
-    let scripts = tempfile::tempdir().unwrap();
-    ruby(
-        &[r##"y = YAML.safe_load(File.read(ARGV[0]))
-               stages = y.fetch("stages").map { |s| s.is_a?(Hash) ? s.fetch("name") : s }
-               abort "stages: #{stages}" unless stages == %w[validate deploy]
-               jobs = y.fetch("jobs").fetch("include")
-               abort "every job needs a stage and a script" unless jobs.all? { |j| j["stage"] && j["script"] }
-               abort "no stamp matrix" unless File.read(ARGV[0]).include?("stamp matrix --changed-since")
-               jobs.each_with_index do |j, i|
-                 File.write(File.join(ARGV[1], "job#{i}.sh"), "#!/bin/bash\n" + (y.fetch("before_script") + j.fetch("script")).join("\n") + "\n")
-               end"##],
-        &repo_root().join(".travis.yml"),
-        scripts.path(),
-    );
-    for i in 0..2 {
-        let script = scripts.path().join(format!("job{i}.sh"));
-        let out = Command::new(which_shellcheck()).arg(&script).output().unwrap();
-        assert!(out.status.success(), ".travis.yml job {i}: shellcheck:\n{}", String::from_utf8_lossy(&out.stdout));
-    }
-}
-
-fn ruby(code: &[&str], file: &Path, dir: &Path) {
-    let out = Command::new("ruby").arg("-ryaml").arg("-e").arg(code.join("\n")).arg(file).arg(dir).output().unwrap();
-    assert!(out.status.success(), "{}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
-}
-
-fn which_shellcheck() -> String {
-    std::env::var("SHELLCHECK").unwrap_or_else(|_| "shellcheck".into())
 }

@@ -61,6 +61,10 @@ class ExprError(Exception):
     pass
 
 
+class ActionFailed(Exception):
+    """An action stand-in failing its step, as the action would (a message, exit 1)."""
+
+
 TOKEN = re.compile(
     r"\s*(?:(?P<num>-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|0x[0-9a-fA-F]+)|(?P<str>'(?:[^']|'')*')"
     r"|(?P<op>==|!=|<=|>=|&&|\|\||[!<>().,\[\]*])|(?P<id>[A-Za-z_][A-Za-z0-9_-]*))"
@@ -302,7 +306,7 @@ def condition(text, ctx):
     if isinstance(text, bool):
         return text
     text = str(text).strip()
-    m = re.fullmatch(r"\$\{\{(.*)\}\}", text, re.S)
+    m = re.fullmatch(r"\$\{\{((?:(?!\}\}).)*)\}\}", text, re.S)
     if m:
         text = m.group(1)
     if not re.search(r"\b(success|failure|cancelled|always)\s*\(", text):
@@ -318,7 +322,7 @@ def substitute(value, ctx):
         return [substitute(v, ctx) for v in value]
     if not isinstance(value, str):
         return value
-    m = re.fullmatch(r"\s*\$\{\{(.*?)\}\}\s*", value, re.S)
+    m = re.fullmatch(r"\s*\$\{\{((?:(?!\}\}).)*)\}\}\s*", value, re.S)
     if m:
         return evaluate(m.group(1), ctx)
     return re.sub(r"\$\{\{(.*?)\}\}", lambda m: to_str(evaluate(m.group(1), ctx)), value, flags=re.S)
@@ -392,6 +396,13 @@ class Job:
         self.secrets = {}
         self.environment = None
         self.github = default_github(a, self.workspace)
+        declared = self.job.get("needs") or []
+        declared = [declared] if isinstance(declared, str) else declared
+        unknown = set(declared) - set(a.needs_ctx)
+        if unknown and a.command != "render-step":
+            raise SystemExit(f"job {job_id} needs {sorted(unknown)}: give their results with --needs")
+        # The needs context holds the jobs this one needs, and only those.
+        self.needs = {k: v for k, v in a.needs_ctx.items() if k in declared}
         self.base_env = dict(os.environ)
         for kv in a.env or []:
             k, v = kv.split("=", 1)
@@ -405,7 +416,7 @@ class Job:
             "vars": self.a.vars_ctx,
             "secrets": self.secrets,
             "matrix": self.a.matrix_ctx,
-            "needs": self.a.needs_ctx,
+            "needs": self.needs,
             "steps": steps,
             "job": {"status": self.status},
             "runner": {"os": "Linux", "arch": "X64", "temp": self.temp, "tool_cache": os.path.join(self.state, "tool-cache"), "name": "offline"},
@@ -419,7 +430,7 @@ class Job:
     def run(self):
         a = self.a
         pre = self.contexts({}, {}, {"secrets": {}})
-        if not condition(self.job.get("if"), dict(pre, __status__=needs_status(a.needs_ctx))):
+        if not condition(self.job.get("if"), dict(pre, __status__=needs_status(self.needs))):
             return {"result": "skipped", "outputs": {}, "steps": [], "summary": "", "replaced": [], "environment": None}
         envname = self.job.get("environment")
         if isinstance(envname, dict):
@@ -584,7 +595,13 @@ class Job:
         builtin = BUILTINS.get(name)
         if builtin is None:
             raise SystemExit(f"`uses: {ref}` cannot run offline and has no stand-in here")
-        what = builtin(self, with_, step_env)
+        try:
+            what = builtin(self, with_, step_env)
+        except ActionFailed as e:
+            print(f"##[error]{e}", file=sys.stderr, flush=True)
+            self.replaced.append(f"{ref}: failed: {e}")
+            rec["replaced"] = f"failed: {e}"
+            return False, {}
         self.replaced.append(f"{ref}: {what}")
         rec["replaced"] = what
         return True, {}
@@ -635,7 +652,7 @@ def builtin_upload(job, with_, env):
     dest = artifact_dir(job, name)
     if os.path.exists(dest):
         if not truthy(with_.get("overwrite", False)):
-            raise SystemExit(f"upload-artifact: an artifact named {name} already exists in this run (overwrite: false)")
+            raise ActionFailed(f"upload-artifact: an artifact named {name} already exists in this run (overwrite: false)")
         shutil.rmtree(dest)
     patterns = [p.strip() for p in to_str(with_.get("path", "")).split("\n") if p.strip() and not p.strip().startswith("!")]
     found = []
@@ -643,7 +660,7 @@ def builtin_upload(job, with_, env):
         found.extend(glob.glob(os.path.join(job.workspace, p), recursive=True))
     if not found:
         if to_str(with_.get("if-no-files-found") or "warn") == "error":
-            raise SystemExit(f"upload-artifact: no files for {patterns}")
+            raise ActionFailed(f"upload-artifact: no files for {patterns}")
         return f"copied nothing (no files match {patterns}) into the run's artifact {name}"
     # The least common ancestor of the matches is the artifact's root, as upload-artifact does.
     files = []
@@ -665,7 +682,7 @@ def builtin_download(job, with_, env):
     name = to_str(with_.get("name"))
     src = artifact_dir(job, name)
     if not os.path.isdir(src):
-        raise SystemExit(f"download-artifact: no artifact {name} in this run")
+        raise ActionFailed(f"download-artifact: no artifact {name} in this run")
     dest = os.path.join(job.workspace, to_str(with_.get("path") or "."))
     shutil.copytree(src, dest, dirs_exist_ok=True)
     return f"copied the run's artifact {name} into {os.path.relpath(dest, job.workspace)}"
@@ -791,7 +808,7 @@ def main():
         job_obj = Job(a, wf, a.job)
         job_obj.secrets = {}
         ctx = job_obj.contexts({}, {})
-        if not condition(job.get("if"), dict(ctx, __status__=needs_status(a.needs_ctx))):
+        if not condition(job.get("if"), dict(ctx, __status__=needs_status(job_obj.needs))):
             print("[]")
             return
         m = substitute((job.get("strategy") or {}).get("matrix"), ctx)

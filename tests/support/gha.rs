@@ -89,6 +89,8 @@ pub struct Runner {
     pub path: Vec<PathBuf>,
     /// The runner machine's own environment (besides the test's).
     pub env: Vec<(String, String)>,
+    /// render_step: the `steps` context of the steps before it.
+    pub steps: Value,
 }
 
 impl Runner {
@@ -105,6 +107,7 @@ impl Runner {
             actions: Vec::new(),
             path: Vec::new(),
             env: Vec::new(),
+            steps: json!({}),
         }
     }
 
@@ -186,6 +189,7 @@ impl Runner {
         let out = self
             .base("render-step", workflow, job, matrix, needs)
             .args(["--step", step, "--job-status", job_status])
+            .args(["--steps", &self.steps.to_string()])
             .arg("--out")
             .arg(script)
             .output()

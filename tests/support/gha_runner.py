@@ -34,6 +34,7 @@ contains, startsWith, endsWith, format, join, toJSON, fromJSON.
   gha_runner.py render-step --workflow FILE --job ID --step ID --out FILE [opts]
       writes the step's script as the runner would and prints {"argv", "env", "if"}.
 Common options: --github JSON (github context overrides), --vars JSON,
+--steps JSON (render-step: the steps context of the steps before it),
 --secrets JSON ({"": repository secrets, "<environment>": its secrets}),
 --matrix JSON, --needs JSON, --job-status success|failure|cancelled,
 --aws-env JSON, --tool-dir DIR (repeatable), --action NAME=DIR (repeatable),
@@ -783,6 +784,7 @@ def main():
     ap.add_argument("--inputs", default="{}")
     ap.add_argument("--matrix", default="{}")
     ap.add_argument("--needs", default="{}")
+    ap.add_argument("--steps", default="{}")
     ap.add_argument("--job-status", default="success", choices=["success", "failure", "cancelled"])
     ap.add_argument("--aws-env", default="{}")
     ap.add_argument("--tool-dir", action="append", default=[])
@@ -842,7 +844,7 @@ def main():
         step = next((s for s in steps if s.get("id") == a.step), None)
         if step is None or "run" not in step:
             raise SystemExit(f"{a.workflow}: job {a.job} has no run step with id {a.step}")
-        ctx = job.contexts({}, env)
+        ctx = job.contexts(json.loads(a.steps), env)
         runs = condition(step.get("if"), ctx)
         step_env = dict(env)
         for k, v in (step.get("env") or {}).items():

@@ -9,6 +9,8 @@ action=$1 customer=$2 region=$3
 case "$action" in
 create)
   cidr=$4 out=$5
+  # When each resource was started (tests/ci_cancel.rs: none after a cancel).
+  if [ -n "${STANDIN_START_LOG:-}" ]; then echo "$(date +%s.%N) vpc $customer" >> "$STANDIN_START_LOG"; fi
   # What AWS makes one wait (benchmarks).
   sleep "${STAMP_STANDIN_DELAY:-0}"
   python3 ../standin_aws.py vpc-create "$customer" "$region" "$cidr" "$out"

@@ -13,6 +13,8 @@ case "$action" in
 create)
   ami=$4 vpc=$5 out=$6
   shift 6
+  # When each resource was started (tests/ci_cancel.rs: none after a cancel).
+  if [ -n "${STANDIN_START_LOG:-}" ]; then echo "$(date +%s.%N) frontend $name" >> "$STANDIN_START_LOG"; fi
   # What AWS makes one wait (benchmarks), and the test hooks (main.tf).
   sleep "${STAMP_STANDIN_DELAY:-0}"
   case "${STANDIN_BEHAVIOUR:-}" in

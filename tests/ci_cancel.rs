@@ -1,0 +1,397 @@
+//! A cancel of the shipped deploy workflow, delivered as GitHub Actions delivers it.
+//!
+//! The runner signals only a step's entry process: SIGINT to it, SIGTERM 7.5 s
+//! later, and at 10 s SIGKILL to the whole process tree (and every process the job
+//! started). The deploy step is taken from .github/workflows/deploy.yml (its
+//! `${{ }}` substituted by tests/support/gha_runner.py, as the runner does), written
+//! to a file and run as `bash --noprofile --norc -eo pipefail FILE` with the env the
+//! step declares, for a job of two customers deployed one after the other, against
+//! the emulator and the stand-in stacks, with the plan the plan step recorded. The
+//! cancel comes while acme's frontends apply is busy saving its state, which the
+//! test's fault proxy holds for 6 s. Then: stamp printed at once what was running and
+//! how to check and release the lock, terraform saved what it created, no lock is
+//! left, nothing was started after the cancel (the stand-ins log when each resource
+//! starts; the proxy sees every create), and the status step (`if: cancelled() ||
+//! failure()`) puts `stamp status` into the job summary. The same checks fail for the
+//! old step, `stamp deploy ...` under bash without `exec`: bash passes the SIGINT to
+//! nobody, stamp never hears of the cancel and starts the next customer.
+
+mod common;
+#[path = "support/gha.rs"]
+mod gha;
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{Emulator, FaultProxy, Fleet};
+use gha::{Runner, StepAt};
+use serde_json::{Value, json};
+
+const BUCKET: &str = "tfstate-123456789012-acme";
+/// How long the proxy holds acme's frontends state upload: less than the 10 s
+/// before the runner's SIGKILL, so terraform can finish if it is let to.
+const HELD_FOR: u64 = 6;
+
+fn now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A pipe read on a thread of its own, so the test sees what was printed so far.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn of(mut r: impl Read + Send + 'static) -> Self {
+        let c = Self::default();
+        let buf = c.0.clone();
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = r.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                buf.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        });
+        c
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// The processes of a session (the step's, and every process it started: tools
+/// run in process groups of their own, never in sessions of their own).
+fn session_members(sid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // Fields after the command's closing parenthesis: state ppid pgrp session ...
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f[0] != "Z" && f[3].parse::<i32>() == Ok(sid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn signal(pid: i32, sig: i32) {
+    // SAFETY: kill(2) on a process of the test's own step.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+/// The runner's environment for a step: the default variables it sets, files for
+/// the step's outputs and summary, the step's own env, stamp first on PATH.
+fn runner_env(fleet: &Fleet, files: &Path, step_env: &[(String, String)]) -> Vec<(String, String)> {
+    let stamp_dir = PathBuf::from(env!("CARGO_BIN_EXE_stamp")).parent().unwrap().to_path_buf();
+    let mut env = vec![
+        ("GITHUB_ACTIONS".to_owned(), "true".to_owned()),
+        ("CI".into(), "true".into()),
+        ("GITHUB_WORKSPACE".into(), fleet.path().display().to_string()),
+        ("GITHUB_OUTPUT".into(), files.join("output").display().to_string()),
+        ("GITHUB_STEP_SUMMARY".into(), files.join("summary").display().to_string()),
+        ("GITHUB_RUN_ATTEMPT".into(), "1".into()),
+        ("PATH".into(), format!("{}:{}", stamp_dir.display(), std::env::var("PATH").unwrap())),
+    ];
+    env.extend(step_env.iter().cloned());
+    env
+}
+
+/// A command with the environment the harness gives stamp (the emulator, the
+/// terraform CLI configuration), in the fleet's directory.
+fn in_fleet(fleet: &Fleet, program: &str) -> Command {
+    let harness = fleet.stamp_cmd(&[]);
+    let mut c = Command::new(program);
+    c.current_dir(fleet.path());
+    for (k, v) in harness.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c
+}
+
+/// The plan step of deploy.yml's plan job for this job's customers, run as the
+/// runner runs it: it records plan/plan.json, which the deploy step applies.
+fn plan_step(fleet: &Fleet, runner: &Runner, entry: &Value) {
+    let wf = gha::repo().join(".github/workflows/deploy.yml");
+    let files = tempfile::tempdir().unwrap();
+    for f in ["output", "summary"] {
+        std::fs::write(files.path().join(f), "").unwrap();
+    }
+    let mut r = Runner::new(fleet.path(), &files.path().join("state"));
+    r.steps =
+        json!({"matrix": {"outputs": {"matrix": json!({"include": [entry]}).to_string()}, "outcome": "success", "conclusion": "success"}});
+    r.vars = runner.vars.clone();
+    let script = files.path().join("plan.sh");
+    let step = r.render_step(StepAt { workflow: &wf, job: "plan", id: "plan" }, &script, &json!({}), &json!({}), "success");
+    let out = in_fleet(fleet, &step.argv[0])
+        .args(&step.argv[1..])
+        .envs(runner_env(fleet, files.path(), &step.env))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the plan step failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(fleet.path().join("plan/plan.json").exists());
+    let outputs = std::fs::read_to_string(files.path().join("output")).unwrap();
+    assert!(outputs.contains("destroy_count=0"), "{outputs}");
+}
+
+/// What happened to one cancelled deploy step.
+struct Cancelled {
+    _emu: Emulator,
+    proxy: FaultProxy,
+    fleet: Fleet,
+    runner: Runner,
+    entry: Value,
+    /// When the SIGINT was sent (seconds since the epoch).
+    cancelled_at: f64,
+    /// What the step printed before the SIGTERM (7.5 s).
+    before_sigterm: String,
+    /// Everything the step printed.
+    said: String,
+    /// The step's own exit status, if it ended before the SIGKILL at 10 s.
+    exited: Option<std::process::ExitStatus>,
+    /// How many of its processes were still running at 10 s (and were killed).
+    killed: usize,
+    starts: PathBuf,
+    _files: tempfile::TempDir,
+}
+
+/// Deploys acme then globex with the deploy step of deploy.yml (made the old way,
+/// without exec, when `exec` is false) and cancels the job while acme's frontends
+/// state is being saved.
+fn cancel_the_deploy_step(exec: bool) -> Cancelled {
+    let emu = Emulator::start();
+    let proxy = FaultProxy::start(&emu);
+    let fleet = Fleet::behind(&proxy);
+    fleet.customer("acme", "git_id = \"v1\"\n").customer("globex", "git_id = \"v1\"\n");
+    let files = tempfile::tempdir().unwrap();
+    for f in ["output", "summary"] {
+        std::fs::write(files.path().join(f), "").unwrap();
+    }
+    let mut runner = Runner::new(fleet.path(), &files.path().join("state"));
+    // One job of two customers, one at a time: globex would start after acme.
+    runner.vars = json!({"STAMP_PARALLEL": "1"});
+    let entry = json!({"job": "1", "customers": "acme globex", "count": 2, "region": "eu-west-1", "env": "production", "canary": false});
+    plan_step(&fleet, &runner, &entry);
+
+    let wf = gha::repo().join(".github/workflows/deploy.yml");
+    let script = files.path().join("deploy.sh");
+    let needs = json!({"plan": {"result": "success", "outputs": {}}, "approve": {"result": "skipped"}, "canary": {"result": "success"}});
+    let step = runner.render_step(StepAt { workflow: &wf, job: "deploy", id: "deploy" }, &script, &entry, &needs, "success");
+    assert_eq!(step.argv, ["bash", "--noprofile", "--norc", "-eo", "pipefail", script.to_str().unwrap()]);
+    if !exec {
+        let text = std::fs::read_to_string(&script).unwrap();
+        assert!(text.contains("exec stamp deploy"), "{text}");
+        std::fs::write(&script, text.replace("exec stamp deploy", "stamp deploy")).unwrap();
+    }
+
+    // Held: acme's frontends state upload (the object, not its .tflock). Watched
+    // (a delay of 0 is logged with its time): every create a deploy could start.
+    let mut rules = vec![
+        json!({"method": "PUT", "path": "/acme/frontends/production?x-id=PutObject", "action": "delay", "seconds": HELD_FOR, "times": 1}),
+    ];
+    for body in ["Action=RunInstances", "Action=CreateVpc", "Action=CreateSubnet", "Action=CreateLoadBalancer"] {
+        rules.push(json!({"method": "POST", "body": body, "action": "delay", "seconds": 0}));
+    }
+    rules.push(json!({"method": "PUT", "path": "/tfstate-123456789012-globex", "action": "delay", "seconds": 0}));
+    proxy.set_rules(json!(rules));
+
+    let starts = files.path().join("starts.log");
+    let mut cmd = in_fleet(&fleet, &step.argv[0]);
+    cmd.args(&step.argv[1..])
+        .envs(runner_env(&fleet, files.path(), &step.env))
+        .env("STANDIN_START_LOG", &starts)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: setsid() only, between fork and exec: the step gets a session of its
+    // own, so that the SIGKILL at 10 s reaches every process it started.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child: Child = cmd.spawn().expect("start the deploy step");
+    let pid = child.id() as i32;
+    let stdout = Captured::of(child.stdout.take().unwrap());
+    let stderr = Captured::of(child.stderr.take().unwrap());
+    let said = || format!("{}{}", stdout.text(), stderr.text());
+
+    wait_for("acme's frontends apply to begin saving its state", Duration::from_secs(240), || {
+        if let Ok(Some(s)) = child.try_wait() {
+            panic!("the deploy step ended ({s}) before the frontends apply:\n{}", said());
+        }
+        proxy.faults().iter().any(|f| f["rule"] == 0)
+    });
+    let start = Instant::now();
+    let cancelled_at = now();
+    signal(pid, libc::SIGINT);
+
+    // 7.5 s later: SIGTERM to the entry process, if it still runs.
+    let mut exited = None;
+    let mut before_sigterm = None;
+    while start.elapsed() < Duration::from_secs(10) {
+        if exited.is_none()
+            && let Some(s) = child.try_wait().unwrap()
+        {
+            exited = Some(s);
+        }
+        if before_sigterm.is_none() && start.elapsed() >= Duration::from_millis(7500) {
+            before_sigterm = Some(said());
+            if exited.is_none() {
+                signal(pid, libc::SIGTERM);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let before_sigterm = before_sigterm.unwrap_or_else(&said);
+    // 10 s: the process tree, and whatever else the step started, killed.
+    let left = session_members(pid);
+    for p in &left {
+        signal(*p, libc::SIGKILL);
+    }
+    if exited.is_none() {
+        let _ = child.wait();
+    }
+    wait_for("every process of the step to be gone", Duration::from_secs(10), || session_members(pid).is_empty());
+    std::thread::sleep(Duration::from_millis(200));
+    Cancelled {
+        _emu: emu,
+        proxy,
+        fleet,
+        runner,
+        entry,
+        cancelled_at,
+        before_sigterm,
+        said: said(),
+        exited,
+        killed: left.len(),
+        starts,
+        _files: files,
+    }
+}
+
+impl Cancelled {
+    fn dir(&self) -> String {
+        self.fleet.path().join(".stamp/acme/terraform/frontends/production").display().to_string()
+    }
+
+    /// The checks a cancel must pass; the first that fails, said.
+    fn check(&self) -> Result<(), String> {
+        let t = &self.before_sigterm;
+        for needle in [
+            "SIGINT received: stopping gracefully".to_owned(),
+            "running: acme frontends: terraform apply".to_owned(),
+            "stamp status acme".to_owned(),
+            format!("terraform -chdir={} force-unlock", self.dir()),
+        ] {
+            if !t.contains(&needle) {
+                return Err(format!("before the SIGTERM, stamp had not said {needle:?}:\n{t}"));
+            }
+        }
+        // Terraform saved what it created, and released its lock.
+        let state = self.fleet.state(BUCKET, "acme/frontends/production");
+        let created: Vec<String> = state["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| format!("{}.{}", r["type"].as_str().unwrap(), r["name"].as_str().unwrap()))
+            .collect();
+        if !created.contains(&"terraform_data.frontend".to_owned()) {
+            return Err(format!("the frontends state lacks what terraform created: {created:?}"));
+        }
+        let objects = self.fleet.aws(&["s3api", "list-objects-v2", "--bucket", BUCKET, "--query", "Contents[].Key", "--output", "text"]);
+        if objects.contains(".tflock") {
+            return Err(format!("a state lock is left: {objects}"));
+        }
+        // Nothing started after the cancel: no stand-in resource, no create call.
+        let starts = std::fs::read_to_string(&self.starts).unwrap_or_default();
+        for line in starts.lines() {
+            let at: f64 = line.split(' ').next().unwrap().parse().unwrap();
+            if at > self.cancelled_at {
+                return Err(format!("a resource was started {:.1}s after the cancel: {line}", at - self.cancelled_at));
+            }
+        }
+        for f in self.proxy.faults().iter().filter(|f| f["rule"] != 0) {
+            let at = f["time"].as_f64().unwrap();
+            if at > self.cancelled_at {
+                return Err(format!("{} {} was called {:.1}s after the cancel", f["method"], f["path"], at - self.cancelled_at));
+            }
+        }
+        if self.killed > 0 || self.exited.and_then(|s| s.code()) != Some(130) {
+            return Err(format!(
+                "the step did not end by itself with 130 (interrupted) before the SIGKILL: {:?}, {} process(es) killed",
+                self.exited, self.killed
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_cancelled_deploy_step_stops_stamp_which_lets_terraform_save_its_state_and_starts_nothing_more() {
+    let c = cancel_the_deploy_step(true);
+    if let Err(e) = c.check() {
+        panic!("{e}\n--- the step's output\n{}", c.said);
+    }
+    let log = c.fleet.log("acme", "frontends");
+    assert!(log.contains("Interrupt received") && !log.contains("Two interrupts received"), "{log}");
+    assert!(!c.fleet.buckets().contains(&"tfstate-123456789012-globex".to_owned()), "globex was never started");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(c.fleet.path().join(".stamp/acme/last-run.json")).unwrap()).unwrap();
+    assert_eq!(report["status"], "interrupted");
+
+    // The job is cancelled: the status step runs and puts stamp status in the summary.
+    let wf = gha::repo().join(".github/workflows/deploy.yml");
+    let files = tempfile::tempdir().unwrap();
+    for f in ["output", "summary"] {
+        std::fs::write(files.path().join(f), "").unwrap();
+    }
+    let script = files.path().join("status.sh");
+    let needs = json!({"plan": {"result": "success", "outputs": {}}, "approve": {"result": "skipped"}, "canary": {"result": "success"}});
+    let step = c.runner.render_step(StepAt { workflow: &wf, job: "deploy", id: "status" }, &script, &c.entry, &needs, "cancelled");
+    assert!(step.runs, "`if: cancelled() || failure()` runs after a cancel");
+    let out = in_fleet(&c.fleet, &step.argv[0])
+        .args(&step.argv[1..])
+        .envs(runner_env(&c.fleet, files.path(), &step.env))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let summary = std::fs::read_to_string(files.path().join("summary")).unwrap();
+    assert!(summary.contains("acme") && summary.contains("globex"), "the job summary:\n{summary}");
+}
+
+#[test]
+fn the_old_step_without_exec_fails_the_same_checks_stamp_never_hears_of_the_cancel() {
+    let c = cancel_the_deploy_step(false);
+    let failed = c.check().expect_err("without exec the cancel must be lost");
+    eprintln!("the old step fails the cancel's checks: {failed}");
+    assert!(!c.before_sigterm.contains("SIGINT received"), "bash passed the SIGINT on?\n{}", c.said);
+    assert!(c.killed > 0, "stamp ran on until the SIGKILL ({:?})", c.exited);
+}

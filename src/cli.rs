@@ -7,10 +7,13 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::names::{CustomerName, EnvName};
 
+/// `stamp --version`: the version and the commit it was built from (build.rs).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("STAMP_BUILD_COMMIT_INFO"), ")");
+
 #[derive(Debug, Parser)]
 #[command(
     name = "stamp",
-    version,
+    version = VERSION,
     about = "Stamp out one isolated copy of the service's AWS infrastructure per customer",
     long_about = "Stamp out one isolated copy of the service's AWS infrastructure per customer:\n\
                   state bucket -> terraform/vpc -> packer AMI -> terraform/frontends/<env>.",

@@ -708,12 +708,19 @@ pub const LOCK_HELD: &str = "Error acquiring the state lock";
 /// A state lock held right now: the object `<state key>.tflock` the S3 backend
 /// writes with `use_lockfile = true` (who, what, since when, and the ID that
 /// `terraform force-unlock` takes).
-#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct LockInfo {
     pub who: String,
     pub operation: String,
     pub created: String,
     pub id: String,
+}
+
+impl LockInfo {
+    /// "runner@ci-7 (OperationTypeApply, since 2026-11-25T10:00:00Z, lock ID 5e1d...)".
+    pub fn describe(&self) -> String {
+        format!("{} ({}, since {}, lock ID {})", self.who, self.operation, self.created, self.id)
+    }
 }
 
 /// The lock object of the state at `key`, parsed; `None` when no lock is held.

@@ -207,6 +207,25 @@ pub fn summary_markdown(command: &str, reports: &[RunReport], wall: Duration) ->
             s.push('\n');
         }
     }
+    // plan: a stack planned while another run held its state lock.
+    let locks: Vec<String> = reports
+        .iter()
+        .flat_map(|r| {
+            r.stages.iter().filter_map(move |st| {
+                st.plan.lock_held.as_ref().map(|l| format!("- 🔒 **{}** {}: held by {}", cell(&r.customer), st.name, cell(&l.describe())))
+            })
+        })
+        .collect();
+    if !locks.is_empty() {
+        s.push_str(&format!(
+            "\n> [!NOTE]\n> {} stack(s) were planned while another run held their state lock: that run may change what this plan shows.\n\n",
+            locks.len()
+        ));
+        for l in locks {
+            s.push_str(&l);
+            s.push('\n');
+        }
+    }
     // drift: what differs from the state, out of band.
     let drifted: Vec<String> = reports
         .iter()

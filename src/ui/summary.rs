@@ -80,6 +80,11 @@ pub fn summary_text_styled(r: &RunReport, colour: bool) -> String {
         if destroys > 0 {
             s.push_str(&format!("{}\n", loud(&format!("!! {destroys} resource(s) would be destroyed or replaced"), colour)));
         }
+        for st in r.stages.iter() {
+            if let Some(l) = &st.plan.lock_held {
+                s.push_str(&format!("{}\n", warn(&lock_held_line(&r.customer, st.name, l), colour)));
+            }
+        }
     }
     let mut flat: Vec<(String, String)> = Vec::new();
     // In pipeline order, not alphabetical.
@@ -108,6 +113,15 @@ pub fn summary_text_styled(r: &RunReport, colour: bool) -> String {
     }
     s.push_str(&format!("logs: {}\n", r.log_dir.display()));
     s
+}
+
+/// A plan made while another run held the stack's state lock (a plan takes none).
+fn lock_held_line(customer: &str, stage: Stage, l: &crate::customer::report::LockInfo) -> String {
+    format!(
+        "lock: {customer} {stage}: the state lock is held by {}: another run is changing this stack, so this plan may be out of date; \
+         `stamp status {customer}` shows it and how to release it if no run is active",
+        l.describe()
+    )
 }
 
 fn value_text(v: &Value) -> String {
@@ -163,6 +177,13 @@ pub fn fleet_text_styled(reports: &[RunReport], wall: Duration, colour: bool) ->
         .collect();
     for p in &placeholders {
         s.push_str(&format!("{}\n", warn(p, colour)));
+    }
+    for r in reports {
+        for st in &r.stages {
+            if let Some(l) = &st.plan.lock_held {
+                s.push_str(&format!("{}\n", warn(&lock_held_line(&r.customer, st.name, l), colour)));
+            }
+        }
     }
     let destroys: Vec<(&str, Stage, &ResourceChange)> = reports
         .iter()

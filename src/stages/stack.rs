@@ -17,7 +17,7 @@ use crate::names::{AmiId, BucketName};
 use crate::render::{self, Backend};
 use crate::stages::init_cache;
 use crate::tools::process::{StageLog, Stream, Tail, ToolCommand};
-use crate::tools::terraform::{self, Outputs, ShownPlanJson, TfEvent};
+use crate::tools::terraform::{self, Action, Outputs, ShownPlanJson, TfEvent};
 use crate::ui::events::{Stage, Status};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -591,25 +591,21 @@ async fn approve(p: &Pipeline, plan: &ShownPlan) -> Result<(), Error> {
                 Err(Error::stage(format!("{stage}: apply cancelled; nothing was changed in this stage")))
             }
         }
-        Approval::Approved(approved) => {
-            let unseen = unseen_destroys(&plan.planned, approved.get(&(p.name().to_owned(), stage)));
-            if unseen.is_empty() {
-                Ok(())
-            } else {
-                Err(Error::stage_hint(
-                    format!("{stage}: not applied: the plan now would {}, which the approved plan did not show", unseen.join(", ")),
-                    format!("something changed since the plan was approved; run `stamp plan {}` and deploy again", p.name()),
-                ))
-            }
+        Approval::Approved(reviewed) => {
+            let unseen = unseen_destroys(&plan.planned, reviewed.destroys.get(&(p.name().to_owned(), stage)));
+            if unseen.is_empty() { Ok(()) } else { Err(reviewed.refusal(p.name(), stage, &unseen)) }
         }
     }
 }
 
 /// The destroys and replacements of `planned` that the approved plan did not show.
+/// A tainted resource's replacement is not asked about: its create failed part-way
+/// (or an operator tainted it), and the deploy that follows a failed one (a re-run
+/// of the same approved plan) must replace it to go on.
 pub fn unseen_destroys(planned: &[PlannedChange], shown: Option<&std::collections::BTreeSet<String>>) -> Vec<String> {
     planned
         .iter()
-        .filter(|c| c.destroys() && !shown.is_some_and(|s| s.contains(&c.address)))
+        .filter(|c| c.destroys() && !(c.action == Action::Replace && c.tainted) && !shown.is_some_and(|s| s.contains(&c.address)))
         .map(|c| format!("{} {}", c.action, c.address))
         .collect()
 }
@@ -919,7 +915,7 @@ mod tests {
     #[test]
     fn an_approved_plan_covers_only_the_destroys_it_showed() {
         use crate::tools::terraform::Action;
-        let change = |action: Action, address: &str| PlannedChange { action, address: address.into(), attributes: vec![] };
+        let change = |action: Action, address: &str| PlannedChange { action, address: address.into(), attributes: vec![], tainted: false };
         let planned = vec![
             change(Action::Update, "aws_lb.this"),
             change(Action::Replace, "aws_db_instance.this"),
@@ -929,5 +925,7 @@ mod tests {
         assert_eq!(unseen_destroys(&planned, Some(&shown)), vec!["replace aws_db_instance.this"]);
         assert_eq!(unseen_destroys(&planned, None).len(), 2, "nothing shown: every destroy is unseen");
         assert!(unseen_destroys(&planned[..1], None).is_empty(), "updates need no showing");
+        let tainted = PlannedChange { tainted: true, ..change(Action::Replace, "aws_db_instance.this") };
+        assert!(unseen_destroys(std::slice::from_ref(&tainted), None).is_empty(), "a tainted resource is replaced whatever was shown");
     }
 }

@@ -29,7 +29,9 @@ fn warn(text: &str, colour: bool) -> String {
 /// One planned change: terraform's marker, the action, the address; a destroy or
 /// replacement is marked `!!` (and red in a terminal).
 fn change_line(indent: &str, who: &str, c: &ResourceChange, colour: bool) -> String {
-    let line = format!("{indent}{} {:>3} {:<8} {who}{}", if c.destroys() { "!!" } else { "  " }, c.action.marker(), c.action, c.address);
+    let tainted = if c.tainted { " (tainted: its create failed, or it was tainted by hand)" } else { "" };
+    let line =
+        format!("{indent}{} {:>3} {:<8} {who}{}{tainted}", if c.destroys() { "!!" } else { "  " }, c.action.marker(), c.action, c.address);
     if c.destroys() { format!("{}\n", loud(&line, colour)) } else { format!("{line}\n") }
 }
 
@@ -415,7 +417,7 @@ mod tests {
     }
 
     fn rc(address: &str, action: Action) -> ResourceChange {
-        ResourceChange { address: address.into(), action, attributes: vec![] }
+        ResourceChange { address: address.into(), action, attributes: vec![], tainted: false }
     }
 
     #[test]

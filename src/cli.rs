@@ -7,10 +7,13 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::names::{CustomerName, EnvName};
 
+/// `stamp --version`: the version and the commit it was built from (build.rs).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("STAMP_BUILD_COMMIT_INFO"), ")");
+
 #[derive(Debug, Parser)]
 #[command(
     name = "stamp",
-    version,
+    version = VERSION,
     about = "Stamp out one isolated copy of the service's AWS infrastructure per customer",
     long_about = "Stamp out one isolated copy of the service's AWS infrastructure per customer:\n\
                   state bucket -> terraform/vpc -> packer AMI -> terraform/frontends/<env>.",
@@ -61,6 +64,17 @@ pub enum Command {
         /// failed or interrupted one resumes at the stage that did not finish.
         #[arg(long, value_enum, value_name = "STAGE")]
         from: Option<StageArg>,
+        /// Apply only what this plan file (written by `stamp plan --out FILE`) shows:
+        /// a stack whose plan now destroys or replaces a resource the file does not
+        /// list for that customer and stack is not applied. Counts as approval (no
+        /// --auto-approve needed).
+        #[arg(long, value_name = "FILE")]
+        approved_plan: Option<PathBuf>,
+        /// With --auto-approve (or without a terminal): apply destroys and
+        /// replacements too (refused by default without --approved-plan; also
+        /// `[fleet] allow_destroy = true`).
+        #[arg(long, conflicts_with = "approved_plan")]
+        allow_destroy: bool,
     },
     /// Show what a deploy would change, building nothing.
     Plan {
@@ -71,6 +85,9 @@ pub enum Command {
         /// Print the run summary as JSON on stdout.
         #[arg(long)]
         json: bool,
+        /// Also write the plan as JSON to FILE, for `stamp deploy --approved-plan FILE`.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// Compare each deployed stack with the real infrastructure (refresh-only plan:
     /// "drifted") and with the configuration (normal plan: "pending"); changes nothing.

@@ -56,6 +56,8 @@ struct RawFleet {
     git_id: Option<Spanned<String>>,
     /// Customers deployed first by `--canary K` (in this order).
     canary: Option<Spanned<Vec<String>>>,
+    /// A non-interactive deploy may destroy and replace without an approved plan.
+    allow_destroy: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -308,6 +310,10 @@ pub struct Fleet {
     pub packer_only: Vec<String>,
     /// `[fleet] canary`: the customers `--canary K` takes first, in this order.
     pub canary: Vec<CustomerName>,
+    /// `[fleet] allow_destroy = true`: where it says so ("stamp.toml:7"). A deploy
+    /// with `--auto-approve` (or without a terminal) may then destroy and replace
+    /// resources without an approved plan, as with `--allow-destroy`.
+    pub allow_destroy: Option<String>,
     pub vpc_vars: StageVars,
     pub packer_vars: StageVars,
     pub frontends_vars: StageVars,
@@ -483,6 +489,12 @@ impl Fleet {
                     .collect::<Result<Vec<_>, _>>()?,
                 None => Vec::new(),
             },
+            allow_destroy: raw
+                .fleet
+                .allow_destroy
+                .as_ref()
+                .filter(|a| *a.get_ref())
+                .map(|a| format!("{}:{}", path.display(), line_of(text, a.span().start))),
             vpc_vars: StageVars::default(),
             packer_vars: StageVars::default(),
             frontends_vars: StageVars::default(),

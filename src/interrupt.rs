@@ -46,6 +46,27 @@ pub struct StateLock {
 }
 
 impl StateLock {
+    /// The lock of a customer's stack: its state at `key` in `bucket`, its working
+    /// copy `<work>/<customer>/terraform/<rel>`. `--config` is named in the commands
+    /// only when stamp would not find the fleet file by default (`./stamp.toml`).
+    pub fn of_stack(fleet: &crate::config::Fleet, customer: &str, region: &str, bucket: &str, key: &str, rel: &Path) -> Self {
+        let default_config = std::env::current_dir().map(|d| d.join("stamp.toml")).ok();
+        let same = |a: &Path, b: &Path| a == b || a.canonicalize().ok().is_some_and(|a| b.canonicalize().is_ok_and(|b| a == b));
+        let config = match default_config {
+            Some(d) if same(&fleet.config_path, &d) => None,
+            _ => Some(fleet.config_path.clone()),
+        };
+        StateLock {
+            customer: customer.to_owned(),
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            region: region.to_owned(),
+            dir: fleet.paths.work.join(customer).join("terraform").join(rel),
+            endpoint: fleet.aws.endpoint.clone(),
+            config,
+        }
+    }
+
     pub fn object(&self) -> String {
         format!("s3://{}/{}.tflock", self.bucket, self.key)
     }

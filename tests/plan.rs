@@ -142,3 +142,52 @@ fn a_customer_whose_ami_is_not_deployed_plans_frontends_with_a_placeholder_ami()
     assert_ne!(ami, "ami-00000000000000000");
     assert_eq!(fleet.state("tfstate-123456789012-acme", "acme/frontends/production")["outputs"]["ami_id"]["value"], ami);
 }
+
+#[test]
+fn a_plan_takes_no_state_lock_and_names_the_run_that_holds_one() {
+    let emu = Emulator::start();
+    let fleet = Fleet::new(&emu);
+    fleet.customer("acme", "git_id = \"v1\"\n");
+    fleet.stamp(&["deploy", "acme", "--auto-approve"]).ok();
+    let bucket = "tfstate-123456789012-acme";
+
+    // Another run holds the vpc's lock (a deploy applying it, or one that was killed).
+    let lock = r#"{"ID":"5e1d2c3b-aaaa-bbbb-cccc-000000000002","Operation":"OperationTypeApply","Who":"runner@ci-7","Version":"1.11.4","Created":"2026-11-25T10:00:00Z"}"#;
+    let lock_file = fleet.path().join("lock.json");
+    std::fs::write(&lock_file, lock).unwrap();
+    fleet.aws(&["s3", "cp", lock_file.to_str().unwrap(), &format!("s3://{bucket}/acme/vpc.tflock")]);
+
+    // The plan neither waits for that lock nor fails on it: it takes none. It says who holds it.
+    let plan = fleet.stamp(&["plan", "acme", "--json", "--lock-timeout", "2s"]).ok().json();
+    let vpc = stage(&plan, "vpc");
+    assert_eq!(vpc["status"], "unchanged", "{plan:#}");
+    assert_eq!(
+        vpc["lock_held"],
+        serde_json::json!({"who": "runner@ci-7", "operation": "OperationTypeApply", "created": "2026-11-25T10:00:00Z",
+                           "id": "5e1d2c3b-aaaa-bbbb-cccc-000000000002"}),
+        "{vpc:#}"
+    );
+    assert!(stage(&plan, "frontends").get("lock_held").is_none(), "only the vpc's lock is held: {plan:#}");
+    let text = fleet.stamp(&["plan", "acme", "--lock-timeout", "2s"]).ok();
+    assert!(
+        text.stdout.contains(
+            "lock: acme vpc: the state lock is held by runner@ci-7 (OperationTypeApply, since 2026-11-25T10:00:00Z, lock ID 5e1d2c3b-aaaa-bbbb-cccc-000000000002)"
+        ),
+        "{}",
+        text.stdout
+    );
+    assert!(text.stdout.contains("state lock held by runner@ci-7"), "the stage's detail says it too: {}", text.stdout);
+
+    // The lock is the other run's, untouched; and no plan wrote a lock of its own to S3
+    // (the log of every terraform plan shows -lock=false).
+    let left = fleet.aws(&["s3", "cp", &format!("s3://{bucket}/acme/vpc.tflock"), "-"]);
+    assert!(left.contains("5e1d2c3b-aaaa-bbbb-cccc-000000000002"), "{left}");
+    assert!(
+        fleet.aws_raw(&["s3api", "head-object", "--bucket", bucket, "--key", "acme/frontends/production.tflock"]).status.code() != Some(0)
+    );
+    for s in ["vpc", "frontends"] {
+        let log = fleet.log("acme", s);
+        let plans: Vec<&str> = log.lines().filter(|l| l.contains("] $ ") && l.contains(" plan ")).collect();
+        assert!(!plans.is_empty() && plans.iter().all(|l| l.contains(" -lock=false")), "{s}: {plans:#?}");
+    }
+}

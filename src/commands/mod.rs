@@ -7,6 +7,7 @@ mod drift;
 mod list;
 mod matrix;
 mod outputs;
+mod plan_file;
 mod run;
 mod status;
 mod validate;
@@ -56,14 +57,17 @@ async fn run(cli: Cli) -> Result<(), Error> {
     let fleet = Fleet::load(&cli.config, &EnvOverrides::from_process())?;
     let plain = cli.no_progress || !std::io::stderr().is_terminal() || std::env::var_os("CI").is_some();
     match &cli.command {
-        Command::Deploy { target, fleet: f, auto_approve, rebuild_ami, json, no_smoke, from } => {
+        Command::Deploy { target, fleet: f, auto_approve, rebuild_ami, json, no_smoke, from, approved_plan, allow_destroy } => {
             let mut args = RunArgs::new(&fleet, target, f, *auto_approve, *rebuild_ami, *json, plain)?;
             args.no_smoke = *no_smoke;
             args.from = from.map(Into::into);
+            args.approved_plan = approved_plan.clone();
+            args.allow_destroy = *allow_destroy;
             run::run(fleet, crate::customer::report::Operation::Deploy, args).await
         }
-        Command::Plan { target, fleet: f, json } => {
-            let args = RunArgs::new(&fleet, target, f, false, false, *json, plain)?;
+        Command::Plan { target, fleet: f, json, out } => {
+            let mut args = RunArgs::new(&fleet, target, f, false, false, *json, plain)?;
+            args.out = out.clone();
             run::run(fleet, crate::customer::report::Operation::Plan, args).await
         }
         Command::Drift { target, fleet: f, json } => {

@@ -1,13 +1,13 @@
 //! deploy, plan, destroy (one customer or a fleet) and render.
 
-use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::cancel::Stop;
 use crate::cli::{FleetArgs, Target};
 use crate::config::Fleet;
-use crate::customer::pipeline::{Approval, ApprovedDestroys, Options, Pipeline};
+use crate::customer::pipeline::{Approval, Options, Pipeline, Reviewed, Reviewer, planned_destroys};
 use crate::customer::plan::CustomerPlan;
 use crate::customer::report::{Operation, RunReport};
 use crate::error::{EXIT_INTERRUPTED, EXIT_STAGE_FAILED, EXIT_USAGE, Error};
@@ -34,6 +34,12 @@ pub struct RunArgs {
     pub no_smoke: bool,
     /// `deploy --from STAGE`.
     pub from: Option<crate::ui::events::Stage>,
+    /// `deploy --approved-plan FILE`.
+    pub approved_plan: Option<PathBuf>,
+    /// `deploy --allow-destroy`.
+    pub allow_destroy: bool,
+    /// `plan --out FILE`.
+    pub out: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -70,6 +76,9 @@ impl RunArgs {
             plain,
             no_smoke: false,
             from: None,
+            approved_plan: None,
+            allow_destroy: false,
+            out: None,
         })
     }
 }
@@ -104,6 +113,14 @@ pub fn resolve_all(ctx: &FleetContext, names: &[CustomerName], env: Option<&EnvN
 }
 
 pub async fn run(fleet: Fleet, op: Operation, args: RunArgs) -> Result<(), Error> {
+    // Read and checked before anything starts: a bad file is exit 2.
+    let approved_plan = match &args.approved_plan {
+        Some(f) => Some(Rc::new(super::plan_file::read(f)?)),
+        None => None,
+    };
+    if let Some(out) = &args.out {
+        super::plan_file::check_out(out)?;
+    }
     let tools = find::find_tools(&fleet, op)?;
     let ctx = Rc::new(FleetContext::new(fleet, Some(tools)).with_policy(&args.policy));
     let plans = resolve_all(&ctx, &args.names, args.env.as_ref())?;
@@ -114,13 +131,31 @@ pub async fn run(fleet: Fleet, op: Operation, args: RunArgs) -> Result<(), Error
     let sink = super::sink(args.plain, plans.len());
     let approval = match op {
         Operation::Plan | Operation::Render => Approval::Auto,
+        // The reviewed plan is the approval: no terminal or --auto-approve needed.
+        Operation::Deploy if let Some(reviewed) = approved_plan => Approval::Approved(reviewed),
+        // Unattended: destroys and replacements only when allowed.
+        Operation::Deploy if args.auto_approve => {
+            if args.allow_destroy {
+                Approval::Auto
+            } else if let Some(at) = &ctx.fleet.allow_destroy {
+                eprintln!("note: destroys and replacements are allowed without an approved plan: [fleet] allow_destroy = true ({at})");
+                Approval::Auto
+            } else {
+                Approval::Approved(Rc::new(Reviewed::nothing()))
+            }
+        }
         _ if args.auto_approve => Approval::Auto,
         _ if !prompt::interactive() => {
-            let verb = if op == Operation::Destroy { "destroy" } else { "apply" };
-            return Err(Error::usage_hint(
-                format!("refusing to {verb} without a terminal to confirm"),
-                "pass --auto-approve (CI) or run it in a terminal",
-            ));
+            let (verb, how) = if op == Operation::Destroy {
+                ("destroy", "pass --auto-approve (CI) or run it in a terminal")
+            } else {
+                (
+                    "apply",
+                    "deploy a reviewed plan with --approved-plan FILE (written by `stamp plan --out FILE`), pass --auto-approve \
+                     (CI; it applies no destroy or replacement without --allow-destroy), or run it in a terminal",
+                )
+            };
+            return Err(Error::usage_hint(format!("refusing to {verb} without a terminal to confirm"), how));
         }
         _ if !several => Approval::Ask(Rc::new(TerminalApprover { sink: sink.clone() })),
         Operation::Deploy => approve_fleet_plan(&ctx, &plans, &args).await?,
@@ -132,7 +167,13 @@ pub async fn run(fleet: Fleet, op: Operation, args: RunArgs) -> Result<(), Error
     drop(sink);
     let wall = started.elapsed();
     let reports: Vec<RunReport> = outcomes.iter().map(|o| o.report.clone()).collect();
-    let ci = crate::ui::github::after_run(op, &reports, wall);
+    // Written whatever the plans' results: a customer whose plan failed is listed
+    // without stacks, so a deploy of that file destroys nothing of it.
+    let written = match &args.out {
+        Some(out) => super::plan_file::write(out, &reports, wall),
+        None => Ok(()),
+    };
+    let ci = crate::ui::github::after_run(op, &reports, wall).and(written);
     match (finish(op, outcomes, wall, args.json), ci) {
         (Ok(()), Err(e)) => Err(e),
         (result, _) => result,
@@ -224,7 +265,6 @@ async fn approve_fleet_plan(ctx: &Rc<FleetContext>, plans: &[CustomerPlan], args
     let quiet: Rc<dyn crate::ui::events::EventSink> = Rc::new(Discard);
     let opts = Options { approval: Approval::Auto, rebuild_ami: false, no_smoke: true, from: None };
     let outcomes = scheduler::run(ctx.clone(), plans.to_vec(), Operation::Plan, opts, &args.policy, quiet, Stop::new()).await;
-    let mut approved = ApprovedDestroys::new();
     let mut text = String::from("\nThe fleet's plan:\n");
     let mut failed = Vec::new();
     for o in &outcomes {
@@ -250,8 +290,6 @@ async fn approve_fleet_plan(ctx: &Rc<FleetContext>, plans: &[CustomerPlan], args
                     crate::customer::report::Placeholder::label(&st.plan.placeholders)
                 ));
             }
-            let set: BTreeSet<String> = st.destroys.iter().filter_map(|d| d.split_once(' ').map(|(_, a)| a.to_owned())).collect();
-            approved.insert((r.customer.clone(), st.name), set);
         }
     }
     if !failed.is_empty() {
@@ -265,7 +303,10 @@ async fn approve_fleet_plan(ctx: &Rc<FleetContext>, plans: &[CustomerPlan], args
     }
     text.push_str(&format!("Apply these changes to {} customers? Only 'yes' will be accepted: ", plans.len()));
     match prompt::ask(&text).await {
-        Ok(a) if a == "yes" => Ok(Approval::Approved(Rc::new(approved))),
+        Ok(a) if a == "yes" => {
+            let destroys = planned_destroys(outcomes.iter().map(|o| &o.report));
+            Ok(Approval::Approved(Rc::new(Reviewed { destroys, by: Reviewer::Prompt })))
+        }
         Ok(_) => Err(Error::stage("apply cancelled; nothing was changed")),
         Err(()) => Err(Error::Interrupted(None)),
     }

@@ -48,16 +48,90 @@ pub trait Approver {
 /// The destroys and replacements an operator saw and approved, per customer and stack.
 pub type ApprovedDestroys = BTreeMap<(String, Stage), BTreeSet<String>>;
 
+/// The destroys and replacements each customer's stacks planned, from their plan
+/// reports: what a fleet's plan shown for approval, or a plan file written by
+/// `stamp plan --out`, lists.
+pub fn planned_destroys<'a>(reports: impl IntoIterator<Item = &'a RunReport>) -> ApprovedDestroys {
+    let mut out = ApprovedDestroys::new();
+    for r in reports {
+        for st in &r.stages {
+            let set: BTreeSet<String> = st.plan.resources.iter().filter(|c| c.destroys()).map(|c| c.address.clone()).collect();
+            out.entry((r.customer.clone(), st.name)).or_default().extend(set);
+        }
+    }
+    out
+}
+
+/// Which destroys and replacements may be applied, and who reviewed them.
+#[derive(Debug)]
+pub struct Reviewed {
+    pub destroys: ApprovedDestroys,
+    pub by: Reviewer,
+}
+
+/// Where the reviewed destroys come from (what a refusal tells the operator to do).
+#[derive(Debug, Clone)]
+pub enum Reviewer {
+    /// The fleet's plan, shown in the terminal and approved there.
+    Prompt,
+    /// `deploy --approved-plan FILE`: a plan recorded by `stamp plan --out FILE`.
+    PlanFile(PathBuf),
+    /// No one: a deploy with `--auto-approve` (or without a terminal), without an
+    /// approved plan and without `--allow-destroy` or `[fleet] allow_destroy`.
+    Nobody,
+}
+
+impl Reviewed {
+    /// Nothing may be destroyed or replaced.
+    pub fn nothing() -> Self {
+        Self { destroys: ApprovedDestroys::new(), by: Reviewer::Nobody }
+    }
+
+    /// The error for a stack whose plan would destroy or replace `unseen`, which
+    /// were not reviewed: the stack is not applied.
+    pub fn refusal(&self, customer: &str, stage: Stage, unseen: &[String]) -> Error {
+        let what = unseen.join(", ");
+        match &self.by {
+            Reviewer::Prompt => Error::stage_hint(
+                format!("{stage}: not applied: the plan now would {what}, which the approved plan did not show"),
+                format!("something changed since the plan was approved; run `stamp plan {customer}` and deploy again"),
+            ),
+            Reviewer::PlanFile(f) => Error::stage_hint(
+                format!(
+                    "{stage}: not applied: the plan now would {what}, which the approved plan {} does not list for {customer} {stage}; \
+                     nothing was changed in this stack",
+                    f.display()
+                ),
+                format!(
+                    "something changed since that plan was made: plan again (`stamp plan {customer} --out FILE`), have the new plan \
+                     reviewed and approved, then deploy with `--approved-plan FILE`"
+                ),
+            ),
+            Reviewer::Nobody => Error::stage_hint(
+                format!(
+                    "{stage}: not applied: the plan would {what}; a deploy without a terminal to ask (or with --auto-approve) destroys \
+                     and replaces nothing that was not reviewed; nothing was changed in this stack"
+                ),
+                format!(
+                    "review the plan with `stamp plan {customer} --out plan.json` and deploy exactly that with `--approved-plan \
+                     plan.json`; or allow destroys and replacements with --allow-destroy (this run) or `[fleet] allow_destroy = true` \
+                     in stamp.toml"
+                ),
+            ),
+        }
+    }
+}
+
 /// How an apply is approved.
 #[derive(Clone)]
 pub enum Approval {
-    /// `--auto-approve`.
+    /// `--auto-approve` with destroys allowed; plan, destroy.
     Auto,
     /// Ask for each stack with changes.
     Ask(Rc<dyn Approver>),
-    /// The fleet's plan was shown and approved once: apply, unless a stack would now
-    /// destroy or replace something the approved plan did not show.
-    Approved(Rc<ApprovedDestroys>),
+    /// Apply, unless a stack would destroy or replace something that was not
+    /// reviewed: the fleet's plan shown once, an approved plan file, or nothing.
+    Approved(Rc<Reviewed>),
 }
 
 #[derive(Clone)]

@@ -14,7 +14,7 @@ use crate::ui::events::{Stage, Status};
 /// stack stages carry `resources`, `placeholder(s)` and (drift) `drifted`.
 pub const SCHEMA_VERSION: u32 = 2;
 
-pub use crate::tools::terraform::{Action, ResourceChange};
+pub use crate::tools::terraform::{Action, LockInfo, ResourceChange};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -129,6 +129,10 @@ pub struct PlanDetail {
     /// (a refresh-only plan); `None` when not checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drifted: Option<Vec<ResourceChange>>,
+    /// plan only: the stack's state lock, held by another run while this plan (which
+    /// takes no lock) read the state: that run may change what the plan shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_held: Option<LockInfo>,
 }
 
 /// What one stage did.

@@ -17,7 +17,7 @@ use crate::names::{AmiId, BucketName};
 use crate::render::{self, Backend};
 use crate::stages::init_cache;
 use crate::tools::process::{StageLog, Stream, Tail, ToolCommand};
-use crate::tools::terraform::{self, Outputs, ShownPlanJson, TfEvent};
+use crate::tools::terraform::{self, Action, Outputs, ShownPlanJson, TfEvent};
 use crate::ui::events::{Stage, Status};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +61,10 @@ pub async fn run(
         Err(Error::Tool(f)) if f.hint.is_none() && f.tail.iter().any(|l| l.contains(terraform::LOCK_HELD)) => {
             Err(Error::Tool(Box::new(lock_held(&api, *f, &lock, p.ctx.lock_timeout()).await)))
         }
+        Ok(done) if mode == Mode::PlanOnly => {
+            let held = held_lock(p, stage, &lock).await;
+            Ok(with_held_lock(done, held))
+        }
         r => r,
     }
 }
@@ -93,23 +97,33 @@ async fn lock_held(api: &crate::tools::s3::AwsApi, mut f: ToolFailure, lock: &in
 
 /// Where the stack's state lock is, for what stamp prints on an interrupt.
 fn state_lock(p: &Pipeline, stage: Stage, bucket: &BucketName) -> interrupt::StateLock {
-    let fleet = &p.ctx.fleet;
     let job = p.plan.job(stage);
-    let default_config = std::env::current_dir().map(|d| d.join("stamp.toml")).ok();
-    let same = |a: &Path, b: &Path| a == b || a.canonicalize().ok().is_some_and(|a| b.canonicalize().is_ok_and(|b| a == b));
-    let config = match default_config {
-        Some(d) if same(&fleet.config_path, &d) => None,
-        _ => Some(fleet.config_path.clone()),
-    };
-    interrupt::StateLock {
-        customer: p.name().to_owned(),
-        bucket: bucket.to_string(),
-        key: job.key.clone(),
-        region: p.plan.customer.region.to_string(),
-        dir: p.work.join("terraform").join(&job.rel),
-        endpoint: fleet.aws.endpoint.clone(),
-        config,
+    let region = p.plan.customer.region.to_string();
+    interrupt::StateLock::of_stack(&p.ctx.fleet, p.name(), &region, bucket.as_str(), &job.key, Path::new(&job.rel))
+}
+
+/// A plan takes no lock (`-lock=false`): another run may hold it and be changing
+/// the stack meanwhile. Who holds it, if anyone (read once the plan is made); a
+/// lock that cannot be read is only noted in the stage log.
+async fn held_lock(p: &mut Pipeline, stage: Stage, lock: &interrupt::StateLock) -> Option<terraform::LockInfo> {
+    match lock.read(&p.aws.api).await {
+        Ok(held) => held,
+        Err(e) => {
+            if let Ok(mut log) = p.log(stage) {
+                log.note(&format!("stamp: could not read {} to see whether another run holds it: {e}", lock.object()));
+            }
+            None
+        }
     }
+}
+
+/// A plan's result with the lock another run holds, in its detail and its report.
+fn with_held_lock(mut done: StageDone<Outputs>, held: Option<terraform::LockInfo>) -> StageDone<Outputs> {
+    if let Some(l) = &held {
+        done.detail.push_str(&format!("; state lock held by {}: another run is changing this stack", l.describe()));
+    }
+    done.plan.lock_held = held;
+    done
 }
 
 /// What every run of a deployed stack starts with: its log, the working copy synced,
@@ -147,6 +161,11 @@ async fn run_stack(
     let mut extra = vec![];
     if mode == Mode::Destroy {
         extra.push("-destroy");
+    }
+    // A plan writes no state, so it takes no lock: a read-only identity can run it,
+    // and it neither waits for nor blocks a deploy (`run` says who holds the lock).
+    if mode == Mode::PlanOnly {
+        extra.push("-lock=false");
     }
     // The saved plan holds every input and attribute in clear: it is removed when
     // this stage ends, applied or not, failed or not.
@@ -344,9 +363,18 @@ pub async fn plan_scratch(
         placeholder,
         placeholders: scratch.placeholders,
         empty_state: scratch.bucket.is_none(),
-        drifted: None,
+        ..PlanDetail::default()
     };
-    Ok(StageDone { value: Outputs::new(), status, detail, changes: Some(changes), plan })
+    let done = StageDone { value: Outputs::new(), status, detail, changes: Some(changes), plan };
+    // The real backend, read without its lock: another run may be creating this stack.
+    match scratch.bucket {
+        Some(b) => {
+            let lock = state_lock(p, stage, b);
+            let held = held_lock(p, stage, &lock).await;
+            Ok(with_held_lock(done, held))
+        }
+        None => Ok(done),
+    }
 }
 
 /// `drift` for one deployed stack: a refresh-only plan (what changed in the real
@@ -563,25 +591,21 @@ async fn approve(p: &Pipeline, plan: &ShownPlan) -> Result<(), Error> {
                 Err(Error::stage(format!("{stage}: apply cancelled; nothing was changed in this stage")))
             }
         }
-        Approval::Approved(approved) => {
-            let unseen = unseen_destroys(&plan.planned, approved.get(&(p.name().to_owned(), stage)));
-            if unseen.is_empty() {
-                Ok(())
-            } else {
-                Err(Error::stage_hint(
-                    format!("{stage}: not applied: the plan now would {}, which the approved plan did not show", unseen.join(", ")),
-                    format!("something changed since the plan was approved; run `stamp plan {}` and deploy again", p.name()),
-                ))
-            }
+        Approval::Approved(reviewed) => {
+            let unseen = unseen_destroys(&plan.planned, reviewed.destroys.get(&(p.name().to_owned(), stage)));
+            if unseen.is_empty() { Ok(()) } else { Err(reviewed.refusal(p.name(), stage, &unseen)) }
         }
     }
 }
 
 /// The destroys and replacements of `planned` that the approved plan did not show.
+/// A tainted resource's replacement is not asked about: its create failed part-way
+/// (or an operator tainted it), and the deploy that follows a failed one (a re-run
+/// of the same approved plan) must replace it to go on.
 pub fn unseen_destroys(planned: &[PlannedChange], shown: Option<&std::collections::BTreeSet<String>>) -> Vec<String> {
     planned
         .iter()
-        .filter(|c| c.destroys() && !shown.is_some_and(|s| s.contains(&c.address)))
+        .filter(|c| c.destroys() && !(c.action == Action::Replace && c.tainted) && !shown.is_some_and(|s| s.contains(&c.address)))
         .map(|c| format!("{} {}", c.action, c.address))
         .collect()
 }
@@ -891,7 +915,7 @@ mod tests {
     #[test]
     fn an_approved_plan_covers_only_the_destroys_it_showed() {
         use crate::tools::terraform::Action;
-        let change = |action: Action, address: &str| PlannedChange { action, address: address.into(), attributes: vec![] };
+        let change = |action: Action, address: &str| PlannedChange { action, address: address.into(), attributes: vec![], tainted: false };
         let planned = vec![
             change(Action::Update, "aws_lb.this"),
             change(Action::Replace, "aws_db_instance.this"),
@@ -901,5 +925,7 @@ mod tests {
         assert_eq!(unseen_destroys(&planned, Some(&shown)), vec!["replace aws_db_instance.this"]);
         assert_eq!(unseen_destroys(&planned, None).len(), 2, "nothing shown: every destroy is unseen");
         assert!(unseen_destroys(&planned[..1], None).is_empty(), "updates need no showing");
+        let tainted = PlannedChange { tainted: true, ..change(Action::Replace, "aws_db_instance.this") };
+        assert!(unseen_destroys(std::slice::from_ref(&tainted), None).is_empty(), "a tainted resource is replaced whatever was shown");
     }
 }

@@ -421,6 +421,11 @@ pub struct ResourceChange {
     /// a map's key), for an update; empty when terraform gave no values.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attributes: Vec<String>,
+    /// A replacement because the resource is tainted: its create failed part-way
+    /// (a failed provisioner, a timeout) or someone ran `terraform taint`. It is
+    /// replaced whatever changed, so an approval check does not ask about it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tainted: bool,
 }
 
 fn blank(v: &Value) -> bool {
@@ -527,7 +532,8 @@ pub fn parse_plan_json(json: &str) -> Result<ShownPlanJson, String> {
                     }
                     _ => Vec::new(),
                 };
-                out.push(ResourceChange { address: address.to_owned(), action, attributes });
+                let tainted = rc.get("action_reason").and_then(Value::as_str) == Some("replace_because_tainted");
+                out.push(ResourceChange { address: address.to_owned(), action, attributes, tainted });
             }
         }
         Ok(out)
@@ -552,14 +558,17 @@ pub struct StreamedPlan {
 impl StreamedPlan {
     pub fn see(&mut self, ev: &TfEvent) {
         match ev {
-            TfEvent::PlannedChange { address, action } => match action.as_str() {
-                "create" => self.changes.push(ResourceChange { address: address.clone(), action: Action::Create, attributes: vec![] }),
-                "delete" => self.changes.push(ResourceChange { address: address.clone(), action: Action::Delete, attributes: vec![] }),
-                "replace" => self.changes.push(ResourceChange { address: address.clone(), action: Action::Replace, attributes: vec![] }),
-                // A data source read is not a change of the stack (as in `parse_plan_json`).
-                "read" => {}
-                _ => self.incomplete = true,
-            },
+            TfEvent::PlannedChange { address, action, reason } => {
+                let change = |action| ResourceChange { address: address.clone(), action, attributes: vec![], tainted: reason == "tainted" };
+                match action.as_str() {
+                    "create" => self.changes.push(change(Action::Create)),
+                    "delete" => self.changes.push(change(Action::Delete)),
+                    "replace" => self.changes.push(change(Action::Replace)),
+                    // A data source read is not a change of the stack (as in `parse_plan_json`).
+                    "read" => {}
+                    _ => self.incomplete = true,
+                }
+            }
             TfEvent::ResourceDrift { .. } => self.incomplete = true,
             TfEvent::ChangeSummary { add, change, remove, operation } if operation == "plan" => {
                 self.summary = Some((*add, *change, *remove))
@@ -591,6 +600,8 @@ pub enum TfEvent {
     PlannedChange {
         address: String,
         action: String,
+        /// Why a resource is replaced or deleted ("tainted", "requested", ...), or "".
+        reason: String,
     },
     /// What a refresh found changed outside terraform (`resource_drift`).
     ResourceDrift {
@@ -636,7 +647,7 @@ pub fn parse_event(line: &str) -> Option<TfEvent> {
         "planned_change" => {
             let c = v.get("change")?;
             let address = c.get("resource").map(|r| s(r, "addr")).unwrap_or_default();
-            TfEvent::PlannedChange { address, action: s(c, "action") }
+            TfEvent::PlannedChange { address, action: s(c, "action"), reason: s(c, "reason") }
         }
         "resource_drift" => {
             let c = v.get("change")?;
@@ -708,12 +719,19 @@ pub const LOCK_HELD: &str = "Error acquiring the state lock";
 /// A state lock held right now: the object `<state key>.tflock` the S3 backend
 /// writes with `use_lockfile = true` (who, what, since when, and the ID that
 /// `terraform force-unlock` takes).
-#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct LockInfo {
     pub who: String,
     pub operation: String,
     pub created: String,
     pub id: String,
+}
+
+impl LockInfo {
+    /// "runner@ci-7 (OperationTypeApply, since 2026-11-25T10:00:00Z, lock ID 5e1d...)".
+    pub fn describe(&self) -> String {
+        format!("{} ({}, since {}, lock ID {})", self.who, self.operation, self.created, self.id)
+    }
 }
 
 /// The lock object of the state at `key`, parsed; `None` when no lock is held.
@@ -1060,7 +1078,8 @@ data "terraform_remote_state" "vpc" {
             vec![ResourceChange {
                 address: "aws_security_group.app".into(),
                 action: Action::Update,
-                attributes: vec!["ingress".into(), "tags.env".into()]
+                attributes: vec!["ingress".into(), "tags.env".into()],
+                tainted: false,
             }]
         );
         assert!(parse_plan_json(r#"{"resource_changes":[]}"#).is_err(), "not a plan");
@@ -1075,6 +1094,7 @@ data "terraform_remote_state" "vpc" {
             address: address.into(),
             action,
             attributes: attrs.iter().map(|a| a.to_string()).collect(),
+            tainted: false,
         };
         let drift = vec![
             rc("aws_vpc.this", Action::Update, &["tags.env", "tags_all.env"]),

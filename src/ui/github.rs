@@ -207,6 +207,25 @@ pub fn summary_markdown(command: &str, reports: &[RunReport], wall: Duration) ->
             s.push('\n');
         }
     }
+    // plan: a stack planned while another run held its state lock.
+    let locks: Vec<String> = reports
+        .iter()
+        .flat_map(|r| {
+            r.stages.iter().filter_map(move |st| {
+                st.plan.lock_held.as_ref().map(|l| format!("- 🔒 **{}** {}: held by {}", cell(&r.customer), st.name, cell(&l.describe())))
+            })
+        })
+        .collect();
+    if !locks.is_empty() {
+        s.push_str(&format!(
+            "\n> [!NOTE]\n> {} stack(s) were planned while another run held their state lock: that run may change what this plan shows.\n\n",
+            locks.len()
+        ));
+        for l in locks {
+            s.push_str(&l);
+            s.push('\n');
+        }
+    }
     // drift: what differs from the state, out of band.
     let drifted: Vec<String> = reports
         .iter()
@@ -313,6 +332,15 @@ pub fn output_text(r: &RunReport) -> String {
     s
 }
 
+/// A plan's `$GITHUB_OUTPUT` lines: `change_count` (resources to add, change,
+/// destroy or replace over the selection), `destroy_count` (to destroy or replace)
+/// and `customers` (the names of those with any change, space-separated).
+pub fn plan_output_text(reports: &[RunReport]) -> String {
+    let changes = reports.iter().map(RunReport::changes).fold(crate::customer::report::Changes::default(), |a, b| a.plus(b));
+    let changed: Vec<&str> = reports.iter().filter(|r| r.changes().total() > 0).map(|r| r.customer.as_str()).collect();
+    format!("change_count={}\ndestroy_count={}\ncustomers={}\n", changes.total(), changes.destroy + changes.replace, changed.join(" "))
+}
+
 /// A heredoc delimiter that does not occur in `value`.
 fn delimiter(value: &str) -> String {
     let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
@@ -332,6 +360,17 @@ fn delimiter(value: &str) -> String {
 /// be written are an error (later steps would read nothing).
 pub fn after_run(op: Operation, reports: &[RunReport], wall: Duration) -> Result<(), Error> {
     let ci = super::ci::get();
+    // A plan's counts for the next steps (`if: steps.plan.outputs.destroy_count != '0'`).
+    if op == Operation::Plan
+        && let Some(path) = &ci.env.output
+    {
+        append(path, &plan_output_text(reports)).map_err(|e| {
+            Error::stage_hint(
+                format!("cannot write the plan's outputs to $GITHUB_OUTPUT: {e}"),
+                "the runner sets GITHUB_OUTPUT to a writable file; check the step's environment",
+            )
+        })?;
+    }
     if !ci.github() {
         return Ok(());
     }
@@ -418,8 +457,12 @@ mod tests {
     fn a_drift_summary_lists_the_drifted_resources_with_their_attributes() {
         use crate::tools::terraform::{Action, ResourceChange};
         let mut vpc = stage(Stage::Vpc, Status::Ok, None, &[]);
-        vpc.plan.drifted =
-            Some(vec![ResourceChange { address: "aws_vpc.this".into(), action: Action::Update, attributes: vec!["tags.env".into()] }]);
+        vpc.plan.drifted = Some(vec![ResourceChange {
+            address: "aws_vpc.this".into(),
+            action: Action::Update,
+            attributes: vec!["tags.env".into()],
+            tainted: false,
+        }]);
         let acme = report("acme", Operation::Drift, Status::Ok, vec![vpc]);
         let md = summary_markdown("drift", &[acme], Duration::from_secs(3));
         assert!(md.contains("> 1 resource(s) drifted from their state:"), "{md}");

@@ -29,7 +29,9 @@ fn warn(text: &str, colour: bool) -> String {
 /// One planned change: terraform's marker, the action, the address; a destroy or
 /// replacement is marked `!!` (and red in a terminal).
 fn change_line(indent: &str, who: &str, c: &ResourceChange, colour: bool) -> String {
-    let line = format!("{indent}{} {:>3} {:<8} {who}{}", if c.destroys() { "!!" } else { "  " }, c.action.marker(), c.action, c.address);
+    let tainted = if c.tainted { " (tainted: its create failed, or it was tainted by hand)" } else { "" };
+    let line =
+        format!("{indent}{} {:>3} {:<8} {who}{}{tainted}", if c.destroys() { "!!" } else { "  " }, c.action.marker(), c.action, c.address);
     if c.destroys() { format!("{}\n", loud(&line, colour)) } else { format!("{line}\n") }
 }
 
@@ -80,6 +82,11 @@ pub fn summary_text_styled(r: &RunReport, colour: bool) -> String {
         if destroys > 0 {
             s.push_str(&format!("{}\n", loud(&format!("!! {destroys} resource(s) would be destroyed or replaced"), colour)));
         }
+        for st in r.stages.iter() {
+            if let Some(l) = &st.plan.lock_held {
+                s.push_str(&format!("{}\n", warn(&lock_held_line(&r.customer, st.name, l), colour)));
+            }
+        }
     }
     let mut flat: Vec<(String, String)> = Vec::new();
     // In pipeline order, not alphabetical.
@@ -108,6 +115,15 @@ pub fn summary_text_styled(r: &RunReport, colour: bool) -> String {
     }
     s.push_str(&format!("logs: {}\n", r.log_dir.display()));
     s
+}
+
+/// A plan made while another run held the stack's state lock (a plan takes none).
+fn lock_held_line(customer: &str, stage: Stage, l: &crate::customer::report::LockInfo) -> String {
+    format!(
+        "lock: {customer} {stage}: the state lock is held by {}: another run is changing this stack, so this plan may be out of date; \
+         `stamp status {customer}` shows it and how to release it if no run is active",
+        l.describe()
+    )
 }
 
 fn value_text(v: &Value) -> String {
@@ -163,6 +179,13 @@ pub fn fleet_text_styled(reports: &[RunReport], wall: Duration, colour: bool) ->
         .collect();
     for p in &placeholders {
         s.push_str(&format!("{}\n", warn(p, colour)));
+    }
+    for r in reports {
+        for st in &r.stages {
+            if let Some(l) = &st.plan.lock_held {
+                s.push_str(&format!("{}\n", warn(&lock_held_line(&r.customer, st.name, l), colour)));
+            }
+        }
     }
     let destroys: Vec<(&str, Stage, &ResourceChange)> = reports
         .iter()
@@ -394,7 +417,7 @@ mod tests {
     }
 
     fn rc(address: &str, action: Action) -> ResourceChange {
-        ResourceChange { address: address.into(), action, attributes: vec![] }
+        ResourceChange { address: address.into(), action, attributes: vec![], tainted: false }
     }
 
     #[test]

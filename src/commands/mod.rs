@@ -41,14 +41,16 @@ pub fn main(cli: Cli) -> i32 {
             eprintln!("error: {e}");
             return e.exit_code();
         }
-        match run(cli).await {
+        let code = match run(cli).await {
             Ok(()) => EXIT_OK,
             Err(e) => {
                 eprintln!("error: {e}");
                 crate::ui::github::annotate(&e, None);
                 e.exit_code()
             }
-        }
+        };
+        crate::ui::github::notice_held_back();
+        code
     })
 }
 

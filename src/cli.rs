@@ -179,6 +179,12 @@ pub enum Command {
         /// else [fleet] canary, else name order), false to the others.
         #[arg(long, value_name = "K", default_value_t = 0)]
         canary: usize,
+        /// At most N matrix entries (1-256; GitHub runs at most 256 jobs per matrix):
+        /// each canary alone and first, the other customers by (region, name) in
+        /// near-equal groups, each entry {"job","customers","count","region","env","canary"}
+        /// for `stamp deploy $customers`.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+        max_jobs: Option<u16>,
     },
 }
 

@@ -79,3 +79,79 @@ fn status_reads_the_states_and_shows_revisions_locks_and_the_undeployed() {
     assert!(bad.stderr.contains("error: globex: s3://tfstate-123456789012-globex/globex/vpc is not a state"), "{}", bad.stderr);
     assert!(bad.stdout.lines().any(|l| l.starts_with("acme") && l.contains("v1")), "{}", bad.stdout);
 }
+
+/// After a cancelled or failed deploy a workflow step runs `stamp status`: under
+/// GitHub Actions its table goes to the job summary, with the held lock, its holder
+/// and the exact commands to check and release it, which work as printed.
+#[test]
+fn status_under_github_actions_puts_the_table_and_a_held_lock_in_the_job_summary() {
+    let emu = Emulator::start();
+    let fleet = Fleet::new(&emu);
+    fleet.customer("acme", "git_id = \"v1\"\n");
+    fleet.stamp(&["deploy", "acme", "--auto-approve"]).ok();
+    let lock = r#"{"ID":"5e1d2c3b-aaaa-bbbb-cccc-000000000003","Operation":"OperationTypeApply","Who":"runner@ci-7","Version":"1.11.4","Created":"2026-11-25T10:00:00Z"}"#;
+    let lock_file = fleet.path().join("lock.json");
+    std::fs::write(&lock_file, lock).unwrap();
+    let object = "s3://tfstate-123456789012-acme/acme/frontends/production.tflock";
+    fleet.aws(&["s3", "cp", lock_file.to_str().unwrap(), object]);
+
+    let summary = fleet.path().join("summary.md");
+    std::fs::write(&summary, "## the deploy step\n\n").unwrap();
+    let args = ["status", "acme"];
+    let out = fleet
+        .stamp_cmd(&args)
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .env("GITHUB_WORKSPACE", fleet.path())
+        .output()
+        .unwrap();
+    Run::from(out, &args).ok();
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(md.starts_with("## the deploy step\n\n### `stamp status`: 1 customer, 1 with a state lock held\n"), "appended: {md}");
+    assert!(md.contains("| CUSTOMER | ENV | REGION | REVISION | AMI | VPC | FRONTENDS | LOCK | LAST RUN | URL |"), "{md}");
+    let row = md.lines().find(|l| l.starts_with("| acme |")).unwrap_or_else(|| panic!("no row: {md}"));
+    assert!(row.contains("| production | eu-west-1 | v1 |") && row.contains("| LOCKED frontends/production | deploy ok |"), "{row}");
+    assert!(
+        md.contains(
+            "**acme** frontends/production: the state lock is held by runner@ci-7 (OperationTypeApply, since 2026-11-25T10:00:00Z, \
+             lock ID 5e1d2c3b-aaaa-bbbb-cccc-000000000003)"
+        ),
+        "{md}"
+    );
+    // The commands, as printed, in the order given: check, then release.
+    let blocks: Vec<&str> = md.split("```sh\n").skip(1).map(|b| b.split("\n```").next().unwrap()).collect();
+    assert_eq!(blocks.len(), 2, "{md}");
+    let check: Vec<&str> = blocks[0].lines().collect();
+    assert_eq!(check[0], "stamp status acme");
+    assert_eq!(check[1], format!("aws s3 cp {object} - --region eu-west-1 --endpoint-url {}", fleet.endpoint));
+    let release = blocks[1];
+    let dir = fleet.path().join(".stamp/acme/terraform/frontends/production");
+    assert_eq!(release, format!("terraform -chdir={} force-unlock 5e1d2c3b-aaaa-bbbb-cccc-000000000003", dir.display()));
+
+    // They work as printed: the check shows the lock, the release removes it.
+    let shell = |command: &str, input: &str| {
+        let mut c = std::process::Command::new("bash");
+        fleet.trust(&mut c);
+        let path = format!("{}:{}", common::tools().display(), std::env::var("PATH").unwrap_or_default());
+        let mut child = c
+            .args(["-c", command])
+            .current_dir(fleet.path())
+            .env("PATH", path)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_PAGER", "")
+            .env("TF_CLI_CONFIG_FILE", common::tools().join("../terraformrc"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{command}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(shell(check[1], "").contains("5e1d2c3b-aaaa-bbbb-cccc-000000000003"));
+    shell(release, "yes\n");
+    assert!(!fleet.aws_raw(&["s3", "ls", object]).status.success(), "the lock is still there");
+}

@@ -19,7 +19,7 @@ use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::config::{Customer, Fleet};
 use crate::error::{EXIT_USAGE, Error};
@@ -34,6 +34,8 @@ pub struct MatrixArgs {
     /// Mark the first K customers `"canary": true` (names: command-line order, else
     /// `[fleet] canary`, else name order), the others `false`.
     pub canary: usize,
+    /// `--max-jobs N`: customers grouped into at most N entries (`jobs`).
+    pub max_jobs: Option<usize>,
 }
 
 /// What a changed file does to the matrix.
@@ -175,21 +177,106 @@ pub fn matrix(fleet: &Fleet, args: &MatrixArgs) -> Result<(), Error> {
     }
 
     let canaries = pick_canaries(fleet, &sel, &chosen.keys().cloned().collect::<Vec<_>>(), args.canary);
-    let include: Vec<serde_json::Value> = customers
-        .iter()
-        .filter(|c| chosen.contains_key(&c.name))
-        .map(|c| {
-            let mut row = json!({"customer": c.name.as_str(), "env": c.env.as_str(), "region": c.region.as_str()});
-            if args.canary > 0 {
-                row["canary"] = json!(canaries.contains(&c.name));
-            }
-            row
-        })
-        .collect();
+    let include: Vec<Value> = match args.max_jobs {
+        None => customers
+            .iter()
+            .filter(|c| chosen.contains_key(&c.name))
+            .map(|c| {
+                let mut row = json!({"customer": c.name.as_str(), "env": c.env.as_str(), "region": c.region.as_str()});
+                if args.canary > 0 {
+                    row["canary"] = json!(canaries.contains(&c.name));
+                }
+                row
+            })
+            .collect(),
+        Some(n) => {
+            let row = |c: &Customer| Row { name: c.name.to_string(), env: c.env.to_string(), region: c.region.to_string() };
+            let by_name = |n: &CustomerName| customers.iter().find(|c| &c.name == n).map(row);
+            let first: Vec<Row> = canaries.iter().filter_map(by_name).collect();
+            let rest: Vec<Row> =
+                customers.iter().filter(|c| chosen.contains_key(&c.name) && !canaries.contains(&c.name)).map(row).collect();
+            jobs(first, rest, n).map_err(|m| {
+                Error::usage_hint(format!("--max-jobs {n}: {m}"), "raise --max-jobs, or lower --canary (each canary is a job of its own)")
+            })?
+        }
+    };
+    let matrix = json!({ "include": include });
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{}", json!({ "include": include }));
+    let _ = writeln!(out, "{matrix}");
     let _ = out.flush();
+    if let Some(path) = &crate::ui::ci::get().env.output {
+        crate::ui::github::append(path, &output_text(&include)).map_err(|e| {
+            Error::stage_hint(
+                format!("cannot write the matrix to $GITHUB_OUTPUT: {e}"),
+                "the runner sets GITHUB_OUTPUT to a writable file; check the step's environment",
+            )
+        })?;
+    }
     Ok(())
+}
+
+/// A customer as a matrix entry sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub name: String,
+    pub env: String,
+    pub region: String,
+}
+
+/// `--max-jobs N`: at most `max_jobs` entries, each canary alone and first (in the
+/// given order), then the others ordered by (region, name) and cut into near-equal
+/// contiguous groups (the larger ones first). Every customer is in exactly one
+/// entry; an entry's region and env are its first customer's.
+pub fn jobs(canaries: Vec<Row>, mut rest: Vec<Row>, max_jobs: usize) -> Result<Vec<Value>, String> {
+    let entries = canaries.len() + usize::from(!rest.is_empty());
+    if entries > max_jobs {
+        return Err(format!(
+            "{} canaries (one job each){} need {entries} jobs",
+            canaries.len(),
+            if rest.is_empty() { "" } else { " and at least one job for the other customers" }
+        ));
+    }
+    let entry = |i: usize, group: &[Row], canary: bool| {
+        let names: Vec<&str> = group.iter().map(|r| r.name.as_str()).collect();
+        json!({
+            "job": (i + 1).to_string(),
+            "customers": names.join(" "),
+            "count": group.len(),
+            "region": group[0].region,
+            "env": group[0].env,
+            "canary": canary,
+        })
+    };
+    let mut out: Vec<Value> = canaries.iter().enumerate().map(|(i, c)| entry(i, std::slice::from_ref(c), true)).collect();
+    if rest.is_empty() {
+        return Ok(out);
+    }
+    rest.sort_by(|a, b| (&a.region, &a.name).cmp(&(&b.region, &b.name)));
+    let groups = (max_jobs - canaries.len()).min(rest.len());
+    let (base, larger) = (rest.len() / groups, rest.len() % groups);
+    let mut start = 0;
+    for g in 0..groups {
+        let len = base + usize::from(g < larger);
+        out.push(entry(out.len(), &rest[start..start + len], false));
+        start += len;
+    }
+    Ok(out)
+}
+
+/// The `$GITHUB_OUTPUT` lines of a matrix: `matrix`, `count`, and the same for the
+/// canary entries (`canary`, `canary_count`) and the others (`rest`, `rest_count`),
+/// each matrix one line of compact JSON (`{"include":[]}` when empty).
+pub fn output_text(include: &[Value]) -> String {
+    let (canary, rest): (Vec<&Value>, Vec<&Value>) = include.iter().partition(|e| e["canary"] == json!(true));
+    format!(
+        "matrix={}\ncount={}\ncanary={}\ncanary_count={}\nrest={}\nrest_count={}\n",
+        json!({ "include": include }),
+        include.len(),
+        json!({ "include": canary }),
+        canary.len(),
+        json!({ "include": rest }),
+        rest.len()
+    )
 }
 
 /// Every selected customer, sorted by name; all the invalid files are reported, then exit 2.
@@ -377,6 +464,45 @@ mod tests {
         assert_eq!(e("packer/template.json"), Effect::None);
         assert_eq!(e("app/tpl/a.erb"), Effect::All);
         assert_eq!(e("templates/app/a.erb"), Effect::None);
+    }
+
+    fn rows(spec: &[(&str, &str)]) -> Vec<Row> {
+        spec.iter().map(|(n, r)| Row { name: (*n).into(), env: "production".into(), region: (*r).into() }).collect()
+    }
+
+    #[test]
+    fn jobs_put_canaries_alone_first_and_cut_the_rest_by_region_and_name() {
+        let canaries = rows(&[("zeta", "us-east-1")]);
+        let rest = rows(&[("b", "us-east-1"), ("a", "us-east-1"), ("c", "eu-west-1"), ("d", "eu-west-1"), ("e", "eu-west-1")]);
+        let j = jobs(canaries, rest, 3).unwrap();
+        let cell = |i: usize, k: &str| j[i][k].clone();
+        assert_eq!(j.len(), 3);
+        assert_eq!((cell(0, "job"), cell(0, "customers"), cell(0, "canary")), (json!("1"), json!("zeta"), json!(true)));
+        // eu-west-1 sorts first; 5 into 2 groups: 3 then 2, contiguous.
+        assert_eq!((cell(1, "customers"), cell(1, "count"), cell(1, "region")), (json!("c d e"), json!(3), json!("eu-west-1")));
+        assert_eq!((cell(2, "job"), cell(2, "customers"), cell(2, "region")), (json!("3"), json!("a b"), json!("us-east-1")));
+        assert_eq!(cell(2, "canary"), json!(false));
+        // Fewer customers than jobs: one each; no customer: no entry.
+        assert_eq!(jobs(vec![], rows(&[("a", "x"), ("b", "x")]), 256).unwrap().len(), 2);
+        assert!(jobs(vec![], vec![], 1).unwrap().is_empty());
+        // Canaries need a job each, and the rest one more.
+        assert!(jobs(rows(&[("a", "x")]), rows(&[("b", "x")]), 1).unwrap_err().contains("need 2 jobs"));
+        assert_eq!(jobs(rows(&[("a", "x")]), vec![], 1).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_github_output_splits_canaries_from_the_rest() {
+        let j = jobs(rows(&[("a", "x")]), rows(&[("b", "x")]), 4).unwrap();
+        let text = output_text(&j);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[1], "count=2");
+        assert!(lines[2].starts_with("canary={\"include\":[{") && lines[2].contains("\"customers\":\"a\""), "{text}");
+        assert_eq!(lines[3], "canary_count=1");
+        assert_eq!(lines[5], "rest_count=1");
+        assert_eq!(
+            output_text(&[]),
+            "matrix={\"include\":[]}\ncount=0\ncanary={\"include\":[]}\ncanary_count=0\nrest={\"include\":[]}\nrest_count=0\n"
+        );
     }
 
     #[test]

@@ -41,14 +41,16 @@ pub fn main(cli: Cli) -> i32 {
             eprintln!("error: {e}");
             return e.exit_code();
         }
-        match run(cli).await {
+        let code = match run(cli).await {
             Ok(()) => EXIT_OK,
             Err(e) => {
                 eprintln!("error: {e}");
                 crate::ui::github::annotate(&e, None);
                 e.exit_code()
             }
-        }
+        };
+        crate::ui::github::notice_held_back();
+        code
     })
 }
 
@@ -92,9 +94,10 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Status { target, json } => status::status(&fleet, &select(&fleet, target)?, target.env.as_ref(), *json).await,
         Command::List { json } => list::list(&fleet, *json),
         Command::Doctor => doctor::doctor(&fleet).await,
-        Command::Matrix { customers, all, tag, changed_since, canary } => {
+        Command::Matrix { customers, all, tag, changed_since, canary, max_jobs } => {
             let selector = Selector { names: customers.clone(), all: *all, tags: tag.clone() };
-            matrix::matrix(&fleet, &matrix::MatrixArgs { selector, changed_since: changed_since.clone(), canary: *canary })
+            let max_jobs = max_jobs.map(usize::from);
+            matrix::matrix(&fleet, &matrix::MatrixArgs { selector, changed_since: changed_since.clone(), canary: *canary, max_jobs })
         }
     }
 }

@@ -132,6 +132,14 @@ pub async fn status(fleet: &Fleet, names: &[CustomerName], env: Option<&EnvName>
     }
 
     let failed = rows.iter().filter(|r| r.error.is_some()).count();
+    let locks = held_locks(fleet, &rows);
+    // Under GitHub Actions (a step after a cancelled or failed deploy): the table in
+    // the job summary, with each held lock and the commands to check and release it.
+    if let Some(path) = &crate::ui::ci::get().env.step_summary
+        && let Err(e) = crate::ui::github::append(path, &summary_markdown(&rows, &locks, SystemTime::now()))
+    {
+        eprintln!("warning: cannot append the status to $GITHUB_STEP_SUMMARY: {e}");
+    }
     if as_json {
         let summary = serde_json::json!({
             "total": rows.len(),
@@ -150,20 +158,19 @@ pub async fn status(fleet: &Fleet, names: &[CustomerName], env: Option<&EnvName>
             rows.iter().filter(|r| r.stacks.values().any(|s| s.lock.is_some())).count(),
             started.elapsed().as_secs_f64()
         );
-        for r in &rows {
-            for (stack, s) in &r.stacks {
-                if let Some(l) = &s.lock {
-                    eprintln!(
-                        "{}: the {stack} state is locked by {} ({}, since {}). If no run is active any more, check and release it with:\n    terraform -chdir={} force-unlock {}",
-                        r.customer,
-                        l.who,
-                        l.operation,
-                        l.created,
-                        fleet.paths.work.join(&r.customer).join("terraform").join(stack).display(),
-                        l.id
-                    );
-                }
-            }
+        for h in &locks {
+            eprintln!(
+                "{}: the {} state is locked by {} ({}, since {}). If no run is active any more, check and release it with:\n    {}\n    {}",
+                h.customer,
+                h.stack,
+                h.info.who,
+                h.info.operation,
+                h.info.created,
+                h.lock.aws_command(),
+                h.lock.unlock_command(&h.info.id)
+            );
+        }
+        for r in rows.iter() {
             if let Some(e) = &r.error {
                 eprintln!("error: {}: {e}", r.customer);
             }
@@ -261,6 +268,69 @@ fn last_run(work: &std::path::Path) -> Option<LastRun> {
     Some(LastRun { operation: r.operation.as_str().to_owned(), status, started_at: r.started_at, resumes_at, journal_error })
 }
 
+/// A state lock held right now, and where it is (for the commands that check and
+/// release it).
+pub struct HeldLock {
+    pub customer: String,
+    pub stack: String,
+    pub info: LockInfo,
+    pub lock: crate::interrupt::StateLock,
+}
+
+/// Every lock the rows show, customer by customer.
+fn held_locks(fleet: &Fleet, rows: &[CustomerStatus]) -> Vec<HeldLock> {
+    let mut out = Vec::new();
+    for r in rows {
+        let Some(bucket) = &r.state_bucket else { continue };
+        for (stack, s) in &r.stacks {
+            if let Some(info) = &s.lock {
+                let lock =
+                    crate::interrupt::StateLock::of_stack(fleet, &r.customer, &r.region, bucket, &s.key, std::path::Path::new(stack));
+                out.push(HeldLock { customer: r.customer.clone(), stack: stack.clone(), info: info.clone(), lock });
+            }
+        }
+    }
+    out
+}
+
+/// A Markdown table cell: one line, `|` escaped.
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+/// The status as a job summary section: the table, then each held lock with its
+/// holder and the exact commands to check it and (once no run is active) release it.
+pub fn summary_markdown(rows: &[CustomerStatus], locks: &[HeldLock], now: SystemTime) -> String {
+    let mut s = format!(
+        "### `stamp status`: {} customer{}, {} with a state lock held\n\n",
+        rows.len(),
+        if rows.len() == 1 { "" } else { "s" },
+        rows.iter().filter(|r| r.stacks.values().any(|s| s.lock.is_some())).count()
+    );
+    s.push_str(&format!("| {} |\n|{}\n", HEADER.join(" | "), "---|".repeat(HEADER.len())));
+    for r in rows {
+        s.push_str(&format!("| {} |\n", table_cells(r, now).iter().map(|c| cell(c)).collect::<Vec<_>>().join(" | ")));
+    }
+    for h in locks {
+        s.push_str(&format!(
+            "\n> [!WARNING]\n> **{}** {}: the state lock is held by {}. A run is applying this stack, or one was \
+             cancelled or killed before terraform released it.\n\nCheck it (the lock object; `stamp status` shows it too):\n\n\
+             ```sh\n{}\n{}\n```\n\nOnce no run is active any more, release it (stamp never does):\n\n```sh\n{}\n```\n",
+            cell(&h.customer),
+            cell(&h.stack),
+            cell(&h.info.describe()),
+            h.lock.status_command(),
+            h.lock.aws_command(),
+            h.lock.unlock_command(&h.info.id)
+        ));
+    }
+    for r in rows.iter().filter(|r| r.error.is_some()) {
+        s.push_str(&format!("\n- ❌ **{}**: {}\n", cell(&r.customer), cell(r.error.as_deref().unwrap_or_default())));
+    }
+    s.push('\n');
+    s
+}
+
 /// "deploy failed (resumes at frontends)".
 fn last_run_text(l: &LastRun) -> String {
     let mut s = format!("{} {}", l.operation, l.status);
@@ -272,8 +342,11 @@ fn last_run_text(l: &LastRun) -> String {
     s
 }
 
-/// The status table (stdout).
-pub fn table(rows: &[CustomerStatus], now: SystemTime) -> String {
+/// The status table's columns.
+const HEADER: [&str; 10] = ["CUSTOMER", "ENV", "REGION", "REVISION", "AMI", "VPC", "FRONTENDS", "LOCK", "LAST RUN", "URL"];
+
+/// One row of the status table: its cells, in the header's order.
+fn table_cells(r: &CustomerStatus, now: SystemTime) -> Vec<String> {
     let age = |s: &Option<String>| -> String {
         let Some(t) = s.as_deref().and_then(|t| humantime::parse_rfc3339(t).ok()) else { return "-".into() };
         let secs = now.duration_since(t).map(|d| d.as_secs()).unwrap_or(0);
@@ -284,30 +357,34 @@ pub fn table(rows: &[CustomerStatus], now: SystemTime) -> String {
             _ => format!("{}d ago", secs / 86400),
         }
     };
-    let header = ["CUSTOMER", "ENV", "REGION", "REVISION", "AMI", "VPC", "FRONTENDS", "LOCK", "LAST RUN", "URL"];
-    let mut lines: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+    let stack = |name: &str| -> String {
+        match r.stacks.iter().find(|(k, _)| k.as_str() == name || (name == "frontends" && k.starts_with("frontends"))) {
+            Some((_, s)) if s.deployed => age(&s.applied_at),
+            _ => "not deployed".into(),
+        }
+    };
+    let locks: Vec<String> = r.stacks.iter().filter(|(_, s)| s.lock.is_some()).map(|(k, _)| format!("LOCKED {k}")).collect();
+    vec![
+        r.customer.clone(),
+        r.env.clone(),
+        r.region.clone(),
+        r.revision.clone().unwrap_or_else(|| "-".into()),
+        r.ami_id.clone().unwrap_or_else(|| "-".into()),
+        stack("vpc"),
+        stack("frontends"),
+        if locks.is_empty() { "-".into() } else { locks.join(", ") },
+        r.last_run.as_ref().map(last_run_text).unwrap_or_else(|| "-".into()),
+        if r.error.is_some() { "ERROR (below)".into() } else { r.public_url.clone().unwrap_or_else(|| "-".into()) },
+    ]
+}
+
+/// The status table (stdout).
+pub fn table(rows: &[CustomerStatus], now: SystemTime) -> String {
+    let mut lines: Vec<Vec<String>> = vec![HEADER.iter().map(|s| s.to_string()).collect()];
     for r in rows {
-        let stack = |name: &str| -> String {
-            match r.stacks.iter().find(|(k, _)| k.as_str() == name || (name == "frontends" && k.starts_with("frontends"))) {
-                Some((_, s)) if s.deployed => age(&s.applied_at),
-                _ => "not deployed".into(),
-            }
-        };
-        let locks: Vec<String> = r.stacks.iter().filter(|(_, s)| s.lock.is_some()).map(|(k, _)| format!("LOCKED {k}")).collect();
-        lines.push(vec![
-            r.customer.clone(),
-            r.env.clone(),
-            r.region.clone(),
-            r.revision.clone().unwrap_or_else(|| "-".into()),
-            r.ami_id.clone().unwrap_or_else(|| "-".into()),
-            stack("vpc"),
-            stack("frontends"),
-            if locks.is_empty() { "-".into() } else { locks.join(", ") },
-            r.last_run.as_ref().map(last_run_text).unwrap_or_else(|| "-".into()),
-            if r.error.is_some() { "ERROR (below)".into() } else { r.public_url.clone().unwrap_or_else(|| "-".into()) },
-        ]);
+        lines.push(table_cells(r, now));
     }
-    let widths: Vec<usize> = (0..header.len()).map(|i| lines.iter().map(|l| l[i].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..HEADER.len()).map(|i| lines.iter().map(|l| l[i].chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for l in lines {
         let cells: Vec<String> = l.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();

@@ -211,7 +211,7 @@ impl CiSink {
     fn annotation(&self, status: Status, title: &str, message: &str, file: Option<PathBuf>) -> String {
         let level = if status == Status::Interrupted { "warning" } else { "error" };
         let at = Location { file, ..Default::default() };
-        format!("{}\n", github::annotation(level, &at, title, message, self.workspace.as_deref()))
+        github::capped(github::annotation(level, &at, title, message, self.workspace.as_deref())).map(|l| l + "\n").unwrap_or_default()
     }
 
     /// The whole text of a finished stage.
@@ -373,7 +373,9 @@ impl EventSink for GithubExtras {
                     None => format!("{} failed", e.customer),
                 };
                 let at = Location { file: file.clone(), ..Default::default() };
-                format!("{}\n", github::annotation("error", &at, &title, message, self.workspace.as_deref()))
+                github::capped(github::annotation("error", &at, &title, message, self.workspace.as_deref()))
+                    .map(|l| l + "\n")
+                    .unwrap_or_default()
             }
             _ => String::new(),
         };

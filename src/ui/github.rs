@@ -94,12 +94,69 @@ pub fn error_annotation(e: &Error, fallback: Option<&Path>, workspace: Option<&P
     }
 }
 
-/// Prints `e`'s annotation on stderr when GitHub Actions is on.
+/// Prints `e`'s annotation on stderr when GitHub Actions is on (within the cap).
 pub fn annotate(e: &Error, fallback: Option<&Path>) {
     let ci = super::ci::get();
     if ci.github()
         && let Some(line) = error_annotation(e, fallback, ci.env.workspace.as_deref())
+        && let Some(line) = capped(line)
     {
+        let _ = std::io::stderr().lock().write_all(format!("{line}\n").as_bytes());
+    }
+}
+
+/// GitHub shows at most 10 error annotations per step and drops the others silently:
+/// one run of stamp (a step) prints at most this many, and says how many it held back.
+pub const MAX_ERROR_ANNOTATIONS: usize = 10;
+
+thread_local! {
+    /// Error annotations printed and held back so far. A run of stamp renders on its
+    /// one thread (a current-thread runtime, `commands::main`), so this counts the
+    /// run's; a unit test (a thread of its own) counts its own.
+    static ERRORS: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// An annotation line as it may be printed: an `::error` past the tenth of this run
+/// is held back (and counted) instead; other levels pass.
+pub fn capped(line: String) -> Option<String> {
+    if !line.starts_with("::error") {
+        return Some(line);
+    }
+    ERRORS.with(|c| {
+        let (shown, held) = c.get();
+        if shown < MAX_ERROR_ANNOTATIONS {
+            c.set((shown + 1, held));
+            Some(line)
+        } else {
+            c.set((shown, held + 1));
+            None
+        }
+    })
+}
+
+/// The `::notice` for the error annotations held back, if any (once, at the end of
+/// the run): how many, and where they all are.
+pub fn held_back_notice() -> Option<String> {
+    let held = ERRORS.with(|c| {
+        let (shown, held) = c.get();
+        c.set((shown, 0));
+        held
+    });
+    (held > 0).then(|| {
+        command(
+            "notice",
+            &[("title", "stamp: more errors".into())],
+            &format!(
+                "{held} more error(s) were not annotated (GitHub shows {MAX_ERROR_ANNOTATIONS} per step): every error is in this \
+                 step's log, and each failed customer in the job summary"
+            ),
+        )
+    })
+}
+
+/// Prints the notice of `held_back_notice` on stderr.
+pub fn notice_held_back() {
+    if let Some(line) = held_back_notice() {
         let _ = std::io::stderr().lock().write_all(format!("{line}\n").as_bytes());
     }
 }
@@ -533,5 +590,17 @@ mod tests {
         let start = lines.iter().position(|l| l.starts_with("motd<<ghadelimiter_")).expect(&text);
         let delim = lines[start].trim_start_matches("motd<<");
         assert_eq!(&lines[start + 1..start + 4], ["a", "b", delim]);
+    }
+
+    #[test]
+    fn at_most_ten_error_annotations_then_a_notice_of_how_many_more() {
+        let error = |i: usize| command("error", &[("title", format!("e{i}"))], "boom");
+        let shown = (0..13).filter_map(|i| capped(error(i))).count();
+        assert_eq!(shown, MAX_ERROR_ANNOTATIONS);
+        assert!(capped(command("warning", &[], "w")).is_some(), "warnings are not capped");
+        let notice = held_back_notice().expect("a notice");
+        assert!(notice.starts_with("::notice title=stamp%3A more errors::3 more error(s) were not annotated"), "{notice}");
+        assert!(notice.contains("this step's log") && notice.contains("job summary"), "{notice}");
+        assert_eq!(held_back_notice(), None, "said once");
     }
 }

@@ -12,7 +12,7 @@ mod gha;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use gha::{GhStub, Runner, StepAt, repo, yaml};
+use gha::{GhStub, Runner, StepAt, release, repo, stripped_stamp, yaml};
 use serde_json::{Value, json};
 
 const WORKFLOWS: [&str; 4] = ["deploy.yml", "drift.yml", "pull-request.yml", "release.yml"];
@@ -459,26 +459,6 @@ fn the_drift_job_opens_updates_and_closes_one_issue_per_drifted_customer() {
     assert_eq!((issues[2]["title"].as_str(), issues[2]["state"].as_str()), (Some("stamp drift: acme"), Some("open")));
 }
 
-/// A release archive of the stamp under test, as release.yml builds one, in a
-/// directory laid out as GitHub serves releases (download/v<version>/). `binary`
-/// is the test's stamp without its debug information (the test build carries
-/// 300 MB of it; a release build carries line tables only).
-fn release(binary: &Path, dir: &Path, tag: &str) -> std::process::Output {
-    Command::new(repo().join("scripts/release-archive.sh"))
-        .args(["x86_64-unknown-linux-gnu", tag])
-        .arg(binary)
-        .arg(dir.join("download").join(tag))
-        .output()
-        .unwrap()
-}
-
-fn stripped_stamp(dir: &Path) -> PathBuf {
-    let out = dir.join("stamp");
-    let ok = Command::new("objcopy").arg("--strip-debug").arg(env!("CARGO_BIN_EXE_stamp")).arg(&out).status().expect("run objcopy");
-    assert!(ok.success());
-    out
-}
-
 fn install_workflow(dir: &Path, version: &str, url: &Path) -> PathBuf {
     let wf = dir.join("install.yml");
     let text = format!(
@@ -572,6 +552,34 @@ fn the_stamp_action_installs_a_release_archive_and_refuses_one_whose_checksum_do
     let out = Command::new(repo().join("scripts/install-stamp.sh")).args(["not-a-version", "/nowhere"]).arg(&dest).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("stamp-version `not-a-version` is not a version"));
+}
+
+/// `cargo install --locked --git ... --tag vX.Y.Z stamp`, as README and docs/ci.md
+/// give it: `--locked` builds with the committed Cargo.lock and refuses one that does
+/// not match Cargo.toml; the package's binary is `stamp`; its license file ships.
+#[test]
+fn cargo_install_locked_builds_the_stamp_binary_from_the_committed_lock_file() {
+    let out = Command::new(env!("CARGO"))
+        .args(["metadata", "--locked", "--offline", "--format-version", "1"])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "Cargo.lock does not match Cargo.toml: {}", String::from_utf8_lossy(&out.stderr));
+    let meta: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stamp = meta["packages"].as_array().unwrap().iter().find(|p| p["name"] == "stamp").unwrap();
+    assert!(
+        stamp["targets"].as_array().unwrap().iter().any(|t| t["name"] == "stamp" && t["kind"] == json!(["bin"])),
+        "{:#}",
+        stamp["targets"]
+    );
+    assert_eq!(stamp["license"], "MIT");
+    assert!(std::fs::read_to_string(repo().join("LICENSE")).unwrap().contains("MIT License"));
+    let tracked = Command::new("git").args(["ls-files", "--error-unmatch", "Cargo.lock"]).current_dir(repo()).output().unwrap();
+    assert!(tracked.status.success(), "Cargo.lock must be committed for --locked");
+    for doc in ["README.md", "docs/ci.md"] {
+        let text = std::fs::read_to_string(repo().join(doc)).unwrap();
+        assert!(text.contains("cargo install --locked --git https://github.com/OWNER/stamp --tag v"), "{doc}");
+    }
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

@@ -85,10 +85,13 @@ pub struct Runner {
     pub tool_dirs: Vec<PathBuf>,
     /// Actions served from a directory: ("OWNER/stamp", repo root).
     pub actions: Vec<(String, PathBuf)>,
+    /// Inputs given to an action whatever the step says: ("OWNER/stamp", "download-url", url).
+    pub action_inputs: Vec<(String, String, String)>,
     /// Directories put first on the runner machine's PATH (e.g. a gh stub).
     pub path: Vec<PathBuf>,
-    /// The runner machine's own environment (besides the test's).
+    /// The runner machine's own environment (besides the test's), and what it lacks.
     pub env: Vec<(String, String)>,
+    pub unset: Vec<String>,
     /// render_step: the `steps` context of the steps before it.
     pub steps: Value,
 }
@@ -105,8 +108,10 @@ impl Runner {
             aws_env: json!({}),
             tool_dirs: Vec::new(),
             actions: Vec::new(),
+            action_inputs: Vec::new(),
             path: Vec::new(),
             env: Vec::new(),
+            unset: Vec::new(),
             steps: json!({}),
         }
     }
@@ -135,11 +140,17 @@ impl Runner {
         for (name, dir) in &self.actions {
             c.arg("--action").arg(format!("{name}={}", dir.display()));
         }
+        for (action, k, v) in &self.action_inputs {
+            c.arg("--with").arg(format!("{action}:{k}={v}"));
+        }
         for d in &self.path {
             c.arg("--path").arg(d);
         }
         for (k, v) in &self.env {
             c.arg("--env").arg(format!("{k}={v}"));
+        }
+        for k in &self.unset {
+            c.arg("--unset").arg(k);
         }
         // The runner machine: not the test's own GitHub Actions, if it runs in one.
         for k in [
@@ -255,4 +266,25 @@ impl GhStub {
     pub fn issues(&self) -> Vec<Value> {
         self.state()["issues"].as_array().cloned().unwrap_or_default()
     }
+}
+
+/// A release archive of a stamp binary, as release.yml builds one
+/// (scripts/release-archive.sh), in `dir` laid out as GitHub serves releases
+/// (download/<tag>/).
+pub fn release(binary: &Path, dir: &Path, tag: &str) -> std::process::Output {
+    Command::new(repo().join("scripts/release-archive.sh"))
+        .args(["x86_64-unknown-linux-gnu", tag])
+        .arg(binary)
+        .arg(dir.join("download").join(tag))
+        .output()
+        .unwrap()
+}
+
+/// The stamp under test without its debug information (the test build carries
+/// 300 MB of it; a release build carries line tables only), in `dir`.
+pub fn stripped_stamp(dir: &Path) -> PathBuf {
+    let out = dir.join("stamp");
+    let ok = Command::new("objcopy").arg("--strip-debug").arg(env!("CARGO_BIN_EXE_stamp")).arg(&out).status().expect("run objcopy");
+    assert!(ok.success());
+    out
 }

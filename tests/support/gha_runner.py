@@ -37,8 +37,10 @@ Common options: --github JSON (github context overrides), --vars JSON,
 --steps JSON (render-step: the steps context of the steps before it),
 --secrets JSON ({"": repository secrets, "<environment>": its secrets}),
 --matrix JSON, --needs JSON, --job-status success|failure|cancelled,
---aws-env JSON, --tool-dir DIR (repeatable), --action NAME=DIR (repeatable),
---path DIR (prepended to PATH, repeatable), --env K=V (the runner machine's env).
+--aws-env JSON, --tool-dir DIR (repeatable), --action NAME=DIR (repeatable), --with NAME:INPUT=VALUE (an input of that action
+set whatever the step says, e.g. a local download-url; repeatable),
+--path DIR (prepended to PATH, repeatable), --env K=V and --unset K (the runner
+machine's env).
 """
 
 import argparse
@@ -408,6 +410,8 @@ class Job:
         for kv in a.env or []:
             k, v = kv.split("=", 1)
             self.base_env[k] = v
+        for k in a.unset or []:
+            self.base_env.pop(k, None)
 
     # contexts -------------------------------------------------------------
     def contexts(self, steps, env, extra=None):
@@ -592,6 +596,11 @@ class Job:
         elif name in self.a.actions:
             local = self.a.actions[name]
         if local is not None:
+            for k, v in self.a.overrides.get(name, {}).items():
+                with_[k] = v
+                note = f"{ref}: input {k} given by the test: {v}"
+                if note not in self.replaced:
+                    self.replaced.append(note)
             return self.composite(local, with_, step_env, rec)
         builtin = BUILTINS.get(name)
         if builtin is None:
@@ -663,7 +672,9 @@ def builtin_upload(job, with_, env):
         if to_str(with_.get("if-no-files-found") or "warn") == "error":
             raise ActionFailed(f"upload-artifact: no files for {patterns}")
         return f"copied nothing (no files match {patterns}) into the run's artifact {name}"
-    # The least common ancestor of the matches is the artifact's root, as upload-artifact does.
+    # The artifact's root, as upload-artifact computes it: the common ancestor of the
+    # patterns' search paths (a pattern's part before its first wildcard; a file's
+    # directory), not of the files found.
     files = []
     for f in found:
         if os.path.isdir(f):
@@ -671,7 +682,17 @@ def builtin_upload(job, with_, env):
                 files.extend(os.path.join(root, n) for n in names)
         else:
             files.append(f)
-    base = os.path.commonpath([os.path.dirname(f) for f in files])
+    roots = []
+    for p in patterns:
+        parts = p.rstrip("/").split("/")
+        literal = []
+        for part in parts:
+            if any(c in part for c in "*?["):
+                break
+            literal.append(part)
+        path = os.path.join(job.workspace, *literal)
+        roots.append(os.path.dirname(path) if len(literal) == len(parts) and os.path.isfile(path) else path)
+    base = os.path.commonpath(roots)
     for f in files:
         target = os.path.join(dest, os.path.relpath(f, base))
         os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -789,8 +810,10 @@ def main():
     ap.add_argument("--aws-env", default="{}")
     ap.add_argument("--tool-dir", action="append", default=[])
     ap.add_argument("--action", action="append", default=[])
+    ap.add_argument("--with", dest="with_", action="append", default=[])
     ap.add_argument("--path", action="append", default=[])
     ap.add_argument("--env", action="append", default=[])
+    ap.add_argument("--unset", action="append", default=[])
     a = ap.parse_args()
     a.github_ctx = json.loads(a.github)
     a.vars_ctx = json.loads(a.vars)
@@ -800,6 +823,12 @@ def main():
     a.needs_ctx = json.loads(a.needs)
     a.aws_env = json.loads(a.aws_env)
     a.actions = dict(x.split("=", 1) for x in a.action)
+    # ACTION:INPUT=VALUE: an input the test gives an action whatever the step says.
+    a.overrides = {}
+    for x in a.with_:
+        target, kv = x.split(":", 1)
+        k, v = kv.split("=", 1)
+        a.overrides.setdefault(target, {})[k] = v
     a.state = a.state or tempfile.mkdtemp(prefix="gha-state-")
     wf = load_workflow(a.workflow)
     if a.job not in wf["jobs"]:

@@ -554,6 +554,28 @@ fn the_stamp_action_installs_a_release_archive_and_refuses_one_whose_checksum_do
     assert!(String::from_utf8_lossy(&out.stderr).contains("stamp-version `not-a-version` is not a version"));
 }
 
+/// The shipped workflows, the Travis file and the examples install the release of
+/// this commit's version (Cargo.toml): a release bumps them together, and the tests
+/// that install a release archive of the build under test install that version.
+#[test]
+fn the_ci_files_pin_the_release_of_this_version() {
+    let version = env!("CARGO_PKG_VERSION");
+    let mut files: Vec<PathBuf> = FLEET_WORKFLOWS.iter().map(|w| repo().join(".github/workflows").join(w)).collect();
+    files.extend(FLEET_WORKFLOWS.iter().map(|w| repo().join("examples/fleet-repo/.github/workflows").join(w)));
+    for f in &files {
+        assert_eq!(yaml(f)["env"]["STAMP_VERSION"], version, "{}", f.display());
+    }
+    let travis = std::fs::read_to_string(repo().join(".travis.yml")).unwrap();
+    assert!(travis.contains(&format!("- STAMP_VERSION={version}\n")), ".travis.yml");
+    for doc in ["README.md", "docs/ci.md"] {
+        let text = std::fs::read_to_string(repo().join(doc)).unwrap();
+        assert!(
+            text.contains(&format!("stamp-version: {version}\n")) && text.contains(&format!("--tag v{version} stamp")),
+            "{doc} shows {version}"
+        );
+    }
+}
+
 /// `cargo install --locked --git ... --tag vX.Y.Z stamp`, as README and docs/ci.md
 /// give it: `--locked` builds with the committed Cargo.lock and refuses one that does
 /// not match Cargo.toml; the package's binary is `stamp`; its license file ships.

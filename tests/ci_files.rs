@@ -619,3 +619,48 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// What docs/ci.md says of the workflows' triggers, concurrency and shell.
+#[test]
+fn the_workflows_triggers_concurrency_and_shell_are_the_documented_ones() {
+    let wf = |name: &str| yaml(&repo().join(".github/workflows").join(name));
+    for name in WORKFLOWS {
+        assert_eq!(wf(name)["defaults"]["run"]["shell"], "bash", "{name}: run steps as bash --noprofile --norc -eo pipefail");
+    }
+    let deploy = wf("deploy.yml");
+    assert_eq!(deploy["on"]["push"]["branches"], json!(["main"]));
+    assert!(deploy["on"]["workflow_dispatch"]["inputs"]["customers"].is_object());
+    assert_eq!(
+        deploy["concurrency"],
+        json!({"group": "stamp-deploy", "cancel-in-progress": false}),
+        "one deploy at a time, never cut short"
+    );
+    let pr = wf("pull-request.yml");
+    assert_eq!(pr["on"]["pull_request"]["branches"], json!(["main"]));
+    assert_eq!(pr["concurrency"]["cancel-in-progress"], true, "a newer push replaces a plan");
+    let drift = wf("drift.yml");
+    assert_eq!(drift["on"]["schedule"], json!([{"cron": "17 3 * * *"}]));
+    assert_eq!(drift["jobs"]["drift"]["permissions"]["issues"], "write");
+    let release = wf("release.yml");
+    assert_eq!(release["on"]["push"]["tags"], json!(["v*"]));
+    let targets: Vec<&str> = release["jobs"]["build"]["strategy"]["matrix"]["include"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(targets, ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu"]);
+    assert_eq!(release["jobs"]["release"]["permissions"]["contents"], "write");
+
+    // A pull request from a fork: no role, no plan (GitHub gives it no OIDC token).
+    let tmp = tempfile::tempdir().unwrap();
+    let mut r = Runner::new(tmp.path(), &tmp.path().join("state"));
+    let file = repo().join(".github/workflows/pull-request.yml");
+    let script = tmp.path().join("plan.sh");
+    for (head, planned) in [("OWNER/fleet", true), ("someone/fleet", false)] {
+        r.github = json!({"event_name": "pull_request", "repository": "OWNER/fleet", "base_ref": "main",
+                          "event": {"pull_request": {"number": 3, "head": {"repo": {"full_name": head}}}}});
+        let step = r.render_step(StepAt { workflow: &file, job: "plan", id: "plan" }, &script, &json!({}), &json!({}), "success");
+        assert_eq!(step.runs, planned, "a pull request from {head}");
+    }
+}

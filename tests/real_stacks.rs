@@ -7,12 +7,14 @@
 //! `make test-aws` (= cargo test --test real_stacks -- --ignored).
 
 mod common;
+#[path = "support/iam.rs"]
+mod iam;
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Emulator, Fleet, stage_status};
+use common::{Emulator, FaultProxy, Fleet, stage_status};
 use serde_json::Value;
 
 const REAL_FLEET_TOML: &str = r#"
@@ -376,4 +378,47 @@ fn placeholder_plans_then_drift_names_what_changed_outside_terraform() {
     assert!(vpc["drifted"].as_array().unwrap().iter().any(|r| r["address"] == "aws_vpc.this"), "{vpc:#}");
     // What a deploy would do about it is pending: put the tag back.
     assert!(vpc["resources"].as_array().unwrap().iter().any(|r| r["address"] == "aws_vpc.this" && r["action"] == "update"), "{vpc:#}");
+}
+
+/// The IAM policies of docs/iam/ against the real stacks: every request of a deploy,
+/// of a deploy of a new revision and of a destroy (covered by the deploy role) and of a plan of the deployed customer
+/// (the plan role: the provider's Describe/Get/List calls, the state read, no write)
+/// is recorded by the fault proxy and mapped to its IAM action (tests/support/iam.rs).
+#[test]
+#[ignore = "real stacks on the real provider, minutes: make test-aws"]
+fn the_iam_roles_cover_a_real_stacks_deploy_plan_and_destroy() {
+    let emu = Emulator::start();
+    let proxy = FaultProxy::start(&emu);
+    let fleet = Fleet { dir: tempfile::tempdir().unwrap(), endpoint: proxy.url.clone() };
+    fleet.write_config(REAL_FLEET_TOML);
+    std::fs::create_dir_all(fleet.path().join("customers")).unwrap();
+    fleet.customer("wayne", "env = \"staging\"\ngit_id = \"v4.0.0\"\n[vpc.vars]\ncidr_block = \"10.60.0.0/16\"\n");
+    let policy = |name: &str| iam::Policy::load(&common::repo().join("docs/iam").join(name));
+    let (plan_role, deploy_role) = (policy("plan-role-policy.json"), policy("deploy-role-policy.json"));
+    let requests = || proxy.requests();
+
+    let (run, deploy) = iam::recorded(requests, || fleet.stamp(&["deploy", "wayne", "--auto-approve"]));
+    run.ok();
+    let (run, plan) = iam::recorded(requests, || fleet.stamp(&["plan", "wayne", "--json"]));
+    let report = run.ok().json();
+    assert_eq!(stage_status(&report, "vpc"), "unchanged", "{report:#}");
+    // A new revision: a new AMI, a new launch template version, an instance refresh.
+    fleet.customer("wayne", "env = \"staging\"\ngit_id = \"v4.0.1\"\n[vpc.vars]\ncidr_block = \"10.60.0.0/16\"\n");
+    let (run, rollout) = iam::recorded(requests, || fleet.stamp(&["deploy", "wayne", "--auto-approve", "--json"]));
+    let report = run.ok().json();
+    assert_eq!(stage_status(&report, "frontends"), "ok", "{report:#}");
+    let (run, destroy) = iam::recorded(requests, || fleet.stamp(&["destroy", "wayne", "--auto-approve"]));
+    run.ok();
+
+    let writes = iam::s3_writes(&plan);
+    assert!(writes.is_empty(), "the plan wrote to S3:\n{}", iam::listing(&writes));
+    for service in ["ec2:", "elasticloadbalancing:", "rds:", "iam:", "kms:"] {
+        assert!(plan.iter().any(|c| c.action.starts_with(service)), "the plan made no {service} call: {plan:#?}");
+    }
+    iam::assert_cover(&[
+        (&plan_role, "stamp plan (real stacks)", &plan),
+        (&deploy_role, "stamp deploy (real stacks)", &deploy),
+        (&deploy_role, "stamp deploy of a new revision (real stacks)", &rollout),
+        (&deploy_role, "stamp destroy (real stacks)", &destroy),
+    ]);
 }

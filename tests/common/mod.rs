@@ -140,6 +140,8 @@ impl FaultProxy {
             .arg(dir.path().join("rules.json"))
             .arg("--log")
             .arg(dir.path().join("faults.jsonl"))
+            .arg("--requests")
+            .arg(dir.path().join("requests.jsonl"))
             .arg("--port-file")
             .arg(&port_file)
             .stdout(Stdio::null())
@@ -166,6 +168,16 @@ impl FaultProxy {
         let tmp = self.dir.path().join("rules.json.tmp");
         std::fs::write(&tmp, serde_json::to_string(&rules).unwrap()).unwrap();
         std::fs::rename(tmp, self.dir.path().join("rules.json")).unwrap();
+    }
+
+    /// Every request the proxy received so far, in order, one JSON object each
+    /// (method, path, service, target, action, agent, time: tests/support/fault_proxy.py).
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.path().join("requests.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     }
 
     /// The faults applied so far, one JSON object each.

@@ -22,7 +22,10 @@ every request, so a test can arm a fault in the middle of a run:
   after: how many matching requests to let through first.
 
 Every fault applied is appended to the --log file as one JSON line, so a test can
-check that the fault it meant to inject really happened.
+check that the fault it meant to inject really happened. With --requests, every
+request is appended to that file as one JSON line (method, path, the service its
+signature names, X-Amz-Target, the query API's Action, the caller's User-Agent):
+tests/support/iam.rs turns them into the IAM actions they need.
 
 Usage: fault_proxy.py --upstream http://127.0.0.1:5000 --rules rules.json
        --log faults.jsonl --port-file port   (listens on a free loopback port)
@@ -132,11 +135,30 @@ class Handler(BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n) if n else b""
 
+    def describe(self, text, target, agent):
+        """What the request calls, for --requests."""
+        url = urllib.parse.urlsplit(self.path)
+        query = urllib.parse.parse_qs(url.query, keep_blank_values=True)
+        auth = self.headers.get("Authorization", "")
+        scope = ""
+        if "Credential=" in auth:
+            scope = auth.split("Credential=", 1)[1].split(",", 1)[0]
+        elif "X-Amz-Credential" in query:
+            scope = query["X-Amz-Credential"][0]
+        parts = scope.split("/")
+        service = parts[3] if len(parts) >= 5 else ""
+        action = query.get("Action", [""])[0]
+        if not action and "Action=" in text and not target:
+            action = urllib.parse.parse_qs(text).get("Action", [""])[0]
+        return {"method": self.command, "path": self.path, "service": service, "target": target,
+                "action": action, "agent": agent.split(" ", 1)[0], "time": time.time()}
+
     def handle_any(self):
         body = self.read_body()
         text = body[:4096].decode("utf-8", "replace")
         target = self.headers.get("X-Amz-Target", "")
         agent = self.headers.get("User-Agent", "")
+        self.server.record_request(self.describe(text, target, agent))
         i, rule = self.server.rules.pick(self.command, self.path, text, target, agent)
         if rule is not None:
             action = rule.get("action", "status")
@@ -197,12 +219,18 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, addr, upstream, rules, log):
+    def __init__(self, addr, upstream, rules, log, requests=None):
         super().__init__(addr, Handler)
         self.upstream = urllib.parse.urlparse(upstream)
         self.rules = Rules(rules)
         self.log_path = log
         self.log_lock = threading.Lock()
+        self.requests_path = requests
+
+    def record_request(self, entry):
+        if self.requests_path:
+            with self.log_lock, open(self.requests_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(entry) + "\n")
 
     def record(self, entry):
         if self.log_path:
@@ -215,10 +243,11 @@ def main():
     ap.add_argument("--upstream", required=True)
     ap.add_argument("--rules", required=True)
     ap.add_argument("--log")
+    ap.add_argument("--requests")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--port-file")
     a = ap.parse_args()
-    srv = Server(("127.0.0.1", a.port), a.upstream, a.rules, a.log)
+    srv = Server(("127.0.0.1", a.port), a.upstream, a.rules, a.log, a.requests)
     port = srv.server_address[1]
     if a.port_file:
         tmp = a.port_file + ".tmp"

@@ -664,3 +664,36 @@ fn the_workflows_triggers_concurrency_and_shell_are_the_documented_ones() {
         assert_eq!(step.runs, planned, "a pull request from {head}");
     }
 }
+
+/// The OIDC subjects docs/ci.md names for each job are those the shipped trust
+/// policies (docs/iam/) accept for that job's role, and a job assumes the deploy
+/// role only from an environment (a job in an environment is named by it).
+#[test]
+fn each_job_assumes_its_role_under_the_oidc_subject_the_trust_policies_accept() {
+    let guide = std::fs::read_to_string(repo().join("docs/ci.md")).unwrap();
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let trust = |f: &str| std::fs::read_to_string(repo().join("docs/iam").join(f)).unwrap();
+    for (sub, file) in [
+        ("repo:OWNER/REPO:pull_request", "trust-plan.json"),
+        ("repo:OWNER/REPO:ref:refs/heads/main", "trust-plan.json"),
+        ("repo:OWNER/REPO:environment:stamp-fleet", "trust-deploy-environments.json"),
+        ("repo:OWNER/REPO:environment:CUSTOMER_1", "trust-deploy-environments.json"),
+    ] {
+        assert!(trust(file).contains(&format!("\"{sub}\"")), "docs/iam/{file} trusts {sub}");
+    }
+    for sub in [
+        "`repo:OWNER/REPO:pull_request`",
+        "`repo:OWNER/REPO:ref:refs/heads/main`",
+        "`repo:OWNER/REPO:environment:<customer>`",
+        "`environment:stamp-fleet`",
+    ] {
+        assert!(guide.contains(sub), "docs/ci.md names {sub}");
+    }
+    assert!(readme.contains("`repo:OWNER/REPO:environment:<customer>`"));
+    let deploy = yaml(&repo().join(".github/workflows/deploy.yml"));
+    for (name, job) in deploy["jobs"].as_object().unwrap() {
+        if serde_json::to_string(job).unwrap().contains("STAMP_AWS_ROLE_ARN") {
+            assert!(job["environment"].as_str().is_some_and(|e| e.contains("matrix.customers") && e.contains("stamp-fleet")), "{name}");
+        }
+    }
+}

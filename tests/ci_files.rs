@@ -697,3 +697,28 @@ fn each_job_assumes_its_role_under_the_oidc_subject_the_trust_policies_accept() 
         }
     }
 }
+
+/// A deploy job holds its customer's secrets only: with the workflows' commented
+/// secret line in use, each job's deploy step gets the value of its own customer's
+/// environment (the runner gives a job the secrets of the environment it names).
+#[test]
+fn a_deploy_job_gets_the_secret_of_its_customers_environment_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo().join(".github/workflows/deploy.yml")).unwrap();
+    let commented = "          # APP_SECRET: ${{ secrets.APP_SECRET }}\n";
+    assert_eq!(text.matches(commented).count(), 2, "the canary and deploy steps carry the line");
+    let wf = tmp.path().join("deploy.yml");
+    std::fs::write(&wf, text.replace(commented, "          APP_SECRET: ${{ secrets.APP_SECRET }}\n")).unwrap();
+    let mut r = Runner::new(tmp.path(), &tmp.path().join("state"));
+    r.secrets = json!({"acme": {"APP_SECRET": "acme-value"}, "globex": {"APP_SECRET": "globex-value"}, "stamp-fleet": {}});
+    let needs = json!({"plan": {"result": "success", "outputs": {}}, "approve": {"result": "skipped"}, "canary": {"result": "success"}});
+    let script = tmp.path().join("deploy.sh");
+    for (customers, count, want) in [("acme", 1, "acme-value"), ("globex", 1, "globex-value"), ("acme globex", 2, "")] {
+        let entry = json!({"job": "1", "customers": customers, "count": count, "region": "eu-west-1", "env": "production"});
+        let step = r.render_step(StepAt { workflow: &wf, job: "deploy", id: "deploy" }, &script, &entry, &needs, "success");
+        let got = step.env.iter().find(|(k, _)| k == "APP_SECRET").map(|(_, v)| v.as_str());
+        assert_eq!(got, Some(want), "the job of {customers}");
+    }
+    let plan = serde_json::to_string(&yaml(&wf)["jobs"]["plan"]).unwrap();
+    assert!(!plan.contains("secrets."), "the plan job reads no secret");
+}

@@ -70,9 +70,9 @@ pub enum Command {
         /// --auto-approve needed).
         #[arg(long, value_name = "FILE")]
         approved_plan: Option<PathBuf>,
-        /// With --auto-approve (or without a terminal): apply destroys and
-        /// replacements too (refused by default without --approved-plan; also
-        /// `[fleet] allow_destroy = true`).
+        /// With --auto-approve: also apply destroys and replacements that no
+        /// approved plan lists (refused by default; `[fleet] allow_destroy = true`
+        /// allows them for the fleet).
         #[arg(long, conflicts_with = "approved_plan")]
         allow_destroy: bool,
     },

@@ -28,14 +28,18 @@ fn version_names_the_commit_and_its_date() {
         .strip_prefix(&format!("stamp {} (", env!("CARGO_PKG_VERSION")))
         .and_then(|r| r.strip_suffix(')'))
         .unwrap_or_else(|| panic!("not `stamp <version> (<commit> <date>)`: {text:?}"));
+    // What build.rs computed for this build (the same for the binary and this test).
+    assert_eq!(inner, env!("STAMP_BUILD_COMMIT_INFO"));
     match option_env!("STAMP_BUILD_COMMIT") {
         // Built with the commit given (a build from a source archive).
         Some(c) if !c.trim().is_empty() => assert!(inner.starts_with(&c.trim().chars().take(12).collect::<String>()), "{inner}"),
-        // Built from this checkout: its HEAD, and that commit's date.
+        // Built from this checkout: a commit of its history (HEAD then, or before a
+        // commit made since), with that commit's date.
         _ => {
-            let head = git(&["rev-parse", "HEAD"]).expect("the tests run in a git checkout");
-            let date = git(&["show", "-s", "--format=%cs", "HEAD"]).unwrap();
-            assert_eq!(inner, format!("{} {date}", &head[..12]), "built from another commit than HEAD?");
+            let (commit, date) = inner.split_once(' ').unwrap_or_else(|| panic!("no date: {inner}"));
+            assert_eq!(commit.len(), 12, "{inner}");
+            assert_eq!(git(&["show", "-s", "--format=%cs", commit]).as_deref(), Some(date), "{inner}");
+            assert!(git(&["merge-base", "--is-ancestor", commit, "HEAD"]).is_some(), "{commit} is not in HEAD's history");
         }
     }
 }

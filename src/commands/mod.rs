@@ -95,8 +95,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
     }
 }
 
+/// The customers of a command that only reads (`selection::Use::Reads`).
 fn select(fleet: &Fleet, t: &Target) -> Result<Vec<CustomerName>, Error> {
-    selection::select(fleet, &Selector { names: t.customers.clone(), all: t.all, tags: t.tag.clone() })
+    selection::select(fleet, &Selector { names: t.customers.clone(), all: t.all, tags: t.tag.clone() }, selection::Use::Reads)
 }
 
 /// The renderer: GitHub Actions groups or Travis folds in those CIs, plain lines

@@ -81,6 +81,9 @@ pub struct StackInfo {
     /// (`terraform.tfvars`, `*.auto.tfvars`, and their `.json` forms), with the
     /// file's name. Terraform reads those files after `TF_VAR_` variables.
     pub var_files: BTreeMap<String, String>,
+    /// `terraform { required_version = "..." }`: the Terraform versions the stack
+    /// accepts (a constraint), with the file that says so.
+    pub required_version: Option<(String, PathBuf)>,
 }
 
 /// The kind of value a variable's `type` accepts, as far as a value in a TOML file
@@ -186,7 +189,7 @@ impl StackInfo {
                 any = true;
                 let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::new(&path, e.to_string()))?;
                 let v: Value = serde_json::from_str(&text).map_err(|e| ConfigError::new(&path, format!("not valid JSON: {e}")))?;
-                info.add_json(&v);
+                info.add_json(&path, &v);
             } else if name == "terraform.tfvars" || name.ends_with(".auto.tfvars") {
                 let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::new(&path, e.to_string()))?;
                 let body: hcl::Body = hcl::from_str(&text).map_err(|e| ConfigError::new(&path, format!("cannot be parsed as HCL: {e}")))?;
@@ -234,6 +237,11 @@ impl StackInfo {
                 }
                 ("data", ["terraform_remote_state", "vpc"]) => self.declares_remote_state_vpc = true,
                 ("terraform", []) => {
+                    if let Some(hcl::Expression::String(c)) =
+                        block.body().attributes().find(|a| a.key() == "required_version").map(|a| a.expr())
+                    {
+                        self.required_version = Some((c.clone(), path.to_path_buf()));
+                    }
                     for inner in block.body().blocks() {
                         if inner.identifier() == "backend" {
                             self.backend = inner.labels().first().map(|l| l.as_str().to_owned());
@@ -246,7 +254,7 @@ impl StackInfo {
         Ok(())
     }
 
-    fn add_json(&mut self, v: &Value) {
+    fn add_json(&mut self, path: &Path, v: &Value) {
         // JSON syntax allows an object or an array of objects at each level.
         fn objects(v: &Value) -> Vec<&serde_json::Map<String, Value>> {
             match v {
@@ -285,6 +293,9 @@ impl StackInfo {
             }
         }
         for tf in v.get("terraform").map(objects).unwrap_or_default() {
+            if let Some(c) = tf.get("required_version").and_then(Value::as_str) {
+                self.required_version = Some((c.to_owned(), path.to_path_buf()));
+            }
             for b in tf.get("backend").map(objects).unwrap_or_default() {
                 self.backend = b.keys().next().cloned();
             }
@@ -1141,15 +1152,6 @@ data "terraform_remote_state" "vpc" {
     }
 
     #[test]
-    fn cli_config_takes_only_hashicorp_aws_from_the_mirror() {
-        let text = cli_config_text(Some(Path::new("/opt/tf plugins")));
-        assert!(text.contains("path    = \"/opt/tf plugins\""), "{text}");
-        assert!(text.contains("include = [\"registry.terraform.io/hashicorp/aws\"]"));
-        assert!(text.contains("exclude = [\"registry.terraform.io/hashicorp/aws\"]"));
-        assert!(!cli_config_text(None).contains("provider_installation"));
-    }
-
-    #[test]
     fn the_users_cli_configuration_is_found_where_terraform_looks_for_it() {
         use super::{CliConfig, users_cli_config};
         let home = tempfile::tempdir().unwrap();
@@ -1179,6 +1181,15 @@ data "terraform_remote_state" "vpc" {
         std::fs::remove_file(h.join(".terraformrc")).unwrap();
         let only_dir = vec![h.join(".terraform.d/credentials.tfrc.json")];
         assert_eq!(users_cli_config(None, Some(h)), Some(CliConfig::User { files: only_dir, clear: false }));
+    }
+
+    #[test]
+    fn cli_config_takes_only_hashicorp_aws_from_the_mirror() {
+        let text = cli_config_text(Some(Path::new("/opt/tf plugins")));
+        assert!(text.contains("path    = \"/opt/tf plugins\""), "{text}");
+        assert!(text.contains("include = [\"registry.terraform.io/hashicorp/aws\"]"));
+        assert!(text.contains("exclude = [\"registry.terraform.io/hashicorp/aws\"]"));
+        assert!(!cli_config_text(None).contains("provider_installation"));
     }
 
     #[test]

@@ -172,7 +172,7 @@ pub fn classify_answer(code: Option<&str>, status: Option<u16>, message: String)
         (Some("InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken" | "InvalidClientTokenId"), _) => {
             ApiError::NoCredentials { detail: format!("{code_s}: {message}") }
         }
-        (c, s) if crate::retry::is_server_error(c, s) || matches!(s, Some(500 | 502 | 503 | 504)) => ApiError::Transient {
+        (c, s) if crate::retry::is_transient(c, s) => ApiError::Transient {
             what: match s {
                 Some(s) if code.is_some() => format!("{code_s} ({s})"),
                 _ => code_s,
@@ -699,6 +699,16 @@ mod tests {
         assert_eq!(c(Some("Throttling"), Some(400)).transient_reason("STS").as_deref(), Some("Throttling (400) from STS"));
         assert_eq!(c(Some("InternalError"), Some(500)).transient_reason("S3").as_deref(), Some("InternalError (500) from S3"));
         assert_eq!(c(None, Some(502)).transient_reason("S3").as_deref(), Some("HTTP 502 from S3"));
+        // Codes the SDK's own classifiers retry, which a hand-written list had missed.
+        assert_eq!(
+            c(Some("PriorRequestNotComplete"), Some(400)).transient_reason("S3").as_deref(),
+            Some("PriorRequestNotComplete (400) from S3")
+        );
+        assert!(matches!(c(Some("LimitExceededException"), Some(400)), ApiError::Throttled { .. }));
+        assert_eq!(
+            c(Some("RequestTimeoutException"), Some(408)).transient_reason("STS").as_deref(),
+            Some("RequestTimeoutException (408) from STS")
+        );
         // Not transient: answers, permissions, validation.
         for (code, status) in [(Some("NoSuchKey"), Some(404)), (Some("AccessDenied"), Some(403)), (Some("InvalidArgument"), Some(400))] {
             assert_eq!(c(code, status).transient_reason("S3"), None, "{code:?}");

@@ -252,14 +252,18 @@ pub struct AwsApi {
     created: RefCell<std::collections::BTreeSet<String>>,
 }
 
-/// The SDK's own HTTPS client (rustls with aws-lc, as `default-https-client`
-/// builds it), trusting the system's roots and the `AWS_CA_BUNDLE` certificates,
-/// as the AWS CLI, terraform and packer do with that variable.
-fn with_ca_bundle(pem: &[u8]) -> aws_sdk_s3::config::SharedHttpClient {
+/// The SDK's own HTTPS client (hyper and rustls, as its `default-https-client`
+/// builds it) on ring instead of aws-lc-rs: one crypto library in the binary, the
+/// one ureq (the smoke test) uses. It trusts the system's roots and, when given, the
+/// `AWS_CA_BUNDLE` certificates, as the AWS CLI, terraform and packer do.
+fn https_client(ca_bundle: Option<&[u8]>) -> aws_sdk_s3::config::SharedHttpClient {
     use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
-    let trust = TrustStore::default().with_native_roots(true).with_pem_certificate(pem.to_vec());
+    let mut trust = TrustStore::default().with_native_roots(true);
+    if let Some(pem) = ca_bundle {
+        trust = trust.with_pem_certificate(pem.to_vec());
+    }
     let context = TlsContext::builder().with_trust_store(trust).build().unwrap_or_default();
-    aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc)).tls_context(context).build_https()
+    aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(CryptoMode::Ring)).tls_context(context).build_https()
 }
 
 /// An object's text and when it was last written.
@@ -308,9 +312,7 @@ impl AwsApi {
                 if let Some(p) = &self.profile {
                     l = l.profile_name(p);
                 }
-                if let Some(pem) = &self.ca_bundle {
-                    l = l.http_client(with_ca_bundle(pem));
-                }
+                l = l.http_client(https_client(self.ca_bundle.as_deref()));
                 if let Some(e) = &self.endpoint {
                     l = l.endpoint_url(e);
                 }

@@ -5,9 +5,13 @@ SHELL := bash
 
 # A real terraform, packer or aws already on PATH wins; .tools/bin is the fallback.
 export PATH := $(PATH):$(CURDIR)/.tools/bin
-# Terraform's CLI configuration: the user's own when it exists, else the one
-# scripts/setup-tools.sh writes (hashicorp/aws from a provider mirror found on the machine).
-export TF_CLI_CONFIG_FILE := $(if $(wildcard $(TF_CLI_CONFIG_FILE)),$(TF_CLI_CONFIG_FILE),$(CURDIR)/.tools/terraformrc)
+# Terraform's CLI configuration is left alone: stamp uses the user's own wherever
+# terraform would find one (TF_CLI_CONFIG_FILE naming a file, else ~/.terraformrc and
+# ~/.terraform.d/*.tfrc) and writes its own only where there is none; its own takes
+# hashicorp/aws from the provider mirror scripts/setup-tools.sh found on this machine.
+# (The tests and the demo run with .tools/terraformrc: offline, they need that mirror.)
+STAMP_TF_PROVIDER_MIRROR ?= $(shell cat $(CURDIR)/.tools/provider-mirror 2>/dev/null)
+export STAMP_TF_PROVIDER_MIRROR
 STAMP := $(CURDIR)/target/release/stamp
 CUSTOMER ?=
 ENV ?=
@@ -17,7 +21,10 @@ STAMP_FLAGS ?=
 
 .PHONY: demo test test-aws lint bench-fleet ci customer plan destroy outputs render list doctor tools tools-checks build bench clean
 
-demo: tools build ## Deploy the demo customer against an emulated AWS, offline
+# The tool installs (pip, apt) wait on the network and the disk, the build on the CPU:
+# side by side, a fresh clone's first demo takes the longer of the two, not their sum.
+demo: ## Deploy the demo customer against an emulated AWS, offline
+	$(MAKE) --no-print-directory -j2 tools build
 	scripts/demo.sh
 
 test: tools-checks ## Unit, end-to-end (real tools + emulator), signal and payload tests
@@ -32,35 +39,42 @@ lint: ## Formatting and clippy, as CI runs them
 
 ci: lint test ## What .ci/run runs
 
-# STAMP_FLAGS after the subcommand: global options are accepted there too, and so
-# are deploy's own (STAMP_FLAGS="--from vpc", "--rebuild-ami", "--no-smoke").
+# One shape for every target: `stamp SUBCOMMAND [CUSTOMER] [--env ENV] ... $(STAMP_FLAGS)`,
+# STAMP_FLAGS last: global options are accepted there too, and so are the
+# subcommand's own (STAMP_FLAGS="--parallel=2", "--from vpc", "--json").
+# A target that names a customer needs CUSTOMER (for every customer, run stamp itself).
+need_customer = @test -n "$(CUSTOMER)" || { echo "usage: make $@ CUSTOMER=<name> [ENV=<env>] [STAMP_FLAGS=...]" >&2; exit 2; }
+env_flag = $(if $(ENV),--env $(ENV))
+
 customer: build ## make customer CUSTOMER=acme [ENV=staging] [STAMP_FLAGS="--from vpc"]: deploy one customer
-	@test -n "$(CUSTOMER)" || { echo "usage: make customer CUSTOMER=<name> [ENV=<env>]" >&2; exit 2; }
-	$(STAMP) deploy $(CUSTOMER) $(if $(ENV),--env $(ENV)) $(APPROVE) $(STAMP_FLAGS)
+	$(need_customer)
+	$(STAMP) deploy $(CUSTOMER) $(env_flag) $(APPROVE) $(STAMP_FLAGS)
 
 plan: build ## make plan CUSTOMER=acme: what a deploy would change
-	@test -n "$(CUSTOMER)" || { echo "usage: make plan CUSTOMER=<name>" >&2; exit 2; }
-	$(STAMP) $(STAMP_FLAGS) plan $(CUSTOMER) $(if $(ENV),--env $(ENV))
+	$(need_customer)
+	$(STAMP) plan $(CUSTOMER) $(env_flag) $(STAMP_FLAGS)
 
 destroy: build ## make destroy CUSTOMER=acme: tear a customer down
-	@test -n "$(CUSTOMER)" || { echo "usage: make destroy CUSTOMER=<name>" >&2; exit 2; }
-	$(STAMP) $(STAMP_FLAGS) destroy $(CUSTOMER) $(if $(ENV),--env $(ENV)) $(APPROVE)
+	$(need_customer)
+	$(STAMP) destroy $(CUSTOMER) $(env_flag) $(APPROVE) $(STAMP_FLAGS)
 
-outputs: build ## make outputs CUSTOMER=acme
-	$(STAMP) $(STAMP_FLAGS) outputs $(CUSTOMER)
+outputs: build ## make outputs CUSTOMER=acme: its stacks' outputs, read from the states
+	$(need_customer)
+	$(STAMP) outputs $(CUSTOMER) $(env_flag) $(STAMP_FLAGS)
 
 render: build ## make render CUSTOMER=acme: write the generated files, run nothing
-	$(STAMP) $(STAMP_FLAGS) render $(CUSTOMER)
+	$(need_customer)
+	$(STAMP) render $(CUSTOMER) $(env_flag) $(STAMP_FLAGS)
 
 list: build
-	$(STAMP) $(STAMP_FLAGS) list
+	$(STAMP) list $(STAMP_FLAGS)
 
 doctor: build
-	$(STAMP) $(STAMP_FLAGS) doctor
+	$(STAMP) doctor $(STAMP_FLAGS)
 
 .PHONY: matrix
 matrix: build ## make matrix [SINCE=origin/main]: the customers as a GitHub Actions matrix (those a change since SINCE affects)
-	$(STAMP) $(STAMP_FLAGS) matrix $(if $(SINCE),--changed-since $(SINCE))
+	$(STAMP) matrix $(if $(SINCE),--changed-since $(SINCE)) $(STAMP_FLAGS)
 
 tools:
 	scripts/setup-tools.sh

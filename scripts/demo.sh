@@ -15,9 +15,10 @@ trap 'scripts/emulator.sh stop "$state"' EXIT
 STAMP_AWS_ENDPOINT=$(cat "$state/url")
 export STAMP_AWS_ENDPOINT AWS_CA_BUNDLE="$state/ca.pem"
 export PATH="$PATH:$root/.tools/bin"
-if [ ! -f "${TF_CLI_CONFIG_FILE:-/nonexistent}" ]; then
-  export TF_CLI_CONFIG_FILE="$root/.tools/terraformrc"
-fi
+# The demo runs offline: terraform takes hashicorp/aws from this machine's provider
+# mirror, through the project's configuration (written by scripts/setup-tools.sh),
+# whatever the user's own says. Every other make target leaves the user's in place.
+export TF_CLI_CONFIG_FILE="$root/.tools/terraformrc"
 
 config=examples/demo/stamp.toml
 started=$(date +%s)

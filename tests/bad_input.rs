@@ -75,6 +75,7 @@ fn write(f: &Fleet, rel: &str, bytes: &[u8]) {
 }
 
 const V: &str = "validate";
+const NONE_NAMED: &[&str] = &["no customer given", "name customers, or pass --all or --tag TAG", "never default to the whole fleet"];
 
 fn cases() -> Vec<Case> {
     let long = "a".repeat(200);
@@ -347,6 +348,11 @@ fn cases() -> Vec<Case> {
         ),
         case("command line", "--env with a slash", &["plan", "acme", "--env", "prod/eu"], 2, &["`prod/eu`", "lower-case letters"], |_| {}),
         case("command line", "--tag nobody has", &["plan", "--tag", "nope"], 2, &["the tag nope", "no customer has tags yet"], |_| {}),
+        // One rule (fleet::selection::Use): with no customer named, what runs terraform refuses.
+        case("command line", "deploy naming no customer", &["deploy", "--auto-approve"], 2, NONE_NAMED, |_| {}),
+        case("command line", "plan naming no customer", &["plan"], 2, NONE_NAMED, |_| {}),
+        case("command line", "drift naming no customer", &["drift"], 2, NONE_NAMED, |_| {}),
+        case("command line", "destroy naming no customer", &["destroy", "--auto-approve"], 2, NONE_NAMED, |_| {}),
         // ------------------------------------------------------------ stamp.toml
         case("stamp.toml", "missing", &[V, "acme"], 2, &["stamp.toml", "cannot read the fleet file", "--config"], |f| {
             std::fs::remove_file(f.path().join("stamp.toml")).unwrap();

@@ -297,7 +297,9 @@ fn selection_by_name_tag_and_all_and_unknown_names_are_refused_with_suggestions(
     let r = fleet.stamp(&["validate", "--all"]).ok();
     assert!(r.stderr.contains("3 customer(s) valid"), "{}", r.stderr);
     fleet.stamp(&["validate", "--tag", "apac"]).code(2).stderr_has("no customer has the tag apac");
-    fleet.stamp(&["validate"]).code(2);
+    // None named (fleet::selection::Use): what only reads takes them all, deploy refuses.
+    fleet.stamp(&["validate"]).ok().stderr_has("3 customer(s) valid");
+    fleet.stamp(&["deploy", "--auto-approve"]).code(2).stderr_has("no customer given");
     let list = fleet.stamp(&["list", "--json"]).ok().json();
     assert_eq!(list[0]["tags"], serde_json::json!(["eu", "tier-1"]));
 }

@@ -155,3 +155,32 @@ fn status_under_github_actions_puts_the_table_and_a_held_lock_in_the_job_summary
     shell(release, "yes\n");
     assert!(!fleet.aws_raw(&["s3", "ls", object]).status.success(), "the lock is still there");
 }
+
+/// The one rule for a command given no customer (fleet::selection::Use): the
+/// commands that only read take every customer (deploy, plan, drift and destroy
+/// refuse: tests/bad_input.rs).
+#[test]
+fn with_no_customer_named_the_commands_that_only_read_take_every_customer() {
+    let emu = Emulator::start();
+    let fleet = Fleet::new(&emu);
+    fleet.customer("acme", "git_id = \"v1\"\n");
+    fleet.customer("globex", "git_id = \"v2\"\nenv = \"staging\"\n");
+
+    let v = fleet.stamp(&["status", "--json"]).ok().json();
+    let names: Vec<&str> = v["customers"].as_array().unwrap().iter().map(|r| r["customer"].as_str().unwrap()).collect();
+    assert_eq!(names, ["acme", "globex"]);
+
+    let m = fleet.stamp(&["matrix"]).ok().json();
+    let names: Vec<&str> = m["include"].as_array().unwrap().iter().map(|r| r["customer"].as_str().unwrap()).collect();
+    assert_eq!(names, ["acme", "globex"]);
+
+    let run = fleet.stamp(&["validate"]).ok();
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(all.contains("2 customer(s) valid"), "{all}");
+
+    fleet.stamp(&["render"]).ok();
+    for c in ["acme", "globex"] {
+        assert!(fleet.path().join(".stamp").join(c).join("terraform/vpc").is_dir(), "{c}'s working copies rendered");
+    }
+    assert!(fleet.buckets().is_empty(), "reading created nothing");
+}

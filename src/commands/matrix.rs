@@ -117,12 +117,7 @@ pub struct Change {
 }
 
 pub fn matrix(fleet: &Fleet, args: &MatrixArgs) -> Result<(), Error> {
-    let mut sel = args.selector.clone();
-    // Nothing named: the whole fleet (a CI job lists what to deploy).
-    if sel.names.is_empty() && sel.tags.is_empty() {
-        sel.all = true;
-    }
-    let names = selection::select(fleet, &sel)?;
+    let names = selection::select(fleet, &args.selector, selection::Use::Reads)?;
     let customers = load_all(fleet, &names)?;
 
     // Customer -> why it is in the matrix (the first file that put it there).
@@ -176,7 +171,7 @@ pub fn matrix(fleet: &Fleet, args: &MatrixArgs) -> Result<(), Error> {
         }
     }
 
-    let canaries = pick_canaries(fleet, &sel, &chosen.keys().cloned().collect::<Vec<_>>(), args.canary);
+    let canaries = pick_canaries(fleet, &args.selector, &chosen.keys().cloned().collect::<Vec<_>>(), args.canary);
     let include: Vec<Value> = match args.max_jobs {
         None => customers
             .iter()

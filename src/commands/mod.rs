@@ -56,6 +56,10 @@ pub fn main(cli: Cli) -> i32 {
 
 async fn run(cli: Cli) -> Result<(), Error> {
     crate::ui::ci::init(cli.progress.into());
+    if let Command::Doctor = &cli.command {
+        // Runs without a (valid) fleet file: it says what it could not check.
+        return doctor::doctor(&cli.config, Fleet::load(&cli.config, &EnvOverrides::from_process())).await;
+    }
     let fleet = Fleet::load(&cli.config, &EnvOverrides::from_process())?;
     let plain = cli.no_progress || !std::io::stderr().is_terminal() || std::env::var_os("CI").is_some();
     match &cli.command {
@@ -93,7 +97,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Status { target, json } => status::status(&fleet, &select(&fleet, target)?, target.env.as_ref(), *json).await,
         Command::List { json } => list::list(&fleet, *json),
-        Command::Doctor => doctor::doctor(&fleet).await,
+        Command::Doctor => doctor::doctor(&cli.config, Ok(fleet)).await,
         Command::Matrix { customers, all, tag, changed_since, canary, max_jobs } => {
             let selector = Selector { names: customers.clone(), all: *all, tags: tag.clone() };
             let max_jobs = max_jobs.map(usize::from);
@@ -102,8 +106,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
     }
 }
 
+/// The customers of a command that only reads (`selection::Use::Reads`).
 fn select(fleet: &Fleet, t: &Target) -> Result<Vec<CustomerName>, Error> {
-    selection::select(fleet, &Selector { names: t.customers.clone(), all: t.all, tags: t.tag.clone() })
+    selection::select(fleet, &Selector { names: t.customers.clone(), all: t.all, tags: t.tag.clone() }, selection::Use::Reads)
 }
 
 /// The renderer: GitHub Actions groups or Travis folds in those CIs, plain lines

@@ -52,7 +52,8 @@ impl RunArgs {
         json: bool,
         plain: bool,
     ) -> Result<Self, Error> {
-        let mut names = selection::select(fleet, &Selector { names: t.customers.clone(), all: t.all, tags: t.tag.clone() })?;
+        let mut names =
+            selection::select(fleet, &Selector { names: t.customers.clone(), all: t.all, tags: t.tag.clone() }, selection::Use::Runs)?;
         if t.customers.is_empty() && f.canary > 0 {
             // Not given by name: [fleet] canary first, in its order, then by name.
             let mut ordered: Vec<CustomerName> = fleet.canary.iter().filter(|c| names.contains(c)).cloned().collect();

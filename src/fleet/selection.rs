@@ -1,10 +1,25 @@
 //! Which customers a command runs on: names given on the command line (in that
 //! order), `--all`, or `--tag` (any of the tags). A name with no customer file is
 //! refused before anything starts, with the closest names suggested.
+//!
+//! With none of these, one rule for every command (`Use`): a command that runs
+//! terraform or packer against AWS (deploy, plan, drift, destroy) refuses, so that
+//! no whole fleet is planned, changed or destroyed by a forgotten argument; a command
+//! that only reads (validate, render, outputs, status, matrix) takes every customer.
 
 use crate::config::Fleet;
 use crate::error::{ConfigError, Error};
 use crate::names::CustomerName;
+
+/// What a command does with the customers it selects, which decides what it does
+/// when none is named (see the module doc: the one rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    /// deploy, plan, drift, destroy: terraform and packer against AWS. None named: refused.
+    Runs,
+    /// validate, render, outputs, status, matrix: files and states read. None named: every customer.
+    Reads,
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct Selector {
@@ -15,7 +30,7 @@ pub struct Selector {
 
 /// The selected customers, in command-line order (names) or name order.
 /// Customer files that are invalid are reported by whoever loads them.
-pub fn select(fleet: &Fleet, sel: &Selector) -> Result<Vec<CustomerName>, Error> {
+pub fn select(fleet: &Fleet, sel: &Selector, used: Use) -> Result<Vec<CustomerName>, Error> {
     let known: Vec<CustomerName> = fleet.customer_names()?.into_iter().filter_map(Result::ok).collect();
     if !sel.names.is_empty() {
         let mut out: Vec<CustomerName> = Vec::new();
@@ -41,7 +56,7 @@ pub fn select(fleet: &Fleet, sel: &Selector) -> Result<Vec<CustomerName>, Error>
         }
         return Ok(out);
     }
-    if sel.all {
+    if sel.all || (sel.tags.is_empty() && used == Use::Reads) {
         return Ok(known);
     }
     if !sel.tags.is_empty() {
@@ -70,7 +85,10 @@ pub fn select(fleet: &Fleet, sel: &Selector) -> Result<Vec<CustomerName>, Error>
         }
         return Ok(out);
     }
-    Err(Error::usage_hint("no customer given", "name customers, or pass --all or --tag TAG"))
+    Err(Error::usage_hint(
+        "no customer given",
+        "name customers, or pass --all or --tag TAG (deploy, plan, drift and destroy never default to the whole fleet)",
+    ))
 }
 
 /// Up to three known names closest to `name` (edit distance at most a third of its length, or a prefix).

@@ -85,8 +85,14 @@ pub fn tool_env(fleet: &Fleet, region: &crate::names::Region, work_root: &Path) 
         }
     }
     std::fs::create_dir_all(work_root).map_err(|e| Error::work_dir(format!("creating {}", work_root.display()), e))?;
-    if let Some(rc) = terraform::cli_config(work_root)? {
-        env.push(("TF_CLI_CONFIG_FILE".into(), rc.display().to_string()));
+    match terraform::cli_config(work_root)? {
+        terraform::CliConfig::Stamp(rc) => env.push(("TF_CLI_CONFIG_FILE".into(), rc.display().to_string())),
+        // Empty is unset for terraform: it then reads the user's files in the home directory.
+        terraform::CliConfig::User { clear: true, .. } => {
+            env.push(("TF_CLI_CONFIG_FILE".into(), String::new()));
+            env.push(("TERRAFORM_CONFIG".into(), String::new()));
+        }
+        terraform::CliConfig::User { clear: false, .. } => {}
     }
     if std::env::var_os("TF_PLUGIN_CACHE_DIR").is_none() {
         // One provider download serves every customer's working copy.

@@ -6,3 +6,4 @@ pub mod packer;
 pub mod process;
 pub mod s3;
 pub mod terraform;
+pub mod version;

@@ -81,6 +81,9 @@ pub struct StackInfo {
     /// (`terraform.tfvars`, `*.auto.tfvars`, and their `.json` forms), with the
     /// file's name. Terraform reads those files after `TF_VAR_` variables.
     pub var_files: BTreeMap<String, String>,
+    /// `terraform { required_version = "..." }`: the Terraform versions the stack
+    /// accepts (a constraint), with the file that says so.
+    pub required_version: Option<(String, PathBuf)>,
 }
 
 /// The kind of value a variable's `type` accepts, as far as a value in a TOML file
@@ -186,7 +189,7 @@ impl StackInfo {
                 any = true;
                 let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::new(&path, e.to_string()))?;
                 let v: Value = serde_json::from_str(&text).map_err(|e| ConfigError::new(&path, format!("not valid JSON: {e}")))?;
-                info.add_json(&v);
+                info.add_json(&path, &v);
             } else if name == "terraform.tfvars" || name.ends_with(".auto.tfvars") {
                 let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::new(&path, e.to_string()))?;
                 let body: hcl::Body = hcl::from_str(&text).map_err(|e| ConfigError::new(&path, format!("cannot be parsed as HCL: {e}")))?;
@@ -234,6 +237,11 @@ impl StackInfo {
                 }
                 ("data", ["terraform_remote_state", "vpc"]) => self.declares_remote_state_vpc = true,
                 ("terraform", []) => {
+                    if let Some(hcl::Expression::String(c)) =
+                        block.body().attributes().find(|a| a.key() == "required_version").map(|a| a.expr())
+                    {
+                        self.required_version = Some((c.clone(), path.to_path_buf()));
+                    }
                     for inner in block.body().blocks() {
                         if inner.identifier() == "backend" {
                             self.backend = inner.labels().first().map(|l| l.as_str().to_owned());
@@ -246,7 +254,7 @@ impl StackInfo {
         Ok(())
     }
 
-    fn add_json(&mut self, v: &Value) {
+    fn add_json(&mut self, path: &Path, v: &Value) {
         // JSON syntax allows an object or an array of objects at each level.
         fn objects(v: &Value) -> Vec<&serde_json::Map<String, Value>> {
             match v {
@@ -285,6 +293,9 @@ impl StackInfo {
             }
         }
         for tf in v.get("terraform").map(objects).unwrap_or_default() {
+            if let Some(c) = tf.get("required_version").and_then(Value::as_str) {
+                self.required_version = Some((c.to_owned(), path.to_path_buf()));
+            }
             for b in tf.get("backend").map(objects).unwrap_or_default() {
                 self.backend = b.keys().next().cloned();
             }
@@ -873,27 +884,60 @@ pub fn cli_config_text(mirror: Option<&Path>) -> String {
     text
 }
 
-/// Which CLI configuration terraform runs with. The user's own wins: an existing
-/// `TF_CLI_CONFIG_FILE` (or its legacy name `TERRAFORM_CONFIG`), else `~/.terraformrc`;
-/// then `None` (nothing to set). Otherwise (none, or a variable naming a file that
-/// does not exist) stamp writes `<work_root>/terraformrc` with `cli_config_text`.
-pub fn cli_config(work_root: &Path) -> Result<Option<PathBuf>, crate::error::Error> {
-    let named = ["TF_CLI_CONFIG_FILE", "TERRAFORM_CONFIG"].iter().find_map(|k| std::env::var_os(k).filter(|v| !v.is_empty()));
-    match named.map(PathBuf::from) {
-        Some(p) if p.is_file() => return Ok(None),
-        Some(_) => {}
-        None => {
-            if std::env::var_os("HOME").is_some_and(|h| Path::new(&h).join(".terraformrc").is_file()) {
-                return Ok(None);
-            }
-        }
+/// Which CLI configuration terraform runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CliConfig {
+    /// The user's own, the files terraform itself reads: the file `TF_CLI_CONFIG_FILE`
+    /// (or its legacy name `TERRAFORM_CONFIG`) names; without one, `~/.terraformrc`
+    /// and `~/.terraform.d/*.tfrc[.json]`. `clear`: the variable names a file that
+    /// does not exist while the home directory has the user's files; the tools get it
+    /// empty, so that terraform reads those.
+    User { files: Vec<PathBuf>, clear: bool },
+    /// The user has none: stamp's own (`<work_root>/terraformrc`, `cli_config_text`).
+    Stamp(PathBuf),
+}
+
+/// Which CLI configuration terraform runs with: the user's own wherever terraform
+/// would find one, stamp's only when there is none (see `CliConfig`).
+pub fn cli_config(work_root: &Path) -> Result<CliConfig, crate::error::Error> {
+    if let Some(user) = users_cli_config_from_env() {
+        return Ok(user);
     }
     let rc = work_root.join("terraformrc");
     let text = cli_config_text(provider_mirror()?.as_deref());
     if std::fs::read_to_string(&rc).ok().as_deref() != Some(text.as_str()) {
         crate::customer::pipeline::write_atomic(&rc, &text)?;
     }
-    Ok(Some(rc))
+    Ok(CliConfig::Stamp(rc))
+}
+
+/// The user's CLI configuration, as terraform looks for it from this process's
+/// environment (`TF_CLI_CONFIG_FILE`, `TERRAFORM_CONFIG`, `HOME`), or `None`.
+pub fn users_cli_config_from_env() -> Option<CliConfig> {
+    let named = ["TF_CLI_CONFIG_FILE", "TERRAFORM_CONFIG"].iter().find_map(|k| std::env::var_os(k).filter(|v| !v.is_empty()));
+    let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
+    users_cli_config(named.map(PathBuf::from), home.as_deref())
+}
+
+/// The user's CLI configuration as terraform looks for it (`named`: the variable's
+/// value), or `None`.
+fn users_cli_config(named: Option<PathBuf>, home: Option<&Path>) -> Option<CliConfig> {
+    if let Some(p) = named.as_ref().filter(|p| p.is_file()) {
+        return Some(CliConfig::User { files: vec![p.clone()], clear: false });
+    }
+    let home = home?;
+    let mut files: Vec<PathBuf> = std::iter::once(home.join(".terraformrc")).filter(|p| p.is_file()).collect();
+    if let Ok(entries) = std::fs::read_dir(home.join(".terraform.d")) {
+        let mut more: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(".tfrc") || n.ends_with(".tfrc.json")))
+            .collect();
+        more.sort();
+        files.extend(more);
+    }
+    (!files.is_empty()).then_some(CliConfig::User { files, clear: named.is_some() })
 }
 
 #[cfg(test)]
@@ -1125,6 +1169,38 @@ data "terraform_remote_state" "vpc" {
         assert_eq!(state_resource_count(r#"{"version":4,"resources":[]}"#).unwrap(), 0);
         assert_eq!(state_resource_count(r#"{"resources":[{"mode":"data"},{"mode":"managed"}]}"#).unwrap(), 1);
         assert_eq!(describe_changes(1, 0, 2), "1 to add, 0 to change, 2 to destroy");
+    }
+
+    #[test]
+    fn the_users_cli_configuration_is_found_where_terraform_looks_for_it() {
+        use super::{CliConfig, users_cli_config};
+        let home = tempfile::tempdir().unwrap();
+        let h = home.path();
+        let missing = h.join("nowhere/terraformrc");
+        // None at all: stamp's own.
+        assert_eq!(users_cli_config(None, Some(h)), None);
+        assert_eq!(users_cli_config(Some(missing.clone()), Some(h)), None);
+        assert_eq!(users_cli_config(None, None), None);
+
+        // The variable naming a file: that one, whatever the home directory holds.
+        let named = h.join("mine.tfrc");
+        std::fs::write(&named, "disable_checkpoint = true\n").unwrap();
+        std::fs::write(h.join(".terraformrc"), "plugin_cache_dir = \"/tmp\"\n").unwrap();
+        assert_eq!(users_cli_config(Some(named.clone()), Some(h)), Some(CliConfig::User { files: vec![named], clear: false }));
+
+        // ~/.terraformrc, and terraform's configuration directory (its *.tfrc and
+        // *.tfrc.json files: `terraform login` writes credentials.tfrc.json there).
+        std::fs::create_dir(h.join(".terraform.d")).unwrap();
+        std::fs::write(h.join(".terraform.d/credentials.tfrc.json"), "{}").unwrap();
+        std::fs::write(h.join(".terraform.d/checkpoint_signature"), "x").unwrap();
+        let home_files = vec![h.join(".terraformrc"), h.join(".terraform.d/credentials.tfrc.json")];
+        assert_eq!(users_cli_config(None, Some(h)), Some(CliConfig::User { files: home_files.clone(), clear: false }));
+        // A variable naming nothing must not hide them: the tools get it empty.
+        assert_eq!(users_cli_config(Some(missing.clone()), Some(h)), Some(CliConfig::User { files: home_files, clear: true }));
+
+        std::fs::remove_file(h.join(".terraformrc")).unwrap();
+        let only_dir = vec![h.join(".terraform.d/credentials.tfrc.json")];
+        assert_eq!(users_cli_config(None, Some(h)), Some(CliConfig::User { files: only_dir, clear: false }));
     }
 
     #[test]

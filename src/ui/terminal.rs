@@ -5,9 +5,11 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use super::events::{Event, EventKind, EventSink, Stage, Status, finished_line, format_elapsed, running_line};
 
@@ -43,11 +45,18 @@ impl Line {
     }
 }
 
-/// Counts for the total line.
+/// Counts for the total line, shared with its bar's style: the bar draws itself on
+/// its own tick, so its elapsed time and estimate move between events.
 #[derive(Default)]
 struct Totals {
-    done: usize,
-    failed: usize,
+    done: AtomicUsize,
+    failed: AtomicUsize,
+}
+
+impl Totals {
+    fn line(&self, total: usize, elapsed: Duration) -> String {
+        total_line(self.done.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed), total, elapsed)
+    }
 }
 
 pub struct TerminalSink {
@@ -58,17 +67,34 @@ pub struct TerminalSink {
     /// Finished lines stay owned here: a dropped bar would vanish at the next redraw.
     finished: RefCell<Vec<ProgressBar>>,
     total: Option<ProgressBar>,
-    totals: RefCell<Totals>,
-    started: Instant,
+    totals: Arc<Totals>,
+    /// Where the lines are drawn (stderr; a recorder in tests), made anew on `resume`.
+    target: Box<dyn Fn() -> ProgressDrawTarget>,
 }
 
 impl TerminalSink {
     /// `customers`: how many this run has (a fleet view from two on).
     pub fn new(customers: usize) -> Self {
-        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        Self::with_target(customers, Box::new(ProgressDrawTarget::stderr))
+    }
+
+    /// Drawing to `target` instead of stderr: a test records the rendered lines.
+    pub fn with_target(customers: usize, target: Box<dyn Fn() -> ProgressDrawTarget>) -> Self {
+        let multi = MultiProgress::with_draw_target(target());
+        let totals = Arc::new(Totals::default());
+        let started = Instant::now();
         let total = (customers > 1).then(|| {
             let bar = multi.add(ProgressBar::new_spinner());
-            bar.set_style(ProgressStyle::with_template("{msg}").expect("static template"));
+            let t = totals.clone();
+            let style = ProgressStyle::with_template("{total}").expect("static template").with_key(
+                "total",
+                move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = w.write_str(&t.line(customers, started.elapsed()));
+                },
+            );
+            bar.set_style(style);
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar.tick();
             bar
         });
         let s = Self {
@@ -77,10 +103,9 @@ impl TerminalSink {
             lines: RefCell::new(BTreeMap::new()),
             finished: RefCell::new(Vec::new()),
             total,
-            totals: RefCell::new(Totals::default()),
-            started: Instant::now(),
+            totals,
+            target,
         };
-        s.redraw_total();
         // What stamp prints on an interrupt goes above the live lines (straight to
         // stderr while they are hidden for a prompt).
         let multi = s.multi.clone();
@@ -90,13 +115,6 @@ impl TerminalSink {
             }
         })));
         s
-    }
-
-    fn redraw_total(&self) {
-        if let (Some(bar), Some(n)) = (&self.total, self.fleet) {
-            let t = self.totals.borrow();
-            bar.set_message(total_line(t.done, t.failed, n, self.started.elapsed()));
-        }
     }
 }
 
@@ -176,13 +194,13 @@ impl EventSink for TerminalSink {
                 if let Some(l) = lines.remove(&(e.customer.clone(), None)) {
                     self.finished.borrow_mut().push(l.finish(customer_line(&e.customer, status, elapsed)));
                 }
-                let mut t = self.totals.borrow_mut();
-                t.done += 1;
                 if !status.succeeded() {
-                    t.failed += 1;
+                    self.totals.failed.fetch_add(1, Ordering::Relaxed);
                 }
-                drop(t);
-                self.redraw_total();
+                self.totals.done.fetch_add(1, Ordering::Relaxed);
+                if let Some(bar) = &self.total {
+                    bar.tick();
+                }
             }
             (Some(_), _, _) => {}
         }
@@ -194,7 +212,7 @@ impl EventSink for TerminalSink {
     }
 
     fn resume(&self) {
-        self.multi.set_draw_target(ProgressDrawTarget::stderr());
+        self.multi.set_draw_target((self.target)());
     }
 }
 
@@ -202,15 +220,119 @@ impl Drop for TerminalSink {
     fn drop(&mut self) {
         crate::interrupt::set_printer(None);
         if let Some(bar) = &self.total {
-            let t = self.totals.borrow();
-            bar.finish_with_message(total_line(t.done, t.failed, self.fleet.unwrap_or(0), self.started.elapsed()));
+            bar.finish();
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
     use super::*;
+
+    /// A terminal that keeps every line drawn on it, in order.
+    #[derive(Debug, Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<String>>>);
+
+    impl indicatif::TermLike for Recorder {
+        fn width(&self) -> u16 {
+            120
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.write_str(s)
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            if !s.is_empty() {
+                self.0.lock().unwrap().push(s.to_owned());
+            }
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Recorder {
+        fn lines(&self) -> Vec<String> {
+            self.0.lock().unwrap().clone()
+        }
+        /// The total lines drawn so far.
+        fn totals(&self) -> Vec<String> {
+            self.lines().into_iter().filter(|l| l.starts_with("customers: ")).collect()
+        }
+        /// Waits (20 s at most: a loaded machine draws late, but draws) for a line
+        /// drawn that `wanted` accepts.
+        fn wait_for(&self, wanted: impl Fn(&str) -> bool) {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !self.lines().iter().any(|l| wanted(l)) {
+                assert!(Instant::now() < deadline, "never drawn; the lines drawn: {:#?}", self.lines());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        fn wait_for_total(&self, start: &str) {
+            self.wait_for(|l| l.starts_with(start));
+        }
+    }
+
+    fn sink(customers: usize) -> (TerminalSink, Recorder) {
+        let rec = Recorder::default();
+        let r = rec.clone();
+        (TerminalSink::with_target(customers, Box::new(move || ProgressDrawTarget::term_like_with_hz(Box::new(r.clone()), 20))), rec)
+    }
+
+    fn event(customer: &str, stage: Option<Stage>, kind: EventKind) -> Event {
+        Event { customer: customer.to_owned(), stage, kind }
+    }
+
+    #[test]
+    fn the_fleets_total_line_advances_as_customers_finish() {
+        let (sink, rec) = sink(2);
+        sink.pause();
+        sink.resume();
+        for c in ["acme", "globex"] {
+            sink.emit(event(c, None, EventKind::CustomerStarted { env: "production".into() }));
+            sink.emit(event(c, Some(Stage::Vpc), EventKind::StageStarted { label: "vpc stack".into() }));
+        }
+        sink.emit(event("acme", Some(Stage::Vpc), EventKind::Progress { done: 3, total: 23 }));
+        assert!(rec.totals().iter().all(|l| l.starts_with("customers: 0/2 done, 0 failed")), "{:#?}", rec.totals());
+
+        sink.emit(event("acme", None, EventKind::CustomerFinished { status: Status::Ok, elapsed: Duration::from_secs(61) }));
+        rec.wait_for_total("customers: 1/2 done, 0 failed");
+        // globex is still running, and its line still moves.
+        sink.emit(event("globex", Some(Stage::Vpc), EventKind::Step("applying aws_vpc.this".into())));
+        rec.wait_for(|l| l.contains("globex") && l.contains("applying aws_vpc.this"));
+
+        sink.emit(event("globex", None, EventKind::CustomerFinished { status: Status::Failed, elapsed: Duration::from_secs(62) }));
+        rec.wait_for_total("customers: 2/2 done, 1 failed");
+        drop(sink);
+        let shown = rec.totals();
+        assert!(shown.last().is_some_and(|l| l.starts_with("customers: 2/2 done, 1 failed")), "the final total: {shown:#?}");
+    }
+
+    /// The elapsed time on the total line moves by itself, between events.
+    #[test]
+    fn the_fleets_total_line_counts_the_time_between_events() {
+        let (sink, rec) = sink(3);
+        sink.emit(event("acme", None, EventKind::CustomerStarted { env: "production".into() }));
+        rec.wait_for(|l| l.starts_with("customers: 0/3 done, 0 failed, elapsed ") && !l.ends_with("elapsed 0.0s"));
+        drop(sink);
+    }
 
     #[test]
     fn fleet_lines() {

@@ -1,5 +1,6 @@
 terraform {
-  required_version = ">= 1.6"
+  # 1.10: the S3 backend's use_lockfile, which stamp sets (`stamp doctor` checks it).
+  required_version = ">= 1.10"
 
   required_providers {
     aws = {

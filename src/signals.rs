@@ -134,9 +134,10 @@ pub fn subscribe() -> Option<watch::Receiver<Interrupts>> {
 }
 
 /// How long a tool gets to stop cleanly after the first interrupt before its
-/// process group is killed. `STAMP_KILL_GRACE` (seconds) overrides it.
+/// process group is killed. `STAMP_KILL_GRACE` (seconds, checked in `env_vars`)
+/// overrides it.
 pub fn grace_period() -> Duration {
-    std::env::var("STAMP_KILL_GRACE").ok().and_then(|s| s.parse::<u64>().ok()).map(Duration::from_secs).unwrap_or(Duration::from_secs(120))
+    crate::env_vars::settings().kill_grace
 }
 
 /// Sends `sig` to every process of the group led by `pgid`.

@@ -176,6 +176,8 @@ impl Pipeline {
             started_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
             duration_s: 0.0,
             state_bucket: None,
+            git_id: plan.revision.as_ref().map(|r| r.git_id.clone()),
+            commit: plan.revision.as_ref().map(|r| r.commit.clone()),
             stages: Vec::new(),
             outputs: BTreeMap::new(),
             log_dir: work.join("logs"),
@@ -484,6 +486,8 @@ impl Pipeline {
             i.add("the rendered app configuration", hash_bytes(&serde_json::to_vec(files).unwrap_or_default()));
         }
         i.add("git_id", c.git_id.clone());
+        // A branch that moved is another image: a run of the old commit is not resumed.
+        i.add("commit", self.plan.commit()?.to_owned());
         i.add("env", c.env.to_string());
         i.add("region", c.region.to_string());
         i.add("endpoint", fleet.aws.endpoint.clone().unwrap_or_else(|| "AWS".into()));
@@ -740,7 +744,8 @@ impl Pipeline {
         });
         let ami = match ami {
             Some(ami) => {
-                self.skip(Stage::Ami, &format!("planning with the deployed {ami}; nothing is built"));
+                let detail = self.deployed_revision(&ami).await;
+                self.skip(Stage::Ami, &format!("planning with the deployed {ami}; nothing is built. {detail}"));
                 self.report.outputs.insert("ami_id".into(), json!(ami.as_str()));
                 ami
             }
@@ -767,6 +772,31 @@ impl Pipeline {
             }
         }
         Ok(())
+    }
+
+    /// What the deployed AMI was baked from (its `stamp:git_id` and `stamp:commit`
+    /// tags) against the commit this customer's git_id names now.
+    async fn deployed_revision(&mut self, ami: &AmiId) -> String {
+        let Some(now) = self.plan.revision.clone() else { return String::new() };
+        let mut log = match self.log(Stage::Ami) {
+            Ok(l) => l,
+            Err(_) => StageLog::discard(),
+        };
+        let tags = self.aws.image_tags("ami", &mut log, ami).await.unwrap_or_default();
+        let baked = (tags.get(crate::tools::aws::TAG_GIT_ID), tags.get(crate::tools::aws::TAG_COMMIT));
+        match baked {
+            (_, Some(c)) if c.eq_ignore_ascii_case(&now.commit) => {
+                format!("It was baked from commit {}, which {} still names", now.short(), now.git_id)
+            }
+            (g, Some(c)) => format!(
+                "It was baked from {}commit {}; {} names {} now: a deploy bakes that commit",
+                g.map(|g| format!("{g} at ")).unwrap_or_default(),
+                &c[..12.min(c.len())],
+                now.git_id,
+                now.short()
+            ),
+            (_, None) => format!("Its commit is not tagged (stamp:commit); a deploy bakes {}", now.describe()),
+        }
     }
 
     /// For each deployed stack, what drifted (refresh-only plan) and what is pending

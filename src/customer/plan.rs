@@ -12,6 +12,7 @@ use crate::error::{ConfigError, Error};
 use crate::fleet::context::FleetContext;
 use crate::names::{CustomerName, EnvName};
 use crate::render::AppContext;
+use crate::tools::git::Revision;
 use crate::tools::packer::TemplateInfo;
 use crate::tools::terraform::StackInfo;
 use crate::ui::events::Stage;
@@ -54,6 +55,9 @@ pub struct CustomerPlan {
     /// value here (an environment variable not set, a file that does not exist),
     /// said as notes; the commands that use a secret read it and refuse without it.
     pub unavailable_secrets: Vec<String>,
+    /// The commit `git_id` names, looked up before anything runs (`fleet::revisions`)
+    /// by the commands that bake or say what would be baked: deploy, plan, render.
+    pub revision: Option<Revision>,
 }
 
 /// A `[secrets]` value, read at run time. `Debug` never shows it.
@@ -164,7 +168,7 @@ impl CustomerPlan {
         };
         match (vpc, frontends, template) {
             (Ok(vpc), Ok(frontends), Ok(template)) if problems.is_empty() => {
-                Ok(Self { customer, vpc, frontends, template, app_config, secrets, unavailable_secrets })
+                Ok(Self { customer, vpc, frontends, template, app_config, secrets, unavailable_secrets, revision: None })
             }
             (vpc, frontends, template) => {
                 let mut all: Vec<Error> = [vpc.err(), frontends.err(), template.err()].into_iter().flatten().collect();
@@ -176,6 +180,13 @@ impl CustomerPlan {
 
     pub fn name(&self) -> &CustomerName {
         &self.customer.name
+    }
+
+    /// The commit to bake: this run looked `git_id` up before anything started.
+    pub fn commit(&self) -> Result<&str, Error> {
+        self.revision.as_ref().map(|r| r.commit.as_str()).ok_or_else(|| {
+            Error::stage(format!("{}: git_id `{}` was not resolved to a commit before the run", self.customer.name, self.customer.git_id))
+        })
     }
 
     pub fn job(&self, stage: Stage) -> &StackJob {

@@ -2,6 +2,7 @@
 
 pub mod aws;
 pub mod find;
+pub mod git;
 pub mod packer;
 pub mod process;
 pub mod s3;

@@ -327,6 +327,16 @@ impl Default for GitRepo {
     }
 }
 
+/// The commit `rev` (a tag or branch of `app_repo()`) names.
+pub fn app_commit(rev: &str) -> String {
+    let mut c = Command::new("git");
+    hermetic(&mut c);
+    let out =
+        c.arg("-C").arg(app_repo()).args(["rev-parse", "--verify", "--end-of-options", &format!("{rev}^{{commit}}")]).output().unwrap();
+    assert!(out.status.success(), "no {rev} in the app repository");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
 /// The app repository every test fleet names (`app_repo`), made once per test
 /// process: branches `main` and `master` and the tags v1, v2, v3, v1.0.0, v2.0.0 and
 /// v3.0.0, each on a commit of its own, so the test fleets' git_ids resolve offline.

@@ -883,7 +883,7 @@ pub fn check_git_id(g: &str) -> Result<String, String> {
     };
     match why {
         None => Ok(g.to_owned()),
-        Some(why) => Err(format!("`{g}` is not a git revision: {why} ({rule})")),
+        Some(why) => Err(format!("`{}` is not a git revision: {why} ({rule})", g.escape_debug())),
     }
 }
 
@@ -899,7 +899,7 @@ const APP_REPO_HINT: &str = "app_repo is the git repository the image is built f
 /// form (`ext::` runs a command).
 pub fn check_app_repo(r: &str, dir: &Path) -> Result<String, String> {
     let rule = "an https://, ssh:// or file:// URL, `user@host:path`, or a local path";
-    let bad = |why: String| Err(format!("`{r}` is not a repository stamp accepts: {why} ({rule})"));
+    let bad = |why: String| Err(format!("`{}` is not a repository stamp accepts: {why} ({rule})", r.escape_debug()));
     if r.is_empty() {
         return bad("it is empty".into());
     }
@@ -963,7 +963,7 @@ pub fn check_app_dir(d: &str) -> Result<String, String> {
     };
     match why {
         None => Ok(d.to_owned()),
-        Some(why) => Err(format!("`{d}` is not accepted: {why} ({rule})")),
+        Some(why) => Err(format!("`{}` is not accepted: {why} ({rule})", d.escape_debug())),
     }
 }
 
@@ -989,14 +989,17 @@ pub fn check_server_name(s: &str) -> Result<String, String> {
     } else if s.len() > 1024 {
         Some(format!("it has {} characters (at most 1024)", s.len()))
     } else {
-        names
-            .iter()
-            .find(|n| !name_ok(n))
-            .map(|n| if n.is_empty() { "two spaces in a row, or one at an end".to_owned() } else { format!("`{n}` is not a host name") })
+        names.iter().find(|n| !name_ok(n)).map(|n| {
+            if n.is_empty() {
+                "two spaces in a row, or one at an end".to_owned()
+            } else {
+                format!("`{}` is not a host name", n.escape_debug())
+            }
+        })
     };
     match why {
         None => Ok(s.to_owned()),
-        Some(why) => Err(format!("`{s}` is not accepted: {why} ({rule})")),
+        Some(why) => Err(format!("`{}` is not accepted: {why} ({rule})", s.escape_debug())),
     }
 }
 

@@ -295,7 +295,7 @@ pub async fn render(fleet: Fleet, names: &[CustomerName], t: &Target) -> Result<
     let sink = super::sink(true, plans.len());
     for plan in plans {
         let opts = Options { approval: Approval::Auto, rebuild_ami: false, no_smoke: true, from: None };
-        let p = Pipeline::open(ctx.clone(), plan, opts, sink.clone(), Stop::new(), Operation::Render)?;
+        let p = Pipeline::open(ctx.clone(), plan, opts, sink.clone(), Stop::new(), Operation::Render).await?;
         let (_, result) = p.run().await;
         result?;
     }

@@ -5,5 +5,6 @@ pub mod find;
 pub mod git;
 pub mod packer;
 pub mod process;
+pub mod relay;
 pub mod s3;
 pub mod terraform;

@@ -873,11 +873,11 @@ impl Pipeline {
             let outputs = terraform::outputs_from_state(&text).map_err(unreadable)?;
             Ok((Some(text), count, outputs))
         };
-        let (_, vpc_count, vpc_outputs) = read(self, self.plan.vpc.key.clone()).await?;
+        let (vpc_state, vpc_count, vpc_outputs) = read(self, self.plan.vpc.key.clone()).await?;
         let (fe_state, fe_count, fe_outputs) = read(self, self.plan.frontends.key.clone()).await?;
-        if let Some(state) = fe_state.as_deref() {
-            stages::stack::refuse_protected(self, &mut log, state).await?;
-        }
+        // Deletion protection, as AWS has it now, for both stacks: refused whole.
+        let states: Vec<&str> = [fe_state.as_deref(), vpc_state.as_deref()].into_iter().flatten().collect();
+        stages::stack::refuse_protected(self, &mut log, &states).await?;
         // Inputs a destroy plan still evaluates: the values the stacks were applied with.
         let vpc = VpcOutputs::from_outputs(&vpc_outputs, "vpc").unwrap_or(VpcOutputs {
             vpc_id: "vpc-00000000".into(),

@@ -4,10 +4,9 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Emulator, FLEET_TOML, Fleet, Run, stage_status};
+use common::{Emulator, FLEET_TOML, Fleet, Run, processes, stage_status};
 
 fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
@@ -15,25 +14,6 @@ fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// Processes whose command line contains `marker` or whose working directory is
-/// under `dir`, as "pid: command line".
-fn processes(marker: &str, dir: Option<&Path>) -> Vec<String> {
-    let dir = dir.map(|d| d.canonicalize().unwrap());
-    let mut found = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let name = e.file_name().to_string_lossy().to_string();
-        if !name.chars().all(|c| c.is_ascii_digit()) || name == std::process::id().to_string() {
-            continue;
-        }
-        let cmd = std::fs::read(e.path().join("cmdline")).map(|c| String::from_utf8_lossy(&c).replace('\0', " ")).unwrap_or_default();
-        let in_dir = std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| dir.as_ref().is_some_and(|d| cwd.starts_with(d)));
-        if !cmd.is_empty() && (cmd.contains(marker) || in_dir) {
-            found.push(format!("{name}: {cmd}"));
-        }
-    }
-    found
 }
 
 /// A marker unique to this test run, usable as a `sleep` duration.

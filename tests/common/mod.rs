@@ -617,6 +617,26 @@ impl Run {
     }
 }
 
+/// Processes whose command line contains `marker` or whose working directory is
+/// under `dir`, as "pid: command line" (a tool run with relative arguments is found
+/// by its working directory; `pgrep -f <dir>` would miss it).
+pub fn processes(marker: &str, dir: Option<&Path>) -> Vec<String> {
+    let dir = dir.map(|d| d.canonicalize().unwrap());
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if !name.chars().all(|c| c.is_ascii_digit()) || name == std::process::id().to_string() {
+            continue;
+        }
+        let cmd = std::fs::read(e.path().join("cmdline")).map(|c| String::from_utf8_lossy(&c).replace('\0', " ")).unwrap_or_default();
+        let in_dir = std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| dir.as_ref().is_some_and(|d| cwd.starts_with(d)));
+        if !cmd.is_empty() && ((!marker.is_empty() && cmd.contains(marker)) || in_dir) {
+            found.push(format!("{name}: {cmd}"));
+        }
+    }
+    found
+}
+
 /// The status of a stage in a run report (`--json`).
 /// A terraform tree holding only the stand-in vpc stack (and the script it runs,
 /// `../standin_aws.py`), for tests that bring their own frontends stack.

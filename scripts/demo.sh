@@ -19,6 +19,9 @@ if [ ! -f "${TF_CLI_CONFIG_FILE:-/nonexistent}" ]; then
   export TF_CLI_CONFIG_FILE="$root/.tools/terraformrc"
 fi
 
+# The demo's app repository: a local one (offline), whose master stamp resolves to a
+# commit before it bakes (examples/demo/stamp.toml names it).
+scripts/app-repo.sh "$root/.stamp/demo-app"
 config=examples/demo/stamp.toml
 started=$(date +%s)
 "$stamp" --config "$config" deploy acme --auto-approve

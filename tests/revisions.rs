@@ -127,3 +127,45 @@ fn a_ref_the_repository_lacks_or_a_repository_that_cannot_be_read_is_refused_bef
     let plan = fleet.stamp(&["plan", "acme", "--json"]).ok().json();
     assert_eq!(plan["commit"], first.as_str());
 }
+
+/// What the build instance runs (packer/files/app-checkout.sh, from 30-app.sh), with
+/// the real git: exactly the commit it is given, even one no ref points at any more
+/// (fetched by its hash); a branch name or a repository git would read as an option
+/// is refused before git runs.
+#[test]
+fn the_build_instance_checks_out_exactly_the_commit_it_is_given_and_nothing_else() {
+    let app = GitRepo::new();
+    let first = app.commit("first");
+    let second = app.commit("second");
+    // main moves on without `second`: no ref points at it any more.
+    app.git(&["reset", "--quiet", "--hard", &first]);
+    let third = app.commit("third");
+    let work = tempfile::tempdir().unwrap();
+    let checkout = |repo: &str, git_id: &str, dir: &str| {
+        let mut c = std::process::Command::new("bash");
+        common::hermetic(&mut c);
+        let out = c
+            .arg(common::repo().join("packer/files/app-checkout.sh"))
+            .env("APP_REPO", repo)
+            .env("GIT_ID", git_id)
+            .env("APP_DIR", work.path().join(dir))
+            .current_dir(work.path())
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).trim().to_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let repo = app.path().display().to_string();
+    for commit in [&second, &third] {
+        let (code, out, err) = checkout(&repo, commit, "app");
+        assert_eq!((code, out.as_str()), (Some(0), commit.as_str()), "{err}");
+        assert_eq!(std::fs::read_to_string(work.path().join("app/REVISION")).unwrap(), if commit == &second { "second" } else { "third" });
+    }
+    let (code, _, err) = checkout(&repo, "main", "by-name");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("GIT_ID=main is not a full commit hash"), "{err}");
+    let pwned = work.path().join("pwned");
+    let (code, _, err) = checkout(&format!("--upload-pack=touch {}", pwned.display()), &third, "hostile");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("is not a repository address") && !pwned.exists(), "{err}");
+    assert!(!work.path().join("by-name").exists() && !work.path().join("hostile").exists(), "git never ran");
+}

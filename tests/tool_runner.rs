@@ -198,3 +198,19 @@ async fn a_tool_that_cannot_start_is_a_failure_naming_it() {
     assert!(f.status.contains("could not start /nonexistent/terraform"), "{}", f.status);
     assert!(f.hint.unwrap_or_default().contains("stamp doctor"));
 }
+
+/// A process the tool started and left in its group without its output (an
+/// interrupted terraform's provisioner command, a daemon) goes when the tool exits.
+#[tokio::test(flavor = "current_thread")]
+async fn what_a_tool_leaves_in_its_process_group_is_stopped_when_it_exits() {
+    relay();
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = StageLog::create(dir.path().join("t.log")).unwrap();
+    let marker = "613.0917";
+    let c = ToolCommand::new(Path::new("/bin/sh"), dir.path()).args(["-c", &format!("sleep {marker} >/dev/null 2>&1 & echo left it")]);
+    let out = c.run("t", &mut log, &[0], true, &mut |_, _| Tail::Raw).await.unwrap();
+    assert_eq!(out.stdout, "left it\n");
+    assert!(processes_with(marker).is_empty(), "left running: {:?}", processes_with(marker));
+    let text = std::fs::read_to_string(dir.path().join("t.log")).unwrap();
+    assert!(text.contains("leaving processes in its process group") && text.contains("sending them SIGTERM"), "{text}");
+}

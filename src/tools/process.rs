@@ -446,7 +446,9 @@ fn relay_program() -> PathBuf {
 pub type Steps = std::rc::Rc<dyn Fn(&str)>;
 
 /// The full output of one stage's tools: `<work>/<customer>/logs/<stage>.log`.
-/// The previous run's log is kept beside it as `<stage>.previous.log`.
+/// The previous run's log is kept beside it as `<stage>.previous.log`. The tools'
+/// lines are appended by their relay (`tools::relay`); stamp writes its commands and
+/// notes: both append, so neither overwrites the other.
 pub struct StageLog {
     pub path: PathBuf,
     // Line-buffered so `tail -f` on a log follows a running tool.
@@ -533,13 +535,6 @@ impl StageLog {
     pub fn note(&mut self, s: &str) {
         self.write(&format!("{s}\n"));
         self.flush();
-    }
-
-    pub fn line(&mut self, stream: Stream, s: &str) {
-        match stream {
-            Stream::Stdout => self.write(&format!("{s}\n")),
-            Stream::Stderr => self.write(&format!("[stderr] {s}\n")),
-        }
     }
 
     pub fn flush(&mut self) {

@@ -17,7 +17,8 @@
 //! It runs in a process group of its own (a terminal's Ctrl-C reaches stamp only) and
 //! ignores SIGINT, SIGTERM and SIGHUP: it ends when the tool's output has ended (or
 //! after `DRAIN_TIMEOUT` once the tool exited, if a process it left behind holds the
-//! output open). What it tells stamp, one line each on its stdout: `P <pid>` (the
+//! output open), once what the tool left in its process group is gone too (SIGTERM,
+//! then SIGKILL). What it tells stamp, one line each on its stdout: `P <pid>` (the
 //! tool started), `O <line>` / `E <line>` (a line of the tool's stdout / stderr),
 //! `F <reason>` (the tool could not start), `W <error>` (the log could not be
 //! written), `X <code>` or `X signal <n>` (the tool's end).
@@ -278,6 +279,7 @@ fn run(o: Options) -> i32 {
     let mut open = readers.len();
     let mut kill_at: Option<Instant> = None;
     let mut drain_until: Option<Instant> = None;
+    let mut terminated = false;
     let note = |text: String| out.lock().unwrap_or_else(|e| e.into_inner()).note(&text);
     loop {
         if open == 0 && exited.is_some() {
@@ -350,9 +352,27 @@ fn run(o: Options) -> i32 {
                         DRAIN_TIMEOUT.as_secs()
                     ));
                     group(libc::SIGTERM);
+                    terminated = true;
                     break;
                 }
             }
+        }
+    }
+    // What the tool left in its process group (a provisioner's command an
+    // interrupted terraform did not wait for, a background process) goes with it:
+    // SIGTERM, then SIGKILL if it is still there after DRAIN_TIMEOUT.
+    if exited.is_some() && group_alive(pgid) {
+        if !terminated {
+            note(format!("stamp: {name} exited, leaving processes in its process group ({pgid}): sending them SIGTERM"));
+            group(libc::SIGTERM);
+        }
+        let until = Instant::now() + DRAIN_TIMEOUT;
+        while group_alive(pgid) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if group_alive(pgid) {
+            note(format!("stamp: processes of {name}'s process group ({pgid}) outlived SIGTERM: killing them"));
+            group(libc::SIGKILL);
         }
     }
     let status = exited;
@@ -377,6 +397,12 @@ fn run(o: Options) -> i32 {
     }
     o.tell(end.as_bytes());
     0
+}
+
+/// Whether any process of the group `pgid` is left.
+fn group_alive(pgid: i32) -> bool {
+    // SAFETY: kill(2) with signal 0 only checks that the group exists.
+    unsafe { libc::kill(-pgid, 0) == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM) }
 }
 
 #[cfg(test)]

@@ -154,7 +154,8 @@ async fn an_abandoned_run_gets_its_stop_signal_once_and_its_output_keeps_reachin
         // Dropped once the tool runs: for the relay, as if stamp had died.
         let started = async {
             let text = || std::fs::read_to_string(&log_path).unwrap_or_default();
-            while !text().contains("started") {
+            // The line itself, not the script in the logged command.
+            while !text().lines().any(|l| l == "started") {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
         };

@@ -174,7 +174,9 @@ impl ToolCommand {
         };
         let relay_program = relay_program();
         let mut cmd = Command::new(&relay_program);
-        cmd.arg(relay::ARG)
+        // `ps` shows "stamp __stamp-tool-relay ... -- terraform apply ...".
+        cmd.arg0("stamp")
+            .arg(relay::ARG)
             .args(options.to_args())
             .current_dir(&self.cwd)
             .envs(self.env.iter().map(|(k, v)| (k, v)))

@@ -97,6 +97,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 : > "$dir/results.tsv"
+# The app's git_id is looked up in app_repo before a bake: a local one, offline.
+"$root/scripts/app-repo.sh" "$dir/app"
 
 # The fleet file: FILE ENDPOINT WORK CUSTOMERS-DIR
 write_config() {
@@ -105,7 +107,7 @@ write_config() {
 region = "eu-west-1"
 default_env = "production"
 envs = ["production", "staging"]
-app_repo = "https://example.invalid/app.git"
+app_repo = "$dir/app"
 
 [paths]
 terraform = "$root/tests/standin/terraform"

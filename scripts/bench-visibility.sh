@@ -103,6 +103,8 @@ export TF_CLI_CONFIG_FILE="$root/.tools/terraformrc"
 
 # ---------------------------------------------------------------- temp dir, emulator
 dir=$(mktemp -d "${TMPDIR:-/tmp}/stamp-bench-visibility.XXXXXX")
+# The app's git_id is looked up in app_repo before a bake: a local one, offline.
+"$root/scripts/app-repo.sh" "$dir/app"
 cleanup() {
   "$root/scripts/emulator.sh" stop "$dir/emulator" || true
   if [ "${BENCH_KEEP:-0}" = 1 ]; then say "kept $dir"; else rm -rf "$dir"; fi
@@ -130,7 +132,7 @@ write_config() {
 region = "eu-west-1"
 default_env = "production"
 envs = ["production", "staging"]
-app_repo = "https://github.com/aircall/devops-test.git"
+app_repo = "$dir/app"
 
 [paths]
 terraform = "$terraform"

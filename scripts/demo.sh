@@ -20,6 +20,9 @@ export PATH="$PATH:$root/.tools/bin"
 # whatever the user's own says. Every other make target leaves the user's in place.
 export TF_CLI_CONFIG_FILE="$root/.tools/terraformrc"
 
+# The demo's app repository: a local one (offline), whose master stamp resolves to a
+# commit before it bakes (examples/demo/stamp.toml names it).
+scripts/app-repo.sh "$root/.stamp/demo-app"
 config=examples/demo/stamp.toml
 started=$(date +%s)
 "$stamp" --config "$config" deploy acme --auto-approve

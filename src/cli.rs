@@ -277,7 +277,7 @@ impl From<ProgressArg> for crate::ui::ci::Progress {
     }
 }
 
-fn parse_lock_timeout(s: &str) -> Result<std::time::Duration, String> {
+pub fn parse_lock_timeout(s: &str) -> Result<std::time::Duration, String> {
     let d = humantime::parse_duration(s.trim()).map_err(|e| format!("`{s}` is not a duration ({e}); write one such as 30s, 10m or 1h"))?;
     if d.as_secs() > 24 * 3600 || d.subsec_nanos() != 0 {
         return Err(format!("`{s}`: give whole seconds, at most 24h (such as 30s, 10m or 1h)"));

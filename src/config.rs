@@ -52,7 +52,7 @@ struct RawFleet {
     state_bucket: Option<Spanned<String>>,
     default_env: Option<Spanned<String>>,
     envs: Option<Spanned<Vec<String>>>,
-    app_repo: Option<String>,
+    app_repo: Option<Spanned<String>>,
     git_id: Option<Spanned<String>>,
     /// Customers deployed first by `--canary K` (in this order).
     canary: Option<Spanned<Vec<String>>>,
@@ -104,8 +104,8 @@ struct RawStage {
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawApp {
-    dir: Option<String>,
-    server_name: Option<String>,
+    dir: Option<Spanned<String>>,
+    server_name: Option<Spanned<String>>,
     puma_workers: Option<Spanned<i64>>,
     puma_threads: Option<Spanned<i64>>,
 }
@@ -126,7 +126,7 @@ struct RawCustomerFile {
     region: Option<Spanned<String>>,
     env: Option<Spanned<String>>,
     git_id: Option<Spanned<String>>,
-    app_repo: Option<String>,
+    app_repo: Option<Spanned<String>>,
     /// Labels for `--tag`.
     tags: Option<Spanned<Vec<String>>>,
     #[serde(default)]
@@ -304,6 +304,9 @@ pub struct Fleet {
     pub envs: Vec<EnvName>,
     pub app_repo: Option<String>,
     pub git_id: Option<String>,
+    /// Where `[fleet] app_repo` and `git_id` were set ("file:line"), for errors found later.
+    pub app_repo_at: String,
+    pub git_id_at: String,
     pub paths: Paths,
     pub aws: AwsSettings,
     pub tools: ToolChoice,
@@ -335,6 +338,10 @@ pub struct Customer {
     pub env: EnvName,
     pub git_id: String,
     pub app_repo: String,
+    /// Where `git_id` and `app_repo` were set ("file:line", the customer file's or
+    /// the fleet file's), for the errors of looking the revision up.
+    pub git_id_at: String,
+    pub app_repo_at: String,
     pub tags: Vec<String>,
     pub vpc_vars: StageVars,
     pub packer_vars: StageVars,
@@ -452,14 +459,23 @@ impl Fleet {
             Some(g) => Some(check_git_id(g.get_ref()).map_err(|m| ConfigError::at(path, text, g.span(), format!("[fleet] git_id: {m}")))?),
             None => None,
         };
+        let app_repo = match &raw.fleet.app_repo {
+            Some(r) => Some(
+                check_app_repo(r.get_ref(), &root)
+                    .map_err(|m| ConfigError::at(path, text, r.span(), format!("[fleet] app_repo: {m}")).hint(APP_REPO_HINT))?,
+            ),
+            None => None,
+        };
         let mut fleet = Fleet {
             config_path: path.to_path_buf(),
             region,
             state_bucket,
             default_env,
             envs,
-            app_repo: raw.fleet.app_repo.clone(),
+            app_repo,
             git_id,
+            app_repo_at: at(path, text, raw.fleet.app_repo.as_ref().map(|r| r.span())),
+            git_id_at: at(path, text, raw.fleet.git_id.as_ref().map(|g| g.span())),
             paths: Paths {
                 terraform: rel(&raw.paths.terraform, "terraform"),
                 packer_template: rel(&raw.paths.packer, "packer/template.json"),
@@ -596,7 +612,22 @@ impl Fleet {
                 )));
             }
         };
-        let app_repo = raw.app_repo.clone().or_else(|| self.app_repo.clone()).unwrap_or_default();
+        let git_id_at = match &raw.git_id {
+            Some(g) => at(file, text, Some(g.span())),
+            None => self.git_id_at.clone(),
+        };
+        let app_repo_at = match &raw.app_repo {
+            Some(r) => at(file, text, Some(r.span())),
+            None => self.app_repo_at.clone(),
+        };
+        let app_repo = match &raw.app_repo {
+            Some(r) => {
+                let dir = file.parent().map(std::path::absolute).and_then(Result::ok).unwrap_or_else(|| self.root.clone());
+                check_app_repo(r.get_ref(), &dir)
+                    .map_err(|m| ConfigError::at(file, text, r.span(), format!("app_repo: {m}")).hint(APP_REPO_HINT))?
+            }
+            None => self.app_repo.clone().unwrap_or_default(),
+        };
         let tags = match &raw.tags {
             Some(t) => t
                 .get_ref()
@@ -622,6 +653,8 @@ impl Fleet {
             env,
             git_id,
             app_repo,
+            git_id_at,
+            app_repo_at,
             tags,
             vpc_vars,
             packer_vars,
@@ -652,9 +685,38 @@ fn resolve_app(
             .filter(|n| (1..=64).contains(n))
             .ok_or_else(|| ConfigError::at(f, t, v.span(), format!("[app] {key} = {}: expected a whole number from 1 to 64", v.get_ref())))
     };
+    // A string key: the customer's value, else the fleet's, checked where it was written.
+    let string = |own: &Option<Spanned<String>>,
+                  theirs: &Option<Spanned<String>>,
+                  key: &str,
+                  default: &str,
+                  check: fn(&str) -> Result<String, String>,
+                  hint: &str|
+     -> Result<String, ConfigError> {
+        let (v, f, t) = match (own, theirs) {
+            (Some(v), _) => (v, file, text),
+            (None, Some(v)) => (v, fleet_file, fleet_text),
+            (None, None) => return Ok(default.to_owned()),
+        };
+        check(v.get_ref()).map_err(|m| ConfigError::at(f, t, v.span(), format!("[app] {key}: {m}")).hint(hint))
+    };
     Ok(AppSettings {
-        dir: own.dir.clone().or_else(|| fleet.dir.clone()).unwrap_or_else(|| "/srv/app".into()),
-        server_name: own.server_name.clone().or_else(|| fleet.server_name.clone()).unwrap_or_else(|| "_".into()),
+        dir: string(
+            &own.dir,
+            &fleet.dir,
+            "dir",
+            "/srv/app",
+            check_app_dir,
+            "it is written into the app's nginx, puma (Ruby) and YAML configuration as it is: only safe characters are accepted",
+        )?,
+        server_name: string(
+            &own.server_name,
+            &fleet.server_name,
+            "server_name",
+            "_",
+            check_server_name,
+            "it becomes nginx's `server_name` directive as it is: host names only",
+        )?,
         puma_workers: count(&own.puma_workers, &fleet.puma_workers, "puma_workers", 2)?,
         puma_threads: count(&own.puma_threads, &fleet.puma_threads, "puma_threads", 5)?,
     })
@@ -805,12 +867,151 @@ fn check_tag(t: &str) -> Result<String, String> {
     if ok { Ok(t.to_owned()) } else { Err(format!("`{t}` is not a tag: use 1 to 64 letters, digits, `-`, `_`, `.` or `:`")) }
 }
 
-fn check_git_id(g: &str) -> Result<String, String> {
-    let ok = !g.is_empty() && g.len() <= 128 && !g.starts_with('-') && g.chars().all(|c| c.is_ascii_alphanumeric() || "._/-".contains(c));
-    if ok {
-        Ok(g.to_owned())
+/// A git revision as a user writes it: a branch, a tag, a full ref (`refs/heads/x`)
+/// or a commit's hash, by git's own rules for ref names (`git check-ref-format`),
+/// restricted to characters that are safe wherever stamp writes it (a packer
+/// variable, a YAML file, an AMI tag). Never starts with `-` (git would read an
+/// option).
+pub fn check_git_id(g: &str) -> Result<String, String> {
+    let rule = "a branch, tag or commit: letters, digits, `.`, `_`, `/`, `-`, not starting with `-`, as git names refs";
+    let why = if g.is_empty() {
+        Some("it is empty".to_owned())
+    } else if g.len() > 128 {
+        Some(format!("it has {} characters (at most 128)", g.len()))
+    } else if g.starts_with('-') {
+        Some("it starts with `-` (git would read it as an option)".to_owned())
+    } else if let Some(c) = g.chars().find(|c| !(c.is_ascii_alphanumeric() || "._/-".contains(*c))) {
+        Some(format!("`{}` is not allowed", c.escape_default()))
+    } else if g.contains("..") {
+        Some("git refuses `..` in a ref name".to_owned())
+    } else if g.starts_with('/') || g.ends_with('/') || g.contains("//") {
+        Some("a ref name neither starts nor ends with `/` and has no empty part".to_owned())
+    } else if g.ends_with('.') {
+        Some("git refuses a ref name ending with `.`".to_owned())
+    } else if g.split('/').any(|part| part.starts_with('.') || part.ends_with(".lock")) {
+        Some("git refuses a part of a ref name that starts with `.` or ends with `.lock`".to_owned())
     } else {
-        Err(format!("`{g}` is not a git revision (letters, digits, `.`, `_`, `/`, `-`; not starting with `-`)"))
+        None
+    };
+    match why {
+        None => Ok(g.to_owned()),
+        Some(why) => Err(format!("`{}` is not a git revision: {why} ({rule})", g.escape_debug())),
+    }
+}
+
+const APP_REPO_HINT: &str = "app_repo is the git repository the image is built from: an https:// or ssh:// URL, \
+                             `user@host:path`, a file:// URL or a local path";
+
+/// Where the app is cloned from: an `https://`, `ssh://` or `file://` URL, scp-like
+/// `user@host:path`, or a local path (a relative one is made absolute against
+/// `dir`, the directory of the file that names it). Plain-text transports
+/// (`http://`, `git://`) are refused: the code fetched becomes the image. Only
+/// characters that are safe in a URL, a shell word and a YAML string are accepted,
+/// and never a leading `-` (git would read an option) nor git's `<transport>::`
+/// form (`ext::` runs a command).
+pub fn check_app_repo(r: &str, dir: &Path) -> Result<String, String> {
+    let rule = "an https://, ssh:// or file:// URL, `user@host:path`, or a local path";
+    let bad = |why: String| Err(format!("`{}` is not a repository stamp accepts: {why} ({rule})", r.escape_debug()));
+    if r.is_empty() {
+        return bad("it is empty".into());
+    }
+    if r.len() > 512 {
+        return bad(format!("it has {} characters (at most 512)", r.len()));
+    }
+    if r.starts_with('-') {
+        return bad("it starts with `-` (git would read it as an option)".into());
+    }
+    if let Some(c) = r.chars().find(|c| !(c.is_ascii_alphanumeric() || "._~:/@+%=-".contains(*c))) {
+        return bad(format!("`{}` is not allowed (letters, digits and . _ ~ : / @ + % = - are)", c.escape_default()));
+    }
+    if r.contains("::") {
+        return bad("git's `<transport>::<address>` form is not accepted (`ext::` runs a command)".into());
+    }
+    if let Some((scheme, rest)) = r.split_once("://") {
+        return match scheme {
+            "https" | "ssh" if rest.split('/').next().is_some_and(|h| !h.is_empty()) && rest.contains('/') => Ok(r.to_owned()),
+            "file" if rest.starts_with('/') => Ok(r.to_owned()),
+            "https" | "ssh" => bad("a URL needs a host and a path".into()),
+            "file" => bad("a file:// URL needs an absolute path (file:///...)".into()),
+            "http" | "git" => {
+                bad(format!("{scheme}:// is not encrypted, and the code it fetches becomes the image: use https:// or ssh://"))
+            }
+            other => bad(format!("the scheme `{other}://` is not accepted")),
+        };
+    }
+    if let Some((host, path)) = r.split_once(':')
+        && !host.contains('/')
+    {
+        // scp-like `[user@]host:path` (git reads it so when no slash comes before the colon).
+        return if !host.is_empty() && !path.is_empty() && host.split('@').all(|p| !p.is_empty()) {
+            Ok(r.to_owned())
+        } else {
+            bad("`user@host:path` needs a host and a path".into())
+        };
+    }
+    if r.contains(':') {
+        return bad("a local path with `:` is not accepted".into());
+    }
+    // A local path: the test fleets and the demo keep the app next to the fleet.
+    Ok(normalize(&dir.join(r)).display().to_string())
+}
+
+/// `[app] dir`: an absolute path of safe characters, for nginx (`root`), puma (a
+/// Ruby string) and the environment YAML.
+pub fn check_app_dir(d: &str) -> Result<String, String> {
+    let rule = "an absolute path of letters, digits, `.`, `_` and `-` between the `/`, such as \"/srv/app\"";
+    let why = if !d.starts_with('/') {
+        Some("it is not absolute".to_owned())
+    } else if d.len() > 255 {
+        Some(format!("it has {} characters (at most 255)", d.len()))
+    } else if let Some(c) = d.chars().find(|c| !(c.is_ascii_alphanumeric() || "._/-".contains(*c))) {
+        Some(format!("`{}` is not allowed", c.escape_default()))
+    } else if d == "/" || d.ends_with('/') || d.contains("//") {
+        Some("it is `/`, ends with `/` or has an empty part".to_owned())
+    } else if d.split('/').any(|p| p == "." || p == "..") {
+        Some("it has a `.` or `..` part".to_owned())
+    } else {
+        None
+    };
+    match why {
+        None => Ok(d.to_owned()),
+        Some(why) => Err(format!("`{}` is not accepted: {why} ({rule})", d.escape_debug())),
+    }
+}
+
+/// `[app] server_name`: nginx's `server_name` list: `_`, or host names separated by
+/// spaces, each of labels of letters, digits and `-`, with an optional leading
+/// `*.` or `.` or trailing `.*` (nginx's wildcard names). No regular expressions.
+pub fn check_server_name(s: &str) -> Result<String, String> {
+    let rule = "`_` or host names separated by spaces, such as \"example.com www.example.com *.example.org\"";
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len()) && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') && !l.starts_with('-') && !l.ends_with('-')
+    };
+    let name_ok = |n: &str| {
+        if n == "_" {
+            return true;
+        }
+        let n = n.strip_prefix("*.").or_else(|| n.strip_prefix('.')).unwrap_or(n);
+        let n = n.strip_suffix(".*").unwrap_or(n);
+        n.len() <= 253 && n.split('.').all(label_ok)
+    };
+    let names: Vec<&str> = s.split(' ').collect();
+    let why = if s.trim().is_empty() {
+        Some("it is empty".to_owned())
+    } else if s.len() > 1024 {
+        Some(format!("it has {} characters (at most 1024)", s.len()))
+    } else {
+        names.iter().find(|n| !name_ok(n)).map(|n| {
+            if n.is_empty() {
+                "two spaces in a row, or one at an end".to_owned()
+            } else {
+                format!("`{}` is not a host name", n.escape_debug())
+            }
+        })
+    };
+    match why {
+        None => Ok(s.to_owned()),
+        Some(why) => Err(format!("`{}` is not accepted: {why} ({rule})", s.escape_debug())),
     }
 }
 
@@ -846,6 +1047,14 @@ fn normalize(p: &Path) -> PathBuf {
 
 fn join<T: std::fmt::Display>(v: &[T]) -> String {
     v.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// "file:line" of a value at `span` (the file alone without one).
+fn at(file: &Path, text: &str, span: Option<Range<usize>>) -> String {
+    match span {
+        Some(s) => format!("{}:{}", file.display(), line_of(text, s.start)),
+        None => file.display().to_string(),
+    }
 }
 
 /// 1-based line of a byte offset.
@@ -985,6 +1194,99 @@ mod tests {
         assert!(err.contains("git_id"), "{err}");
         let err = f.parse_customer(&n, p, "git_id = \"x\"\n[app]\npuma_workers = 0\n").unwrap_err().to_string();
         assert!(err.contains("line 3") && err.contains("puma_workers"), "{err}");
+    }
+
+    #[test]
+    fn values_written_into_generated_code_are_checked_for_it() {
+        let dir = Path::new("/x/fleet");
+        for ok in [
+            "https://github.com/aircall/devops-test.git",
+            "ssh://git@host:22/org/app.git",
+            "git@github.com:org/app.git",
+            "file:///srv/app.git",
+        ] {
+            assert_eq!(check_app_repo(ok, dir).as_deref(), Ok(ok), "{ok}");
+        }
+        assert_eq!(check_app_repo("../app.git", dir).unwrap(), "/x/app.git");
+        assert_eq!(check_app_repo("/srv/git/app", dir).unwrap(), "/srv/git/app");
+        for (bad, why) in [
+            ("--upload-pack=touch /tmp/pwned", "starts with `-`"),
+            ("-oProxyCommand=x", "starts with `-`"),
+            ("ext::sh -c touch% /tmp/pwned", "` ` is not allowed"),
+            ("ext::sh", "`<transport>::<address>`"),
+            ("http://example.com/app.git", "not encrypted"),
+            ("git://example.com/app.git", "not encrypted"),
+            ("ftp://example.com/app.git", "scheme `ftp://`"),
+            ("https://x/<%= `id` %>", "`<` is not allowed"),
+            ("https://x/\"; system(1)", "`\\\"` is not allowed"),
+            ("https://x/#{`id`}", "`#` is not allowed"),
+            ("file://relative", "absolute path"),
+            ("", "it is empty"),
+        ] {
+            let err = check_app_repo(bad, dir).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+        for ok in ["/srv/app", "/home/app/current", "/opt/app-1.2_b"] {
+            assert_eq!(check_app_dir(ok).as_deref(), Ok(ok));
+        }
+        for (bad, why) in [
+            ("srv/app", "not absolute"),
+            ("/srv/#{`touch /tmp/pwned`}", "`#` is not allowed"),
+            ("/srv/<%= 1 %>", "`<` is not allowed"),
+            ("/srv/app; rm -rf /", "`;` is not allowed"),
+            ("/srv/\"app", "`\\\"` is not allowed"),
+            ("/srv/../etc", "`..` part"),
+            ("/", "is `/`"),
+            ("/srv/app/", "ends with `/`"),
+        ] {
+            let err = check_app_dir(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+        for ok in ["_", "example.com", "example.com www.example.com", "*.example.org .example.net mail.*", "localhost"] {
+            assert_eq!(check_server_name(ok).as_deref(), Ok(ok));
+        }
+        for (bad, why) in [
+            ("example.com; return 301 https://evil", "`example.com;` is not a host name"),
+            ("a.example.com\ninclude /etc/passwd", "is not a host name"),
+            ("~^(?<x>.+)$", "is not a host name"),
+            ("a  b", "two spaces"),
+            ("", "empty"),
+            ("-bad.example.com", "is not a host name"),
+        ] {
+            let err = check_server_name(bad).unwrap_err();
+            assert!(err.contains(why), "{bad:?}: {err}");
+        }
+        for ok in ["master", "main", "v1.2.3", "release/2024-01", "refs/heads/main", "0123456789abcdef0123456789abcdef01234567"] {
+            assert_eq!(check_git_id(ok).as_deref(), Ok(ok));
+        }
+        for (bad, why) in [
+            ("v1..v2", "`..`"),
+            ("HEAD@{1}", "`@` is not allowed"),
+            ("-x", "starts with `-`"),
+            ("feature.lock", "`.lock`"),
+            ("feature/.hidden", "starts with `.`"),
+            ("a//b", "empty part"),
+            ("v1.", "ending with `.`"),
+            ("v1 v2", "` ` is not allowed"),
+        ] {
+            let err = check_git_id(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_hostile_app_value_names_the_file_line_and_key() {
+        let f = fleet("").unwrap();
+        let n = CustomerName::parse("acme").unwrap();
+        let p = Path::new("/x/customers/acme.toml");
+        let err = f.parse_customer(&n, p, "git_id = \"v1\"\n[app]\nserver_name = \"x; include /etc/passwd\"\n").unwrap_err().to_string();
+        assert!(err.contains("/x/customers/acme.toml: line 3") && err.contains("[app] server_name"), "{err}");
+        let err = f.parse_customer(&n, p, "git_id = \"v1\"\napp_repo = \"--upload-pack=x\"\n").unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("app_repo") && err.contains("https://"), "{err}");
+        let err = fleet("[app]\ndir = \"/srv/#{x}\"\n").unwrap_err().to_string();
+        assert!(err.contains("/x/stamp.toml: line 2") && err.contains("[app] dir"), "{err}");
+        let c = f.parse_customer(&n, p, "git_id = \"v1\"\napp_repo = \"../app\"\n").unwrap();
+        assert_eq!(c.app_repo, "/x/app", "a local path is relative to the file that names it");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! - `stages`: bucket, stack, ami (one file each, typed in and out);
 //! - `tools`: the one process runner, terraform, packer, the AWS CLI;
 //! - `ui`: events and their renderers, summaries, the prompt;
-//! - `config`, `render`, `names`, `error`, `signals` (the signal policy), `interrupt` (what stamp says when
+//! - `config`, `env_vars` (every environment variable stamp reads, checked at start), `render`, `names`, `error`, `signals` (the signal policy), `interrupt` (what stamp says when
 //!   interrupted), `cancel`, `retry` (the one retry policy for transient AWS failures).
 
 pub mod cancel;
@@ -14,6 +14,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod customer;
+pub mod env_vars;
 pub mod error;
 pub mod fleet;
 pub mod interrupt;

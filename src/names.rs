@@ -117,22 +117,44 @@ impl From<AmiId> for String {
     }
 }
 
-/// An S3 bucket name that follows the general-purpose bucket naming rules.
+/// An S3 bucket name that follows every one of AWS's general-purpose bucket naming
+/// rules, the reserved prefixes and suffixes included.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct BucketName(String);
 
+/// Prefixes AWS reserves: S3 refuses a bucket name that starts with one.
+pub const BUCKET_RESERVED_PREFIXES: [&str; 3] = ["xn--", "sthree-", "amzn-s3-demo-"];
+/// Suffixes AWS reserves (access point aliases, Object Lambda, Multi-Region Access
+/// Points, directory and table buckets).
+pub const BUCKET_RESERVED_SUFFIXES: [&str; 5] = ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"];
+
 impl BucketName {
     pub fn parse(s: &str) -> Result<Self, String> {
         let rule = "3 to 63 lower-case letters, digits, `.` and `-`, starting and ending with a letter or digit";
-        let ok = (3..=63).contains(&s.len())
-            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-            && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && s.ends_with(|c: char| c.is_ascii_alphanumeric())
-            && !s.contains("..")
-            && !s.starts_with("xn--")
-            && s.parse::<std::net::Ipv4Addr>().is_err();
-        if ok { Ok(Self(s.to_owned())) } else { Err(format!("`{s}` is not a valid S3 bucket name ({rule})")) }
+        let why = if !(3..=63).contains(&s.len()) {
+            Some(format!("it has {} characters", s.len()))
+        } else if let Some(c) = s.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '.')) {
+            Some(format!("`{c}` is not allowed"))
+        } else if !s.starts_with(|c: char| c.is_ascii_alphanumeric()) || !s.ends_with(|c: char| c.is_ascii_alphanumeric()) {
+            Some("it must start and end with a letter or digit".to_owned())
+        } else if s.contains("..") {
+            Some("it has two adjacent periods".to_owned())
+        } else if s.parse::<std::net::Ipv4Addr>().is_ok() {
+            Some("it is formatted as an IP address".to_owned())
+        } else if let Some(p) = BUCKET_RESERVED_PREFIXES.iter().find(|p| s.starts_with(*p)) {
+            Some(format!("AWS reserves the prefix `{p}`"))
+        } else {
+            BUCKET_RESERVED_SUFFIXES.iter().find(|x| s.ends_with(*x)).map(|x| format!("AWS reserves the suffix `{x}`"))
+        };
+        match why {
+            None => Ok(Self(s.to_owned())),
+            Some(why) => Err(format!(
+                "`{s}` is not a valid S3 bucket name: {why} ({rule}; not an IP address; none of the reserved prefixes {} nor suffixes {})",
+                BUCKET_RESERVED_PREFIXES.join(", "),
+                BUCKET_RESERVED_SUFFIXES.join(", ")
+            )),
+        }
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -174,5 +196,22 @@ mod tests {
         assert!(BucketName::parse("Bad_Bucket").is_err());
         assert!(BucketName::parse("192.168.1.1").is_err());
         assert!(BucketName::parse(&"a".repeat(64)).is_err());
+        for (bad, why) in [
+            ("xn--tfstate-acme", "prefix `xn--`"),
+            ("sthree-tfstate-acme", "prefix `sthree-`"),
+            ("amzn-s3-demo-acme", "prefix `amzn-s3-demo-`"),
+            ("tfstate-acme-s3alias", "suffix `-s3alias`"),
+            ("tfstate-acme--ol-s3", "suffix `--ol-s3`"),
+            ("tfstate-acme.mrap", "suffix `.mrap`"),
+            ("tfstate-acme--x-s3", "suffix `--x-s3`"),
+            ("tfstate-acme--table-s3", "suffix `--table-s3`"),
+            ("tf..state", "two adjacent periods"),
+            ("tf_state", "`_` is not allowed"),
+            ("-tfstate", "start and end with a letter or digit"),
+        ] {
+            let err = BucketName::parse(bad).unwrap_err();
+            assert!(err.contains(&format!("`{bad}`")) && err.contains(why), "{bad}: {err}");
+        }
+        assert!(BucketName::parse("tfstate-s3alias-acme").is_ok(), "a reserved suffix only counts at the end");
     }
 }

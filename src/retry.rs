@@ -34,14 +34,9 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// 5 attempts, base 0.5 s (`STAMP_RETRY_BASE_MS` overrides it), cap 8 s.
+    /// 5 attempts, base 0.5 s (`STAMP_RETRY_BASE_MS`, checked in `env_vars`, overrides it), cap 8 s.
     pub fn standard() -> Self {
-        let base = std::env::var("STAMP_RETRY_BASE_MS")
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .map(Duration::from_millis)
-            .unwrap_or(Duration::from_millis(500));
-        Self { attempts: ATTEMPTS, base, cap: Duration::from_secs(8) }
+        Self { attempts: ATTEMPTS, base: crate::env_vars::settings().retry_base, cap: Duration::from_secs(8) }
     }
 
     /// The longest wait before retry number `retry` (1: after the first failure).

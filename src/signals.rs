@@ -4,7 +4,8 @@
 //! - The first interrupt of any kind (SIGINT: Ctrl-C or GitHub Actions' cancel;
 //!   SIGTERM: GitLab, Travis, GitHub 7.5 s after its SIGINT; SIGHUP: the terminal went
 //!   away) stops the run gracefully: no new stage starts, and each running tool gets
-//!   the signal it stops cleanly on, once (`tools::process`). Terraform then finishes
+//!   the signal it stops cleanly on, once (`tools::process` asks the tool's relay,
+//!   `tools::relay`, which alone signals the tool's group). Terraform then finishes
 //!   what it is doing, saves its state and releases its lock.
 //! - A later SIGTERM or SIGHUP is NOT forwarded: CI runners send SIGTERM after their
 //!   SIGINT as a matter of course, and a second interrupt makes terraform exit at once
@@ -14,6 +15,10 @@
 //!   at once, and terraform stops without waiting.
 //! - Whatever comes, the tool's process group is killed once the grace period after
 //!   the first interrupt is over (`STAMP_KILL_GRACE`), and stamp exits 130.
+//! - If stamp itself dies (SIGKILL, the OOM killer), each tool's relay sends it its
+//!   stop signal, once (not again if stamp had), keeps its output going to the stage
+//!   log, and kills its group after the grace period; the customer's work lock stays
+//!   held until the tool and its relay are gone.
 //!
 //! On each interrupt stamp prints, at once and on stderr whatever the renderer, which
 //! customer and stage are running, their command and working directory, and the
@@ -134,19 +139,10 @@ pub fn subscribe() -> Option<watch::Receiver<Interrupts>> {
 }
 
 /// How long a tool gets to stop cleanly after the first interrupt before its
-/// process group is killed. `STAMP_KILL_GRACE` (seconds) overrides it.
+/// process group is killed. `STAMP_KILL_GRACE` (seconds, checked in `env_vars`)
+/// overrides it.
 pub fn grace_period() -> Duration {
-    std::env::var("STAMP_KILL_GRACE").ok().and_then(|s| s.parse::<u64>().ok()).map(Duration::from_secs).unwrap_or(Duration::from_secs(120))
-}
-
-/// Sends `sig` to every process of the group led by `pgid`.
-pub fn signal_group(pgid: u32, sig: i32) {
-    if pgid > 1 {
-        // SAFETY: kill(2) with a negative pid addresses a process group; no memory is touched.
-        unsafe {
-            libc::kill(-(pgid as i32), sig);
-        }
-    }
+    crate::env_vars::settings().kill_grace
 }
 
 #[cfg(test)]

@@ -23,6 +23,15 @@ struct Case {
     code: i32,
     /// Every one must appear in stderr: what is wrong (file, key, value) and what is accepted.
     says: Vec<String>,
+    /// Environment variables stamp runs with (`with_env`).
+    env: Vec<(&'static str, &'static str)>,
+}
+
+impl Case {
+    fn with_env(mut self, k: &'static str, v: &'static str) -> Self {
+        self.env.push((k, v));
+        self
+    }
 }
 
 fn case(category: &'static str, name: &'static str, args: &[&str], code: i32, says: &[&str], setup: impl Fn(&Fleet) + 'static) -> Case {
@@ -33,6 +42,7 @@ fn case(category: &'static str, name: &'static str, args: &[&str], code: i32, sa
         args: args.iter().map(|s| s.to_string()).collect(),
         code,
         says: says.iter().map(|s| s.to_string()).collect(),
+        env: Vec::new(),
     }
 }
 
@@ -236,6 +246,168 @@ fn cases() -> Vec<Case> {
             &["deploy", "acme", "--auto-approve"],
             &["customers/acme.toml:3", "`base_image`", "its variables are: ", "instance_type"],
         ),
+        // ------------------------------------------------------------ values that become code
+        // Each of these is written into the app's nginx configuration, Ruby or an
+        // ERB-evaluated YAML file, or read by git: hostile, it would become code.
+        customer(
+            "generated code",
+            "[app] server_name with `;` (an nginx directive)",
+            "git_id = \"v1\"\n[app]\nserver_name = \"example.com; return 302 https://evil.example\"\n",
+            &["deploy", "acme", "--auto-approve"],
+            &["customers/acme.toml", "line 3", "[app] server_name", "`example.com;` is not a host name", "host names separated by spaces"],
+        ),
+        customer(
+            "generated code",
+            "[app] server_name with a line break",
+            "git_id = \"v1\"\n[app]\nserver_name = \"example.com\\ninclude /etc/passwd\"\n",
+            &["deploy", "acme", "--auto-approve"],
+            &["customers/acme.toml", "line 3", "[app] server_name", "\\n", "host names separated by spaces"],
+        ),
+        customer(
+            "generated code",
+            "[app] dir with Ruby interpolation",
+            "git_id = \"v1\"\n[app]\ndir = \"/srv/#{`touch /tmp/pwned`}\"\n",
+            &["deploy", "acme", "--auto-approve"],
+            &["customers/acme.toml", "line 3", "[app] dir", "`#` is not allowed", "an absolute path of letters, digits"],
+        ),
+        customer(
+            "generated code",
+            "[app] dir with ERB",
+            "git_id = \"v1\"\n[app]\ndir = \"/srv/<%= `id` %>\"\n",
+            &["plan", "acme"],
+            &["customers/acme.toml", "line 3", "[app] dir", "`<` is not allowed", "an absolute path"],
+        ),
+        customer(
+            "generated code",
+            "[app] dir with a quote (ends the Ruby string)",
+            "git_id = \"v1\"\n[app]\ndir = '/srv/app\"; system(\"id\"); \"'\n",
+            &["deploy", "acme", "--auto-approve"],
+            &["customers/acme.toml", "line 3", "[app] dir", "is not allowed", "an absolute path"],
+        ),
+        customer(
+            "generated code",
+            "[app] dir that is relative",
+            "git_id = \"v1\"\n[app]\ndir = \"srv/app\"\n",
+            &[V, "acme"],
+            &["customers/acme.toml", "line 3", "[app] dir", "not absolute", "such as \"/srv/app\""],
+        ),
+        customer(
+            "generated code",
+            "app_repo that git reads as an option",
+            "git_id = \"v1\"\napp_repo = \"--upload-pack=touch /tmp/pwned\"\n",
+            &["deploy", "acme", "--auto-approve"],
+            &["customers/acme.toml", "line 2", "app_repo", "starts with `-`", "an https://, ssh:// or file:// URL"],
+        ),
+        customer(
+            "generated code",
+            "app_repo with ERB",
+            "git_id = \"v1\"\napp_repo = \"https://example.com/<%= `id` %>.git\"\n",
+            &["deploy", "acme", "--auto-approve"],
+            &["customers/acme.toml", "line 2", "app_repo", "`<` is not allowed", "an https://, ssh:// or file:// URL"],
+        ),
+        customer(
+            "generated code",
+            "app_repo in git's ext:: form (runs a command)",
+            "git_id = \"v1\"\napp_repo = \"ext::sh\"\n",
+            &["deploy", "acme", "--auto-approve"],
+            &["customers/acme.toml", "line 2", "app_repo", "`ext::` runs a command", "an https://, ssh:// or file:// URL"],
+        ),
+        customer(
+            "generated code",
+            "app_repo over plain-text http",
+            "git_id = \"v1\"\napp_repo = \"http://example.com/app.git\"\n",
+            &[V, "acme"],
+            &["customers/acme.toml", "line 2", "app_repo", "not encrypted", "use https:// or ssh://"],
+        ),
+        customer(
+            "generated code",
+            "git_id that git refuses as a ref",
+            "git_id = \"v1..v2\"\n",
+            &["deploy", "acme", "--auto-approve"],
+            &["customers/acme.toml", "line 1", "git_id", "`..`", "a branch, tag or commit"],
+        ),
+        fleet_toml_in(
+            "generated code",
+            "fleet file: [app] server_name with `{`",
+            &["deploy", "acme", "--auto-approve"],
+            2,
+            &["stamp.toml", "[app] server_name", "`_{` is not a host name", "host names separated by spaces"],
+            with_fleet_key("app", "server_name = \"_{\""),
+        ),
+        fleet_toml_in(
+            "generated code",
+            "fleet file: app_repo that git reads as an option",
+            &["deploy", "acme", "--auto-approve"],
+            2,
+            &["stamp.toml", "[fleet] app_repo", "starts with `-`", "an https://, ssh:// or file:// URL"],
+            |t| t.replace("app_repo = \"{app_repo}\"", "app_repo = \"-oProxyCommand=touch /tmp/pwned\""),
+        ),
+        // ------------------------------------------------------------ settings
+        case(
+            "settings",
+            "STAMP_KILL_GRACE not a number",
+            &["deploy", "acme", "--auto-approve"],
+            2,
+            &["STAMP_KILL_GRACE", "`soon`", "whole number of seconds"],
+            |_| {},
+        )
+        .with_env("STAMP_KILL_GRACE", "soon"),
+        case(
+            "settings",
+            "STAMP_RETRY_BASE_MS negative",
+            &["deploy", "acme", "--auto-approve"],
+            2,
+            &["STAMP_RETRY_BASE_MS", "`-5`", "milliseconds"],
+            |_| {},
+        )
+        .with_env("STAMP_RETRY_BASE_MS", "-5"),
+        case("settings", "STAMP_PLAN_JOBS zero", &["plan", "acme"], 2, &["STAMP_PLAN_JOBS", "`0`", "from 1 to 256"], |_| {})
+            .with_env("STAMP_PLAN_JOBS", "0"),
+        case(
+            "settings",
+            "STAMP_LOCK_TIMEOUT not a duration",
+            &["plan", "acme"],
+            2,
+            &["STAMP_LOCK_TIMEOUT", "`forever`", "a duration"],
+            |_| {},
+        )
+        .with_env("STAMP_LOCK_TIMEOUT", "forever"),
+        case("settings", "STAMP_PROGRESS unknown", &["plan", "acme"], 2, &["STAMP_PROGRESS", "`fancy`", "auto, terminal, plain"], |_| {})
+            .with_env("STAMP_PROGRESS", "fancy"),
+        case("settings", "STAMP_CONFIG empty", &["plan", "acme"], 2, &["STAMP_CONFIG", "set but empty", "fleet file"], |_| {})
+            .with_env("STAMP_CONFIG", ""),
+        case(
+            "secrets",
+            "secret file that is a FIFO",
+            &["deploy", "acme", "--auto-approve"],
+            2,
+            &["customers/acme.toml:3", "`build_token`", "token.fifo is a named pipe (FIFO)", "regular file"],
+            |f| {
+                std::fs::create_dir_all(f.path().join("secrets")).unwrap();
+                let path = std::ffi::CString::new(f.path().join("secrets/token.fifo").to_str().unwrap()).unwrap();
+                // SAFETY: mkfifo(3) with a valid NUL-terminated path.
+                assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+                f.customer("acme", "git_id = \"v1\"\n[secrets]\nbuild_token = { file = \"../secrets/token.fifo\" }\n");
+            },
+        ),
+        case(
+            "secrets",
+            "secret file that is a directory",
+            &["deploy", "acme", "--auto-approve"],
+            2,
+            &["customers/acme.toml:3", "`build_token`", "is a directory", "regular file"],
+            |f| {
+                std::fs::create_dir_all(f.path().join("secrets")).unwrap();
+                f.customer("acme", "git_id = \"v1\"\n[secrets]\nbuild_token = { file = \"../secrets\" }\n");
+            },
+        ),
+        customer(
+            "secrets",
+            "secret file that is a device",
+            "git_id = \"v1\"\n[secrets]\nbuild_token = { file = \"/dev/zero\" }\n",
+            &["deploy", "acme", "--auto-approve"],
+            &["customers/acme.toml:3", "`build_token`", "/dev/zero is a device", "regular file"],
+        ),
         // ------------------------------------------------------------ [secrets]
         customer(
             "secrets",
@@ -416,6 +588,20 @@ fn cases() -> Vec<Case> {
             2,
             &["stamp.toml", "[fleet] state_bucket", "63"],
             with_fleet_key("fleet", "state_bucket = \"terraform-state-for-the-customer-named-{{customer}}-in-{{region}}\""),
+        ),
+        fleet_toml(
+            "state_bucket with a prefix AWS reserves",
+            &[V, "acme"],
+            2,
+            &["stamp.toml", "[fleet] state_bucket", "AWS reserves the prefix `sthree-`"],
+            with_fleet_key("fleet", "state_bucket = \"sthree-{{customer}}\""),
+        ),
+        fleet_toml(
+            "state_bucket with a suffix AWS reserves",
+            &[V, "acme"],
+            2,
+            &["stamp.toml", "[fleet] state_bucket", "AWS reserves the suffix `-s3alias`"],
+            with_fleet_key("fleet", "state_bucket = \"tfstate-{{customer}}-s3alias\""),
         ),
         fleet_toml(
             "state_bucket with an unknown placeholder",
@@ -688,7 +874,9 @@ fn bad_input_corpus() {
         let before_files = tree(fleet.path());
         let before_aws = aws_things(&emu.url);
         let args: Vec<&str> = c.args.iter().map(String::as_str).collect();
-        let run = fleet.stamp(&args);
+        let mut cmd = fleet.stamp_cmd(&args);
+        cmd.envs(c.env.iter().copied());
+        let run = common::Run::from(cmd.output().expect("run stamp"), &args);
         UNDO.with(|u| u.borrow_mut().drain(..).for_each(|f| f()));
         let mut wrong = Vec::new();
         if run.code != c.code {

@@ -72,13 +72,15 @@ fn two_customers_deploy_redeploy_plan_outputs_destroy() {
         .map(|t| (t["Key"].as_str().unwrap().to_owned(), t["Value"].as_str().unwrap().to_owned()))
         .collect();
     assert!(tags.contains(&("stamp:customer".into(), "acme".into())), "{tags:?}");
+    // The git_id as written, and the commit it named: packer got only the commit.
     assert!(tags.contains(&("stamp:git_id".into(), "v1".into())), "{tags:?}");
+    assert!(tags.contains(&("stamp:commit".into(), common::app_commit("v1"))), "{tags:?}");
     // Packer tags the image itself as it registers it (the template's `tags` with
     // the `image_key` variable): no window where an AMI exists untagged.
     assert!(tags.iter().any(|(k, v)| k == "stamp:image_key" && v.len() == 16), "{tags:?}");
     assert!(tags.iter().any(|(k, _)| k == "stamp:template_hash"), "{tags:?}");
     let ami_log = fleet.log("acme", "ami");
-    assert!(!ami_log.contains("create-tags"), "stamp tagged the AMI after the build:\n{ami_log}");
+    assert!(!ami_log.contains("the template did not tag"), "stamp had to add the image's key tags after the build:\n{ami_log}");
     assert!(ami_log.contains("from the template's tags"), "{ami_log}");
     assert_eq!(output(&acme_fe, "ami_id"), ami.as_str());
     let fe_resource = acme_fe["resources"].as_array().unwrap().iter().find(|r| r["mode"] == "managed").unwrap();
@@ -92,7 +94,7 @@ fn two_customers_deploy_redeploy_plan_outputs_destroy() {
     let vars: Value = serde_json::from_str(&std::fs::read_to_string(fleet.path().join("vars/acme.json")).unwrap()).unwrap();
     assert_eq!(vars["build_vpc"], vpc_id);
     assert_eq!(vars["build_subnet"], output(&acme_vpc, "build_subnet_id"));
-    assert_eq!(vars["git_id"], "v1");
+    assert_eq!(vars["git_id"], common::app_commit("v1"), "packer is given the commit v1 names, never the name");
     assert_eq!(vars["aws_endpoint"], fleet.endpoint.as_str());
     // Every variable of the brief's vars/travis.json is recorded.
     for k in ["region", "source_ami", "instance_type", "build_vpc", "build_subnet", "git_id", "ssh_username"] {
@@ -267,7 +269,7 @@ fn an_image_the_template_does_not_tag_is_tagged_by_stamp_after_the_build() {
     let ami = report["outputs"]["ami_id"].as_str().unwrap().to_owned();
     let images = fleet.aws_json(&["ec2", "describe-images", "--image-ids", &ami]);
     let keys: Vec<&str> = images["Images"][0]["Tags"].as_array().unwrap().iter().map(|t| t["Key"].as_str().unwrap()).collect();
-    for k in ["stamp:customer", "stamp:git_id", "stamp:template_hash", "stamp:image_key"] {
+    for k in ["stamp:customer", "stamp:git_id", "stamp:commit", "stamp:template_hash", "stamp:image_key"] {
         assert!(keys.contains(&k), "{k} missing: {keys:?}");
     }
     let log = fleet.log("acme", "ami");

@@ -123,11 +123,13 @@ fn plan_jobs_bounds_the_inits_and_plans_running_at_once_and_not_the_applies() {
     for (i, c) in ["acme", "globex", "initech"].iter().enumerate() {
         fleet.customer(c, &format!("git_id = \"v1\"\n[vpc.vars]\ncidr_block = \"10.{}.0.0/16\"\n", i + 1));
     }
-    // Every stand-in create waits 2 s, as AWS makes one wait: the applies overlap if
-    // the customers run side by side.
+    // Every stand-in vpc create waits until the three have begun (a barrier, not a
+    // clock): the three vpc applies overlap if, and only if, the customers run side
+    // by side.
+    let barrier = tempfile::tempdir().unwrap();
     let out = fleet
         .stamp_cmd(&["deploy", "--all", "--parallel", "3", "--plan-jobs", "1", "--auto-approve", "--json"])
-        .env("STAMP_STANDIN_DELAY", "2")
+        .env("STAMP_STANDIN_BARRIER", format!("{}:3", barrier.path().display()))
         .output()
         .unwrap();
     let out = Run::from(out, &["deploy", "--all"]).ok().json();
@@ -167,7 +169,7 @@ fn plan_jobs_bounds_the_inits_and_plans_running_at_once_and_not_the_applies() {
     assert_eq!(overlaps, 0, "--plan-jobs 1: never two inits or plans at once: {runs:?}");
     let (applies, overlaps) = overlapping(&["apply"]);
     assert_eq!(applies, 6);
-    assert!(overlaps >= 2, "the applies are not limited: customers still ran side by side: {runs:?}");
+    assert!(overlaps >= 3, "the applies are not limited: the three vpc applies ran side by side: {runs:?}");
 }
 
 #[test]
@@ -278,8 +280,10 @@ fn ctrl_c_during_a_fleet_run_stops_every_terraform_gracefully() {
     }
     assert_eq!(report(&out, "initech")["status"], "not_started", "no new customer starts after Ctrl-C");
     assert!(run.stderr.contains("to resume") || out["summary"]["interrupted"] == 2, "{}", run.stderr);
-    let ps = std::process::Command::new("pgrep").args(["-f", &fleet.path().display().to_string()]).output().unwrap();
-    assert!(String::from_utf8_lossy(&ps.stdout).trim().is_empty(), "tools still running after stamp exited");
+    // No process works in the fleet's directory any more (terraform runs there with
+    // relative arguments: found by its working directory, not its command line).
+    let left = common::processes(&fleet.path().display().to_string(), Some(fleet.path()));
+    assert!(left.is_empty(), "tools still running after stamp exited: {left:?}");
 }
 
 #[test]

@@ -3,6 +3,8 @@
 //! real git repository holding a fleet, commits changes and runs the binary: no
 //! emulator, no tool but git. The shipped CI files are checked in tests/ci_files.rs.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -132,17 +134,7 @@ impl Repo {
 }
 
 fn stamp_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_stamp"))
-        .current_dir(dir)
-        .args(args)
-        .env("CI", "true")
-        .env_remove("STAMP_CONFIG")
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .unwrap()
+    common::hermetic(&mut Command::new(env!("CARGO_BIN_EXE_stamp"))).current_dir(dir).args(args).env("CI", "true").output().unwrap()
 }
 
 fn names(m: &Value) -> Vec<String> {

@@ -34,7 +34,9 @@ fn rendering_the_real_fleet_passes_the_payload_checks() {
     // The real stamp.toml, with the work and vars directories moved out of the repo.
     let text = std::fs::read_to_string(repo().join("stamp.toml"))
         .unwrap()
-        .replace("work = \".stamp\"", &format!("work = \"{}\"\nvars = \"{}\"", work.path().display(), vars.path().display()));
+        .replace("work = \".stamp\"", &format!("work = \"{}\"\nvars = \"{}\"", work.path().display(), vars.path().display()))
+        // The app's git_id is looked up in its repository: the test's own, offline.
+        .replace("app_repo = \"https://github.com/aircall/devops-test.git\"", &format!("app_repo = \"{}\"", common::app_repo().display()));
     let config = work.path().join("stamp.toml");
     std::fs::write(
         &config,
@@ -47,7 +49,7 @@ fn rendering_the_real_fleet_passes_the_payload_checks() {
     )
     .unwrap();
     let tools = common::tools();
-    let out = Command::new(env!("CARGO_BIN_EXE_stamp"))
+    let out = common::hermetic(&mut Command::new(env!("CARGO_BIN_EXE_stamp")))
         .args(["--config", &config.display().to_string(), "render", "acme"])
         .env("STAMP_AWS_ENDPOINT", &emu.url)
         .env("STAMP_TERRAFORM", tools.join("terraform"))

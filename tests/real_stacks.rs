@@ -22,7 +22,7 @@ const REAL_FLEET_TOML: &str = r#"
 region = "eu-west-1"
 default_env = "production"
 envs = ["production", "staging"]
-app_repo = "https://example.invalid/app.git"
+app_repo = "{app_repo}"
 
 [paths]
 terraform = "{repo}/terraform"

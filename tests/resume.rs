@@ -214,7 +214,8 @@ fn an_emulator_killed_mid_deploy_fails_clearly_and_the_next_deploy_redoes_what_i
         assert!(Instant::now() < deadline, "the vpc stage was not done within 180 s");
         std::thread::sleep(Duration::from_millis(50));
     }
-    emu.kill();
+    // The port stays the test's: nothing answers there, and nothing else takes it.
+    let held = emu.kill_holding_port();
     // stamp must end on its own: bounded, never a hang.
     let deadline = Instant::now() + Duration::from_secs(300);
     while child.try_wait().unwrap().is_none() {
@@ -242,6 +243,7 @@ fn an_emulator_killed_mid_deploy_fails_clearly_and_the_next_deploy_redoes_what_i
     // A new emulator at the same address: moto keeps everything in memory, so the
     // bucket, the vpc state (and an AMI, if it was baked) are gone.
     let _emu = Emulator::start_on(port);
+    drop(held);
     let run = fleet.stamp(&["deploy", "acme", "--auto-approve", "--json"]).ok();
     assert!(run.stderr.contains("resuming the run of"), "{}", run.stderr);
     assert!(

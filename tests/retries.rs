@@ -198,7 +198,9 @@ fn access_denied_on_a_state_stops_destroy_at_once_and_no_ami_is_touched() {
 fn an_endpoint_that_refuses_is_reported_as_unreachable_without_retrying() {
     let emu = Emulator::start();
     let fleet = Fleet::new(&emu);
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // A port the test holds, where nothing listens: every connection is refused.
+    let held = common::HeldPort::new();
+    let port = held.port;
     fleet.write_config(&common::FLEET_TOML.replace("{endpoint}", &format!("http://127.0.0.1:{port}")));
     fleet.customer("acme", "git_id = \"v1\"\n");
     let run = stamp(&fleet, &["deploy", "acme", "--auto-approve"]).code(1);

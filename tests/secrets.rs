@@ -312,3 +312,131 @@ fn no_secret_is_printed_written_or_passed_as_an_argument() {
     plan_files(fleet.path(), &mut left);
     assert!(left.is_empty(), "plan files (or packer's private var files) left behind: {left:?}");
 }
+
+/// (f) acme's `[secrets]` value for the frontends' sensitive input, from a file.
+const FILE_DB: &str = "canary-f-secret-file-db-8h1x";
+/// (g) the packer template's sensitive `build_token`, from a file named by the fleet.
+const FILE_TOKEN: &str = "canary-g-secret-file-token-2n6v";
+
+/// Runs that go wrong print and write the most: a deploy whose frontends fail, a
+/// plan whose terraform is refused its state, a deploy interrupted mid-apply (the
+/// interrupt notices, the lock commands). With file-sourced secrets, every byte they
+/// printed or wrote, and every command line seen while they ran, is searched.
+#[test]
+fn no_secret_leaks_from_a_failing_deploy_a_failing_plan_or_an_interrupted_run() {
+    let emu = Emulator::start();
+    let proxy = common::FaultProxy::start(&emu);
+    let fleet = Fleet::behind(&proxy);
+    fleet.write_config(&format!("{FLEET_TOML}\n[secrets]\nbuild_token = {{ file = \"secrets/build_token\" }}\n"));
+    std::fs::create_dir_all(fleet.path().join("secrets")).unwrap();
+    std::fs::write(fleet.path().join("secrets/build_token"), format!("{FILE_TOKEN}\n")).unwrap();
+    std::fs::write(fleet.path().join("secrets/db_class"), FILE_DB).unwrap();
+    let customer = |behaviour: &str| {
+        fleet.customer(
+            "acme",
+            &format!(
+                "git_id = \"v1\"\n[frontends.vars]\ninstance_type = \"{behaviour}\"\n[secrets]\ndb_instance_class = {{ file = \"../secrets/db_class\" }}\n"
+            ),
+        );
+    };
+    let gh = tempfile::tempdir().unwrap();
+    let seen = Arc::new(Mutex::new(Watched::default()));
+    let mut printed: Vec<(String, String, String, bool)> = Vec::new();
+    let command = |args: &[&str], github: bool| {
+        let mut cmd = fleet.stamp_cmd(args);
+        if github {
+            cmd.env("GITHUB_ACTIONS", "true")
+                .env("GITHUB_WORKSPACE", fleet.path())
+                .env("GITHUB_STEP_SUMMARY", gh.path().join("summary.md"))
+                .env("GITHUB_OUTPUT", gh.path().join("output"));
+        }
+        cmd
+    };
+
+    // A deploy whose frontends apply fails (the stand-in's test hook), on GitHub (its
+    // error annotations carry the failure's text) and in plain lines.
+    customer("fail.standin");
+    for github in [true, false] {
+        let args = ["deploy", "acme", "--auto-approve"];
+        let r = watched(command(&args, github), &args, fleet.path(), &seen).code(1);
+        assert!(r.stderr.contains("fails on purpose"), "{}", r.stderr);
+        printed.push((format!("failing deploy (github: {github})"), r.stdout, r.stderr, github));
+    }
+    // A plan whose terraform is refused the frontends state (AccessDenied).
+    proxy.set_rules(serde_json::json!([{"method": "GET", "path": "/acme/frontends/production?x-id=GetObject", "agent": "aws-sdk-go", "action": "status", "status": 403, "code": "AccessDenied", "message": "denied by the test"}]));
+    let args = ["plan", "acme"];
+    let r = watched(command(&args, false), &args, fleet.path(), &seen).code(1);
+    assert!(r.stderr.contains("AccessDenied") || r.stderr.contains("denied by the test"), "{}", r.stderr);
+    printed.push(("failing plan".into(), r.stdout, r.stderr, false));
+    proxy.set_rules(serde_json::json!([]));
+    // A deploy interrupted while its frontends apply runs (a slow create).
+    customer("slow.standin");
+    let args = ["deploy", "acme", "--auto-approve"];
+    let mut cmd = command(&args, true);
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    while !fleet.log("acme", "frontends").contains("\"type\":\"apply_start\"") {
+        assert!(std::time::Instant::now() < deadline, "the frontends apply never started");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // SAFETY: kill(2) on a child we spawned.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let r = Run::from(child.wait_with_output().unwrap(), &args).code(130);
+    assert!(r.stderr.contains("SIGINT received: stopping gracefully") && r.stderr.contains("force-unlock"), "{}", r.stderr);
+    printed.push(("interrupted deploy".into(), r.stdout, r.stderr, true));
+
+    // The secrets were in play: packer got the token, the failed apply's state the class.
+    let fe = fleet.state("tfstate-123456789012-acme", "acme/frontends/production").to_string();
+    assert!(fe.contains(FILE_DB), "the frontends state lacks the file-sourced secret: was it passed?");
+
+    let mut haystacks: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut masked = std::collections::BTreeSet::new();
+    for (name, out, err, github) in &printed {
+        haystacks.push((format!("stdout of {name}"), out.clone().into_bytes()));
+        let kept: String = err
+            .lines()
+            .filter(|l| match l.strip_prefix("::add-mask::").filter(|_| *github) {
+                Some(v) => {
+                    masked.insert(v.to_owned());
+                    false
+                }
+                None => true,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        haystacks.push((format!("stderr of {name}"), kept.into_bytes()));
+    }
+    let mut files = Vec::new();
+    let inputs = [fleet.path().join("customers"), fleet.path().join("stamp.toml"), fleet.path().join("secrets")];
+    all_files(fleet.path(), &inputs, &mut files);
+    all_files(gh.path(), &[], &mut files);
+    assert!(files.iter().any(|f| f.ends_with("acme/logs/frontends.log")), "{files:?}");
+    for f in &files {
+        haystacks.push((f.display().to_string(), std::fs::read(f).unwrap_or_default()));
+    }
+    let seen = seen.lock().unwrap();
+    haystacks.push(("process arguments".into(), seen.args.iter().cloned().collect::<Vec<_>>().join("\n").into_bytes()));
+    let canaries = [
+        ("(f) [secrets] value from a file".to_owned(), FILE_DB.to_owned()),
+        ("(g) packer secret from a file".to_owned(), FILE_TOKEN.to_owned()),
+        ("(d) acme's sensitive output".to_owned(), sensitive_output("acme")),
+        ("(e) acme's state-only value".to_owned(), state_only("acme")),
+    ];
+    let mut leaks = Vec::new();
+    for (what, canary) in &canaries {
+        for (name, bytes) in &haystacks {
+            if bytes.windows(canary.len()).any(|w| w == canary.as_bytes()) {
+                let text = String::from_utf8_lossy(bytes);
+                let line = text.lines().find(|l| l.contains(canary.as_str())).unwrap_or_default();
+                leaks.push(format!("{what} in {name}: {}", line.chars().take(300).collect::<String>()));
+            }
+        }
+    }
+    assert!(leaks.is_empty(), "secrets leaked:\n{}", leaks.join("\n"));
+    for s in [FILE_DB, FILE_TOKEN] {
+        assert!(masked.contains(s), "{s} was never announced with ::add-mask:: on GitHub");
+    }
+}

@@ -133,18 +133,17 @@ fn a_deploy_ends_with_its_url_answering_and_fails_when_it_does_not() {
     // 500 on every path: the customer fails at the smoke stage once [smoke] timeout (3s) has passed.
     server.set(Mode::Failing);
     fleet.customer("acme", "git_id = \"v1\"\n[smoke]\npath = \"/healthz\"\ntimeout = \"3s\"\n");
-    let started = Instant::now();
     let run = deploy(&fleet, &server, &["acme"]).code(1);
-    let took = started.elapsed();
     let report = run.json();
     assert_eq!(report["status"], "failed");
     assert_eq!(report["failed_stage"], "smoke");
     assert_eq!(stage_status(&report, "frontends"), "unchanged");
     let smoke = smoke_stage(&report);
     assert_eq!(smoke["status"], "failed");
+    // It waited its timeout out (a lower bound holds on any machine), and no attempt
+    // started after it: the give-up is the log's last line, after every attempt.
     let secs = smoke["duration_s"].as_f64().unwrap();
-    assert!((2.9..8.0).contains(&secs), "the stage waited {secs}s for a 3s timeout");
-    assert!(took < Duration::from_secs(120), "{took:?}");
+    assert!(secs >= 2.9, "the stage gave up after {secs}s, before its 3s timeout");
     let err = &run.stderr;
     assert!(err.contains(&format!("{}/healthz did not answer 2xx or 3xx within 3s", server.url)), "{err}");
     assert!(err.contains("last answer: HTTP 500"), "{err}");
@@ -152,7 +151,7 @@ fn a_deploy_ends_with_its_url_answering_and_fails_when_it_does_not() {
     let log = fleet.log("acme", "smoke");
     let attempts = log.lines().filter(|l| l.contains("-> HTTP 500")).count();
     assert!(attempts >= 2, "every attempt is logged:\n{log}");
-    assert!(log.contains("no 2xx or 3xx answer within 3s"), "{log}");
+    assert!(log.trim_end().lines().last().is_some_and(|l| l.contains("no 2xx or 3xx answer within 3s")), "{log}");
 
     // --no-smoke: the stage is skipped, the deploy succeeds, the server is not asked.
     let asked = server.paths().len();
@@ -172,7 +171,12 @@ fn a_deploy_ends_with_its_url_answering_and_fails_when_it_does_not() {
     assert!(detail.starts_with("HTTP 200 from ") && attempts >= 2, "{detail}");
     assert!(fleet.log("acme", "smoke").contains("-> HTTP 503"), "the refusals before are logged");
     let secs = smoke["duration_s"].as_f64().unwrap();
-    assert!((4.0..15.0).contains(&secs), "answered after 4s of 503s, found at {secs}s");
+    assert!(secs >= 4.0, "answered after 4s of 503s, found at {secs}s");
+    // In order: the refusals, then the one answer that ended the stage.
+    let log = fleet.log("acme", "smoke");
+    let answers: Vec<&str> = log.lines().filter(|l| l.contains(" -> HTTP ")).map(|l| l.split(" -> ").nth(1).unwrap_or_default()).collect();
+    let (last, before) = answers.split_last().unwrap();
+    assert!(last.starts_with("HTTP 200") && before.iter().all(|a| a.starts_with("HTTP 503")), "{log}");
 
     // [smoke] enabled = false in the customer file: skipped, naming where.
     fleet.customer("acme", "git_id = \"v1\"\n[smoke]\nenabled = false\n");
@@ -274,13 +278,16 @@ fn an_interrupt_stops_a_hanging_smoke_test_at_once() {
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(300));
-    let started = Instant::now();
     // SAFETY: kill(2) on a child we spawned.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
     }
     let run = Run::from(child.wait_with_output().unwrap(), &["deploy", "acme"]).code(130);
-    assert!(started.elapsed() < Duration::from_secs(5), "stamp took {:?} to stop", started.elapsed());
+    // It did not wait for the hanging attempt's own timeout: that attempt never ended
+    // (no answer, and no "no answer" either, is logged), and no other was started.
+    let log = fleet.log("acme", "smoke");
+    assert!(log.contains("until it answers 2xx or 3xx") && !log.contains("attempt 1: GET"), "{log}");
+    assert_eq!(server.paths().len(), 1, "one attempt, abandoned: {:?}", server.paths());
     assert!(run.stderr.contains("interrupted during smoke"), "{}", run.stderr);
     let report = run.json();
     assert_eq!(smoke_stage(&report)["status"], "interrupted");

@@ -11,7 +11,8 @@ use common::{Emulator, Fleet};
 /// Runs stamp on a pseudo-terminal, typing `input`; returns (exit code, screen).
 fn in_terminal(fleet: &Fleet, args: &str, input: &str) -> (i32, String) {
     let cmd = format!("{} {args}", env!("CARGO_BIN_EXE_stamp"));
-    let mut child = Command::new("script")
+    let mut script = Command::new("script");
+    let mut child = common::hermetic(&mut script)
         .args(["-qec", &cmd, "/dev/null"])
         .current_dir(fleet.path())
         .env_remove("CI")

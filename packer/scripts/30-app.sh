@@ -6,17 +6,14 @@
 set -euo pipefail
 
 : "${APP_REPO:?set the packer variable app_repo to the application git URL}"
-: "${GIT_ID:?set the packer variable git_id to the revision to deploy}"
+: "${GIT_ID:?set the packer variable git_id to the commit to deploy}"
 APP_DIR=/srv/app
 
 as_app() { runuser -u app -- env HOME=/home/app PATH="/usr/local/bin:/usr/bin:/bin" "$@"; }
 
-if [ ! -d "${APP_DIR}/.git" ]; then
-  as_app git clone --quiet "${APP_REPO}" "${APP_DIR}"
-fi
-as_app git -C "${APP_DIR}" fetch --quiet --tags origin
-as_app git -C "${APP_DIR}" checkout --quiet --force "${GIT_ID}"
-revision=$(as_app git -C "${APP_DIR}" rev-parse HEAD)
+# GIT_ID is the commit stamp resolved the customer's git_id to (never a branch);
+# app-checkout.sh refuses anything else and checks out exactly that commit.
+revision=$(as_app env APP_REPO="${APP_REPO}" GIT_ID="${GIT_ID}" APP_DIR="${APP_DIR}" bash /tmp/stamp-files/app-checkout.sh)
 
 cd "${APP_DIR}"
 as_app bundle config --local deployment true

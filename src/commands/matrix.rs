@@ -329,7 +329,7 @@ pub fn changed_files(root: &Path, rev: &str) -> Result<Vec<Change>, Error> {
     })?;
     let top = resolve(Path::new(top.trim_end_matches(['\n', '\r'])));
     let spec = format!("{rev}^{{commit}}");
-    git(root, &["rev-parse", "--verify", "--quiet", &spec]).map_err(|e| match e {
+    git(root, &["rev-parse", "--verify", "--quiet", "--end-of-options", &spec]).map_err(|e| match e {
         GitError::Failed(_) => Error::usage_hint(
             format!("--changed-since: unknown git revision `{rev}` in {}", top.display()),
             "give a branch, tag or commit of this repository; in CI, fetch the history (actions/checkout with \
@@ -338,17 +338,18 @@ pub fn changed_files(root: &Path, rev: &str) -> Result<Vec<Change>, Error> {
         other => other.into_error(rev),
     })?;
     let range = format!("{rev}...HEAD");
-    let out =
-        git(root, &["diff", "--name-only", "-z", "--no-renames", "--no-relative", "--no-color", "--no-ext-diff", &range]).map_err(|e| {
-            match e {
-                GitError::Failed(m) => Error::usage_hint(
-                    format!("--changed-since {rev}: git diff {range} failed: {m}"),
-                    "HEAD and the revision need a common ancestor; in a shallow clone fetch the history \
+    let out = git(
+        root,
+        &["diff", "--name-only", "-z", "--no-renames", "--no-relative", "--no-color", "--no-ext-diff", "--end-of-options", &range, "--"],
+    )
+    .map_err(|e| match e {
+        GitError::Failed(m) => Error::usage_hint(
+            format!("--changed-since {rev}: git diff {range} failed: {m}"),
+            "HEAD and the revision need a common ancestor; in a shallow clone fetch the history \
                  (actions/checkout with `fetch-depth: 0`, or `git fetch --unshallow`)",
-                ),
-                other => other.into_error(rev),
-            }
-        })?;
+        ),
+        other => other.into_error(rev),
+    })?;
     Ok(out.split('\0').filter(|p| !p.is_empty()).map(|p| Change { path: p.to_owned(), abs: top.join(p) }).collect())
 }
 

@@ -124,7 +124,11 @@ pub async fn run(fleet: Fleet, op: Operation, args: RunArgs) -> Result<(), Error
     }
     let tools = find::find_tools(&fleet, op)?;
     let ctx = Rc::new(FleetContext::new(fleet, Some(tools)).with_policy(&args.policy));
-    let plans = resolve_all(&ctx, &args.names, args.env.as_ref())?;
+    let mut plans = resolve_all(&ctx, &args.names, args.env.as_ref())?;
+    // Deploy bakes the commit; plan says which one a deploy would bake.
+    if matches!(op, Operation::Deploy | Operation::Plan) {
+        crate::fleet::revisions::resolve(&ctx.fleet.root, &mut plans).await?;
+    }
     if op == Operation::Deploy {
         check_journals(&ctx, &plans, args.from)?;
     }
@@ -327,11 +331,13 @@ async fn approve_fleet_destroy(plans: &[CustomerPlan]) -> Result<Approval, Error
 pub async fn render(fleet: Fleet, names: &[CustomerName], t: &Target) -> Result<(), Error> {
     let tools = find::find_tools(&fleet, Operation::Render)?;
     let ctx = Rc::new(FleetContext::new(fleet, Some(tools)));
-    let plans = resolve_all(&ctx, names, t.env.as_ref())?;
+    let mut plans = resolve_all(&ctx, names, t.env.as_ref())?;
+    // vars/<customer>.json names the commit packer is given.
+    crate::fleet::revisions::resolve(&ctx.fleet.root, &mut plans).await?;
     let sink = super::sink(true, plans.len());
     for plan in plans {
         let opts = Options { approval: Approval::Auto, rebuild_ami: false, no_smoke: true, from: None };
-        let p = Pipeline::open(ctx.clone(), plan, opts, sink.clone(), Stop::new(), Operation::Render)?;
+        let p = Pipeline::open(ctx.clone(), plan, opts, sink.clone(), Stop::new(), Operation::Render).await?;
         let (_, result) = p.run().await;
         result?;
     }

@@ -56,8 +56,10 @@ pub struct CustomerStatus {
     pub region: String,
     pub state_bucket: Option<String>,
     pub deployed: bool,
-    /// The app revision (`git_id`) of the AMI the frontends run, from its tags.
+    /// The app revision of the AMI the frontends run, from its tags: the git_id it
+    /// was baked for (`stamp:git_id`) and the commit that named (`stamp:commit`).
     pub revision: Option<String>,
+    pub commit: Option<String>,
     pub ami_id: Option<String>,
     pub public_url: Option<String>,
     pub stacks: BTreeMap<String, StackStatus>,
@@ -120,7 +122,9 @@ pub async fn status(fleet: &Fleet, names: &[CustomerName], env: Option<&EnvName>
             Ok(revs) => {
                 for i in idx {
                     let ami = rows[i].ami_id.clone().unwrap_or_default();
-                    rows[i].revision = revs.get(&ami).cloned();
+                    let rev = revs.get(&ami).cloned().unwrap_or_default();
+                    rows[i].revision = rev.git_id;
+                    rows[i].commit = rev.commit;
                 }
             }
             Err(e) => {
@@ -190,6 +194,7 @@ async fn one(aws: &Aws, c: &Customer, bucket: Result<BucketName, String>, work: 
         state_bucket: None,
         deployed: false,
         revision: None,
+        commit: None,
         ami_id: None,
         public_url: None,
         stacks: BTreeMap::new(),
@@ -342,6 +347,17 @@ fn last_run_text(l: &LastRun) -> String {
     s
 }
 
+/// "master@0123456789ab", the git_id or the commit alone, or "-".
+fn revision_text(git_id: Option<&str>, commit: Option<&str>) -> String {
+    let short = commit.map(|c| &c[..12.min(c.len())]);
+    match (git_id, short) {
+        (Some(g), Some(c)) if !commit.is_some_and(|full| full.eq_ignore_ascii_case(g)) => format!("{g}@{c}"),
+        (_, Some(c)) => c.to_owned(),
+        (Some(g), None) => g.to_owned(),
+        (None, None) => "-".into(),
+    }
+}
+
 /// The status table's columns.
 const HEADER: [&str; 10] = ["CUSTOMER", "ENV", "REGION", "REVISION", "AMI", "VPC", "FRONTENDS", "LOCK", "LAST RUN", "URL"];
 
@@ -368,7 +384,7 @@ fn table_cells(r: &CustomerStatus, now: SystemTime) -> Vec<String> {
         r.customer.clone(),
         r.env.clone(),
         r.region.clone(),
-        r.revision.clone().unwrap_or_else(|| "-".into()),
+        revision_text(r.revision.as_deref(), r.commit.as_deref()),
         r.ami_id.clone().unwrap_or_else(|| "-".into()),
         stack("vpc"),
         stack("frontends"),
@@ -421,6 +437,7 @@ mod tests {
             state_bucket: None,
             deployed: vpc.is_some(),
             revision: fe.map(|_| "v7".into()),
+            commit: fe.map(|_| "0123456789abcdef0123456789abcdef01234567".into()),
             ami_id: fe.map(|_| "ami-1".into()),
             public_url: fe.map(|_| "http://lb".into()),
             stacks: BTreeMap::from([("vpc".into(), stack(vpc, false)), ("frontends/production".into(), stack(fe, lock))]),
@@ -431,7 +448,7 @@ mod tests {
             table(&[row("acme", Some("2026-11-25T11:58:00Z"), Some("2026-11-25T09:00:00Z"), true), row("globex", None, None, false)], now);
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("CUSTOMER  ENV"), "{t}");
-        assert!(lines[1].contains("v7") && lines[1].contains("2m ago") && lines[1].contains("3h ago"), "{t}");
+        assert!(lines[1].contains("v7@0123456789ab") && lines[1].contains("2m ago") && lines[1].contains("3h ago"), "{t}");
         assert!(lines[1].contains("LOCKED frontends/production") && lines[1].ends_with("http://lb"), "{t}");
         assert!(lines[2].contains("not deployed"), "{t}");
     }

@@ -226,7 +226,7 @@ impl Pipeline {
     /// Sets up the customer's work directory and its lock (`render` too: it writes
     /// the same generated files a running deploy reads) and
     /// the tools' environment. The plan was checked already.
-    pub fn open(
+    pub async fn open(
         ctx: Rc<FleetContext>,
         plan: CustomerPlan,
         opts: Options,
@@ -237,7 +237,7 @@ impl Pipeline {
         let name = plan.customer.name.clone();
         let work = ctx.fleet.paths.work.join(name.as_str());
         std::fs::create_dir_all(&work).map_err(|e| Error::work_dir(format!("creating {}", work.display()), e))?;
-        let lock = lock_work_dir(&work)?;
+        let lock = lock_work_dir(&work, &Emitter::new(name.as_str(), sink.clone())).await?;
         let env = ctx.tool_env(&plan.customer.region)?;
         let aws = Aws::with_api(&ctx.fleet, ctx.tools().aws.clone(), env.clone(), ctx.aws_api(&env));
         let report = RunReport {
@@ -250,6 +250,8 @@ impl Pipeline {
             started_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
             duration_s: 0.0,
             state_bucket: None,
+            git_id: plan.revision.as_ref().map(|r| r.git_id.clone()),
+            commit: plan.revision.as_ref().map(|r| r.commit.clone()),
             stages: Vec::new(),
             outputs: BTreeMap::new(),
             log_dir: work.join("logs"),
@@ -406,13 +408,19 @@ impl Pipeline {
     pub async fn run(mut self) -> (RunReport, Result<(), Error>) {
         let op = self.report.operation;
         self.ui.emit(None, EventKind::CustomerStarted { env: self.report.env.clone() });
-        let result = match op {
-            Operation::Deploy => self.deploy().await,
-            Operation::Plan => self.plan().await,
-            Operation::Destroy => self.destroy().await,
-            Operation::Render => self.render().await,
-            Operation::Drift => self.drift().await,
-        };
+        // Every tool of this customer keeps its work lock open: held until they are
+        // gone, even if stamp dies first (`tools::relay`).
+        let held = self._lock.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
+        let result = crate::tools::process::holding(held, async {
+            match op {
+                Operation::Deploy => self.deploy().await,
+                Operation::Plan => self.plan().await,
+                Operation::Destroy => self.destroy().await,
+                Operation::Render => self.render().await,
+                Operation::Drift => self.drift().await,
+            }
+        })
+        .await;
         self.report.duration_s = round(self.started.elapsed());
         if let Err(e) = &result {
             self.report.status = match e {
@@ -558,6 +566,8 @@ impl Pipeline {
             i.add("the rendered app configuration", hash_bytes(&serde_json::to_vec(files).unwrap_or_default()));
         }
         i.add("git_id", c.git_id.clone());
+        // A branch that moved is another image: a run of the old commit is not resumed.
+        i.add("commit", self.plan.commit()?.to_owned());
         i.add("env", c.env.to_string());
         i.add("region", c.region.to_string());
         i.add("endpoint", fleet.aws.endpoint.clone().unwrap_or_else(|| "AWS".into()));
@@ -814,7 +824,8 @@ impl Pipeline {
         });
         let ami = match ami {
             Some(ami) => {
-                self.skip(Stage::Ami, &format!("planning with the deployed {ami}; nothing is built"));
+                let detail = self.deployed_revision(&ami).await;
+                self.skip(Stage::Ami, &format!("planning with the deployed {ami}; nothing is built. {detail}"));
                 self.report.outputs.insert("ami_id".into(), json!(ami.as_str()));
                 ami
             }
@@ -841,6 +852,31 @@ impl Pipeline {
             }
         }
         Ok(())
+    }
+
+    /// What the deployed AMI was baked from (its `stamp:git_id` and `stamp:commit`
+    /// tags) against the commit this customer's git_id names now.
+    async fn deployed_revision(&mut self, ami: &AmiId) -> String {
+        let Some(now) = self.plan.revision.clone() else { return String::new() };
+        let mut log = match self.log(Stage::Ami) {
+            Ok(l) => l,
+            Err(_) => StageLog::discard(),
+        };
+        let tags = self.aws.image_tags("ami", &mut log, ami).await.unwrap_or_default();
+        let baked = (tags.get(crate::tools::aws::TAG_GIT_ID), tags.get(crate::tools::aws::TAG_COMMIT));
+        match baked {
+            (_, Some(c)) if c.eq_ignore_ascii_case(&now.commit) => {
+                format!("It was baked from commit {}, which {} still names", now.short(), now.git_id)
+            }
+            (g, Some(c)) => format!(
+                "It was baked from {}commit {}; {} names {} now: a deploy bakes that commit",
+                g.map(|g| format!("{g} at ")).unwrap_or_default(),
+                &c[..12.min(c.len())],
+                now.git_id,
+                now.short()
+            ),
+            (_, None) => format!("Its commit is not tagged (stamp:commit); a deploy bakes {}", now.describe()),
+        }
     }
 
     /// For each deployed stack, what drifted (refresh-only plan) and what is pending
@@ -911,11 +947,11 @@ impl Pipeline {
             let outputs = terraform::outputs_from_state(&text).map_err(unreadable)?;
             Ok((Some(text), count, outputs))
         };
-        let (_, vpc_count, vpc_outputs) = read(self, self.plan.vpc.key.clone()).await?;
+        let (vpc_state, vpc_count, vpc_outputs) = read(self, self.plan.vpc.key.clone()).await?;
         let (fe_state, fe_count, fe_outputs) = read(self, self.plan.frontends.key.clone()).await?;
-        if let Some(state) = fe_state.as_deref() {
-            stages::stack::refuse_protected(self, &mut log, state).await?;
-        }
+        // Deletion protection, as AWS has it now, for both stacks: refused whole.
+        let states: Vec<&str> = [fe_state.as_deref(), vpc_state.as_deref()].into_iter().flatten().collect();
+        stages::stack::refuse_protected(self, &mut log, &states).await?;
         // Inputs a destroy plan still evaluates: the values the stacks were applied with.
         let vpc = VpcOutputs::from_outputs(&vpc_outputs, "vpc").unwrap_or(VpcOutputs {
             vpc_id: "vpc-00000000".into(),
@@ -1086,20 +1122,159 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<(), Error> {
 }
 
 /// One stamp run per customer at a time: a second one would share the working copy.
-fn lock_work_dir(work: &Path) -> Result<std::fs::File, Error> {
+/// The lock (an flock on `<work>/.lock`) is held by stamp and, through an inherited
+/// descriptor, by every tool it runs and their relays: if stamp died while a tool
+/// still runs (finishing and saving its state), the lock is still held. Then this
+/// run waits for those processes, naming them, as long as the dead run's grace
+/// period lets them run (and a little more); another live stamp run is refused.
+async fn lock_work_dir(work: &Path, ui: &Emitter) -> Result<std::fs::File, Error> {
+    use std::io::Write;
     let path = work.join(".lock");
-    let f = std::fs::OpenOptions::new()
+    let mut f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
         .open(&path)
         .map_err(|e| Error::work_dir(format!("opening {}", path.display()), e))?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::usage_hint(
-            format!("another stamp run is working on this customer (lock {})", path.display()),
-            "wait for it to finish; the lock is released when that process exits",
-        )),
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(format!("locking {}", path.display()), e)),
+    let wait = crate::signals::grace_period() + LOCK_WAIT_MARGIN;
+    let started = Instant::now();
+    let mut said = false;
+    loop {
+        match f.try_lock() {
+            Ok(()) => break,
+            Err(std::fs::TryLockError::WouldBlock) => {}
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(format!("locking {}", path.display()), e)),
+        }
+        let holder = std::fs::read_to_string(&path).ok().and_then(|t| LockHolder::parse(&t));
+        let tools = match holder {
+            // Its tools (and their relays) hold the lock after it: wait for them.
+            Some(h) if !h.alive() => lock_holders(&path),
+            Some(h) => {
+                return Err(Error::usage_hint(
+                    format!("another stamp run (pid {}) is working on this customer (lock {})", h.pid, path.display()),
+                    "wait for it to finish; the lock is released when that process and its tools exit",
+                ));
+            }
+            None => {
+                return Err(Error::usage_hint(
+                    format!("another stamp run is working on this customer (lock {})", path.display()),
+                    "wait for it to finish; the lock is released when that process exits",
+                ));
+            }
+        };
+        let named = if tools.is_empty() { "its last tool (exiting now)".to_owned() } else { tools.join("; ") };
+        if crate::signals::interrupted() {
+            return Err(Error::Interrupted(None));
+        }
+        if started.elapsed() > wait {
+            return Err(Error::usage_hint(
+                format!(
+                    "the tools of an earlier stamp run that is gone still hold this customer's lock {} after {}s: {named}",
+                    path.display(),
+                    wait.as_secs()
+                ),
+                "it may still be saving a state: wait for it, or stop it (kill -INT <pid>, then check `stamp status`)",
+            ));
+        }
+        if !said {
+            said = true;
+            ui.note(&format!(
+                "waiting for the tools of an earlier stamp run that is gone (it was killed?) to finish: {named}; they hold the \
+                 lock {} and may be saving a state. Not touching the working copy until they are done (at most {}s)",
+                path.display(),
+                wait.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // Who holds it, for a run that finds it held.
+    let _ = f.set_len(0);
+    let _ = f.write_all(LockHolder::me().text().as_bytes());
+    Ok(f)
+}
+
+/// How much longer than the grace period a run waits for a dead run's tools.
+const LOCK_WAIT_MARGIN: Duration = Duration::from_secs(30);
+
+/// The stamp process that took a work lock: its pid and start time (`/proc/<pid>/stat`
+/// field 22), so a pid reused by another process is not taken for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LockHolder {
+    pid: u32,
+    start: u64,
+}
+
+impl LockHolder {
+    fn me() -> Self {
+        let pid = std::process::id();
+        Self { pid, start: process_start(pid).unwrap_or(0) }
+    }
+
+    fn text(&self) -> String {
+        format!("stamp pid {} start {}\n", self.pid, self.start)
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        let mut w = text.split_whitespace();
+        match (w.next(), w.next(), w.next(), w.next(), w.next()) {
+            (Some("stamp"), Some("pid"), Some(pid), Some("start"), Some(start)) => {
+                Some(Self { pid: pid.parse().ok()?, start: start.parse().ok()? })
+            }
+            _ => None,
+        }
+    }
+
+    fn alive(&self) -> bool {
+        process_start(self.pid) == Some(self.start)
+    }
+}
+
+/// A process's start time (clock ticks after boot), from `/proc/<pid>/stat`.
+fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: count after its end.
+    stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// The processes that have `lock` open, as "pid N: command line" (shortened); the
+/// relays (stamp's own) last.
+fn lock_holders(lock: &Path) -> Vec<String> {
+    let target = lock.canonicalize().unwrap_or_else(|_| lock.to_path_buf());
+    let mut tools = Vec::new();
+    let mut relays = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let holds = std::fs::read_dir(e.path().join("fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == target));
+        if !holds || pid == std::process::id() {
+            continue;
+        }
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let words: Vec<String> =
+            cmd.split(|b| *b == 0).filter(|w| !w.is_empty()).map(|w| String::from_utf8_lossy(w).into_owned()).collect();
+        if words.get(1).is_some_and(|w| w == crate::tools::relay::ARG) {
+            relays.push(format!("pid {pid}: stamp's tool relay"));
+            continue;
+        }
+        let mut shown =
+            words
+                .iter()
+                .enumerate()
+                .map(|(i, w)| {
+                    if i == 0 { Path::new(w).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default() } else { w.clone() }
+                })
+                .collect::<Vec<_>>()
+                .join(" ");
+        if shown.chars().count() > 120 {
+            shown = format!("{}...", shown.chars().take(117).collect::<String>());
+        }
+        tools.push(format!("pid {pid}: {shown}"));
+    }
+    tools.sort();
+    tools.extend(relays);
+    tools
 }

@@ -12,6 +12,7 @@ use crate::error::{ConfigError, Error};
 use crate::fleet::context::FleetContext;
 use crate::names::{CustomerName, EnvName};
 use crate::render::AppContext;
+use crate::tools::git::Revision;
 use crate::tools::packer::TemplateInfo;
 use crate::tools::terraform::StackInfo;
 use crate::ui::events::Stage;
@@ -54,6 +55,9 @@ pub struct CustomerPlan {
     /// value here (an environment variable not set, a file that does not exist),
     /// said as notes; the commands that use a secret read it and refuse without it.
     pub unavailable_secrets: Vec<String>,
+    /// The commit `git_id` names, looked up before anything runs (`fleet::revisions`)
+    /// by the commands that bake or say what would be baked: deploy, plan, render.
+    pub revision: Option<Revision>,
 }
 
 /// A `[secrets]` value, read at run time. `Debug` never shows it.
@@ -164,7 +168,7 @@ impl CustomerPlan {
         };
         match (vpc, frontends, template) {
             (Ok(vpc), Ok(frontends), Ok(template)) if problems.is_empty() => {
-                Ok(Self { customer, vpc, frontends, template, app_config, secrets, unavailable_secrets })
+                Ok(Self { customer, vpc, frontends, template, app_config, secrets, unavailable_secrets, revision: None })
             }
             (vpc, frontends, template) => {
                 let mut all: Vec<Error> = [vpc.err(), frontends.err(), template.err()].into_iter().flatten().collect();
@@ -176,6 +180,13 @@ impl CustomerPlan {
 
     pub fn name(&self) -> &CustomerName {
         &self.customer.name
+    }
+
+    /// The commit to bake: this run looked `git_id` up before anything started.
+    pub fn commit(&self) -> Result<&str, Error> {
+        self.revision.as_ref().map(|r| r.commit.as_str()).ok_or_else(|| {
+            Error::stage(format!("{}: git_id `{}` was not resolved to a commit before the run", self.customer.name, self.customer.git_id))
+        })
     }
 
     pub fn job(&self, stage: Stage) -> &StackJob {
@@ -423,30 +434,16 @@ fn read_secrets(
                     Err(bad(format!("the environment variable {e} is not UTF-8 text"), "a secret's value must be text".into()))
                 }
             },
-            SecretFrom::File(f) => match std::fs::read(f) {
-                Ok(bytes) => match String::from_utf8(bytes) {
-                    Ok(text) => {
-                        let v = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text).to_owned();
-                        if v.is_empty() {
-                            Err(bad(format!("{} is empty", f.display()), "write the secret's value into it".into()))
-                        } else {
-                            Ok(v)
-                        }
-                    }
-                    Err(_) => Err(bad(format!("{} is not UTF-8 text", f.display()), "a secret's value must be text".into())),
-                },
-                Err(e) => {
-                    let e = bad(
+            SecretFrom::File(f) => match read_secret_file(f) {
+                Ok(v) => Ok(v),
+                Err(SecretFileError::Missing(e)) => {
+                    unavailable.push(bad(
                         format!("cannot read {}: {e}", f.display()),
                         "`file` is relative to the file that names it; the file must exist and be readable by stamp".into(),
-                    );
-                    if f.exists() {
-                        Err(e)
-                    } else {
-                        unavailable.push(e);
-                        continue;
-                    }
+                    ));
+                    continue;
                 }
+                Err(SecretFileError::Bad(m, hint)) => Err(bad(m, hint)),
             },
         };
         match value {
@@ -457,6 +454,72 @@ fn read_secrets(
         }
     }
     (found, problems, unavailable)
+}
+
+/// The largest secret file stamp reads: a password, a token or a key is far smaller;
+/// anything near this is the wrong file.
+pub const MAX_SECRET_BYTES: u64 = 64 << 10;
+
+enum SecretFileError {
+    /// It does not exist (here): `validate` notes it, the other commands refuse.
+    Missing(std::io::Error),
+    /// Anything else: (what is wrong, the hint).
+    Bad(String, String),
+}
+
+/// A `{ file = ... }` secret's value: the content of a regular file (or a link to
+/// one) of at most `MAX_SECRET_BYTES` UTF-8 bytes, one trailing newline removed.
+/// The file is opened without blocking and its type checked on the open file: a
+/// FIFO (which would hang stamp until something writes to it), a device (which may
+/// never end), a socket or a directory is refused, not read.
+fn read_secret_file(f: &Path) -> Result<String, SecretFileError> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let shown = f.display();
+    let regular = "write the secret into a regular file and point `file` at it";
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(f).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => SecretFileError::Missing(e),
+        std::io::ErrorKind::PermissionDenied => SecretFileError::Bad(
+            format!("cannot read {shown}: {e}"),
+            "the file must be readable by the user stamp runs as (check its mode and owner, and its directories')".into(),
+        ),
+        _ => SecretFileError::Bad(format!("cannot read {shown}: {e}"), "the file must exist and be readable by stamp".into()),
+    })?;
+    let meta = file.metadata().map_err(|e| SecretFileError::Bad(format!("cannot read {shown}: {e}"), regular.into()))?;
+    let t = meta.file_type();
+    let kind = if t.is_dir() {
+        Some("a directory")
+    } else if t.is_fifo() {
+        Some("a named pipe (FIFO), which could keep stamp waiting for a writer")
+    } else if t.is_char_device() || t.is_block_device() {
+        Some("a device")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else if !t.is_file() {
+        Some("not a regular file")
+    } else {
+        None
+    };
+    if let Some(kind) = kind {
+        return Err(SecretFileError::Bad(format!("{shown} is {kind}: stamp reads a secret only from a regular file"), regular.into()));
+    }
+    if meta.len() > MAX_SECRET_BYTES {
+        return Err(SecretFileError::Bad(
+            format!("{shown} is {} bytes; a secret file is at most {} KiB", meta.len(), MAX_SECRET_BYTES >> 10),
+            "point `file` at the file holding only the secret's value".into(),
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_SECRET_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| SecretFileError::Bad(format!("cannot read {shown}: {e}"), "the file must be readable by stamp".into()))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| SecretFileError::Bad(format!("{shown} is not UTF-8 text"), "a secret's value must be text".into()))?;
+    let v = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text).to_owned();
+    if v.is_empty() {
+        return Err(SecretFileError::Bad(format!("{shown} is empty"), "write the secret's value into it".into()));
+    }
+    Ok(v)
 }
 
 /// A customer's stacks (`vpc`, `frontends/<env>`) and their state objects' keys.
@@ -490,4 +553,47 @@ fn env_stacks(terraform: &Path) -> String {
         .unwrap_or_default();
     envs.sort();
     if envs.is_empty() { "none".into() } else { envs.join(", ") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(p: &Path) -> Result<String, String> {
+        read_secret_file(p).map_err(|e| match e {
+            SecretFileError::Missing(e) => format!("missing: {e}"),
+            SecretFileError::Bad(m, h) => format!("{m} (hint: {h})"),
+        })
+    }
+
+    #[test]
+    fn a_secret_file_is_a_regular_file_of_text_and_anything_else_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |n: &str| dir.path().join(n);
+        std::fs::write(p("ok"), "s3cret\n").unwrap();
+        assert_eq!(read(&p("ok")).unwrap(), "s3cret");
+        std::os::unix::fs::symlink(p("ok"), p("link")).unwrap();
+        assert_eq!(read(&p("link")).unwrap(), "s3cret");
+        assert!(read(&p("nope")).unwrap_err().starts_with("missing:"));
+        // A FIFO nobody writes to: refused at once (reading it would block forever).
+        let fifo = std::ffi::CString::new(p("fifo").to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo(3) with a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        assert!(read(&p("fifo")).unwrap_err().contains("is a named pipe (FIFO)"));
+        assert!(read(dir.path()).unwrap_err().contains("is a directory"));
+        assert!(read(Path::new("/dev/zero")).unwrap_err().contains("is a device"));
+        std::fs::write(p("big"), vec![b'x'; MAX_SECRET_BYTES as usize + 1]).unwrap();
+        assert!(read(&p("big")).unwrap_err().contains("a secret file is at most 64 KiB"));
+        std::fs::write(p("empty"), "\n").unwrap();
+        assert!(read(&p("empty")).unwrap_err().contains("is empty"));
+        std::fs::write(p("binary"), [0xff, 0xfe]).unwrap();
+        assert!(read(&p("binary")).unwrap_err().contains("not UTF-8"));
+        // SAFETY: geteuid(2) has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(p("ok"), std::fs::Permissions::from_mode(0o000)).unwrap();
+            let err = read(&p("ok")).unwrap_err();
+            assert!(err.contains("Permission denied") && err.contains("readable by the user stamp runs as"), "{err}");
+        }
+    }
 }

@@ -163,6 +163,12 @@ pub struct RunReport {
     pub started_at: String,
     pub duration_s: f64,
     pub state_bucket: Option<String>,
+    /// deploy, plan: the customer's git_id and the commit it named when this run
+    /// looked (what a deploy bakes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
     pub stages: Vec<StageReport>,
     pub outputs: BTreeMap<String, Value>,
     pub log_dir: PathBuf,
@@ -188,6 +194,8 @@ impl RunReport {
             started_at: String::new(),
             duration_s: 0.0,
             state_bucket: None,
+            git_id: None,
+            commit: None,
             stages: Vec::new(),
             outputs: BTreeMap::new(),
             log_dir,

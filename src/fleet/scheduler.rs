@@ -110,7 +110,7 @@ async fn run_one(ctx: Rc<FleetContext>, plan: CustomerPlan, op: Operation, opts:
         return Outcome { report, error: None };
     }
     let (name, env, region) = (c.name.to_string(), c.env.to_string(), c.region.to_string());
-    match Pipeline::open(ctx, plan, opts, sink.clone(), stop, op) {
+    match Pipeline::open(ctx, plan, opts, sink.clone(), stop, op).await {
         Ok(p) => {
             let (report, result) = p.run().await;
             Outcome { report, error: result.err() }

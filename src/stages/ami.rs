@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::fleet::bakes::{BakeFailed, Baked, image_key};
 use crate::names::AmiId;
 use crate::render;
-use crate::tools::aws::{TAG_CUSTOMER, TAG_GIT_ID, TAG_IMAGE_KEY, TAG_TEMPLATE_HASH};
+use crate::tools::aws::{TAG_COMMIT, TAG_CUSTOMER, TAG_GIT_ID, TAG_IMAGE_KEY, TAG_TEMPLATE_HASH};
 use crate::tools::packer::{self, PackerEvent};
 use crate::tools::process::{StageLog, Tail, ToolCommand};
 use crate::tools::terraform;
@@ -32,7 +32,7 @@ pub async fn run(p: &mut Pipeline, vpc: &VpcOutputs) -> Result<StageDone<AmiId>,
     // Every variable makes the image key (a hash; a sensitive one by its name only);
     // the sensitive ones go to packer in a private file of their own, announced
     // (masked in CI logs) first.
-    let vars = packer_vars(p, vpc, &hash);
+    let vars = packer_vars(p, vpc, &hash)?;
     let (_, secret_vars) = split_sensitive(p, vars.clone());
     for s in secret_vars.values().flat_map(crate::ui::events::secret_leaves) {
         p.ui.secret(Stage::Ami, &s);
@@ -62,7 +62,10 @@ pub async fn run(p: &mut Pipeline, vpc: &VpcOutputs) -> Result<StageDone<AmiId>,
             let detail = match (built, by == name) {
                 (true, true) => format!("built {ami} (image {key})"),
                 (true, false) => format!("{ami}, built by {by}'s stage in this run (image {key})"),
-                (false, _) => format!("reused {ami} (image {key}, git_id {}, template {hash})", p.plan.customer.git_id),
+                (false, _) => format!(
+                    "reused {ami} (image {key}, {}, template {hash})",
+                    p.plan.revision.as_ref().map(|r| r.describe()).unwrap_or_else(|| p.plan.customer.git_id.clone())
+                ),
             };
             let status = if built && by == name { Status::Ok } else { Status::Unchanged };
             Ok(StageDone::new(ami, status, detail))
@@ -177,31 +180,31 @@ async fn build(
             format!("check the builders' region and [packer] only; full log: {}", log.path.display()),
         )
     })?;
-    // The template tags the image at build time (`image_key` and the others). A
-    // template that does not is tagged now, with what is missing: reuse and destroy
-    // find stamp's images by these tags.
+    // The template tags the image at build time (`image_key`, the commit and the
+    // others). A template that does not is tagged now, with what is missing: reuse
+    // and destroy find stamp's images by these tags. The git_id as the customer
+    // wrote it (a branch, maybe) never reaches packer: stamp tags it itself.
     let c = &p.plan.customer;
-    let want = [
-        (TAG_CUSTOMER, c.name.to_string()),
-        (TAG_GIT_ID, c.git_id.clone()),
-        (TAG_TEMPLATE_HASH, hash.to_owned()),
-        (TAG_IMAGE_KEY, key.to_owned()),
-    ];
+    let commit = p.plan.commit()?.to_owned();
+    let want =
+        [(TAG_CUSTOMER, c.name.to_string()), (TAG_COMMIT, commit), (TAG_TEMPLATE_HASH, hash.to_owned()), (TAG_IMAGE_KEY, key.to_owned())];
     let have = p.aws.image_tags("ami", log, &ami).await?;
     let missing: Vec<&(&str, String)> = want.iter().filter(|(k, v)| have.get(*k) != Some(v)).collect();
     if missing.is_empty() {
         log.note(&format!("stamp: {ami} carries {} from the template's tags", want.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")));
-        return Ok(ami);
+    } else {
+        let names: Vec<&str> = missing.iter().map(|(k, _)| *k).collect();
+        log.note(&format!(
+            "stamp: the template did not tag {ami} with {}: tagging it now. Give the builders these tags (see packer/template.json) so an \
+             interrupted build never leaves an untagged image",
+            names.join(", ")
+        ));
+        ui.step(Stage::Ami, &format!("tagging {ami} ({})", names.join(", ")));
     }
-    let names: Vec<&str> = missing.iter().map(|(k, _)| *k).collect();
-    log.note(&format!(
-        "stamp: the template did not tag {ami} with {}: tagging it now. Give the builders these tags (see packer/template.json) so an \
-         interrupted build never leaves an untagged image",
-        names.join(", ")
-    ));
-    ui.step(Stage::Ami, &format!("tagging {ami} ({})", names.join(", ")));
+    log.note(&format!("stamp: tagging {ami} with {TAG_GIT_ID}={} (packer is given the commit only)", c.git_id));
+    let mut tags: Vec<String> = missing.iter().map(|(k, v)| format!("Key={k},Value={v}")).collect();
+    tags.push(format!("Key={TAG_GIT_ID},Value={}", c.git_id));
     let id = ami.to_string();
-    let tags: Vec<String> = missing.iter().map(|(k, v)| format!("Key={k},Value={v}")).collect();
     let mut args = vec!["ec2", "create-tags", "--resources", id.as_str(), "--tags"];
     args.extend(tags.iter().map(String::as_str));
     p.aws.run("ami", log, &args, &[0]).await?;
@@ -324,15 +327,18 @@ pub fn template_hash(p: &Pipeline) -> Result<String, Error> {
 
 /// The packer variables: the standard ones the template declares, the rest of the
 /// brief's vars/travis.json at the template's defaults, then `[packer.vars]`, then
-/// the `[secrets]` the template declares.
-pub fn packer_vars(p: &Pipeline, vpc: &VpcOutputs, hash: &str) -> BTreeMap<String, Value> {
+/// the `[secrets]` the template declares. `git_id` is the commit the customer's
+/// git_id named when this run looked (never a branch: the image must hold exactly
+/// the commit its key names), so the image key hashes the commit.
+pub fn packer_vars(p: &Pipeline, vpc: &VpcOutputs, hash: &str) -> Result<BTreeMap<String, Value>, Error> {
     let c = &p.plan.customer;
+    let commit = p.plan.commit()?;
     let template = &p.plan.template;
     let standard: [(&str, Value); 8] = [
         ("region", json!(c.region.as_str())),
         ("build_vpc", json!(vpc.vpc_id)),
         ("build_subnet", json!(vpc.build_subnet_id)),
-        ("git_id", json!(c.git_id)),
+        ("git_id", json!(commit)),
         ("aws_endpoint", json!(p.ctx.fleet.aws.endpoint.clone().unwrap_or_default())),
         ("customer", json!(c.name.as_str())),
         ("app_repo", json!(c.app_repo)),
@@ -356,7 +362,7 @@ pub fn packer_vars(p: &Pipeline, vpc: &VpcOutputs, hash: &str) -> BTreeMap<Strin
         let key = key_of(p, hash, &vars);
         vars.insert("image_key".into(), json!(key));
     }
-    vars
+    Ok(vars)
 }
 
 /// The image key of these variables. A sensitive value counts by its name only: the
@@ -380,7 +386,7 @@ pub fn write_packer_vars(p: &Pipeline, vpc: &VpcOutputs, hash: &str) -> Result<P
     let dir = &p.ctx.fleet.paths.vars;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     let path = dir.join(format!("{}.json", p.name()));
-    let (plain, _) = split_sensitive(p, packer_vars(p, vpc, hash));
+    let (plain, _) = split_sensitive(p, packer_vars(p, vpc, hash)?);
     crate::customer::pipeline::write_atomic(&path, &render::vars_json(&plain))?;
     Ok(path)
 }

@@ -863,11 +863,17 @@ fn progress_verb(action: &str) -> &'static str {
     }
 }
 
-pub async fn refuse_protected(p: &Pipeline, log: &mut StageLog, state: &str) -> Result<(), Error> {
+/// Destroy's guard, before anything is destroyed: every resource of the customer's
+/// states that AWS can protect (an RDS instance, a load balancer) is looked up in AWS,
+/// whatever the state says (protection may have been switched on by hand after the
+/// apply, or off since); one whose protection is on refuses the whole destroy.
+pub async fn refuse_protected(p: &Pipeline, log: &mut StageLog, states: &[&str]) -> Result<(), Error> {
     let mut on = Vec::new();
-    for r in terraform::protected_resources(state).map_err(Error::stage)? {
-        if p.aws.still_protected("bucket", log, &r).await? {
-            on.push(r);
+    for state in states {
+        for r in terraform::protectable_resources(state).map_err(Error::stage)? {
+            if p.aws.still_protected("bucket", log, &r).await? {
+                on.push(r);
+            }
         }
     }
     if on.is_empty() {

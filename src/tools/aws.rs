@@ -26,7 +26,17 @@ pub struct Aws {
 
 /// Tags stamp puts on (and looks for on) the AMIs it bakes.
 pub const TAG_CUSTOMER: &str = "stamp:customer";
+/// The git_id (branch, tag or hash) the image was baked for, as the customer wrote it.
 pub const TAG_GIT_ID: &str = "stamp:git_id";
+/// The commit the image holds: what its git_id named when it was baked.
+pub const TAG_COMMIT: &str = "stamp:commit";
+
+/// What an image's tags say it was baked from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageRevision {
+    pub git_id: Option<String>,
+    pub commit: Option<String>,
+}
 pub const TAG_TEMPLATE_HASH: &str = "stamp:template_hash";
 /// What makes two customers' images the same (see `fleet::bakes`).
 pub const TAG_IMAGE_KEY: &str = "stamp:image_key";
@@ -276,9 +286,14 @@ impl Aws {
         }))
     }
 
-    /// The app revision (`stamp:git_id` tag) of each of stamp's AMIs in the region.
-    pub async fn image_revisions(&self, stage: &str, log: &mut StageLog) -> Result<std::collections::BTreeMap<String, String>, Error> {
-        let query = format!("Images[].[ImageId, Tags[?Key=='{TAG_GIT_ID}'].Value | [0]]");
+    /// The app revision of each of stamp's AMIs in the region: its `stamp:git_id`
+    /// and `stamp:commit` tags (either may be missing on an older image).
+    pub async fn image_revisions(
+        &self,
+        stage: &str,
+        log: &mut StageLog,
+    ) -> Result<std::collections::BTreeMap<String, ImageRevision>, Error> {
+        let query = format!("Images[].[ImageId, Tags[?Key=='{TAG_GIT_ID}'].Value | [0], Tags[?Key=='{TAG_COMMIT}'].Value | [0]]");
         let filter = format!("Name=tag-key,Values={TAG_TEMPLATE_HASH}");
         let (_, out, _) = self
             .run(
@@ -288,9 +303,9 @@ impl Aws {
                 &[0],
             )
             .await?;
-        let v: Vec<(String, Option<String>)> =
+        let v: Vec<(String, Option<String>, Option<String>)> =
             serde_json::from_str(&out).map_err(|e| Error::stage(format!("describe-images printed no JSON: {e}")))?;
-        Ok(v.into_iter().filter_map(|(id, rev)| Some((id, rev?))).collect())
+        Ok(v.into_iter().map(|(id, git_id, commit)| (id, ImageRevision { git_id, commit })).collect())
     }
 
     /// Whether deletion protection is on right now (the state may be older: the

@@ -2,8 +2,10 @@
 
 pub mod aws;
 pub mod find;
+pub mod git;
 pub mod packer;
 pub mod process;
+pub mod relay;
 pub mod s3;
 pub mod terraform;
 pub mod version;

@@ -1,7 +1,9 @@
-//! The one type that runs an external tool (terraform, packer, aws). It knows the
-//! exact command line (printable so a human can re-run it), streams stdout and
+//! The one type that runs an external tool (terraform, packer, aws, git). It knows
+//! the exact command line (printable so a human can re-run it), streams stdout and
 //! stderr line by line to the stage log and to a callback, applies the signal
 //! policy, and turns failure into a `ToolFailure` with the last lines of output.
+//! Each tool runs under a relay of stamp's own binary (`tools::relay`), which keeps
+//! its output going to the log and stops it exactly once if stamp dies.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -9,19 +11,15 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 
 use crate::error::{Error, ToolFailure};
 use crate::signals;
+use crate::tools::relay;
 
 const TAIL_LINES: usize = 20;
-
-/// How long stamp keeps reading a tool's output after the tool exited. A process
-/// the tool left in the background (`cmd &`) inherits the pipes; without this
-/// limit stamp would wait for that process instead of the tool.
-const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
@@ -151,8 +149,9 @@ impl ToolCommand {
         if s.chars().count() > 160 { format!("{}...", s.chars().take(157).collect::<String>()) } else { s }
     }
 
-    /// Runs the command to completion. Every line goes to `log` and to `on_line`.
-    /// Exit codes in `ok_codes` count as success; anything else is a `ToolFailure`.
+    /// Runs the command to completion, through the relay (`tools::relay`): every
+    /// line goes to `log` (the relay appends it) and to `on_line`. Exit codes in
+    /// `ok_codes` count as success; anything else is a `ToolFailure`.
     pub async fn run(
         &self,
         stage: &str,
@@ -165,73 +164,96 @@ impl ToolCommand {
             return Err(Error::Interrupted(Some(stage.to_owned())));
         }
         log.command(&self.display());
-        let mut cmd = Command::new(&self.program);
-        cmd.args(&self.args)
+        let options = relay::Options {
+            stamp_pid: std::process::id(),
+            stop_signal: self.stop_signal,
+            grace: signals::grace_period(),
+            log: log.file.as_ref().map(|_| log.path.clone()),
+            program: self.program.clone().into_os_string(),
+            args: self.args.clone(),
+        };
+        let relay_program = relay_program();
+        let mut cmd = Command::new(&relay_program);
+        // `ps` shows "stamp __stamp-tool-relay ... -- terraform apply ...".
+        cmd.arg0("stamp")
+            .arg(relay::ARG)
+            .args(options.to_args())
             .current_dir(&self.cwd)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .envs(self.secret_env.iter().map(|(k, v, _)| (k, v)))
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::null())
+            // Its own group: a terminal's Ctrl-C reaches stamp only, which decides.
             .process_group(0)
-            .kill_on_drop(true);
-        let parent = std::process::id() as libc::pid_t;
-        let death_signal = self.stop_signal;
+            // Dropped (the run abandoned), the relay sees its stdin end and stops the
+            // tool as it would if stamp died: gracefully, then after the grace period.
+            .kill_on_drop(false);
+        let held = HELD.try_with(|fd| *fd).ok().flatten();
         let private_files = self.private_files;
         // SAFETY: the closure runs in the forked child before exec and calls only
-        // umask(2), prctl(2), getppid(2) and kill(2), which are async-signal-safe; it touches no
-        // memory of the parent. PR_SET_PDEATHSIG fires when the thread that forked
-        // exits: stamp spawns tools from its one runtime thread, the main thread.
+        // umask(2) and fcntl(2), which are async-signal-safe; it touches no memory of
+        // the parent.
         unsafe {
             cmd.pre_exec(move || {
                 if private_files {
+                    // The relay's umask is the tool's.
                     libc::umask(0o077);
                 }
-                if libc::prctl(libc::PR_SET_PDEATHSIG, death_signal as libc::c_ulong, 0, 0, 0) != 0 {
+                // The customer's work lock, open in the relay and so in the tool: held
+                // until they are gone, whatever happens to stamp.
+                if let Some(fd) = held
+                    && libc::fcntl(fd, libc::F_SETFD, 0) == -1
+                {
                     return Err(std::io::Error::last_os_error());
-                }
-                // stamp died between fork and prctl: nobody would send the signal.
-                if libc::getppid() != parent {
-                    libc::kill(libc::getpid(), death_signal);
                 }
                 Ok(())
             });
         }
-        let mut child = cmd.spawn().map_err(|e| {
+        let log_path = log.path.clone();
+        let failure = |status: String, tail: Vec<String>, hint: Option<String>| {
             Error::Tool(Box::new(ToolFailure {
                 stage: stage.to_owned(),
                 command: self.display(),
                 cwd: self.cwd.clone(),
-                status: format!("could not start {}: {e}", self.program.display()),
-                tail: Vec::new(),
-                log: log.path.clone(),
-                hint: Some("run `stamp doctor` to see which tools are found".into()),
+                status,
+                tail,
+                log: log_path.clone(),
+                hint,
             }))
+        };
+        let mut child = cmd.spawn().map_err(|e| {
+            failure(
+                format!("could not start stamp's tool relay ({}) for {}: {e}", relay_program.display(), self.program.display()),
+                Vec::new(),
+                Some("stamp runs every tool through a relay of its own binary; /proc must be mounted".into()),
+            )
         })?;
-        let pgid = child.id().unwrap_or(0);
-        let watchdog = Watchdog::start(pgid, self.stop_signal, log);
+        let mut control = child.stdin.take();
         // Named in what stamp prints on an interrupt.
         let _running = crate::interrupt::tool(stage, self.short(), &self.cwd);
 
-        // Both pipes are drained on their own tasks so a full pipe never blocks the child.
-        let (tx, mut rx) = mpsc::channel::<(Stream, String)>(256);
-        let mut readers = Vec::new();
-        for (stream, reader) in [
-            (Stream::Stdout, child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>)),
-            (Stream::Stderr, child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>)),
-        ] {
-            let Some(reader) = reader else { continue };
-            let tx = tx.clone();
-            readers.push(tokio::spawn(async move {
-                let mut lines = BufReader::new(reader).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    if tx.send((stream, line)).await.is_err() {
-                        break;
+        // The relay's lines, read on a task of their own so a full pipe never blocks it.
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
+        let reader = child.stdout.take().map(|out| {
+            tokio::spawn(async move {
+                let mut r = BufReader::new(out);
+                loop {
+                    let mut line = Vec::new();
+                    match r.read_until(b'\n', &mut line).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {
+                            if line.last() == Some(&b'\n') {
+                                line.pop();
+                            }
+                            if tx.send(line).await.is_err() {
+                                break;
+                            }
+                        }
                     }
                 }
-            }));
-        }
-        drop(tx);
+            })
+        });
 
         let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
         let mut stdout = String::new();
@@ -246,19 +268,22 @@ impl ToolCommand {
         let mut received = 0u32;
         let mut kill_at: Option<tokio::time::Instant> = None;
         let mut lines_open = true;
-        // Set once the tool itself exited: its output is read until EOF or until
-        // `DRAIN_TIMEOUT`, since a process it left behind may hold the pipes open.
-        let mut exited: Option<std::process::ExitStatus> = None;
-        let mut drain_until: Option<tokio::time::Instant> = None;
-        let status = loop {
+        let mut relay_exited: Option<std::io::Result<std::process::ExitStatus>> = None;
+        let mut ended: Option<End> = None;
+        let mut not_started: Option<String> = None;
+        let mut log_error: Option<String> = None;
+        let tell = async |control: &mut Option<tokio::process::ChildStdin>, what: String| {
+            if let Some(c) = control.as_mut() {
+                let _ = c.write_all(what.as_bytes()).await;
+                let _ = c.flush().await;
+            }
+        };
+        loop {
+            if !lines_open && relay_exited.is_some() {
+                break;
+            }
             let kill_timer = async {
                 match kill_at {
-                    Some(t) => tokio::time::sleep_until(t).await,
-                    None => std::future::pending().await,
-                }
-            };
-            let drain_timer = async {
-                match drain_until {
                     Some(t) => tokio::time::sleep_until(t).await,
                     None => std::future::pending().await,
                 }
@@ -274,8 +299,25 @@ impl ToolCommand {
             };
             tokio::select! {
                 line = rx.recv(), if lines_open => match line {
-                    Some((stream, text)) => {
-                        log.line(stream, &text);
+                    Some(frame) => {
+                        let text = String::from_utf8_lossy(frame.get(2..).unwrap_or_default()).into_owned();
+                        let stream = match frame.first() {
+                            Some(b'O') => Stream::Stdout,
+                            Some(b'E') => Stream::Stderr,
+                            Some(b'X') => {
+                                ended = Some(End::parse(&text));
+                                continue;
+                            }
+                            Some(b'F') => {
+                                not_started = Some(text);
+                                continue;
+                            }
+                            Some(b'W') => {
+                                log_error = Some(text);
+                                continue;
+                            }
+                            _ => continue,
+                        };
                         if capture_stdout && stream == Stream::Stdout {
                             stdout.push_str(&text);
                             stdout.push('\n');
@@ -294,39 +336,20 @@ impl ToolCommand {
                             tail.push_back(t);
                         }
                     }
-                    None => {
-                        lines_open = false;
-                        if let Some(s) = exited { break Ok(s) }
-                    }
+                    None => lines_open = false,
                 },
-                // `Child::wait` is cancel-safe, so it can sit in the select with the pipes.
-                status = child.wait(), if exited.is_none() => match status {
-                    Ok(s) if lines_open => {
-                        exited = Some(s);
-                        drain_until = Some(tokio::time::Instant::now() + DRAIN_TIMEOUT);
-                    }
-                    other => break other,
-                },
-                _ = drain_timer => {
-                    log.note(&format!(
-                        "stamp: {} exited, but a process it started still holds its output open after {}s; \
-                         stopped reading and sent SIGTERM to what is left of its process group ({pgid})",
-                        self.program.display(),
-                        DRAIN_TIMEOUT.as_secs()
-                    ));
-                    signals::signal_group(pgid, libc::SIGTERM);
-                    break Ok(exited.expect("the drain timer starts when the tool exits"));
-                }
+                // `Child::wait` is cancel-safe, so it can sit in the select with the pipe.
+                status = child.wait(), if relay_exited.is_none() => relay_exited = Some(status),
                 state = interrupt => {
                     // The policy (`signals`): the first interrupt and each later SIGINT are
                     // forwarded, once each; a later SIGTERM or SIGHUP is not. The first
-                    // also starts the kill timer.
+                    // also starts the kill timer. The relay delivers them.
                     let sig = state.last.map(|(s, _)| s.name()).unwrap_or("an interrupt");
                     if state.forward > forwarded {
                         while forwarded < state.forward {
                             forwarded += 1;
                             log.note(&format!("stamp: interrupt {forwarded} received, sending signal {} to the tool ({sig})", self.stop_signal));
-                            signals::signal_group(pgid, self.stop_signal);
+                            tell(&mut control, format!("signal {}\n", self.stop_signal)).await;
                         }
                     } else if state.received > received {
                         log.note(&format!(
@@ -341,123 +364,93 @@ impl ToolCommand {
                 }
                 _ = kill_timer => {
                     log.note("stamp: grace period over, killing the tool's process group");
-                    signals::signal_group(pgid, libc::SIGKILL);
+                    tell(&mut control, "kill\n".to_owned()).await;
                     kill_at = None;
                 }
             }
-        };
-        for r in readers {
+        }
+        if let Some(r) = reader {
             r.abort();
         }
-        watchdog.disarm().await;
+        // The relay is done: its stdin closes with nothing left to stop.
+        drop(control);
         log.flush();
-        let status = status.map_err(|e| Error::io(format!("waiting for {}", self.program.display()), e))?;
+        if let Err(e) = relay_exited.expect("the loop ends once the relay exited") {
+            return Err(Error::io(format!("waiting for stamp's tool relay of {}", self.program.display()), e));
+        }
+        if let Some(why) = not_started {
+            return Err(failure(why, Vec::new(), Some("run `stamp doctor` to see which tools are found".into())));
+        }
+        let Some(end) = ended else {
+            return Err(failure("stamp's tool relay ended without the tool's exit status".into(), tail.into_iter().collect(), None));
+        };
         if forwarded > 0 || signals::interrupted() {
             return Err(Error::Interrupted(Some(stage.to_owned())));
         }
-        use std::os::unix::process::ExitStatusExt;
-        let (code, described) = match (status.code(), status.signal()) {
-            (Some(c), _) => (c, format!("exit status {c}")),
-            (None, Some(s)) => (128 + s, format!("killed by signal {s}")),
-            (None, None) => (-1, "unknown exit status".into()),
+        let (code, described) = match end {
+            End::Code(c) => (c, format!("exit status {c}")),
+            End::Signal(s) => (128 + s, format!("killed by signal {s}")),
         };
         if ok_codes.contains(&code) {
             if let Some(e) = log.take_error() {
                 // The tool succeeded, but its log is incomplete: say so rather than lose it.
                 return Err(Error::io(format!("writing the log {}", log.path.display()), e));
             }
+            if let Some(e) = log_error {
+                return Err(Error::stage(format!("writing the log {}: {e}", log.path.display())));
+            }
             return Ok(ToolOutput { code, stdout });
         }
-        Err(Error::Tool(Box::new(ToolFailure {
-            stage: stage.to_owned(),
-            command: self.display(),
-            cwd: self.cwd.clone(),
-            status: described,
-            tail: tail.into_iter().collect(),
-            log: log.path.clone(),
-            hint: None,
-        })))
+        Err(failure(described, tail.into_iter().collect(), None))
     }
 }
 
-/// Stops a tool's whole process group if stamp dies without stopping it (SIGKILL,
-/// a crash, the OOM killer): PR_SET_PDEATHSIG reaches the tool itself only, not
-/// the processes it started (terraform's providers, a provisioner's command).
-/// A small `sh` in its own process group waits on a pipe only stamp holds; at EOF
-/// without stamp's "done", it sends the tool's stop signal to the group, then
-/// SIGKILL after the grace period, as an interrupt would.
-struct Watchdog {
-    child: Option<tokio::process::Child>,
-    done: Option<std::fs::File>,
+/// How the tool ended, as the relay reports it.
+enum End {
+    Code(i32),
+    Signal(i32),
 }
 
-const WATCHDOG_SCRIPT: &str = r#"read -r line
-[ "$line" = done ] && exit 0
-kill -s "$2" -- "-$1" 2>/dev/null || exit 0
-i=0
-while [ "$i" -lt "$3" ] && kill -s 0 -- "-$1" 2>/dev/null; do sleep 1; i=$((i + 1)); done
-kill -s KILL -- "-$1" 2>/dev/null
-exit 0"#;
-
-impl Watchdog {
-    fn start(pgid: u32, stop_signal: i32, log: &mut StageLog) -> Self {
-        let none = Self { child: None, done: None };
-        if pgid <= 1 {
-            return none;
-        }
-        let name = match stop_signal {
-            libc::SIGINT => "INT",
-            libc::SIGTERM => "TERM",
-            libc::SIGHUP => "HUP",
-            libc::SIGQUIT => "QUIT",
-            _ => "TERM",
-        };
-        let spawned = Command::new("/bin/sh")
-            .args(["-c", WATCHDOG_SCRIPT, "stamp-watchdog", &pgid.to_string(), name])
-            .arg(signals::grace_period().as_secs().to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            // Its own group: a terminal's Ctrl-C must not stop the watchdog.
-            .process_group(0)
-            .kill_on_drop(false)
-            .spawn();
-        let mut child = match spawned {
-            Ok(c) => c,
-            Err(e) => {
-                log.note(&format!("stamp: cannot start the watchdog for process group {pgid} (/bin/sh: {e}); if stamp is killed, that group may outlive it"));
-                return none;
-            }
-        };
-        let done = child.stdin.take().and_then(|s| s.into_owned_fd().ok()).map(std::fs::File::from);
-        Self { child: Some(child), done }
-    }
-
-    /// The tool was handled: the watchdog exits without signalling anything.
-    async fn disarm(mut self) {
-        if let Some(mut f) = self.done.take() {
-            // A few bytes into an empty pipe: this does not block.
-            let _ = f.write_all(b"done\n");
-        }
-        if let Some(mut c) = self.child.take() {
-            let _ = c.wait().await;
+impl End {
+    fn parse(s: &str) -> End {
+        match s.strip_prefix("signal ") {
+            Some(n) => End::Signal(n.trim().parse().unwrap_or(0)),
+            None => End::Code(s.trim().parse().unwrap_or(-1)),
         }
     }
 }
 
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        // Dropped armed (the run was abandoned): closing the pipe makes the watchdog
-        // stop the group. Tokio reaps the dropped child in the background.
-        self.done.take();
-    }
+tokio::task_local! {
+    /// The descriptor of the work lock of the customer whose tools run in this task.
+    static HELD: Option<std::os::fd::RawFd>;
+}
+
+/// Runs `f` with `fd` (a customer's work lock, `customer::pipeline`) kept open in
+/// every tool it runs (and their relays): the lock is held until they are all gone,
+/// even if stamp is not.
+pub async fn holding<F: std::future::Future>(fd: Option<std::os::fd::RawFd>, f: F) -> F::Output {
+    HELD.scope(fd, f).await
+}
+
+static RELAY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// The relay is stamp's own binary. A program that links stamp's library and is not
+/// stamp (the tests) names the stamp binary here, once, before running a tool.
+pub fn set_relay_program(path: impl Into<PathBuf>) {
+    let _ = RELAY.set(path.into());
+}
+
+fn relay_program() -> PathBuf {
+    RELAY.get().cloned().unwrap_or_else(|| PathBuf::from("/proc/self/exe"))
 }
 
 /// Where a stage log's `progress` lines are shown as the stage's step.
 pub type Steps = std::rc::Rc<dyn Fn(&str)>;
 
 /// The full output of one stage's tools: `<work>/<customer>/logs/<stage>.log`.
-/// The previous run's log is kept beside it as `<stage>.previous.log`.
+/// The previous run's log is kept beside it as `<stage>.previous.log`. The tools'
+/// lines are appended by their relay (`tools::relay`); stamp writes its commands and
+/// notes: both append, so neither overwrites the other.
 pub struct StageLog {
     pub path: PathBuf,
     // Line-buffered so `tail -f` on a log follows a running tool.
@@ -477,7 +470,13 @@ impl StageLog {
             let prev = path.with_extension("previous.log");
             std::fs::rename(&path, &prev).map_err(|e| Error::io(format!("moving {} to {}", path.display(), prev.display()), e))?;
         }
-        let f = std::fs::File::create(&path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+        // Appending: the tools' relay appends their lines to the same file.
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|f| f.set_len(0).map(|()| f))
+            .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
         Ok(Self { path, file: Some(std::io::LineWriter::new(f)), error: None, steps: None })
     }
 
@@ -540,13 +539,6 @@ impl StageLog {
         self.flush();
     }
 
-    pub fn line(&mut self, stream: Stream, s: &str) {
-        match stream {
-            Stream::Stdout => self.write(&format!("{s}\n")),
-            Stream::Stderr => self.write(&format!("[stderr] {s}\n")),
-        }
-    }
-
     pub fn flush(&mut self) {
         if let Some(f) = self.file.as_mut()
             && let Err(e) = f.flush()
@@ -599,115 +591,5 @@ mod tests {
         let shown = c.display();
         assert!(!shown.contains("hunter2"), "{shown}");
         assert_eq!(shown, "cd /w && TF_VAR_db_password=\"$ACME_DB_PASSWORD\" /usr/bin/terraform plan");
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn secrets_reach_the_tool_and_private_files_are_the_owners_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let c = ToolCommand::new(Path::new("/bin/sh"), dir.path())
-            .args(["-c", "printf %s \"$TF_VAR_x\" > out; umask"])
-            .secret_env("TF_VAR_x", "s3cret", "'<sensitive>'")
-            .private_files();
-        let out = c.run("t", &mut StageLog::discard(), &[0], true, &mut |_, _| Tail::Raw).await.unwrap();
-        assert_eq!(out.stdout.trim(), "0077");
-        let f = dir.path().join("out");
-        assert_eq!(std::fs::read_to_string(&f).unwrap(), "s3cret");
-        use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o600);
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn failure_carries_status_tail_and_log() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut log = StageLog::create(dir.path().join("logs/t.log")).unwrap();
-        let c = ToolCommand::new(Path::new("/bin/sh"), dir.path()).args(["-c", "echo out; echo err >&2; exit 3"]);
-        let mut seen = Vec::new();
-        let err = c
-            .run("t", &mut log, &[0], true, &mut |s, l| {
-                seen.push((s, l.to_owned()));
-                Tail::Raw
-            })
-            .await
-            .unwrap_err();
-        let Error::Tool(f) = err else { panic!("expected a tool failure") };
-        assert_eq!(f.status, "exit status 3");
-        assert!(f.tail.contains(&"out".to_string()) && f.tail.contains(&"err".to_string()));
-        let text = std::fs::read_to_string(dir.path().join("logs/t.log")).unwrap();
-        assert!(text.contains("$ cd ") && text.contains("out\n") && text.contains("[stderr] err\n"), "{text}");
-        assert_eq!(seen.len(), 2);
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn stdout_is_captured_on_success() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut log = StageLog::discard();
-        let c = ToolCommand::new(Path::new("/bin/sh"), dir.path()).args(["-c", "printf 'a\\nb\\n'; exit 2"]);
-        let out = c.run("t", &mut log, &[0, 2], true, &mut |_, _| Tail::Raw).await.unwrap();
-        assert_eq!(out.code, 2);
-        assert_eq!(out.stdout, "a\nb\n");
-    }
-
-    /// Processes whose command line contains `marker`.
-    fn processes_with(marker: &str) -> Vec<String> {
-        let mut found = Vec::new();
-        for e in std::fs::read_dir("/proc").unwrap().flatten() {
-            if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
-                let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-                if cmd.contains(marker) {
-                    found.push(format!("{}: {cmd}", e.file_name().to_string_lossy()));
-                }
-            }
-        }
-        found
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_background_process_holding_the_pipes_does_not_hang_the_run() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut log = StageLog::create(dir.path().join("t.log")).unwrap();
-        let marker = "611.0917";
-        let c = ToolCommand::new(Path::new("/bin/sh"), dir.path()).args(["-c", &format!("echo before; sleep {marker} & echo after")]);
-        let started = std::time::Instant::now();
-        let out = c.run("t", &mut log, &[0], true, &mut |_, _| Tail::Raw).await.unwrap();
-        assert!(started.elapsed() < std::time::Duration::from_secs(30), "took {:?}", started.elapsed());
-        assert_eq!(out.stdout, "before\nafter\n");
-        let text = std::fs::read_to_string(dir.path().join("t.log")).unwrap();
-        assert!(text.contains("still holds its output open"), "{text}");
-        // What was left of the group got SIGTERM.
-        all_gone(marker).await;
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn an_abandoned_run_stops_the_whole_process_group() {
-        let dir = tempfile::tempdir().unwrap();
-        let marker = "612.0917";
-        let c = ToolCommand::new(Path::new("/bin/sh"), dir.path())
-            .args(["-c", &format!("sleep {marker} & sleep {marker}")])
-            .stop_with(libc::SIGTERM);
-        let mut log = StageLog::discard();
-        let mut on_line = |_: Stream, _: &str| Tail::Raw;
-        let run = c.run("t", &mut log, &[0], false, &mut on_line);
-        assert!(tokio::time::timeout(std::time::Duration::from_secs(1), run).await.is_err());
-        all_gone(marker).await;
-    }
-
-    /// Waits up to 5 s for every process with `marker` in its command line to be gone.
-    async fn all_gone(marker: &str) {
-        for _ in 0..50 {
-            if processes_with(marker).is_empty() {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        panic!("left running: {:?}", processes_with(marker));
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_log_that_cannot_be_written_is_an_error_naming_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut log = StageLog::append(PathBuf::from("/dev/full")).unwrap();
-        let c = ToolCommand::new(Path::new("/bin/sh"), dir.path()).args(["-c", "echo hello"]);
-        let err = c.run("t", &mut log, &[0], false, &mut |_, _| Tail::Raw).await.unwrap_err();
-        assert!(err.to_string().contains("writing the log /dev/full"), "{err}");
     }
 }

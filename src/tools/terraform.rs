@@ -809,8 +809,10 @@ pub enum Protected {
     LoadBalancer { arn: String },
 }
 
-/// The resources of a state file that were applied with deletion protection on.
-pub fn protected_resources(state: &str) -> Result<Vec<Protected>, String> {
+/// The resources of a state file that AWS can protect from deletion (RDS instances,
+/// load balancers), whatever the state says of their protection: it may have been
+/// switched on by hand after the apply, and only AWS knows (`Aws::still_protected`).
+pub fn protectable_resources(state: &str) -> Result<Vec<Protected>, String> {
     let v: Value = serde_json::from_str(state).map_err(|e| format!("state is not JSON: {e}"))?;
     let mut found = Vec::new();
     for r in v.get("resources").and_then(Value::as_array).into_iter().flatten() {
@@ -820,11 +822,10 @@ pub fn protected_resources(state: &str) -> Result<Vec<Protected>, String> {
         let ty = r.get("type").and_then(Value::as_str).unwrap_or_default();
         for i in r.get("instances").and_then(Value::as_array).into_iter().flatten() {
             let a = &i["attributes"];
-            let on = |k: &str| a.get(k).and_then(Value::as_bool).unwrap_or(false);
             let text = |k: &str| a.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
             match ty {
-                "aws_db_instance" if on("deletion_protection") => found.push(Protected::Database { identifier: text("identifier") }),
-                "aws_lb" | "aws_alb" if on("enable_deletion_protection") => found.push(Protected::LoadBalancer { arn: text("arn") }),
+                "aws_db_instance" if !text("identifier").is_empty() => found.push(Protected::Database { identifier: text("identifier") }),
+                "aws_lb" | "aws_alb" if !text("arn").is_empty() => found.push(Protected::LoadBalancer { arn: text("arn") }),
                 _ => {}
             }
         }
@@ -942,6 +943,27 @@ fn users_cli_config(named: Option<PathBuf>, home: Option<&Path>) -> Option<CliCo
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn every_protectable_resource_is_listed_whatever_its_state_says() {
+        let state = serde_json::json!({"resources": [
+            {"mode": "managed", "type": "aws_db_instance", "instances": [{"attributes": {"identifier": "acme-db", "deletion_protection": false}}]},
+            {"mode": "managed", "type": "aws_lb", "instances": [{"attributes": {"arn": "arn:lb/1", "enable_deletion_protection": true}}]},
+            {"mode": "managed", "type": "aws_alb", "instances": [{"attributes": {"arn": "arn:lb/2"}}]},
+            {"mode": "data", "type": "aws_lb", "instances": [{"attributes": {"arn": "arn:lb/data"}}]},
+            {"mode": "managed", "type": "terraform_data", "instances": [{"attributes": {"id": "x"}}]}
+        ]});
+        let found = super::protectable_resources(&state.to_string()).unwrap();
+        assert_eq!(
+            found,
+            vec![
+                super::Protected::Database { identifier: "acme-db".into() },
+                super::Protected::LoadBalancer { arn: "arn:lb/1".into() },
+                super::Protected::LoadBalancer { arn: "arn:lb/2".into() },
+            ]
+        );
+        assert!(super::protectable_resources("not json").is_err());
+    }
 
     #[test]
     fn variable_types_accept_what_terraform_converts() {

@@ -59,6 +59,14 @@ pub fn summary_text_styled(r: &RunReport, colour: bool) -> String {
         r.region,
         format_elapsed(std::time::Duration::from_secs_f64(r.duration_s))
     );
+    if let (Some(g), Some(c)) = (&r.git_id, &r.commit) {
+        let short = &c[..12.min(c.len())];
+        if g.eq_ignore_ascii_case(c) {
+            s.push_str(&format!("  app commit {c}\n"));
+        } else {
+            s.push_str(&format!("  app {g} at commit {short} ({c})\n"));
+        }
+    }
     for st in &r.stages {
         s.push_str(&format!(
             "  {:<10} {:<12} {:>7}  {}\n",

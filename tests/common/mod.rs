@@ -1,9 +1,16 @@
 //! Test harness: the real tools from `.tools/` (scripts/setup-tools.sh installs
-//! them), an emulated AWS (moto) on a free loopback port per test, and a fleet in
-//! a temporary directory whose stacks are the stand-ins under tests/standin.
+//! them), an emulated AWS (moto) on a loopback port of its own per test, a git
+//! repository standing for the app, and a fleet in a temporary directory whose
+//! stacks are the stand-ins under tests/standin.
+//!
+//! Hermetic: what stamp runs with is set here, not inherited (no CI variables of
+//! the machine the tests run on), and every port is bound by the socket that
+//! serves it (no pick-then-bind race).
 #![allow(dead_code)]
 
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -32,6 +39,117 @@ pub struct Emulator {
     child: Child,
 }
 
+/// The environment variables of CI systems (and of stamp itself) that change what
+/// stamp or a tool does: removed from every command a test runs, whatever machine
+/// the tests run on. A test that wants one sets it after `hermetic`.
+pub const CI_VARIABLES: [&str; 14] = [
+    "CI",
+    "GITHUB_ACTIONS",
+    "GITHUB_STEP_SUMMARY",
+    "GITHUB_OUTPUT",
+    "GITHUB_WORKSPACE",
+    "GITHUB_ENV",
+    "TRAVIS",
+    "GITLAB_CI",
+    "BUILDKITE",
+    "STAMP_PROGRESS",
+    "STAMP_CONFIG",
+    "STAMP_AWS_ENDPOINT",
+    "STAMP_KILL_GRACE",
+    "STAMP_RETRY_BASE_MS",
+];
+
+/// Removes `CI_VARIABLES` (and the user's AWS identity and git configuration) from
+/// a command's environment.
+pub fn hermetic(c: &mut Command) -> &mut Command {
+    for k in CI_VARIABLES {
+        c.env_remove(k);
+    }
+    c.env_remove("STAMP_PLAN_JOBS")
+        .env_remove("STAMP_LOCK_TIMEOUT")
+        .env_remove("STAMP_TERRAFORM")
+        .env_remove("STAMP_PACKER")
+        .env_remove("STAMP_AWS")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+}
+
+/// A TCP socket on 127.0.0.1:`port` (0: a free one) with SO_REUSEPORT, listening
+/// or only bound. Only bound, it holds the port while nothing answers there
+/// (connections are refused); a listening one may join it on the same port.
+fn loopback_socket(port: u16, listen: bool) -> OwnedFd {
+    // SAFETY: plain socket(2)/setsockopt(2)/bind(2)/listen(2) calls on a descriptor
+    // this function owns; the structures passed live across each call.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let owned = OwnedFd::from_raw_fd(fd);
+        let one: libc::c_int = 1;
+        for opt in [libc::SO_REUSEADDR, libc::SO_REUSEPORT] {
+            let r = libc::setsockopt(fd, libc::SOL_SOCKET, opt, (&one as *const libc::c_int).cast(), size_of::<libc::c_int>() as u32);
+            assert_eq!(r, 0, "setsockopt: {}", std::io::Error::last_os_error());
+        }
+        let addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr { s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be() },
+            sin_zero: [0; 8],
+        };
+        let r = libc::bind(fd, (&addr as *const libc::sockaddr_in).cast(), size_of::<libc::sockaddr_in>() as u32);
+        assert_eq!(r, 0, "bind 127.0.0.1:{port}: {}", std::io::Error::last_os_error());
+        if listen {
+            assert_eq!(libc::listen(fd, 128), 0, "listen: {}", std::io::Error::last_os_error());
+        }
+        owned
+    }
+}
+
+fn socket_port(fd: &OwnedFd) -> u16 {
+    // SAFETY: getsockname(2) into a sockaddr_in of the right size.
+    unsafe {
+        let mut addr: libc::sockaddr_in = std::mem::zeroed();
+        let mut len = size_of::<libc::sockaddr_in>() as u32;
+        assert_eq!(libc::getsockname(fd.as_raw_fd(), (&mut addr as *mut libc::sockaddr_in).cast(), &mut len), 0);
+        u16::from_be(addr.sin_port)
+    }
+}
+
+/// A loopback port held (bound, not listening) by the test: nothing answers there
+/// and nothing else can take it. `Emulator::start_on` may still serve on it.
+pub struct HeldPort {
+    fd: OwnedFd,
+    pub port: u16,
+}
+
+impl HeldPort {
+    /// A free port, held.
+    pub fn new() -> Self {
+        Self::on(0)
+    }
+
+    fn on(port: u16) -> Self {
+        let fd = loopback_socket(port, false);
+        let port = socket_port(&fd);
+        Self { fd, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Default for HeldPort {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// The certificate authority of the HTTPS emulators of this test process
 /// (scripts/tls_cert.py), made once; the tools get it as AWS_CA_BUNDLE.
 pub fn test_ca() -> &'static Path {
@@ -50,30 +168,31 @@ pub fn test_ca() -> &'static Path {
 
 impl Emulator {
     pub fn start() -> Self {
-        Self::launch(false)
+        Self::launch(loopback_socket(0, true), false)
     }
 
     /// The emulator over HTTPS, with a certificate of `test_ca()`.
     pub fn start_tls() -> Self {
-        Self::launch(true)
+        Self::launch(loopback_socket(0, true), true)
     }
 
-    fn launch(tls: bool) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        Self::start_on_port(port, tls)
-    }
-
-    /// An emulator on this port (another one, empty, where a stopped one was).
+    /// An emulator on this port (another one, empty, where a stopped one was: see
+    /// `kill_holding_port`).
     pub fn start_on(port: u16) -> Self {
-        Self::start_on_port(port, false)
+        Self::launch(loopback_socket(port, true), false)
     }
 
-    fn start_on_port(port: u16, tls: bool) -> Self {
-        // moto_server through scripts/moto_server.py, which fixes the places where
-        // moto 5.2.1 differs from AWS for the real stacks; the venv is next to the bin dir.
+    /// moto (through scripts/moto_server.py) serving on `listener`, a socket this
+    /// process bound and hands over (werkzeug serves an inherited socket given as
+    /// WERKZEUG_SERVER_FD): the port is never free between choosing and binding it.
+    fn launch(listener: OwnedFd, tls: bool) -> Self {
+        let port = socket_port(&listener);
+        // scripts/moto_server.py fixes the places where moto differs from AWS for the
+        // real stacks; the venv is next to the bin dir.
         let launcher = repo().join("scripts/moto_server.py");
-        let mut child = Command::new(tools().join("../venv/bin/python"))
-            .arg(&launcher)
+        let fd: RawFd = listener.as_raw_fd();
+        let mut cmd = Command::new(tools().join("../venv/bin/python"));
+        cmd.arg(&launcher)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .args(if tls {
                 let ca = test_ca();
@@ -83,17 +202,42 @@ impl Emulator {
             })
             // The real stacks attach AWS-managed IAM policies.
             .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            .env("WERKZEUG_RUN_MAIN", "true")
+            .env("WERKZEUG_SERVER_FD", fd.to_string())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start scripts/moto_server.py");
+            .stderr(Stdio::null());
+        // SAFETY: fcntl(2) on a descriptor inherited across the fork, in the child
+        // before exec: async-signal-safe, touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().expect("start scripts/moto_server.py");
+        // Only moto holds the socket now: if it dies, the port closes.
+        drop(listener);
         let url = format!("{}://127.0.0.1:{port}", if tls { "https" } else { "http" });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        // The socket listens already: ready means moto answers (over TLS, it ends a
+        // plain-text request: any answer or end will do).
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("the emulator exited ({status}): run `{} -p {port}` to see why", launcher.display());
             }
-            assert!(Instant::now() < deadline, "moto_server did not start on {url}");
+            assert!(Instant::now() < deadline, "moto_server did not answer on {url}");
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let _ = s.write_all(b"GET /moto-api/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+                let mut b = [0u8; 1];
+                match s.read(&mut b) {
+                    Ok(_) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                    Err(_) => {}
+                }
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
         Self { url, child }
@@ -110,6 +254,14 @@ impl Emulator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Stops it now (SIGKILL), as a crash would, keeping its port: nothing answers
+    /// there until `Emulator::start_on(port)` serves it again.
+    pub fn kill_holding_port(self) -> HeldPort {
+        let held = HeldPort::on(self.port());
+        self.kill();
+        held
+    }
 }
 
 impl Drop for Emulator {
@@ -117,6 +269,88 @@ impl Drop for Emulator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A git repository the test makes and commits to (`git` with no configuration of
+/// the user's): an app repository whose branches move between deploys.
+pub struct GitRepo {
+    pub dir: tempfile::TempDir,
+}
+
+impl GitRepo {
+    /// A new repository with branch `main` and no commit.
+    pub fn new() -> Self {
+        let r = Self { dir: tempfile::tempdir().unwrap() };
+        r.git(&["init", "--quiet", "--initial-branch=main"]);
+        r
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs git in the repository; panics on failure; returns stdout, trimmed.
+    pub fn git(&self, args: &[&str]) -> String {
+        let mut c = Command::new("git");
+        hermetic(&mut c);
+        let out = c
+            .current_dir(self.path())
+            .args([
+                "-c",
+                "user.name=stamp tests",
+                "-c",
+                "user.email=tests@stamp.invalid",
+                "-c",
+                "commit.gpgsign=false",
+                "-c",
+                "tag.gpgsign=false",
+            ])
+            .args(args)
+            .output()
+            .expect("run git");
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// A new commit on the current branch; its hash.
+    pub fn commit(&self, message: &str) -> String {
+        std::fs::write(self.path().join("REVISION"), message).unwrap();
+        self.git(&["add", "REVISION"]);
+        self.git(&["commit", "--quiet", "-m", message]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+}
+
+impl Default for GitRepo {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The commit `rev` (a tag or branch of `app_repo()`) names.
+pub fn app_commit(rev: &str) -> String {
+    let mut c = Command::new("git");
+    hermetic(&mut c);
+    let out =
+        c.arg("-C").arg(app_repo()).args(["rev-parse", "--verify", "--end-of-options", &format!("{rev}^{{commit}}")]).output().unwrap();
+    assert!(out.status.success(), "no {rev} in the app repository");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// The app repository every test fleet names (`app_repo`), made once per test
+/// process: branches `main` and `master` and the tags v1, v2, v3, v1.0.0, v2.0.0 and
+/// v3.0.0, each on a commit of its own, so the test fleets' git_ids resolve offline.
+pub fn app_repo() -> &'static Path {
+    static REPO: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    REPO.get_or_init(|| {
+        let r = GitRepo::new();
+        for tag in ["v1", "v2", "v3", "v1.0.0", "v2.0.0", "v3.0.0"] {
+            r.commit(tag);
+            r.git(&["tag", tag]);
+        }
+        r.git(&["branch", "master"]);
+        r.dir.keep()
+    })
 }
 
 /// A fault-injecting proxy (tests/support/fault_proxy.py) in front of an emulator:
@@ -208,7 +442,7 @@ pub const FLEET_TOML: &str = r#"
 region = "eu-west-1"
 default_env = "production"
 envs = ["production", "staging"]
-app_repo = "https://example.invalid/app.git"
+app_repo = "{app_repo}"
 
 [paths]
 terraform = "{repo}/tests/standin/terraform"
@@ -256,11 +490,14 @@ impl Fleet {
         f
     }
 
+    /// Writes stamp.toml from a text with `{repo}`, `{tools}`, `{endpoint}` and
+    /// `{app_repo}` (`app_repo()`) filled in.
     pub fn write_config(&self, toml: &str) {
         let text = toml
             .replace("{repo}", &repo().display().to_string())
             .replace("{tools}", &tools().display().to_string())
-            .replace("{endpoint}", &self.endpoint);
+            .replace("{endpoint}", &self.endpoint)
+            .replace("{app_repo}", &app_repo().display().to_string());
         std::fs::write(self.path().join("stamp.toml"), text).unwrap();
     }
 
@@ -275,23 +512,14 @@ impl Fleet {
 
     pub fn stamp_cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_stamp"));
-        c.current_dir(self.path())
+        // Run under GitHub Actions or Travis, the tests still expect plain lines:
+        // nothing of the machine's CI is inherited, and CI=true is set on purpose.
+        hermetic(&mut c)
+            .current_dir(self.path())
             .args(args)
             .env("CI", "true")
             // The CLI configuration scripts/setup-tools.sh wrote (the provider mirror).
             .env("TF_CLI_CONFIG_FILE", tools().join("../terraformrc"))
-            .env_remove("STAMP_AWS_ENDPOINT")
-            .env_remove("STAMP_CONFIG")
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_ACCESS_KEY_ID")
-            .env_remove("AWS_SECRET_ACCESS_KEY")
-            // Run under GitHub Actions or Travis, the tests still expect plain lines.
-            .env_remove("GITHUB_ACTIONS")
-            .env_remove("GITHUB_STEP_SUMMARY")
-            .env_remove("GITHUB_OUTPUT")
-            .env_remove("GITHUB_WORKSPACE")
-            .env_remove("TRAVIS")
-            .env_remove("STAMP_PROGRESS")
             .stdin(Stdio::null());
         self.trust(&mut c);
         c
@@ -399,6 +627,26 @@ impl Run {
         assert!(self.stderr.contains(needle), "stderr of stamp {} lacks {needle:?}:\n{}", self.args, self.stderr);
         self
     }
+}
+
+/// Processes whose command line contains `marker` or whose working directory is
+/// under `dir`, as "pid: command line" (a tool run with relative arguments is found
+/// by its working directory; `pgrep -f <dir>` would miss it).
+pub fn processes(marker: &str, dir: Option<&Path>) -> Vec<String> {
+    let dir = dir.map(|d| d.canonicalize().unwrap());
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if !name.chars().all(|c| c.is_ascii_digit()) || name == std::process::id().to_string() {
+            continue;
+        }
+        let cmd = std::fs::read(e.path().join("cmdline")).map(|c| String::from_utf8_lossy(&c).replace('\0', " ")).unwrap_or_default();
+        let in_dir = std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| dir.as_ref().is_some_and(|d| cwd.starts_with(d)));
+        if !cmd.is_empty() && ((!marker.is_empty() && cmd.contains(marker)) || in_dir) {
+            found.push(format!("{name}: {cmd}"));
+        }
+    }
+    found
 }
 
 /// The status of a stage in a run report (`--json`).

@@ -13,6 +13,17 @@ create)
   if [ -n "${STANDIN_START_LOG:-}" ]; then echo "$(date +%s.%N) vpc $customer" >> "$STANDIN_START_LOG"; fi
   # What AWS makes one wait (benchmarks).
   sleep "${STAMP_STANDIN_DELAY:-0}"
+  # Tests: STAMP_STANDIN_BARRIER=DIR:N waits (up to 60 s) until N customers' creates
+  # have begun: they all overlap if, and only if, the customers run side by side.
+  if [ -n "${STAMP_STANDIN_BARRIER:-}" ]; then
+    barrier=${STAMP_STANDIN_BARRIER%:*} n=${STAMP_STANDIN_BARRIER##*:}
+    touch "$barrier/$customer"
+    arrived() { set -- "$barrier"/*; [ "$#" -ge "$n" ]; }
+    for _ in $(seq 600); do
+      arrived && break
+      sleep 0.1
+    done
+  fi
   python3 ../standin_aws.py vpc-create "$customer" "$region" "$cidr" "$out"
   ;;
 destroy)

@@ -17,8 +17,10 @@
 //! - the stamp action's download-url: the local release directory;
 //! - `gh` (GitHub's API, issues): a stand-in that records calls
 //!   (tests/fakes/gh-stub-github-is-not-reachable-offline);
-//! - stamp.toml: the template's `emulator` builder (no SSH in an emulated EC2) and no
-//!   smoke test (the emulator's load balancers serve no HTTP); nothing else changes.
+//! - stamp.toml: the template's `emulator` builder (no SSH in an emulated EC2), no
+//!   smoke test (the emulator's load balancers serve no HTTP), and `app_repo` a local
+//!   repository with a `main` branch (github.com cannot be reached to look up
+//!   `git_id`); nothing else changes.
 
 mod common;
 #[path = "support/gha.rs"]
@@ -60,11 +62,17 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-/// The only edits: the emulator's builder, and no smoke test (see the module doc).
+/// The only edits: the emulator's builder, no smoke test and a local app repository
+/// (see the module doc).
 fn for_the_emulator(fleet: &Path) {
     let file = fleet.join("stamp.toml");
     let text = std::fs::read_to_string(&file).unwrap();
-    let edited = text.replace("only = [\"aws\"]", "only = [\"emulator\"]").replace("[smoke]\n", "[smoke]\nenabled = false\n");
+    let local = format!("app_repo = \"{}\"", common::app_repo().display());
+    let edited = text
+        .replace("only = [\"aws\"]", "only = [\"emulator\"]")
+        .replace("[smoke]\n", "[smoke]\nenabled = false\n")
+        .replace("app_repo = \"https://github.com/OWNER/website.git\"", &local);
+    assert!(edited.contains(&local), "stamp.toml names no app_repo to replace");
     assert_ne!(text, edited);
     std::fs::write(file, edited).unwrap();
 }

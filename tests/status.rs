@@ -110,7 +110,9 @@ fn status_under_github_actions_puts_the_table_and_a_held_lock_in_the_job_summary
     assert!(md.starts_with("## the deploy step\n\n### `stamp status`: 1 customer, 1 with a state lock held\n"), "appended: {md}");
     assert!(md.contains("| CUSTOMER | ENV | REGION | REVISION | AMI | VPC | FRONTENDS | LOCK | LAST RUN | URL |"), "{md}");
     let row = md.lines().find(|l| l.starts_with("| acme |")).unwrap_or_else(|| panic!("no row: {md}"));
-    assert!(row.contains("| production | eu-west-1 | v1 |") && row.contains("| LOCKED frontends/production | deploy ok |"), "{row}");
+    // The revision: the git_id the image was baked for, and the commit it named.
+    let revision = format!("| production | eu-west-1 | v1@{} |", &common::app_commit("v1")[..12]);
+    assert!(row.contains(&revision) && row.contains("| LOCKED frontends/production | deploy ok |"), "{row}");
     assert!(
         md.contains(
             "**acme** frontends/production: the state lock is held by runner@ci-7 (OperationTypeApply, since 2026-11-25T10:00:00Z, \

@@ -428,3 +428,17 @@ fn the_anchor_rules_are_githubs() {
     let doc = parse("run `aws ec2\n--tags x` then\n\n`a` b");
     assert_eq!(doc.code, [(1, "aws ec2 --tags x".to_string()), (4, "a".to_string())]);
 }
+
+/// A reader's first two commands are the demo and the tests, before anything else.
+#[test]
+fn readme_starts_with_make_demo_then_make_test() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let commands: Vec<String> = parse(&readme)
+        .code
+        .iter()
+        .map(|(_, c)| c.split('#').next().unwrap().trim().to_string())
+        .filter(|c| !c.is_empty())
+        .take(2)
+        .collect();
+    assert_eq!(commands, ["make demo", "make test"]);
+}

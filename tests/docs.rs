@@ -193,10 +193,10 @@ fn link_targets(line: &str) -> Vec<String> {
         rest = &after[end..];
     }
     let t = line.trim_start();
-    if t.starts_with('[') {
-        if let Some(i) = t.find("]: ") {
-            out.push(t[i + 3..].split_whitespace().next().unwrap_or("").to_string());
-        }
+    if t.starts_with('[')
+        && let Some(i) = t.find("]: ")
+    {
+        out.push(t[i + 3..].split_whitespace().next().unwrap_or("").to_string());
     }
     out
 }
@@ -331,14 +331,14 @@ fn every_command_option_and_make_target_readme_names_exists() {
         let mut i = 0;
         while i < tokens.len() {
             let tok = tokens[i].trim_start_matches(['$', '(', '"']);
-            if tok == "make" {
-                if let Some(t) = tokens.get(i + 1).filter(|t| t.chars().all(|c| c.is_ascii_lowercase() || c == '-')) {
-                    if !targets.contains(*t) {
-                        wrong.push(format!("README.md:{n}: `make {t}`: no such Makefile target"));
-                    }
-                }
+            if tok == "make"
+                && let Some(t) = tokens.get(i + 1).filter(|t| t.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+                && !targets.contains(*t)
+            {
+                wrong.push(format!("README.md:{n}: `make {t}`: no such Makefile target"));
             }
-            if foreign || (tok != "stamp" && !(tok.ends_with("/stamp") && !tok.contains("://"))) {
+            let is_stamp = tok == "stamp" || (tok.ends_with("/stamp") && !tok.contains("://"));
+            if foreign || !is_stamp {
                 i += 1;
                 continue;
             }
@@ -357,11 +357,10 @@ fn every_command_option_and_make_target_readme_names_exists() {
                         None => Some(global.get(&name).copied()),
                     };
                     match known {
-                        Some(Some(takes_value)) => {
-                            if takes_value && !t.contains('=') && command.is_none() {
-                                j += 1; // the value of a global option, not the command
-                            }
+                        Some(Some(takes_value)) if takes_value && !t.contains('=') && command.is_none() => {
+                            j += 1; // the value of a global option, not the command
                         }
+                        Some(Some(_)) => {}
                         Some(None) => wrong.push(format!(
                             "README.md:{n}: `{code}`: --{name} is not an option of `stamp{}`",
                             command.as_ref().map(|c| format!(" {c}")).unwrap_or_default()

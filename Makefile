@@ -19,7 +19,7 @@ ENV ?=
 APPROVE := $(if $(CI),--auto-approve,)
 STAMP_FLAGS ?=
 
-.PHONY: demo test test-aws lint bench-fleet ci customer plan destroy outputs render list doctor tools tools-checks build bench clean
+.PHONY: demo test test-unit test-aws lint bench-fleet ci customer plan destroy outputs render list doctor tools tools-checks build bench clean help
 
 # The tool installs (pip, apt) wait on the network and the disk, the build on the CPU:
 # side by side, a fresh clone's first demo takes the longer of the two, not their sum.
@@ -29,6 +29,11 @@ demo: ## Deploy the demo customer against an emulated AWS, offline
 
 test: tools-checks ## Unit, end-to-end (real tools + emulator), signal and payload tests
 	cargo test --locked --all-targets
+
+# The unit tests alone need neither the tools nor the emulator: a quick check on any
+# machine with Rust.
+test-unit: ## Unit tests only (cargo test --lib): no tool, no emulator
+	cargo test --locked --lib
 
 test-aws: tools ## The real stacks on the real provider against the emulator: deploy, redeploy, destroy (minutes)
 	cargo test --locked --test real_stacks -- --ignored --test-threads 2
@@ -66,10 +71,10 @@ render: build ## make render CUSTOMER=acme: write the generated files, run nothi
 	$(need_customer)
 	$(STAMP) render $(CUSTOMER) $(env_flag) $(STAMP_FLAGS)
 
-list: build
+list: build ## make list: the customers, their env, region, revision and last run
 	$(STAMP) list $(STAMP_FLAGS)
 
-doctor: build
+doctor: build ## make doctor: the tools, their versions, and whether AWS answers
 	$(STAMP) doctor $(STAMP_FLAGS)
 
 .PHONY: matrix
@@ -85,15 +90,19 @@ tools-checks:
 build:
 	cargo build --release --locked --quiet
 
-bench: tools build ## stamp's overhead over the bare tool commands (figures in README.md)
+bench: tools build ## stamp's overhead over the bare tool commands (figures in docs/benchmarks.md)
 	STAMP_BIN=$(STAMP) scripts/bench.sh
 
-bench-fleet: tools build ## 16 customers side by side vs a bash loop and make -j8; 10,000 customer files (figures in README.md)
+bench-fleet: tools build ## 16 customers side by side vs a bash loop and make -j8; 10,000 customer files (figures in docs/benchmarks.md)
 	STAMP_BIN=$(STAMP) scripts/bench-fleet.sh
 
 .PHONY: bench-visibility
-bench-visibility: tools build ## no-op redeploys vs first deploys; status --all over 100 customers; plan --all vs single plans (figures in README.md)
+bench-visibility: tools build ## no-op redeploys vs first deploys; status --all over 100 customers; plan --all vs single plans (figures in docs/benchmarks.md)
 	STAMP_BIN=$(STAMP) scripts/bench-visibility.sh
 
 clean:
 	rm -rf .stamp target
+
+# Every target with a `## ` comment, in the Makefile's order: the documented ones.
+help: ## This list
+	@awk -F ':[^#]*## ' '/^[a-z][a-z-]*:[^=]*## / { printf "  %-18s %s\n", $$1, $$2 }' $(firstword $(MAKEFILE_LIST))

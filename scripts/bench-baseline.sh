@@ -34,7 +34,7 @@ times=$BL_TIMES
 template_hash=$(<"$BL_TEMPLATE/template_hash")
 image_key=$(<"$BL_TEMPLATE/image_key")
 
-# The environment stamp gives every tool (src/pipeline.rs tool_env).
+# The environment stamp gives every tool (tool_env, src/tools/find.rs).
 export AWS_DEFAULT_REGION="$region" AWS_REGION="$region" AWS_PAGER="" \
   TF_IN_AUTOMATION=1 TF_INPUT=0 CHECKPOINT_DISABLE=1 AWS_ENDPOINT_URL="$BL_ENDPOINT"
 if [ -z "${AWS_ACCESS_KEY_ID:-}" ] && [ -z "${AWS_PROFILE:-}" ]; then

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fleet benchmarks (figures in README.md).
+# Fleet benchmarks (figures in docs/benchmarks.md).
 #
 # 1. Fleet efficiency: 16 customers (distinct names and CIDR blocks, one git_id, so
 #    one image) on the stand-in stacks, every stand-in resource create waiting
@@ -19,7 +19,8 @@
 #    and `stamp validate --all`. Goals: list < 1 s, validate --all < 5 s, < 100 MB.
 #    No emulator: the fleet file names an endpoint that is never contacted.
 #
-# Self-contained: its own moto on a free loopback port, a temp dir with its own
+# Self-contained: its own emulator (scripts/emulator.sh: moto on a free loopback
+# port), a temp dir with its own
 # stamp.toml (stand-in stacks tests/standin/terraform, stand-in packer template,
 # [packer] only = ["emulator"], app templates templates/app), builds stamp (release)
 # unless STAMP_BIN is set. A missed goal is printed as MISSED, never hidden; the
@@ -33,69 +34,27 @@
 #   BENCH_KEEP=1        keep the temp dir (logs, per-run timings) and print its path
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH_NAME=bench-fleet
+# shellcheck source=bench-common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/bench-common.sh"
 runs=${BENCH_RUNS:-1}
 delay=${BENCH_DELAY:-3}
 nfiles=${BENCH_FILES:-10000}
 only=${BENCH_ONLY:-}
 ncust=16
 parallel=8
-die() { echo "bench-fleet: $*" >&2; exit 1; }
-say() { echo "bench-fleet: $*" >&2; }
 [[ $runs =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer"
 [[ $delay =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "BENCH_DELAY must be a number of seconds"
 [[ $nfiles =~ ^[1-9][0-9]{0,4}$ ]] || die "BENCH_FILES must be 1..99999"
 case "$only" in "" | fleet | files) ;; *) die "BENCH_ONLY must be fleet or files" ;; esac
 
 # ---------------------------------------------------------------- prerequisites
-need_pkg() { # command debian-package
-  command -v "$1" > /dev/null 2>&1 && return 0
-  if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null 2>&1; then
-    say "installing $2"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$2" > /dev/null ||
-      { apt-get update -q > /dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$2" > /dev/null; }
-  fi
-  command -v "$1" > /dev/null 2>&1 || die "$1 is missing (Debian package $2)"
-}
-need_pkg /usr/bin/time time
-need_pkg jq jq
-need_pkg curl curl
 need_pkg make make
-
-tools="$root/.tools/bin"
-py="$root/.tools/venv/bin/python"
-for t in terraform aws packer moto_server; do
-  [ -x "$tools/$t" ] || { "$root/scripts/setup-tools.sh" 2> /dev/null || "$root/scripts/setup-tools.sh"; break; }
-done
-[ -x "$py" ] || die "$py is missing: run scripts/setup-tools.sh"
-if [ -n "${STAMP_BIN:-}" ]; then
-  stamp=$STAMP_BIN
-else
-  say "cargo build --release"
-  (cd "$root" && cargo build --release --quiet) || die "cargo build --release failed"
-  stamp="$root/target/release/stamp"
-fi
-[ -x "$stamp" ] || die "$stamp is not executable"
-
-# A clean environment: stamp's own choices (emulator credentials) apply; terraform
-# runs with the CLI configuration setup-tools wrote (the provider mirror).
-unset TF_CLI_CONFIG_FILE TF_PLUGIN_CACHE_DIR AWS_PROFILE AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY \
-  AWS_SESSION_TOKEN AWS_ENDPOINT_URL AWS_DEFAULT_REGION AWS_REGION AWS_PAGER TF_IN_AUTOMATION TF_INPUT \
-  CHECKPOINT_DISABLE PACKER_NO_COLOR STAMP_CONFIG STAMP_AWS STAMP_PACKER STAMP_TERRAFORM STAMP_AWS_ENDPOINT \
-  STANDIN_BEHAVIOUR MAKEFLAGS MFLAGS MAKELEVEL
-export PATH="$tools:$PATH"
-export TF_CLI_CONFIG_FILE="$root/.tools/terraformrc"
+bench_setup
 export STAMP_STANDIN_DELAY=$delay
 
-# ---------------------------------------------------------------- temp dir, emulator
-dir=$(mktemp -d "${TMPDIR:-/tmp}/stamp-bench-fleet.XXXXXX")
-moto_pid=""
-cleanup() {
-  if [ -n "$moto_pid" ]; then kill "$moto_pid" 2> /dev/null || true; wait "$moto_pid" 2> /dev/null || true; fi
-  if [ "${BENCH_KEEP:-0}" = 1 ]; then say "kept $dir"; else rm -rf "$dir"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# ---------------------------------------------------------------- temp dir
+bench_tmpdir
 : > "$dir/results.tsv"
 # The app's git_id is looked up in app_repo before a bake: a local one, offline.
 "$root/scripts/app-repo.sh" "$dir/app"
@@ -158,33 +117,10 @@ time_run() {
   printf 'bench-fleet: %-9s run %d: %d.%02ds (cpu %ss)\n' "$kind" "$n" $((us / 1000000)) $((us % 1000000 / 10000)) "$cpu" >&2
 }
 
-stats() { # KIND COLUMN [FILE] -> "median min max"
-  awk -F'\t' -v k="$1" -v c="$2" '$1 == k {print $c}' "${3:-$dir/results.tsv}" | sort -g |
-    awk '{a[NR] = $1} END {if (NR == 0) {print "- - -"; exit} m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; print m, a[1], a[NR]}'
-}
-f2() { awk -v v="$1" 'BEGIN {printf "%.2f", v}'; }
-mib() { awk -v k="$1" 'BEGIN {printf "%.1f MiB", k / 1024}'; }
-verdict() { # VALUE OP LIMIT
-  if awk -v v="$1" -v l="$3" -v op="$2" 'BEGIN {exit !((op == "<=") ? v <= l : v < l)}'; then echo met; else echo MISSED; fi
-}
-
 # ================================================================ 1. fleet efficiency
 fleet_bench() {
-  local port endpoint cfg c i n order kind names=() images builds ok moto0
-  port=$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  endpoint="http://127.0.0.1:$port"
-  if [ -f "$root/scripts/moto_server.py" ]; then
-    MOTO_IAM_LOAD_MANAGED_POLICIES=true "$py" "$root/scripts/moto_server.py" -H 127.0.0.1 -p "$port" > "$dir/moto.log" 2>&1 &
-  else
-    MOTO_IAM_LOAD_MANAGED_POLICIES=true "$tools/moto_server" -H 127.0.0.1 -p "$port" > "$dir/moto.log" 2>&1 &
-  fi
-  moto_pid=$!
-  for _ in $(seq 300); do
-    curl -sf -o /dev/null "$endpoint/" && break
-    kill -0 "$moto_pid" 2> /dev/null || die "moto_server did not start (see $dir/moto.log)"
-    sleep 0.1
-  done
-  curl -sf -o /dev/null "$endpoint/" || die "moto_server does not answer on $endpoint"
+  local cfg c i n order kind names=() images builds ok moto0
+  emulator_start emulator
 
   cfg="$dir/fleet"
   mkdir -p "$cfg/customers"
@@ -212,7 +148,7 @@ fleet_bench() {
   } > "$dir/loop.sh"
 
   reset() {
-    curl -sf -o /dev/null -X POST "$endpoint/moto-api/reset" || die "cannot reset moto"
+    emulator_reset
     rm -rf "$dir/work" "$dir/vars" "$dir/make-logs" "$dir/loop-logs"
     mkdir -p "$dir/make-logs" "$dir/loop-logs"
   }
@@ -286,9 +222,7 @@ fleet_bench() {
       esac
     done
   done
-  kill "$moto_pid" 2> /dev/null || true
-  wait "$moto_pid" 2> /dev/null || true
-  moto_pid=""
+  emulator_stop emulator
 }
 
 # ================================================================ 2. 10,000 customer files
@@ -325,14 +259,7 @@ files_bench() {
 [ "$only" = fleet ] || files_bench
 
 # ---------------------------------------------------------------- report
-cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
-ncpu=$(nproc)
-v_tf=$("$tools/terraform" version 2> /dev/null | awk 'NR == 1')
-v_packer=$("$tools/packer" version 2> /dev/null | awk 'NR == 1')
-v_moto=$("$py" -c 'import importlib.metadata as m; print(m.version("moto"))' 2> /dev/null || echo '?')
-v_stamp=$("$stamp" --version 2> /dev/null || echo stamp)
-rev=$(git -C "$root" rev-parse --short HEAD 2> /dev/null || echo '?')
-git -C "$root" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2> /dev/null || rev="$rev+local changes"
+bench_describe
 md="$dir/report.md"
 : > "$md"
 
@@ -435,5 +362,5 @@ fi
 
 printf '\nMachine: %s × %s. Tools: %s, %s, moto %s; %s (%s).\n' "$ncpu" "$cpu" "$v_tf" "$v_packer" "$v_moto" "$v_stamp" "$rev" >> "$md"
 echo
-echo "== Markdown for README.md"
+echo "== Markdown for docs/benchmarks.md"
 cat "$md"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Redeploy and fleet-visibility benchmarks (figures in README.md, `make bench-visibility`).
+# Redeploy and fleet-visibility benchmarks (figures in docs/benchmarks.md, `make bench-visibility`).
 #
 # 1. No-op redeploy of an unchanged customer, against its first deploy (goal: the
 #    no-op takes at most 10% of the first deploy's time):
@@ -37,7 +37,9 @@
 #   BENCH_KEEP=1               keep the temp dir (logs, reports, timings) and print its path
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH_NAME=bench-visibility
+# shellcheck source=bench-common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/bench-common.sh"
 runs=${BENCH_RUNS:-3}
 delay=${BENCH_DELAY:-3}
 nstatus=${BENCH_STATUS_CUSTOMERS:-100}
@@ -46,8 +48,6 @@ only=${BENCH_ONLY:-noop-standin,noop-real,status,plan}
 nplan=16
 plan_parallel=8
 status_parallel=16
-die() { echo "bench-visibility: $*" >&2; exit 1; }
-say() { echo "bench-visibility: $*" >&2; }
 [[ $runs =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer, not '$runs'"
 [[ $delay =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "BENCH_DELAY must be a number of seconds, not '$delay'"
 [[ $nstatus =~ ^([1-9][0-9]?|1[0-9][0-9]|2[0-4][0-9]|250)$ ]] || die "BENCH_STATUS_CUSTOMERS must be 1..250, not '$nstatus'"
@@ -64,61 +64,15 @@ done
 wants() { [ -n "${want[$1]:-}" ]; }
 
 # ---------------------------------------------------------------- prerequisites
-need_pkg() { # command debian-package
-  command -v "$1" > /dev/null 2>&1 && return 0
-  if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null 2>&1; then
-    say "installing $2"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$2" > /dev/null ||
-      { apt-get update -q > /dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$2" > /dev/null; }
-  fi
-  command -v "$1" > /dev/null 2>&1 || die "$1 is missing (Debian package $2)"
-}
-need_pkg /usr/bin/time time
-need_pkg jq jq
-need_pkg curl curl
-
-tools="$root/.tools/bin"
-py="$root/.tools/venv/bin/python"
-for t in terraform aws packer; do
-  [ -x "$tools/$t" ] || { "$root/scripts/setup-tools.sh" 2> /dev/null || "$root/scripts/setup-tools.sh"; break; }
-done
-[ -x "$py" ] || die "$py is missing: run scripts/setup-tools.sh"
-if [ -n "${STAMP_BIN:-}" ]; then
-  stamp=$STAMP_BIN
-else
-  say "cargo build --release"
-  (cd "$root" && cargo build --release --quiet) || die "cargo build --release failed"
-  stamp="$root/target/release/stamp"
-fi
-[ -x "$stamp" ] || die "$stamp is not executable"
-
-# A clean environment: stamp's own choices (emulator credentials) apply; terraform
-# runs with the CLI configuration setup-tools wrote (the provider mirror).
-unset TF_CLI_CONFIG_FILE TF_PLUGIN_CACHE_DIR AWS_PROFILE AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY \
-  AWS_SESSION_TOKEN AWS_ENDPOINT_URL AWS_DEFAULT_REGION AWS_REGION AWS_PAGER TF_IN_AUTOMATION TF_INPUT \
-  CHECKPOINT_DISABLE PACKER_NO_COLOR STAMP_CONFIG STAMP_AWS STAMP_PACKER STAMP_TERRAFORM STAMP_AWS_ENDPOINT \
-  STANDIN_BEHAVIOUR STAMP_STANDIN_DELAY
-export PATH="$tools:$PATH"
-export TF_CLI_CONFIG_FILE="$root/.tools/terraformrc"
+bench_setup
 
 # ---------------------------------------------------------------- temp dir, emulator
-dir=$(mktemp -d "${TMPDIR:-/tmp}/stamp-bench-visibility.XXXXXX")
+bench_tmpdir
 # The app's git_id is looked up in app_repo before a bake: a local one, offline.
 "$root/scripts/app-repo.sh" "$dir/app"
-cleanup() {
-  "$root/scripts/emulator.sh" stop "$dir/emulator" || true
-  if [ "${BENCH_KEEP:-0}" = 1 ]; then say "kept $dir"; else rm -rf "$dir"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 : > "$dir/results.tsv"
 : > "$dir/stages.tsv"
-
-"$root/scripts/emulator.sh" start "$dir/emulator" || die "the emulator did not start (see $dir/emulator/emulator.log)"
-endpoint=$(< "$dir/emulator/url")
-reset_emulator() {
-  curl -sf -o /dev/null -X POST "$endpoint/moto-api/reset" || die "cannot reset the emulator on $endpoint"
-}
+emulator_start emulator
 
 # write_config FILE STACKS-KIND(standin|real) WORK-DIR CUSTOMERS-DIR
 write_config() {
@@ -192,19 +146,10 @@ time_run() {
 }
 wall_of() { awk -F'\t' -v k="$1" -v n="$2" '$1 == k && $2 == n {print $3}' "$dir/results.tsv"; }
 
-stats() { # KIND COLUMN [FILE] -> "median min max"
-  awk -F'\t' -v k="$1" -v c="$2" '$1 == k {print $c}' "${3:-$dir/results.tsv}" | sort -g |
-    awk '{a[NR] = $1} END {if (NR == 0) {print "- - -"; exit} m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; print m, a[1], a[NR]}'
-}
 sum_of() { # KIND [COLUMN: 3 wall, 4 cpu] -> the sum over the kind's runs
   awk -F'\t' -v k="$1" -v c="${2:-3}" '$1 == k {s += $c} END {printf "%.2f", s}' "$dir/results.tsv"
 }
-f2() { awk -v v="$1" 'BEGIN {printf "%.2f", v}'; }
 div() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
-mib() { awk -v k="$1" 'BEGIN {printf "%.1f MiB", k / 1024}'; }
-verdict() { # VALUE OP LIMIT
-  if awk -v v="$1" -v l="$3" -v op="$2" 'BEGIN {exit !((op == "<=") ? v <= l : v < l)}'; then echo met; else echo MISSED; fi
-}
 
 # check_report KIND RUN: the run's --json report says ok or unchanged (nothing to
 # do, the no-op's own status); its stage durations go to
@@ -234,7 +179,7 @@ declare -A noop=() # "<standin|real>,<first|med|min|max|ratio|v|changes|stages>"
 # noop_bench standin|real
 noop_bench() {
   local kind=$1 cfg="$dir/noop-$1" c n first med min max cpu ratio v s ch stages_line
-  reset_emulator
+  emulator_reset
   rm -rf "$cfg"
   mkdir -p "$cfg/customers"
   if [ "$kind" = real ]; then
@@ -284,7 +229,7 @@ noop_bench() {
 # ================================================================ 2. status --all
 status_bench() {
   local cfg="$dir/status" n i c deployed med min max rss wall_s single v ok
-  reset_emulator
+  emulator_reset
   mkdir -p "$cfg"
   write_customers "$cfg/customers" "$nstatus"
   write_config "$cfg/stamp.toml" standin "$cfg" "$cfg/customers"
@@ -333,7 +278,7 @@ status_bench() {
 # ================================================================ 3. plan --all
 plan_bench() {
   local cfg="$dir/plan" n i c ok med min max single v
-  reset_emulator
+  emulator_reset
   mkdir -p "$cfg"
   write_customers "$cfg/customers" "$nplan"
   write_config "$cfg/stamp.toml" standin "$cfg" "$cfg/customers"
@@ -374,15 +319,8 @@ wants status && status_bench
 wants plan && plan_bench
 
 # ---------------------------------------------------------------- report
-cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
-ncpu=$(nproc)
+bench_describe
 load=$(cut -d' ' -f1-3 /proc/loadavg)
-v_tf=$("$tools/terraform" version 2> /dev/null | awk 'NR == 1')
-v_packer=$("$tools/packer" version 2> /dev/null | awk 'NR == 1')
-v_moto=$("$py" -c 'import importlib.metadata as m; print(m.version("moto"))' 2> /dev/null || echo '?')
-v_stamp=$("$stamp" --version 2> /dev/null || echo stamp)
-rev=$(git -C "$root" rev-parse --short HEAD 2> /dev/null || echo '?')
-git -C "$root" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2> /dev/null || rev="$rev+local changes"
 
 if wants noop-standin || wants noop-real; then
   {
@@ -431,5 +369,5 @@ fi
 printf '\nMachine: %s × %s, shared with other work (load average at the end: %s). Tools: %s, %s, moto %s; %s (%s).\n' \
   "$ncpu" "$cpu" "$load" "$v_tf" "$v_packer" "$v_moto" "$v_stamp" "$rev" >> "$md"
 echo
-echo "== Markdown for README.md"
+echo "== Markdown for docs/benchmarks.md"
 cat "$md"

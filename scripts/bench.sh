@@ -6,7 +6,8 @@
 # 20 ms) and, from /usr/bin/time -v, the peak RSS of the whole process tree
 # (the largest tool: that is terraform/aws, not stamp).
 #
-# Self-contained: starts its own moto on a free loopback port, works in a temp dir
+# Self-contained: starts its own emulator (scripts/emulator.sh: moto on a free
+# loopback port), works in a temp dir
 # (its own stamp.toml: the demo fleet with the REAL stacks under terraform/ on the
 # real hashicorp/aws provider, the real packer template's emulator builder),
 # builds stamp (release) unless STAMP_BIN is set. Every measured run is a fresh
@@ -19,72 +20,27 @@
 # Exits non-zero if any deploy fails or the baseline's commands differ from stamp's.
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH_NAME=bench
+# shellcheck source=bench-common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/bench-common.sh"
 runs=${BENCH_RUNS:-5}
 customer=acme
-die() { echo "bench: $*" >&2; exit 1; }
 [[ $runs =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer"
 
 # ---------------------------------------------------------------- prerequisites
-need_pkg() { # command debian-package
-  command -v "$1" > /dev/null 2>&1 && return 0
-  if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null 2>&1; then
-    echo "bench: installing $2" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$2" > /dev/null ||
-      { apt-get update -q > /dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$2" > /dev/null; }
-  fi
-  command -v "$1" > /dev/null 2>&1 || die "$1 is missing (Debian package $2)"
-}
-need_pkg /usr/bin/time time
-need_pkg jq jq
-need_pkg curl curl
-
-"$root/scripts/setup-tools.sh" 2> /dev/null || "$root/scripts/setup-tools.sh"
-tools="$root/.tools/bin"
-if [ -n "${STAMP_BIN:-}" ]; then
-  stamp=$STAMP_BIN
-else
-  echo "bench: cargo build --release" >&2
-  (cd "$root" && cargo build --release --quiet) || die "cargo build --release failed"
-  stamp="$root/target/release/stamp"
-fi
-[ -x "$stamp" ] || die "$stamp is not executable"
-
-# A clean, identical environment for stamp and the baseline: stamp's own choices
-# (emulator credentials, its terraformrc and plugin cache) apply to both.
-unset TF_CLI_CONFIG_FILE TF_PLUGIN_CACHE_DIR AWS_PROFILE AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY \
-  AWS_SESSION_TOKEN AWS_ENDPOINT_URL AWS_DEFAULT_REGION AWS_REGION AWS_PAGER TF_IN_AUTOMATION TF_INPUT \
-  CHECKPOINT_DISABLE PACKER_NO_COLOR STAMP_CONFIG STAMP_AWS STAMP_PACKER STAMP_TERRAFORM STAMP_AWS_ENDPOINT
-export PATH="$tools:$PATH"
-# Both run terraform with the CLI configuration setup-tools wrote (the provider mirror).
-export TF_CLI_CONFIG_FILE="$root/.tools/terraformrc"
+bench_setup
+# The tools the baseline runs: those stamp resolves on the same PATH.
 aws_bin=$(command -v aws)
 packer_bin=$(command -v packer)
 terraform_bin="$tools/terraform"
-py="$root/.tools/venv/bin/python"
 
 # ---------------------------------------------------------------- temp dir, emulator
-dir=$(mktemp -d "${TMPDIR:-/tmp}/stamp-bench.XXXXXX")
-moto_pid=""
-cleanup() {
-  if [ -n "$moto_pid" ]; then kill "$moto_pid" 2> /dev/null || true; wait "$moto_pid" 2> /dev/null || true; fi
-  if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "bench: kept $dir" >&2; else rm -rf "$dir"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_tmpdir
+emulator_start emulator
 
-port=$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-endpoint="http://127.0.0.1:$port"
-# scripts/moto_server.py: moto_server with the fixes stamp's stacks need (see that file).
-MOTO_IAM_LOAD_MANAGED_POLICIES=true "$py" "$root/scripts/moto_server.py" -H 127.0.0.1 -p "$port" > "$dir/moto.log" 2>&1 &
-moto_pid=$!
-for _ in $(seq 100); do
-  curl -sf -o /dev/null "$endpoint/" && break
-  kill -0 "$moto_pid" 2> /dev/null || die "moto_server did not start (see $dir/moto.log)"
-  sleep 0.1
-done
-curl -sf -o /dev/null "$endpoint/" || die "moto_server does not answer on $endpoint"
-
+# The app's git_id is looked up in app_repo before a bake: a local one, offline, as
+# the demo's (examples/demo/stamp.toml names one relative to the repository).
+"$root/scripts/app-repo.sh" "$dir/app"
 cfg="$dir/config"
 mkdir -p "$cfg"
 cp -R "$root/examples/demo/customers" "$cfg/customers"
@@ -94,10 +50,11 @@ sed -e "s|^terraform = .*|terraform = \"$root/terraform\"|" \
   -e "s|^vars = .*|vars = \"$dir/vars\"|" \
   -e "s|^app_templates = .*|app_templates = \"$root/templates/app\"|" \
   -e "s|^endpoint = .*|endpoint = \"$endpoint\"|" \
+  -e "s|^app_repo = .*|app_repo = \"$dir/app\"|" \
   "$root/examples/demo/stamp.toml" > "$cfg/stamp.toml"
 
 reset() {
-  curl -sf -o /dev/null -X POST "$endpoint/moto-api/reset" || die "cannot reset moto"
+  emulator_reset
   rm -rf "$dir/work" "$dir/vars"
 }
 
@@ -233,10 +190,6 @@ for n in $(seq "$runs"); do
 done
 
 # ---------------------------------------------------------------- report
-stats() { # KIND COLUMN -> "median min max"
-  awk -F'\t' -v k="$1" -v c="$2" '$1 == k {print $c}' "$dir/results.tsv" | sort -g |
-    awk '{a[NR] = $1} END {m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; print m, a[1], a[NR]}'
-}
 read -r s_med s_min s_max < <(stats stamp 3)
 read -r b_med b_min b_max < <(stats baseline 3)
 read -r _ _ s_hwm < <(stats stamp 5)
@@ -244,7 +197,6 @@ read -r _ _ s_tree < <(stats stamp 4)
 read -r _ _ b_tree < <(stats baseline 4)
 ratio_med=$(awk -v a="$s_med" -v b="$b_med" 'BEGIN {printf "%.3f", a / b}')
 ratio_min=$(awk -v a="$s_min" -v b="$b_min" 'BEGIN {printf "%.3f", a / b}')
-mib() { awk -v k="$1" 'BEGIN {printf "%.1f MiB", k / 1024}'; }
 
 # Per stage: stamp's last-run.json durations vs the baseline's command times.
 stages=$(for n in $(seq "$runs"); do
@@ -257,15 +209,7 @@ stage_median() { # KIND STAGE
     awk '{a[NR] = $1} END {if (NR == 0) {print "-"; exit} m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.2f", m}'
 }
 
-cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
-ncpu=$(nproc)
-v_tf=$("$terraform_bin" version 2> /dev/null | awk 'NR == 1')
-v_packer=$("$packer_bin" version 2> /dev/null | awk 'NR == 1')
-v_aws=$("$aws_bin" --version 2>&1 | awk '{print $1}')
-v_moto=$("$py" -c 'import importlib.metadata as m; print(m.version("moto"))' 2> /dev/null || echo '?')
-v_stamp=$("$stamp" --version 2> /dev/null || echo stamp)
-rev=$(git -C "$root" rev-parse --short HEAD 2> /dev/null || echo '?')
-git -C "$root" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2> /dev/null || rev="$rev+local changes"
+bench_describe
 
 echo
 echo "== stamp deploy vs bash baseline: $runs runs each, fresh deploy of $customer on moto, alternating order"
@@ -282,7 +226,7 @@ for s in bucket vpc ami frontends "(outside stages)"; do
   printf '  %-18s %9s %9s\n' "$s" "$(stage_median stamp "$s")" "$(stage_median baseline "$s")"
 done
 echo
-echo "== Markdown for README.md"
+echo "== Markdown for docs/benchmarks.md"
 cat << EOF
 
 Overhead of stamp itself: a fresh \`stamp deploy $customer\` on the emulator (moto) against

@@ -48,7 +48,7 @@ fn over_https_the_state_bucket_gets_the_tls_only_policy_and_the_emulator_enforce
     assert!(denies_insecure_transport(&policy(&fleet, bucket).unwrap()));
 
     // The same policy denies plain HTTP: on an emulator reached over HTTP, a bucket
-    // with it refuses a write (so over HTTP stamp leaves the policy out, README
+    // with it refuses a write (so over HTTP stamp leaves the policy out, docs/moto.md
     // "Emulator gaps").
     let plain = Emulator::start();
     let other = Fleet::new(&plain);

@@ -105,3 +105,45 @@ fn make_leaves_the_users_terraform_configuration_to_stamp() {
     let r = run(c, &args).ok();
     assert_eq!(r.stdout.trim(), "rc=[unset] mirror=[/opt/somewhere]", "{}", r.stderr);
 }
+
+/// The targets with a `## ` comment in the Makefile, in its order, with their text.
+fn documented_targets() -> Vec<(String, String)> {
+    let makefile = std::fs::read_to_string(common::repo().join("Makefile")).unwrap();
+    makefile
+        .lines()
+        .filter_map(|l| {
+            let (target, rest) = l.split_once(':')?;
+            let (_, text) = rest.split_once("## ")?;
+            let plain = !target.is_empty() && target.chars().all(|c| c.is_ascii_lowercase() || c == '-');
+            (plain && !rest.starts_with('=')).then(|| (target.to_string(), text.trim().to_string()))
+        })
+        .collect()
+}
+
+/// `make help` is the list of documented targets: every one, in the Makefile's order,
+/// with its comment, and nothing else; the entry points README names are among them.
+#[test]
+fn make_help_lists_every_documented_target_with_its_comment() {
+    let r = run(make(None, &["help"]), &["help"]).ok();
+    let listed: Vec<(String, String)> = r
+        .stdout
+        .lines()
+        .map(|l| {
+            let (target, text) = l.trim().split_once(char::is_whitespace).unwrap_or((l.trim(), ""));
+            (target.to_string(), text.trim().to_string())
+        })
+        .collect();
+    let documented = documented_targets();
+    assert_eq!(listed, documented, "make help printed:\n{}", r.stdout);
+    for t in ["demo", "test", "test-unit", "test-aws", "lint", "customer", "help"] {
+        assert!(documented.iter().any(|(d, _)| d == t), "`make {t}` has no ## comment");
+    }
+}
+
+/// `make test-unit` runs the unit tests and nothing else: no tool install, no tool
+/// check (`scripts/setup-tools.sh`), so it works on a machine with Rust alone.
+#[test]
+fn make_test_unit_runs_the_unit_tests_and_installs_nothing() {
+    let r = run(make(None, &["-n", "test-unit"]), &["-n", "test-unit"]).ok();
+    assert_eq!(r.stdout.trim(), "cargo test --locked --lib", "make -n test-unit would run:\n{}", r.stdout);
+}

@@ -199,7 +199,7 @@ fn deploy_and_check(fleet: &Fleet, customer: &str, env: &str) -> Value {
     // reused, and the frontends plan shows only the emulator's read-back gaps.
     let plan = fleet.stamp(&["plan", customer, "--json"]).ok().json();
     assert_eq!(stage_status(&plan, "vpc"), "unchanged", "{plan:#}");
-    // moto 5.2.1 reads back ten values differently from AWS (README "Emulator gaps");
+    // moto 5.2.1 reads back ten values differently from AWS (docs/moto.md "Emulator gaps");
     // scripts/moto_server.py restores the AWS behaviour on each, so any update is ours.
     let updates = planned_updates(fleet, customer, &format!("frontends/{env}"));
     assert!(updates.is_empty(), "updates on an unchanged customer: {updates:?}");
@@ -223,14 +223,14 @@ fn deploy_and_check(fleet: &Fleet, customer: &str, env: &str) -> Value {
     report
 }
 
-/// Nothing tagged with the customer is left but what README.md says a destroy keeps:
+/// Nothing tagged with the customer is left but what docs/deploying-on-aws.md says a destroy keeps:
 /// the final database snapshot, KMS keys pending deletion, secrets in their recovery window.
 fn assert_nothing_left(fleet: &Fleet, customer: &str) {
     let mut left = Vec::new();
     for r in tagged_with(fleet, customer) {
         let arn = r["ResourceARN"].as_str().unwrap();
         // RDS snapshots: the final one (kept on purpose) and, on moto only, the
-        // automated one (AWS deletes it with the instance; README "Emulator gaps").
+        // automated one (AWS deletes it with the instance; docs/moto.md "Emulator gaps").
         if arn.contains(":rds:") && arn.contains(":snapshot:") {
             assert!(arn.contains(&format!(":snapshot:{customer}-")) || arn.contains(&format!(":snapshot:rds:{customer}-")), "{arn}");
             continue;
@@ -299,7 +299,7 @@ fn staging_customer_deploys_redeploys_and_destroys_with_the_real_stacks() {
     let order: Vec<&str> = destroyed["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
     assert_eq!(order, vec!["bucket", "frontends", "vpc", "ami"]);
     assert_nothing_left(&fleet, "initech");
-    // The final snapshot RDS took is kept, as README.md says.
+    // The final snapshot RDS took is kept, as docs/deploying-on-aws.md says.
     let snaps = fleet.aws_json(&["rds", "describe-db-snapshots", "--snapshot-type", "manual"]);
     assert!(snaps["DBSnapshots"].as_array().unwrap().iter().any(|s| s["DBInstanceIdentifier"] == "initech-staging"), "{snaps:#}");
 }

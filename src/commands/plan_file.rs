@@ -89,3 +89,30 @@ pub fn read(path: &Path) -> Result<Reviewed, Error> {
     }
     Ok(Reviewed { destroys: planned_destroys(&body.customers), by: Reviewer::PlanFile(path.to_path_buf()) })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_file_of_version_1_or_2_is_read_and_another_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plan.json");
+        for v in [1, 2] {
+            std::fs::write(&file, format!(r#"{{"schema_version": {v}, "kind": "plan", "customers": [], "summary": {{}}}}"#)).unwrap();
+            let reviewed = read(&file).unwrap_or_else(|e| panic!("version {v}: {e}"));
+            assert!(reviewed.destroys.is_empty());
+        }
+        std::fs::write(&file, r#"{"schema_version": 3, "kind": "plan", "customers": []}"#).unwrap();
+        let refused = read(&file).err().expect("version 3 refused").to_string();
+        assert!(refused.contains("schema_version 3 is not 1 or 2"), "{refused}");
+    }
+
+    #[test]
+    fn the_plan_file_is_the_plan_json_document() {
+        let doc = document(&[], Duration::from_secs(1));
+        assert_eq!((doc["schema_version"].as_u64(), doc["kind"].as_str()), (Some(2), Some(KIND)));
+        assert_eq!(doc["customers"], serde_json::json!([]));
+        assert_eq!(doc["summary"]["total"], 0);
+    }
+}

@@ -168,7 +168,7 @@ fn groff(page: &str) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && stderr.trim().is_empty(), "groff: {stderr}");
     // Bold and underline as overstrikes, and hyphens as U+2010: plain text to search.
-    let text = String::from_utf8_lossy(&out.stdout).replace('\u{2010}', "-").replace('\u{2212}', "-");
+    let text = String::from_utf8_lossy(&out.stdout).replace(['\u{2010}', '\u{2212}'], "-");
     let mut plain = String::new();
     for c in text.chars() {
         if c == '\u{8}' {

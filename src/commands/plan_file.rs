@@ -104,7 +104,8 @@ mod tests {
             assert!(reviewed.destroys.is_empty());
         }
         std::fs::write(&file, r#"{"schema_version": 3, "kind": "plan", "customers": []}"#).unwrap();
-        let refused = read(&file).err().expect("version 3 refused").to_string();
+        let Err(refused) = read(&file) else { panic!("a version 3 plan file was read") };
+        let refused = refused.to_string();
         assert!(refused.contains("schema_version 3 is not 1 or 2"), "{refused}");
     }
 

@@ -628,13 +628,13 @@ impl Run {
     pub fn json(&self) -> serde_json::Value {
         let v: serde_json::Value = serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("stdout of stamp {} is not JSON ({e}):\n{}", self.args, self.stdout));
-        if let Some(kind) = v.get("kind").and_then(|k| k.as_str()) {
-            if let Err(errors) = check_schema(kind, &self.stdout) {
-                panic!(
-                    "stamp {}: the --json document breaks docs/schema/{kind}.schema.json:\n{errors}\n--- stdout\n{}",
-                    self.args, self.stdout
-                );
-            }
+        if let Some(kind) = v.get("kind").and_then(|k| k.as_str())
+            && let Err(errors) = check_schema(kind, &self.stdout)
+        {
+            panic!(
+                "stamp {}: the --json document breaks docs/schema/{kind}.schema.json:\n{errors}\n--- stdout\n{}",
+                self.args, self.stdout
+            );
         }
         v
     }

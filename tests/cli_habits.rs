@@ -202,6 +202,26 @@ fn color_follows_the_flag_then_no_color_then_clicolor_force_and_no_progress_is_p
     assert!(!plan(&[], &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]).stdout.contains('\x1b'), "NO_COLOR wins over CLICOLOR_FORCE");
     assert!(coloured(&plan(&[], &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "")])), "an empty NO_COLOR is unset");
     bare(&["--color", "sometimes", "list"]).code(2).stderr_has("invalid value 'sometimes'");
+    // On a terminal (a pseudo-terminal from util-linux `script`), auto colours, unless NO_COLOR.
+    let on_terminal = |env: &[(&str, &str)]| {
+        let cmd = format!("{} plan acme --progress plain", env!("CARGO_BIN_EXE_stamp"));
+        let mut script = Command::new("script");
+        common::hermetic(&mut script)
+            .args(["-qec", &cmd, "/dev/null"])
+            .current_dir(fleet.path())
+            .env("TERM", "xterm")
+            .env("TF_CLI_CONFIG_FILE", common::tools().join("../terraformrc"))
+            .envs(env.iter().copied())
+            .stdin(Stdio::null());
+        fleet.trust(&mut script);
+        let out = script.output().expect("util-linux script");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let screen = on_terminal(&[]);
+    assert!(screen.contains("\x1b[33m* frontends: planned with placeholder"), "{screen}");
+    let screen = on_terminal(&[("NO_COLOR", "1")]);
+    assert!(screen.contains("* frontends: planned with placeholder") && !screen.contains("\x1b[33m"), "{screen}");
 
     // Under GitHub Actions, auto gives groups; --no-progress, like --progress plain, plain lines.
     let gha = [("GITHUB_ACTIONS", "true")];

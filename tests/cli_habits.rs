@@ -79,6 +79,13 @@ fn list_and_validate_print_one_shape_for_one_customer_or_many_and_exit_as_the_te
     assert_eq!(list["summary"], serde_json::json!({"total": 2, "invalid": 0}));
     assert_eq!(list["customers"][0]["tags"], serde_json::json!(["eu"]));
 
+    // A customer without outputs: the document says why, and the exit code is the text's.
+    let text = fleet.stamp(&["outputs", "acme"]).code(1);
+    let run = fleet.stamp(&["outputs", "acme", "--json"]).code(text.code);
+    let acme = run.report();
+    assert!(acme["error"].as_str().unwrap().contains("not deployed"), "{acme:#}");
+    assert_eq!(run.json()["summary"], serde_json::json!({"total": 1, "ok": 0, "failed": 1}));
+
     let one = fleet.stamp(&["validate", "acme", "--json"]).ok().report();
     assert_eq!((one["customer"].as_str(), one["valid"].as_bool()), (Some("acme"), Some(true)), "{one:#}");
     let all = fleet.stamp(&["validate", "--all", "--json"]).ok().json();

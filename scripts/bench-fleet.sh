@@ -198,9 +198,9 @@ fleet_bench() {
           say "single: stamp deploy ${names[0]} --auto-approve --json"
           time_run single "$n" "$stamp" --config "$cfg/stamp.toml" deploy "${names[0]}" --auto-approve --json
           after single "$n" "${names[0]}"
-          jq -e '.stages[] | select(.name == "ami") | .detail | startswith("built ")' "$dir/runs/single-$n/stdout.txt" > /dev/null ||
+          jq -e '.customers[0].stages[] | select(.name == "ami") | .detail | startswith("built ")' "$dir/runs/single-$n/stdout.txt" > /dev/null ||
             die "single run $n: the ami stage did not bake (see $dir/runs/single-$n/stdout.txt)"
-          printf 'bake\t%s\t%s\n' "$n" "$(jq '.stages[] | select(.name == "ami") | .duration_s' "$dir/runs/single-$n/stdout.txt")" >> "$dir/results.tsv"
+          printf 'bake\t%s\t%s\n' "$n" "$(jq '.customers[0].stages[] | select(.name == "ami") | .duration_s' "$dir/runs/single-$n/stdout.txt")" >> "$dir/results.tsv"
           ;;
         fleet)
           say "fleet: stamp deploy --all --parallel $parallel --auto-approve --json ($ncust customers)"

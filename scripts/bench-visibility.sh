@@ -151,14 +151,14 @@ sum_of() { # KIND [COLUMN: 3 wall, 4 cpu] -> the sum over the kind's runs
 }
 div() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
 
-# check_report KIND RUN: the run's --json report says ok or unchanged (nothing to
+# check_report KIND RUN: the run's --json report (its one customer) says ok or unchanged (nothing to
 # do, the no-op's own status); its stage durations go to
 # stages.tsv ("kind run stage duration_s changes detail").
 check_report() {
   local kind=$1 n=$2 f="$dir/runs/$1-$2/stdout.txt" st
-  st=$(jq -r .status "$f" 2> /dev/null || echo unreadable)
+  st=$(jq -r '.customers[0].status' "$f" 2> /dev/null || echo unreadable)
   [ "$st" = ok ] || [ "$st" = unchanged ] || die "$kind run $n: the report's status is $st (see $f and $dir/work)"
-  jq -r --arg k "$kind" --arg n "$n" '.stages[] |
+  jq -r --arg k "$kind" --arg n "$n" '.customers[0].stages[] |
     [$k, $n, .name, .duration_s,
      (if .changes then (.changes.add + .changes.change + .changes.destroy) else 0 end), .detail] | @tsv' "$f" >> "$dir/stages.tsv"
 }

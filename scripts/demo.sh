@@ -28,7 +28,7 @@ started=$(date +%s)
 "$stamp" --config "$config" deploy acme --auto-approve
 took=$(( $(date +%s) - started ))
 outputs=$("$stamp" --config "$config" outputs acme --json)
-field() { python3 -c 'import json,sys; print(json.load(sys.stdin)["frontends/production"][sys.argv[1]])' "$1" <<<"$outputs"; }
+field() { python3 -c 'import json,sys; print(json.load(sys.stdin)["customers"][0]["outputs"]["frontends/production"][sys.argv[1]])' "$1" <<<"$outputs"; }
 echo
 echo "acme is deployed (in ${took}s), read back from its state in the emulated S3:"
 echo "  public URL:          $(field public_url)"

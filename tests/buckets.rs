@@ -32,7 +32,7 @@ fn over_https_the_state_bucket_gets_the_tls_only_policy_and_the_emulator_enforce
     let emu = Emulator::start_tls();
     let fleet = Fleet::new(&emu);
     fleet.customer("acme", "git_id = \"v1\"\n");
-    let report = fleet.stamp(&["deploy", "acme", "--auto-approve", "--json"]).ok().json();
+    let report = fleet.stamp(&["deploy", "acme", "--auto-approve", "--json"]).ok().report();
     let bucket = "tfstate-123456789012-acme";
     let p = policy(&fleet, bucket).expect("no bucket policy");
     assert!(denies_insecure_transport(&p), "{p:#}");
@@ -42,7 +42,7 @@ fn over_https_the_state_bucket_gets_the_tls_only_policy_and_the_emulator_enforce
 
     // Removed behind stamp's back, it is put back on the next deploy, and said so.
     fleet.aws(&["s3api", "delete-bucket-policy", "--bucket", bucket]);
-    let again = fleet.stamp(&["deploy", "acme", "--auto-approve", "--json"]).ok().json();
+    let again = fleet.stamp(&["deploy", "acme", "--auto-approve", "--json"]).ok().report();
     let detail = again["stages"][0]["detail"].as_str().unwrap();
     assert!(detail.contains("re-applied") && detail.contains("TLS"), "{detail}");
     assert!(denies_insecure_transport(&policy(&fleet, bucket).unwrap()));
@@ -80,7 +80,7 @@ fn two_stamp_processes_creating_one_shared_bucket_at_the_same_moment_both_succee
     for (name, child) in children {
         let out = child.wait_with_output().unwrap();
         let run = common::Run::from(out, &["deploy", &name]).ok();
-        let report = run.json();
+        let report = run.report();
         // One of them made it, the other found it made (or lost the race to `mb`:
         // BucketAlreadyOwnedByYou); both go on to deploy into it.
         assert!(["ok", "unchanged"].contains(&stage_status(&report, "bucket").as_str()), "{name}: {report:#}");

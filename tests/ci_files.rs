@@ -414,7 +414,7 @@ fn the_drift_job_opens_updates_and_closes_one_issue_per_drifted_customer() {
         assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
-    let several = |customers: Vec<Value>| json!({"customers": customers, "summary": {}});
+    let several = |customers: Vec<Value>| json!({"schema_version": 2, "kind": "drift", "customers": customers, "summary": {}});
     let tag = json!([{"address": "aws_vpc.this", "action": "update", "attributes": ["tags.env"]}]);
 
     // Night 1: acme drifted (an issue opens), globex is in sync (none), initech's
@@ -452,8 +452,8 @@ fn the_drift_job_opens_updates_and_closes_one_issue_per_drifted_customer() {
     assert_eq!(issues[0]["state"], "open");
     assert!(gh.calls().iter().all(|c| !c["argv"].to_string().contains("\"7\"")), "{:#?}", gh.calls());
 
-    // A fleet of one customer: stamp drift --json prints that customer's report.
-    nightly(drift_report("acme", "drifted", tag));
+    // A fleet of one customer: the same document, with one customer.
+    nightly(several(vec![drift_report("acme", "drifted", tag)]));
     let issues = gh.issues();
     assert_eq!(issues.len(), 3, "a new issue once the old one is closed: {issues:#?}");
     assert_eq!((issues[2]["title"].as_str(), issues[2]["state"].as_str()), (Some("stamp drift: acme"), Some("open")));

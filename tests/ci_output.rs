@@ -134,7 +134,7 @@ fn github_actions_groups_masks_annotations_summary_and_outputs() {
 
     // --json: stdout stays JSON; the workflow commands are on stderr.
     let run = github(&fleet, files.path(), &["plan", "acme", "--json"]).ok();
-    assert_eq!(run.json()["customer"], "acme");
+    assert_eq!(run.report()["customer"], "acme");
     assert!(!run.stdout.contains("::"), "{}", run.stdout);
     assert!(run.stderr.contains("::group::acme · "), "{}", run.stderr);
     masked_first(&run, SECRET_OUTPUT);

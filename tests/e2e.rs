@@ -30,8 +30,8 @@ fn two_customers_deploy_redeploy_plan_outputs_destroy() {
     fleet.customer("globex", "git_id = \"v2\"\nenv = \"staging\"\n");
 
     // First deploys.
-    let acme = fleet.stamp(&["deploy", "acme", "--auto-approve", "--json"]).ok().json();
-    let globex = fleet.stamp(&["deploy", "globex", "--auto-approve", "--json"]).ok().json();
+    let acme = fleet.stamp(&["deploy", "acme", "--auto-approve", "--json"]).ok().report();
+    let globex = fleet.stamp(&["deploy", "globex", "--auto-approve", "--json"]).ok().report();
     for (report, stage) in [(&acme, "bucket"), (&acme, "vpc"), (&acme, "ami"), (&acme, "frontends"), (&globex, "frontends")] {
         assert_eq!(stage_status(report, stage), "ok", "{report:#}");
     }
@@ -109,7 +109,7 @@ fn two_customers_deploy_redeploy_plan_outputs_destroy() {
 
     // Deploy again: nothing changes, the AMI is reused.
     let before = image_ids(&fleet);
-    let again = fleet.stamp(&["deploy", "acme", "--auto-approve", "--json"]).ok().json();
+    let again = fleet.stamp(&["deploy", "acme", "--auto-approve", "--json"]).ok().report();
     assert_eq!(stage_status(&again, "vpc"), "unchanged");
     assert_eq!(stage_status(&again, "ami"), "unchanged");
     assert_eq!(stage_status(&again, "frontends"), "unchanged");
@@ -120,7 +120,7 @@ fn two_customers_deploy_redeploy_plan_outputs_destroy() {
     fleet.aws(&["s3api", "delete-public-access-block", "--bucket", &bucket]);
     fleet.aws(&["s3api", "delete-bucket-encryption", "--bucket", &bucket]);
     let fixed = fleet.stamp(&["deploy", "acme", "--auto-approve", "--json"]).ok();
-    let report = fixed.json();
+    let report = fixed.report();
     assert_eq!(stage_status(&report, "bucket"), "ok", "{report:#}");
     let detail = report["stages"][0]["detail"].as_str().unwrap();
     assert!(detail.contains("re-applied default encryption, public access block"), "{detail}");
@@ -131,7 +131,7 @@ fn two_customers_deploy_redeploy_plan_outputs_destroy() {
     assert_eq!(enc["ServerSideEncryptionConfiguration"]["Rules"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"], "AES256");
 
     // Plan: no changes, builds nothing.
-    let plan = fleet.stamp(&["plan", "acme", "--json"]).ok().json();
+    let plan = fleet.stamp(&["plan", "acme", "--json"]).ok().report();
     assert_eq!(stage_status(&plan, "vpc"), "unchanged");
     assert_eq!(stage_status(&plan, "ami"), "skipped");
     assert_eq!(stage_status(&plan, "frontends"), "unchanged");
@@ -141,17 +141,17 @@ fn two_customers_deploy_redeploy_plan_outputs_destroy() {
 
     // A changed input shows up in the plan.
     fleet.customer("acme", "git_id = \"v1\"\n[vpc.vars]\ncidr_block = \"10.21.0.0/16\"\n");
-    let plan = fleet.stamp(&["plan", "acme", "--json"]).ok().json();
+    let plan = fleet.stamp(&["plan", "acme", "--json"]).ok().report();
     assert_eq!(stage_status(&plan, "vpc"), "ok");
     assert!(plan["stages"][1]["detail"].as_str().unwrap().contains("1 to replace"), "{plan:#}");
     fleet.customer("acme", "git_id = \"v1\"\n[vpc.vars]\ncidr_block = \"10.20.0.0/16\"\n");
 
     // Outputs read back from S3, the same as the deploy reported.
-    let outs = fleet.stamp(&["outputs", "acme", "--json"]).ok().json();
+    let outs = fleet.stamp(&["outputs", "acme", "--json"]).ok().report()["outputs"].clone();
     assert_eq!(outs["vpc"]["vpc_id"], vpc_id);
     assert_eq!(outs["frontends/production"]["public_url"], url);
     assert_eq!(outs["frontends/production"]["database_secret_arn"], "(sensitive)");
-    let shown = fleet.stamp(&["outputs", "acme", "--json", "--show-sensitive"]).ok().json();
+    let shown = fleet.stamp(&["outputs", "acme", "--json", "--show-sensitive"]).ok().report()["outputs"].clone();
     let secret = shown["frontends/production"]["database_secret_arn"].as_str().unwrap();
     assert!(secret.starts_with("arn:aws:secretsmanager:"));
     // A sensitive output is never in a stage log (CI uploads them), nor in a report.
@@ -166,7 +166,7 @@ fn two_customers_deploy_redeploy_plan_outputs_destroy() {
     assert!(list.stdout.contains("acme") && list.stdout.contains("globex") && list.stdout.contains("staging"), "{}", list.stdout);
 
     // Destroy: frontends first, then vpc; the stacks are empty, the AMIs gone.
-    let destroyed = fleet.stamp(&["destroy", "acme", "--auto-approve", "--json"]).ok().json();
+    let destroyed = fleet.stamp(&["destroy", "acme", "--auto-approve", "--json"]).ok().report();
     let order: Vec<&str> = destroyed["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
     assert_eq!(order, vec!["bucket", "frontends", "vpc", "ami"]);
     // One log per stage and run: the state reads did not replace the bucket check's log.
@@ -181,7 +181,7 @@ fn two_customers_deploy_redeploy_plan_outputs_destroy() {
     assert_eq!(resources(&fleet.state("tfstate-123456789012-globex", "globex/vpc")), 1);
     fleet.stamp(&["outputs", "acme"]).code(1).stderr_has("not deployed");
     // Destroying again is a no-op, not an error.
-    let again = fleet.stamp(&["destroy", "acme", "--auto-approve", "--json"]).ok().json();
+    let again = fleet.stamp(&["destroy", "acme", "--auto-approve", "--json"]).ok().report();
     assert_eq!(stage_status(&again, "vpc"), "skipped");
 }
 
@@ -240,7 +240,7 @@ fn packer_1_10_or_newer_gets_the_amazon_plugin_installed_once() {
             args.push("--rebuild-ami");
         }
         let out = fleet.stamp_cmd(&args).env("FAKE_PACKER_LOG", &log).env("REAL_PACKER", common::tool("packer")).output().unwrap();
-        common::Run::from(out, &args).ok().json()
+        common::Run::from(out, &args).ok().report()
     };
     let report = deploy(false);
     assert_eq!(stage_status(&report, "ami"), "ok");
@@ -265,7 +265,7 @@ fn an_image_the_template_does_not_tag_is_tagged_by_stamp_after_the_build() {
         &common::FLEET_TOML.replace("{repo}/tests/standin/packer/template.json", &dir.join("template.json").display().to_string()),
     );
     fleet.customer("acme", "git_id = \"v1\"\n");
-    let report = fleet.stamp(&["deploy", "acme", "--auto-approve", "--json"]).ok().json();
+    let report = fleet.stamp(&["deploy", "acme", "--auto-approve", "--json"]).ok().report();
     let ami = report["outputs"]["ami_id"].as_str().unwrap().to_owned();
     let images = fleet.aws_json(&["ec2", "describe-images", "--image-ids", &ami]);
     let keys: Vec<&str> = images["Images"][0]["Tags"].as_array().unwrap().iter().map(|t| t["Key"].as_str().unwrap()).collect();
@@ -275,6 +275,6 @@ fn an_image_the_template_does_not_tag_is_tagged_by_stamp_after_the_build() {
     let log = fleet.log("acme", "ami");
     assert!(log.contains("create-tags") && log.contains("the template did not tag"), "{log}");
     // Found again by its tags: the next deploy reuses it.
-    let again = fleet.stamp(&["deploy", "acme", "--auto-approve", "--json"]).ok().json();
+    let again = fleet.stamp(&["deploy", "acme", "--auto-approve", "--json"]).ok().report();
     assert_eq!(again["outputs"]["ami_id"], ami.as_str());
 }

@@ -95,7 +95,7 @@ fn a_failed_stage_prints_the_command_the_last_lines_and_the_log() {
     let log = fleet.path().join(".stamp/acme/logs/vpc.log");
     assert!(run.stderr.contains(&format!("full log: {}", log.display())), "{}", run.stderr);
     assert!(std::fs::read_to_string(&log).unwrap().contains("InvalidVpc.Range"), "the log holds the aws CLI's own error");
-    let report = run.json();
+    let report = run.report();
     assert_eq!(report["status"], "failed");
     assert_eq!(common::stage_status(&report, "vpc"), "failed");
     assert!(report["stages"].as_array().unwrap().iter().all(|s| s["name"] != "ami"), "no stage runs after a failure");
@@ -122,7 +122,7 @@ fn stacks_with_only_some_inputs_get_only_those_without_warnings() {
     let toml = FLEET_TOML.replace("{repo}/tests/standin/terraform", &tf.path().display().to_string());
     let fleet = Fleet::with_toml(&emu, &toml);
     fleet.customer("acme", "git_id = \"v1\"\n");
-    let report = fleet.stamp(&["deploy", "acme", "--auto-approve", "--json"]).ok().json();
+    let report = fleet.stamp(&["deploy", "acme", "--auto-approve", "--json"]).ok().report();
     let url = report["outputs"]["frontends"]["public_url"].as_str().unwrap();
     assert!(url.starts_with("http://acme.example.invalid/ami-"), "{url}");
     let vars = std::fs::read_to_string(fleet.path().join(".stamp/acme/terraform/frontends/production/stamp.tfvars.json")).unwrap();

@@ -56,7 +56,7 @@ fn plan_drift_and_destroy_interrupted_exit_130_leave_no_lock_and_the_next_run_co
 
     for args in [&["plan", "acme", "--json"][..], &["drift", "acme", "--json"]] {
         let run = interrupted(&fleet, &proxy, args, read_frontends.clone()).code(130);
-        let report = run.json();
+        let report = run.report();
         let frontends = report["stages"].as_array().unwrap().iter().find(|s| s["name"] == "frontends").cloned().unwrap_or_default();
         assert_eq!(frontends["status"], "interrupted", "stamp {args:?}: {report:#}");
         let log = fleet.log("acme", "frontends");
@@ -79,7 +79,7 @@ fn plan_drift_and_destroy_interrupted_exit_130_leave_no_lock_and_the_next_run_co
     assert!(fe["resources"].as_array().unwrap().iter().all(|r| r["mode"] != "managed"), "{fe:#}");
     assert_eq!(fleet.state(BUCKET, "acme/vpc")["resources"].as_array().unwrap().len(), 1);
     // The next destroy picks up where it stopped: the frontends are gone, the vpc goes.
-    let again = fleet.stamp(&["destroy", "acme", "--auto-approve", "--json"]).ok().json();
+    let again = fleet.stamp(&["destroy", "acme", "--auto-approve", "--json"]).ok().report();
     let status = |s: &str| again["stages"].as_array().unwrap().iter().find(|x| x["name"] == s).unwrap()["status"].clone();
     assert_eq!(status("frontends"), "skipped", "{again:#}");
     assert_eq!(status("vpc"), "ok", "{again:#}");

@@ -58,17 +58,15 @@ fn stamp_flags_take_global_and_subcommand_options_for_every_target() {
     let stamp = format!("STAMP={}", env!("CARGO_BIN_EXE_stamp"));
     let flags = format!("STAMP_FLAGS=--config={} --parallel=2 --json", config.display());
     let args = ["plan", "CUSTOMER=acme", &stamp, &flags];
-    let r = run(make(Some(&fleet), &args), &args).ok();
-    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.stdout));
+    let report = run(make(Some(&fleet), &args), &args).ok().report();
     assert_eq!(report["customer"], "acme", "{report:#}");
     assert_eq!(report["operation"], "plan", "{report:#}");
 
     // list and outputs take --json after the subcommand only.
     let flags = format!("STAMP_FLAGS=--config={} --json", config.display());
     let args = ["list", &stamp, &flags];
-    let r = run(make(Some(&fleet), &args), &args).ok();
-    let list: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.stdout));
-    assert!(list.to_string().contains("acme"), "{list:#}");
+    let list = run(make(Some(&fleet), &args), &args).ok().json();
+    assert_eq!(list["customers"][0]["customer"], "acme", "{list:#}");
     let args = ["outputs", "CUSTOMER=acme", &stamp, &flags];
     let r = run(make(Some(&fleet), &args), &args);
     // Never deployed: stamp's own answer about acme, not a refused flag.

@@ -23,7 +23,7 @@ fn a_never_deployed_customer_gets_placeholder_plans_and_nothing_is_created() {
     fleet.customer("acme", "git_id = \"v1\"\n");
     fleet.customer("globex", "git_id = \"v1\"\n");
 
-    let plan = fleet.stamp(&["plan", "acme", "--json"]).ok().json();
+    let plan = fleet.stamp(&["plan", "acme", "--json"]).ok().report();
     assert_eq!(plan["schema_version"], 2);
     let vpc = stage(&plan, "vpc");
     assert_eq!(vpc["status"], "ok", "{plan:#}");
@@ -60,7 +60,7 @@ fn a_never_deployed_customer_gets_placeholder_plans_and_nothing_is_created() {
     assert!(!work.join("terraform/vpc/stamp.tfplan").exists());
 
     // Drift: never deployed is "not deployed", not drift (exit 0), and creates nothing either.
-    let drift = fleet.stamp(&["drift", "acme", "--json"]).ok().json();
+    let drift = fleet.stamp(&["drift", "acme", "--json"]).ok().report();
     assert_eq!(drift["drift"], "not deployed", "{drift:#}");
     assert!(fleet.buckets().is_empty());
 }
@@ -76,7 +76,7 @@ fn plan_after_deploy_is_empty_a_replacement_is_loud_and_drift_is_zero() {
     let state_before = fleet.state(bucket, "acme/vpc");
     let images = image_count(&fleet);
 
-    let plan = fleet.stamp(&["plan", "acme", "--json"]).ok().json();
+    let plan = fleet.stamp(&["plan", "acme", "--json"]).ok().report();
     for s in ["vpc", "frontends"] {
         let st = stage(&plan, s);
         assert_eq!(st["status"], "unchanged", "{plan:#}");
@@ -87,13 +87,13 @@ fn plan_after_deploy_is_empty_a_replacement_is_loud_and_drift_is_zero() {
     // Nothing drifted and nothing pending: exit 0.
     let drift = fleet.stamp(&["drift", "--all"]).ok();
     assert!(drift.stdout.contains("2 customer(s)") && drift.stdout.contains("0 drifted, 0 pending, 2 in sync"), "{}", drift.stdout);
-    let d = fleet.stamp(&["drift", "acme", "--json"]).ok().json();
+    let d = fleet.stamp(&["drift", "acme", "--json"]).ok().report();
     assert_eq!(d["drift"], "in sync");
     assert_eq!(stage(&d, "vpc")["drifted"], serde_json::json!([]));
 
     // A new CIDR block replaces the network: listed as a replacement, loudly, with totals.
     fleet.customer("acme", "git_id = \"v1\"\n[vpc.vars]\ncidr_block = \"10.21.0.0/16\"\n");
-    let plan = fleet.stamp(&["plan", "acme", "--json"]).ok().json();
+    let plan = fleet.stamp(&["plan", "acme", "--json"]).ok().report();
     let vpc = stage(&plan, "vpc");
     assert_eq!(vpc["changes"], serde_json::json!({"add": 0, "change": 0, "destroy": 0, "replace": 1}));
     assert_eq!(vpc["resources"], serde_json::json!([{"address": "terraform_data.network", "action": "replace"}]));
@@ -109,7 +109,7 @@ fn plan_after_deploy_is_empty_a_replacement_is_loud_and_drift_is_zero() {
     assert_eq!(data["summary"]["changes"]["replace"], 1);
 
     // A configuration change is pending, not drift: drift still exits 0.
-    let d = fleet.stamp(&["drift", "acme", "--json"]).ok().json();
+    let d = fleet.stamp(&["drift", "acme", "--json"]).ok().report();
     assert_eq!(d["drift"], "pending", "{d:#}");
     assert_eq!(stage(&d, "vpc")["resources"], serde_json::json!([{"address": "terraform_data.network", "action": "replace"}]));
 
@@ -131,13 +131,13 @@ fn a_customer_whose_ami_is_not_deployed_plans_frontends_with_a_placeholder_ami()
     fleet.customer("acme", "git_id = \"v1\"\n");
     fleet.stamp(&["deploy", "acme", "--auto-approve"]).ok();
     fleet.aws(&["s3", "rm", "s3://tfstate-123456789012-acme/acme/frontends/production"]);
-    let plan = fleet.stamp(&["plan", "acme", "--json"]).ok().json();
+    let plan = fleet.stamp(&["plan", "acme", "--json"]).ok().report();
     assert_eq!(stage(&plan, "vpc")["status"], "unchanged", "{plan:#}");
     let fe = stage(&plan, "frontends");
     assert_eq!(fe["placeholders"], serde_json::json!(["ami"]), "{fe:#}");
     assert!(fe["detail"].as_str().unwrap().contains("placeholder AMI: the real plan comes after `stamp deploy`"), "{fe:#}");
     // The deploy that follows plans for real and applies with the real AMI.
-    let done = fleet.stamp(&["deploy", "acme", "--auto-approve", "--json"]).ok().json();
+    let done = fleet.stamp(&["deploy", "acme", "--auto-approve", "--json"]).ok().report();
     let ami = done["outputs"]["ami_id"].as_str().unwrap();
     assert_ne!(ami, "ami-00000000000000000");
     assert_eq!(fleet.state("tfstate-123456789012-acme", "acme/frontends/production")["outputs"]["ami_id"]["value"], ami);
@@ -158,7 +158,7 @@ fn a_plan_takes_no_state_lock_and_names_the_run_that_holds_one() {
     fleet.aws(&["s3", "cp", lock_file.to_str().unwrap(), &format!("s3://{bucket}/acme/vpc.tflock")]);
 
     // The plan neither waits for that lock nor fails on it: it takes none. It says who holds it.
-    let plan = fleet.stamp(&["plan", "acme", "--json", "--lock-timeout", "2s"]).ok().json();
+    let plan = fleet.stamp(&["plan", "acme", "--json", "--lock-timeout", "2s"]).ok().report();
     let vpc = stage(&plan, "vpc");
     assert_eq!(vpc["status"], "unchanged", "{plan:#}");
     assert_eq!(

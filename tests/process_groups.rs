@@ -130,7 +130,7 @@ fn a_killed_stamp_leaves_terraform_to_save_its_state_and_the_next_deploy_waits_f
         .unwrap_or_else(|| panic!("the second deploy did not wait for the first one's terraform:\n{}", second.stderr));
     assert!(waited.contains("terraform apply") && waited.contains(".stamp/acme/.lock"), "{waited}");
     assert!(second.stderr.contains("resuming the run of"), "{}", second.stderr);
-    assert_eq!(stage_status(&second.json(), "frontends"), "ok");
+    assert_eq!(stage_status(&second.report(), "frontends"), "ok");
 
     // The first run's vpc log (kept as the previous one): terraform stopped once,
     // gracefully, and its own last lines are there, after stamp was gone.

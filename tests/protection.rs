@@ -78,7 +78,7 @@ fn protection_switched_on_by_hand_after_the_apply_refuses_the_destroy_before_any
     std::fs::write(tf.path().join("frontends/production/main.tf"), FRONTENDS).unwrap();
     let fleet = Fleet::with_toml(&emu, &FLEET_TOML.replace("{repo}/tests/standin/terraform", &tf.path().display().to_string()));
     fleet.customer("acme", "git_id = \"v1\"\n");
-    let deployed = fleet.stamp(&["deploy", "acme", "--auto-approve", "--json"]).ok().json();
+    let deployed = fleet.stamp(&["deploy", "acme", "--auto-approve", "--json"]).ok().report();
     let arn = deployed["outputs"]["frontends"]["load_balancer_arn"].as_str().unwrap().to_owned();
     assert_eq!(protection(&fleet, &arn), Some(false));
     let state = fleet.state("tfstate-123456789012-acme", "acme/frontends/production");

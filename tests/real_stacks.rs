@@ -114,7 +114,7 @@ fn tagged_with(fleet: &Fleet, customer: &str) -> Vec<Value> {
 /// Deploys `customer` in `env` with every stage, checks it with the AWS CLI,
 /// redeploys it, and returns the deploy report.
 fn deploy_and_check(fleet: &Fleet, customer: &str, env: &str) -> Value {
-    let report = fleet.stamp(&["deploy", customer, "--auto-approve", "--json"]).ok().json();
+    let report = fleet.stamp(&["deploy", customer, "--auto-approve", "--json"]).ok().report();
     for stage in ["bucket", "vpc", "ami", "frontends"] {
         assert_eq!(stage_status(&report, stage), "ok", "{report:#}");
     }
@@ -197,7 +197,7 @@ fn deploy_and_check(fleet: &Fleet, customer: &str, env: &str) -> Value {
 
     // A second deploy of the unchanged customer: the vpc has no changes, the AMI is
     // reused, and the frontends plan shows only the emulator's read-back gaps.
-    let plan = fleet.stamp(&["plan", customer, "--json"]).ok().json();
+    let plan = fleet.stamp(&["plan", customer, "--json"]).ok().report();
     assert_eq!(stage_status(&plan, "vpc"), "unchanged", "{plan:#}");
     // moto 5.2.1 reads back ten values differently from AWS (docs/moto.md "Emulator gaps");
     // scripts/moto_server.py restores the AWS behaviour on each, so any update is ours.
@@ -207,7 +207,7 @@ fn deploy_and_check(fleet: &Fleet, customer: &str, env: &str) -> Value {
         assert!(!updates.iter().any(|(a, _)| a == never), "{never} changes on an unchanged customer: {updates:?}");
     }
     let started = std::time::Instant::now();
-    let again = fleet.stamp(&["deploy", customer, "--auto-approve", "--json"]).ok().json();
+    let again = fleet.stamp(&["deploy", customer, "--auto-approve", "--json"]).ok().report();
     assert_eq!(stage_status(&again, "vpc"), "unchanged");
     assert_eq!(stage_status(&again, "ami"), "unchanged");
     assert_eq!(stage_status(&again, "frontends"), "unchanged", "{again:#}");
@@ -295,7 +295,7 @@ fn staging_customer_deploys_redeploys_and_destroys_with_the_real_stacks() {
     let policy = fleet.aws_json(&["s3api", "get-bucket-policy", "--bucket", "tfstate-123456789012-initech"]);
     assert!(policy["Policy"].as_str().unwrap().contains("aws:SecureTransport"), "{policy:#}");
 
-    let destroyed = fleet.stamp(&["destroy", "initech", "--auto-approve", "--json"]).ok().json();
+    let destroyed = fleet.stamp(&["destroy", "initech", "--auto-approve", "--json"]).ok().report();
     let order: Vec<&str> = destroyed["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
     assert_eq!(order, vec!["bucket", "frontends", "vpc", "ami"]);
     assert_nothing_left(&fleet, "initech");
@@ -332,7 +332,7 @@ fn production_customer_is_protected_from_destroy_until_the_operator_says_so() {
             .unwrap();
         assert!(out.status.success(), "{c}: {}", String::from_utf8_lossy(&out.stderr));
     }
-    let destroyed = fleet.stamp(&["destroy", "hooli", "--auto-approve", "--json"]).ok().json();
+    let destroyed = fleet.stamp(&["destroy", "hooli", "--auto-approve", "--json"]).ok().report();
     assert_eq!(stage_status(&destroyed, "frontends"), "ok");
     assert_eq!(stage_status(&destroyed, "vpc"), "ok");
     assert_nothing_left(&fleet, "hooli");
@@ -347,7 +347,7 @@ fn placeholder_plans_then_drift_names_what_changed_outside_terraform() {
 
     // Never deployed: both real stacks are planned (the frontends with placeholder
     // vpc outputs and AMI, which pass the stack's validation), and nothing is created.
-    let plan = fleet.stamp(&["plan", "umbrella", "--json"]).ok().json();
+    let plan = fleet.stamp(&["plan", "umbrella", "--json"]).ok().report();
     let stage = |r: &Value, name: &str| r["stages"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap().clone();
     let vpc = stage(&plan, "vpc");
     assert!(vpc["changes"]["add"].as_u64().unwrap() > 5, "{vpc:#}");
@@ -360,11 +360,11 @@ fn placeholder_plans_then_drift_names_what_changed_outside_terraform() {
         fleet.aws_json(&["ec2", "describe-vpcs", "--filters", "Name=tag:customer,Values=umbrella"])["Vpcs"].as_array().unwrap().is_empty()
     );
 
-    let report = fleet.stamp(&["deploy", "umbrella", "--auto-approve", "--json"]).ok().json();
+    let report = fleet.stamp(&["deploy", "umbrella", "--auto-approve", "--json"]).ok().report();
     let vpc_id = report["outputs"]["vpc"]["vpc_id"].as_str().unwrap().to_owned();
 
     // Just deployed: nothing drifted (exit 0).
-    let clean = fleet.stamp(&["drift", "umbrella", "--json"]).ok().json();
+    let clean = fleet.stamp(&["drift", "umbrella", "--json"]).ok().report();
     assert_eq!(clean["drift"], "in sync", "{clean:#}");
 
     // A tag changed by hand on the VPC is drift: exit 3, and the resource is named.
@@ -372,7 +372,7 @@ fn placeholder_plans_then_drift_names_what_changed_outside_terraform() {
     let drifted = fleet.stamp(&["drift", "umbrella"]).code(3);
     assert!(drifted.stdout.contains("!!   ~ update   umbrella vpc: aws_vpc.this"), "{}", drifted.stdout);
     assert!(drifted.stderr.contains("drift found: umbrella"), "{}", drifted.stderr);
-    let data = fleet.stamp(&["drift", "umbrella", "--json"]).code(3).json();
+    let data = fleet.stamp(&["drift", "umbrella", "--json"]).code(3).report();
     assert_eq!(data["drift"], "drifted");
     let vpc = stage(&data, "vpc");
     assert!(vpc["drifted"].as_array().unwrap().iter().any(|r| r["address"] == "aws_vpc.this"), "{vpc:#}");
@@ -400,12 +400,12 @@ fn the_iam_roles_cover_a_real_stacks_deploy_plan_and_destroy() {
     let (run, deploy) = iam::recorded(requests, || fleet.stamp(&["deploy", "wayne", "--auto-approve"]));
     run.ok();
     let (run, plan) = iam::recorded(requests, || fleet.stamp(&["plan", "wayne", "--json"]));
-    let report = run.ok().json();
+    let report = run.ok().report();
     assert_eq!(stage_status(&report, "vpc"), "unchanged", "{report:#}");
     // A new revision: a new AMI, a new launch template version, an instance refresh.
     fleet.customer("wayne", "env = \"staging\"\ngit_id = \"v4.0.1\"\n[vpc.vars]\ncidr_block = \"10.60.0.0/16\"\n");
     let (run, rollout) = iam::recorded(requests, || fleet.stamp(&["deploy", "wayne", "--auto-approve", "--json"]));
-    let report = run.ok().json();
+    let report = run.ok().report();
     assert_eq!(stage_status(&report, "frontends"), "ok", "{report:#}");
     let (run, destroy) = iam::recorded(requests, || fleet.stamp(&["destroy", "wayne", "--auto-approve"]));
     run.ok();

@@ -64,7 +64,7 @@ fn a_failed_deploy_resumes_at_the_stage_that_failed_and_from_restarts_at_a_chose
     refuse_load_balancers(&proxy);
     let run = deploy(&fleet, &[]).code(1);
     assert!(proxy.faults().iter().any(|f| f["action"] == "status"), "the fault was not applied");
-    assert_eq!(run.json()["failed_stage"], "frontends", "{}", run.stderr);
+    assert_eq!(run.report()["failed_stage"], "frontends", "{}", run.stderr);
     let j = fleet.journal("acme").expect("a journal");
     assert_eq!(j["status"], "failed");
     for s in ["bucket", "vpc", "ami"] {
@@ -84,7 +84,7 @@ fn a_failed_deploy_resumes_at_the_stage_that_failed_and_from_restarts_at_a_chose
     proxy.set_rules(json!([]));
     let run = deploy(&fleet, &[]).ok();
     assert!(run.stderr.contains(&format!("resuming the run of {first_run} at stage frontends")), "{}", run.stderr);
-    let report = run.json();
+    let report = run.report();
     for s in ["bucket", "vpc", "ami"] {
         assert_eq!(stage_status(&report, s), "resumed", "{report:#}");
         let detail = report["stages"].as_array().unwrap().iter().find(|x| x["name"] == s).unwrap()["detail"].clone();
@@ -100,14 +100,14 @@ fn a_failed_deploy_resumes_at_the_stage_that_failed_and_from_restarts_at_a_chose
     assert_eq!(j["status"], "complete");
 
     // After a complete deploy, the next one runs every stage (a normal redeploy).
-    let report = deploy(&fleet, &[]).ok().json();
+    let report = deploy(&fleet, &[]).ok().report();
     for s in ["bucket", "vpc", "ami", "frontends"] {
         assert_eq!(stage_status(&report, s), "unchanged", "{report:#}");
     }
 
     // (b) --from vpc: the bucket is taken from the journal (checked), vpc and later run.
     let run = deploy(&fleet, &["--from", "vpc"]).ok();
-    let report = run.json();
+    let report = run.report();
     assert_eq!(stage_status(&report, "bucket"), "resumed", "{report:#}");
     for s in ["vpc", "ami", "frontends"] {
         assert_eq!(stage_status(&report, s), "unchanged", "{report:#}");
@@ -137,7 +137,7 @@ fn a_failed_deploy_resumes_at_the_stage_that_failed_and_from_restarts_at_a_chose
         "{}",
         run.stderr
     );
-    let report = run.json();
+    let report = run.report();
     for s in ["bucket", "vpc", "ami"] {
         assert_eq!(stage_status(&report, s), "unchanged", "{report:#}");
     }
@@ -252,7 +252,7 @@ fn an_emulator_killed_mid_deploy_fails_clearly_and_the_next_deploy_redoes_what_i
         run.stderr
     );
     assert!(run.stderr.contains("vpc: done by the run of") && run.stderr.contains("/acme/vpc does not exist any more"), "{}", run.stderr);
-    let report = run.json();
+    let report = run.report();
     for s in ["bucket", "vpc", "ami", "frontends"] {
         assert_eq!(stage_status(&report, s), "ok", "{report:#}");
     }

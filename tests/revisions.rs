@@ -32,7 +32,7 @@ fn a_branch_that_moved_bakes_again_and_one_that_did_not_reuses_its_image() {
     let fleet = fleet_of(&emu, &app);
     fleet.customer("acme", "git_id = \"main\"\n");
 
-    let one = fleet.stamp(&["deploy", "acme", "--auto-approve", "--json"]).ok().json();
+    let one = fleet.stamp(&["deploy", "acme", "--auto-approve", "--json"]).ok().report();
     assert_eq!((one["git_id"].as_str(), one["commit"].as_str()), (Some("main"), Some(first.as_str())), "{one:#}");
     assert_eq!(stage_status(&one, "ami"), "ok");
     let ami1 = one["outputs"]["ami_id"].as_str().unwrap().to_owned();
@@ -43,14 +43,14 @@ fn a_branch_that_moved_bakes_again_and_one_that_did_not_reuses_its_image() {
     assert_eq!(vars["git_id"], first.as_str(), "packer is given the commit, never the branch: {vars:#}");
 
     // The branch did not move: the same image.
-    let two = fleet.stamp(&["deploy", "acme", "--auto-approve", "--json"]).ok().json();
+    let two = fleet.stamp(&["deploy", "acme", "--auto-approve", "--json"]).ok().report();
     assert_eq!(stage_status(&two, "ami"), "unchanged", "{two:#}");
     assert_eq!(two["outputs"]["ami_id"], ami1.as_str());
     assert!(stage(&two, "ami")["detail"].as_str().unwrap().contains(&format!("main at {}", &first[..12])), "{two:#}");
 
     // A new commit on main: a new image of it, and the frontends run it.
     let second = app.commit("second");
-    let three = fleet.stamp(&["deploy", "acme", "--auto-approve", "--json"]).ok().json();
+    let three = fleet.stamp(&["deploy", "acme", "--auto-approve", "--json"]).ok().report();
     assert_eq!(three["commit"], second.as_str());
     assert_eq!(stage_status(&three, "ami"), "ok", "the moved branch was baked again: {three:#}");
     let ami2 = three["outputs"]["ami_id"].as_str().unwrap().to_owned();
@@ -68,7 +68,7 @@ fn a_branch_that_moved_bakes_again_and_one_that_did_not_reuses_its_image() {
 
     // plan shows both, and that a deploy would bake the commit main names now.
     let third = app.commit("third");
-    let plan = fleet.stamp(&["plan", "acme", "--json"]).ok().json();
+    let plan = fleet.stamp(&["plan", "acme", "--json"]).ok().report();
     assert_eq!((plan["git_id"].as_str(), plan["commit"].as_str()), (Some("main"), Some(third.as_str())), "{plan:#}");
     let detail = stage(&plan, "ami")["detail"].as_str().unwrap();
     assert!(
@@ -124,7 +124,7 @@ fn a_ref_the_repository_lacks_or_a_repository_that_cannot_be_read_is_refused_bef
 
     // A full commit hash needs no lookup: planned with the repository unreachable.
     fleet.customer("acme", &format!("git_id = \"{first}\"\n"));
-    let plan = fleet.stamp(&["plan", "acme", "--json"]).ok().json();
+    let plan = fleet.stamp(&["plan", "acme", "--json"]).ok().report();
     assert_eq!(plan["commit"], first.as_str());
 }
 

@@ -119,7 +119,7 @@ fn a_deploy_ends_with_its_url_answering_and_fails_when_it_does_not() {
     fleet.customer("acme", "git_id = \"v1\"\n[smoke]\npath = \"/healthz\"\n");
 
     // 200 on the customer's path at once: ok, after one attempt, the path was the one asked.
-    let report = deploy(&fleet, &server, &["acme"]).ok().json();
+    let report = deploy(&fleet, &server, &["acme"]).ok().report();
     assert_eq!(report["outputs"]["frontends"]["public_url"], server.url.as_str(), "the stand-in took STANDIN_PUBLIC_URL");
     let smoke = smoke_stage(&report);
     assert_eq!(smoke["status"], "ok", "{report:#}");
@@ -134,7 +134,7 @@ fn a_deploy_ends_with_its_url_answering_and_fails_when_it_does_not() {
     server.set(Mode::Failing);
     fleet.customer("acme", "git_id = \"v1\"\n[smoke]\npath = \"/healthz\"\ntimeout = \"3s\"\n");
     let run = deploy(&fleet, &server, &["acme"]).code(1);
-    let report = run.json();
+    let report = run.report();
     assert_eq!(report["status"], "failed");
     assert_eq!(report["failed_stage"], "smoke");
     assert_eq!(stage_status(&report, "frontends"), "unchanged");
@@ -155,7 +155,7 @@ fn a_deploy_ends_with_its_url_answering_and_fails_when_it_does_not() {
 
     // --no-smoke: the stage is skipped, the deploy succeeds, the server is not asked.
     let asked = server.paths().len();
-    let report = deploy(&fleet, &server, &["acme", "--no-smoke"]).ok().json();
+    let report = deploy(&fleet, &server, &["acme", "--no-smoke"]).ok().report();
     let smoke = smoke_stage(&report);
     assert_eq!((smoke["status"].as_str(), smoke["detail"].as_str()), (Some("skipped"), Some("--no-smoke")));
     assert_eq!(server.paths().len(), asked);
@@ -163,7 +163,7 @@ fn a_deploy_ends_with_its_url_answering_and_fails_when_it_does_not() {
     // A service that answers only after a few seconds: ok, after retries.
     fleet.customer("acme", "git_id = \"v1\"\n[smoke]\npath = \"/healthz\"\ntimeout = \"40s\"\n");
     server.set(Mode::DownFor(Duration::from_secs(4), None));
-    let report = deploy(&fleet, &server, &["acme"]).ok().json();
+    let report = deploy(&fleet, &server, &["acme"]).ok().report();
     let smoke = smoke_stage(&report);
     assert_eq!(smoke["status"], "ok");
     let detail = smoke["detail"].as_str().unwrap();
@@ -180,7 +180,7 @@ fn a_deploy_ends_with_its_url_answering_and_fails_when_it_does_not() {
 
     // [smoke] enabled = false in the customer file: skipped, naming where.
     fleet.customer("acme", "git_id = \"v1\"\n[smoke]\nenabled = false\n");
-    let report = deploy(&fleet, &server, &["acme"]).ok().json();
+    let report = deploy(&fleet, &server, &["acme"]).ok().report();
     let smoke = smoke_stage(&report);
     assert_eq!(smoke["status"], "skipped");
     assert!(smoke["detail"].as_str().unwrap().contains("enabled = false") && smoke["detail"].as_str().unwrap().contains("acme.toml:3"));
@@ -224,7 +224,7 @@ fn a_stack_without_public_url_skips_the_smoke_test() {
         .replace("[smoke]\nenabled = false\n", "[smoke]\ntimeout = \"3s\"\n");
     let fleet = Fleet::with_toml(&emu, &toml);
     fleet.customer("acme", "git_id = \"v1\"\n");
-    let report = fleet.stamp(&["deploy", "acme", "--auto-approve", "--json"]).ok().json();
+    let report = fleet.stamp(&["deploy", "acme", "--auto-approve", "--json"]).ok().report();
     let smoke = smoke_stage(&report);
     assert_eq!(smoke["status"], "skipped");
     assert_eq!(smoke["detail"], "the frontends stack has no `public_url` output");
@@ -289,7 +289,7 @@ fn an_interrupt_stops_a_hanging_smoke_test_at_once() {
     assert!(log.contains("until it answers 2xx or 3xx") && !log.contains("attempt 1: GET"), "{log}");
     assert_eq!(server.paths().len(), 1, "one attempt, abandoned: {:?}", server.paths());
     assert!(run.stderr.contains("interrupted during smoke"), "{}", run.stderr);
-    let report = run.json();
+    let report = run.report();
     assert_eq!(smoke_stage(&report)["status"], "interrupted");
     assert_eq!(report["status"], "interrupted");
 }

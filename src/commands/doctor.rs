@@ -19,33 +19,47 @@ use crate::tools::version::{self, Version};
 /// with Terraform 1.10 (and OpenTofu 1.10).
 pub const TERRAFORM_REQUIRED: &str = ">= 1.10";
 
-/// The lines printed, and how many were problems.
+/// The lines printed (or, for `--json`, the checks kept for the document), and how
+/// many were problems.
 #[derive(Default)]
 struct Report {
     problems: usize,
+    json: bool,
+    checks: Vec<serde_json::Value>,
 }
 
 impl Report {
+    fn line(&mut self, marker: &str, status: &str, what: &str, text: impl std::fmt::Display) {
+        if self.json {
+            self.checks.push(serde_json::json!({"check": what, "status": status, "detail": text.to_string()}));
+        } else {
+            println!("{marker:<4} {what:<10} {text}");
+        }
+    }
     fn ok(&mut self, what: &str, text: impl std::fmt::Display) {
-        println!("ok   {what:<10} {text}");
+        self.line("ok", "ok", what, text);
     }
     fn fail(&mut self, what: &str, text: impl std::fmt::Display) {
         self.problems += 1;
-        println!("FAIL {what:<10} {text}");
+        self.line("FAIL", "fail", what, text);
     }
     /// Not checked, and why; not a problem.
     fn skip(&mut self, what: &str, text: impl std::fmt::Display) {
-        println!("--   {what:<10} {text}");
+        self.line("--", "skip", what, text);
+    }
+    /// What the check before it found out; not a check.
+    fn info(&mut self, what: &str, text: impl std::fmt::Display) {
+        self.line("", "info", what, text);
     }
 }
 
 /// `fleet`: the fleet file as loaded, or why it could not be.
-pub async fn doctor(config: &Path, fleet: Result<Fleet, Error>) -> Result<(), Error> {
-    let mut r = Report::default();
+pub async fn doctor(config: &Path, fleet: Result<Fleet, Error>, as_json: bool) -> Result<(), Error> {
+    let mut r = Report { json: as_json, ..Report::default() };
     let fleet = match fleet {
         Ok(f) => {
             r.ok("config", f.config_path.display());
-            println!("     {:<10} {}", "endpoint", f.aws.endpoint.as_deref().unwrap_or("real AWS"));
+            r.info("endpoint", f.aws.endpoint.as_deref().unwrap_or("real AWS"));
             Some(f)
         }
         Err(_) if !config.exists() => {
@@ -61,7 +75,7 @@ pub async fn doctor(config: &Path, fleet: Result<Fleet, Error>) -> Result<(), Er
         }
         Err(e) => {
             r.fail("config", format!("{e}"));
-            println!("     {:<10} the stacks' required versions, the customers and AWS are not checked", "");
+            r.info("", "the stacks' required versions, the customers and AWS are not checked");
             None
         }
     };
@@ -143,6 +157,11 @@ pub async fn doctor(config: &Path, fleet: Result<Fleet, Error>) -> Result<(), Er
 }
 
 fn verdict(r: &Report) -> Result<(), Error> {
+    if r.json {
+        let n = |status: &str| r.checks.iter().filter(|c| c["status"] == status).count();
+        let summary = serde_json::json!({"ok": n("ok"), "failed": n("fail"), "skipped": n("skip"), "problems": r.problems});
+        super::json_out::print("doctor", serde_json::json!({"checks": r.checks, "summary": summary}));
+    }
     if r.problems > 0 {
         return Err(Error::stage_hint(
             format!("doctor found {} problem(s)", r.problems),

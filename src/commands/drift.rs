@@ -47,8 +47,7 @@ pub async fn drift(fleet: Fleet, args: RunArgs) -> Result<(), Error> {
     // Under GitHub Actions: the drift table in the job summary.
     crate::ui::github::after_run(crate::customer::report::Operation::Drift, &reports, wall)?;
     if args.json {
-        let v = if single { summary::drift_customer_json(&reports[0]) } else { summary::drift_json(&reports, wall) };
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        super::json_out::print("drift", summary::drift_json(&reports, wall));
     } else {
         print!("{}", summary::drift_text(&reports, wall, summary::stdout_colour()));
     }

@@ -29,20 +29,24 @@ pub fn list(fleet: &Fleet, as_json: bool) -> Result<(), Error> {
         };
         rows.push(row);
     }
+    // Invalid files fail the command whichever way it prints (exit 2).
+    let bad = rows.iter().filter(|r| r.get("error").is_some()).count();
+    let invalid = || Err(Error::usage(format!("{bad} customer file(s) are invalid")));
     // One buffered writer: ten thousand lines are one write, not ten thousand.
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if as_json {
-        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
-        return Ok(());
+        let summary = json!({"total": rows.len(), "invalid": bad});
+        let doc = super::json_out::document("list", json!({"customers": rows, "summary": summary}));
+        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        let _ = out.flush();
+        return if bad > 0 { invalid() } else { Ok(()) };
     }
     if rows.is_empty() {
         eprintln!("no customers in {}", fleet.paths.customers.display());
     }
     let _ = writeln!(out, "{:<24} {:<12} {:<14} {:<16} LAST RUN", "CUSTOMER", "ENV", "REGION", "GIT_ID");
-    let mut bad = 0;
     for r in &rows {
         if let Some(e) = r.get("error") {
-            bad += 1;
             let _ = writeln!(out, "{:<24} invalid: {}", r["customer"].as_str().unwrap_or("?"), e.as_str().unwrap_or(""));
         } else {
             let _ = writeln!(
@@ -58,7 +62,7 @@ pub fn list(fleet: &Fleet, as_json: bool) -> Result<(), Error> {
     }
     let _ = out.flush();
     if bad > 0 {
-        return Err(Error::usage(format!("{bad} customer file(s) are invalid")));
+        return invalid();
     }
     Ok(())
 }

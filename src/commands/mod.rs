@@ -4,6 +4,7 @@
 
 mod doctor;
 mod drift;
+mod json_out;
 mod list;
 mod matrix;
 mod outputs;
@@ -55,13 +56,23 @@ pub fn main(cli: Cli) -> i32 {
 }
 
 async fn run(cli: Cli) -> Result<(), Error> {
-    crate::ui::ci::init(cli.progress.into());
-    if let Command::Doctor = &cli.command {
+    crate::ui::ci::init(cli.progress().into());
+    crate::ui::colour::init(cli.color.into());
+    // These need no fleet file.
+    match &cli.command {
         // Runs without a (valid) fleet file: it says what it could not check.
-        return doctor::doctor(&cli.config, Fleet::load(&cli.config, &EnvOverrides::from_process())).await;
+        Command::Doctor { json } => {
+            return doctor::doctor(&cli.config, Fleet::load(&cli.config, &EnvOverrides::from_process()), *json).await;
+        }
+        Command::Completions { shell } => {
+            crate::cli::completions(*shell, &mut std::io::stdout().lock());
+            return Ok(());
+        }
+        Command::Man { command } => return crate::cli::man(command.as_deref(), &mut std::io::stdout().lock()).map_err(Error::usage),
+        _ => {}
     }
     let fleet = Fleet::load(&cli.config, &EnvOverrides::from_process())?;
-    let plain = cli.no_progress || !std::io::stderr().is_terminal() || std::env::var_os("CI").is_some();
+    let plain = !std::io::stderr().is_terminal() || std::env::var_os("CI").is_some();
     match &cli.command {
         Command::Deploy { target, fleet: f, auto_approve, rebuild_ami, json, no_smoke, from, approved_plan, allow_destroy } => {
             let mut args = RunArgs::new(&fleet, target, f, *auto_approve, *rebuild_ami, *json, plain)?;
@@ -88,16 +99,16 @@ async fn run(cli: Cli) -> Result<(), Error> {
             let names = select(&fleet, target)?;
             run::render(fleet, &names, target).await
         }
-        Command::Validate { target } => {
+        Command::Validate { target, json } => {
             let names = select(&fleet, target)?;
-            validate::validate(fleet, &names, target)
+            validate::validate(fleet, &names, target, *json)
         }
         Command::Outputs { target, json, show_sensitive } => {
             outputs::outputs(&fleet, &select(&fleet, target)?, target, *json, *show_sensitive).await
         }
         Command::Status { target, json } => status::status(&fleet, &select(&fleet, target)?, target.env.as_ref(), *json).await,
         Command::List { json } => list::list(&fleet, *json),
-        Command::Doctor => doctor::doctor(&cli.config, Ok(fleet)).await,
+        Command::Doctor { .. } | Command::Completions { .. } | Command::Man { .. } => unreachable!("handled before the fleet file"),
         Command::Matrix { customers, all, tag, changed_since, canary, max_jobs } => {
             let selector = Selector { names: customers.clone(), all: *all, tags: tag.clone() };
             let max_jobs = max_jobs.map(usize::from);

@@ -1,6 +1,6 @@
 //! `outputs`: customers' outputs, read back from their states in S3.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::cli::Target;
 use crate::config::Fleet;
@@ -11,25 +11,34 @@ use crate::tools::process::StageLog;
 use crate::tools::terraform;
 
 pub async fn outputs(fleet: &Fleet, names: &[CustomerName], target: &Target, as_json: bool, show: bool) -> Result<(), Error> {
-    if names.len() == 1 {
+    if names.len() == 1 && !as_json {
         return one(fleet, &names[0], target.env.as_ref(), as_json, show, true).await.map(|_| ());
     }
-    // Several: one object per customer (JSON), or one block each.
-    let mut all = serde_json::Map::new();
+    // Several, or JSON: one block each, or one entry each in the document.
+    let mut rows = Vec::new();
     let mut missing = Vec::new();
+    let mut single = None;
     for n in names {
         match one(fleet, n, target.env.as_ref(), as_json, show, false).await {
-            Ok(v) => {
-                all.insert(n.to_string(), v);
-            }
+            Ok(v) => rows.push(json!({"customer": n.as_str(), "outputs": v})),
             Err(e) => {
-                eprintln!("error: {n}: {e}");
+                rows.push(json!({"customer": n.as_str(), "error": e.to_string()}));
                 missing.push(n.to_string());
+                if names.len() == 1 {
+                    single = Some(e);
+                } else {
+                    eprintln!("error: {n}: {e}");
+                }
             }
         }
     }
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&Value::Object(all)).unwrap_or_default());
+        let summary = json!({"total": rows.len(), "ok": rows.len() - missing.len(), "failed": missing.len()});
+        super::json_out::print("outputs", json!({"customers": rows, "summary": summary}));
+    }
+    // One customer: its own error and exit code, as without --json.
+    if let Some(e) = single {
+        return Err(e);
     }
     if !missing.is_empty() {
         return Err(Error::Reported { message: format!("no outputs for {}", missing.join(", ")), code: crate::error::EXIT_STAGE_FAILED });
@@ -37,7 +46,8 @@ pub async fn outputs(fleet: &Fleet, names: &[CustomerName], target: &Target, as_
     Ok(())
 }
 
-/// One customer's outputs; printed when `print` (else only returned, for JSON).
+/// One customer's outputs; printed as one customer's when `print`, else as one block
+/// of several (text) or only returned (JSON).
 async fn one(fleet: &Fleet, name: &CustomerName, env: Option<&EnvName>, as_json: bool, show: bool, print: bool) -> Result<Value, Error> {
     let mut customer = fleet.load_customer(name)?;
     if let Some(env) = env {
@@ -90,19 +100,15 @@ async fn one(fleet: &Fleet, name: &CustomerName, env: Option<&EnvName>, as_json:
         }
         return Ok(Value::Object(all));
     }
-    if as_json {
-        println!("{}", serde_json::to_string_pretty(&Value::Object(all.clone())).unwrap_or_default());
-    } else {
-        for section in &order {
-            let v = &all[section];
-            println!("{section}:");
-            if let Some(m) = v.as_object() {
-                if m.is_empty() {
-                    println!("  (not deployed)");
-                }
-                for (k, v) in m {
-                    println!("  {k} = {}", value_text(v));
-                }
+    for section in &order {
+        let v = &all[section];
+        println!("{section}:");
+        if let Some(m) = v.as_object() {
+            if m.is_empty() {
+                println!("  (not deployed)");
+            }
+            for (k, v) in m {
+                println!("  {k} = {}", value_text(v));
             }
         }
     }

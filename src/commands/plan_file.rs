@@ -3,10 +3,12 @@
 //! lists (the check of `stages::stack::approve`). One shape whatever the number of
 //! customers:
 //!
-//! `{"schema_version": 1, "kind": "plan", "customers": [<run report>...], "summary": {...}}`
+//! `{"schema_version": 2, "kind": "plan", "customers": [<run report>...], "summary": {...}}`
 //!
-//! where each run report is what `plan --json` prints for one customer (its stack
-//! stages carry `resources` and `destroys`) and `summary` is the fleet summary.
+//! the document `plan --json` prints (its stack stages carry `resources` and
+//! `destroys`; docs/schema/plan.schema.json), so `stamp plan --json > FILE` writes
+//! one too. Version 1 files (before every `--json` had one shape) have the same
+//! keys and are still read.
 
 use std::path::Path;
 use std::time::Duration;
@@ -19,20 +21,14 @@ use crate::customer::report::{Operation, RunReport};
 use crate::error::Error;
 use crate::ui::summary;
 
-/// Bumped when the file's shape changes; a deploy refuses any other.
-pub const SCHEMA_VERSION: u32 = 1;
 pub const KIND: &str = "plan";
+/// The versions a deploy reads: the `--json` contract's, and 1, the same keys
+/// written before it (by `plan --out` only). A deploy refuses any other.
+const READS: [u32; 2] = [1, super::json_out::SCHEMA_VERSION];
 
-/// The document `plan --out` writes.
+/// The document `plan --out` writes: what `plan --json` prints.
 pub fn document(reports: &[RunReport], wall: Duration) -> Value {
-    let mut doc = summary::fleet_json(reports, wall);
-    let mut out = serde_json::Map::new();
-    out.insert("schema_version".into(), SCHEMA_VERSION.into());
-    out.insert("kind".into(), KIND.into());
-    if let Value::Object(m) = &mut doc {
-        out.extend(std::mem::take(m));
-    }
-    Value::Object(out)
+    super::json_out::document(KIND, summary::fleet_json(reports, wall))
 }
 
 /// Before anything starts: `--out FILE` can be written where it is asked for.
@@ -80,10 +76,11 @@ pub fn read(path: &Path) -> Result<Reviewed, Error> {
     if header.kind.as_deref() != Some(KIND) {
         return Err(bad(format!("not a plan file: its \"kind\" is {:?}, not \"{KIND}\"", header.kind.unwrap_or_default())));
     }
-    if header.schema_version != Some(SCHEMA_VERSION) {
+    if !header.schema_version.is_some_and(|v| READS.contains(&v)) {
         return Err(bad(format!(
-            "schema_version {} is not {SCHEMA_VERSION}, the one this stamp reads: plan again with this stamp",
-            header.schema_version.map(|v| v.to_string()).unwrap_or_else(|| "(none)".into())
+            "schema_version {} is not {}, the ones this stamp reads: plan again with this stamp",
+            header.schema_version.map(|v| v.to_string()).unwrap_or_else(|| "(none)".into()),
+            READS.map(|v| v.to_string()).join(" or ")
         )));
     }
     let body: Body = serde_json::from_str(&text).map_err(|e| bad(format!("its customers cannot be read: {e}")))?;
@@ -91,4 +88,32 @@ pub fn read(path: &Path) -> Result<Reviewed, Error> {
         return Err(bad(format!("the report of {} is a {}, not a plan", r.customer, r.operation.as_str())));
     }
     Ok(Reviewed { destroys: planned_destroys(&body.customers), by: Reviewer::PlanFile(path.to_path_buf()) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_file_of_version_1_or_2_is_read_and_another_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plan.json");
+        for v in [1, 2] {
+            std::fs::write(&file, format!(r#"{{"schema_version": {v}, "kind": "plan", "customers": [], "summary": {{}}}}"#)).unwrap();
+            let reviewed = read(&file).unwrap_or_else(|e| panic!("version {v}: {e}"));
+            assert!(reviewed.destroys.is_empty());
+        }
+        std::fs::write(&file, r#"{"schema_version": 3, "kind": "plan", "customers": []}"#).unwrap();
+        let Err(refused) = read(&file) else { panic!("a version 3 plan file was read") };
+        let refused = refused.to_string();
+        assert!(refused.contains("schema_version 3 is not 1 or 2"), "{refused}");
+    }
+
+    #[test]
+    fn the_plan_file_is_the_plan_json_document() {
+        let doc = document(&[], Duration::from_secs(1));
+        assert_eq!((doc["schema_version"].as_u64(), doc["kind"].as_str()), (Some(2), Some(KIND)));
+        assert_eq!(doc["customers"], serde_json::json!([]));
+        assert_eq!(doc["summary"]["total"], 0);
+    }
 }

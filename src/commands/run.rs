@@ -223,7 +223,8 @@ fn finish(op: Operation, mut outcomes: Vec<Outcome>, wall: Duration, json: bool)
     if outcomes.len() == 1 {
         let Outcome { report, error } = outcomes.pop().expect("one");
         if json {
-            println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            // The fleet's shape for one customer too (the JSON contract).
+            super::json_out::print(op.as_str(), summary::fleet_json(std::slice::from_ref(&report), wall));
         } else {
             print!("{}", summary::summary_text(&report));
         }
@@ -242,7 +243,7 @@ fn finish(op: Operation, mut outcomes: Vec<Outcome>, wall: Duration, json: bool)
     let interrupted = crate::signals::interrupted() || outcomes.iter().any(|o| matches!(o.error, Some(Error::Interrupted(_))));
     let reports: Vec<RunReport> = outcomes.into_iter().map(|o| o.report).collect();
     if json {
-        println!("{}", serde_json::to_string_pretty(&summary::fleet_json(&reports, wall)).unwrap_or_default());
+        super::json_out::print(op.as_str(), summary::fleet_json(&reports, wall));
     } else {
         print!("{}", summary::fleet_text(&reports, wall));
     }

@@ -152,7 +152,7 @@ pub async fn status(fleet: &Fleet, names: &[CustomerName], env: Option<&EnvName>
             "errors": failed,
             "wall_time_s": (started.elapsed().as_secs_f64() * 100.0).round() / 100.0,
         });
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"customers": rows, "summary": summary})).unwrap_or_default());
+        super::json_out::print("status", serde_json::json!({"customers": rows, "summary": summary}));
     } else {
         print!("{}", table(&rows, SystemTime::now()));
         eprintln!(

@@ -19,7 +19,7 @@ use super::plain;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Progress {
     /// GitHub groups under GitHub Actions, Travis folds under Travis, else bars in a
-    /// terminal and plain lines without one (or with `CI` set, or `--no-progress`).
+    /// terminal and plain lines without one (or with `CI` set).
     #[default]
     Auto,
     Terminal,
@@ -75,7 +75,8 @@ pub struct Ci {
 
 impl Ci {
     /// The renderer: an explicit `--progress` wins; else GitHub Actions, Travis,
-    /// plain lines when `plain` (no terminal, `CI`, `--no-progress`), the terminal's.
+    /// plain lines when `plain` (no terminal, `CI`), the terminal's. (`--no-progress` is
+    /// `--progress plain`.)
     pub fn renderer(&self, plain: bool) -> Renderer {
         match self.progress {
             Progress::Terminal => Renderer::Terminal,

@@ -2,6 +2,7 @@
 //! summaries, and the confirmation prompt.
 
 pub mod ci;
+pub mod colour;
 pub mod events;
 pub mod github;
 pub mod plain;

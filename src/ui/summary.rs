@@ -9,11 +9,10 @@ use serde_json::{Value, json};
 use crate::customer::report::{Changes, Operation, Placeholder, ResourceChange, RunReport};
 use crate::ui::events::{Stage, Status, format_elapsed};
 
-/// Colour for stdout: a terminal, and `NO_COLOR` unset. Every marker also carries
-/// its meaning without colour (`!!`, `-/+`, `*`).
+/// Colour for stdout (`--color`, `NO_COLOR`, `CLICOLOR_FORCE`: `ui::colour`). Every
+/// marker also carries its meaning without colour (`!!`, `-/+`, `*`).
 pub fn stdout_colour() -> bool {
-    use std::io::IsTerminal;
-    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    crate::ui::colour::stdout()
 }
 
 /// `text` in bold red (destroys, replacements, drift) when `colour` is on.
@@ -241,8 +240,8 @@ pub fn fleet_text_styled(reports: &[RunReport], wall: Duration, colour: bool) ->
     s
 }
 
-/// `--json` with several customers: `{"customers": [...], "summary": {...}}`, each
-/// element of `customers` the single-customer report.
+/// The body of deploy's, plan's and destroy's `--json` (any number of customers):
+/// `{"customers": [<run report>...], "summary": {...}}`.
 pub fn fleet_json(reports: &[RunReport], wall: Duration) -> Value {
     let count = |st: &[Status]| reports.iter().filter(|r| st.contains(&r.status)).count();
     let total = reports.iter().map(RunReport::changes).fold(Changes::default(), Changes::plus);
@@ -377,7 +376,7 @@ pub fn drift_customer_json(r: &RunReport) -> Value {
     v
 }
 
-/// `stamp drift --json` for several customers.
+/// The body of `stamp drift --json` (any number of customers).
 pub fn drift_json(reports: &[RunReport], wall: Duration) -> Value {
     let n = |want: DriftState| reports.iter().filter(|r| DriftState::of(r) == want).count();
     json!({

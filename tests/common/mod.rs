@@ -76,6 +76,9 @@ pub fn hermetic(c: &mut Command) -> &mut Command {
         .env_remove("AWS_SESSION_TOKEN")
         .env_remove("GIT_DIR")
         .env_remove("GIT_WORK_TREE")
+        // Colour is decided by each test that looks at it.
+        .env_remove("NO_COLOR")
+        .env_remove("CLICOLOR_FORCE")
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_CONFIG_NOSYSTEM", "1")
 }
@@ -619,13 +622,64 @@ impl Run {
         self
     }
 
+    /// stdout as JSON. A `--json` document (it has a `kind`) is checked against its
+    /// schema, docs/schema/<kind>.schema.json, so every test that reads one checks
+    /// the contract too.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout of stamp {} is not JSON ({e}):\n{}", self.args, self.stdout))
+        let v: serde_json::Value = serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout of stamp {} is not JSON ({e}):\n{}", self.args, self.stdout));
+        if let Some(kind) = v.get("kind").and_then(|k| k.as_str())
+            && let Err(errors) = check_schema(kind, &self.stdout)
+        {
+            panic!(
+                "stamp {}: the --json document breaks docs/schema/{kind}.schema.json:\n{errors}\n--- stdout\n{}",
+                self.args, self.stdout
+            );
+        }
+        v
+    }
+
+    /// The one customer's entry of a `--json` document (`customers[0]`), checked
+    /// against the schema like `json`.
+    pub fn report(&self) -> serde_json::Value {
+        let mut v = self.json();
+        let customers = v["customers"].as_array_mut().unwrap_or_else(|| panic!("stamp {}: no customers list:\n{}", self.args, self.stdout));
+        assert_eq!(customers.len(), 1, "stamp {}: one customer expected:\n{}", self.args, self.stdout);
+        customers.remove(0)
     }
 
     pub fn stderr_has(self, needle: &str) -> Self {
         assert!(self.stderr.contains(needle), "stderr of stamp {} lacks {needle:?}:\n{}", self.args, self.stderr);
         self
+    }
+}
+
+/// Validates a `--json` document (`text`) against docs/schema/<kind>.schema.json
+/// (tests/support/json_schema.py, with the jsonschema of .tools/venv); `Err` holds
+/// every violation, one per line.
+pub fn check_schema(kind: &str, text: &str) -> Result<(), String> {
+    let schema = repo().join("docs/schema").join(format!("{kind}.schema.json"));
+    if !schema.exists() {
+        return Err(format!("no schema {} for kind {kind:?}", schema.display()));
+    }
+    let mut child = Command::new(tools().join("../venv/bin/python"))
+        .arg(repo().join("tests/support/json_schema.py"))
+        .arg(&schema)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python of .tools/venv");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    match out.status.code() {
+        Some(0) => Ok(()),
+        Some(1) if out.stderr.is_empty() => Err(String::from_utf8_lossy(&out.stdout).into_owned()),
+        _ => panic!(
+            "tests/support/json_schema.py failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
     }
 }
 

@@ -13,12 +13,13 @@ set -euo pipefail
 
 report=${1:?usage: drift-issues.sh DRIFT_JSON}
 label=stamp-drift
-if ! jq -e . "$report" > /dev/null 2>&1; then
+# {"schema_version": 2, "kind": "drift", "customers": [...], "summary": {...}} whatever
+# the number of customers (docs/schema/drift.schema.json).
+if ! jq -e '.kind == "drift" and (.customers | type) == "array"' "$report" > /dev/null 2>&1; then
   echo "error: $report is not stamp drift's JSON: nothing to bring the issues up to date with" >&2
   exit 1
 fi
-# One customer's report, or {"customers": [...], "summary": ...} for several.
-customers=$(jq -c 'if has("customers") then .customers[] else . end' "$report")
+customers=$(jq -c '.customers[]' "$report")
 
 gh label create "$label" --color d93f0b --description "stamp drift: infrastructure changed outside terraform" --force > /dev/null
 open=$(gh issue list --label "$label" --state open --limit 1000 --json number,title)

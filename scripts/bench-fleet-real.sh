@@ -10,8 +10,9 @@
 #     and the tools (terraform, providers, packer, aws), and of the emulator;
 #   - the CPU floor = (tree + emulator CPU) / cores, and the ratio
 #     wall / max(one customer alone, CPU floor) (goal <= 1.15);
-#   - the tree's peak RSS and the most terraform and provider processes at once
-#     (/proc sampled every 0.5 s by scripts/proc_timeline.py);
+#   - the tree's peak RSS and peak private memory (RSS less shared file pages: the
+#     provider's binary is held once however many run), and the most terraform and
+#     provider processes at once (/proc sampled every 0.5 s by scripts/proc_timeline.py);
 #   - the AMIs registered and the `packer build` runs (one bake for the fleet);
 #   - target/bench-fleet-real/timeline-N.csv: every process of the tree (pid, ppid,
 #     command, start, end, CPU, peak RSS), to see where the time went.
@@ -94,7 +95,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 mkdir -p "$out"
 results="$out/results.tsv"
-printf 'customers\twall_s\ttree_cpu_s\tstamp_cpu_s\temulator_cpu_s\tpeak_rss_mib\tmax_terraform\tmax_providers\tamis\tbuilds\tload_before\tload_after\tmem_available_mib\n' > "$results"
+printf 'customers\twall_s\ttree_cpu_s\tstamp_cpu_s\temulator_cpu_s\tpeak_rss_mib\tpeak_private_mib\tmax_terraform\tmax_providers\tamis\tbuilds\tload_before\tload_after\tmem_available_mib\n' > "$results"
 "$root/scripts/app-repo.sh" "$dir/app"
 
 # A fresh emulator for each run: moto only grows (and slows) with what it holds.
@@ -205,10 +206,10 @@ run_count() {
   tree=$(awk -F': ' '/User time|System time/ {s += $2} END {printf "%.2f", s}' "$rd/time.txt")
   own=$(jq -r .stamp_cpu_s "$rd/tree.json")
   mcpu=$(awk -v a="$m1" -v b="$m0" 'BEGIN {printf "%.2f", a - b}')
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$wall" "$tree" "$own" "$mcpu" \
-    "$(jq -r .peak_rss_mib "$rd/tree.json")" "$(jq -r .max_terraform "$rd/tree.json")" "$(jq -r .max_providers "$rd/tree.json")" \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$wall" "$tree" "$own" "$mcpu" \
+    "$(jq -r .peak_rss_mib "$rd/tree.json")" "$(jq -r .peak_private_mib "$rd/tree.json")" "$(jq -r .max_terraform "$rd/tree.json")" "$(jq -r .max_providers "$rd/tree.json")" \
     "$images" "$builds" "$l0" "$l1" "$mem" >> "$results"
-  say "$n customer(s): ${wall}s wall, tree cpu ${tree}s (stamp ${own}s), emulator cpu ${mcpu}s, peak RSS $(jq -r .peak_rss_mib "$rd/tree.json") MiB, $images AMI(s), $builds packer build(s)"
+  say "$n customer(s): ${wall}s wall, tree cpu ${tree}s (stamp ${own}s), emulator cpu ${mcpu}s, peak RSS $(jq -r .peak_rss_mib "$rd/tree.json") MiB (private $(jq -r .peak_private_mib "$rd/tree.json") MiB), $images AMI(s), $builds packer build(s)"
   rm -rf "$f"
 }
 
@@ -228,14 +229,14 @@ alone=$(awk -F'\t' '$1 == 1 {print $2}' "$results")
 
 md="$out/report.md"
 {
-  echo "| customers | wall | CPU tools | CPU stamp | CPU emulator | CPU floor | wall / max(alone, floor) | peak RSS | terraform / providers at once | AMIs / builds | load (1 min) before → after |"
+  echo "| customers | wall | CPU tools | CPU stamp | CPU emulator | CPU floor | wall / max(alone, floor) | peak RSS (private) | terraform / providers at once | AMIs / builds | load (1 min) before → after |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|"
 } > "$md"
 echo
 echo "== real-stack fleet: $env customers, one image, --parallel $parallel, $ncpu cores"
-printf '%9s %9s %10s %10s %10s %10s %8s %11s %9s %11s\n' customers wall "cpu tools" "cpu stamp" "cpu emu" floor ratio "peak RSS" "tf/prov" "AMIs/builds"
+printf '%9s %9s %10s %10s %10s %10s %8s %20s %9s %11s\n' customers wall "cpu tools" "cpu stamp" "cpu emu" floor ratio "peak RSS (private)" "tf/prov" "AMIs/builds"
 missed=""
-while IFS=$'\t' read -r n wall tree own mcpu rss mtf mprov images builds l0 l1 _; do
+while IFS=$'\t' read -r n wall tree own mcpu rss priv mtf mprov images builds l0 l1 _; do
   [ "$n" = customers ] && continue
   tools_cpu=$(awk -v t="$tree" -v o="$own" 'BEGIN {printf "%.2f", t - o}')
   floor=$(awk -v t="$tree" -v m="$mcpu" -v c="$ncpu" 'BEGIN {printf "%.2f", (t + m) / c}')
@@ -244,16 +245,17 @@ while IFS=$'\t' read -r n wall tree own mcpu rss mtf mprov images builds l0 l1 _
   if [ "$n" != 1 ]; then
     if awk -v r="$ratio" 'BEGIN {exit !(r <= 1.15)}'; then verdict=" (met)"; else verdict=" (MISSED)"; missed="$missed $n"; fi
   fi
-  printf '%9s %8.2fs %9.2fs %9.2fs %9.2fs %9.2fs %8s %9s MiB %9s %11s%s\n' "$n" "$wall" "$tools_cpu" "$own" "$mcpu" "$floor" "$ratio" "$rss" "$mtf/$mprov" "$images/$builds" "$verdict"
-  printf '| %s | %.1f s | %.1f s | %.1f s | %.1f s | %.1f s | %s%s | %s MiB | %s / %s | %s / %s | %s → %s |\n' \
-    "$n" "$wall" "$tools_cpu" "$own" "$mcpu" "$floor" "$ratio" "$verdict" "$rss" "$mtf" "$mprov" "$images" "$builds" "$l0" "$l1" >> "$md"
+  printf '%9s %8.2fs %9.2fs %9.2fs %9.2fs %9.2fs %8s %20s %9s %11s%s\n' "$n" "$wall" "$tools_cpu" "$own" "$mcpu" "$floor" "$ratio" \
+    "$rss ($priv) MiB" "$mtf/$mprov" "$images/$builds" "$verdict"
+  printf '| %s | %.1f s | %.1f s | %.1f s | %.1f s | %.1f s | %s%s | %s MiB (%s MiB) | %s / %s | %s / %s | %s → %s |\n' \
+    "$n" "$wall" "$tools_cpu" "$own" "$mcpu" "$floor" "$ratio" "$verdict" "$rss" "$priv" "$mtf" "$mprov" "$images" "$builds" "$l0" "$l1" >> "$md"
 done < "$results"
 # shellcheck disable=SC2016 # backquotes are Markdown
 printf '\nMachine: %s × %s, %s GiB. Tools: %s, hashicorp/aws %s, %s, moto %s; stamp %s. `--parallel %s`, %s env.\n' \
   "$ncpu" "$cpu" "$memtotal" "$v_tf" "${v_prov:-?}" "$v_packer" "$v_moto" "$rev" "$parallel" "$env" >> "$md"
 echo "ratio: wall / max(one customer alone, CPU floor); CPU floor: (tree + emulator CPU) / $ncpu cores; goal <= 1.15"
 for n in $missed; do echo "MISSED: $n customers took more than 1.15 x max(one alone, CPU floor)"; done
-echo "timelines: $out/timeline-N.csv (pid, ppid, command, start_s, end_s, cpu_s, peak_rss_mib)"
+echo "timelines: $out/timeline-N.csv (pid, ppid, command, start_s, end_s, cpu_s, peak_rss_mib, peak_private_mib)"
 echo
 echo "== Markdown for docs/bench-fleet-real.md"
 cat "$md"

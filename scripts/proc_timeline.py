@@ -6,8 +6,10 @@
 Every INTERVAL_S (0.5 s) it walks /proc, finds ROOT_PID's descendants and records,
 per process: parent, command, start (from /proc/PID/stat, exact), last time seen
 (its end, to within one interval), CPU (its own user+sys at the last sample: the
-last interval of a process is not seen) and peak RSS. Per sample it sums the RSS of
-the whole tree: the peak is what the machine had to hold. A process that lives less
+last interval of a process is not seen), peak RSS and peak private memory (RSS less
+the shared file pages: the provider's ~400 MiB of binary are held once however many
+run). Per sample it sums both over the whole tree: the RSS sum counts a shared page
+once per process mapping it, the private sum is what grows with each process. A process that lives less
 than one interval may be missed; the tree's CPU total comes from /usr/bin/time.
 
 CSV_OUT: one row per process, times in seconds from T0_EPOCH (the run's start).
@@ -34,7 +36,7 @@ def boot_time():
 
 
 def stat(pid):
-    """(ppid, utime+stime ticks, starttime ticks, rss bytes) or None if gone."""
+    """(ppid, utime+stime ticks, starttime ticks) or None if gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             s = f.read()
@@ -43,7 +45,18 @@ def stat(pid):
     # The command (field 2) may hold spaces and parentheses: split after the last ')'.
     rest = s[s.rindex(")") + 2 :].split()
     # rest[0] is field 3 (state): field N is rest[N - 3].
-    return int(rest[1]), int(rest[11]) + int(rest[12]), int(rest[19]), int(rest[21]) * PAGE
+    return int(rest[1]), int(rest[11]) + int(rest[12]), int(rest[19])
+
+
+def memory(pid):
+    """(resident bytes, private bytes): private = resident less the shared (file) pages,
+    which the kernel holds once for every process mapping the same binary."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            resident, shared = (int(x) for x in f.read().split()[1:3])
+    except (OSError, ValueError):
+        return 0, 0
+    return resident * PAGE, max(0, resident - shared) * PAGE
 
 
 def command(pid):
@@ -80,7 +93,7 @@ def main():
     interval = float(sys.argv[5]) if len(sys.argv) > 5 else 0.5
     btime = boot_time()
     procs = {}  # pid -> dict
-    peak = {"rss": 0, "at": 0.0, "terraform": 0, "provider": 0, "tree": 0}
+    peak = {"rss": 0, "at": 0.0, "private": 0, "private_at": 0.0, "terraform": 0, "provider": 0, "tree": 0}
     samples = 0
     while True:
         now = time.time()
@@ -103,10 +116,11 @@ def main():
             pid = todo.pop()
             tree.append(pid)
             todo.extend(children.get(pid, []))
-        total = 0
+        total = private_total = 0
         counts = {"terraform": 0, "provider": 0}
         for pid in tree:
-            ppid, cpu, start, rss = info[pid]
+            ppid, cpu, start = info[pid]
+            rss, private = memory(pid)
             key = (pid, start)  # a pid reused later is another process
             p = procs.get(key)
             if p is None:
@@ -118,17 +132,22 @@ def main():
                     "end": now - t0,
                     "cpu": 0.0,
                     "rss": 0,
+                    "private": 0,
                 }
             p["end"] = now - t0
             p["cpu"] = cpu / TICK
             p["rss"] = max(p["rss"], rss)
+            p["private"] = max(p["private"], private)
             total += rss
+            private_total += private
             k = kind(p["command"])
             if k:
                 counts[k] += 1
         samples += 1
         if total > peak["rss"]:
             peak.update(rss=total, at=now - t0, tree=len(tree))
+        if private_total > peak["private"]:
+            peak.update(private=private_total, private_at=now - t0)
         peak["terraform"] = max(peak["terraform"], counts["terraform"])
         peak["provider"] = max(peak["provider"], counts["provider"])
         time.sleep(max(0.0, interval - (time.time() - now)))
@@ -136,9 +155,9 @@ def main():
     rows = sorted(procs.values(), key=lambda p: (p["start"], p["pid"]))
     with open(csv_out, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["pid", "ppid", "command", "start_s", "end_s", "cpu_s", "peak_rss_mib"])
+        w.writerow(["pid", "ppid", "command", "start_s", "end_s", "cpu_s", "peak_rss_mib", "peak_private_mib"])
         for p in rows:
-            w.writerow([p["pid"], p["ppid"], p["command"], f"{p['start']:.2f}", f"{p['end']:.2f}", f"{p['cpu']:.2f}", f"{p['rss'] / 2**20:.1f}"])
+            w.writerow([p["pid"], p["ppid"], p["command"], f"{p['start']:.2f}", f"{p['end']:.2f}", f"{p['cpu']:.2f}", f"{p['rss'] / 2**20:.1f}", f"{p['private'] / 2**20:.1f}"])
     # The root's direct children: the command the benchmark timed (stamp).
     own = sum(p["cpu"] for p in rows if p["ppid"] == root)
     me = os.times()
@@ -147,6 +166,8 @@ def main():
             {
                 "peak_rss_mib": round(peak["rss"] / 2**20, 1),
                 "peak_at_s": round(peak["at"], 1),
+                "peak_private_mib": round(peak["private"] / 2**20, 1),
+                "peak_private_at_s": round(peak["private_at"], 1),
                 "peak_processes": peak["tree"],
                 "max_terraform": peak["terraform"],
                 "max_providers": peak["provider"],

@@ -12,7 +12,8 @@ use std::rc::Rc;
 
 use tokio::sync::Notify;
 
-/// One terraform with hashicorp/aws 5.x while it plans or applies (measured: 389 MiB).
+/// One terraform with hashicorp/aws 5.x and its provider while it plans or applies: issue
+/// 19 measured 389 MiB; `make bench-fleet-real` saw a customer's tree peak at 352 MiB private.
 pub const DEFAULT_TOOL_MIB: u64 = 400;
 const MIB: u64 = 1 << 20;
 

@@ -96,6 +96,10 @@ bench: tools build ## stamp's overhead over the bare tool commands (figures in d
 bench-fleet: tools build ## 16 customers side by side vs a bash loop and make -j8; 10,000 customer files (figures in docs/benchmarks.md)
 	STAMP_BIN=$(STAMP) scripts/bench-fleet.sh
 
+.PHONY: bench-fleet-real
+bench-fleet-real: tools build ## N customers of the real stacks (staging, one image) with --parallel 8 vs one alone; COUNTS="1 8 16" PARALLEL=8 (figures in docs/bench-fleet-real.md)
+	STAMP_BIN=$(STAMP) scripts/bench-fleet-real.sh
+
 .PHONY: bench-visibility
 bench-visibility: tools build ## no-op redeploys vs first deploys; status --all over 100 customers; plan --all vs single plans (figures in docs/benchmarks.md)
 	STAMP_BIN=$(STAMP) scripts/bench-visibility.sh

@@ -18,6 +18,7 @@ pub const PLAN_JOBS: &str = "STAMP_PLAN_JOBS";
 pub const LOCK_TIMEOUT: &str = "STAMP_LOCK_TIMEOUT";
 pub const PROGRESS: &str = "STAMP_PROGRESS";
 pub const CONFIG: &str = "STAMP_CONFIG";
+pub const TOOL_MEMORY_MIB: &str = "STAMP_TOOL_MEMORY_MIB";
 
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(120);
 pub const DEFAULT_RETRY_BASE: Duration = Duration::from_millis(500);
@@ -30,11 +31,14 @@ pub struct Settings {
     pub kill_grace: Duration,
     /// `STAMP_RETRY_BASE_MS`: the first pause of the retry backoff.
     pub retry_base: Duration,
+    /// `STAMP_TOOL_MEMORY_MIB`: the memory one tool run holds, taken as it is (else
+    /// measured in the run, at least `fleet::memory::DEFAULT_TOOL_MIB`).
+    pub tool_memory_mib: Option<u64>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { kill_grace: DEFAULT_KILL_GRACE, retry_base: DEFAULT_RETRY_BASE }
+        Self { kill_grace: DEFAULT_KILL_GRACE, retry_base: DEFAULT_RETRY_BASE, tool_memory_mib: None }
     }
 }
 
@@ -61,6 +65,7 @@ pub fn check_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, E
         s.retry_base = Duration::from_millis(n);
     }
     whole(PLAN_JOBS, "a whole number from 1 to 256 (like --plan-jobs)", 1..=256)?;
+    s.tool_memory_mib = whole(TOOL_MEMORY_MIB, "a whole number of MiB from 1 to 1048576 (default: measured, at least 400)", 1..=1_048_576)?;
     if let Some(v) = lookup(LOCK_TIMEOUT) {
         crate::cli::parse_lock_timeout(&v).map_err(|m| bad(LOCK_TIMEOUT, &v, &format!("a duration like --lock-timeout ({m})")))?;
     }
@@ -101,9 +106,16 @@ mod tests {
     #[test]
     fn unset_means_the_defaults_and_good_values_are_taken() {
         assert_eq!(check_vars(&[]).unwrap(), Settings::default());
-        let s =
-            check_vars(&[(KILL_GRACE, "3"), (RETRY_BASE_MS, " 10 "), (PLAN_JOBS, "2"), (LOCK_TIMEOUT, "5m"), (PROGRESS, "plain")]).unwrap();
-        assert_eq!(s, Settings { kill_grace: Duration::from_secs(3), retry_base: Duration::from_millis(10) });
+        let s = check_vars(&[
+            (KILL_GRACE, "3"),
+            (RETRY_BASE_MS, " 10 "),
+            (PLAN_JOBS, "2"),
+            (LOCK_TIMEOUT, "5m"),
+            (PROGRESS, "plain"),
+            (TOOL_MEMORY_MIB, "512"),
+        ])
+        .unwrap();
+        assert_eq!(s, Settings { kill_grace: Duration::from_secs(3), retry_base: Duration::from_millis(10), tool_memory_mib: Some(512) });
     }
 
     #[test]
@@ -116,6 +128,8 @@ mod tests {
             (RETRY_BASE_MS, "1e3", "milliseconds"),
             (PLAN_JOBS, "0", "from 1 to 256"),
             (PLAN_JOBS, "many", "from 1 to 256"),
+            (TOOL_MEMORY_MIB, "0", "MiB from 1 to 1048576"),
+            (TOOL_MEMORY_MIB, "400M", "MiB from 1 to 1048576"),
             (LOCK_TIMEOUT, "forever", "a duration"),
             (PROGRESS, "fancy", "auto, terminal, plain, github, travis"),
             (CONFIG, "", "the path of the fleet file"),

@@ -365,6 +365,15 @@ fn cases() -> Vec<Case> {
             .with_env("STAMP_PLAN_JOBS", "0"),
         case(
             "settings",
+            "STAMP_TOOL_MEMORY_MIB with a unit",
+            &["plan", "acme"],
+            2,
+            &["STAMP_TOOL_MEMORY_MIB", "`400M`", "MiB from 1 to 1048576"],
+            |_| {},
+        )
+        .with_env("STAMP_TOOL_MEMORY_MIB", "400M"),
+        case(
+            "settings",
             "STAMP_LOCK_TIMEOUT not a duration",
             &["plan", "acme"],
             2,

@@ -172,6 +172,66 @@ fn plan_jobs_bounds_the_inits_and_plans_running_at_once_and_not_the_applies() {
     assert!(overlaps >= 3, "the applies are not limited: the three vpc applies ran side by side: {runs:?}");
 }
 
+/// STAMP_TOOL_MEMORY_MIB sizes one tool run: at 1 TiB a tool, no machine holds two,
+/// so `--parallel 3` runs the customers one after another, and a note says why, once.
+#[test]
+fn parallel_starts_no_more_customers_than_memory_holds_and_says_so_once() {
+    let emu = Emulator::start();
+    let fleet = Fleet::new(&emu);
+    // The real terraform behind a script that writes down where and when each run
+    // starts and ends.
+    let spans = fleet.path().join("spans.txt");
+    let wrapper = fleet.path().join("terraform-timed");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/bash\necho \"start $(date +%s%N) $$ $PWD\" >> {spans}\n{real} \"$@\"\nrc=$?\necho \"end $(date +%s%N) $$ $PWD\" >> {spans}\nexit $rc\n",
+            spans = spans.display(),
+            real = common::tool("terraform").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    fleet.write_config(&common::FLEET_TOML.replace("terraform = \"{tools}/terraform\"", &format!("terraform = \"{}\"", wrapper.display())));
+    let names = ["acme", "globex", "initech"];
+    for (i, c) in names.iter().enumerate() {
+        fleet.customer(c, &format!("git_id = \"v1\"\n[vpc.vars]\ncidr_block = \"10.{}.0.0/16\"\n", i + 1));
+    }
+    let out = fleet
+        .stamp_cmd(&["deploy", "--all", "--parallel", "3", "--auto-approve", "--json"])
+        .env("STAMP_TOOL_MEMORY_MIB", "1048576")
+        .output()
+        .unwrap();
+    let run = Run::from(out, &["deploy", "--all"]).ok();
+    assert_eq!(run.json()["summary"]["ok"], 3, "{}", run.stdout);
+    let notes: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with("note: ") && l.contains("side by side")).collect();
+    assert_eq!(notes.len(), 1, "{}", run.stderr);
+    assert!(
+        notes[0].starts_with("note: 1 customer(s) side by side, not --parallel 3: ")
+            && notes[0].contains("holds 1 tool(s) of 1048576 MiB (STAMP_TOOL_MEMORY_MIB"),
+        "{}",
+        notes[0]
+    );
+
+    // Each customer's terraform runs, first start to last end: no two customers overlap.
+    let text = std::fs::read_to_string(&spans).unwrap();
+    let mut span: std::collections::BTreeMap<&str, (u128, u128)> = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.splitn(4, ' ').collect();
+        let t = f[1].parse::<u128>().unwrap();
+        let who = names.iter().find(|c| f[3].contains(&format!("/.stamp/{c}/"))).unwrap_or_else(|| panic!("whose run? {line}"));
+        let s = span.entry(who).or_insert((t, t));
+        s.0 = s.0.min(t);
+        s.1 = s.1.max(t);
+    }
+    assert_eq!(span.len(), 3, "{text}");
+    let mut by_start: Vec<(u128, u128)> = span.values().copied().collect();
+    by_start.sort();
+    for pair in by_start.windows(2) {
+        assert!(pair[0].1 < pair[1].0, "two customers' terraform ran at once: {span:?}");
+    }
+}
+
 #[test]
 fn customers_sharing_one_state_bucket_create_it_together() {
     let emu = Emulator::start();

@@ -1,12 +1,12 @@
 //! Runs many customers' pipelines side by side on one thread (each customer's own
-//! stages keep their order): at most `parallel` at once, canaries first, and the
-//! failure policy. A failed customer never touches another's state, logs or working
-//! copy; what the policy stops is only what starts next.
+//! stages keep their order): at most `parallel` at once and no more than memory
+//! holds (`memory`), canaries first, and the failure policy. A failed customer never
+//! touches another's state, logs or working copy; what the policy stops is only what
+//! starts next.
 
 use std::rc::Rc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::cancel::Stop;
@@ -15,6 +15,7 @@ use crate::customer::plan::CustomerPlan;
 use crate::customer::report::{Operation, RunReport};
 use crate::error::Error;
 use crate::fleet::context::FleetContext;
+use crate::fleet::memory::{self, Lanes, Memory};
 use crate::ui::events::{Emitter, EventKind, EventSink, Status};
 
 #[derive(Debug, Clone, Default)]
@@ -57,8 +58,23 @@ pub async fn run(
     let waves: Vec<std::ops::Range<usize>> =
         if canary > 0 && canary < n { vec![0..canary, canary..n] } else { std::iter::once(0..n).collect() };
     let failures = Rc::new(std::cell::Cell::new(0usize));
+    let parallel = policy.parallel.max(1);
+    // The memory available before any tool starts; the size of one tool, measured
+    // as the run goes (twice a second: a walk of this process's children in /proc).
+    let memory = Rc::new(Memory::of_this_machine(crate::env_vars::settings().tool_memory_mib));
+    let sampler = (parallel > 1 && n > 1 && memory.measures()).then(|| {
+        let memory = memory.clone();
+        tokio::task::spawn_local(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                for bytes in memory::tool_trees() {
+                    memory.observe(bytes);
+                }
+            }
+        })
+    });
     for (w, wave) in waves.into_iter().enumerate() {
-        let slots = Rc::new(Semaphore::new(policy.parallel.max(1)));
+        let slots = Lanes::new(parallel, memory.clone());
         let mut running = JoinSet::new();
         for i in wave {
             let plan = plans[i].take().expect("each plan runs once");
@@ -66,7 +82,7 @@ pub async fn run(
                 (ctx.clone(), opts.clone(), sink.clone(), stop.clone(), slots.clone(), failures.clone());
             let (fail_fast, max_failures) = (policy.fail_fast, policy.max_failures);
             running.spawn_local(async move {
-                let _slot = slots.acquire().await.expect("the semaphore is never closed");
+                let _slot = slots.enter(|note| Emitter::new("", sink.clone()).note(note)).await;
                 let outcome = run_one(ctx, plan, op, opts, sink, stop.clone()).await;
                 if matches!(outcome.report.status, Status::Failed) {
                     failures.set(failures.get() + 1);
@@ -95,6 +111,9 @@ pub async fn run(
                 stop.drain(format!("canary {} did not succeed", bad.join(", ")));
             }
         }
+    }
+    if let Some(s) = sampler {
+        s.abort();
     }
     outcomes.into_iter().map(|o| o.expect("every customer has an outcome")).collect()
 }

@@ -66,6 +66,7 @@ pub fn hermetic(c: &mut Command) -> &mut Command {
         c.env_remove(k);
     }
     c.env_remove("STAMP_PLAN_JOBS")
+        .env_remove("STAMP_TOOL_MEMORY_MIB")
         .env_remove("STAMP_LOCK_TIMEOUT")
         .env_remove("STAMP_TERRAFORM")
         .env_remove("STAMP_PACKER")

@@ -392,7 +392,7 @@ fn the_iam_roles_cover_a_real_stacks_deploy_plan_and_destroy() {
     let fleet = Fleet { dir: tempfile::tempdir().unwrap(), endpoint: proxy.url.clone() };
     fleet.write_config(REAL_FLEET_TOML);
     std::fs::create_dir_all(fleet.path().join("customers")).unwrap();
-    fleet.customer("wayne", "env = \"staging\"\ngit_id = \"v4.0.0\"\n[vpc.vars]\ncidr_block = \"10.60.0.0/16\"\n");
+    fleet.customer("wayne", "env = \"staging\"\ngit_id = \"v1.0.0\"\n[vpc.vars]\ncidr_block = \"10.60.0.0/16\"\n");
     let policy = |name: &str| iam::Policy::load(&common::repo().join("docs/iam").join(name));
     let (plan_role, deploy_role) = (policy("plan-role-policy.json"), policy("deploy-role-policy.json"));
     let requests = || proxy.requests();
@@ -403,7 +403,7 @@ fn the_iam_roles_cover_a_real_stacks_deploy_plan_and_destroy() {
     let report = run.ok().report();
     assert_eq!(stage_status(&report, "vpc"), "unchanged", "{report:#}");
     // A new revision: a new AMI, a new launch template version, an instance refresh.
-    fleet.customer("wayne", "env = \"staging\"\ngit_id = \"v4.0.1\"\n[vpc.vars]\ncidr_block = \"10.60.0.0/16\"\n");
+    fleet.customer("wayne", "env = \"staging\"\ngit_id = \"v2.0.0\"\n[vpc.vars]\ncidr_block = \"10.60.0.0/16\"\n");
     let (run, rollout) = iam::recorded(requests, || fleet.stamp(&["deploy", "wayne", "--auto-approve", "--json"]));
     let report = run.ok().report();
     assert_eq!(stage_status(&report, "frontends"), "ok", "{report:#}");

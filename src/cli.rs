@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::env_vars::parse_lock_timeout;
 use crate::names::{CustomerName, EnvName};
 
 /// `stamp --version`: the version and the commit it was built from (build.rs).
@@ -275,14 +276,6 @@ impl From<ProgressArg> for crate::ui::ci::Progress {
             ProgressArg::Travis => Progress::Travis,
         }
     }
-}
-
-pub fn parse_lock_timeout(s: &str) -> Result<std::time::Duration, String> {
-    let d = humantime::parse_duration(s.trim()).map_err(|e| format!("`{s}` is not a duration ({e}); write one such as 30s, 10m or 1h"))?;
-    if d.as_secs() > 24 * 3600 || d.subsec_nanos() != 0 {
-        return Err(format!("`{s}`: give whole seconds, at most 24h (such as 30s, 10m or 1h)"));
-    }
-    Ok(d)
 }
 
 fn parse_customer(s: &str) -> Result<CustomerName, String> {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::error::{ConfigError, Error};
+use crate::error::{ConfigError, Error, line_of};
 use crate::names::{CustomerName, EnvName, Region};
 
 pub const DEFAULT_STATE_BUCKET: &str = "tfstate-{{account_id}}-{{customer}}";
@@ -1055,11 +1055,6 @@ fn at(file: &Path, text: &str, span: Option<Range<usize>>) -> String {
         Some(s) => format!("{}:{}", file.display(), line_of(text, s.start)),
         None => file.display().to_string(),
     }
-}
-
-/// 1-based line of a byte offset.
-pub fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
 /// The span of `key` in the table that starts at `table` (a `[header]` span: the

@@ -141,7 +141,7 @@ async fn build(
     let ui = p.ui.clone();
     // A bake that failed for a transient cause (throttling, a dropped connection:
     // `stack::transient_failure`) is run again; packer cleans up what it started.
-    let artifacts = crate::retry::logged(
+    let artifacts = crate::tools::process::logged(
         log,
         "packer build",
         async |log: &mut StageLog, _| {

@@ -186,7 +186,7 @@ async fn run_stack(
         // An apply that failed for a transient cause is retried by planning again and
         // applying that new plan: the saved plan may be stale once part of it was
         // applied, and it is never applied twice.
-        crate::retry::logged(
+        crate::tools::process::logged(
             &mut log,
             verb,
             async |log: &mut StageLog, attempt| {
@@ -461,7 +461,7 @@ async fn init(p: &Pipeline, stage: Stage, dir: &Path, log: &mut StageLog) -> Res
         // Another customer's init may have warmed the cache while this one waited.
         if warm() { None } else { Some(held) }
     };
-    crate::retry::logged(
+    crate::tools::process::logged(
         log,
         "terraform init",
         async |log: &mut StageLog, _| {
@@ -517,7 +517,7 @@ async fn plan_with_code(
         .arg(format!("-out={planfile}"))
         .arg(format!("-var-file={}", terraform::TFVARS_FILE));
     let streamed = std::cell::RefCell::new(terraform::StreamedPlan::default());
-    let planned = crate::retry::logged(
+    let planned = crate::tools::process::logged(
         log,
         "terraform plan",
         async |log: &mut StageLog, _| {

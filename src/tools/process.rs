@@ -548,6 +548,17 @@ impl StageLog {
     }
 }
 
+/// `retry::run` with the stage log as the context: each retry goes to the log and
+/// the stage's progress step.
+pub async fn logged<T, E: crate::retry::Retryable>(
+    log: &mut StageLog,
+    what: &str,
+    attempt: impl AsyncFnMut(&mut StageLog, u32) -> Result<T, E>,
+    transient: impl Fn(&E) -> Option<String>,
+) -> Result<T, E> {
+    crate::retry::run(log, what, |l: &mut StageLog, m: &str| l.progress(m), attempt, transient).await
+}
+
 /// Environment variables that carry variable values to terraform and packer: the
 /// sensitive ones go only through `secret_env`, and none is ever printed.
 fn is_secret_name(k: &str) -> bool {

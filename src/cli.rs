@@ -242,9 +242,9 @@ pub enum StageArg {
     Smoke,
 }
 
-impl From<StageArg> for crate::ui::events::Stage {
+impl From<StageArg> for crate::events::Stage {
     fn from(s: StageArg) -> Self {
-        use crate::ui::events::Stage;
+        use crate::events::Stage;
         match s {
             StageArg::Bucket => Stage::Bucket,
             StageArg::Vpc => Stage::Vpc,

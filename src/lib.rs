@@ -16,6 +16,7 @@ pub mod config;
 pub mod customer;
 pub mod env_vars;
 pub mod error;
+pub mod events;
 pub mod fleet;
 pub mod interrupt;
 pub mod names;

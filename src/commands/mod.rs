@@ -18,9 +18,9 @@ use std::rc::Rc;
 use crate::cli::{Cli, Command, Target};
 use crate::config::{EnvOverrides, Fleet};
 use crate::error::{EXIT_OK, Error};
+use crate::events::EventSink;
 use crate::fleet::selection::{self, Selector};
 use crate::names::CustomerName;
-use crate::ui::events::EventSink;
 use crate::ui::plain::PlainSink;
 use crate::ui::terminal::TerminalSink;
 

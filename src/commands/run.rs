@@ -11,12 +11,12 @@ use crate::customer::pipeline::{Approval, Options, Pipeline, Reviewed, Reviewer,
 use crate::customer::plan::CustomerPlan;
 use crate::customer::report::{Operation, RunReport};
 use crate::error::{EXIT_INTERRUPTED, EXIT_STAGE_FAILED, EXIT_USAGE, Error};
+use crate::events::{Discard, Status};
 use crate::fleet::context::FleetContext;
 use crate::fleet::scheduler::{self, Outcome, Policy};
 use crate::fleet::selection::{self, Selector};
 use crate::names::{CustomerName, EnvName};
 use crate::tools::find;
-use crate::ui::events::{Discard, Status};
 use crate::ui::prompt::{self, TerminalApprover};
 use crate::ui::summary;
 
@@ -33,7 +33,7 @@ pub struct RunArgs {
     /// `deploy --no-smoke`.
     pub no_smoke: bool,
     /// `deploy --from STAGE`.
-    pub from: Option<crate::ui::events::Stage>,
+    pub from: Option<crate::events::Stage>,
     /// `deploy --approved-plan FILE`.
     pub approved_plan: Option<PathBuf>,
     /// `deploy --allow-destroy`.
@@ -188,9 +188,9 @@ pub async fn run(fleet: Fleet, op: Operation, args: RunArgs) -> Result<(), Error
 /// Before anything starts: every customer's run journal can be read, and with
 /// `--from STAGE` each one has the stages before it done. All problems are
 /// printed, then exit 2. (Each pipeline checks again under its customer's lock.)
-fn check_journals(ctx: &FleetContext, plans: &[CustomerPlan], from: Option<crate::ui::events::Stage>) -> Result<(), Error> {
+fn check_journals(ctx: &FleetContext, plans: &[CustomerPlan], from: Option<crate::events::Stage>) -> Result<(), Error> {
     use crate::customer::journal::Journal;
-    use crate::ui::events::Stage;
+    use crate::events::Stage;
     if from == Some(Stage::Bucket) {
         return Ok(());
     }
@@ -267,7 +267,7 @@ fn finish(op: Operation, mut outcomes: Vec<Outcome>, wall: Duration, json: bool)
 /// this plan did not show.
 async fn approve_fleet_plan(ctx: &Rc<FleetContext>, plans: &[CustomerPlan], args: &RunArgs) -> Result<Approval, Error> {
     eprintln!("planning {} customers before asking...", plans.len());
-    let quiet: Rc<dyn crate::ui::events::EventSink> = Rc::new(Discard);
+    let quiet: Rc<dyn crate::events::EventSink> = Rc::new(Discard);
     let opts = Options { approval: Approval::Auto, rebuild_ami: false, no_smoke: true, from: None };
     let outcomes = scheduler::run(ctx.clone(), plans.to_vec(), Operation::Plan, opts, &args.policy, quiet, Stop::new()).await;
     let mut text = String::from("\nThe fleet's plan:\n");
@@ -281,7 +281,7 @@ async fn approve_fleet_plan(ctx: &Rc<FleetContext>, plans: &[CustomerPlan], args
         for st in &r.stages {
             if let Some(c) = st.changes {
                 text.push_str(&format!("  {:<24} {:<10} {}\n", r.customer, st.name, c.short()));
-            } else if st.status == Status::Skipped && st.name != crate::ui::events::Stage::Ami {
+            } else if st.status == Status::Skipped && st.name != crate::events::Stage::Ami {
                 text.push_str(&format!("  {:<24} {:<10} {}\n", r.customer, st.name, st.detail));
             }
             for d in st.plan.resources.iter().filter(|d| d.destroys()) {

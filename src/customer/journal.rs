@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
-use crate::ui::events::Stage;
+use crate::events::Stage;
 
 pub const JOURNAL_FILE: &str = "journal.json";
 /// Bumped when a field changes meaning; a newer journal is refused.

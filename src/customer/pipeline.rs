@@ -18,13 +18,13 @@ use crate::customer::journal::{Inputs, Journal, RunState, StageEntry, StageState
 use crate::customer::plan::CustomerPlan;
 use crate::customer::report::{Changes, Operation, PlanDetail, RunReport, SCHEMA_VERSION, StageReport};
 use crate::error::Error;
+use crate::events::{Emitter, EventKind, EventSink, Stage, Status};
 use crate::fleet::context::FleetContext;
 use crate::names::{AmiId, BucketName};
 use crate::stages::{self, stack::Mode};
 use crate::tools::aws::Aws;
 use crate::tools::process::StageLog;
 use crate::tools::terraform::{self, Outputs};
-use crate::ui::events::{Emitter, EventKind, EventSink, Stage, Status};
 
 /// A change in a plan: an address and its typed action, read from `terraform show -json`.
 pub type PlannedChange = crate::tools::terraform::ResourceChange;

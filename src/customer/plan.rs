@@ -9,13 +9,13 @@ use std::rc::Rc;
 
 use crate::config::{Customer, SecretFrom, SecretSource, StageVars, origin_of};
 use crate::error::{ConfigError, Error};
+use crate::events::Stage;
 use crate::fleet::context::FleetContext;
 use crate::names::{CustomerName, EnvName};
 use crate::render::AppContext;
 use crate::tools::git::Revision;
 use crate::tools::packer::TemplateInfo;
 use crate::tools::terraform::StackInfo;
-use crate::ui::events::Stage;
 
 /// Standard inputs stamp sets itself; `[*.vars]` may not redefine them.
 pub const VPC_STANDARD: [&str; 3] = ["customer", "region", "env"];

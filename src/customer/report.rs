@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::ui::events::{Stage, Status};
+use crate::events::{Stage, Status};
 
 /// Bumped when a field changes meaning; readers refuse a newer one.
 /// 2: `changes` counts replacements apart (`replace`), no longer in add and destroy;

@@ -14,8 +14,8 @@ use crate::customer::pipeline::{Options, Pipeline};
 use crate::customer::plan::CustomerPlan;
 use crate::customer::report::{Operation, RunReport};
 use crate::error::Error;
+use crate::events::{Emitter, EventKind, EventSink, Status};
 use crate::fleet::context::FleetContext;
-use crate::ui::events::{Emitter, EventKind, EventSink, Status};
 
 #[derive(Debug, Clone, Default)]
 pub struct Policy {

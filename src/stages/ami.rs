@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use crate::customer::pipeline::{Pipeline, StageDone, VpcOutputs};
 use crate::customer::plan::PACKER_RECORDED;
 use crate::error::Error;
+use crate::events::{Stage, Status};
 use crate::fleet::bakes::{BakeFailed, Baked, image_key};
 use crate::names::AmiId;
 use crate::render;
@@ -18,7 +19,6 @@ use crate::tools::aws::{TAG_COMMIT, TAG_CUSTOMER, TAG_GIT_ID, TAG_IMAGE_KEY, TAG
 use crate::tools::packer::{self, PackerEvent};
 use crate::tools::process::{StageLog, Tail, ToolCommand};
 use crate::tools::terraform;
-use crate::ui::events::{Stage, Status};
 
 pub async fn run(p: &mut Pipeline, vpc: &VpcOutputs) -> Result<StageDone<AmiId>, Error> {
     // Private var files a killed run left behind (this customer's lock is held: no
@@ -34,7 +34,7 @@ pub async fn run(p: &mut Pipeline, vpc: &VpcOutputs) -> Result<StageDone<AmiId>,
     // (masked in CI logs) first.
     let vars = packer_vars(p, vpc, &hash)?;
     let (_, secret_vars) = split_sensitive(p, vars.clone());
-    for s in secret_vars.values().flat_map(crate::ui::events::secret_leaves) {
+    for s in secret_vars.values().flat_map(crate::events::secret_leaves) {
         p.ui.secret(Stage::Ami, &s);
     }
     let vars_file = write_packer_vars(p, vpc, &hash)?;

@@ -4,12 +4,12 @@
 use crate::config::{Customer, Fleet};
 use crate::customer::pipeline::{Pipeline, StageDone};
 use crate::error::Error;
+use crate::events::{Stage, Status};
 use crate::fleet::context::FleetContext;
 use crate::names::BucketName;
 use crate::render;
 use crate::tools::aws::Aws;
 use crate::tools::process::StageLog;
-use crate::ui::events::{Stage, Status};
 
 /// The bucket, or `None` when it does not exist and `create` is off (never deployed).
 pub async fn run(p: &mut Pipeline, create: bool) -> Result<StageDone<Option<BucketName>>, Error> {

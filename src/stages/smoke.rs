@@ -9,7 +9,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::customer::pipeline::{Pipeline, StageDone};
 use crate::error::Error;
-use crate::ui::events::{Stage, Status};
+use crate::events::{Stage, Status};
 
 /// The longest one attempt (connect, TLS, the answer's head) may take.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -12,13 +12,13 @@ use serde_json::{Value, json};
 use crate::customer::pipeline::{Approval, Pipeline, PlannedChange, ShownPlan, StageDone, VpcOutputs};
 use crate::customer::report::{Changes, Placeholder, PlanDetail};
 use crate::error::{Error, ToolFailure};
+use crate::events::{Stage, Status};
 use crate::interrupt;
 use crate::names::{AmiId, BucketName};
 use crate::render::{self, Backend};
 use crate::stages::init_cache;
 use crate::tools::process::{StageLog, Stream, Tail, ToolCommand};
 use crate::tools::terraform::{self, Action, Outputs, ShownPlanJson, TfEvent};
-use crate::ui::events::{Stage, Status};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -223,7 +223,7 @@ async fn run_stack(
                                 &format!(
                                     "{} {address} for {}",
                                     progress_verb(action),
-                                    crate::ui::events::format_elapsed(Duration::from_secs(*elapsed_secs))
+                                    crate::events::format_elapsed(Duration::from_secs(*elapsed_secs))
                                 ),
                             ),
                             _ => {}
@@ -666,7 +666,7 @@ fn stack_inputs(p: &Pipeline, stage: Stage, upstream: Option<(&VpcOutputs, &AmiI
                 None => "'<sensitive>'".to_owned(),
             },
         };
-        let leaves = crate::ui::events::secret_leaves(&value);
+        let leaves = crate::events::secret_leaves(&value);
         sensitive.push(SensitiveInput { name, env_value, shown, leaves });
     }
     Ok(StackInputs { file, sensitive })
@@ -789,7 +789,7 @@ fn json_line(stream: Stream, line: &str, f: &mut dyn FnMut(&TfEvent)) -> Tail {
 /// could print it.
 fn announce_sensitive_outputs(p: &Pipeline, stage: Stage, outputs: &Outputs) {
     for o in outputs.values().filter(|o| o.sensitive) {
-        for s in crate::ui::events::secret_leaves(&o.value) {
+        for s in crate::events::secret_leaves(&o.value) {
             p.ui.secret(stage, &s);
         }
     }

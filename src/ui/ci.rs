@@ -11,9 +11,9 @@ use std::rc::Rc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::events::{Event, EventKind, EventSink, Stage, Status, finished_line, format_elapsed, plain_line};
 use super::github::{self, Location};
 use super::plain;
+use crate::events::{Event, EventKind, EventSink, Stage, Status, finished_line, format_elapsed, plain_line};
 
 /// `--progress` (or `STAMP_PROGRESS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

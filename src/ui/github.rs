@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::customer::report::{Operation, RunReport};
 use crate::error::Error;
-use crate::ui::events::{Stage, Status, format_elapsed};
+use crate::events::{Stage, Status, format_elapsed};
 
 /// Escapes a workflow command's message (the part after `::`).
 pub fn escape_data(s: &str) -> String {
@@ -172,7 +172,7 @@ pub fn mask_shown_outputs(outs: &crate::tools::terraform::Outputs, json: bool) {
     let text: String = outs
         .values()
         .filter(|o| o.sensitive)
-        .flat_map(|o| super::events::secret_leaves(&o.value))
+        .flat_map(|o| crate::events::secret_leaves(&o.value))
         .flat_map(|s| mask_lines(&s))
         .map(|l| l + "\n")
         .collect();

@@ -7,8 +7,8 @@ use std::rc::Rc;
 
 use crate::customer::pipeline::{Approver, ShownPlan};
 use crate::error::Error;
+use crate::events::EventSink;
 use crate::tools::terraform;
-use crate::ui::events::EventSink;
 
 pub fn interactive() -> bool {
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::customer::report::{Changes, Operation, Placeholder, ResourceChange, RunReport};
-use crate::ui::events::{Stage, Status, format_elapsed};
+use crate::events::{Stage, Status, format_elapsed};
 
 /// Colour for stdout: a terminal, and `NO_COLOR` unset. Every marker also carries
 /// its meaning without colour (`!!`, `-/+`, `*`).

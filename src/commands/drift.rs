@@ -10,10 +10,11 @@ use std::time::Instant;
 use crate::cancel::Stop;
 use crate::config::Fleet;
 use crate::customer::pipeline::{Approval, Options};
-use crate::customer::report::{Operation, RunReport};
+use crate::customer::report::RunReport;
 use crate::error::{EXIT_DRIFT, EXIT_INTERRUPTED, EXIT_STAGE_FAILED, Error};
 use crate::fleet::context::FleetContext;
 use crate::fleet::scheduler;
+use crate::operation::Operation;
 use crate::tools::find;
 use crate::ui::summary::{self, DriftState};
 
@@ -45,7 +46,7 @@ pub async fn drift(fleet: Fleet, args: RunArgs) -> Result<(), Error> {
     }
     let reports: Vec<RunReport> = outcomes.into_iter().map(|o| o.report).collect();
     // Under GitHub Actions: the drift table in the job summary.
-    crate::ui::github::after_run(crate::customer::report::Operation::Drift, &reports, wall)?;
+    crate::ui::github::after_run(crate::operation::Operation::Drift, &reports, wall)?;
     if args.json {
         let v = if single { summary::drift_customer_json(&reports[0]) } else { summary::drift_json(&reports, wall) };
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());

@@ -69,12 +69,12 @@ async fn run(cli: Cli) -> Result<(), Error> {
             args.from = from.map(Into::into);
             args.approved_plan = approved_plan.clone();
             args.allow_destroy = *allow_destroy;
-            run::run(fleet, crate::customer::report::Operation::Deploy, args).await
+            run::run(fleet, crate::operation::Operation::Deploy, args).await
         }
         Command::Plan { target, fleet: f, json, out } => {
             let mut args = RunArgs::new(&fleet, target, f, false, false, *json, plain)?;
             args.out = out.clone();
-            run::run(fleet, crate::customer::report::Operation::Plan, args).await
+            run::run(fleet, crate::operation::Operation::Plan, args).await
         }
         Command::Drift { target, fleet: f, json } => {
             let args = RunArgs::new(&fleet, target, f, false, false, *json, plain)?;
@@ -82,7 +82,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Destroy { target, fleet: f, auto_approve, json } => {
             let args = RunArgs::new(&fleet, target, f, *auto_approve, false, *json, plain)?;
-            run::run(fleet, crate::customer::report::Operation::Destroy, args).await
+            run::run(fleet, crate::operation::Operation::Destroy, args).await
         }
         Command::Render { target } => {
             let names = select(&fleet, target)?;

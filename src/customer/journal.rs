@@ -222,7 +222,7 @@ impl Journal {
 
     pub fn save(&self, path: &Path) -> Result<(), Error> {
         let text = serde_json::to_string_pretty(self).map_err(|e| Error::stage(format!("run journal: {e}")))?;
-        crate::customer::pipeline::write_atomic(path, &format!("{text}\n"))
+        crate::files::write_atomic(path, &format!("{text}\n"))
     }
 
     pub fn entry(&self, stage: Stage) -> Option<&StageEntry> {

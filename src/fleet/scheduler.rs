@@ -12,10 +12,11 @@ use tokio::task::JoinSet;
 use crate::cancel::Stop;
 use crate::customer::pipeline::{Options, Pipeline};
 use crate::customer::plan::CustomerPlan;
-use crate::customer::report::{Operation, RunReport};
+use crate::customer::report::RunReport;
 use crate::error::Error;
 use crate::events::{Emitter, EventKind, EventSink, Status};
 use crate::fleet::context::FleetContext;
+use crate::operation::Operation;
 
 #[derive(Debug, Clone, Default)]
 pub struct Policy {

@@ -387,7 +387,7 @@ pub fn write_packer_vars(p: &Pipeline, vpc: &VpcOutputs, hash: &str) -> Result<P
     std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     let path = dir.join(format!("{}.json", p.name()));
     let (plain, _) = split_sensitive(p, packer_vars(p, vpc, hash)?);
-    crate::customer::pipeline::write_atomic(&path, &render::vars_json(&plain))?;
+    crate::files::write_atomic(&path, &render::vars_json(&plain))?;
     Ok(path)
 }
 
@@ -422,7 +422,7 @@ pub fn write_app_config(p: &Pipeline, files: &[(String, String)]) -> Result<Path
         if let Some(d) = path.parent() {
             std::fs::create_dir_all(d).map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
         }
-        crate::customer::pipeline::write_atomic(&path, text)?;
+        crate::files::write_atomic(&path, text)?;
     }
     Ok(root)
 }

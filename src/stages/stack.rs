@@ -304,7 +304,7 @@ pub async fn plan_scratch(
     terraform::sync_tree(src, &root).map_err(|e| Error::io(format!("copying {} to {}", src.display(), root.display()), e))?;
     let job = p.plan.job(stage).clone();
     let dir = root.join(&job.rel);
-    let write = |name: &str, text: &str| crate::customer::pipeline::write_atomic(&dir.join(name), text);
+    let write = |name: &str, text: &str| crate::files::write_atomic(&dir.join(name), text);
     let backend_file = if job.info.backend.is_some() { terraform::OVERRIDE_FILE } else { terraform::BACKEND_FILE };
     match scratch.bucket {
         Some(b) => {
@@ -324,7 +324,7 @@ pub async fn plan_scratch(
             }
             (_, Some((vpc, _))) => {
                 let state = tmp.path().join("placeholder-vpc.tfstate");
-                crate::customer::pipeline::write_atomic(&state, &terraform::placeholder_vpc_state(&vpc_outputs_json(vpc)))?;
+                crate::files::write_atomic(&state, &terraform::placeholder_vpc_state(&vpc_outputs_json(vpc)))?;
                 write(terraform::REMOTE_STATE_FILE, &terraform::local_remote_state_block(&state))?;
             }
             (_, None) => return Err(Error::stage("a frontends plan needs vpc outputs, real or placeholder")),
@@ -729,7 +729,7 @@ pub fn write_files(
     let job = p.plan.job(stage);
     let dir = p.work.join("terraform").join(&job.rel);
     let own = backend(p, bucket, &job.key);
-    let write = |name: &str, text: &str| crate::customer::pipeline::write_atomic(&dir.join(name), text);
+    let write = |name: &str, text: &str| crate::files::write_atomic(&dir.join(name), text);
     let remove = |name: &str| match std::fs::remove_file(dir.join(name)) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(format!("removing {}", dir.join(name).display()), e)),
         _ => Ok(()),

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::Fleet;
-use crate::customer::report::Operation;
 use crate::error::Error;
+use crate::operation::Operation;
 use crate::tools::terraform;
 
 /// The tools, found.

@@ -907,7 +907,7 @@ pub fn cli_config(work_root: &Path) -> Result<CliConfig, crate::error::Error> {
     let rc = work_root.join("terraformrc");
     let text = cli_config_text(provider_mirror()?.as_deref());
     if std::fs::read_to_string(&rc).ok().as_deref() != Some(text.as_str()) {
-        crate::customer::pipeline::write_atomic(&rc, &text)?;
+        crate::files::write_atomic(&rc, &text)?;
     }
     Ok(CliConfig::Stamp(rc))
 }

@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::customer::report::{Operation, RunReport};
+use crate::customer::report::RunReport;
 use crate::error::Error;
 use crate::events::{Stage, Status, format_elapsed};
+use crate::operation::Operation;
 
 /// Escapes a workflow command's message (the part after `::`).
 pub fn escape_data(s: &str) -> String {

@@ -24,6 +24,8 @@ pub mod names;
 pub mod operation;
 pub mod render;
 pub mod retry;
+pub mod running;
+pub mod shell;
 pub mod signals;
 pub mod stages;
 pub mod tools;

@@ -37,6 +37,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "files",
             "operation",
             "hash",
+            "shell",
         ],
     ),
 ];
@@ -399,7 +400,6 @@ const KNOWN_BREAKS: &[(&str, &str)] = &[
     ("retry.rs", "env_vars.rs"),
     ("retry.rs", "signals.rs"),
     ("signals.rs", "env_vars.rs"),
-    ("signals.rs", "interrupt.rs"),
     ("stages/ami.rs", "customer/pipeline.rs"),
     ("stages/ami.rs", "customer/plan.rs"),
     ("stages/ami.rs", "fleet/bakes.rs"),
@@ -414,7 +414,6 @@ const KNOWN_BREAKS: &[(&str, &str)] = &[
     ("tools/aws.rs", "tools/process.rs"),
     ("tools/find.rs", "tools/terraform.rs"),
     ("tools/git.rs", "tools/process.rs"),
-    ("tools/process.rs", "interrupt.rs"),
     ("tools/terraform.rs", "tools/process.rs"),
     ("ui/ci.rs", "ui/github.rs"),
     ("ui/github.rs", "ui/ci.rs"),

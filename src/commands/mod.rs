@@ -37,7 +37,7 @@ pub fn main(cli: Cli) -> i32 {
     // Customers' pipelines are local tasks on this one thread.
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
-        if let Err(e) = crate::signals::install() {
+        if let Err(e) = crate::signals::install(crate::interrupt::announce) {
             eprintln!("error: {e}");
             return e.exit_code();
         }

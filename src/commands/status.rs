@@ -279,7 +279,7 @@ pub struct HeldLock {
     pub customer: String,
     pub stack: String,
     pub info: LockInfo,
-    pub lock: crate::interrupt::StateLock,
+    pub lock: crate::running::StateLock,
 }
 
 /// Every lock the rows show, customer by customer.
@@ -289,8 +289,7 @@ fn held_locks(fleet: &Fleet, rows: &[CustomerStatus]) -> Vec<HeldLock> {
         let Some(bucket) = &r.state_bucket else { continue };
         for (stack, s) in &r.stacks {
             if let Some(info) = &s.lock {
-                let lock =
-                    crate::interrupt::StateLock::of_stack(fleet, &r.customer, &r.region, bucket, &s.key, std::path::Path::new(stack));
+                let lock = crate::running::StateLock::of_stack(fleet, &r.customer, &r.region, bucket, &s.key, std::path::Path::new(stack));
                 out.push(HeldLock { customer: r.customer.clone(), stack: stack.clone(), info: info.clone(), lock });
             }
         }

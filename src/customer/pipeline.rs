@@ -335,7 +335,7 @@ impl Pipeline {
         let started = Instant::now();
         self.ui.stage_started(stage, label);
         // Named, with its tool and state lock, in what stamp prints on an interrupt.
-        let running = crate::interrupt::stage(self.name(), stage.as_str());
+        let running = crate::running::stage(self.name(), stage.as_str());
         let result = running.scope(body(self)).await;
         drop(running);
         match result {

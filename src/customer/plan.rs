@@ -77,7 +77,7 @@ impl Secret {
     pub fn shown(&self) -> String {
         match &self.source.from {
             SecretFrom::Env(e) => format!("\"${e}\""),
-            SecretFrom::File(f) => format!("\"$(cat {})\"", crate::tools::process::shell_quote(&f.to_string_lossy())),
+            SecretFrom::File(f) => format!("\"$(cat {})\"", crate::shell::shell_quote(&f.to_string_lossy())),
         }
     }
 }

@@ -39,7 +39,7 @@ pub async fn run(
     upstream: Option<(&VpcOutputs, &AmiId)>,
 ) -> Result<StageDone<Outputs>, Error> {
     let lock = state_lock(p, stage, bucket);
-    interrupt::set_lock(lock.clone());
+    crate::running::set_lock(lock.clone());
     let api = p.aws.api.clone();
     // Waits for the first interrupt, then prints the lock terraform holds.
     let probe = async {
@@ -72,9 +72,9 @@ pub async fn run(
 /// terraform gave up waiting for the state lock: who holds it (read from the lock
 /// object), since when, and how to release it once no run is using it. stamp never
 /// releases a lock itself: only a person can know that no other run holds it.
-async fn lock_held(api: &crate::tools::s3::AwsApi, mut f: ToolFailure, lock: &interrupt::StateLock, waited: Duration) -> ToolFailure {
+async fn lock_held(api: &crate::tools::s3::AwsApi, mut f: ToolFailure, lock: &crate::running::StateLock, waited: Duration) -> ToolFailure {
     let waited = humantime::format_duration(waited).to_string();
-    f.hint = Some(match lock.read(api).await.ok() {
+    f.hint = Some(match interrupt::read_lock(lock, api).await.ok() {
         Some(Some(l)) => format!(
             "{} is held by {} ({}, since {}), lock ID {}: another run is using this stack, or a run that was killed left it. \
              stamp waited {waited} (--lock-timeout). Once no run is active any more, release it with: {}",
@@ -96,17 +96,17 @@ async fn lock_held(api: &crate::tools::s3::AwsApi, mut f: ToolFailure, lock: &in
 }
 
 /// Where the stack's state lock is, for what stamp prints on an interrupt.
-fn state_lock(p: &Pipeline, stage: Stage, bucket: &BucketName) -> interrupt::StateLock {
+fn state_lock(p: &Pipeline, stage: Stage, bucket: &BucketName) -> crate::running::StateLock {
     let job = p.plan.job(stage);
     let region = p.plan.customer.region.to_string();
-    interrupt::StateLock::of_stack(&p.ctx.fleet, p.name(), &region, bucket.as_str(), &job.key, Path::new(&job.rel))
+    crate::running::StateLock::of_stack(&p.ctx.fleet, p.name(), &region, bucket.as_str(), &job.key, Path::new(&job.rel))
 }
 
 /// A plan takes no lock (`-lock=false`): another run may hold it and be changing
 /// the stack meanwhile. Who holds it, if anyone (read once the plan is made); a
 /// lock that cannot be read is only noted in the stage log.
-async fn held_lock(p: &mut Pipeline, stage: Stage, lock: &interrupt::StateLock) -> Option<terraform::LockInfo> {
-    match lock.read(&p.aws.api).await {
+async fn held_lock(p: &mut Pipeline, stage: Stage, lock: &crate::running::StateLock) -> Option<terraform::LockInfo> {
+    match interrupt::read_lock(lock, &p.aws.api).await {
         Ok(held) => held,
         Err(e) => {
             if let Ok(mut log) = p.log(stage) {
@@ -662,7 +662,7 @@ fn stack_inputs(p: &Pipeline, stage: Stage, upstream: Option<(&VpcOutputs, &AmiI
         let shown = match secret {
             Some(s) => s.shown(),
             None => match extra.origin.get(&name) {
-                Some(at) => crate::tools::process::shell_quote(&format!("<sensitive: {at}>")),
+                Some(at) => crate::shell::shell_quote(&format!("<sensitive: {at}>")),
                 None => "'<sensitive>'".to_owned(),
             },
         };

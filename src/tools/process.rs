@@ -16,6 +16,7 @@ use tokio::process::Command;
 use tokio::sync::mpsc;
 
 use crate::error::{Error, ToolFailure};
+use crate::shell::shell_quote;
 use crate::signals;
 use crate::tools::relay;
 
@@ -231,7 +232,7 @@ impl ToolCommand {
         })?;
         let mut control = child.stdin.take();
         // Named in what stamp prints on an interrupt.
-        let _running = crate::interrupt::tool(stage, self.short(), &self.cwd);
+        let _running = crate::running::tool(stage, self.short(), &self.cwd);
 
         // The relay's lines, read on a task of their own so a full pipe never blocks it.
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
@@ -565,23 +566,9 @@ fn is_secret_name(k: &str) -> bool {
     k.starts_with("TF_VAR_") || k.starts_with("PKR_VAR_")
 }
 
-/// POSIX shell quoting: safe words stay bare, anything else is single-quoted.
-pub fn shell_quote(s: &str) -> String {
-    let safe = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c));
-    if safe { s.to_owned() } else { format!("'{}'", s.replace('\'', "'\\''")) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quoting() {
-        assert_eq!(shell_quote("plan"), "plan");
-        assert_eq!(shell_quote("-var-file=/a b/c.json"), "'-var-file=/a b/c.json'");
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
-        assert_eq!(shell_quote(""), "''");
-    }
 
     #[test]
     fn display_is_a_runnable_shell_line() {

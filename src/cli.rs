@@ -265,9 +265,9 @@ pub enum ProgressArg {
     Travis,
 }
 
-impl From<ProgressArg> for crate::ui::ci::Progress {
+impl From<ProgressArg> for crate::ui::ci_env::Progress {
     fn from(p: ProgressArg) -> Self {
-        use crate::ui::ci::Progress;
+        use crate::ui::ci_env::Progress;
         match p {
             ProgressArg::Auto => Progress::Auto,
             ProgressArg::Terminal => Progress::Terminal,

@@ -394,9 +394,7 @@ const KNOWN_BREAKS: &[(&str, &str)] = &[
     ("customer/pipeline.rs", "fleet/context.rs"),
     ("customer/plan.rs", "fleet/context.rs"),
     ("fleet/context.rs", "fleet/bakes.rs"),
-    ("fleet/context.rs", "fleet/scheduler.rs"),
     ("fleet/revisions.rs", "ui/github.rs"),
-    ("fleet/scheduler.rs", "fleet/context.rs"),
     ("retry.rs", "env_vars.rs"),
     ("retry.rs", "signals.rs"),
     ("signals.rs", "env_vars.rs"),
@@ -415,8 +413,6 @@ const KNOWN_BREAKS: &[(&str, &str)] = &[
     ("tools/find.rs", "tools/terraform.rs"),
     ("tools/git.rs", "tools/process.rs"),
     ("tools/terraform.rs", "tools/process.rs"),
-    ("ui/ci.rs", "ui/github.rs"),
-    ("ui/github.rs", "ui/ci.rs"),
 ];
 
 fn known(e: &Edge) -> bool {

@@ -22,7 +22,7 @@ use super::run::{RunArgs, resolve_all};
 
 pub async fn drift(fleet: Fleet, args: RunArgs) -> Result<(), Error> {
     let tools = find::find_tools(&fleet, Operation::Drift)?;
-    let ctx = Rc::new(FleetContext::new(fleet, Some(tools)).with_policy(&args.policy));
+    let ctx = Rc::new(FleetContext::new(fleet, Some(tools)).with_limits(args.policy.plan_jobs, args.policy.lock_timeout));
     let plans = resolve_all(&ctx, &args.names, args.env.as_ref())?;
     let single = plans.len() == 1;
     let sink = super::sink(args.plain, plans.len());

@@ -199,7 +199,7 @@ pub fn matrix(fleet: &Fleet, args: &MatrixArgs) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{matrix}");
     let _ = out.flush();
-    if let Some(path) = &crate::ui::ci::get().env.output {
+    if let Some(path) = &crate::ui::ci_env::get().env.output {
         crate::ui::github::append(path, &output_text(&include)).map_err(|e| {
             Error::stage_hint(
                 format!("cannot write the matrix to $GITHUB_OUTPUT: {e}"),

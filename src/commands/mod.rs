@@ -55,7 +55,7 @@ pub fn main(cli: Cli) -> i32 {
 }
 
 async fn run(cli: Cli) -> Result<(), Error> {
-    crate::ui::ci::init(cli.progress.into());
+    crate::ui::ci_env::init(cli.progress.into());
     if let Command::Doctor = &cli.command {
         // Runs without a (valid) fleet file: it says what it could not check.
         return doctor::doctor(&cli.config, Fleet::load(&cli.config, &EnvOverrides::from_process())).await;
@@ -114,9 +114,9 @@ fn select(fleet: &Fleet, t: &Target) -> Result<Vec<CustomerName>, Error> {
 /// The renderer: GitHub Actions groups or Travis folds in those CIs, plain lines
 /// without a terminal (or in another CI), else the terminal's; `--progress` chooses.
 fn sink(plain: bool, customers: usize) -> Rc<dyn EventSink> {
-    let renderer = crate::ui::ci::get().renderer(plain);
+    let renderer = crate::ui::ci_env::get().renderer(plain);
     crate::ui::ci::sink_for(renderer, |r| match r {
-        crate::ui::ci::Renderer::Terminal => Rc::new(TerminalSink::new(customers)),
+        crate::ui::ci_env::Renderer::Terminal => Rc::new(TerminalSink::new(customers)),
         _ => Rc::new(PlainSink::new()),
     })
 }

@@ -124,7 +124,7 @@ pub async fn run(fleet: Fleet, op: Operation, args: RunArgs) -> Result<(), Error
         super::plan_file::check_out(out)?;
     }
     let tools = find::find_tools(&fleet, op)?;
-    let ctx = Rc::new(FleetContext::new(fleet, Some(tools)).with_policy(&args.policy));
+    let ctx = Rc::new(FleetContext::new(fleet, Some(tools)).with_limits(args.policy.plan_jobs, args.policy.lock_timeout));
     let mut plans = resolve_all(&ctx, &args.names, args.env.as_ref())?;
     // Deploy bakes the commit; plan says which one a deploy would bake.
     if matches!(op, Operation::Deploy | Operation::Plan) {

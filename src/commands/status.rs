@@ -139,7 +139,7 @@ pub async fn status(fleet: &Fleet, names: &[CustomerName], env: Option<&EnvName>
     let locks = held_locks(fleet, &rows);
     // Under GitHub Actions (a step after a cancelled or failed deploy): the table in
     // the job summary, with each held lock and the commands to check and release it.
-    if let Some(path) = &crate::ui::ci::get().env.step_summary
+    if let Some(path) = &crate::ui::ci_env::get().env.step_summary
         && let Err(e) = crate::ui::github::append(path, &summary_markdown(&rows, &locks, SystemTime::now()))
     {
         eprintln!("warning: cannot append the status to $GITHUB_STEP_SUMMARY: {e}");

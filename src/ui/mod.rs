@@ -2,6 +2,7 @@
 //! summaries, and the confirmation prompt.
 
 pub mod ci;
+pub mod ci_env;
 pub mod github;
 pub mod plain;
 pub mod prompt;

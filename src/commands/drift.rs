@@ -18,14 +18,14 @@ use crate::operation::Operation;
 use crate::tools::find;
 use crate::ui::summary::{self, DriftState};
 
-use super::run::{RunArgs, resolve_all};
+use super::run::{RunArgs, resolve_all, sink};
 
 pub async fn drift(fleet: Fleet, args: RunArgs) -> Result<(), Error> {
     let tools = find::find_tools(&fleet, Operation::Drift)?;
     let ctx = Rc::new(FleetContext::new(fleet, Some(tools)).with_limits(args.policy.plan_jobs, args.policy.lock_timeout));
     let plans = resolve_all(&ctx, &args.names, args.env.as_ref())?;
     let single = plans.len() == 1;
-    let sink = super::sink(args.plain, plans.len());
+    let sink = sink(args.plain, plans.len());
     let opts = Options { approval: Approval::Auto, rebuild_ami: false, no_smoke: true, from: None };
     let started = Instant::now();
     let outcomes = scheduler::run(ctx.clone(), plans, Operation::Drift, opts, &args.policy, sink.clone(), Stop::new()).await;

@@ -13,16 +13,12 @@ mod status;
 mod validate;
 
 use std::io::IsTerminal;
-use std::rc::Rc;
 
 use crate::cli::{Cli, Command, Target};
 use crate::config::{EnvOverrides, Fleet};
 use crate::error::{EXIT_OK, Error};
-use crate::events::EventSink;
 use crate::fleet::selection::{self, Selector};
 use crate::names::CustomerName;
-use crate::ui::plain::PlainSink;
-use crate::ui::terminal::TerminalSink;
 
 pub use run::RunArgs;
 
@@ -109,14 +105,4 @@ async fn run(cli: Cli) -> Result<(), Error> {
 /// The customers of a command that only reads (`selection::Use::Reads`).
 fn select(fleet: &Fleet, t: &Target) -> Result<Vec<CustomerName>, Error> {
     selection::select(fleet, &Selector { names: t.customers.clone(), all: t.all, tags: t.tag.clone() }, selection::Use::Reads)
-}
-
-/// The renderer: GitHub Actions groups or Travis folds in those CIs, plain lines
-/// without a terminal (or in another CI), else the terminal's; `--progress` chooses.
-fn sink(plain: bool, customers: usize) -> Rc<dyn EventSink> {
-    let renderer = crate::ui::ci_env::get().renderer(plain);
-    crate::ui::ci::sink_for(renderer, |r| match r {
-        crate::ui::ci_env::Renderer::Terminal => Rc::new(TerminalSink::new(customers)),
-        _ => Rc::new(PlainSink::new()),
-    })
 }

@@ -11,15 +11,17 @@ use crate::customer::pipeline::{Approval, Options, Pipeline, Reviewed, Reviewer,
 use crate::customer::plan::CustomerPlan;
 use crate::customer::report::RunReport;
 use crate::error::{EXIT_INTERRUPTED, EXIT_STAGE_FAILED, EXIT_USAGE, Error};
-use crate::events::{Discard, Status};
+use crate::events::{Discard, EventSink, Status};
 use crate::fleet::context::FleetContext;
 use crate::fleet::scheduler::{self, Outcome, Policy};
 use crate::fleet::selection::{self, Selector};
 use crate::names::{CustomerName, EnvName};
 use crate::operation::Operation;
 use crate::tools::find;
+use crate::ui::plain::PlainSink;
 use crate::ui::prompt::{self, TerminalApprover};
 use crate::ui::summary;
+use crate::ui::terminal::TerminalSink;
 
 /// A deploy, plan or destroy, as the command line asked for it.
 pub struct RunArgs {
@@ -128,13 +130,13 @@ pub async fn run(fleet: Fleet, op: Operation, args: RunArgs) -> Result<(), Error
     let mut plans = resolve_all(&ctx, &args.names, args.env.as_ref())?;
     // Deploy bakes the commit; plan says which one a deploy would bake.
     if matches!(op, Operation::Deploy | Operation::Plan) {
-        crate::fleet::revisions::resolve(&ctx.fleet.root, &mut plans).await?;
+        crate::fleet::revisions::resolve(&ctx.fleet.root, &mut plans, crate::ui::github::annotate).await?;
     }
     if op == Operation::Deploy {
         check_journals(&ctx, &plans, args.from)?;
     }
     let several = plans.len() > 1;
-    let sink = super::sink(args.plain, plans.len());
+    let sink = sink(args.plain, plans.len());
     let approval = match op {
         Operation::Plan | Operation::Render => Approval::Auto,
         // The reviewed plan is the approval: no terminal or --auto-approve needed.
@@ -334,8 +336,8 @@ pub async fn render(fleet: Fleet, names: &[CustomerName], t: &Target) -> Result<
     let ctx = Rc::new(FleetContext::new(fleet, Some(tools)));
     let mut plans = resolve_all(&ctx, names, t.env.as_ref())?;
     // vars/<customer>.json names the commit packer is given.
-    crate::fleet::revisions::resolve(&ctx.fleet.root, &mut plans).await?;
-    let sink = super::sink(true, plans.len());
+    crate::fleet::revisions::resolve(&ctx.fleet.root, &mut plans, crate::ui::github::annotate).await?;
+    let sink = sink(true, plans.len());
     for plan in plans {
         let opts = Options { approval: Approval::Auto, rebuild_ami: false, no_smoke: true, from: None };
         let p = Pipeline::open(ctx.clone(), plan, opts, sink.clone(), Stop::new(), Operation::Render).await?;
@@ -343,4 +345,14 @@ pub async fn render(fleet: Fleet, names: &[CustomerName], t: &Target) -> Result<
         result?;
     }
     Ok(())
+}
+
+/// The renderer: GitHub Actions groups or Travis folds in those CIs, plain lines
+/// without a terminal (or in another CI), else the terminal's; `--progress` chooses.
+pub(super) fn sink(plain: bool, customers: usize) -> Rc<dyn EventSink> {
+    let renderer = crate::ui::ci_env::get().renderer(plain);
+    crate::ui::ci::sink_for(renderer, |r| match r {
+        crate::ui::ci_env::Renderer::Terminal => Rc::new(TerminalSink::new(customers)),
+        _ => Rc::new(PlainSink::new()),
+    })
 }

@@ -382,16 +382,9 @@ fn layer_of(module: &[String]) -> Option<(usize, &'static str)> {
 /// The edges that break the layers today, to be removed one by one (issue 17); the
 /// list must end empty. An entry whose edge is gone fails `known_breaks_still_exist`.
 const KNOWN_BREAKS: &[(&str, &str)] = &[
-    ("cancel.rs", "signals.rs"),
-    ("customer/pipeline.rs", "customer/journal.rs"),
-    ("customer/pipeline.rs", "customer/plan.rs"),
-    ("customer/pipeline.rs", "customer/report.rs"),
     ("customer/pipeline.rs", "fleet/context.rs"),
     ("customer/plan.rs", "fleet/context.rs"),
     ("fleet/context.rs", "fleet/bakes.rs"),
-    ("retry.rs", "env_vars.rs"),
-    ("retry.rs", "signals.rs"),
-    ("signals.rs", "env_vars.rs"),
     ("stages/ami.rs", "customer/pipeline.rs"),
     ("stages/ami.rs", "customer/plan.rs"),
     ("stages/ami.rs", "fleet/bakes.rs"),
@@ -402,11 +395,6 @@ const KNOWN_BREAKS: &[(&str, &str)] = &[
     ("stages/stack.rs", "customer/plan.rs"),
     ("stages/stack.rs", "customer/report.rs"),
     ("stages/stack.rs", "fleet/bakes.rs"),
-    ("stages/stack.rs", "stages/init_cache.rs"),
-    ("tools/aws.rs", "tools/process.rs"),
-    ("tools/find.rs", "tools/terraform.rs"),
-    ("tools/git.rs", "tools/process.rs"),
-    ("tools/terraform.rs", "tools/process.rs"),
 ];
 
 fn known(e: &Edge) -> bool {

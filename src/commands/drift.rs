@@ -12,9 +12,9 @@ use crate::config::Fleet;
 use crate::customer::pipeline::{Approval, Options};
 use crate::customer::report::RunReport;
 use crate::error::{EXIT_DRIFT, EXIT_INTERRUPTED, EXIT_STAGE_FAILED, Error};
-use crate::fleet::context::FleetContext;
 use crate::fleet::scheduler;
 use crate::operation::Operation;
+use crate::shared::context::FleetContext;
 use crate::tools::find;
 use crate::ui::summary::{self, DriftState};
 

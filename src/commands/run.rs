@@ -12,11 +12,11 @@ use crate::customer::plan::CustomerPlan;
 use crate::customer::report::RunReport;
 use crate::error::{EXIT_INTERRUPTED, EXIT_STAGE_FAILED, EXIT_USAGE, Error};
 use crate::events::{Discard, EventSink, Status};
-use crate::fleet::context::FleetContext;
 use crate::fleet::scheduler::{self, Outcome, Policy};
 use crate::fleet::selection::{self, Selector};
 use crate::names::{CustomerName, EnvName};
 use crate::operation::Operation;
+use crate::shared::context::FleetContext;
 use crate::tools::find;
 use crate::ui::plain::PlainSink;
 use crate::ui::prompt::{self, TerminalApprover};
@@ -71,7 +71,7 @@ impl RunArgs {
                 fail_fast: f.fail_fast,
                 max_failures: f.max_failures,
                 canary: f.canary,
-                plan_jobs: f.plan_jobs.map(usize::from).unwrap_or_else(crate::fleet::context::default_plan_jobs),
+                plan_jobs: f.plan_jobs.map(usize::from).unwrap_or_else(crate::shared::context::default_plan_jobs),
                 lock_timeout: f.lock_timeout,
             },
             auto_approve,

@@ -20,9 +20,9 @@ use crate::customer::report::{Changes, PlanDetail, RunReport, SCHEMA_VERSION, St
 use crate::error::Error;
 use crate::events::{Emitter, EventKind, EventSink, Stage, Status};
 use crate::files::write_atomic;
-use crate::fleet::context::FleetContext;
 use crate::names::{AmiId, BucketName};
 use crate::operation::Operation;
+use crate::shared::context::FleetContext;
 use crate::stages::{self, stack::Mode};
 use crate::tools::aws::Aws;
 use crate::tools::process::StageLog;

@@ -1,9 +1,7 @@
-//! A fleet run: which customers (`selection`), what they share (`context`), the
-//! commit each git_id names (`revisions`), one bake per image (`bakes`), and running
-//! them side by side (`scheduler`).
+//! A fleet run: which customers (`selection`), the commit each git_id names
+//! (`revisions`), and running them side by side (`scheduler`). What the customers
+//! of a run share is in `crate::shared`.
 
-pub mod bakes;
-pub mod context;
 pub mod revisions;
 pub mod scheduler;
 pub mod selection;

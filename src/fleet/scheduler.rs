@@ -15,8 +15,8 @@ use crate::customer::plan::CustomerPlan;
 use crate::customer::report::RunReport;
 use crate::error::Error;
 use crate::events::{Emitter, EventKind, EventSink, Status};
-use crate::fleet::context::FleetContext;
 use crate::operation::Operation;
+use crate::shared::context::FleetContext;
 
 #[derive(Debug, Clone, Default)]
 pub struct Policy {

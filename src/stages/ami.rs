@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use crate::customer::pipeline::{Pipeline, StageDone, VpcOutputs};
-use crate::customer::plan::PACKER_RECORDED;
 use crate::error::Error;
 use crate::events::{Stage, Status};
-use crate::fleet::bakes::{BakeFailed, Baked, image_key};
 use crate::names::AmiId;
 use crate::render;
+use crate::shared::bakes::{BakeFailed, Baked, image_key};
 use crate::tools::aws::{TAG_COMMIT, TAG_CUSTOMER, TAG_GIT_ID, TAG_IMAGE_KEY, TAG_TEMPLATE_HASH};
+use crate::tools::packer::PACKER_RECORDED;
 use crate::tools::packer::{self, PackerEvent};
 use crate::tools::process::{StageLog, Tail, ToolCommand};
 use crate::tools::terraform;

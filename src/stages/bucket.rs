@@ -5,9 +5,9 @@ use crate::config::{Customer, Fleet};
 use crate::customer::pipeline::{Pipeline, StageDone};
 use crate::error::Error;
 use crate::events::{Stage, Status};
-use crate::fleet::context::FleetContext;
 use crate::names::BucketName;
 use crate::render;
+use crate::shared::context::FleetContext;
 use crate::tools::aws::Aws;
 use crate::tools::process::StageLog;
 

@@ -452,7 +452,7 @@ async fn init(p: &Pipeline, stage: Stage, dir: &Path, log: &mut StageLog) -> Res
     // runs alone. After it, the cache holds every provider that lock file needs, and
     // the same init elsewhere only links them: those run side by side.
     let lock_file = std::fs::read(dir.join(".terraform.lock.hcl")).unwrap_or_default();
-    let cache_key = format!("{}:{}", p.plan.job(stage).rel, crate::fleet::bakes::short_hash(&lock_file));
+    let cache_key = format!("{}:{}", p.plan.job(stage).rel, crate::hash::short_hash(&lock_file));
     let warm = || p.ctx.warm_inits.borrow().contains(&cache_key);
     let _held = if warm() {
         None

@@ -11,6 +11,14 @@ use sha2::{Digest, Sha256};
 use crate::error::ConfigError;
 use crate::names::AmiId;
 
+/// Variables of the brief's vars/travis.json that stamp does not derive itself.
+pub const PACKER_RECORDED: [&str; 3] = ["source_ami", "instance_type", "ssh_username"];
+pub const PACKER_STANDARD: [&str; 9] =
+    ["region", "build_vpc", "build_subnet", "git_id", "aws_endpoint", "customer", "app_repo", "template_hash", "image_key"];
+/// Packer variables that say where a bake runs, not what it makes: they do not make
+/// two customers' images different (see README "One bake per image").
+pub const PACKER_PLACEMENT: [&str; 4] = ["build_vpc", "build_subnet", "aws_endpoint", "customer"];
+
 #[derive(Debug, Clone, Default)]
 pub struct TemplateInfo {
     pub variables: BTreeSet<String>,

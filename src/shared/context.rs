@@ -14,9 +14,9 @@ use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 use crate::config::Fleet;
 use crate::error::Error;
-use crate::fleet::bakes::Bakery;
 use crate::names::Region;
 use crate::render::AppTemplates;
+use crate::shared::bakes::Bakery;
 use crate::tools::aws::Aws;
 use crate::tools::find::{self, Tools};
 use crate::tools::packer::TemplateInfo;

@@ -8,8 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// Layers from the top (index 0) down. A file belongs to the first entry whose module
-/// path is a prefix of its own; it may import its own layer (without a circle) and any
+/// Layers from the top (index 0) down. A file belongs to the entry with the longest
+/// root that is a prefix of its module path; it may import its own layer (without a circle) and any
 /// layer below it.
 const LAYERS: &[(&str, &[&str])] = &[
     ("commands", &["commands"]),
@@ -18,6 +18,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("fleet", &["fleet"]),
     ("customer", &["customer"]),
     ("stages", &["stages"]),
+    // A customer's resolved plan and its report's types: data the stages read and fill.
+    ("customer data", &["customer::plan", "customer::report"]),
     ("shared", &["shared"]),
     ("interrupt", &["interrupt"]),
     ("tools", &["tools"]),
@@ -373,25 +375,15 @@ fn resolve(from: &SrcFile, path: &[String], modules: &BTreeMap<Vec<String>, Stri
 }
 
 fn layer_of(module: &[String]) -> Option<(usize, &'static str)> {
+    // The longest root that is a prefix of the module's path wins
+    // (`customer::plan` before `customer`).
     LAYERS
         .iter()
         .enumerate()
-        .find_map(|(rank, (name, roots))| roots.iter().any(|r| module.first().is_some_and(|m| m == r)).then_some((rank, *name)))
-}
-
-/// The edges that break the layers today, to be removed one by one (issue 17); the
-/// list must end empty. An entry whose edge is gone fails `known_breaks_still_exist`.
-const KNOWN_BREAKS: &[(&str, &str)] = &[
-    ("stages/ami.rs", "customer/pipeline.rs"),
-    ("stages/bucket.rs", "customer/pipeline.rs"),
-    ("stages/smoke.rs", "customer/pipeline.rs"),
-    ("stages/stack.rs", "customer/pipeline.rs"),
-    ("stages/stack.rs", "customer/plan.rs"),
-    ("stages/stack.rs", "customer/report.rs"),
-];
-
-fn known(e: &Edge) -> bool {
-    KNOWN_BREAKS.iter().any(|(f, t)| *f == e.from && *t == e.to)
+        .flat_map(|(rank, (name, roots))| roots.iter().map(move |r| (rank, *name, r.split("::").collect::<Vec<_>>())))
+        .filter(|(_, _, root)| root.len() <= module.len() && root.iter().zip(module).all(|(r, m)| r == m))
+        .max_by_key(|(_, _, root)| root.len())
+        .map(|(rank, name, _)| (rank, name))
 }
 
 struct Edge {
@@ -423,7 +415,7 @@ fn no_import_runs_upward_or_through_lib_rs() {
     let module_of: BTreeMap<&str, &Vec<String>> = files.iter().map(|f| (f.rel.as_str(), &f.module)).collect();
     let mut bad = BTreeSet::new();
     for e in &edges {
-        if e.from == "lib.rs" || known(e) {
+        if e.from == "lib.rs" {
             continue; // lib.rs declares the modules, nothing else
         }
         let (Some((from_rank, from_layer)), to) = (layer_of(module_of[e.from.as_str()]), layer_of(module_of[e.to.as_str()])) else {
@@ -451,7 +443,7 @@ fn no_import_runs_upward_or_through_lib_rs() {
 fn no_two_files_import_each_other_even_through_others() {
     let (_, edges) = edges();
     let mut graph: BTreeMap<&str, BTreeMap<&str, &Edge>> = BTreeMap::new();
-    for e in edges.iter().filter(|e| e.from != "lib.rs" && !known(e)) {
+    for e in edges.iter().filter(|e| e.from != "lib.rs") {
         graph.entry(e.from.as_str()).or_default().entry(e.to.as_str()).or_insert(e);
     }
     let cycles = strongly_connected(&graph);
@@ -467,17 +459,6 @@ fn no_two_files_import_each_other_even_through_others() {
         }
     }
     assert!(cycles.is_empty(), "{}", report.join("\n"));
-}
-
-#[test]
-fn known_breaks_still_exist() {
-    let (_, edges) = edges();
-    let gone: Vec<String> = KNOWN_BREAKS
-        .iter()
-        .filter(|(f, t)| !edges.iter().any(|e| e.from == *f && e.to == *t))
-        .map(|(f, t)| format!("{f} -> {t}"))
-        .collect();
-    assert!(gone.is_empty(), "remove from KNOWN_BREAKS, these edges are gone:\n{}", gone.join("\n"));
 }
 
 /// Tarjan's algorithm: the strongly connected components of more than one file.

@@ -9,12 +9,12 @@ use std::time::Instant;
 
 use crate::cancel::Stop;
 use crate::config::Fleet;
-use crate::customer::pipeline::{Approval, Options};
 use crate::customer::report::RunReport;
 use crate::error::{EXIT_DRIFT, EXIT_INTERRUPTED, EXIT_STAGE_FAILED, Error};
 use crate::fleet::scheduler;
 use crate::operation::Operation;
 use crate::shared::context::FleetContext;
+use crate::stages::contract::{Approval, Options};
 use crate::tools::find;
 use crate::ui::summary::{self, DriftState};
 

@@ -5,9 +5,7 @@
 //! checks the run's `Stop` before each stage.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -23,202 +21,17 @@ use crate::files::write_atomic;
 use crate::names::{AmiId, BucketName};
 use crate::operation::Operation;
 use crate::shared::context::FleetContext;
+use crate::stages::contract::{Options, StageContext, StageDone, VpcOutputs, placeholder_ami, placeholder_vpc};
 use crate::stages::{self, stack::Mode};
 use crate::tools::aws::Aws;
 use crate::tools::process::StageLog;
 use crate::tools::terraform::{self, Outputs};
 
-/// A change in a plan: an address and its typed action, read from `terraform show -json`.
-pub type PlannedChange = crate::tools::terraform::ResourceChange;
-
-/// A stack's plan, as shown for approval.
-#[derive(Debug, Clone)]
-pub struct ShownPlan {
-    pub stage: Stage,
-    pub dir: PathBuf,
-    pub changes: Changes,
-    pub planned: Vec<PlannedChange>,
-}
-
-type Answer<'a> = Pin<Box<dyn Future<Output = Result<bool, Error>> + 'a>>;
-
-/// Decides whether a planned stack is applied (the binary's prompt implements it).
-pub trait Approver {
-    fn approve<'a>(&'a self, customer: &'a str, plan: &'a ShownPlan) -> Answer<'a>;
-}
-
-/// The destroys and replacements an operator saw and approved, per customer and stack.
-pub type ApprovedDestroys = BTreeMap<(String, Stage), BTreeSet<String>>;
-
-/// The destroys and replacements each customer's stacks planned, from their plan
-/// reports: what a fleet's plan shown for approval, or a plan file written by
-/// `stamp plan --out`, lists.
-pub fn planned_destroys<'a>(reports: impl IntoIterator<Item = &'a RunReport>) -> ApprovedDestroys {
-    let mut out = ApprovedDestroys::new();
-    for r in reports {
-        for st in &r.stages {
-            let set: BTreeSet<String> = st.plan.resources.iter().filter(|c| c.destroys()).map(|c| c.address.clone()).collect();
-            out.entry((r.customer.clone(), st.name)).or_default().extend(set);
-        }
-    }
-    out
-}
-
-/// Which destroys and replacements may be applied, and who reviewed them.
-#[derive(Debug)]
-pub struct Reviewed {
-    pub destroys: ApprovedDestroys,
-    pub by: Reviewer,
-}
-
-/// Where the reviewed destroys come from (what a refusal tells the operator to do).
-#[derive(Debug, Clone)]
-pub enum Reviewer {
-    /// The fleet's plan, shown in the terminal and approved there.
-    Prompt,
-    /// `deploy --approved-plan FILE`: a plan recorded by `stamp plan --out FILE`.
-    PlanFile(PathBuf),
-    /// No one: a deploy with `--auto-approve` (or without a terminal), without an
-    /// approved plan and without `--allow-destroy` or `[fleet] allow_destroy`.
-    Nobody,
-}
-
-impl Reviewed {
-    /// Nothing may be destroyed or replaced.
-    pub fn nothing() -> Self {
-        Self { destroys: ApprovedDestroys::new(), by: Reviewer::Nobody }
-    }
-
-    /// The error for a stack whose plan would destroy or replace `unseen`, which
-    /// were not reviewed: the stack is not applied.
-    pub fn refusal(&self, customer: &str, stage: Stage, unseen: &[String]) -> Error {
-        let what = unseen.join(", ");
-        match &self.by {
-            Reviewer::Prompt => Error::stage_hint(
-                format!("{stage}: not applied: the plan now would {what}, which the approved plan did not show"),
-                format!("something changed since the plan was approved; run `stamp plan {customer}` and deploy again"),
-            ),
-            Reviewer::PlanFile(f) => Error::stage_hint(
-                format!(
-                    "{stage}: not applied: the plan now would {what}, which the approved plan {} does not list for {customer} {stage}; \
-                     nothing was changed in this stack",
-                    f.display()
-                ),
-                format!(
-                    "something changed since that plan was made: plan again (`stamp plan {customer} --out FILE`), have the new plan \
-                     reviewed and approved, then deploy with `--approved-plan FILE`"
-                ),
-            ),
-            Reviewer::Nobody => Error::stage_hint(
-                format!(
-                    "{stage}: not applied: the plan would {what}; a deploy without a terminal to ask (or with --auto-approve) destroys \
-                     and replaces nothing that was not reviewed; nothing was changed in this stack"
-                ),
-                format!(
-                    "review the plan with `stamp plan {customer} --out plan.json` and deploy exactly that with `--approved-plan \
-                     plan.json`; or allow destroys and replacements with --allow-destroy (this run) or `[fleet] allow_destroy = true` \
-                     in stamp.toml"
-                ),
-            ),
-        }
-    }
-}
-
-/// How an apply is approved.
-#[derive(Clone)]
-pub enum Approval {
-    /// `--auto-approve` with destroys allowed; plan, destroy.
-    Auto,
-    /// Ask for each stack with changes.
-    Ask(Rc<dyn Approver>),
-    /// Apply, unless a stack would destroy or replace something that was not
-    /// reviewed: the fleet's plan shown once, an approved plan file, or nothing.
-    Approved(Rc<Reviewed>),
-}
-
-#[derive(Clone)]
-pub struct Options {
-    pub approval: Approval,
-    pub rebuild_ami: bool,
-    /// `--no-smoke`: deploy without checking that the public URL answers.
-    pub no_smoke: bool,
-    /// `deploy --from STAGE`: restart there, the earlier stages' results taken from
-    /// the run journal (`None`: resume where an unfinished run stopped).
-    pub from: Option<Stage>,
-}
-
-/// The typed outputs of the vpc stack that the later stages use.
-#[derive(Debug, Clone)]
-pub struct VpcOutputs {
-    pub vpc_id: String,
-    pub build_subnet_id: String,
-    pub public_subnet_ids: Vec<String>,
-    pub private_subnet_ids: Vec<String>,
-}
-
-pub const VPC_OUTPUTS: [&str; 4] = ["vpc_id", "build_subnet_id", "public_subnet_ids", "private_subnet_ids"];
-
-impl VpcOutputs {
-    pub fn from_outputs(o: &Outputs, stack: &str) -> Result<Self, Error> {
-        let missing: Vec<&str> = VPC_OUTPUTS.iter().copied().filter(|k| !o.contains_key(*k)).collect();
-        if !missing.is_empty() {
-            return Err(Error::stage_hint(
-                format!("{stack} has no output {}", missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")),
-                format!("the vpc stack must output {}", VPC_OUTPUTS.join(", ")),
-            ));
-        }
-        let string = |k: &str, prefix: &str| -> Result<String, Error> {
-            o[k].value
-                .as_str()
-                .filter(|s| s.starts_with(prefix))
-                .map(String::from)
-                .ok_or_else(|| Error::stage(format!("{stack}: output `{k}` = {} is not a {prefix}... id", o[k].value)))
-        };
-        let list = |k: &str| -> Result<Vec<String>, Error> {
-            o[k].value
-                .as_array()
-                .and_then(|a| {
-                    a.iter().map(|v| v.as_str().filter(|s| s.starts_with("subnet-")).map(String::from)).collect::<Option<Vec<_>>>()
-                })
-                .ok_or_else(|| Error::stage(format!("{stack}: output `{k}` = {} is not a list of subnet ids", o[k].value)))
-        };
-        Ok(Self {
-            vpc_id: string("vpc_id", "vpc-")?,
-            build_subnet_id: string("build_subnet_id", "subnet-")?,
-            public_subnet_ids: list("public_subnet_ids")?,
-            private_subnet_ids: list("private_subnet_ids")?,
-        })
-    }
-}
-
-/// What a stage body returns: its value, how it ended, the detail for the summary.
-pub struct StageDone<T> {
-    pub value: T,
-    pub status: Status,
-    pub detail: String,
-    pub changes: Option<Changes>,
-    /// Every planned change, placeholders, drift.
-    pub plan: PlanDetail,
-}
-
-impl<T> StageDone<T> {
-    pub fn new(value: T, status: Status, detail: impl Into<String>) -> Self {
-        Self { value, status, detail: detail.into(), changes: None, plan: PlanDetail::default() }
-    }
-}
-
 pub struct Pipeline {
-    pub ctx: Rc<FleetContext>,
-    pub plan: CustomerPlan,
-    pub opts: Options,
-    pub ui: Emitter,
-    pub stop: Stop,
-    pub work: PathBuf,
-    pub env: Vec<(String, String)>,
-    pub aws: Aws,
+    /// What the stages see of this customer's run.
+    pub cx: StageContext,
     pub report: RunReport,
     started: Instant,
-    opened_logs: BTreeSet<Stage>,
     /// deploy only: the run journal as this run writes it.
     journal: Option<Journal>,
     _lock: Option<std::fs::File>,
@@ -262,39 +75,17 @@ impl Pipeline {
             failed_stage: None,
         };
         Ok(Self {
-            ui: Emitter::new(name.as_str(), sink),
-            ctx,
-            plan,
-            opts,
-            stop,
-            work,
-            env,
-            aws,
+            cx: StageContext { ui: Emitter::new(name.as_str(), sink), ctx, plan, opts, stop, work, env, aws, opened_logs: BTreeSet::new() },
             report,
             started: Instant::now(),
-            opened_logs: BTreeSet::new(),
             journal: None,
             _lock: Some(lock),
         })
     }
 
-    pub fn name(&self) -> &str {
-        self.plan.customer.name.as_str()
-    }
-
-    /// The stage's log: the first open in a run starts it afresh (keeping the previous
-    /// run's beside it), later opens in the same run append.
-    pub fn log(&mut self, stage: Stage) -> Result<StageLog, Error> {
-        let path = self.work.join("logs").join(format!("{stage}.log"));
-        let log = if self.opened_logs.insert(stage) { StageLog::create(path) } else { StageLog::append(path) }?;
-        // Retries (and their reasons) show as the stage's current step too.
-        let ui = self.ui.clone();
-        Ok(log.with_steps(Rc::new(move |m: &str| ui.step(stage, m))))
-    }
-
     fn record(&mut self, stage: Stage, status: Status, detail: &str, changes: Option<Changes>, plan: PlanDetail, started: Instant) {
         let elapsed = started.elapsed();
-        self.ui.stage_finished(stage, status, detail, elapsed);
+        self.cx.ui.stage_finished(stage, status, detail, elapsed);
         self.report.stages.push(StageReport {
             name: stage,
             status,
@@ -306,21 +97,6 @@ impl Pipeline {
         });
     }
 
-    /// A plan lane (`--plan-jobs`), held through a stack's terraform init and plan.
-    /// While every lane is taken the customer's line says so; an interrupt meanwhile
-    /// ends the stage before its tool starts.
-    pub async fn plan_lane(&self, stage: Stage) -> Result<tokio::sync::OwnedSemaphorePermit, Error> {
-        if let Some(lane) = self.ctx.try_plan_lane() {
-            return Ok(lane);
-        }
-        self.ui.step(stage, &format!("waiting for a plan slot ({} in use: --plan-jobs)", self.ctx.plan_jobs()));
-        let lane = self.ctx.plan_lane().await;
-        if self.stop.interrupted() {
-            return Err(Error::Interrupted(Some(stage.to_string())));
-        }
-        Ok(lane)
-    }
-
     /// Runs a stage body with its progress line, status and duration recorded; a
     /// stage does not start once the run is stopping.
     pub async fn stage<T>(
@@ -329,13 +105,13 @@ impl Pipeline {
         label: &str,
         body: impl AsyncFnOnce(&mut Self) -> Result<StageDone<T>, Error>,
     ) -> Result<T, Error> {
-        if let Some(why) = self.stop.draining() {
-            return Err(if self.stop.interrupted() { Error::Interrupted(Some(stage.to_string())) } else { Error::Stopped(why) });
+        if let Some(why) = self.cx.stop.draining() {
+            return Err(if self.cx.stop.interrupted() { Error::Interrupted(Some(stage.to_string())) } else { Error::Stopped(why) });
         }
         let started = Instant::now();
-        self.ui.stage_started(stage, label);
+        self.cx.ui.stage_started(stage, label);
         // Named, with its tool and state lock, in what stamp prints on an interrupt.
-        let running = crate::running::stage(self.name(), stage.as_str());
+        let running = crate::running::stage(self.cx.name(), stage.as_str());
         let result = running.scope(body(self)).await;
         drop(running);
         match result {
@@ -352,7 +128,7 @@ impl Pipeline {
                 };
                 if !matches!(e, Error::Stopped(_)) {
                     let file = self.stage_file(stage);
-                    self.ui.emit(Some(stage), EventKind::Failure { message: e.to_string(), file: Some(file) });
+                    self.cx.ui.emit(Some(stage), EventKind::Failure { message: e.to_string(), file: Some(file) });
                 }
                 self.record(stage, status, &detail, None, PlanDetail::default(), started);
                 self.report.failed_stage = Some(stage);
@@ -365,13 +141,13 @@ impl Pipeline {
     /// emulator was stopped or died): says so, and how to go on, whatever the tool
     /// printed. The endpoint is probed only after a failure.
     async fn explain_unreachable(&self, stage: Stage, e: Error) -> Error {
-        let Some(url) = self.ctx.fleet.aws.endpoint.clone() else { return e };
+        let Some(url) = self.cx.ctx.fleet.aws.endpoint.clone() else { return e };
         if !matches!(e, Error::Tool(_) | Error::Stage { .. }) || answers(&url).await {
             return e;
         }
         let ours = format!(
             "nothing answers at {url} ([aws] endpoint) any more: it stopped during stage {stage}; start it again at that address, then `stamp deploy {}` resumes where this run stopped",
-            self.name()
+            self.cx.name()
         );
         let join = |old: Option<String>| {
             Some(match old {
@@ -392,24 +168,24 @@ impl Pipeline {
     /// The file a stage's failure points at: its stack directory, the packer
     /// template, or (state bucket, smoke test: its settings) the customer file.
     pub fn stage_file(&self, stage: Stage) -> PathBuf {
-        let paths = &self.ctx.fleet.paths;
+        let paths = &self.cx.ctx.fleet.paths;
         match stage {
-            Stage::Vpc | Stage::Frontends => paths.terraform.join(&self.plan.job(stage).rel),
+            Stage::Vpc | Stage::Frontends => paths.terraform.join(&self.cx.plan.job(stage).rel),
             Stage::Ami => paths.packer_template.clone(),
-            Stage::Bucket | Stage::Smoke => self.plan.customer.file.clone(),
+            Stage::Bucket | Stage::Smoke => self.cx.plan.customer.file.clone(),
         }
     }
 
     pub fn skip(&mut self, stage: Stage, why: &str) {
         let started = Instant::now();
-        self.ui.stage_started(stage, stage.as_str());
+        self.cx.ui.stage_started(stage, stage.as_str());
         self.record(stage, Status::Skipped, why, None, PlanDetail::default(), started);
     }
 
     /// Runs the operation and returns the report (saved, but for render) and the result.
     pub async fn run(mut self) -> (RunReport, Result<(), Error>) {
         let op = self.report.operation;
-        self.ui.emit(None, EventKind::CustomerStarted { env: self.report.env.clone() });
+        self.cx.ui.emit(None, EventKind::CustomerStarted { env: self.report.env.clone() });
         // Every tool of this customer keeps its work lock open: held until they are
         // gone, even if stamp dies first (`tools::relay`).
         let held = self._lock.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
@@ -434,8 +210,8 @@ impl Pipeline {
             self.report.error = Some(e.to_string());
             // A failure between stages (a stack without the outputs the next stage needs...).
             if self.report.failed_stage.is_none() && !matches!(e, Error::Stopped(_)) {
-                let file = Some(self.plan.customer.file.clone());
-                self.ui.emit(None, EventKind::Failure { message: e.to_string(), file });
+                let file = Some(self.cx.plan.customer.file.clone());
+                self.cx.ui.emit(None, EventKind::Failure { message: e.to_string(), file });
             }
         } else if self.report.stages.iter().all(|s| matches!(s.status, Status::Unchanged | Status::Skipped | Status::Resumed)) {
             self.report.status = Status::Unchanged;
@@ -447,7 +223,7 @@ impl Pipeline {
         {
             result = Err(e);
         }
-        self.ui.emit(None, EventKind::CustomerFinished { status: self.report.status, elapsed: self.started.elapsed() });
+        self.cx.ui.emit(None, EventKind::CustomerFinished { status: self.report.status, elapsed: self.started.elapsed() });
         (self.report, result)
     }
 
@@ -455,10 +231,10 @@ impl Pipeline {
     fn save_report(&self) -> Result<(), Error> {
         let text = serde_json::to_string_pretty(&self.report).map_err(|e| Error::stage(format!("run report: {e}")))?;
         let stamp = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-        let runs = self.work.join("runs");
+        let runs = self.cx.work.join("runs");
         std::fs::create_dir_all(&runs).map_err(|e| Error::io(format!("creating {}", runs.display()), e))?;
         write_atomic(&runs.join(format!("{stamp}-{}.json", self.report.operation.as_str())), &text)?;
-        write_atomic(&self.work.join("last-run.json"), &text)
+        write_atomic(&self.cx.work.join("last-run.json"), &text)
     }
 
     // ------------------------------------------------------------ operations
@@ -475,24 +251,24 @@ impl Pipeline {
                 "state bucket",
                 carried.remove(&Stage::Bucket),
                 async |p: &mut Self, e: &StageEntry| p.check_bucket(e).await,
-                async |p: &mut Self| stages::bucket::run(p, true).await,
+                async |p: &mut Self| stages::bucket::run(&mut p.cx, true, &mut p.report.state_bucket).await,
                 |b, e| e.bucket = b.as_ref().map(|b| b.to_string()),
             )
             .await?;
         let Some(bucket) = bucket else { unreachable!("deploy creates the bucket") };
         self.report.state_bucket = Some(bucket.to_string());
-        let label = self.plan.vpc.label.clone();
+        let label = self.cx.plan.vpc.label.clone();
         let vpc_out = self
             .deploy_stage(
                 Stage::Vpc,
                 &label,
                 carried.remove(&Stage::Vpc),
                 async |p: &mut Self, _: &StageEntry| p.check_stack(Stage::Vpc, &bucket).await,
-                async |p: &mut Self| stages::stack::run(p, Stage::Vpc, &bucket, Mode::Apply, None).await,
+                async |p: &mut Self| stages::stack::run(&mut p.cx, Stage::Vpc, &bucket, Mode::Apply, None).await,
                 |_, _| {},
             )
             .await?;
-        let vpc = VpcOutputs::from_outputs(&vpc_out, &format!("{} (vpc)", self.ctx.fleet.paths.terraform.display()))?;
+        let vpc = VpcOutputs::from_outputs(&vpc_out, &format!("{} (vpc)", self.cx.ctx.fleet.paths.terraform.display()))?;
         self.report.outputs.insert("vpc".into(), outputs_json(&vpc_out, false));
         let ami = self
             .deploy_stage(
@@ -500,25 +276,25 @@ impl Pipeline {
                 "AMI (packer)",
                 carried.remove(&Stage::Ami),
                 async |p: &mut Self, e: &StageEntry| p.check_ami(e).await,
-                async |p: &mut Self| stages::ami::run(p, &vpc).await,
+                async |p: &mut Self| stages::ami::run(&mut p.cx, &vpc).await,
                 |a, e| e.ami_id = Some(a.to_string()),
             )
             .await?;
         self.report.outputs.insert("ami_id".into(), json!(ami.as_str()));
-        let label = self.plan.frontends.label.clone();
+        let label = self.cx.plan.frontends.label.clone();
         let fe = self
             .deploy_stage(
                 Stage::Frontends,
                 &label,
                 carried.remove(&Stage::Frontends),
                 async |p: &mut Self, _: &StageEntry| p.check_stack(Stage::Frontends, &bucket).await,
-                async |p: &mut Self| stages::stack::run(p, Stage::Frontends, &bucket, Mode::Apply, Some((&vpc, &ami))).await,
+                async |p: &mut Self| stages::stack::run(&mut p.cx, Stage::Frontends, &bucket, Mode::Apply, Some((&vpc, &ami))).await,
                 |_, _| {},
             )
             .await?;
         self.report.outputs.insert("frontends".into(), outputs_json(&fe, false));
-        let smoke = &self.plan.customer.smoke;
-        let skipped = if self.opts.no_smoke {
+        let smoke = &self.cx.plan.customer.smoke;
+        let skipped = if self.cx.opts.no_smoke {
             Some("--no-smoke".to_owned())
         } else if !smoke.enabled {
             Some(format!("[smoke] enabled = false in {}", smoke.disabled_at.as_deref().unwrap_or_default()))
@@ -535,7 +311,7 @@ impl Pipeline {
                     "smoke test",
                     None,
                     async |_: &mut Self, _: &StageEntry| Ok(Err(String::new())),
-                    async |p: &mut Self| stages::smoke::run(p, &url).await,
+                    async |p: &mut Self| stages::smoke::run(&mut p.cx, &url).await,
                     |_, _| {},
                 )
                 .await?;
@@ -545,7 +321,7 @@ impl Pipeline {
         if let Some(j) = self.journal.as_mut() {
             j.status = RunState::Complete;
             j.updated_at = now();
-            j.save(&Journal::path(&self.work))?;
+            j.save(&Journal::path(&self.cx.work))?;
         }
         Ok(())
     }
@@ -553,8 +329,8 @@ impl Pipeline {
     /// The inputs that make this deploy's result: equal inputs, equal fingerprint.
     fn inputs(&self) -> Result<Inputs, Error> {
         use crate::customer::journal::{hash_bytes, hash_path};
-        let fleet = &self.ctx.fleet;
-        let c = &self.plan.customer;
+        let fleet = &self.cx.ctx.fleet;
+        let c = &self.cx.plan.customer;
         let hash = |p: &Path| hash_path(p).map_err(|e| Error::io(format!("reading {}", p.display()), e));
         let mut i = Inputs::default();
         i.add(format!("the customer file {}", c.file.display()), hash(&c.file)?);
@@ -562,18 +338,18 @@ impl Pipeline {
         i.add(format!("the stacks under {}", fleet.paths.terraform.display()), hash(&fleet.paths.terraform)?);
         i.add(
             format!("the packer template {}", fleet.paths.packer_template.display()),
-            format!("sha256:{}", stages::ami::template_hash(self)?),
+            format!("sha256:{}", stages::ami::template_hash(&self.cx)?),
         );
-        if let Some(files) = &self.plan.app_config {
+        if let Some(files) = &self.cx.plan.app_config {
             i.add("the rendered app configuration", hash_bytes(&serde_json::to_vec(files).unwrap_or_default()));
         }
         i.add("git_id", c.git_id.clone());
         // A branch that moved is another image: a run of the old commit is not resumed.
-        i.add("commit", self.plan.commit()?.to_owned());
+        i.add("commit", self.cx.plan.commit()?.to_owned());
         i.add("env", c.env.to_string());
         i.add("region", c.region.to_string());
         i.add("endpoint", fleet.aws.endpoint.clone().unwrap_or_else(|| "AWS".into()));
-        i.add("--rebuild-ami", if self.opts.rebuild_ami { "on" } else { "off" });
+        i.add("--rebuild-ami", if self.cx.opts.rebuild_ami { "on" } else { "off" });
         i.add("stamp version", env!("CARGO_PKG_VERSION"));
         Ok(i)
     }
@@ -584,10 +360,10 @@ impl Pipeline {
     fn open_journal(&mut self) -> Result<BTreeMap<Stage, StageEntry>, Error> {
         let inputs = self.inputs()?;
         let fingerprint = inputs.fingerprint();
-        let path = Journal::path(&self.work);
-        let name = self.name().to_owned();
+        let path = Journal::path(&self.cx.work);
+        let name = self.cx.name().to_owned();
         let mut carried = BTreeMap::new();
-        match self.opts.from {
+        match self.cx.opts.from {
             // Runs everything; the journal is not read (it may be the one that is broken).
             Some(Stage::Bucket) => {}
             Some(from) => {
@@ -596,7 +372,7 @@ impl Pipeline {
                 let stale: Vec<&str> = carried.values().filter(|e| e.fingerprint != fingerprint).map(|e| e.stage.as_str()).collect();
                 if !stale.is_empty() {
                     let changed = old.as_ref().map(|j| inputs.changed_since(&j.inputs)).unwrap_or_default();
-                    self.ui.note(&format!(
+                    self.cx.ui.note(&format!(
                         "--from {from}: {} done with other inputs than this run's{}; taken as they are, as --from asks",
                         stale.join(", "),
                         if changed.is_empty() { String::new() } else { format!(" ({} changed)", changed.join(", ")) }
@@ -612,7 +388,7 @@ impl Pipeline {
                         let how = j.entry(at).map(|e| e.status.word()).unwrap_or("was not reached");
                         let done: Vec<&StageEntry> = Stage::ALL.iter().filter(|s| **s < at).filter_map(|s| j.done(*s)).collect();
                         if done.iter().all(|e| e.fingerprint == fingerprint) {
-                            self.ui.note(&format!(
+                            self.cx.ui.note(&format!(
                                 "resuming the run of {} at stage {at} (it {how}); {} checked, not rerun",
                                 j.run,
                                 done.iter().map(|e| e.stage.as_str()).collect::<Vec<_>>().join(", ")
@@ -621,7 +397,7 @@ impl Pipeline {
                         } else {
                             let changed = inputs.changed_since(&j.inputs);
                             let what = if changed.is_empty() { "inputs".to_owned() } else { changed.join(", ") };
-                            self.ui.note(&format!(
+                            self.cx.ui.note(&format!(
                                 "not resuming the run of {} (stage {at} {how}): {what} changed since; starting from the beginning",
                                 j.run
                             ));
@@ -669,7 +445,7 @@ impl Pipeline {
             _ => RunState::Running,
         };
         j.updated_at = now;
-        j.save(&Journal::path(&self.work))
+        j.save(&Journal::path(&self.cx.work))
     }
 
     /// A deploy stage: with a journal entry from an earlier run, `check` looks whether
@@ -690,7 +466,7 @@ impl Pipeline {
                     Ok(v) => return Ok(StageDone::new(v, Status::Resumed, format!("done by the run of {}; not rerun", e.run))),
                     Err(why) => {
                         let line = format!("{stage}: done by the run of {}, but {why}: running it again", e.run);
-                        p.ui.note(&line);
+                        p.cx.ui.note(&line);
                         p.report.notes.push(line);
                     }
                 }
@@ -705,7 +481,7 @@ impl Pipeline {
                     let state = if matches!(err, Error::Interrupted(_)) { StageState::Interrupted } else { StageState::Failed };
                     let first = err.to_string().lines().next().unwrap_or_default().to_owned();
                     if let Err(w) = p.journal_mark(stage, state, |e| e.error = Some(first)) {
-                        p.ui.note(&format!("could not record in the run journal that {stage} {}: {w}", state.word()));
+                        p.cx.ui.note(&format!("could not record in the run journal that {stage} {}: {w}", state.word()));
                     }
                     Err(err)
                 }
@@ -717,7 +493,7 @@ impl Pipeline {
     /// The stage log of a stage that is checked, not run: appended to (the log of
     /// the run that did the stage stays whole).
     fn check_log(&self, stage: Stage, e: &StageEntry) -> Result<StageLog, Error> {
-        let path = self.work.join("logs").join(format!("{stage}.log"));
+        let path = self.cx.work.join("logs").join(format!("{stage}.log"));
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|err| Error::io(format!("creating {}", dir.display()), err))?;
         }
@@ -732,7 +508,7 @@ impl Pipeline {
             return Ok(Err("the journal does not name its bucket".into()));
         };
         let mut log = self.check_log(Stage::Bucket, e)?;
-        Ok(match self.aws.bucket_status("bucket", &mut log, &bucket).await? {
+        Ok(match self.cx.aws.bucket_status("bucket", &mut log, &bucket).await? {
             0 => Ok(Some(bucket)),
             404 => Err(format!("the state bucket {bucket} does not exist any more")),
             code => Err(format!("the state bucket {bucket} answers HTTP {code}")),
@@ -746,9 +522,9 @@ impl Pipeline {
             Some(e) => self.check_log(stage, e)?,
             None => StageLog::discard(),
         };
-        let key = self.plan.job(stage).key.clone();
+        let key = self.cx.plan.job(stage).key.clone();
         let gone = format!("its state s3://{bucket}/{key}");
-        let Some(state) = self.aws.read_object(stage.as_str(), &mut log, bucket, &key).await? else {
+        let Some(state) = self.cx.aws.read_object(stage.as_str(), &mut log, bucket, &key).await? else {
             return Ok(Err(format!("{gone} does not exist any more")));
         };
         if terraform::state_resource_count(&state).unwrap_or(0) == 0 {
@@ -773,7 +549,7 @@ impl Pipeline {
             return Ok(Err("the journal does not name its AMI".into()));
         };
         let mut log = self.check_log(Stage::Ami, e)?;
-        Ok(if self.aws.image_exists("ami", &mut log, &ami).await? {
+        Ok(if self.cx.aws.image_exists("ami", &mut log, &ami).await? {
             log.note(&format!("stamp: {ami} is registered: not rerun"));
             Ok(ami)
         } else {
@@ -787,17 +563,23 @@ impl Pipeline {
     /// placeholder vpc outputs and/or AMI. Such a plan is labelled and never applied.
     async fn plan(&mut self) -> Result<(), Error> {
         use crate::customer::report::Placeholder;
-        use stages::stack::{Scratch, placeholder_ami, placeholder_vpc};
-        let bucket = self.stage(Stage::Bucket, "state bucket", async |p: &mut Self| stages::bucket::run(p, false).await).await?;
-        let label = self.plan.vpc.label.clone();
+        use stages::stack::Scratch;
+        let bucket = self
+            .stage(Stage::Bucket, "state bucket", async |p: &mut Self| {
+                stages::bucket::run(&mut p.cx, false, &mut p.report.state_bucket).await
+            })
+            .await?;
+        let label = self.cx.plan.vpc.label.clone();
         let vpc_out = match &bucket {
             Some(b) => {
-                self.stage(Stage::Vpc, &label, async |p: &mut Self| stages::stack::run(p, Stage::Vpc, b, Mode::PlanOnly, None).await)
-                    .await?
+                self.stage(Stage::Vpc, &label, async |p: &mut Self| {
+                    stages::stack::run(&mut p.cx, Stage::Vpc, b, Mode::PlanOnly, None).await
+                })
+                .await?
             }
             None => {
                 self.stage(Stage::Vpc, &label, async |p: &mut Self| {
-                    stages::stack::plan_scratch(p, Stage::Vpc, Scratch { bucket: None, placeholders: vec![] }, None).await
+                    stages::stack::plan_scratch(&mut p.cx, Stage::Vpc, Scratch { bucket: None, placeholders: vec![] }, None).await
                 })
                 .await?
             }
@@ -809,9 +591,9 @@ impl Pipeline {
         // Plan never bakes: it plans the frontends with the AMI they already run.
         let ami = match &bucket {
             Some(b) => {
-                let mut log = self.log(Stage::Ami)?;
-                let key = self.plan.frontends.key.clone();
-                let deployed = self.aws.read_object("ami", &mut log, b, &key).await?;
+                let mut log = self.cx.log(Stage::Ami)?;
+                let key = self.cx.plan.frontends.key.clone();
+                let deployed = self.cx.aws.read_object("ami", &mut log, b, &key).await?;
                 deployed
                     .as_deref()
                     .and_then(|s| terraform::outputs_from_state(s).ok())
@@ -837,18 +619,18 @@ impl Pipeline {
                 placeholder_ami()
             }
         };
-        let label = self.plan.frontends.label.clone();
+        let label = self.cx.plan.frontends.label.clone();
         match &bucket {
             Some(b) if placeholders.is_empty() => {
                 self.stage(Stage::Frontends, &label, async |p: &mut Self| {
-                    stages::stack::run(p, Stage::Frontends, b, Mode::PlanOnly, Some((&vpc, &ami))).await
+                    stages::stack::run(&mut p.cx, Stage::Frontends, b, Mode::PlanOnly, Some((&vpc, &ami))).await
                 })
                 .await?;
             }
             b => {
                 let scratch = Scratch { bucket: b.as_ref(), placeholders };
                 self.stage(Stage::Frontends, &label, async |p: &mut Self| {
-                    stages::stack::plan_scratch(p, Stage::Frontends, scratch, Some((&vpc, &ami))).await
+                    stages::stack::plan_scratch(&mut p.cx, Stage::Frontends, scratch, Some((&vpc, &ami))).await
                 })
                 .await?;
             }
@@ -859,12 +641,12 @@ impl Pipeline {
     /// What the deployed AMI was baked from (its `stamp:git_id` and `stamp:commit`
     /// tags) against the commit this customer's git_id names now.
     async fn deployed_revision(&mut self, ami: &AmiId) -> String {
-        let Some(now) = self.plan.revision.clone() else { return String::new() };
-        let mut log = match self.log(Stage::Ami) {
+        let Some(now) = self.cx.plan.revision.clone() else { return String::new() };
+        let mut log = match self.cx.log(Stage::Ami) {
             Ok(l) => l,
             Err(_) => StageLog::discard(),
         };
-        let tags = self.aws.image_tags("ami", &mut log, ami).await.unwrap_or_default();
+        let tags = self.cx.aws.image_tags("ami", &mut log, ami).await.unwrap_or_default();
         let baked = (tags.get(crate::tools::aws::TAG_GIT_ID), tags.get(crate::tools::aws::TAG_COMMIT));
         match baked {
             (_, Some(c)) if c.eq_ignore_ascii_case(&now.commit) => {
@@ -884,37 +666,41 @@ impl Pipeline {
     /// For each deployed stack, what drifted (refresh-only plan) and what is pending
     /// (normal plan). Builds nothing, creates no bucket, writes no state.
     async fn drift(&mut self) -> Result<(), Error> {
-        let bucket = self.stage(Stage::Bucket, "state bucket", async |p: &mut Self| stages::bucket::run(p, false).await).await?;
+        let bucket = self
+            .stage(Stage::Bucket, "state bucket", async |p: &mut Self| {
+                stages::bucket::run(&mut p.cx, false, &mut p.report.state_bucket).await
+            })
+            .await?;
         let Some(bucket) = bucket else {
             self.skip(Stage::Vpc, "not deployed");
             self.skip(Stage::Frontends, "not deployed");
             return Ok(());
         };
-        let mut log = self.log(Stage::Bucket)?;
-        let vpc_state = self.aws.read_object("bucket", &mut log, &bucket, &self.plan.vpc.key.clone()).await?;
-        let fe_state = self.aws.read_object("bucket", &mut log, &bucket, &self.plan.frontends.key.clone()).await?;
+        let mut log = self.cx.log(Stage::Bucket)?;
+        let vpc_state = self.cx.aws.read_object("bucket", &mut log, &bucket, &self.cx.plan.vpc.key.clone()).await?;
+        let fe_state = self.cx.aws.read_object("bucket", &mut log, &bucket, &self.cx.plan.frontends.key.clone()).await?;
         let deployed = |s: &Option<String>| -> Result<bool, Error> {
             Ok(s.as_deref().map(terraform::state_resource_count).transpose().map_err(Error::stage)?.unwrap_or(0) > 0)
         };
-        let label = self.plan.vpc.label.clone();
+        let label = self.cx.plan.vpc.label.clone();
         if deployed(&vpc_state)? {
-            self.stage(Stage::Vpc, &label, async |p: &mut Self| stages::stack::drift(p, Stage::Vpc, &bucket, None).await).await?;
+            self.stage(Stage::Vpc, &label, async |p: &mut Self| stages::stack::drift(&mut p.cx, Stage::Vpc, &bucket, None).await).await?;
         } else {
             self.skip(Stage::Vpc, "not deployed");
         }
-        let label = self.plan.frontends.label.clone();
+        let label = self.cx.plan.frontends.label.clone();
         if deployed(&fe_state)? {
             // The inputs the frontends were applied with: the vpc's outputs and the AMI they run.
             let vpc_outputs = vpc_state.as_deref().and_then(|s| terraform::outputs_from_state(s).ok()).unwrap_or_default();
-            let vpc = VpcOutputs::from_outputs(&vpc_outputs, &format!("the vpc state ({})", self.plan.vpc.key))?;
+            let vpc = VpcOutputs::from_outputs(&vpc_outputs, &format!("the vpc state ({})", self.cx.plan.vpc.key))?;
             self.report.outputs.insert("vpc".into(), outputs_json(&vpc_outputs, false));
             let fe_outputs = fe_state.as_deref().and_then(|s| terraform::outputs_from_state(s).ok()).unwrap_or_default();
             let ami = fe_outputs.get("ami_id").and_then(|v| v.value.as_str()).and_then(|s| AmiId::parse(s).ok()).ok_or_else(|| {
-                Error::stage(format!("the frontends state ({}) has no ami_id output: cannot plan it", self.plan.frontends.key))
+                Error::stage(format!("the frontends state ({}) has no ami_id output: cannot plan it", self.cx.plan.frontends.key))
             })?;
             self.report.outputs.insert("ami_id".into(), json!(ami.as_str()));
             self.stage(Stage::Frontends, &label, async |p: &mut Self| {
-                stages::stack::drift(p, Stage::Frontends, &bucket, Some((&vpc, &ami))).await
+                stages::stack::drift(&mut p.cx, Stage::Frontends, &bucket, Some((&vpc, &ami))).await
             })
             .await?;
         } else {
@@ -924,7 +710,11 @@ impl Pipeline {
     }
 
     async fn destroy(&mut self) -> Result<(), Error> {
-        let bucket = self.stage(Stage::Bucket, "state bucket", async |p: &mut Self| stages::bucket::run(p, false).await).await?;
+        let bucket = self
+            .stage(Stage::Bucket, "state bucket", async |p: &mut Self| {
+                stages::bucket::run(&mut p.cx, false, &mut p.report.state_bucket).await
+            })
+            .await?;
         let Some(bucket) = bucket else {
             self.skip(Stage::Frontends, "nothing deployed");
             self.skip(Stage::Vpc, "nothing deployed");
@@ -935,9 +725,9 @@ impl Pipeline {
         // the retries, a dropped connection) or a state that does not parse stops
         // destroy here, so a misread can never skip a stack and then deregister the
         // AMIs it runs.
-        let mut log = self.log(Stage::Bucket)?;
+        let mut log = self.cx.log(Stage::Bucket)?;
         let mut read = async |p: &mut Self, key: String| -> Result<(Option<String>, usize, Outputs), Error> {
-            let state = p.aws.read_object("bucket", &mut log, &bucket, &key).await.map_err(|e| refuse_destroy(&key, e))?;
+            let state = p.cx.aws.read_object("bucket", &mut log, &bucket, &key).await.map_err(|e| refuse_destroy(&key, e))?;
             let Some(text) = state else { return Ok((None, 0, Outputs::new())) };
             let unreadable = |m: String| {
                 Error::stage_hint(
@@ -949,11 +739,11 @@ impl Pipeline {
             let outputs = terraform::outputs_from_state(&text).map_err(unreadable)?;
             Ok((Some(text), count, outputs))
         };
-        let (vpc_state, vpc_count, vpc_outputs) = read(self, self.plan.vpc.key.clone()).await?;
-        let (fe_state, fe_count, fe_outputs) = read(self, self.plan.frontends.key.clone()).await?;
+        let (vpc_state, vpc_count, vpc_outputs) = read(self, self.cx.plan.vpc.key.clone()).await?;
+        let (fe_state, fe_count, fe_outputs) = read(self, self.cx.plan.frontends.key.clone()).await?;
         // Deletion protection, as AWS has it now, for both stacks: refused whole.
         let states: Vec<&str> = [fe_state.as_deref(), vpc_state.as_deref()].into_iter().flatten().collect();
-        stages::stack::refuse_protected(self, &mut log, &states).await?;
+        stages::stack::refuse_protected(&self.cx, &mut log, &states).await?;
         // Inputs a destroy plan still evaluates: the values the stacks were applied with.
         let vpc = VpcOutputs::from_outputs(&vpc_outputs, "vpc").unwrap_or(VpcOutputs {
             vpc_id: "vpc-00000000".into(),
@@ -966,24 +756,26 @@ impl Pipeline {
             .and_then(|v| v.value.as_str())
             .and_then(|s| AmiId::parse(s).ok())
             .unwrap_or_else(|| AmiId::parse("ami-00000000").expect("valid"));
-        let label = self.plan.frontends.label.clone();
+        let label = self.cx.plan.frontends.label.clone();
         if fe_count > 0 {
             self.stage(Stage::Frontends, &label, async |p: &mut Self| {
-                stages::stack::run(p, Stage::Frontends, &bucket, Mode::Destroy, Some((&vpc, &ami))).await
+                stages::stack::run(&mut p.cx, Stage::Frontends, &bucket, Mode::Destroy, Some((&vpc, &ami))).await
             })
             .await?;
         } else {
             self.skip(Stage::Frontends, "nothing deployed");
         }
-        let label = self.plan.vpc.label.clone();
+        let label = self.cx.plan.vpc.label.clone();
         if vpc_count > 0 {
-            self.stage(Stage::Vpc, &label, async |p: &mut Self| stages::stack::run(p, Stage::Vpc, &bucket, Mode::Destroy, None).await)
-                .await?;
+            self.stage(Stage::Vpc, &label, async |p: &mut Self| {
+                stages::stack::run(&mut p.cx, Stage::Vpc, &bucket, Mode::Destroy, None).await
+            })
+            .await?;
         } else {
             self.skip(Stage::Vpc, "nothing deployed");
         }
         let ran = fe_outputs.get("ami_id").and_then(|v| v.value.as_str()).and_then(|s| AmiId::parse(s).ok());
-        self.stage(Stage::Ami, "AMIs", async |p: &mut Self| stages::ami::deregister(p, ran.as_ref()).await).await?;
+        self.stage(Stage::Ami, "AMIs", async |p: &mut Self| stages::ami::deregister(&mut p.cx, ran.as_ref()).await).await?;
         self.report.notes.push(format!(
             "The state bucket {bucket} is kept: it holds the state history. Remove it with `aws s3 rb s3://{bucket} --force` once you no longer need it."
         ));
@@ -991,16 +783,16 @@ impl Pipeline {
     }
 
     async fn render(&mut self) -> Result<(), Error> {
-        let last = RunReport::read(&self.work.join("last-run.json")).map_err(Error::stage)?;
-        let fleet = &self.ctx.fleet;
-        let c = &self.plan.customer;
+        let last = RunReport::read(&self.cx.work.join("last-run.json")).map_err(Error::stage)?;
+        let fleet = &self.cx.ctx.fleet;
+        let c = &self.cx.plan.customer;
         let account = fleet.aws.account_id.clone().or_else(|| last.as_ref().and_then(|l| account_from(fleet, c, l)));
         let bucket = match account {
             Some(acct) => crate::render::render_bucket(&fleet.state_bucket, &c.name, &c.region, &acct).map_err(Error::usage)?,
-            None => stages::bucket::name(self, &mut StageLog::discard()).await?,
+            None => stages::bucket::name(&self.cx, &mut StageLog::discard()).await?,
         };
-        stages::stack::sync_working_copy(self)?;
-        stages::stack::write_files(self, Stage::Vpc, &bucket, None)?;
+        stages::stack::sync_working_copy(&self.cx)?;
+        stages::stack::write_files(&self.cx, Stage::Vpc, &bucket, None)?;
         let vpc = last
             .as_ref()
             .and_then(|l| l.outputs.get("vpc").cloned())
@@ -1008,24 +800,24 @@ impl Pipeline {
             .map(|m| m.into_iter().map(|(k, value)| (k, terraform::OutputValue { value, sensitive: false })).collect::<Outputs>())
             .and_then(|o| VpcOutputs::from_outputs(&o, "vpc").ok());
         let ami = last.as_ref().and_then(|l| l.outputs.get("ami_id")?.as_str().and_then(|s| AmiId::parse(s).ok()));
-        let mut written = vec![self.work.join("terraform/vpc")];
+        let mut written = vec![self.cx.work.join("terraform/vpc")];
         match (&vpc, &ami) {
             (Some(v), Some(a)) => {
-                stages::stack::write_files(self, Stage::Frontends, &bucket, Some((v, a)))?;
-                written.push(self.work.join("terraform").join(&self.plan.frontends.rel));
+                stages::stack::write_files(&self.cx, Stage::Frontends, &bucket, Some((v, a)))?;
+                written.push(self.cx.work.join("terraform").join(&self.cx.plan.frontends.rel));
             }
-            _ => self.ui.note("frontends inputs need the vpc outputs and an AMI: they are rendered after the first deploy"),
+            _ => self.cx.ui.note("frontends inputs need the vpc outputs and an AMI: they are rendered after the first deploy"),
         }
         if let Some(v) = &vpc {
-            written.push(stages::ami::write_packer_vars(self, v, &stages::ami::template_hash(self)?)?);
+            written.push(stages::ami::write_packer_vars(&self.cx, v, &stages::ami::template_hash(&self.cx)?)?);
         } else {
-            self.ui.note(&format!("vars/{}.json needs the vpc outputs: it is rendered after the first deploy", self.name()));
+            self.cx.ui.note(&format!("vars/{}.json needs the vpc outputs: it is rendered after the first deploy", self.cx.name()));
         }
-        if let Some(files) = self.plan.app_config.clone() {
-            written.push(stages::ami::write_app_config(self, &files)?);
+        if let Some(files) = self.cx.plan.app_config.clone() {
+            written.push(stages::ami::write_app_config(&self.cx, &files)?);
         }
         for w in written {
-            self.ui.note(&format!("wrote {}", w.display()));
+            self.cx.ui.note(&format!("wrote {}", w.display()));
         }
         Ok(())
     }

@@ -2,20 +2,22 @@
 //! per-bucket lock: customers may share one); plan and destroy only look for it.
 
 use crate::config::{Customer, Fleet};
-use crate::customer::pipeline::{Pipeline, StageDone};
 use crate::error::Error;
 use crate::events::{Stage, Status};
 use crate::names::BucketName;
 use crate::render;
 use crate::shared::context::FleetContext;
+use crate::stages::contract::{StageContext, StageDone};
 use crate::tools::aws::Aws;
 use crate::tools::process::StageLog;
 
 /// The bucket, or `None` when it does not exist and `create` is off (never deployed).
-pub async fn run(p: &mut Pipeline, create: bool) -> Result<StageDone<Option<BucketName>>, Error> {
+/// `named` gets the bucket's name as soon as it is known: the run report names the
+/// bucket even when creating it fails.
+pub async fn run(p: &mut StageContext, create: bool, named: &mut Option<String>) -> Result<StageDone<Option<BucketName>>, Error> {
     let mut log = p.log(Stage::Bucket)?;
     let bucket = name(p, &mut log).await?;
-    p.report.state_bucket = Some(bucket.to_string());
+    *named = Some(bucket.to_string());
     if create {
         let lock = p.ctx.lock(&format!("bucket:{bucket}"));
         let _held = lock.lock().await;
@@ -46,7 +48,7 @@ pub async fn run(p: &mut Pipeline, create: bool) -> Result<StageDone<Option<Buck
 
 /// The customer's state bucket name (asks STS for the account id when needed,
 /// once per run).
-pub async fn name(p: &Pipeline, log: &mut StageLog) -> Result<BucketName, Error> {
+pub async fn name(p: &StageContext, log: &mut StageLog) -> Result<BucketName, Error> {
     bucket_of(&p.ctx, &p.plan.customer, &p.aws, log).await
 }
 

@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::customer::pipeline::{Approval, Pipeline, PlannedChange, ShownPlan, StageDone, VpcOutputs};
 use crate::customer::report::{Changes, Placeholder, PlanDetail};
 use crate::error::{Error, ToolFailure};
 use crate::events::{Stage, Status};
 use crate::interrupt;
 use crate::names::{AmiId, BucketName};
 use crate::render::{self, Backend};
+use crate::stages::contract::{Approval, PlannedChange, ShownPlan, StageContext, StageDone, VpcOutputs};
 use crate::stages::init_cache;
 use crate::tools::process::{StageLog, Stream, Tail, ToolCommand};
 use crate::tools::terraform::{self, Action, Outputs, ShownPlanJson, TfEvent};
@@ -32,7 +32,7 @@ pub enum Mode {
 /// once and its real ID printed, and read again once terraform has stopped, to say
 /// whether it was left behind and how to release it (`interrupt`).
 pub async fn run(
-    p: &mut Pipeline,
+    p: &mut StageContext,
     stage: Stage,
     bucket: &BucketName,
     mode: Mode,
@@ -96,7 +96,7 @@ async fn lock_held(api: &crate::tools::s3::AwsApi, mut f: ToolFailure, lock: &cr
 }
 
 /// Where the stack's state lock is, for what stamp prints on an interrupt.
-fn state_lock(p: &Pipeline, stage: Stage, bucket: &BucketName) -> crate::running::StateLock {
+fn state_lock(p: &StageContext, stage: Stage, bucket: &BucketName) -> crate::running::StateLock {
     let job = p.plan.job(stage);
     let region = p.plan.customer.region.to_string();
     crate::running::StateLock::of_stack(&p.ctx.fleet, p.name(), &region, bucket.as_str(), &job.key, Path::new(&job.rel))
@@ -105,7 +105,7 @@ fn state_lock(p: &Pipeline, stage: Stage, bucket: &BucketName) -> crate::running
 /// A plan takes no lock (`-lock=false`): another run may hold it and be changing
 /// the stack meanwhile. Who holds it, if anyone (read once the plan is made); a
 /// lock that cannot be read is only noted in the stage log.
-async fn held_lock(p: &mut Pipeline, stage: Stage, lock: &crate::running::StateLock) -> Option<terraform::LockInfo> {
+async fn held_lock(p: &mut StageContext, stage: Stage, lock: &crate::running::StateLock) -> Option<terraform::LockInfo> {
     match interrupt::read_lock(lock, &p.aws.api).await {
         Ok(held) => held,
         Err(e) => {
@@ -131,7 +131,7 @@ fn with_held_lock(mut done: StageDone<Outputs>, held: Option<terraform::LockInfo
 /// before terraform sees them, and `terraform init`. Returns the log, the stack's
 /// directory and those sensitive inputs (for `TF_VAR_`).
 async fn prepare(
-    p: &mut Pipeline,
+    p: &mut StageContext,
     stage: Stage,
     bucket: &BucketName,
     upstream: Option<(&VpcOutputs, &AmiId)>,
@@ -145,7 +145,7 @@ async fn prepare(
 }
 
 async fn run_stack(
-    p: &mut Pipeline,
+    p: &mut StageContext,
     stage: Stage,
     bucket: &BucketName,
     mode: Mode,
@@ -182,7 +182,7 @@ async fn run_stack(
     if has_changes && mode != Mode::PlanOnly {
         approve(p, &ShownPlan { stage, dir: dir.clone(), changes, planned: planned.clone() }).await?;
         let verb = if mode == Mode::Destroy { "terraform destroy" } else { "terraform apply" };
-        let pr: &Pipeline = p;
+        let pr: &StageContext = p;
         // An apply that failed for a transient cause is retried by planning again and
         // applying that new plan: the saved plan may be stale once part of it was
         // applied, and it is never applied twice.
@@ -267,29 +267,13 @@ pub struct Scratch<'a> {
     pub placeholders: Vec<Placeholder>,
 }
 
-/// The placeholder vpc outputs a frontends plan uses while the vpc stack is not
-/// applied: ids of the right form (they pass the stacks' validation), all zeros.
-pub fn placeholder_vpc() -> VpcOutputs {
-    VpcOutputs {
-        vpc_id: "vpc-00000000000000000".into(),
-        build_subnet_id: "subnet-00000000000000001".into(),
-        public_subnet_ids: vec!["subnet-00000000000000001".into(), "subnet-00000000000000002".into()],
-        private_subnet_ids: vec!["subnet-00000000000000011".into(), "subnet-00000000000000012".into()],
-    }
-}
-
-/// The placeholder AMI a frontends plan uses while no AMI is baked or deployed.
-pub fn placeholder_ami() -> AmiId {
-    AmiId::parse("ami-00000000000000000").expect("a valid AMI id")
-}
-
 /// Plans a stack that cannot be planned for real yet, in a scratch copy of the
 /// terraform tree that is deleted afterwards: without a bucket against an empty
 /// local state, with placeholder vpc outputs through a local placeholder vpc state.
 /// The state is never written (`-lock=false`, no apply), nothing is created, and
 /// the saved plan is deleted with the copy: it can never be applied.
 pub async fn plan_scratch(
-    p: &mut Pipeline,
+    p: &mut StageContext,
     stage: Stage,
     scratch: Scratch<'_>,
     upstream: Option<(&VpcOutputs, &AmiId)>,
@@ -382,7 +366,7 @@ pub async fn plan_scratch(
 /// yet applied), reported apart. Applies nothing, writes no state (`-lock=false`);
 /// both saved plans are deleted.
 pub async fn drift(
-    p: &mut Pipeline,
+    p: &mut StageContext,
     stage: Stage,
     bucket: &BucketName,
     upstream: Option<(&VpcOutputs, &AmiId)>,
@@ -427,7 +411,7 @@ fn vpc_outputs_json(v: &VpcOutputs) -> BTreeMap<String, Value> {
 }
 
 /// `terraform init` (one at a time: they share the plugin cache).
-async fn init(p: &Pipeline, stage: Stage, dir: &Path, log: &mut StageLog) -> Result<(), Error> {
+async fn init(p: &StageContext, stage: Stage, dir: &Path, log: &mut StageLog) -> Result<(), Error> {
     p.ui.step(stage, "terraform init");
     let mut init = terraform(p, dir).args(["init", "-input=false", "-no-color", "-reconfigure"]);
     if dir.join(terraform::BACKEND_PARTIAL_FILE).is_file() && p.plan.job(stage).info.backend.is_some() {
@@ -483,7 +467,7 @@ async fn init(p: &Pipeline, stage: Stage, dir: &Path, log: &mut StageLog) -> Res
 /// terraform's text), unless the `-json` stream told it all (`StreamedPlan`). The
 /// stream also feeds the failure summary.
 async fn plan(
-    p: &Pipeline,
+    p: &StageContext,
     stage: Stage,
     dir: &Path,
     log: &mut StageLog,
@@ -496,7 +480,7 @@ async fn plan(
 
 /// `plan`, and whether terraform said the plan has changes (exit code 2: resources or outputs).
 async fn plan_with_code(
-    p: &Pipeline,
+    p: &StageContext,
     stage: Stage,
     dir: &Path,
     log: &mut StageLog,
@@ -568,7 +552,7 @@ fn log_changes(log: &mut StageLog, shown: &ShownPlanJson) {
 /// The stack's outputs, from its state object in S3 (what `terraform output -json`
 /// reads, without starting terraform: two processes less per customer). The values
 /// include the sensitive ones in clear: the stage log gets only their names.
-async fn read_outputs(p: &Pipeline, stage: Stage, bucket: &BucketName, log: &mut StageLog) -> Result<Outputs, Error> {
+async fn read_outputs(p: &StageContext, stage: Stage, bucket: &BucketName, log: &mut StageLog) -> Result<Outputs, Error> {
     let key = &p.plan.job(stage).key;
     let outputs = match p.aws.read_object(stage.as_str(), log, bucket, key).await? {
         Some(state) => terraform::outputs_from_state(&state).map_err(|m| Error::stage(format!("s3://{bucket}/{key}: {m}")))?,
@@ -580,7 +564,7 @@ async fn read_outputs(p: &Pipeline, stage: Stage, bucket: &BucketName, log: &mut
 }
 
 /// Asks the approval policy whether a planned stack may be applied.
-async fn approve(p: &Pipeline, plan: &ShownPlan) -> Result<(), Error> {
+async fn approve(p: &StageContext, plan: &ShownPlan) -> Result<(), Error> {
     let stage = plan.stage;
     match &p.opts.approval {
         Approval::Auto => Ok(()),
@@ -610,13 +594,13 @@ pub fn unseen_destroys(planned: &[PlannedChange], shown: Option<&std::collection
         .collect()
 }
 
-pub fn sync_working_copy(p: &Pipeline) -> Result<(), Error> {
+pub fn sync_working_copy(p: &StageContext) -> Result<(), Error> {
     let dest = p.work.join("terraform");
     let src = &p.ctx.fleet.paths.terraform;
     terraform::sync_tree(src, &dest).map_err(|e| Error::work_dir(format!("copying {} to {}", src.display(), dest.display()), e))
 }
 
-fn backend(p: &Pipeline, bucket: &BucketName, key: &str) -> Backend {
+fn backend(p: &StageContext, bucket: &BucketName, key: &str) -> Backend {
     let fleet = &p.ctx.fleet;
     Backend {
         bucket: bucket.to_string(),
@@ -646,7 +630,7 @@ struct StackInputs {
 }
 
 /// The inputs of a stack, split: the sensitive ones never go into a file.
-fn stack_inputs(p: &Pipeline, stage: Stage, upstream: Option<(&VpcOutputs, &AmiId)>) -> Result<StackInputs, Error> {
+fn stack_inputs(p: &StageContext, stage: Stage, upstream: Option<(&VpcOutputs, &AmiId)>) -> Result<StackInputs, Error> {
     let job = p.plan.job(stage);
     let (_, extra) = crate::customer::plan::stage_vars(&p.plan.customer, stage);
     let mut file = BTreeMap::new();
@@ -674,7 +658,7 @@ fn stack_inputs(p: &Pipeline, stage: Stage, upstream: Option<(&VpcOutputs, &AmiI
 
 /// The inputs of a stack: the standard ones it declares, then `[*.vars]`, then the
 /// `[secrets]` it declares.
-fn stack_vars(p: &Pipeline, stage: Stage, upstream: Option<(&VpcOutputs, &AmiId)>) -> BTreeMap<String, Value> {
+fn stack_vars(p: &StageContext, stage: Stage, upstream: Option<(&VpcOutputs, &AmiId)>) -> BTreeMap<String, Value> {
     let c = &p.plan.customer;
     let (job, extra) = match stage {
         Stage::Vpc => (&p.plan.vpc, &c.vpc_vars),
@@ -721,7 +705,7 @@ impl Drop for PlanFile {
 /// The backend, the vpc remote state (frontends) and the inputs but the sensitive
 /// ones, in the working copy; returns the stack's directory and its sensitive inputs.
 pub fn write_files(
-    p: &Pipeline,
+    p: &StageContext,
     stage: Stage,
     bucket: &BucketName,
     upstream: Option<(&VpcOutputs, &AmiId)>,
@@ -753,7 +737,7 @@ pub fn write_files(
     Ok((dir, inputs.sensitive))
 }
 
-fn terraform(p: &Pipeline, dir: &Path) -> ToolCommand {
+fn terraform(p: &StageContext, dir: &Path) -> ToolCommand {
     ToolCommand::new(&p.ctx.tools().terraform, dir)
         .envs(&p.env)
         .show_env(&["AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_REGION"])
@@ -787,7 +771,7 @@ fn json_line(stream: Stream, line: &str, f: &mut dyn FnMut(&TfEvent)) -> Tail {
 
 /// Every string of a sensitive output, announced (masked in CI logs) before anything
 /// could print it.
-fn announce_sensitive_outputs(p: &Pipeline, stage: Stage, outputs: &Outputs) {
+fn announce_sensitive_outputs(p: &StageContext, stage: Stage, outputs: &Outputs) {
     for o in outputs.values().filter(|o| o.sensitive) {
         for s in crate::events::secret_leaves(&o.value) {
             p.ui.secret(stage, &s);
@@ -797,7 +781,7 @@ fn announce_sensitive_outputs(p: &Pipeline, stage: Stage, outputs: &Outputs) {
 
 /// The values of the stack's sensitive inputs, announced (masked in CI logs) before
 /// terraform runs with them.
-fn announce_sensitive_inputs(p: &Pipeline, stage: Stage, sensitive: &[SensitiveInput]) {
+fn announce_sensitive_inputs(p: &StageContext, stage: Stage, sensitive: &[SensitiveInput]) {
     for s in sensitive.iter().flat_map(|i| &i.leaves) {
         p.ui.secret(stage, s);
     }
@@ -867,7 +851,7 @@ fn progress_verb(action: &str) -> &'static str {
 /// states that AWS can protect (an RDS instance, a load balancer) is looked up in AWS,
 /// whatever the state says (protection may have been switched on by hand after the
 /// apply, or off since); one whose protection is on refuses the whole destroy.
-pub async fn refuse_protected(p: &Pipeline, log: &mut StageLog, states: &[&str]) -> Result<(), Error> {
+pub async fn refuse_protected(p: &StageContext, log: &mut StageLog, states: &[&str]) -> Result<(), Error> {
     let mut on = Vec::new();
     for state in states {
         for r in terraform::protectable_resources(state).map_err(Error::stage)? {

@@ -5,9 +5,9 @@
 use std::io::{BufRead, IsTerminal};
 use std::rc::Rc;
 
-use crate::customer::pipeline::{Approver, ShownPlan};
 use crate::error::Error;
 use crate::events::EventSink;
+use crate::stages::contract::{Approver, ShownPlan};
 use crate::tools::terraform;
 
 pub fn interactive() -> bool {

@@ -203,7 +203,7 @@ fn check_journals(ctx: &FleetContext, plans: &[CustomerPlan], from: Option<crate
         let name = p.customer.name.as_str();
         let path = Journal::path(&ctx.fleet.paths.work.join(name));
         let checked = Journal::read(&path, name).and_then(|j| match from {
-            Some(from) => crate::customer::pipeline::from_stages(&path, name, from, j.as_ref()).map(|_| ()),
+            Some(from) => crate::customer::resume::from_stages(&path, name, from, j.as_ref()).map(|_| ()),
             None => Ok(()),
         });
         if let Err(e) = checked {

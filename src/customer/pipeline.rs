@@ -354,64 +354,25 @@ impl Pipeline {
         Ok(i)
     }
 
-    /// Reads the run journal and decides where this deploy starts: the stages before
-    /// that point, with their journal entries, are returned (to be checked and not
-    /// rerun). Starts this run's journal.
+    /// Reads the run journal and decides where this deploy starts
+    /// (`resume::decide`): the stages before that point, with their journal entries,
+    /// are returned (to be checked and not rerun). Starts this run's journal.
     fn open_journal(&mut self) -> Result<BTreeMap<Stage, StageEntry>, Error> {
         let inputs = self.inputs()?;
-        let fingerprint = inputs.fingerprint();
         let path = Journal::path(&self.cx.work);
         let name = self.cx.name().to_owned();
-        let mut carried = BTreeMap::new();
-        match self.cx.opts.from {
-            // Runs everything; the journal is not read (it may be the one that is broken).
-            Some(Stage::Bucket) => {}
-            Some(from) => {
-                let old = Journal::read(&path, &name)?;
-                carried = from_stages(&path, &name, from, old.as_ref())?;
-                let stale: Vec<&str> = carried.values().filter(|e| e.fingerprint != fingerprint).map(|e| e.stage.as_str()).collect();
-                if !stale.is_empty() {
-                    let changed = old.as_ref().map(|j| inputs.changed_since(&j.inputs)).unwrap_or_default();
-                    self.cx.ui.note(&format!(
-                        "--from {from}: {} done with other inputs than this run's{}; taken as they are, as --from asks",
-                        stale.join(", "),
-                        if changed.is_empty() { String::new() } else { format!(" ({} changed)", changed.join(", ")) }
-                    ));
-                }
-            }
-            None => match Journal::read(&path, &name)? {
-                None => {}
-                Some(j) if j.status == RunState::Complete => {}
-                Some(j) => match j.first_not_done() {
-                    None | Some(Stage::Bucket) => {}
-                    Some(at) => {
-                        let how = j.entry(at).map(|e| e.status.word()).unwrap_or("was not reached");
-                        let done: Vec<&StageEntry> = Stage::ALL.iter().filter(|s| **s < at).filter_map(|s| j.done(*s)).collect();
-                        if done.iter().all(|e| e.fingerprint == fingerprint) {
-                            self.cx.ui.note(&format!(
-                                "resuming the run of {} at stage {at} (it {how}); {} checked, not rerun",
-                                j.run,
-                                done.iter().map(|e| e.stage.as_str()).collect::<Vec<_>>().join(", ")
-                            ));
-                            carried = done.into_iter().map(|e| (e.stage, e.clone())).collect();
-                        } else {
-                            let changed = inputs.changed_since(&j.inputs);
-                            let what = if changed.is_empty() { "inputs".to_owned() } else { changed.join(", ") };
-                            self.cx.ui.note(&format!(
-                                "not resuming the run of {} (stage {at} {how}): {what} changed since; starting from the beginning",
-                                j.run
-                            ));
-                        }
-                    }
-                },
-            },
+        // `--from bucket` runs everything; the journal is not read (it may be the one that is broken).
+        let old = if self.cx.opts.from == Some(Stage::Bucket) { None } else { Journal::read(&path, &name)? };
+        let start = crate::customer::resume::decide(self.cx.opts.from, old.as_ref(), &inputs, &path, &name)?;
+        if let Some(note) = &start.note {
+            self.cx.ui.note(note);
         }
         let mut journal = Journal::new(&name, &self.report.started_at, &inputs);
-        for e in carried.values() {
+        for e in start.carried.values() {
             journal.set(e.clone());
         }
         self.journal = Some(journal);
-        Ok(carried)
+        Ok(start.carried)
     }
 
     /// Records a stage's state in the journal (atomically, before going on).
@@ -872,30 +833,6 @@ async fn answers(url: &str) -> bool {
 
 fn now() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
-}
-
-/// The journal entries of the stages before `from`, each of which must be done.
-pub fn from_stages(path: &Path, customer: &str, from: Stage, journal: Option<&Journal>) -> Result<BTreeMap<Stage, StageEntry>, Error> {
-    let mut out = BTreeMap::new();
-    for s in Stage::ALL.into_iter().filter(|s| *s < from) {
-        match journal.and_then(|j| j.done(s)) {
-            Some(e) => {
-                out.insert(s, e.clone());
-            }
-            None => {
-                let why = match journal.and_then(|j| j.entry(s)) {
-                    None if journal.is_none() => format!("there is no run journal {}: {customer} was never deployed", path.display()),
-                    None => format!("the last deploy (run journal {}) did not reach it", path.display()),
-                    Some(e) => format!("in the run of {} it {} (run journal {})", e.run, e.status.word(), path.display()),
-                };
-                return Err(Error::usage_hint(
-                    format!("--from {from}: stage {s} of {customer} never completed: {why}"),
-                    format!("run `stamp deploy {customer}` (it resumes where the last run stopped) or `--from {s}`"),
-                ));
-            }
-        }
-    }
-    Ok(out)
 }
 
 fn round(d: Duration) -> f64 {

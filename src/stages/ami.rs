@@ -167,7 +167,7 @@ async fn build(
             .await?;
             Ok(artifacts)
         },
-        crate::stages::stack::transient_failure,
+        crate::stages::stack::steps::transient_failure,
     )
     .await?;
     let region = p.plan.customer.region.to_string();

@@ -189,7 +189,7 @@ impl Pipeline {
         let (fe_state, fe_count, fe_outputs) = read(self, self.cx.plan.frontends.key.clone()).await?;
         // Deletion protection, as AWS has it now, for both stacks: refused whole.
         let states: Vec<&str> = [fe_state.as_deref(), vpc_state.as_deref()].into_iter().flatten().collect();
-        stages::stack::refuse_protected(&self.cx, &mut log, &states).await?;
+        stages::stack::guard::refuse_protected(&self.cx, &mut log, &states).await?;
         // Inputs a destroy plan still evaluates: the values the stacks were applied with.
         let vpc = VpcOutputs::from_outputs(&vpc_outputs, "vpc").unwrap_or(VpcOutputs {
             vpc_id: "vpc-00000000".into(),
@@ -237,8 +237,8 @@ impl Pipeline {
             Some(acct) => crate::render::render_bucket(&fleet.state_bucket, &c.name, &c.region, &acct).map_err(Error::usage)?,
             None => stages::bucket::name(&self.cx, &mut StageLog::discard()).await?,
         };
-        stages::stack::sync_working_copy(&self.cx)?;
-        stages::stack::write_files(&self.cx, Stage::Vpc, &bucket, None)?;
+        stages::stack::inputs::sync_working_copy(&self.cx)?;
+        stages::stack::inputs::write_files(&self.cx, Stage::Vpc, &bucket, None)?;
         let vpc = last
             .as_ref()
             .and_then(|l| l.outputs.get("vpc").cloned())
@@ -249,7 +249,7 @@ impl Pipeline {
         let mut written = vec![self.cx.work.join("terraform/vpc")];
         match (&vpc, &ami) {
             (Some(v), Some(a)) => {
-                stages::stack::write_files(&self.cx, Stage::Frontends, &bucket, Some((v, a)))?;
+                stages::stack::inputs::write_files(&self.cx, Stage::Frontends, &bucket, Some((v, a)))?;
                 written.push(self.cx.work.join("terraform").join(&self.cx.plan.frontends.rel));
             }
             _ => self.cx.ui.note("frontends inputs need the vpc outputs and an AMI: they are rendered after the first deploy"),

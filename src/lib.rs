@@ -33,5 +33,3 @@ pub mod signals;
 pub mod stages;
 pub mod tools;
 pub mod ui;
-
-pub use tools::{aws, packer, terraform};

@@ -8,7 +8,7 @@ mod common;
 use std::process::Command;
 
 use common::{Emulator, repo};
-use stamp::terraform::StackInfo;
+use stamp::tools::terraform::StackInfo;
 
 #[test]
 fn standin_stacks_declare_exactly_the_real_stacks_variables_and_outputs() {

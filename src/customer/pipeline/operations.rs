@@ -190,18 +190,11 @@ impl Pipeline {
         // Deletion protection, as AWS has it now, for both stacks: refused whole.
         let states: Vec<&str> = [fe_state.as_deref(), vpc_state.as_deref()].into_iter().flatten().collect();
         stages::stack::guard::refuse_protected(&self.cx, &mut log, &states).await?;
-        // Inputs a destroy plan still evaluates: the values the stacks were applied with.
-        let vpc = VpcOutputs::from_outputs(&vpc_outputs, "vpc").unwrap_or(VpcOutputs {
-            vpc_id: "vpc-00000000".into(),
-            build_subnet_id: "subnet-00000000".into(),
-            public_subnet_ids: vec![],
-            private_subnet_ids: vec![],
-        });
-        let ami = fe_outputs
-            .get("ami_id")
-            .and_then(|v| v.value.as_str())
-            .and_then(|s| AmiId::parse(s).ok())
-            .unwrap_or_else(|| AmiId::parse("ami-00000000").expect("valid"));
+        // Inputs a destroy plan still evaluates: the values the stacks were applied with,
+        // else the contract's placeholders (ids of the right form, never applied).
+        let vpc = VpcOutputs::from_outputs(&vpc_outputs, "vpc").unwrap_or_else(|_| placeholder_vpc());
+        let ami =
+            fe_outputs.get("ami_id").and_then(|v| v.value.as_str()).and_then(|s| AmiId::parse(s).ok()).unwrap_or_else(placeholder_ami);
         let label = self.cx.plan.frontends.label.clone();
         if fe_count > 0 {
             self.stage(Stage::Frontends, &label, async |p: &mut Self| {

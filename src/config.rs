@@ -169,6 +169,21 @@ impl EnvOverrides {
 }
 
 impl Fleet {
+    /// `--env`: one of the fleet's envs, or a usage error naming them.
+    pub fn check_env(&self, env: &EnvName) -> Result<(), Error> {
+        if self.envs.contains(env) {
+            return Ok(());
+        }
+        Err(Error::usage_hint(
+            format!("--env {env}: not one of the fleet's envs"),
+            format!(
+                "[fleet] envs in {} lists {}",
+                self.config_path.display(),
+                self.envs.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        ))
+    }
+
     pub fn load(path: &Path, env: &EnvOverrides) -> Result<Self, Error> {
         let text = read_config_file(path, None).map_err(|e| match e {
             ReadError::Io(e) => ConfigError::new(path, format!("cannot read the fleet file: {e}"))

@@ -69,6 +69,9 @@ pub struct CustomerStatus {
 
 pub async fn status(fleet: &Fleet, names: &[CustomerName], env: Option<&EnvName>, as_json: bool) -> Result<(), Error> {
     let started = Instant::now();
+    if let Some(e) = env {
+        fleet.check_env(e)?;
+    }
     let mut customers = Vec::new();
     for n in names {
         let mut c = fleet.load_customer(n)?;
@@ -77,7 +80,7 @@ pub async fn status(fleet: &Fleet, names: &[CustomerName], env: Option<&EnvName>
         }
         customers.push(c);
     }
-    let aws_path = find::find_tool(&["aws"], fleet.tools.aws.as_deref(), &fleet.root, "[tools] aws (STAMP_AWS)")?;
+    let aws_path = find::find_aws(fleet)?;
     let region = customers.first().map(|c| c.region.clone()).unwrap_or_else(|| fleet.region.clone());
     let tool_env = find::tool_env(fleet, &region, &fleet.paths.work)?;
     let base = Aws::new(fleet, aws_path.clone(), tool_env);

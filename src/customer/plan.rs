@@ -89,12 +89,7 @@ impl CustomerPlan {
         let fleet = &ctx.fleet;
         let mut customer = fleet.load_customer(name).map_err(|e| vec![e.into()])?;
         if let Some(env) = env {
-            if !fleet.envs.contains(env) {
-                return Err(vec![Error::usage_hint(
-                    format!("--env {env}: not one of the fleet's envs"),
-                    format!("[fleet] envs in {} lists {}", fleet.config_path.display(), join(fleet.envs.iter().map(|e| e.as_str()))),
-                )]);
-            }
+            fleet.check_env(env).map_err(|e| vec![e])?;
             customer.env = env.clone();
         }
         let mut problems: Vec<Error> = Vec::new();

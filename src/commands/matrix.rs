@@ -303,9 +303,7 @@ fn pick_canaries(fleet: &Fleet, sel: &Selector, chosen: &[CustomerName], k: usiz
     let order: Vec<CustomerName> = if !sel.names.is_empty() {
         sel.names.iter().filter(|n| chosen.contains(n)).cloned().collect()
     } else {
-        let mut o: Vec<CustomerName> = fleet.canary.iter().filter(|c| chosen.contains(c)).cloned().collect();
-        o.extend(chosen.iter().filter(|n| !fleet.canary.contains(n)).cloned());
-        o
+        crate::fleet::selection::canary_order(fleet, chosen)
     };
     order.into_iter().take(k).collect()
 }

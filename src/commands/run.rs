@@ -60,9 +60,7 @@ impl RunArgs {
             selection::select(fleet, &Selector { names: t.customers.clone(), all: t.all, tags: t.tag.clone() }, selection::Use::Runs)?;
         if t.customers.is_empty() && f.canary > 0 {
             // Not given by name: [fleet] canary first, in its order, then by name.
-            let mut ordered: Vec<CustomerName> = fleet.canary.iter().filter(|c| names.contains(c)).cloned().collect();
-            ordered.extend(names.iter().filter(|n| !fleet.canary.contains(n)).cloned());
-            names = ordered;
+            names = selection::canary_order(fleet, &names);
         }
         Ok(Self {
             names,

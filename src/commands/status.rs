@@ -85,11 +85,7 @@ pub async fn status(fleet: &Fleet, names: &[CustomerName], env: Option<&EnvName>
     let tool_env = find::tool_env(fleet, &region, &fleet.paths.work)?;
     let base = Aws::new(fleet, aws_path.clone(), tool_env);
     let mut log = StageLog::discard_with_notes();
-    let account = match &fleet.aws.account_id {
-        Some(a) => a.clone(),
-        None if crate::render::bucket_template_uses_account_id(&fleet.state_bucket) => base.account_id("status", &mut log).await?,
-        None => String::new(),
-    };
+    let account = crate::stages::bucket::account_for_bucket(fleet, &base, "status", &mut log).await?;
 
     // Every customer's states, side by side on this thread.
     let sem = Rc::new(tokio::sync::Semaphore::new(READ_PARALLEL));

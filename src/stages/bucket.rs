@@ -63,12 +63,18 @@ pub async fn bucket_of(ctx: &FleetContext, c: &Customer, aws: &Aws, log: &mut St
 /// The customer's state bucket name (asks STS for the account id only when the
 /// template needs it and `[aws] account_id` is not set).
 pub async fn state_bucket(fleet: &Fleet, c: &Customer, aws: &Aws, log: &mut StageLog) -> Result<BucketName, Error> {
-    let account = match &fleet.aws.account_id {
-        Some(a) => a.clone(),
-        None if render::bucket_template_uses_account_id(&fleet.state_bucket) => aws.account_id("bucket", log).await?,
-        None => String::new(),
-    };
+    let account = account_for_bucket(fleet, aws, "bucket", log).await?;
     render_name(fleet, c, &account)
+}
+
+/// The account id the state bucket's name needs, outside a run (no cache): `[aws]
+/// account_id`, else asked of STS when the template names `{{account_id}}`, else none.
+pub async fn account_for_bucket(fleet: &Fleet, aws: &Aws, stage: &str, log: &mut StageLog) -> Result<String, Error> {
+    match &fleet.aws.account_id {
+        Some(a) => Ok(a.clone()),
+        None if render::bucket_template_uses_account_id(&fleet.state_bucket) => aws.account_id(stage, log).await,
+        None => Ok(String::new()),
+    }
 }
 
 fn render_name(fleet: &Fleet, c: &Customer, account: &str) -> Result<BucketName, Error> {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::env_vars::parse_lock_timeout;
 use crate::names::{CustomerName, EnvName};
 
 /// `stamp --version`: the version and the commit it was built from (build.rs).
@@ -276,9 +277,9 @@ pub enum StageArg {
     Smoke,
 }
 
-impl From<StageArg> for crate::ui::events::Stage {
+impl From<StageArg> for crate::events::Stage {
     fn from(s: StageArg) -> Self {
-        use crate::ui::events::Stage;
+        use crate::events::Stage;
         match s {
             StageArg::Bucket => Stage::Bucket,
             StageArg::Vpc => Stage::Vpc,
@@ -349,9 +350,9 @@ pub enum ProgressArg {
     Travis,
 }
 
-impl From<ProgressArg> for crate::ui::ci::Progress {
+impl From<ProgressArg> for crate::ui::ci_env::Progress {
     fn from(p: ProgressArg) -> Self {
-        use crate::ui::ci::Progress;
+        use crate::ui::ci_env::Progress;
         match p {
             ProgressArg::Auto => Progress::Auto,
             ProgressArg::Terminal => Progress::Terminal,
@@ -360,14 +361,6 @@ impl From<ProgressArg> for crate::ui::ci::Progress {
             ProgressArg::Travis => Progress::Travis,
         }
     }
-}
-
-pub fn parse_lock_timeout(s: &str) -> Result<std::time::Duration, String> {
-    let d = humantime::parse_duration(s.trim()).map_err(|e| format!("`{s}` is not a duration ({e}); write one such as 30s, 10m or 1h"))?;
-    if d.as_secs() > 24 * 3600 || d.subsec_nanos() != 0 {
-        return Err(format!("`{s}`: give whole seconds, at most 24h (such as 30s, 10m or 1h)"));
-    }
-    Ok(d)
 }
 
 fn parse_customer(s: &str) -> Result<CustomerName, String> {

@@ -3,15 +3,25 @@
 //! key), then resolved into plain settings the engine uses. Nothing here runs a tool.
 
 use std::collections::BTreeMap;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use serde::Deserialize;
 use toml::Spanned;
 
-use crate::error::{ConfigError, Error};
+use crate::error::{ConfigError, Error, line_of};
 use crate::names::{CustomerName, EnvName, Region};
+
+mod app;
+mod checks;
+mod raw;
+mod secrets;
+
+use app::*;
+pub use app::{AppSettings, DEFAULT_SMOKE_TIMEOUT, SmokeSettings, check_smoke_path, parse_smoke_timeout};
+use checks::*;
+pub use checks::{MAX_CONFIG_BYTES, check_app_dir, check_app_repo, check_git_id, check_server_name};
+use raw::*;
+use secrets::*;
+pub use secrets::{SecretFrom, SecretSource, Secrets};
 
 pub const DEFAULT_STATE_BUCKET: &str = "tfstate-{{account_id}}-{{customer}}";
 
@@ -19,130 +29,6 @@ pub const DEFAULT_STATE_BUCKET: &str = "tfstate-{{account_id}}-{{customer}}";
 pub type Vars = BTreeMap<String, serde_json::Value>;
 
 // ---------------------------------------------------------------- raw file shapes
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFleetFile {
-    #[serde(default)]
-    fleet: RawFleet,
-    #[serde(default)]
-    paths: RawPaths,
-    #[serde(default)]
-    aws: RawAws,
-    #[serde(default)]
-    tools: RawTools,
-    #[serde(default)]
-    packer: RawPacker,
-    #[serde(default)]
-    vpc: RawStage,
-    #[serde(default)]
-    frontends: RawStage,
-    #[serde(default)]
-    app: RawApp,
-    #[serde(default)]
-    smoke: RawSmoke,
-    /// `[secrets]`: variable name -> where its value comes from at run time.
-    secrets: Option<Spanned<toml::Table>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFleet {
-    region: Option<Spanned<String>>,
-    state_bucket: Option<Spanned<String>>,
-    default_env: Option<Spanned<String>>,
-    envs: Option<Spanned<Vec<String>>>,
-    app_repo: Option<Spanned<String>>,
-    git_id: Option<Spanned<String>>,
-    /// Customers deployed first by `--canary K` (in this order).
-    canary: Option<Spanned<Vec<String>>>,
-    /// A non-interactive deploy may destroy and replace without an approved plan.
-    allow_destroy: Option<Spanned<bool>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPaths {
-    terraform: Option<String>,
-    packer: Option<String>,
-    customers: Option<String>,
-    work: Option<String>,
-    vars: Option<String>,
-    app_templates: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAws {
-    endpoint: Option<Spanned<String>>,
-    profile: Option<String>,
-    account_id: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTools {
-    terraform: Option<String>,
-    packer: Option<String>,
-    aws: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPacker {
-    #[serde(default)]
-    only: Vec<String>,
-    vars: Option<Spanned<toml::Table>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawStage {
-    vars: Option<Spanned<toml::Table>>,
-}
-
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawApp {
-    dir: Option<Spanned<String>>,
-    server_name: Option<Spanned<String>>,
-    puma_workers: Option<Spanned<i64>>,
-    puma_threads: Option<Spanned<i64>>,
-}
-
-/// `[smoke]`: the check after a deploy that the public URL answers.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSmoke {
-    enabled: Option<Spanned<bool>>,
-    path: Option<Spanned<String>>,
-    /// A duration ("5m", "90s") or a number of seconds.
-    timeout: Option<Spanned<toml::Value>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCustomerFile {
-    region: Option<Spanned<String>>,
-    env: Option<Spanned<String>>,
-    git_id: Option<Spanned<String>>,
-    app_repo: Option<Spanned<String>>,
-    /// Labels for `--tag`.
-    tags: Option<Spanned<Vec<String>>>,
-    #[serde(default)]
-    vpc: RawStage,
-    #[serde(default)]
-    packer: RawStage,
-    #[serde(default)]
-    frontends: RawStage,
-    #[serde(default)]
-    app: RawApp,
-    #[serde(default)]
-    smoke: RawSmoke,
-    secrets: Option<Spanned<toml::Table>>,
-}
-
-// ---------------------------------------------------------------- resolved settings
 
 /// Where every tool comes from, before it is looked up.
 #[derive(Debug, Clone, Default)]
@@ -174,102 +60,6 @@ impl StageVars {
         Ok(())
     }
 }
-
-/// Where a `[secrets]` value comes from at run time (the TOML never holds the value).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretFrom {
-    /// `{ env = "NAME" }`: stamp's environment variable NAME.
-    Env(String),
-    /// `{ file = "path" }`: the file's content (one trailing newline removed), the
-    /// path relative to the file that names it.
-    File(PathBuf),
-}
-
-/// One `[secrets]` entry and where it was set ("file:line").
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SecretSource {
-    pub from: SecretFrom,
-    pub origin: String,
-}
-
-/// `[secrets]` entries by variable name (the customer file's over the fleet file's).
-pub type Secrets = BTreeMap<String, SecretSource>;
-
-const SECRET_SHAPES: &str = "expected `{ env = \"ENV_VAR\" }` (read from stamp's environment) or `{ file = \"path\" }` (read from a file)";
-
-/// Merges a `[secrets]` table over `into`, checking each entry's shape.
-fn merge_secrets(into: &mut Secrets, file: &Path, text: &str, table: &Option<Spanned<toml::Table>>) -> Result<(), ConfigError> {
-    let Some(table) = table else { return Ok(()) };
-    let dir = file.parent().unwrap_or(Path::new("."));
-    for (name, v) in table.get_ref() {
-        let span = key_span(text, table.span(), name);
-        // The line is not quoted: it may hold a secret written in clear by mistake.
-        let err =
-            |m: String| ConfigError { snippet: None, ..ConfigError::at(file, text, span.clone(), format!("[secrets] `{name}`: {m}")) };
-        if !is_identifier(name) {
-            return Err(err("is not a variable name (a letter or `_`, then letters, digits, `_` or `-`)".into()));
-        }
-        let toml::Value::Table(t) = v else {
-            let clear = if v.is_str() { " (a secret's value is never written in a TOML file)" } else { "" };
-            return Err(err(format!("found a {}{clear}; {SECRET_SHAPES}", v.type_str())));
-        };
-        if let Some(k) = t.keys().find(|k| *k != "env" && *k != "file") {
-            return Err(err(format!("unknown key `{k}`; {SECRET_SHAPES}")));
-        }
-        let from = match (t.get("env"), t.get("file")) {
-            (Some(toml::Value::String(e)), None) => {
-                if !is_env_name(e) {
-                    return Err(err(
-                        "the `env` value is not an environment variable name (letters, digits and `_`, not starting with a digit); \
-                         it names the variable that holds the secret, not the secret"
-                            .into(),
-                    ));
-                }
-                SecretFrom::Env(e.clone())
-            }
-            (None, Some(toml::Value::String(f))) if !f.is_empty() => SecretFrom::File(normalize(&dir.join(f))),
-            (Some(_), Some(_)) => return Err(err(format!("both `env` and `file`; give one: {SECRET_SHAPES}"))),
-            (None, None) => return Err(err(format!("empty table; {SECRET_SHAPES}"))),
-            _ => return Err(err(format!("`env` and `file` take a non-empty string; {SECRET_SHAPES}"))),
-        };
-        let line = line_of(text, span.start);
-        into.insert(name.clone(), SecretSource { from, origin: format!("{}:{line}", file.display()) });
-    }
-    Ok(())
-}
-
-fn is_identifier(s: &str) -> bool {
-    let mut c = s.chars();
-    c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_') && c.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-}
-
-fn is_env_name(s: &str) -> bool {
-    let mut c = s.chars();
-    c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_') && c.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-#[derive(Debug, Clone)]
-pub struct AppSettings {
-    pub dir: String,
-    pub server_name: String,
-    pub puma_workers: u32,
-    pub puma_threads: u32,
-}
-
-/// `[smoke]`, resolved: the customer's keys over the fleet's over the defaults.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SmokeSettings {
-    pub enabled: bool,
-    /// Appended to `public_url`; starts with `/`.
-    pub path: String,
-    /// How long the smoke stage waits for a 2xx or 3xx answer.
-    pub timeout: Duration,
-    /// Where `enabled = false` was set ("file:line"), for the skipped stage's reason.
-    pub disabled_at: Option<String>,
-}
-
-pub const DEFAULT_SMOKE_TIMEOUT: Duration = Duration::from_secs(300);
-const MAX_SMOKE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Clone)]
 pub struct Paths {
@@ -379,6 +169,21 @@ impl EnvOverrides {
 }
 
 impl Fleet {
+    /// `--env`: one of the fleet's envs, or a usage error naming them.
+    pub fn check_env(&self, env: &EnvName) -> Result<(), Error> {
+        if self.envs.contains(env) {
+            return Ok(());
+        }
+        Err(Error::usage_hint(
+            format!("--env {env}: not one of the fleet's envs"),
+            format!(
+                "[fleet] envs in {} lists {}",
+                self.config_path.display(),
+                self.envs.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        ))
+    }
+
     pub fn load(path: &Path, env: &EnvOverrides) -> Result<Self, Error> {
         let text = read_config_file(path, None).map_err(|e| match e {
             ReadError::Io(e) => ConfigError::new(path, format!("cannot read the fleet file: {e}"))
@@ -666,422 +471,6 @@ impl Fleet {
     }
 }
 
-fn resolve_app(
-    file: &Path,
-    text: &str,
-    own: &RawApp,
-    fleet: &RawApp,
-    fleet_file: &Path,
-    fleet_text: &str,
-) -> Result<AppSettings, ConfigError> {
-    let count = |own: &Option<Spanned<i64>>, theirs: &Option<Spanned<i64>>, key: &str, default: u32| -> Result<u32, ConfigError> {
-        let (v, f, t) = match (own, theirs) {
-            (Some(v), _) => (v, file, text),
-            (None, Some(v)) => (v, fleet_file, fleet_text),
-            (None, None) => return Ok(default),
-        };
-        u32::try_from(*v.get_ref())
-            .ok()
-            .filter(|n| (1..=64).contains(n))
-            .ok_or_else(|| ConfigError::at(f, t, v.span(), format!("[app] {key} = {}: expected a whole number from 1 to 64", v.get_ref())))
-    };
-    // A string key: the customer's value, else the fleet's, checked where it was written.
-    let string = |own: &Option<Spanned<String>>,
-                  theirs: &Option<Spanned<String>>,
-                  key: &str,
-                  default: &str,
-                  check: fn(&str) -> Result<String, String>,
-                  hint: &str|
-     -> Result<String, ConfigError> {
-        let (v, f, t) = match (own, theirs) {
-            (Some(v), _) => (v, file, text),
-            (None, Some(v)) => (v, fleet_file, fleet_text),
-            (None, None) => return Ok(default.to_owned()),
-        };
-        check(v.get_ref()).map_err(|m| ConfigError::at(f, t, v.span(), format!("[app] {key}: {m}")).hint(hint))
-    };
-    Ok(AppSettings {
-        dir: string(
-            &own.dir,
-            &fleet.dir,
-            "dir",
-            "/srv/app",
-            check_app_dir,
-            "it is written into the app's nginx, puma (Ruby) and YAML configuration as it is: only safe characters are accepted",
-        )?,
-        server_name: string(
-            &own.server_name,
-            &fleet.server_name,
-            "server_name",
-            "_",
-            check_server_name,
-            "it becomes nginx's `server_name` directive as it is: host names only",
-        )?,
-        puma_workers: count(&own.puma_workers, &fleet.puma_workers, "puma_workers", 2)?,
-        puma_threads: count(&own.puma_threads, &fleet.puma_threads, "puma_threads", 5)?,
-    })
-}
-
-/// `[smoke]`: each key from the customer file, else the fleet file, else the default.
-fn resolve_smoke(
-    own: &RawSmoke,
-    file: &Path,
-    text: &str,
-    fleet: &RawSmoke,
-    fleet_file: &Path,
-    fleet_text: &str,
-) -> Result<SmokeSettings, ConfigError> {
-    // The value and the file (and text) it was read from.
-    fn pick<'a, T>(
-        own: &'a Option<Spanned<T>>,
-        file: &'a Path,
-        text: &'a str,
-        theirs: &'a Option<Spanned<T>>,
-        fleet_file: &'a Path,
-        fleet_text: &'a str,
-    ) -> Option<(&'a Spanned<T>, &'a Path, &'a str)> {
-        match (own, theirs) {
-            (Some(v), _) => Some((v, file, text)),
-            (None, Some(v)) => Some((v, fleet_file, fleet_text)),
-            (None, None) => None,
-        }
-    }
-    let mut s = SmokeSettings { enabled: true, path: "/".into(), timeout: DEFAULT_SMOKE_TIMEOUT, disabled_at: None };
-    if let Some((v, f, t)) = pick(&own.enabled, file, text, &fleet.enabled, fleet_file, fleet_text) {
-        s.enabled = *v.get_ref();
-        if !s.enabled {
-            s.disabled_at = Some(format!("{}:{}", f.display(), line_of(t, v.span().start)));
-        }
-    }
-    if let Some((v, f, t)) = pick(&own.path, file, text, &fleet.path, fleet_file, fleet_text) {
-        s.path = check_smoke_path(v.get_ref()).map_err(|m| ConfigError::at(f, t, v.span(), format!("[smoke] path: {m}")))?;
-    }
-    if let Some((v, f, t)) = pick(&own.timeout, file, text, &fleet.timeout, fleet_file, fleet_text) {
-        s.timeout = parse_smoke_timeout(v.get_ref()).map_err(|m| ConfigError::at(f, t, v.span(), format!("[smoke] timeout: {m}")))?;
-    }
-    Ok(s)
-}
-
-/// A path on the public URL: starts with `/`, no spaces, no `#` fragment.
-pub fn check_smoke_path(p: &str) -> Result<String, String> {
-    if !p.starts_with('/') {
-        return Err(format!("`{p}` must start with `/`, such as \"/\" or \"/health\""));
-    }
-    if p.chars().any(|c| c.is_whitespace() || c.is_control() || c == '#') {
-        return Err(format!("`{p}` holds a space, a control character or `#`; write it URL-encoded, such as \"/a%20b\""));
-    }
-    Ok(p.to_owned())
-}
-
-/// `"5m"`, `"90s"`, `"1m 30s"` (humantime) or a whole number of seconds; from 1s to 1h.
-pub fn parse_smoke_timeout(v: &toml::Value) -> Result<Duration, String> {
-    let d = match v {
-        toml::Value::String(s) => humantime::parse_duration(s.trim())
-            .map_err(|e| format!("`{s}` is not a duration ({e}); expected something like \"5m\", \"90s\" or a number of seconds"))?,
-        toml::Value::Integer(n) if *n >= 0 => Duration::from_secs(*n as u64),
-        other => {
-            return Err(format!(
-                "expected a duration such as \"5m\" or \"90s\", or a number of seconds; found {} `{other}`",
-                other.type_str()
-            ));
-        }
-    };
-    if d < Duration::from_secs(1) || d > MAX_SMOKE_TIMEOUT {
-        return Err(format!("{} is out of range: from 1s to 1h", humantime::format_duration(d)));
-    }
-    Ok(d)
-}
-
-/// The largest configuration file stamp reads: a fleet or customer file is a few
-/// kilobytes; anything near this is a mistake (a log or a binary under the name).
-pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
-
-enum ReadError {
-    /// The file could not be opened or read (missing, permissions).
-    Io(std::io::Error),
-    /// It exists but is not a configuration file stamp accepts.
-    Bad(ConfigError),
-}
-
-/// Reads a TOML file after checking it is one: a regular file (or a symbolic link
-/// to one inside `inside`, when given), at most `MAX_CONFIG_BYTES`, UTF-8 text.
-fn read_config_file(path: &Path, inside: Option<&[&PathBuf]>) -> Result<String, ReadError> {
-    let bad = |m: String, h: &str| ReadError::Bad(ConfigError::new(path, m).hint(h));
-    let link = std::fs::symlink_metadata(path).map_err(ReadError::Io)?;
-    if link.file_type().is_symlink()
-        && let Some(dirs) = inside
-    {
-        let target = path.canonicalize().map_err(ReadError::Io)?;
-        let allowed: Vec<PathBuf> = dirs.iter().filter_map(|d| d.canonicalize().ok()).collect();
-        if !allowed.iter().any(|d| target.starts_with(d)) {
-            return Err(bad(
-                format!("is a symbolic link to {}, outside the fleet directory", target.display()),
-                &format!(
-                    "a customer file must be a regular file (or a link to one) inside {}; copy the file there",
-                    allowed.first().map(|d| d.display().to_string()).unwrap_or_default()
-                ),
-            ));
-        }
-    }
-    let meta = std::fs::metadata(path).map_err(ReadError::Io)?;
-    if meta.is_dir() {
-        return Err(bad("is a directory".into(), "expected a regular file holding TOML"));
-    }
-    if !meta.is_file() {
-        return Err(bad("is not a regular file (a device, socket or pipe)".into(), "expected a regular file holding TOML"));
-    }
-    if meta.len() > MAX_CONFIG_BYTES {
-        return Err(bad(
-            format!("is {:.1} MB", meta.len() as f64 / (1 << 20) as f64),
-            &format!("a configuration file is at most {} MB; is this the right file?", MAX_CONFIG_BYTES >> 20),
-        ));
-    }
-    let bytes = std::fs::read(path).map_err(ReadError::Io)?;
-    String::from_utf8(bytes).map_err(|e| {
-        let at = e.utf8_error().valid_up_to();
-        let line = e.as_bytes()[..at].iter().filter(|b| **b == b'\n').count() + 1;
-        bad(format!("line {line}: is not UTF-8 text (invalid byte at offset {at})"), "save the file as UTF-8; TOML files are UTF-8")
-    })
-}
-
-/// A CA bundle: a readable file with at least one PEM certificate.
-fn check_ca_bundle(p: &Path) -> Result<PathBuf, String> {
-    let text = std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-    if !text.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
-        return Err(format!("{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", p.display()));
-    }
-    Ok(std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()))
-}
-
-fn check_endpoint(e: &str) -> Result<String, String> {
-    let rest = e.strip_prefix("http://").or_else(|| e.strip_prefix("https://"));
-    match rest {
-        Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => Ok(e.trim_end_matches('/').to_owned()),
-        _ => Err(format!("`{e}` is not a URL; expected something like http://127.0.0.1:5000")),
-    }
-}
-
-/// A tag: what `--tag` matches, so no spaces or shell metacharacters.
-fn check_tag(t: &str) -> Result<String, String> {
-    let ok = !t.is_empty() && t.len() <= 64 && t.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
-    if ok { Ok(t.to_owned()) } else { Err(format!("`{t}` is not a tag: use 1 to 64 letters, digits, `-`, `_`, `.` or `:`")) }
-}
-
-/// A git revision as a user writes it: a branch, a tag, a full ref (`refs/heads/x`)
-/// or a commit's hash, by git's own rules for ref names (`git check-ref-format`),
-/// restricted to characters that are safe wherever stamp writes it (a packer
-/// variable, a YAML file, an AMI tag). Never starts with `-` (git would read an
-/// option).
-pub fn check_git_id(g: &str) -> Result<String, String> {
-    let rule = "a branch, tag or commit: letters, digits, `.`, `_`, `/`, `-`, not starting with `-`, as git names refs";
-    let why = if g.is_empty() {
-        Some("it is empty".to_owned())
-    } else if g.len() > 128 {
-        Some(format!("it has {} characters (at most 128)", g.len()))
-    } else if g.starts_with('-') {
-        Some("it starts with `-` (git would read it as an option)".to_owned())
-    } else if let Some(c) = g.chars().find(|c| !(c.is_ascii_alphanumeric() || "._/-".contains(*c))) {
-        Some(format!("`{}` is not allowed", c.escape_default()))
-    } else if g.contains("..") {
-        Some("git refuses `..` in a ref name".to_owned())
-    } else if g.starts_with('/') || g.ends_with('/') || g.contains("//") {
-        Some("a ref name neither starts nor ends with `/` and has no empty part".to_owned())
-    } else if g.ends_with('.') {
-        Some("git refuses a ref name ending with `.`".to_owned())
-    } else if g.split('/').any(|part| part.starts_with('.') || part.ends_with(".lock")) {
-        Some("git refuses a part of a ref name that starts with `.` or ends with `.lock`".to_owned())
-    } else {
-        None
-    };
-    match why {
-        None => Ok(g.to_owned()),
-        Some(why) => Err(format!("`{}` is not a git revision: {why} ({rule})", g.escape_debug())),
-    }
-}
-
-const APP_REPO_HINT: &str = "app_repo is the git repository the image is built from: an https:// or ssh:// URL, \
-                             `user@host:path`, a file:// URL or a local path";
-
-/// Where the app is cloned from: an `https://`, `ssh://` or `file://` URL, scp-like
-/// `user@host:path`, or a local path (a relative one is made absolute against
-/// `dir`, the directory of the file that names it). Plain-text transports
-/// (`http://`, `git://`) are refused: the code fetched becomes the image. Only
-/// characters that are safe in a URL, a shell word and a YAML string are accepted,
-/// and never a leading `-` (git would read an option) nor git's `<transport>::`
-/// form (`ext::` runs a command).
-pub fn check_app_repo(r: &str, dir: &Path) -> Result<String, String> {
-    let rule = "an https://, ssh:// or file:// URL, `user@host:path`, or a local path";
-    let bad = |why: String| Err(format!("`{}` is not a repository stamp accepts: {why} ({rule})", r.escape_debug()));
-    if r.is_empty() {
-        return bad("it is empty".into());
-    }
-    if r.len() > 512 {
-        return bad(format!("it has {} characters (at most 512)", r.len()));
-    }
-    if r.starts_with('-') {
-        return bad("it starts with `-` (git would read it as an option)".into());
-    }
-    if let Some(c) = r.chars().find(|c| !(c.is_ascii_alphanumeric() || "._~:/@+%=-".contains(*c))) {
-        return bad(format!("`{}` is not allowed (letters, digits and . _ ~ : / @ + % = - are)", c.escape_default()));
-    }
-    if r.contains("::") {
-        return bad("git's `<transport>::<address>` form is not accepted (`ext::` runs a command)".into());
-    }
-    if let Some((scheme, rest)) = r.split_once("://") {
-        return match scheme {
-            "https" | "ssh" if rest.split('/').next().is_some_and(|h| !h.is_empty()) && rest.contains('/') => Ok(r.to_owned()),
-            "file" if rest.starts_with('/') => Ok(r.to_owned()),
-            "https" | "ssh" => bad("a URL needs a host and a path".into()),
-            "file" => bad("a file:// URL needs an absolute path (file:///...)".into()),
-            "http" | "git" => {
-                bad(format!("{scheme}:// is not encrypted, and the code it fetches becomes the image: use https:// or ssh://"))
-            }
-            other => bad(format!("the scheme `{other}://` is not accepted")),
-        };
-    }
-    if let Some((host, path)) = r.split_once(':')
-        && !host.contains('/')
-    {
-        // scp-like `[user@]host:path` (git reads it so when no slash comes before the colon).
-        return if !host.is_empty() && !path.is_empty() && host.split('@').all(|p| !p.is_empty()) {
-            Ok(r.to_owned())
-        } else {
-            bad("`user@host:path` needs a host and a path".into())
-        };
-    }
-    if r.contains(':') {
-        return bad("a local path with `:` is not accepted".into());
-    }
-    // A local path: the test fleets and the demo keep the app next to the fleet.
-    Ok(normalize(&dir.join(r)).display().to_string())
-}
-
-/// `[app] dir`: an absolute path of safe characters, for nginx (`root`), puma (a
-/// Ruby string) and the environment YAML.
-pub fn check_app_dir(d: &str) -> Result<String, String> {
-    let rule = "an absolute path of letters, digits, `.`, `_` and `-` between the `/`, such as \"/srv/app\"";
-    let why = if !d.starts_with('/') {
-        Some("it is not absolute".to_owned())
-    } else if d.len() > 255 {
-        Some(format!("it has {} characters (at most 255)", d.len()))
-    } else if let Some(c) = d.chars().find(|c| !(c.is_ascii_alphanumeric() || "._/-".contains(*c))) {
-        Some(format!("`{}` is not allowed", c.escape_default()))
-    } else if d == "/" || d.ends_with('/') || d.contains("//") {
-        Some("it is `/`, ends with `/` or has an empty part".to_owned())
-    } else if d.split('/').any(|p| p == "." || p == "..") {
-        Some("it has a `.` or `..` part".to_owned())
-    } else {
-        None
-    };
-    match why {
-        None => Ok(d.to_owned()),
-        Some(why) => Err(format!("`{}` is not accepted: {why} ({rule})", d.escape_debug())),
-    }
-}
-
-/// `[app] server_name`: nginx's `server_name` list: `_`, or host names separated by
-/// spaces, each of labels of letters, digits and `-`, with an optional leading
-/// `*.` or `.` or trailing `.*` (nginx's wildcard names). No regular expressions.
-pub fn check_server_name(s: &str) -> Result<String, String> {
-    let rule = "`_` or host names separated by spaces, such as \"example.com www.example.com *.example.org\"";
-    let label_ok = |l: &str| {
-        (1..=63).contains(&l.len()) && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') && !l.starts_with('-') && !l.ends_with('-')
-    };
-    let name_ok = |n: &str| {
-        if n == "_" {
-            return true;
-        }
-        let n = n.strip_prefix("*.").or_else(|| n.strip_prefix('.')).unwrap_or(n);
-        let n = n.strip_suffix(".*").unwrap_or(n);
-        n.len() <= 253 && n.split('.').all(label_ok)
-    };
-    let names: Vec<&str> = s.split(' ').collect();
-    let why = if s.trim().is_empty() {
-        Some("it is empty".to_owned())
-    } else if s.len() > 1024 {
-        Some(format!("it has {} characters (at most 1024)", s.len()))
-    } else {
-        names.iter().find(|n| !name_ok(n)).map(|n| {
-            if n.is_empty() {
-                "two spaces in a row, or one at an end".to_owned()
-            } else {
-                format!("`{}` is not a host name", n.escape_debug())
-            }
-        })
-    };
-    match why {
-        None => Ok(s.to_owned()),
-        Some(why) => Err(format!("`{}` is not accepted: {why} ({rule})", s.escape_debug())),
-    }
-}
-
-fn toml_to_json(v: &toml::Value) -> Result<serde_json::Value, String> {
-    Ok(match v {
-        toml::Value::String(s) => serde_json::Value::String(s.clone()),
-        toml::Value::Integer(i) => serde_json::Value::from(*i),
-        toml::Value::Float(f) => serde_json::Number::from_f64(*f).map(serde_json::Value::Number).ok_or("not a finite number")?,
-        toml::Value::Boolean(b) => serde_json::Value::Bool(*b),
-        toml::Value::Datetime(d) => serde_json::Value::String(d.to_string()),
-        toml::Value::Array(a) => serde_json::Value::Array(a.iter().map(toml_to_json).collect::<Result<_, _>>()?),
-        toml::Value::Table(t) => {
-            serde_json::Value::Object(t.iter().map(|(k, v)| Ok((k.clone(), toml_to_json(v)?))).collect::<Result<_, String>>()?)
-        }
-    })
-}
-
-/// `a/b/../c` -> `a/c`, without touching the file system (paths may not exist yet).
-fn normalize(p: &Path) -> PathBuf {
-    use std::path::Component;
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
-                out.pop();
-            }
-            Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
-}
-
-fn join<T: std::fmt::Display>(v: &[T]) -> String {
-    v.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ")
-}
-
-/// "file:line" of a value at `span` (the file alone without one).
-fn at(file: &Path, text: &str, span: Option<Range<usize>>) -> String {
-    match span {
-        Some(s) => format!("{}:{}", file.display(), line_of(text, s.start)),
-        None => file.display().to_string(),
-    }
-}
-
-/// 1-based line of a byte offset.
-pub fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
-}
-
-/// The span of `key` in the table that starts at `table` (a `[header]` span: the
-/// table's keys follow it up to the next header), for pointing at the right line.
-fn key_span(text: &str, table: Range<usize>, key: &str) -> Range<usize> {
-    let start = table.start.min(text.len());
-    let mut offset = start;
-    for (n, line) in text[start..].split_inclusive('\n').enumerate() {
-        let t = line.trim_start();
-        if n > 0 && t.starts_with('[') {
-            break;
-        }
-        let k = t.trim_start_matches('"');
-        if k.starts_with(key) && k[key.len()..].trim_start_matches('"').trim_start().starts_with('=') {
-            let s = offset + (line.len() - t.len());
-            return s..s + key.len();
-        }
-        offset += line.len();
-    }
-    table
-}
-
 /// Locate a `[section.vars]` key for an error raised after parsing.
 pub fn origin_of(vars: &StageVars, key: &str) -> String {
     vars.origin.get(key).cloned().unwrap_or_default()
@@ -1090,6 +479,7 @@ pub fn origin_of(vars: &StageVars, key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn fleet(text: &str) -> Result<Fleet, ConfigError> {
         Fleet::parse(Path::new("/x/stamp.toml"), text, &EnvOverrides::default())

@@ -67,7 +67,7 @@ pub fn check_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, E
     whole(PLAN_JOBS, "a whole number from 1 to 256 (like --plan-jobs)", 1..=256)?;
     s.tool_memory_mib = whole(TOOL_MEMORY_MIB, "a whole number of MiB from 1 to 1048576 (default: measured, at least 400)", 1..=1_048_576)?;
     if let Some(v) = lookup(LOCK_TIMEOUT) {
-        crate::cli::parse_lock_timeout(&v).map_err(|m| bad(LOCK_TIMEOUT, &v, &format!("a duration like --lock-timeout ({m})")))?;
+        parse_lock_timeout(&v).map_err(|m| bad(LOCK_TIMEOUT, &v, &format!("a duration like --lock-timeout ({m})")))?;
     }
     if let Some(v) = lookup(PROGRESS) {
         let modes = ["auto", "terminal", "plain", "github", "travis"];
@@ -93,6 +93,15 @@ pub fn check() -> Result<(), Error> {
 /// environment is read here, a bad value counting as unset.
 pub fn settings() -> Settings {
     *SETTINGS.get_or_init(|| check_with(|k| std::env::var(k).ok()).unwrap_or_default())
+}
+
+/// `--lock-timeout` and `STAMP_LOCK_TIMEOUT`: whole seconds, at most 24h.
+pub fn parse_lock_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s.trim()).map_err(|e| format!("`{s}` is not a duration ({e}); write one such as 30s, 10m or 1h"))?;
+    if d.as_secs() > 24 * 3600 || d.subsec_nanos() != 0 {
+        return Err(format!("`{s}`: give whole seconds, at most 24h (such as 30s, 10m or 1h)"));
+    }
+    Ok(d)
 }
 
 #[cfg(test)]

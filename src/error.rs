@@ -32,6 +32,11 @@ pub struct ConfigError {
     pub hint: Option<String>,
 }
 
+/// 1-based line of a byte offset.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
 impl ConfigError {
     pub fn new(file: &Path, message: String) -> Self {
         Self { file: file.to_path_buf(), line: None, col: None, message, snippet: None, hint: None }
@@ -39,7 +44,7 @@ impl ConfigError {
 
     /// An error about the value at `span` in `text` (the file's content).
     pub fn at(file: &Path, text: &str, span: Range<usize>, message: String) -> Self {
-        let line = crate::config::line_of(text, span.start);
+        let line = line_of(text, span.start);
         let snippet = text.lines().nth(line - 1).map(|l| l.to_owned());
         let start = span.start.min(text.len());
         let line_start = text[..start].rfind('\n').map(|i| i + 1).unwrap_or(0);

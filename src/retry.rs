@@ -20,8 +20,6 @@
 
 use std::time::Duration;
 
-use crate::tools::process::StageLog;
-
 /// Attempts in all, the first one included.
 pub const ATTEMPTS: u32 = 5;
 
@@ -121,17 +119,6 @@ pub async fn run_with<C: ?Sized, T, E: Retryable>(
         }
         n += 1;
     }
-}
-
-/// `run` with the stage log as the context: each retry goes to the log and the
-/// stage's progress step.
-pub async fn logged<T, E: Retryable>(
-    log: &mut StageLog,
-    what: &str,
-    attempt: impl AsyncFnMut(&mut StageLog, u32) -> Result<T, E>,
-    transient: impl Fn(&E) -> Option<String>,
-) -> Result<T, E> {
-    run(log, what, |l: &mut StageLog, m: &str| l.progress(m), attempt, transient).await
 }
 
 /// Sleeps, unless an interrupt arrives first (then `false`).

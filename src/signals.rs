@@ -95,9 +95,11 @@ impl Interrupts {
 static INTERRUPTS: OnceLock<watch::Receiver<Interrupts>> = OnceLock::new();
 
 /// Installs the handlers; call once, inside the runtime, before any tool runs.
+/// `announce` is called for each signal, before the tools hear of it (the caller's
+/// printer: `interrupt::announce`, which sits above the tools this module serves).
 /// Fails when a handler cannot be installed: Ctrl-C would then kill stamp and leave
 /// the tools, in their own process groups, running.
-pub fn install() -> Result<(), crate::error::Error> {
+pub fn install(announce: fn(Signal, Action)) -> Result<(), crate::error::Error> {
     use tokio::signal::unix::{SignalKind, signal};
     let handler = |kind: SignalKind, name: &str| {
         signal(kind).map_err(|e| crate::error::Error::stage(format!("cannot install the {name} handler: {e}")))
@@ -121,7 +123,7 @@ pub fn install() -> Result<(), crate::error::Error> {
             let mut state = *tx.borrow();
             let action = state.receive(sig);
             // Said before the tools are signalled: a CI runner may kill stamp soon.
-            crate::interrupt::announce(sig, action);
+            announce(sig, action);
             tx.send_replace(state);
         }
     });

@@ -527,6 +527,22 @@ fn cases() -> Vec<Case> {
             &["--env qa", "production, staging"],
             |_| {},
         ),
+        case(
+            "command line",
+            "status --env that does not exist",
+            &["status", "acme", "--env", "qa"],
+            2,
+            &["--env qa", "production, staging"],
+            |_| {},
+        ),
+        case(
+            "command line",
+            "outputs --env that does not exist",
+            &["outputs", "acme", "--env", "qa"],
+            2,
+            &["--env qa", "production, staging"],
+            |_| {},
+        ),
         case("command line", "--env with a slash", &["plan", "acme", "--env", "prod/eu"], 2, &["`prod/eu`", "lower-case letters"], |_| {}),
         case("command line", "--tag nobody has", &["plan", "--tag", "nope"], 2, &["the tag nope", "no customer has tags yet"], |_| {}),
         // One rule (fleet::selection::Use): with no customer named, what runs terraform refuses.

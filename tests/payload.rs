@@ -8,7 +8,7 @@ mod common;
 use std::process::Command;
 
 use common::{Emulator, repo};
-use stamp::terraform::StackInfo;
+use stamp::tools::terraform::StackInfo;
 
 #[test]
 fn standin_stacks_declare_exactly_the_real_stacks_variables_and_outputs() {
@@ -21,7 +21,7 @@ fn standin_stacks_declare_exactly_the_real_stacks_variables_and_outputs() {
         assert!(!real.declares_remote_state_vpc);
     }
     let real = StackInfo::read(&repo().join("terraform/vpc")).unwrap();
-    for o in stamp::customer::pipeline::VPC_OUTPUTS {
+    for o in stamp::stages::contract::VPC_OUTPUTS {
         assert!(real.outputs.contains(o), "terraform/vpc outputs {o}");
     }
 }

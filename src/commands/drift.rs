@@ -9,22 +9,23 @@ use std::time::Instant;
 
 use crate::cancel::Stop;
 use crate::config::Fleet;
-use crate::customer::pipeline::{Approval, Options};
-use crate::customer::report::{Operation, RunReport};
+use crate::customer::report::RunReport;
 use crate::error::{EXIT_DRIFT, EXIT_INTERRUPTED, EXIT_STAGE_FAILED, Error};
-use crate::fleet::context::FleetContext;
 use crate::fleet::scheduler;
+use crate::operation::Operation;
+use crate::shared::context::FleetContext;
+use crate::stages::contract::{Approval, Options};
 use crate::tools::find;
 use crate::ui::summary::{self, DriftState};
 
-use super::run::{RunArgs, resolve_all};
+use super::run::{RunArgs, resolve_all, sink};
 
 pub async fn drift(fleet: Fleet, args: RunArgs) -> Result<(), Error> {
     let tools = find::find_tools(&fleet, Operation::Drift)?;
-    let ctx = Rc::new(FleetContext::new(fleet, Some(tools)).with_policy(&args.policy));
+    let ctx = Rc::new(FleetContext::new(fleet, Some(tools)).with_limits(args.policy.plan_jobs, args.policy.lock_timeout));
     let plans = resolve_all(&ctx, &args.names, args.env.as_ref())?;
     let single = plans.len() == 1;
-    let sink = super::sink(args.plain, plans.len());
+    let sink = sink(args.plain, plans.len());
     let opts = Options { approval: Approval::Auto, rebuild_ami: false, no_smoke: true, from: None };
     let started = Instant::now();
     let outcomes = scheduler::run(ctx.clone(), plans, Operation::Drift, opts, &args.policy, sink.clone(), Stop::new()).await;
@@ -45,7 +46,7 @@ pub async fn drift(fleet: Fleet, args: RunArgs) -> Result<(), Error> {
     }
     let reports: Vec<RunReport> = outcomes.into_iter().map(|o| o.report).collect();
     // Under GitHub Actions: the drift table in the job summary.
-    crate::ui::github::after_run(crate::customer::report::Operation::Drift, &reports, wall)?;
+    crate::ui::github::after_run(crate::operation::Operation::Drift, &reports, wall)?;
     if args.json {
         super::json_out::print("drift", summary::drift_json(&reports, wall));
     } else {

@@ -199,7 +199,7 @@ pub fn matrix(fleet: &Fleet, args: &MatrixArgs) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{matrix}");
     let _ = out.flush();
-    if let Some(path) = &crate::ui::ci::get().env.output {
+    if let Some(path) = &crate::ui::ci_env::get().env.output {
         crate::ui::github::append(path, &output_text(&include)).map_err(|e| {
             Error::stage_hint(
                 format!("cannot write the matrix to $GITHUB_OUTPUT: {e}"),
@@ -303,9 +303,7 @@ fn pick_canaries(fleet: &Fleet, sel: &Selector, chosen: &[CustomerName], k: usiz
     let order: Vec<CustomerName> = if !sel.names.is_empty() {
         sel.names.iter().filter(|n| chosen.contains(n)).cloned().collect()
     } else {
-        let mut o: Vec<CustomerName> = fleet.canary.iter().filter(|c| chosen.contains(c)).cloned().collect();
-        o.extend(chosen.iter().filter(|n| !fleet.canary.contains(n)).cloned());
-        o
+        crate::fleet::selection::canary_order(fleet, chosen)
     };
     order.into_iter().take(k).collect()
 }

@@ -14,16 +14,12 @@ mod status;
 mod validate;
 
 use std::io::IsTerminal;
-use std::rc::Rc;
 
 use crate::cli::{Cli, Command, Target};
 use crate::config::{EnvOverrides, Fleet};
 use crate::error::{EXIT_OK, Error};
 use crate::fleet::selection::{self, Selector};
 use crate::names::CustomerName;
-use crate::ui::events::EventSink;
-use crate::ui::plain::PlainSink;
-use crate::ui::terminal::TerminalSink;
 
 pub use run::RunArgs;
 
@@ -38,7 +34,7 @@ pub fn main(cli: Cli) -> i32 {
     // Customers' pipelines are local tasks on this one thread.
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
-        if let Err(e) = crate::signals::install() {
+        if let Err(e) = crate::signals::install(crate::interrupt::announce) {
             eprintln!("error: {e}");
             return e.exit_code();
         }
@@ -56,7 +52,7 @@ pub fn main(cli: Cli) -> i32 {
 }
 
 async fn run(cli: Cli) -> Result<(), Error> {
-    crate::ui::ci::init(cli.progress().into());
+    crate::ui::ci_env::init(cli.progress().into());
     crate::ui::colour::init(cli.color.into());
     // These need no fleet file.
     match &cli.command {
@@ -80,12 +76,12 @@ async fn run(cli: Cli) -> Result<(), Error> {
             args.from = from.map(Into::into);
             args.approved_plan = approved_plan.clone();
             args.allow_destroy = *allow_destroy;
-            run::run(fleet, crate::customer::report::Operation::Deploy, args).await
+            run::run(fleet, crate::operation::Operation::Deploy, args).await
         }
         Command::Plan { target, fleet: f, json, out } => {
             let mut args = RunArgs::new(&fleet, target, f, false, false, *json, plain)?;
             args.out = out.clone();
-            run::run(fleet, crate::customer::report::Operation::Plan, args).await
+            run::run(fleet, crate::operation::Operation::Plan, args).await
         }
         Command::Drift { target, fleet: f, json } => {
             let args = RunArgs::new(&fleet, target, f, false, false, *json, plain)?;
@@ -93,7 +89,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Destroy { target, fleet: f, auto_approve, json } => {
             let args = RunArgs::new(&fleet, target, f, *auto_approve, false, *json, plain)?;
-            run::run(fleet, crate::customer::report::Operation::Destroy, args).await
+            run::run(fleet, crate::operation::Operation::Destroy, args).await
         }
         Command::Render { target } => {
             let names = select(&fleet, target)?;
@@ -120,14 +116,4 @@ async fn run(cli: Cli) -> Result<(), Error> {
 /// The customers of a command that only reads (`selection::Use::Reads`).
 fn select(fleet: &Fleet, t: &Target) -> Result<Vec<CustomerName>, Error> {
     selection::select(fleet, &Selector { names: t.customers.clone(), all: t.all, tags: t.tag.clone() }, selection::Use::Reads)
-}
-
-/// The renderer: GitHub Actions groups or Travis folds in those CIs, plain lines
-/// without a terminal (or in another CI), else the terminal's; `--progress` chooses.
-fn sink(plain: bool, customers: usize) -> Rc<dyn EventSink> {
-    let renderer = crate::ui::ci::get().renderer(plain);
-    crate::ui::ci::sink_for(renderer, |r| match r {
-        crate::ui::ci::Renderer::Terminal => Rc::new(TerminalSink::new(customers)),
-        _ => Rc::new(PlainSink::new()),
-    })
 }

@@ -51,19 +51,10 @@ pub async fn outputs(fleet: &Fleet, names: &[CustomerName], target: &Target, as_
 async fn one(fleet: &Fleet, name: &CustomerName, env: Option<&EnvName>, as_json: bool, show: bool, print: bool) -> Result<Value, Error> {
     let mut customer = fleet.load_customer(name)?;
     if let Some(env) = env {
-        if !fleet.envs.contains(env) {
-            return Err(Error::usage_hint(
-                format!("--env {env}: not one of the fleet's envs"),
-                format!(
-                    "[fleet] envs in {} lists {}",
-                    fleet.config_path.display(),
-                    fleet.envs.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(", ")
-                ),
-            ));
-        }
+        fleet.check_env(env)?;
         customer.env = env.clone();
     }
-    let aws_path = find::find_tool(&["aws"], fleet.tools.aws.as_deref(), &fleet.root, "[tools] aws (STAMP_AWS)")?;
+    let aws_path = find::find_aws(fleet)?;
     let env = find::tool_env(fleet, &customer.region, &fleet.paths.work)?;
     let aws = crate::tools::aws::Aws::new(fleet, aws_path, env);
     let mut log = StageLog::discard_with_notes();

@@ -16,9 +16,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::customer::pipeline::{Reviewed, Reviewer, planned_destroys, write_atomic};
-use crate::customer::report::{Operation, RunReport};
+use crate::customer::report::RunReport;
 use crate::error::Error;
+use crate::files::write_atomic;
+use crate::operation::Operation;
+use crate::stages::contract::{Reviewed, Reviewer, planned_destroys};
 use crate::ui::summary;
 
 pub const KIND: &str = "plan";

@@ -7,18 +7,22 @@ use std::time::{Duration, Instant};
 use crate::cancel::Stop;
 use crate::cli::{FleetArgs, Target};
 use crate::config::Fleet;
-use crate::customer::pipeline::{Approval, Options, Pipeline, Reviewed, Reviewer, planned_destroys};
+use crate::customer::pipeline::Pipeline;
 use crate::customer::plan::CustomerPlan;
-use crate::customer::report::{Operation, RunReport};
+use crate::customer::report::RunReport;
 use crate::error::{EXIT_INTERRUPTED, EXIT_STAGE_FAILED, EXIT_USAGE, Error};
-use crate::fleet::context::FleetContext;
+use crate::events::{Discard, EventSink, Status};
 use crate::fleet::scheduler::{self, Outcome, Policy};
 use crate::fleet::selection::{self, Selector};
 use crate::names::{CustomerName, EnvName};
+use crate::operation::Operation;
+use crate::shared::context::FleetContext;
+use crate::stages::contract::{Approval, Options, Reviewed, Reviewer, planned_destroys};
 use crate::tools::find;
-use crate::ui::events::{Discard, Status};
+use crate::ui::plain::PlainSink;
 use crate::ui::prompt::{self, TerminalApprover};
 use crate::ui::summary;
+use crate::ui::terminal::TerminalSink;
 
 /// A deploy, plan or destroy, as the command line asked for it.
 pub struct RunArgs {
@@ -33,7 +37,7 @@ pub struct RunArgs {
     /// `deploy --no-smoke`.
     pub no_smoke: bool,
     /// `deploy --from STAGE`.
-    pub from: Option<crate::ui::events::Stage>,
+    pub from: Option<crate::events::Stage>,
     /// `deploy --approved-plan FILE`.
     pub approved_plan: Option<PathBuf>,
     /// `deploy --allow-destroy`.
@@ -56,9 +60,7 @@ impl RunArgs {
             selection::select(fleet, &Selector { names: t.customers.clone(), all: t.all, tags: t.tag.clone() }, selection::Use::Runs)?;
         if t.customers.is_empty() && f.canary > 0 {
             // Not given by name: [fleet] canary first, in its order, then by name.
-            let mut ordered: Vec<CustomerName> = fleet.canary.iter().filter(|c| names.contains(c)).cloned().collect();
-            ordered.extend(names.iter().filter(|n| !fleet.canary.contains(n)).cloned());
-            names = ordered;
+            names = selection::canary_order(fleet, &names);
         }
         Ok(Self {
             names,
@@ -68,7 +70,7 @@ impl RunArgs {
                 fail_fast: f.fail_fast,
                 max_failures: f.max_failures,
                 canary: f.canary,
-                plan_jobs: f.plan_jobs.map(usize::from).unwrap_or_else(crate::fleet::context::default_plan_jobs),
+                plan_jobs: f.plan_jobs.map(usize::from).unwrap_or_else(crate::shared::context::default_plan_jobs),
                 lock_timeout: f.lock_timeout,
             },
             auto_approve,
@@ -123,17 +125,17 @@ pub async fn run(fleet: Fleet, op: Operation, args: RunArgs) -> Result<(), Error
         super::plan_file::check_out(out)?;
     }
     let tools = find::find_tools(&fleet, op)?;
-    let ctx = Rc::new(FleetContext::new(fleet, Some(tools)).with_policy(&args.policy));
+    let ctx = Rc::new(FleetContext::new(fleet, Some(tools)).with_limits(args.policy.plan_jobs, args.policy.lock_timeout));
     let mut plans = resolve_all(&ctx, &args.names, args.env.as_ref())?;
     // Deploy bakes the commit; plan says which one a deploy would bake.
     if matches!(op, Operation::Deploy | Operation::Plan) {
-        crate::fleet::revisions::resolve(&ctx.fleet.root, &mut plans).await?;
+        crate::fleet::revisions::resolve(&ctx.fleet.root, &mut plans, crate::ui::github::annotate).await?;
     }
     if op == Operation::Deploy {
         check_journals(&ctx, &plans, args.from)?;
     }
     let several = plans.len() > 1;
-    let sink = super::sink(args.plain, plans.len());
+    let sink = sink(args.plain, plans.len());
     let approval = match op {
         Operation::Plan | Operation::Render => Approval::Auto,
         // The reviewed plan is the approval: no terminal or --auto-approve needed.
@@ -188,9 +190,9 @@ pub async fn run(fleet: Fleet, op: Operation, args: RunArgs) -> Result<(), Error
 /// Before anything starts: every customer's run journal can be read, and with
 /// `--from STAGE` each one has the stages before it done. All problems are
 /// printed, then exit 2. (Each pipeline checks again under its customer's lock.)
-fn check_journals(ctx: &FleetContext, plans: &[CustomerPlan], from: Option<crate::ui::events::Stage>) -> Result<(), Error> {
+fn check_journals(ctx: &FleetContext, plans: &[CustomerPlan], from: Option<crate::events::Stage>) -> Result<(), Error> {
     use crate::customer::journal::Journal;
-    use crate::ui::events::Stage;
+    use crate::events::Stage;
     if from == Some(Stage::Bucket) {
         return Ok(());
     }
@@ -199,7 +201,7 @@ fn check_journals(ctx: &FleetContext, plans: &[CustomerPlan], from: Option<crate
         let name = p.customer.name.as_str();
         let path = Journal::path(&ctx.fleet.paths.work.join(name));
         let checked = Journal::read(&path, name).and_then(|j| match from {
-            Some(from) => crate::customer::pipeline::from_stages(&path, name, from, j.as_ref()).map(|_| ()),
+            Some(from) => crate::customer::resume::from_stages(&path, name, from, j.as_ref()).map(|_| ()),
             None => Ok(()),
         });
         if let Err(e) = checked {
@@ -268,7 +270,7 @@ fn finish(op: Operation, mut outcomes: Vec<Outcome>, wall: Duration, json: bool)
 /// this plan did not show.
 async fn approve_fleet_plan(ctx: &Rc<FleetContext>, plans: &[CustomerPlan], args: &RunArgs) -> Result<Approval, Error> {
     eprintln!("planning {} customers before asking...", plans.len());
-    let quiet: Rc<dyn crate::ui::events::EventSink> = Rc::new(Discard);
+    let quiet: Rc<dyn crate::events::EventSink> = Rc::new(Discard);
     let opts = Options { approval: Approval::Auto, rebuild_ami: false, no_smoke: true, from: None };
     let outcomes = scheduler::run(ctx.clone(), plans.to_vec(), Operation::Plan, opts, &args.policy, quiet, Stop::new()).await;
     let mut text = String::from("\nThe fleet's plan:\n");
@@ -282,7 +284,7 @@ async fn approve_fleet_plan(ctx: &Rc<FleetContext>, plans: &[CustomerPlan], args
         for st in &r.stages {
             if let Some(c) = st.changes {
                 text.push_str(&format!("  {:<24} {:<10} {}\n", r.customer, st.name, c.short()));
-            } else if st.status == Status::Skipped && st.name != crate::ui::events::Stage::Ami {
+            } else if st.status == Status::Skipped && st.name != crate::events::Stage::Ami {
                 text.push_str(&format!("  {:<24} {:<10} {}\n", r.customer, st.name, st.detail));
             }
             for d in st.plan.resources.iter().filter(|d| d.destroys()) {
@@ -334,8 +336,8 @@ pub async fn render(fleet: Fleet, names: &[CustomerName], t: &Target) -> Result<
     let ctx = Rc::new(FleetContext::new(fleet, Some(tools)));
     let mut plans = resolve_all(&ctx, names, t.env.as_ref())?;
     // vars/<customer>.json names the commit packer is given.
-    crate::fleet::revisions::resolve(&ctx.fleet.root, &mut plans).await?;
-    let sink = super::sink(true, plans.len());
+    crate::fleet::revisions::resolve(&ctx.fleet.root, &mut plans, crate::ui::github::annotate).await?;
+    let sink = sink(true, plans.len());
     for plan in plans {
         let opts = Options { approval: Approval::Auto, rebuild_ami: false, no_smoke: true, from: None };
         let p = Pipeline::open(ctx.clone(), plan, opts, sink.clone(), Stop::new(), Operation::Render).await?;
@@ -343,4 +345,14 @@ pub async fn render(fleet: Fleet, names: &[CustomerName], t: &Target) -> Result<
         result?;
     }
     Ok(())
+}
+
+/// The renderer: GitHub Actions groups or Travis folds in those CIs, plain lines
+/// without a terminal (or in another CI), else the terminal's; `--progress` chooses.
+pub(super) fn sink(plain: bool, customers: usize) -> Rc<dyn EventSink> {
+    let renderer = crate::ui::ci_env::get().renderer(plain);
+    crate::ui::ci::sink_for(renderer, |r| match r {
+        crate::ui::ci_env::Renderer::Terminal => Rc::new(TerminalSink::new(customers)),
+        _ => Rc::new(PlainSink::new()),
+    })
 }

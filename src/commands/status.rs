@@ -69,6 +69,9 @@ pub struct CustomerStatus {
 
 pub async fn status(fleet: &Fleet, names: &[CustomerName], env: Option<&EnvName>, as_json: bool) -> Result<(), Error> {
     let started = Instant::now();
+    if let Some(e) = env {
+        fleet.check_env(e)?;
+    }
     let mut customers = Vec::new();
     for n in names {
         let mut c = fleet.load_customer(n)?;
@@ -77,16 +80,12 @@ pub async fn status(fleet: &Fleet, names: &[CustomerName], env: Option<&EnvName>
         }
         customers.push(c);
     }
-    let aws_path = find::find_tool(&["aws"], fleet.tools.aws.as_deref(), &fleet.root, "[tools] aws (STAMP_AWS)")?;
+    let aws_path = find::find_aws(fleet)?;
     let region = customers.first().map(|c| c.region.clone()).unwrap_or_else(|| fleet.region.clone());
     let tool_env = find::tool_env(fleet, &region, &fleet.paths.work)?;
     let base = Aws::new(fleet, aws_path.clone(), tool_env);
     let mut log = StageLog::discard_with_notes();
-    let account = match &fleet.aws.account_id {
-        Some(a) => a.clone(),
-        None if crate::render::bucket_template_uses_account_id(&fleet.state_bucket) => base.account_id("status", &mut log).await?,
-        None => String::new(),
-    };
+    let account = crate::stages::bucket::account_for_bucket(fleet, &base, "status", &mut log).await?;
 
     // Every customer's states, side by side on this thread.
     let sem = Rc::new(tokio::sync::Semaphore::new(READ_PARALLEL));
@@ -139,7 +138,7 @@ pub async fn status(fleet: &Fleet, names: &[CustomerName], env: Option<&EnvName>
     let locks = held_locks(fleet, &rows);
     // Under GitHub Actions (a step after a cancelled or failed deploy): the table in
     // the job summary, with each held lock and the commands to check and release it.
-    if let Some(path) = &crate::ui::ci::get().env.step_summary
+    if let Some(path) = &crate::ui::ci_env::get().env.step_summary
         && let Err(e) = crate::ui::github::append(path, &summary_markdown(&rows, &locks, SystemTime::now()))
     {
         eprintln!("warning: cannot append the status to $GITHUB_STEP_SUMMARY: {e}");
@@ -279,7 +278,7 @@ pub struct HeldLock {
     pub customer: String,
     pub stack: String,
     pub info: LockInfo,
-    pub lock: crate::interrupt::StateLock,
+    pub lock: crate::running::StateLock,
 }
 
 /// Every lock the rows show, customer by customer.
@@ -289,8 +288,7 @@ fn held_locks(fleet: &Fleet, rows: &[CustomerStatus]) -> Vec<HeldLock> {
         let Some(bucket) = &r.state_bucket else { continue };
         for (stack, s) in &r.stacks {
             if let Some(info) = &s.lock {
-                let lock =
-                    crate::interrupt::StateLock::of_stack(fleet, &r.customer, &r.region, bucket, &s.key, std::path::Path::new(stack));
+                let lock = crate::running::StateLock::of_stack(fleet, &r.customer, &r.region, bucket, &s.key, std::path::Path::new(stack));
                 out.push(HeldLock { customer: r.customer.clone(), stack: stack.clone(), info: info.clone(), lock });
             }
         }

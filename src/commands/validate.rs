@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use crate::cli::Target;
 use crate::config::Fleet;
 use crate::error::{EXIT_USAGE, Error};
-use crate::fleet::context::FleetContext;
 use crate::names::CustomerName;
+use crate::shared::context::FleetContext;
 
 pub fn validate(fleet: Fleet, names: &[CustomerName], t: &Target, as_json: bool) -> Result<(), Error> {
     let ctx = Rc::new(FleetContext::new(fleet, None).offline());

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
-use crate::ui::events::Stage;
+use crate::events::Stage;
 
 pub const JOURNAL_FILE: &str = "journal.json";
 /// Bumped when a field changes meaning; a newer journal is refused.
@@ -140,8 +140,11 @@ pub fn hash_bytes(bytes: &[u8]) -> String {
 pub fn hash_path(path: &Path) -> std::io::Result<String> {
     let mut h = Sha256::new();
     if path.is_dir() {
-        let mut files = Vec::new();
-        walk(path, path, &mut files)?;
+        // .terraform, .git, a stand-in's .standin: tools' own, not inputs.
+        let skip = |name: &str, is_dir: bool| {
+            name.starts_with("terraform.tfstate") || name.ends_with(".tfplan") || (is_dir && name.starts_with('.'))
+        };
+        let mut files = crate::hash::files_under(path, true, &skip)?;
         files.sort();
         for rel in files {
             h.update(rel.to_string_lossy().as_bytes());
@@ -153,26 +156,6 @@ pub fn hash_path(path: &Path) -> std::io::Result<String> {
         h.update(std::fs::read(path)?);
     }
     Ok(format!("sha256:{}", h.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect::<String>()))
-}
-
-fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().to_string();
-        if name.starts_with("terraform.tfstate") || name.ends_with(".tfplan") {
-            continue;
-        }
-        let path = entry.path();
-        if path.is_dir() {
-            // .terraform, .git, a stand-in's .standin: tools' own, not inputs.
-            if !name.starts_with('.') {
-                walk(root, &path, out)?;
-            }
-        } else {
-            out.push(path.strip_prefix(root).unwrap_or(&path).to_path_buf());
-        }
-    }
-    Ok(())
 }
 
 impl Journal {
@@ -222,7 +205,7 @@ impl Journal {
 
     pub fn save(&self, path: &Path) -> Result<(), Error> {
         let text = serde_json::to_string_pretty(self).map_err(|e| Error::stage(format!("run journal: {e}")))?;
-        crate::customer::pipeline::write_atomic(path, &format!("{text}\n"))
+        crate::files::write_atomic(path, &format!("{text}\n"))
     }
 
     pub fn entry(&self, stage: Stage) -> Option<&StageEntry> {

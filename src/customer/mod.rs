@@ -5,3 +5,4 @@ pub mod journal;
 pub mod pipeline;
 pub mod plan;
 pub mod report;
+pub mod resume;

@@ -5,9 +5,7 @@
 //! checks the run's `Stop` before each stage.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -16,211 +14,31 @@ use serde_json::{Value, json};
 use crate::cancel::Stop;
 use crate::customer::journal::{Inputs, Journal, RunState, StageEntry, StageState};
 use crate::customer::plan::CustomerPlan;
-use crate::customer::report::{Changes, Operation, PlanDetail, RunReport, SCHEMA_VERSION, StageReport};
+use crate::customer::report::{Changes, PlanDetail, RunReport, SCHEMA_VERSION, StageReport};
 use crate::error::Error;
-use crate::fleet::context::FleetContext;
+use crate::events::{Emitter, EventKind, EventSink, Stage, Status};
+use crate::files::write_atomic;
 use crate::names::{AmiId, BucketName};
+use crate::operation::Operation;
+use crate::shared::context::FleetContext;
+use crate::stages::contract::{Options, StageContext, StageDone, VpcOutputs, placeholder_ami, placeholder_vpc};
 use crate::stages::{self, stack::Mode};
 use crate::tools::aws::Aws;
 use crate::tools::process::StageLog;
 use crate::tools::terraform::{self, Outputs};
-use crate::ui::events::{Emitter, EventKind, EventSink, Stage, Status};
-
-/// A change in a plan: an address and its typed action, read from `terraform show -json`.
-pub type PlannedChange = crate::tools::terraform::ResourceChange;
-
-/// A stack's plan, as shown for approval.
-#[derive(Debug, Clone)]
-pub struct ShownPlan {
-    pub stage: Stage,
-    pub dir: PathBuf,
-    pub changes: Changes,
-    pub planned: Vec<PlannedChange>,
-}
-
-type Answer<'a> = Pin<Box<dyn Future<Output = Result<bool, Error>> + 'a>>;
-
-/// Decides whether a planned stack is applied (the binary's prompt implements it).
-pub trait Approver {
-    fn approve<'a>(&'a self, customer: &'a str, plan: &'a ShownPlan) -> Answer<'a>;
-}
-
-/// The destroys and replacements an operator saw and approved, per customer and stack.
-pub type ApprovedDestroys = BTreeMap<(String, Stage), BTreeSet<String>>;
-
-/// The destroys and replacements each customer's stacks planned, from their plan
-/// reports: what a fleet's plan shown for approval, or a plan file written by
-/// `stamp plan --out`, lists.
-pub fn planned_destroys<'a>(reports: impl IntoIterator<Item = &'a RunReport>) -> ApprovedDestroys {
-    let mut out = ApprovedDestroys::new();
-    for r in reports {
-        for st in &r.stages {
-            let set: BTreeSet<String> = st.plan.resources.iter().filter(|c| c.destroys()).map(|c| c.address.clone()).collect();
-            out.entry((r.customer.clone(), st.name)).or_default().extend(set);
-        }
-    }
-    out
-}
-
-/// Which destroys and replacements may be applied, and who reviewed them.
-#[derive(Debug)]
-pub struct Reviewed {
-    pub destroys: ApprovedDestroys,
-    pub by: Reviewer,
-}
-
-/// Where the reviewed destroys come from (what a refusal tells the operator to do).
-#[derive(Debug, Clone)]
-pub enum Reviewer {
-    /// The fleet's plan, shown in the terminal and approved there.
-    Prompt,
-    /// `deploy --approved-plan FILE`: a plan recorded by `stamp plan --out FILE`.
-    PlanFile(PathBuf),
-    /// No one: a deploy with `--auto-approve` (or without a terminal), without an
-    /// approved plan and without `--allow-destroy` or `[fleet] allow_destroy`.
-    Nobody,
-}
-
-impl Reviewed {
-    /// Nothing may be destroyed or replaced.
-    pub fn nothing() -> Self {
-        Self { destroys: ApprovedDestroys::new(), by: Reviewer::Nobody }
-    }
-
-    /// The error for a stack whose plan would destroy or replace `unseen`, which
-    /// were not reviewed: the stack is not applied.
-    pub fn refusal(&self, customer: &str, stage: Stage, unseen: &[String]) -> Error {
-        let what = unseen.join(", ");
-        match &self.by {
-            Reviewer::Prompt => Error::stage_hint(
-                format!("{stage}: not applied: the plan now would {what}, which the approved plan did not show"),
-                format!("something changed since the plan was approved; run `stamp plan {customer}` and deploy again"),
-            ),
-            Reviewer::PlanFile(f) => Error::stage_hint(
-                format!(
-                    "{stage}: not applied: the plan now would {what}, which the approved plan {} does not list for {customer} {stage}; \
-                     nothing was changed in this stack",
-                    f.display()
-                ),
-                format!(
-                    "something changed since that plan was made: plan again (`stamp plan {customer} --out FILE`), have the new plan \
-                     reviewed and approved, then deploy with `--approved-plan FILE`"
-                ),
-            ),
-            Reviewer::Nobody => Error::stage_hint(
-                format!(
-                    "{stage}: not applied: the plan would {what}; a deploy without a terminal to ask (or with --auto-approve) destroys \
-                     and replaces nothing that was not reviewed; nothing was changed in this stack"
-                ),
-                format!(
-                    "review the plan with `stamp plan {customer} --out plan.json` and deploy exactly that with `--approved-plan \
-                     plan.json`; or allow destroys and replacements with --allow-destroy (this run) or `[fleet] allow_destroy = true` \
-                     in stamp.toml"
-                ),
-            ),
-        }
-    }
-}
-
-/// How an apply is approved.
-#[derive(Clone)]
-pub enum Approval {
-    /// `--auto-approve` with destroys allowed; plan, destroy.
-    Auto,
-    /// Ask for each stack with changes.
-    Ask(Rc<dyn Approver>),
-    /// Apply, unless a stack would destroy or replace something that was not
-    /// reviewed: the fleet's plan shown once, an approved plan file, or nothing.
-    Approved(Rc<Reviewed>),
-}
-
-#[derive(Clone)]
-pub struct Options {
-    pub approval: Approval,
-    pub rebuild_ami: bool,
-    /// `--no-smoke`: deploy without checking that the public URL answers.
-    pub no_smoke: bool,
-    /// `deploy --from STAGE`: restart there, the earlier stages' results taken from
-    /// the run journal (`None`: resume where an unfinished run stopped).
-    pub from: Option<Stage>,
-}
-
-/// The typed outputs of the vpc stack that the later stages use.
-#[derive(Debug, Clone)]
-pub struct VpcOutputs {
-    pub vpc_id: String,
-    pub build_subnet_id: String,
-    pub public_subnet_ids: Vec<String>,
-    pub private_subnet_ids: Vec<String>,
-}
-
-pub const VPC_OUTPUTS: [&str; 4] = ["vpc_id", "build_subnet_id", "public_subnet_ids", "private_subnet_ids"];
-
-impl VpcOutputs {
-    pub fn from_outputs(o: &Outputs, stack: &str) -> Result<Self, Error> {
-        let missing: Vec<&str> = VPC_OUTPUTS.iter().copied().filter(|k| !o.contains_key(*k)).collect();
-        if !missing.is_empty() {
-            return Err(Error::stage_hint(
-                format!("{stack} has no output {}", missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")),
-                format!("the vpc stack must output {}", VPC_OUTPUTS.join(", ")),
-            ));
-        }
-        let string = |k: &str, prefix: &str| -> Result<String, Error> {
-            o[k].value
-                .as_str()
-                .filter(|s| s.starts_with(prefix))
-                .map(String::from)
-                .ok_or_else(|| Error::stage(format!("{stack}: output `{k}` = {} is not a {prefix}... id", o[k].value)))
-        };
-        let list = |k: &str| -> Result<Vec<String>, Error> {
-            o[k].value
-                .as_array()
-                .and_then(|a| {
-                    a.iter().map(|v| v.as_str().filter(|s| s.starts_with("subnet-")).map(String::from)).collect::<Option<Vec<_>>>()
-                })
-                .ok_or_else(|| Error::stage(format!("{stack}: output `{k}` = {} is not a list of subnet ids", o[k].value)))
-        };
-        Ok(Self {
-            vpc_id: string("vpc_id", "vpc-")?,
-            build_subnet_id: string("build_subnet_id", "subnet-")?,
-            public_subnet_ids: list("public_subnet_ids")?,
-            private_subnet_ids: list("private_subnet_ids")?,
-        })
-    }
-}
-
-/// What a stage body returns: its value, how it ended, the detail for the summary.
-pub struct StageDone<T> {
-    pub value: T,
-    pub status: Status,
-    pub detail: String,
-    pub changes: Option<Changes>,
-    /// Every planned change, placeholders, drift.
-    pub plan: PlanDetail,
-}
-
-impl<T> StageDone<T> {
-    pub fn new(value: T, status: Status, detail: impl Into<String>) -> Self {
-        Self { value, status, detail: detail.into(), changes: None, plan: PlanDetail::default() }
-    }
-}
 
 pub struct Pipeline {
-    pub ctx: Rc<FleetContext>,
-    pub plan: CustomerPlan,
-    pub opts: Options,
-    pub ui: Emitter,
-    pub stop: Stop,
-    pub work: PathBuf,
-    pub env: Vec<(String, String)>,
-    pub aws: Aws,
+    /// What the stages see of this customer's run.
+    pub cx: StageContext,
     pub report: RunReport,
     started: Instant,
-    opened_logs: BTreeSet<Stage>,
     /// deploy only: the run journal as this run writes it.
     journal: Option<Journal>,
     _lock: Option<std::fs::File>,
 }
+
+mod deploy;
+mod operations;
 
 impl Pipeline {
     /// Sets up the customer's work directory and its lock (`render` too: it writes
@@ -237,7 +55,7 @@ impl Pipeline {
         let name = plan.customer.name.clone();
         let work = ctx.fleet.paths.work.join(name.as_str());
         std::fs::create_dir_all(&work).map_err(|e| Error::work_dir(format!("creating {}", work.display()), e))?;
-        let lock = lock_work_dir(&work, &Emitter::new(name.as_str(), sink.clone())).await?;
+        let lock = crate::tools::work_lock::lock_work_dir(&work, &Emitter::new(name.as_str(), sink.clone())).await?;
         let env = ctx.tool_env(&plan.customer.region)?;
         let aws = Aws::with_api(&ctx.fleet, ctx.tools().aws.clone(), env.clone(), ctx.aws_api(&env));
         let report = RunReport {
@@ -260,39 +78,17 @@ impl Pipeline {
             failed_stage: None,
         };
         Ok(Self {
-            ui: Emitter::new(name.as_str(), sink),
-            ctx,
-            plan,
-            opts,
-            stop,
-            work,
-            env,
-            aws,
+            cx: StageContext { ui: Emitter::new(name.as_str(), sink), ctx, plan, opts, stop, work, env, aws, opened_logs: BTreeSet::new() },
             report,
             started: Instant::now(),
-            opened_logs: BTreeSet::new(),
             journal: None,
             _lock: Some(lock),
         })
     }
 
-    pub fn name(&self) -> &str {
-        self.plan.customer.name.as_str()
-    }
-
-    /// The stage's log: the first open in a run starts it afresh (keeping the previous
-    /// run's beside it), later opens in the same run append.
-    pub fn log(&mut self, stage: Stage) -> Result<StageLog, Error> {
-        let path = self.work.join("logs").join(format!("{stage}.log"));
-        let log = if self.opened_logs.insert(stage) { StageLog::create(path) } else { StageLog::append(path) }?;
-        // Retries (and their reasons) show as the stage's current step too.
-        let ui = self.ui.clone();
-        Ok(log.with_steps(Rc::new(move |m: &str| ui.step(stage, m))))
-    }
-
     fn record(&mut self, stage: Stage, status: Status, detail: &str, changes: Option<Changes>, plan: PlanDetail, started: Instant) {
         let elapsed = started.elapsed();
-        self.ui.stage_finished(stage, status, detail, elapsed);
+        self.cx.ui.stage_finished(stage, status, detail, elapsed);
         self.report.stages.push(StageReport {
             name: stage,
             status,
@@ -304,21 +100,6 @@ impl Pipeline {
         });
     }
 
-    /// A plan lane (`--plan-jobs`), held through a stack's terraform init and plan.
-    /// While every lane is taken the customer's line says so; an interrupt meanwhile
-    /// ends the stage before its tool starts.
-    pub async fn plan_lane(&self, stage: Stage) -> Result<tokio::sync::OwnedSemaphorePermit, Error> {
-        if let Some(lane) = self.ctx.try_plan_lane() {
-            return Ok(lane);
-        }
-        self.ui.step(stage, &format!("waiting for a plan slot ({} in use: --plan-jobs)", self.ctx.plan_jobs()));
-        let lane = self.ctx.plan_lane().await;
-        if self.stop.interrupted() {
-            return Err(Error::Interrupted(Some(stage.to_string())));
-        }
-        Ok(lane)
-    }
-
     /// Runs a stage body with its progress line, status and duration recorded; a
     /// stage does not start once the run is stopping.
     pub async fn stage<T>(
@@ -327,13 +108,13 @@ impl Pipeline {
         label: &str,
         body: impl AsyncFnOnce(&mut Self) -> Result<StageDone<T>, Error>,
     ) -> Result<T, Error> {
-        if let Some(why) = self.stop.draining() {
-            return Err(if self.stop.interrupted() { Error::Interrupted(Some(stage.to_string())) } else { Error::Stopped(why) });
+        if let Some(why) = self.cx.stop.draining() {
+            return Err(if self.cx.stop.interrupted() { Error::Interrupted(Some(stage.to_string())) } else { Error::Stopped(why) });
         }
         let started = Instant::now();
-        self.ui.stage_started(stage, label);
+        self.cx.ui.stage_started(stage, label);
         // Named, with its tool and state lock, in what stamp prints on an interrupt.
-        let running = crate::interrupt::stage(self.name(), stage.as_str());
+        let running = crate::running::stage(self.cx.name(), stage.as_str());
         let result = running.scope(body(self)).await;
         drop(running);
         match result {
@@ -350,7 +131,7 @@ impl Pipeline {
                 };
                 if !matches!(e, Error::Stopped(_)) {
                     let file = self.stage_file(stage);
-                    self.ui.emit(Some(stage), EventKind::Failure { message: e.to_string(), file: Some(file) });
+                    self.cx.ui.emit(Some(stage), EventKind::Failure { message: e.to_string(), file: Some(file) });
                 }
                 self.record(stage, status, &detail, None, PlanDetail::default(), started);
                 self.report.failed_stage = Some(stage);
@@ -363,13 +144,13 @@ impl Pipeline {
     /// emulator was stopped or died): says so, and how to go on, whatever the tool
     /// printed. The endpoint is probed only after a failure.
     async fn explain_unreachable(&self, stage: Stage, e: Error) -> Error {
-        let Some(url) = self.ctx.fleet.aws.endpoint.clone() else { return e };
+        let Some(url) = self.cx.ctx.fleet.aws.endpoint.clone() else { return e };
         if !matches!(e, Error::Tool(_) | Error::Stage { .. }) || answers(&url).await {
             return e;
         }
         let ours = format!(
             "nothing answers at {url} ([aws] endpoint) any more: it stopped during stage {stage}; start it again at that address, then `stamp deploy {}` resumes where this run stopped",
-            self.name()
+            self.cx.name()
         );
         let join = |old: Option<String>| {
             Some(match old {
@@ -390,24 +171,24 @@ impl Pipeline {
     /// The file a stage's failure points at: its stack directory, the packer
     /// template, or (state bucket, smoke test: its settings) the customer file.
     pub fn stage_file(&self, stage: Stage) -> PathBuf {
-        let paths = &self.ctx.fleet.paths;
+        let paths = &self.cx.ctx.fleet.paths;
         match stage {
-            Stage::Vpc | Stage::Frontends => paths.terraform.join(&self.plan.job(stage).rel),
+            Stage::Vpc | Stage::Frontends => paths.terraform.join(&self.cx.plan.job(stage).rel),
             Stage::Ami => paths.packer_template.clone(),
-            Stage::Bucket | Stage::Smoke => self.plan.customer.file.clone(),
+            Stage::Bucket | Stage::Smoke => self.cx.plan.customer.file.clone(),
         }
     }
 
     pub fn skip(&mut self, stage: Stage, why: &str) {
         let started = Instant::now();
-        self.ui.stage_started(stage, stage.as_str());
+        self.cx.ui.stage_started(stage, stage.as_str());
         self.record(stage, Status::Skipped, why, None, PlanDetail::default(), started);
     }
 
     /// Runs the operation and returns the report (saved, but for render) and the result.
     pub async fn run(mut self) -> (RunReport, Result<(), Error>) {
         let op = self.report.operation;
-        self.ui.emit(None, EventKind::CustomerStarted { env: self.report.env.clone() });
+        self.cx.ui.emit(None, EventKind::CustomerStarted { env: self.report.env.clone() });
         // Every tool of this customer keeps its work lock open: held until they are
         // gone, even if stamp dies first (`tools::relay`).
         let held = self._lock.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
@@ -432,8 +213,8 @@ impl Pipeline {
             self.report.error = Some(e.to_string());
             // A failure between stages (a stack without the outputs the next stage needs...).
             if self.report.failed_stage.is_none() && !matches!(e, Error::Stopped(_)) {
-                let file = Some(self.plan.customer.file.clone());
-                self.ui.emit(None, EventKind::Failure { message: e.to_string(), file });
+                let file = Some(self.cx.plan.customer.file.clone());
+                self.cx.ui.emit(None, EventKind::Failure { message: e.to_string(), file });
             }
         } else if self.report.stages.iter().all(|s| matches!(s.status, Status::Unchanged | Status::Skipped | Status::Resumed)) {
             self.report.status = Status::Unchanged;
@@ -445,7 +226,7 @@ impl Pipeline {
         {
             result = Err(e);
         }
-        self.ui.emit(None, EventKind::CustomerFinished { status: self.report.status, elapsed: self.started.elapsed() });
+        self.cx.ui.emit(None, EventKind::CustomerFinished { status: self.report.status, elapsed: self.started.elapsed() });
         (self.report, result)
     }
 
@@ -453,601 +234,11 @@ impl Pipeline {
     fn save_report(&self) -> Result<(), Error> {
         let text = serde_json::to_string_pretty(&self.report).map_err(|e| Error::stage(format!("run report: {e}")))?;
         let stamp = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-        let runs = self.work.join("runs");
+        let runs = self.cx.work.join("runs");
         std::fs::create_dir_all(&runs).map_err(|e| Error::io(format!("creating {}", runs.display()), e))?;
         write_atomic(&runs.join(format!("{stamp}-{}.json", self.report.operation.as_str())), &text)?;
-        write_atomic(&self.work.join("last-run.json"), &text)
+        write_atomic(&self.cx.work.join("last-run.json"), &text)
     }
-
-    // ------------------------------------------------------------ operations
-
-    /// bucket -> vpc -> ami -> frontends -> smoke, each stage recorded in the run
-    /// journal. After a run that did not finish (same inputs), or with `--from`, the
-    /// stages before the restart point are checked (what they made still exists) and
-    /// not run again; one whose result is gone runs again.
-    async fn deploy(&mut self) -> Result<(), Error> {
-        let mut carried = self.open_journal()?;
-        let bucket = self
-            .deploy_stage(
-                Stage::Bucket,
-                "state bucket",
-                carried.remove(&Stage::Bucket),
-                async |p: &mut Self, e: &StageEntry| p.check_bucket(e).await,
-                async |p: &mut Self| stages::bucket::run(p, true).await,
-                |b, e| e.bucket = b.as_ref().map(|b| b.to_string()),
-            )
-            .await?;
-        let Some(bucket) = bucket else { unreachable!("deploy creates the bucket") };
-        self.report.state_bucket = Some(bucket.to_string());
-        let label = self.plan.vpc.label.clone();
-        let vpc_out = self
-            .deploy_stage(
-                Stage::Vpc,
-                &label,
-                carried.remove(&Stage::Vpc),
-                async |p: &mut Self, _: &StageEntry| p.check_stack(Stage::Vpc, &bucket).await,
-                async |p: &mut Self| stages::stack::run(p, Stage::Vpc, &bucket, Mode::Apply, None).await,
-                |_, _| {},
-            )
-            .await?;
-        let vpc = VpcOutputs::from_outputs(&vpc_out, &format!("{} (vpc)", self.ctx.fleet.paths.terraform.display()))?;
-        self.report.outputs.insert("vpc".into(), outputs_json(&vpc_out, false));
-        let ami = self
-            .deploy_stage(
-                Stage::Ami,
-                "AMI (packer)",
-                carried.remove(&Stage::Ami),
-                async |p: &mut Self, e: &StageEntry| p.check_ami(e).await,
-                async |p: &mut Self| stages::ami::run(p, &vpc).await,
-                |a, e| e.ami_id = Some(a.to_string()),
-            )
-            .await?;
-        self.report.outputs.insert("ami_id".into(), json!(ami.as_str()));
-        let label = self.plan.frontends.label.clone();
-        let fe = self
-            .deploy_stage(
-                Stage::Frontends,
-                &label,
-                carried.remove(&Stage::Frontends),
-                async |p: &mut Self, _: &StageEntry| p.check_stack(Stage::Frontends, &bucket).await,
-                async |p: &mut Self| stages::stack::run(p, Stage::Frontends, &bucket, Mode::Apply, Some((&vpc, &ami))).await,
-                |_, _| {},
-            )
-            .await?;
-        self.report.outputs.insert("frontends".into(), outputs_json(&fe, false));
-        let smoke = &self.plan.customer.smoke;
-        let skipped = if self.opts.no_smoke {
-            Some("--no-smoke".to_owned())
-        } else if !smoke.enabled {
-            Some(format!("[smoke] enabled = false in {}", smoke.disabled_at.as_deref().unwrap_or_default()))
-        } else {
-            None
-        };
-        match (skipped, fe.get("public_url").map(|o| &o.value)) {
-            (Some(why), _) => self.skip(Stage::Smoke, &why),
-            (None, None) => self.skip(Stage::Smoke, "the frontends stack has no `public_url` output"),
-            (None, Some(url)) => {
-                let url = url.as_str().map(String::from).unwrap_or_else(|| url.to_string());
-                self.deploy_stage(
-                    Stage::Smoke,
-                    "smoke test",
-                    None,
-                    async |_: &mut Self, _: &StageEntry| Ok(Err(String::new())),
-                    async |p: &mut Self| stages::smoke::run(p, &url).await,
-                    |_, _| {},
-                )
-                .await?;
-            }
-        }
-        // Every stage finished: the next deploy runs them all again.
-        if let Some(j) = self.journal.as_mut() {
-            j.status = RunState::Complete;
-            j.updated_at = now();
-            j.save(&Journal::path(&self.work))?;
-        }
-        Ok(())
-    }
-
-    /// The inputs that make this deploy's result: equal inputs, equal fingerprint.
-    fn inputs(&self) -> Result<Inputs, Error> {
-        use crate::customer::journal::{hash_bytes, hash_path};
-        let fleet = &self.ctx.fleet;
-        let c = &self.plan.customer;
-        let hash = |p: &Path| hash_path(p).map_err(|e| Error::io(format!("reading {}", p.display()), e));
-        let mut i = Inputs::default();
-        i.add(format!("the customer file {}", c.file.display()), hash(&c.file)?);
-        i.add(format!("the fleet file {}", fleet.config_path.display()), hash(&fleet.config_path)?);
-        i.add(format!("the stacks under {}", fleet.paths.terraform.display()), hash(&fleet.paths.terraform)?);
-        i.add(
-            format!("the packer template {}", fleet.paths.packer_template.display()),
-            format!("sha256:{}", stages::ami::template_hash(self)?),
-        );
-        if let Some(files) = &self.plan.app_config {
-            i.add("the rendered app configuration", hash_bytes(&serde_json::to_vec(files).unwrap_or_default()));
-        }
-        i.add("git_id", c.git_id.clone());
-        // A branch that moved is another image: a run of the old commit is not resumed.
-        i.add("commit", self.plan.commit()?.to_owned());
-        i.add("env", c.env.to_string());
-        i.add("region", c.region.to_string());
-        i.add("endpoint", fleet.aws.endpoint.clone().unwrap_or_else(|| "AWS".into()));
-        i.add("--rebuild-ami", if self.opts.rebuild_ami { "on" } else { "off" });
-        i.add("stamp version", env!("CARGO_PKG_VERSION"));
-        Ok(i)
-    }
-
-    /// Reads the run journal and decides where this deploy starts: the stages before
-    /// that point, with their journal entries, are returned (to be checked and not
-    /// rerun). Starts this run's journal.
-    fn open_journal(&mut self) -> Result<BTreeMap<Stage, StageEntry>, Error> {
-        let inputs = self.inputs()?;
-        let fingerprint = inputs.fingerprint();
-        let path = Journal::path(&self.work);
-        let name = self.name().to_owned();
-        let mut carried = BTreeMap::new();
-        match self.opts.from {
-            // Runs everything; the journal is not read (it may be the one that is broken).
-            Some(Stage::Bucket) => {}
-            Some(from) => {
-                let old = Journal::read(&path, &name)?;
-                carried = from_stages(&path, &name, from, old.as_ref())?;
-                let stale: Vec<&str> = carried.values().filter(|e| e.fingerprint != fingerprint).map(|e| e.stage.as_str()).collect();
-                if !stale.is_empty() {
-                    let changed = old.as_ref().map(|j| inputs.changed_since(&j.inputs)).unwrap_or_default();
-                    self.ui.note(&format!(
-                        "--from {from}: {} done with other inputs than this run's{}; taken as they are, as --from asks",
-                        stale.join(", "),
-                        if changed.is_empty() { String::new() } else { format!(" ({} changed)", changed.join(", ")) }
-                    ));
-                }
-            }
-            None => match Journal::read(&path, &name)? {
-                None => {}
-                Some(j) if j.status == RunState::Complete => {}
-                Some(j) => match j.first_not_done() {
-                    None | Some(Stage::Bucket) => {}
-                    Some(at) => {
-                        let how = j.entry(at).map(|e| e.status.word()).unwrap_or("was not reached");
-                        let done: Vec<&StageEntry> = Stage::ALL.iter().filter(|s| **s < at).filter_map(|s| j.done(*s)).collect();
-                        if done.iter().all(|e| e.fingerprint == fingerprint) {
-                            self.ui.note(&format!(
-                                "resuming the run of {} at stage {at} (it {how}); {} checked, not rerun",
-                                j.run,
-                                done.iter().map(|e| e.stage.as_str()).collect::<Vec<_>>().join(", ")
-                            ));
-                            carried = done.into_iter().map(|e| (e.stage, e.clone())).collect();
-                        } else {
-                            let changed = inputs.changed_since(&j.inputs);
-                            let what = if changed.is_empty() { "inputs".to_owned() } else { changed.join(", ") };
-                            self.ui.note(&format!(
-                                "not resuming the run of {} (stage {at} {how}): {what} changed since; starting from the beginning",
-                                j.run
-                            ));
-                        }
-                    }
-                },
-            },
-        }
-        let mut journal = Journal::new(&name, &self.report.started_at, &inputs);
-        for e in carried.values() {
-            journal.set(e.clone());
-        }
-        self.journal = Some(journal);
-        Ok(carried)
-    }
-
-    /// Records a stage's state in the journal (atomically, before going on).
-    fn journal_mark(&mut self, stage: Stage, status: StageState, set: impl FnOnce(&mut StageEntry)) -> Result<(), Error> {
-        let Some(j) = self.journal.as_mut() else { return Ok(()) };
-        let now = now();
-        let run = self.report.started_at.clone();
-        let mut e = match j.entry(stage) {
-            Some(e) if e.run == run && status != StageState::Running => e.clone(),
-            _ => StageEntry {
-                stage,
-                status,
-                run,
-                started_at: now.clone(),
-                finished_at: None,
-                fingerprint: j.fingerprint.clone(),
-                bucket: None,
-                ami_id: None,
-                error: None,
-            },
-        };
-        e.status = status;
-        if status != StageState::Running {
-            e.finished_at = Some(now.clone());
-        }
-        set(&mut e);
-        j.set(e);
-        j.status = match status {
-            StageState::Failed => RunState::Failed,
-            StageState::Interrupted => RunState::Interrupted,
-            _ => RunState::Running,
-        };
-        j.updated_at = now;
-        j.save(&Journal::path(&self.work))
-    }
-
-    /// A deploy stage: with a journal entry from an earlier run, `check` looks whether
-    /// its result still exists (then it is not rerun: "not rerun"), else the stage
-    /// runs, its start and end recorded in the journal ("done" only once it finished).
-    async fn deploy_stage<T>(
-        &mut self,
-        stage: Stage,
-        label: &str,
-        carried: Option<StageEntry>,
-        check: impl AsyncFnOnce(&mut Self, &StageEntry) -> Result<Result<T, String>, Error>,
-        body: impl AsyncFnOnce(&mut Self) -> Result<StageDone<T>, Error>,
-        keep: impl FnOnce(&T, &mut StageEntry),
-    ) -> Result<T, Error> {
-        self.stage(stage, label, async move |p: &mut Self| {
-            if let Some(e) = carried {
-                match check(p, &e).await? {
-                    Ok(v) => return Ok(StageDone::new(v, Status::Resumed, format!("done by the run of {}; not rerun", e.run))),
-                    Err(why) => {
-                        let line = format!("{stage}: done by the run of {}, but {why}: running it again", e.run);
-                        p.ui.note(&line);
-                        p.report.notes.push(line);
-                    }
-                }
-            }
-            p.journal_mark(stage, StageState::Running, |_| {})?;
-            match body(p).await {
-                Ok(done) => {
-                    p.journal_mark(stage, StageState::Done, |e| keep(&done.value, e))?;
-                    Ok(done)
-                }
-                Err(err) => {
-                    let state = if matches!(err, Error::Interrupted(_)) { StageState::Interrupted } else { StageState::Failed };
-                    let first = err.to_string().lines().next().unwrap_or_default().to_owned();
-                    if let Err(w) = p.journal_mark(stage, state, |e| e.error = Some(first)) {
-                        p.ui.note(&format!("could not record in the run journal that {stage} {}: {w}", state.word()));
-                    }
-                    Err(err)
-                }
-            }
-        })
-        .await
-    }
-
-    /// The stage log of a stage that is checked, not run: appended to (the log of
-    /// the run that did the stage stays whole).
-    fn check_log(&self, stage: Stage, e: &StageEntry) -> Result<StageLog, Error> {
-        let path = self.work.join("logs").join(format!("{stage}.log"));
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|err| Error::io(format!("creating {}", dir.display()), err))?;
-        }
-        let mut log = StageLog::append(path)?;
-        log.note(&format!("stamp: {}: the run of {} did this stage; checking that its result still exists", now(), e.run));
-        Ok(log)
-    }
-
-    /// A done bucket stage: the bucket still answers.
-    async fn check_bucket(&mut self, e: &StageEntry) -> Result<Result<Option<BucketName>, String>, Error> {
-        let Some(bucket) = e.bucket.as_deref().and_then(|b| BucketName::parse(b).ok()) else {
-            return Ok(Err("the journal does not name its bucket".into()));
-        };
-        let mut log = self.check_log(Stage::Bucket, e)?;
-        Ok(match self.aws.bucket_status("bucket", &mut log, &bucket).await? {
-            0 => Ok(Some(bucket)),
-            404 => Err(format!("the state bucket {bucket} does not exist any more")),
-            code => Err(format!("the state bucket {bucket} answers HTTP {code}")),
-        })
-    }
-
-    /// A done stack stage: its state object exists and holds resources and outputs.
-    async fn check_stack(&mut self, stage: Stage, bucket: &BucketName) -> Result<Result<Outputs, String>, Error> {
-        let e = self.journal.as_ref().and_then(|j| j.entry(stage).cloned());
-        let mut log = match &e {
-            Some(e) => self.check_log(stage, e)?,
-            None => StageLog::discard(),
-        };
-        let key = self.plan.job(stage).key.clone();
-        let gone = format!("its state s3://{bucket}/{key}");
-        let Some(state) = self.aws.read_object(stage.as_str(), &mut log, bucket, &key).await? else {
-            return Ok(Err(format!("{gone} does not exist any more")));
-        };
-        if terraform::state_resource_count(&state).unwrap_or(0) == 0 {
-            return Ok(Err(format!("{gone} holds no resources")));
-        }
-        let outputs = match terraform::outputs_from_state(&state) {
-            Ok(o) if !o.is_empty() => o,
-            _ => return Ok(Err(format!("{gone} holds no outputs"))),
-        };
-        if stage == Stage::Vpc
-            && let Err(err) = VpcOutputs::from_outputs(&outputs, "the vpc state")
-        {
-            return Ok(Err(format!("{gone} lacks outputs ({})", err.to_string().lines().next().unwrap_or_default())));
-        }
-        log.note(&format!("stamp: s3://{bucket}/{key} holds the stack's resources and outputs: not rerun"));
-        Ok(Ok(outputs))
-    }
-
-    /// A done ami stage: its AMI is still registered.
-    async fn check_ami(&mut self, e: &StageEntry) -> Result<Result<AmiId, String>, Error> {
-        let Some(ami) = e.ami_id.as_deref().and_then(|a| AmiId::parse(a).ok()) else {
-            return Ok(Err("the journal does not name its AMI".into()));
-        };
-        let mut log = self.check_log(Stage::Ami, e)?;
-        Ok(if self.aws.image_exists("ami", &mut log, &ami).await? {
-            log.note(&format!("stamp: {ami} is registered: not rerun"));
-            Ok(ami)
-        } else {
-            Err(format!("its AMI {ami} is not registered any more"))
-        })
-    }
-
-    /// Plans both stacks, building nothing and writing no state. What cannot be
-    /// planned for real yet is planned in a scratch copy (stages::stack::plan_scratch):
-    /// the vpc of a never-deployed customer against an empty state, the frontends with
-    /// placeholder vpc outputs and/or AMI. Such a plan is labelled and never applied.
-    async fn plan(&mut self) -> Result<(), Error> {
-        use crate::customer::report::Placeholder;
-        use stages::stack::{Scratch, placeholder_ami, placeholder_vpc};
-        let bucket = self.stage(Stage::Bucket, "state bucket", async |p: &mut Self| stages::bucket::run(p, false).await).await?;
-        let label = self.plan.vpc.label.clone();
-        let vpc_out = match &bucket {
-            Some(b) => {
-                self.stage(Stage::Vpc, &label, async |p: &mut Self| stages::stack::run(p, Stage::Vpc, b, Mode::PlanOnly, None).await)
-                    .await?
-            }
-            None => {
-                self.stage(Stage::Vpc, &label, async |p: &mut Self| {
-                    stages::stack::plan_scratch(p, Stage::Vpc, Scratch { bucket: None, placeholders: vec![] }, None).await
-                })
-                .await?
-            }
-        };
-        let vpc = VpcOutputs::from_outputs(&vpc_out, "vpc").ok();
-        if vpc.is_some() {
-            self.report.outputs.insert("vpc".into(), outputs_json(&vpc_out, false));
-        }
-        // Plan never bakes: it plans the frontends with the AMI they already run.
-        let ami = match &bucket {
-            Some(b) => {
-                let mut log = self.log(Stage::Ami)?;
-                let key = self.plan.frontends.key.clone();
-                let deployed = self.aws.read_object("ami", &mut log, b, &key).await?;
-                deployed
-                    .as_deref()
-                    .and_then(|s| terraform::outputs_from_state(s).ok())
-                    .and_then(|o| o.get("ami_id").and_then(|v| v.value.as_str()).and_then(|s| AmiId::parse(s).ok()))
-            }
-            None => None,
-        };
-        let mut placeholders = Vec::new();
-        let vpc = vpc.unwrap_or_else(|| {
-            placeholders.push(Placeholder::VpcOutputs);
-            placeholder_vpc()
-        });
-        let ami = match ami {
-            Some(ami) => {
-                let detail = self.deployed_revision(&ami).await;
-                self.skip(Stage::Ami, &format!("planning with the deployed {ami}; nothing is built. {detail}"));
-                self.report.outputs.insert("ami_id".into(), json!(ami.as_str()));
-                ami
-            }
-            None => {
-                self.skip(Stage::Ami, "no AMI deployed yet: the frontends are planned with a placeholder; deploy bakes one");
-                placeholders.push(Placeholder::Ami);
-                placeholder_ami()
-            }
-        };
-        let label = self.plan.frontends.label.clone();
-        match &bucket {
-            Some(b) if placeholders.is_empty() => {
-                self.stage(Stage::Frontends, &label, async |p: &mut Self| {
-                    stages::stack::run(p, Stage::Frontends, b, Mode::PlanOnly, Some((&vpc, &ami))).await
-                })
-                .await?;
-            }
-            b => {
-                let scratch = Scratch { bucket: b.as_ref(), placeholders };
-                self.stage(Stage::Frontends, &label, async |p: &mut Self| {
-                    stages::stack::plan_scratch(p, Stage::Frontends, scratch, Some((&vpc, &ami))).await
-                })
-                .await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// What the deployed AMI was baked from (its `stamp:git_id` and `stamp:commit`
-    /// tags) against the commit this customer's git_id names now.
-    async fn deployed_revision(&mut self, ami: &AmiId) -> String {
-        let Some(now) = self.plan.revision.clone() else { return String::new() };
-        let mut log = match self.log(Stage::Ami) {
-            Ok(l) => l,
-            Err(_) => StageLog::discard(),
-        };
-        let tags = self.aws.image_tags("ami", &mut log, ami).await.unwrap_or_default();
-        let baked = (tags.get(crate::tools::aws::TAG_GIT_ID), tags.get(crate::tools::aws::TAG_COMMIT));
-        match baked {
-            (_, Some(c)) if c.eq_ignore_ascii_case(&now.commit) => {
-                format!("It was baked from commit {}, which {} still names", now.short(), now.git_id)
-            }
-            (g, Some(c)) => format!(
-                "It was baked from {}commit {}; {} names {} now: a deploy bakes that commit",
-                g.map(|g| format!("{g} at ")).unwrap_or_default(),
-                &c[..12.min(c.len())],
-                now.git_id,
-                now.short()
-            ),
-            (_, None) => format!("Its commit is not tagged (stamp:commit); a deploy bakes {}", now.describe()),
-        }
-    }
-
-    /// For each deployed stack, what drifted (refresh-only plan) and what is pending
-    /// (normal plan). Builds nothing, creates no bucket, writes no state.
-    async fn drift(&mut self) -> Result<(), Error> {
-        let bucket = self.stage(Stage::Bucket, "state bucket", async |p: &mut Self| stages::bucket::run(p, false).await).await?;
-        let Some(bucket) = bucket else {
-            self.skip(Stage::Vpc, "not deployed");
-            self.skip(Stage::Frontends, "not deployed");
-            return Ok(());
-        };
-        let mut log = self.log(Stage::Bucket)?;
-        let vpc_state = self.aws.read_object("bucket", &mut log, &bucket, &self.plan.vpc.key.clone()).await?;
-        let fe_state = self.aws.read_object("bucket", &mut log, &bucket, &self.plan.frontends.key.clone()).await?;
-        let deployed = |s: &Option<String>| -> Result<bool, Error> {
-            Ok(s.as_deref().map(terraform::state_resource_count).transpose().map_err(Error::stage)?.unwrap_or(0) > 0)
-        };
-        let label = self.plan.vpc.label.clone();
-        if deployed(&vpc_state)? {
-            self.stage(Stage::Vpc, &label, async |p: &mut Self| stages::stack::drift(p, Stage::Vpc, &bucket, None).await).await?;
-        } else {
-            self.skip(Stage::Vpc, "not deployed");
-        }
-        let label = self.plan.frontends.label.clone();
-        if deployed(&fe_state)? {
-            // The inputs the frontends were applied with: the vpc's outputs and the AMI they run.
-            let vpc_outputs = vpc_state.as_deref().and_then(|s| terraform::outputs_from_state(s).ok()).unwrap_or_default();
-            let vpc = VpcOutputs::from_outputs(&vpc_outputs, &format!("the vpc state ({})", self.plan.vpc.key))?;
-            self.report.outputs.insert("vpc".into(), outputs_json(&vpc_outputs, false));
-            let fe_outputs = fe_state.as_deref().and_then(|s| terraform::outputs_from_state(s).ok()).unwrap_or_default();
-            let ami = fe_outputs.get("ami_id").and_then(|v| v.value.as_str()).and_then(|s| AmiId::parse(s).ok()).ok_or_else(|| {
-                Error::stage(format!("the frontends state ({}) has no ami_id output: cannot plan it", self.plan.frontends.key))
-            })?;
-            self.report.outputs.insert("ami_id".into(), json!(ami.as_str()));
-            self.stage(Stage::Frontends, &label, async |p: &mut Self| {
-                stages::stack::drift(p, Stage::Frontends, &bucket, Some((&vpc, &ami))).await
-            })
-            .await?;
-        } else {
-            self.skip(Stage::Frontends, "not deployed");
-        }
-        Ok(())
-    }
-
-    async fn destroy(&mut self) -> Result<(), Error> {
-        let bucket = self.stage(Stage::Bucket, "state bucket", async |p: &mut Self| stages::bucket::run(p, false).await).await?;
-        let Some(bucket) = bucket else {
-            self.skip(Stage::Frontends, "nothing deployed");
-            self.skip(Stage::Vpc, "nothing deployed");
-            return Ok(());
-        };
-        // Both states are read, and must parse, before anything is destroyed: a read
-        // that fails (anything but "no such key": AccessDenied, a 5xx that outlasted
-        // the retries, a dropped connection) or a state that does not parse stops
-        // destroy here, so a misread can never skip a stack and then deregister the
-        // AMIs it runs.
-        let mut log = self.log(Stage::Bucket)?;
-        let mut read = async |p: &mut Self, key: String| -> Result<(Option<String>, usize, Outputs), Error> {
-            let state = p.aws.read_object("bucket", &mut log, &bucket, &key).await.map_err(|e| refuse_destroy(&key, e))?;
-            let Some(text) = state else { return Ok((None, 0, Outputs::new())) };
-            let unreadable = |m: String| {
-                Error::stage_hint(
-                    format!("s3://{bucket}/{key} is not a state stamp can read ({m}): nothing was destroyed"),
-                    "look at the object (`aws s3 cp s3://BUCKET/KEY -`); restore a previous version from the bucket's versioning if it was damaged",
-                )
-            };
-            let count = terraform::state_resource_count(&text).map_err(unreadable)?;
-            let outputs = terraform::outputs_from_state(&text).map_err(unreadable)?;
-            Ok((Some(text), count, outputs))
-        };
-        let (vpc_state, vpc_count, vpc_outputs) = read(self, self.plan.vpc.key.clone()).await?;
-        let (fe_state, fe_count, fe_outputs) = read(self, self.plan.frontends.key.clone()).await?;
-        // Deletion protection, as AWS has it now, for both stacks: refused whole.
-        let states: Vec<&str> = [fe_state.as_deref(), vpc_state.as_deref()].into_iter().flatten().collect();
-        stages::stack::refuse_protected(self, &mut log, &states).await?;
-        // Inputs a destroy plan still evaluates: the values the stacks were applied with.
-        let vpc = VpcOutputs::from_outputs(&vpc_outputs, "vpc").unwrap_or(VpcOutputs {
-            vpc_id: "vpc-00000000".into(),
-            build_subnet_id: "subnet-00000000".into(),
-            public_subnet_ids: vec![],
-            private_subnet_ids: vec![],
-        });
-        let ami = fe_outputs
-            .get("ami_id")
-            .and_then(|v| v.value.as_str())
-            .and_then(|s| AmiId::parse(s).ok())
-            .unwrap_or_else(|| AmiId::parse("ami-00000000").expect("valid"));
-        let label = self.plan.frontends.label.clone();
-        if fe_count > 0 {
-            self.stage(Stage::Frontends, &label, async |p: &mut Self| {
-                stages::stack::run(p, Stage::Frontends, &bucket, Mode::Destroy, Some((&vpc, &ami))).await
-            })
-            .await?;
-        } else {
-            self.skip(Stage::Frontends, "nothing deployed");
-        }
-        let label = self.plan.vpc.label.clone();
-        if vpc_count > 0 {
-            self.stage(Stage::Vpc, &label, async |p: &mut Self| stages::stack::run(p, Stage::Vpc, &bucket, Mode::Destroy, None).await)
-                .await?;
-        } else {
-            self.skip(Stage::Vpc, "nothing deployed");
-        }
-        let ran = fe_outputs.get("ami_id").and_then(|v| v.value.as_str()).and_then(|s| AmiId::parse(s).ok());
-        self.stage(Stage::Ami, "AMIs", async |p: &mut Self| stages::ami::deregister(p, ran.as_ref()).await).await?;
-        self.report.notes.push(format!(
-            "The state bucket {bucket} is kept: it holds the state history. Remove it with `aws s3 rb s3://{bucket} --force` once you no longer need it."
-        ));
-        Ok(())
-    }
-
-    async fn render(&mut self) -> Result<(), Error> {
-        let last = RunReport::read(&self.work.join("last-run.json")).map_err(Error::stage)?;
-        let fleet = &self.ctx.fleet;
-        let c = &self.plan.customer;
-        let account = fleet.aws.account_id.clone().or_else(|| last.as_ref().and_then(|l| account_from(fleet, c, l)));
-        let bucket = match account {
-            Some(acct) => crate::render::render_bucket(&fleet.state_bucket, &c.name, &c.region, &acct).map_err(Error::usage)?,
-            None => stages::bucket::name(self, &mut StageLog::discard()).await?,
-        };
-        stages::stack::sync_working_copy(self)?;
-        stages::stack::write_files(self, Stage::Vpc, &bucket, None)?;
-        let vpc = last
-            .as_ref()
-            .and_then(|l| l.outputs.get("vpc").cloned())
-            .and_then(|v| serde_json::from_value::<BTreeMap<String, Value>>(v).ok())
-            .map(|m| m.into_iter().map(|(k, value)| (k, terraform::OutputValue { value, sensitive: false })).collect::<Outputs>())
-            .and_then(|o| VpcOutputs::from_outputs(&o, "vpc").ok());
-        let ami = last.as_ref().and_then(|l| l.outputs.get("ami_id")?.as_str().and_then(|s| AmiId::parse(s).ok()));
-        let mut written = vec![self.work.join("terraform/vpc")];
-        match (&vpc, &ami) {
-            (Some(v), Some(a)) => {
-                stages::stack::write_files(self, Stage::Frontends, &bucket, Some((v, a)))?;
-                written.push(self.work.join("terraform").join(&self.plan.frontends.rel));
-            }
-            _ => self.ui.note("frontends inputs need the vpc outputs and an AMI: they are rendered after the first deploy"),
-        }
-        if let Some(v) = &vpc {
-            written.push(stages::ami::write_packer_vars(self, v, &stages::ami::template_hash(self)?)?);
-        } else {
-            self.ui.note(&format!("vars/{}.json needs the vpc outputs: it is rendered after the first deploy", self.name()));
-        }
-        if let Some(files) = self.plan.app_config.clone() {
-            written.push(stages::ami::write_app_config(self, &files)?);
-        }
-        for w in written {
-            self.ui.note(&format!("wrote {}", w.display()));
-        }
-        Ok(())
-    }
-}
-
-/// A state that could not be read: destroy stops before touching anything.
-fn refuse_destroy(key: &str, e: Error) -> Error {
-    match e {
-        Error::Stage { message, hint } => Error::Stage {
-            message: format!(
-                "{message}; destroy stopped before touching anything (the state of `{key}` must be read to know what it holds)"
-            ),
-            hint,
-        },
-        other => other,
-    }
-}
-
-/// The account id in the bucket name of the last run (to render offline).
-fn account_from(fleet: &crate::config::Fleet, c: &crate::config::Customer, last: &RunReport) -> Option<String> {
-    let b = last.state_bucket.as_deref()?;
-    let probe = crate::render::render_bucket(&fleet.state_bucket, &c.name, &c.region, "000000000000").ok()?;
-    let (pre, post) = probe.as_str().split_once("000000000000")?;
-    b.strip_prefix(pre)?.strip_suffix(post).map(String::from)
 }
 
 /// Output values as JSON; sensitive ones masked unless `show` is set.
@@ -1080,201 +271,6 @@ fn now() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
-/// The journal entries of the stages before `from`, each of which must be done.
-pub fn from_stages(path: &Path, customer: &str, from: Stage, journal: Option<&Journal>) -> Result<BTreeMap<Stage, StageEntry>, Error> {
-    let mut out = BTreeMap::new();
-    for s in Stage::ALL.into_iter().filter(|s| *s < from) {
-        match journal.and_then(|j| j.done(s)) {
-            Some(e) => {
-                out.insert(s, e.clone());
-            }
-            None => {
-                let why = match journal.and_then(|j| j.entry(s)) {
-                    None if journal.is_none() => format!("there is no run journal {}: {customer} was never deployed", path.display()),
-                    None => format!("the last deploy (run journal {}) did not reach it", path.display()),
-                    Some(e) => format!("in the run of {} it {} (run journal {})", e.run, e.status.word(), path.display()),
-                };
-                return Err(Error::usage_hint(
-                    format!("--from {from}: stage {s} of {customer} never completed: {why}"),
-                    format!("run `stamp deploy {customer}` (it resumes where the last run stopped) or `--from {s}`"),
-                ));
-            }
-        }
-    }
-    Ok(out)
-}
-
 fn round(d: Duration) -> f64 {
     (d.as_secs_f64() * 100.0).round() / 100.0
-}
-
-/// Writes `path` through a temporary file in the same directory and a rename, so
-/// a reader never sees half a file.
-pub fn write_atomic(path: &Path, text: &str) -> Result<(), Error> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let err = |e| Error::work_dir(format!("writing {}", path.display()), e);
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
-    std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(err)?;
-    // On disk before the rename, so a crash leaves the old file or the new one, never an empty one.
-    tmp.as_file().sync_all().map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    Ok(())
-}
-
-/// One stamp run per customer at a time: a second one would share the working copy.
-/// The lock (an flock on `<work>/.lock`) is held by stamp and, through an inherited
-/// descriptor, by every tool it runs and their relays: if stamp died while a tool
-/// still runs (finishing and saving its state), the lock is still held. Then this
-/// run waits for those processes, naming them, as long as the dead run's grace
-/// period lets them run (and a little more); another live stamp run is refused.
-async fn lock_work_dir(work: &Path, ui: &Emitter) -> Result<std::fs::File, Error> {
-    use std::io::Write;
-    let path = work.join(".lock");
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::work_dir(format!("opening {}", path.display()), e))?;
-    let wait = crate::signals::grace_period() + LOCK_WAIT_MARGIN;
-    let started = Instant::now();
-    let mut said = false;
-    loop {
-        match f.try_lock() {
-            Ok(()) => break,
-            Err(std::fs::TryLockError::WouldBlock) => {}
-            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(format!("locking {}", path.display()), e)),
-        }
-        let holder = std::fs::read_to_string(&path).ok().and_then(|t| LockHolder::parse(&t));
-        let tools = match holder {
-            // Its tools (and their relays) hold the lock after it: wait for them.
-            Some(h) if !h.alive() => lock_holders(&path),
-            Some(h) => {
-                return Err(Error::usage_hint(
-                    format!("another stamp run (pid {}) is working on this customer (lock {})", h.pid, path.display()),
-                    "wait for it to finish; the lock is released when that process and its tools exit",
-                ));
-            }
-            None => {
-                return Err(Error::usage_hint(
-                    format!("another stamp run is working on this customer (lock {})", path.display()),
-                    "wait for it to finish; the lock is released when that process exits",
-                ));
-            }
-        };
-        let named = if tools.is_empty() { "its last tool (exiting now)".to_owned() } else { tools.join("; ") };
-        if crate::signals::interrupted() {
-            return Err(Error::Interrupted(None));
-        }
-        if started.elapsed() > wait {
-            return Err(Error::usage_hint(
-                format!(
-                    "the tools of an earlier stamp run that is gone still hold this customer's lock {} after {}s: {named}",
-                    path.display(),
-                    wait.as_secs()
-                ),
-                "it may still be saving a state: wait for it, or stop it (kill -INT <pid>, then check `stamp status`)",
-            ));
-        }
-        if !said {
-            said = true;
-            ui.note(&format!(
-                "waiting for the tools of an earlier stamp run that is gone (it was killed?) to finish: {named}; they hold the \
-                 lock {} and may be saving a state. Not touching the working copy until they are done (at most {}s)",
-                path.display(),
-                wait.as_secs()
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    // Who holds it, for a run that finds it held.
-    let _ = f.set_len(0);
-    let _ = f.write_all(LockHolder::me().text().as_bytes());
-    Ok(f)
-}
-
-/// How much longer than the grace period a run waits for a dead run's tools.
-const LOCK_WAIT_MARGIN: Duration = Duration::from_secs(30);
-
-/// The stamp process that took a work lock: its pid and start time (`/proc/<pid>/stat`
-/// field 22), so a pid reused by another process is not taken for it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct LockHolder {
-    pid: u32,
-    start: u64,
-}
-
-impl LockHolder {
-    fn me() -> Self {
-        let pid = std::process::id();
-        Self { pid, start: process_start(pid).unwrap_or(0) }
-    }
-
-    fn text(&self) -> String {
-        format!("stamp pid {} start {}\n", self.pid, self.start)
-    }
-
-    fn parse(text: &str) -> Option<Self> {
-        let mut w = text.split_whitespace();
-        match (w.next(), w.next(), w.next(), w.next(), w.next()) {
-            (Some("stamp"), Some("pid"), Some(pid), Some("start"), Some(start)) => {
-                Some(Self { pid: pid.parse().ok()?, start: start.parse().ok()? })
-            }
-            _ => None,
-        }
-    }
-
-    fn alive(&self) -> bool {
-        process_start(self.pid) == Some(self.start)
-    }
-}
-
-/// A process's start time (clock ticks after boot), from `/proc/<pid>/stat`.
-fn process_start(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may hold spaces: count after its end.
-    stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// The processes that have `lock` open, as "pid N: command line" (shortened); the
-/// relays (stamp's own) last.
-fn lock_holders(lock: &Path) -> Vec<String> {
-    let target = lock.canonicalize().unwrap_or_else(|_| lock.to_path_buf());
-    let mut tools = Vec::new();
-    let mut relays = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        let holds = std::fs::read_dir(e.path().join("fd"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == target));
-        if !holds || pid == std::process::id() {
-            continue;
-        }
-        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        let words: Vec<String> =
-            cmd.split(|b| *b == 0).filter(|w| !w.is_empty()).map(|w| String::from_utf8_lossy(w).into_owned()).collect();
-        if words.get(1).is_some_and(|w| w == crate::tools::relay::ARG) {
-            relays.push(format!("pid {pid}: stamp's tool relay"));
-            continue;
-        }
-        let mut shown =
-            words
-                .iter()
-                .enumerate()
-                .map(|(i, w)| {
-                    if i == 0 { Path::new(w).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default() } else { w.clone() }
-                })
-                .collect::<Vec<_>>()
-                .join(" ");
-        if shown.chars().count() > 120 {
-            shown = format!("{}...", shown.chars().take(117).collect::<String>());
-        }
-        tools.push(format!("pid {pid}: {shown}"));
-    }
-    tools.sort();
-    tools.extend(relays);
-    tools
 }

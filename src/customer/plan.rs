@@ -9,25 +9,19 @@ use std::rc::Rc;
 
 use crate::config::{Customer, SecretFrom, SecretSource, StageVars, origin_of};
 use crate::error::{ConfigError, Error};
-use crate::fleet::context::FleetContext;
+use crate::events::Stage;
 use crate::names::{CustomerName, EnvName};
 use crate::render::AppContext;
+use crate::shared::context::FleetContext;
 use crate::tools::git::Revision;
+use crate::tools::packer::PACKER_STANDARD;
 use crate::tools::packer::TemplateInfo;
 use crate::tools::terraform::StackInfo;
-use crate::ui::events::Stage;
 
 /// Standard inputs stamp sets itself; `[*.vars]` may not redefine them.
 pub const VPC_STANDARD: [&str; 3] = ["customer", "region", "env"];
 pub const FRONTENDS_STANDARD: [&str; 8] =
     ["customer", "region", "env", "ami_id", "vpc_id", "public_subnet_ids", "private_subnet_ids", "app_config"];
-/// Variables of the brief's vars/travis.json that stamp does not derive itself.
-pub const PACKER_RECORDED: [&str; 3] = ["source_ami", "instance_type", "ssh_username"];
-pub const PACKER_STANDARD: [&str; 9] =
-    ["region", "build_vpc", "build_subnet", "git_id", "aws_endpoint", "customer", "app_repo", "template_hash", "image_key"];
-/// Packer variables that say where a bake runs, not what it makes: they do not make
-/// two customers' images different (see README "One bake per image").
-pub const PACKER_PLACEMENT: [&str; 4] = ["build_vpc", "build_subnet", "aws_endpoint", "customer"];
 
 /// A stack to run, with what it declares.
 #[derive(Debug, Clone)]
@@ -77,7 +71,7 @@ impl Secret {
     pub fn shown(&self) -> String {
         match &self.source.from {
             SecretFrom::Env(e) => format!("\"${e}\""),
-            SecretFrom::File(f) => format!("\"$(cat {})\"", crate::tools::process::shell_quote(&f.to_string_lossy())),
+            SecretFrom::File(f) => format!("\"$(cat {})\"", crate::shell::shell_quote(&f.to_string_lossy())),
         }
     }
 }
@@ -95,12 +89,7 @@ impl CustomerPlan {
         let fleet = &ctx.fleet;
         let mut customer = fleet.load_customer(name).map_err(|e| vec![e.into()])?;
         if let Some(env) = env {
-            if !fleet.envs.contains(env) {
-                return Err(vec![Error::usage_hint(
-                    format!("--env {env}: not one of the fleet's envs"),
-                    format!("[fleet] envs in {} lists {}", fleet.config_path.display(), join(fleet.envs.iter().map(|e| e.as_str()))),
-                )]);
-            }
+            fleet.check_env(env).map_err(|e| vec![e])?;
             customer.env = env.clone();
         }
         let mut problems: Vec<Error> = Vec::new();

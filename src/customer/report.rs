@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::ui::events::{Stage, Status};
+use crate::events::{Stage, Status};
+use crate::operation::Operation;
 
 /// Bumped when a field changes meaning; readers refuse a newer one.
 /// 2: `changes` counts replacements apart (`replace`), no longer in add and destroy;
@@ -15,28 +16,6 @@ use crate::ui::events::{Stage, Status};
 pub const SCHEMA_VERSION: u32 = 2;
 
 pub use crate::tools::terraform::{Action, LockInfo, ResourceChange};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Operation {
-    Deploy,
-    Plan,
-    Destroy,
-    Render,
-    Drift,
-}
-
-impl Operation {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Operation::Deploy => "deploy",
-            Operation::Plan => "plan",
-            Operation::Destroy => "destroy",
-            Operation::Render => "render",
-            Operation::Drift => "drift",
-        }
-    }
-}
 
 /// Resources a plan adds, changes, destroys and replaces, each counted once (a
 /// replacement is in `replace` only, not in add and destroy as terraform's text counts it).

@@ -1,9 +1,7 @@
-//! A fleet run: which customers (`selection`), what they share (`context`), the
-//! commit each git_id names (`revisions`), one bake per image (`bakes`), and running
-//! them side by side (`scheduler`) as far as memory holds them (`memory`).
+//! A fleet run: which customers (`selection`), the commit each git_id names
+//! (`revisions`), and running them side by side (`scheduler`) as far as memory holds
+//! them (`memory`). What the customers of a run share is in `crate::shared`.
 
-pub mod bakes;
-pub mod context;
 pub mod memory;
 pub mod revisions;
 pub mod scheduler;

@@ -12,7 +12,8 @@ use crate::error::{ConfigError, EXIT_USAGE, Error};
 use crate::tools::git::{self, Lookup, Revision};
 
 /// Sets `revision` on every plan, or prints every problem and returns exit 2.
-pub async fn resolve(root: &Path, plans: &mut [CustomerPlan]) -> Result<(), Error> {
+/// `annotate` is the caller's CI annotation of a problem (`ui::github::annotate`).
+pub async fn resolve(root: &Path, plans: &mut [CustomerPlan], annotate: fn(&Error, Option<&Path>)) -> Result<(), Error> {
     let mut problems: Vec<(String, Error)> = Vec::new();
     // Repository -> the plans whose git_id it must name.
     let mut by_repo: BTreeMap<String, Vec<usize>> = BTreeMap::new();
@@ -120,7 +121,7 @@ pub async fn resolve(root: &Path, plans: &mut [CustomerPlan]) -> Result<(), Erro
         } else {
             eprintln!("error: {text}");
         }
-        crate::ui::github::annotate(e, None);
+        annotate(e, None);
     }
     Err(Error::Reported {
         message: format!("{} customer(s) name a revision that cannot be looked up; nothing was started", problems.len()),

@@ -10,13 +10,15 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 use crate::cancel::Stop;
-use crate::customer::pipeline::{Options, Pipeline};
+use crate::customer::pipeline::Pipeline;
 use crate::customer::plan::CustomerPlan;
-use crate::customer::report::{Operation, RunReport};
+use crate::customer::report::RunReport;
 use crate::error::Error;
-use crate::fleet::context::FleetContext;
+use crate::events::{Emitter, EventKind, EventSink, Status};
 use crate::fleet::memory::{self, Lanes, Memory};
-use crate::ui::events::{Emitter, EventKind, EventSink, Status};
+use crate::operation::Operation;
+use crate::shared::context::FleetContext;
+use crate::stages::contract::Options;
 
 #[derive(Debug, Clone, Default)]
 pub struct Policy {

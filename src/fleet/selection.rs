@@ -91,6 +91,15 @@ pub fn select(fleet: &Fleet, sel: &Selector, used: Use) -> Result<Vec<CustomerNa
     ))
 }
 
+/// The canary order of customers not named on the command line: `[fleet] canary`
+/// first, in its order, then the others in the order given. Deploy runs the first K
+/// of it first (`--canary K`); `stamp matrix --canary K` marks the same K.
+pub fn canary_order(fleet: &Fleet, names: &[CustomerName]) -> Vec<CustomerName> {
+    let mut ordered: Vec<CustomerName> = fleet.canary.iter().filter(|c| names.contains(c)).cloned().collect();
+    ordered.extend(names.iter().filter(|n| !fleet.canary.contains(n)).cloned());
+    ordered
+}
+
 /// Up to three known names closest to `name` (edit distance at most a third of its length, or a prefix).
 pub fn closest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Vec<String> {
     let limit = (name.len() / 3).max(2);

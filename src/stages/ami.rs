@@ -8,19 +8,19 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::customer::pipeline::{Pipeline, StageDone, VpcOutputs};
-use crate::customer::plan::PACKER_RECORDED;
 use crate::error::Error;
-use crate::fleet::bakes::{BakeFailed, Baked, image_key};
+use crate::events::{Stage, Status};
 use crate::names::AmiId;
 use crate::render;
+use crate::shared::bakes::{BakeFailed, Baked, image_key};
+use crate::stages::contract::{StageContext, StageDone, VpcOutputs};
 use crate::tools::aws::{TAG_COMMIT, TAG_CUSTOMER, TAG_GIT_ID, TAG_IMAGE_KEY, TAG_TEMPLATE_HASH};
+use crate::tools::packer::PACKER_RECORDED;
 use crate::tools::packer::{self, PackerEvent};
 use crate::tools::process::{StageLog, Tail, ToolCommand};
 use crate::tools::terraform;
-use crate::ui::events::{Stage, Status};
 
-pub async fn run(p: &mut Pipeline, vpc: &VpcOutputs) -> Result<StageDone<AmiId>, Error> {
+pub async fn run(p: &mut StageContext, vpc: &VpcOutputs) -> Result<StageDone<AmiId>, Error> {
     // Private var files a killed run left behind (this customer's lock is held: no
     // other run is using them).
     for stale in std::fs::read_dir(&p.work).into_iter().flatten().flatten() {
@@ -34,7 +34,7 @@ pub async fn run(p: &mut Pipeline, vpc: &VpcOutputs) -> Result<StageDone<AmiId>,
     // (masked in CI logs) first.
     let vars = packer_vars(p, vpc, &hash)?;
     let (_, secret_vars) = split_sensitive(p, vars.clone());
-    for s in secret_vars.values().flat_map(crate::ui::events::secret_leaves) {
+    for s in secret_vars.values().flat_map(crate::events::secret_leaves) {
         p.ui.secret(Stage::Ami, &s);
     }
     let vars_file = write_packer_vars(p, vpc, &hash)?;
@@ -83,7 +83,7 @@ pub async fn run(p: &mut Pipeline, vpc: &VpcOutputs) -> Result<StageDone<AmiId>,
 
 /// Finds the image of `key`, or bakes it (`--rebuild-ami`: always bakes).
 async fn bake(
-    p: &mut Pipeline,
+    p: &mut StageContext,
     log: &mut StageLog,
     key: &str,
     hash: &str,
@@ -103,7 +103,7 @@ async fn bake(
 }
 
 async fn build(
-    p: &mut Pipeline,
+    p: &mut StageContext,
     log: &mut StageLog,
     key: &str,
     hash: &str,
@@ -141,7 +141,7 @@ async fn build(
     let ui = p.ui.clone();
     // A bake that failed for a transient cause (throttling, a dropped connection:
     // `stack::transient_failure`) is run again; packer cleans up what it started.
-    let artifacts = crate::retry::logged(
+    let artifacts = crate::tools::process::logged(
         log,
         "packer build",
         async |log: &mut StageLog, _| {
@@ -167,7 +167,7 @@ async fn build(
             .await?;
             Ok(artifacts)
         },
-        crate::stages::stack::transient_failure,
+        crate::stages::stack::steps::transient_failure,
     )
     .await?;
     let region = p.plan.customer.region.to_string();
@@ -213,7 +213,7 @@ async fn build(
 
 /// Packer >= 1.10 no longer bundles the amazon plugin: install it when missing,
 /// once per run (the plugin directory is the user's, shared by every customer).
-async fn ensure_amazon_plugin(p: &Pipeline, log: &mut StageLog) -> Result<(), Error> {
+async fn ensure_amazon_plugin(p: &StageContext, log: &mut StageLog) -> Result<(), Error> {
     let mut checked = p.ctx.plugin_lock.lock().await;
     if *checked {
         return Ok(());
@@ -244,7 +244,7 @@ async fn ensure_amazon_plugin(p: &Pipeline, log: &mut StageLog) -> Result<(), Er
 
 /// Destroy: deregisters the AMIs this customer baked or runs, unless another
 /// deployed customer's frontends still run them.
-pub async fn deregister(p: &mut Pipeline, ran: Option<&AmiId>) -> Result<StageDone<()>, Error> {
+pub async fn deregister(p: &mut StageContext, ran: Option<&AmiId>) -> Result<StageDone<()>, Error> {
     let mut log = p.log(Stage::Ami)?;
     let name = p.name().to_owned();
     let mut candidates = p.aws.find_images("ami", &mut log, &[(TAG_CUSTOMER, &name)]).await?;
@@ -281,7 +281,7 @@ pub async fn deregister(p: &mut Pipeline, ran: Option<&AmiId>) -> Result<StageDo
 
 /// AMI id -> the other customers (same region) whose deployed frontends run it,
 /// read from their states.
-async fn amis_used_by_others(p: &Pipeline, log: &mut StageLog) -> Result<BTreeMap<String, BTreeSet<String>>, Error> {
+async fn amis_used_by_others(p: &StageContext, log: &mut StageLog) -> Result<BTreeMap<String, BTreeSet<String>>, Error> {
     let fleet = &p.ctx.fleet;
     let me = &p.plan.customer;
     let mut used: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -321,7 +321,7 @@ async fn amis_used_by_others(p: &Pipeline, log: &mut StageLog) -> Result<BTreeMa
     Ok(used)
 }
 
-pub fn template_hash(p: &Pipeline) -> Result<String, Error> {
+pub fn template_hash(p: &StageContext) -> Result<String, Error> {
     packer::template_hash(&p.ctx.fleet.paths.packer_template).map_err(|e| Error::io("hashing the packer template", e))
 }
 
@@ -330,7 +330,7 @@ pub fn template_hash(p: &Pipeline) -> Result<String, Error> {
 /// the `[secrets]` the template declares. `git_id` is the commit the customer's
 /// git_id named when this run looked (never a branch: the image must hold exactly
 /// the commit its key names), so the image key hashes the commit.
-pub fn packer_vars(p: &Pipeline, vpc: &VpcOutputs, hash: &str) -> Result<BTreeMap<String, Value>, Error> {
+pub fn packer_vars(p: &StageContext, vpc: &VpcOutputs, hash: &str) -> Result<BTreeMap<String, Value>, Error> {
     let c = &p.plan.customer;
     let commit = p.plan.commit()?;
     let template = &p.plan.template;
@@ -369,7 +369,7 @@ pub fn packer_vars(p: &Pipeline, vpc: &VpcOutputs, hash: &str) -> Result<BTreeMa
 /// key is tagged on the AMI, and a hash of a weak secret could be reversed by trying
 /// candidates. Rotating a build secret therefore does not bake a new image
 /// (`--rebuild-ami` does).
-fn key_of(p: &Pipeline, hash: &str, vars: &BTreeMap<String, Value>) -> String {
+fn key_of(p: &StageContext, hash: &str, vars: &BTreeMap<String, Value>) -> String {
     let (mut plain, secret) = split_sensitive(p, vars.clone());
     plain.extend(secret.into_keys().map(|k| (k, json!("(sensitive)"))));
     image_key(hash, p.plan.customer.region.as_str(), &plain)
@@ -377,17 +377,17 @@ fn key_of(p: &Pipeline, hash: &str, vars: &BTreeMap<String, Value>) -> String {
 
 /// (plain, sensitive): the sensitive ones are the template's "sensitive-variables"
 /// and the `[secrets]`.
-fn split_sensitive(p: &Pipeline, vars: BTreeMap<String, Value>) -> (BTreeMap<String, Value>, BTreeMap<String, Value>) {
+fn split_sensitive(p: &StageContext, vars: BTreeMap<String, Value>) -> (BTreeMap<String, Value>, BTreeMap<String, Value>) {
     vars.into_iter().partition(|(k, _)| !p.plan.template.sensitive.contains(k) && !p.plan.secrets.contains_key(k))
 }
 
 /// `vars/<customer>.json`: every packer variable but the sensitive ones.
-pub fn write_packer_vars(p: &Pipeline, vpc: &VpcOutputs, hash: &str) -> Result<PathBuf, Error> {
+pub fn write_packer_vars(p: &StageContext, vpc: &VpcOutputs, hash: &str) -> Result<PathBuf, Error> {
     let dir = &p.ctx.fleet.paths.vars;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     let path = dir.join(format!("{}.json", p.name()));
     let (plain, _) = split_sensitive(p, packer_vars(p, vpc, hash)?);
-    crate::customer::pipeline::write_atomic(&path, &render::vars_json(&plain))?;
+    crate::files::write_atomic(&path, &render::vars_json(&plain))?;
     Ok(path)
 }
 
@@ -415,14 +415,14 @@ fn private_var_file(work: &Path, vars: &BTreeMap<String, Value>) -> Result<(temp
     Ok((dir, path))
 }
 
-pub fn write_app_config(p: &Pipeline, files: &[(String, String)]) -> Result<PathBuf, Error> {
+pub fn write_app_config(p: &StageContext, files: &[(String, String)]) -> Result<PathBuf, Error> {
     let root = p.work.join("app");
     for (rel, text) in files {
         let path = root.join(rel);
         if let Some(d) = path.parent() {
             std::fs::create_dir_all(d).map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
         }
-        crate::customer::pipeline::write_atomic(&path, text)?;
+        crate::files::write_atomic(&path, text)?;
     }
     Ok(root)
 }

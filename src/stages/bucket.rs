@@ -2,20 +2,22 @@
 //! per-bucket lock: customers may share one); plan and destroy only look for it.
 
 use crate::config::{Customer, Fleet};
-use crate::customer::pipeline::{Pipeline, StageDone};
 use crate::error::Error;
-use crate::fleet::context::FleetContext;
+use crate::events::{Stage, Status};
 use crate::names::BucketName;
 use crate::render;
+use crate::shared::context::FleetContext;
+use crate::stages::contract::{StageContext, StageDone};
 use crate::tools::aws::Aws;
 use crate::tools::process::StageLog;
-use crate::ui::events::{Stage, Status};
 
 /// The bucket, or `None` when it does not exist and `create` is off (never deployed).
-pub async fn run(p: &mut Pipeline, create: bool) -> Result<StageDone<Option<BucketName>>, Error> {
+/// `named` gets the bucket's name as soon as it is known: the run report names the
+/// bucket even when creating it fails.
+pub async fn run(p: &mut StageContext, create: bool, named: &mut Option<String>) -> Result<StageDone<Option<BucketName>>, Error> {
     let mut log = p.log(Stage::Bucket)?;
     let bucket = name(p, &mut log).await?;
-    p.report.state_bucket = Some(bucket.to_string());
+    *named = Some(bucket.to_string());
     if create {
         let lock = p.ctx.lock(&format!("bucket:{bucket}"));
         let _held = lock.lock().await;
@@ -46,7 +48,7 @@ pub async fn run(p: &mut Pipeline, create: bool) -> Result<StageDone<Option<Buck
 
 /// The customer's state bucket name (asks STS for the account id when needed,
 /// once per run).
-pub async fn name(p: &Pipeline, log: &mut StageLog) -> Result<BucketName, Error> {
+pub async fn name(p: &StageContext, log: &mut StageLog) -> Result<BucketName, Error> {
     bucket_of(&p.ctx, &p.plan.customer, &p.aws, log).await
 }
 
@@ -61,12 +63,18 @@ pub async fn bucket_of(ctx: &FleetContext, c: &Customer, aws: &Aws, log: &mut St
 /// The customer's state bucket name (asks STS for the account id only when the
 /// template needs it and `[aws] account_id` is not set).
 pub async fn state_bucket(fleet: &Fleet, c: &Customer, aws: &Aws, log: &mut StageLog) -> Result<BucketName, Error> {
-    let account = match &fleet.aws.account_id {
-        Some(a) => a.clone(),
-        None if render::bucket_template_uses_account_id(&fleet.state_bucket) => aws.account_id("bucket", log).await?,
-        None => String::new(),
-    };
+    let account = account_for_bucket(fleet, aws, "bucket", log).await?;
     render_name(fleet, c, &account)
+}
+
+/// The account id the state bucket's name needs, outside a run (no cache): `[aws]
+/// account_id`, else asked of STS when the template names `{{account_id}}`, else none.
+pub async fn account_for_bucket(fleet: &Fleet, aws: &Aws, stage: &str, log: &mut StageLog) -> Result<String, Error> {
+    match &fleet.aws.account_id {
+        Some(a) => Ok(a.clone()),
+        None if render::bucket_template_uses_account_id(&fleet.state_bucket) => aws.account_id(stage, log).await,
+        None => Ok(String::new()),
+    }
 }
 
 fn render_name(fleet: &Fleet, c: &Customer, account: &str) -> Result<BucketName, Error> {

@@ -7,7 +7,7 @@
 //! init, and runs init again whenever the fingerprint differs or `.terraform` lacks
 //! what init leaves there.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
@@ -21,8 +21,10 @@ const FINGERPRINT_FILE: &str = "stamp-init.sha256";
 pub fn fingerprint(tree: &Path, stack_dir: &Path, terraform: &Path, env: &[(String, String)]) -> std::io::Result<String> {
     let mut h = Sha256::new();
     h.update(stack_dir.strip_prefix(tree).unwrap_or(stack_dir).to_string_lossy().as_bytes());
-    let mut files = Vec::new();
-    walk(tree, tree, &mut files)?;
+    let skip = |name: &str, _: bool| {
+        name == ".terraform" || name == ".standin" || name.starts_with("terraform.tfstate") || name == PLAN_FILE || name == TFVARS_FILE
+    };
+    let mut files = crate::hash::files_under(tree, false, &skip)?;
     files.sort();
     for rel in files {
         h.update([0]);
@@ -44,23 +46,6 @@ pub fn fingerprint(tree: &Path, stack_dir: &Path, terraform: &Path, env: &[(Stri
         }
     }
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}
-
-fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().to_string();
-        if name == ".terraform" || name == ".standin" || name.starts_with("terraform.tfstate") || name == PLAN_FILE || name == TFVARS_FILE {
-            continue;
-        }
-        let path = entry.path();
-        if entry.file_type()?.is_dir() {
-            walk(root, &path, out)?;
-        } else {
-            out.push(path.strip_prefix(root).unwrap_or(&path).to_path_buf());
-        }
-    }
-    Ok(())
 }
 
 /// Whether the last successful init in `stack_dir` had this fingerprint (and left

@@ -5,6 +5,7 @@
 
 pub mod ami;
 pub mod bucket;
+pub mod contract;
 pub mod init_cache;
 pub mod smoke;
 pub mod stack;

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{oneshot, watch};
 
-use crate::customer::pipeline::{Pipeline, StageDone};
 use crate::error::Error;
-use crate::ui::events::{Stage, Status};
+use crate::events::{Stage, Status};
+use crate::stages::contract::{StageContext, StageDone};
 
 /// The longest one attempt (connect, TLS, the answer's head) may take.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -84,7 +84,7 @@ fn whole_seconds(d: Duration) -> String {
 
 /// GETs `public_url` + `[smoke] path` until it answers or the customer's
 /// `[smoke] timeout` passes.
-pub async fn run(p: &mut Pipeline, public_url: &str) -> Result<StageDone<()>, Error> {
+pub async fn run(p: &mut StageContext, public_url: &str) -> Result<StageDone<()>, Error> {
     let settings = p.plan.customer.smoke.clone();
     let url = target_url(public_url, &settings.path)
         .map_err(|m| Error::stage_hint(m, "the frontends stack's `public_url` output must be the service's http:// or https:// address"))?;

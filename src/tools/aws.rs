@@ -71,7 +71,7 @@ impl Aws {
     /// reason; after the last attempt its result is returned as it is.
     pub async fn run(&self, stage: &str, log: &mut StageLog, args: &[&str], ok: &[i32]) -> Result<(i32, String, String), Error> {
         let what = operation_name(args);
-        let r = crate::retry::logged(
+        let r = crate::tools::process::logged(
             log,
             &what,
             async |log: &mut StageLog, _| {
@@ -310,8 +310,8 @@ impl Aws {
 
     /// Whether deletion protection is on right now (the state may be older: the
     /// operator may just have turned it off). A resource that is gone is not protected.
-    pub async fn still_protected(&self, stage: &str, log: &mut StageLog, p: &crate::terraform::Protected) -> Result<bool, Error> {
-        use crate::terraform::Protected;
+    pub async fn still_protected(&self, stage: &str, log: &mut StageLog, p: &crate::tools::terraform::Protected) -> Result<bool, Error> {
+        use crate::tools::terraform::Protected;
         let (args, query): (Vec<&str>, &str) = match p {
             Protected::Database { identifier } => {
                 (vec!["rds", "describe-db-instances", "--db-instance-identifier", identifier.as_str()], "DBInstances[0].DeletionProtection")

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::Fleet;
-use crate::customer::report::Operation;
 use crate::error::Error;
+use crate::operation::Operation;
 use crate::tools::terraform;
 
 /// The tools, found.
@@ -59,8 +59,13 @@ pub fn find_tools(fleet: &Fleet, op: Operation) -> Result<Tools, Error> {
             "packer",
             op == Operation::Deploy,
         )?,
-        aws: find_tool(&["aws"], fleet.tools.aws.as_deref(), &fleet.root, "[tools] aws (STAMP_AWS)")?,
+        aws: find_aws(fleet)?,
     })
+}
+
+/// The AWS CLI: `[tools] aws` (or STAMP_AWS), else `aws` on PATH.
+pub fn find_aws(fleet: &Fleet) -> Result<PathBuf, Error> {
+    find_tool(&["aws"], fleet.tools.aws.as_deref(), &fleet.root, "[tools] aws (STAMP_AWS)")
 }
 
 /// The environment every tool gets (see README "Environment variables").

@@ -9,3 +9,4 @@ pub mod relay;
 pub mod s3;
 pub mod terraform;
 pub mod version;
+pub mod work_lock;

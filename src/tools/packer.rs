@@ -11,6 +11,14 @@ use sha2::{Digest, Sha256};
 use crate::error::ConfigError;
 use crate::names::AmiId;
 
+/// Variables of the brief's vars/travis.json that stamp does not derive itself.
+pub const PACKER_RECORDED: [&str; 3] = ["source_ami", "instance_type", "ssh_username"];
+pub const PACKER_STANDARD: [&str; 9] =
+    ["region", "build_vpc", "build_subnet", "git_id", "aws_endpoint", "customer", "app_repo", "template_hash", "image_key"];
+/// Packer variables that say where a bake runs, not what it makes: they do not make
+/// two customers' images different (see README "One bake per image").
+pub const PACKER_PLACEMENT: [&str; 4] = ["build_vpc", "build_subnet", "aws_endpoint", "customer"];
+
 #[derive(Debug, Clone, Default)]
 pub struct TemplateInfo {
     pub variables: BTreeSet<String>,
@@ -63,8 +71,11 @@ impl TemplateInfo {
 /// change to any of them bakes a new AMI. Manifests and dot files are left out.
 pub fn template_hash(template: &Path) -> std::io::Result<String> {
     let dir = template.parent().unwrap_or(Path::new("."));
-    let mut files = Vec::new();
-    collect(dir, dir, &mut files)?;
+    let skip = |name: &str, _: bool| name.starts_with('.') || name == "packer_cache" || name.contains("manifest");
+    let mut files: Vec<String> = crate::hash::files_under(dir, true, &skip)?
+        .into_iter()
+        .map(|rel| rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/"))
+        .collect();
     files.sort();
     let mut h = Sha256::new();
     for rel in files {
@@ -75,23 +86,6 @@ pub fn template_hash(template: &Path) -> std::io::Result<String> {
     }
     let digest = h.finalize();
     Ok(digest.iter().take(6).map(|b| format!("{b:02x}")).collect())
-}
-
-fn collect(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().to_string();
-        if name.starts_with('.') || name == "packer_cache" || name.contains("manifest") {
-            continue;
-        }
-        let p = entry.path();
-        if p.is_dir() {
-            collect(root, &p, out)?;
-        } else if let Ok(rel) = p.strip_prefix(root) {
-            out.push(rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/"));
-        }
-    }
-    Ok(())
 }
 
 /// One line of `packer build -machine-readable`: `time,target,type,data...`.

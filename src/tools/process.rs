@@ -7,7 +7,6 @@
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -16,8 +15,13 @@ use tokio::process::Command;
 use tokio::sync::mpsc;
 
 use crate::error::{Error, ToolFailure};
+use crate::shell::shell_quote;
 use crate::signals;
 use crate::tools::relay;
+
+mod stage_log;
+
+pub use stage_log::{StageLog, Steps, logged};
 
 const TAIL_LINES: usize = 20;
 
@@ -173,43 +177,7 @@ impl ToolCommand {
             args: self.args.clone(),
         };
         let relay_program = relay_program();
-        let mut cmd = Command::new(&relay_program);
-        // `ps` shows "stamp __stamp-tool-relay ... -- terraform apply ...".
-        cmd.arg0("stamp")
-            .arg(relay::ARG)
-            .args(options.to_args())
-            .current_dir(&self.cwd)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .envs(self.secret_env.iter().map(|(k, v, _)| (k, v)))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            // Its own group: a terminal's Ctrl-C reaches stamp only, which decides.
-            .process_group(0)
-            // Dropped (the run abandoned), the relay sees its stdin end and stops the
-            // tool as it would if stamp died: gracefully, then after the grace period.
-            .kill_on_drop(false);
-        let held = HELD.try_with(|fd| *fd).ok().flatten();
-        let private_files = self.private_files;
-        // SAFETY: the closure runs in the forked child before exec and calls only
-        // umask(2) and fcntl(2), which are async-signal-safe; it touches no memory of
-        // the parent.
-        unsafe {
-            cmd.pre_exec(move || {
-                if private_files {
-                    // The relay's umask is the tool's.
-                    libc::umask(0o077);
-                }
-                // The customer's work lock, open in the relay and so in the tool: held
-                // until they are gone, whatever happens to stamp.
-                if let Some(fd) = held
-                    && libc::fcntl(fd, libc::F_SETFD, 0) == -1
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        let mut cmd = self.relay_command(&relay_program, &options);
         let log_path = log.path.clone();
         let failure = |status: String, tail: Vec<String>, hint: Option<String>| {
             Error::Tool(Box::new(ToolFailure {
@@ -231,32 +199,18 @@ impl ToolCommand {
         })?;
         let mut control = child.stdin.take();
         // Named in what stamp prints on an interrupt.
-        let _running = crate::interrupt::tool(stage, self.short(), &self.cwd);
+        let _running = crate::running::tool(stage, self.short(), &self.cwd);
 
         // The relay's lines, read on a task of their own so a full pipe never blocks it.
-        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
-        let reader = child.stdout.take().map(|out| {
-            tokio::spawn(async move {
-                let mut r = BufReader::new(out);
-                loop {
-                    let mut line = Vec::new();
-                    match r.read_until(b'\n', &mut line).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {
-                            if line.last() == Some(&b'\n') {
-                                line.pop();
-                            }
-                            if tx.send(line).await.is_err() {
-                                break;
-                            }
-                        }
-                    }
-                }
-            })
-        });
+        let (mut rx, reader) = match child.stdout.take() {
+            Some(out) => {
+                let (rx, task) = read_lines(out);
+                (rx, Some(task))
+            }
+            None => (mpsc::channel::<Vec<u8>>(1).1, None),
+        };
 
-        let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
-        let mut stdout = String::new();
+        let mut got = Collected::default();
         let mut interrupts = signals::subscribe();
         // An interrupt between the check above and the spawn is acted on at once.
         if let Some(r) = interrupts.as_mut()
@@ -269,9 +223,6 @@ impl ToolCommand {
         let mut kill_at: Option<tokio::time::Instant> = None;
         let mut lines_open = true;
         let mut relay_exited: Option<std::io::Result<std::process::ExitStatus>> = None;
-        let mut ended: Option<End> = None;
-        let mut not_started: Option<String> = None;
-        let mut log_error: Option<String> = None;
         let tell = async |control: &mut Option<tokio::process::ChildStdin>, what: String| {
             if let Some(c) = control.as_mut() {
                 let _ = c.write_all(what.as_bytes()).await;
@@ -299,43 +250,7 @@ impl ToolCommand {
             };
             tokio::select! {
                 line = rx.recv(), if lines_open => match line {
-                    Some(frame) => {
-                        let text = String::from_utf8_lossy(frame.get(2..).unwrap_or_default()).into_owned();
-                        let stream = match frame.first() {
-                            Some(b'O') => Stream::Stdout,
-                            Some(b'E') => Stream::Stderr,
-                            Some(b'X') => {
-                                ended = Some(End::parse(&text));
-                                continue;
-                            }
-                            Some(b'F') => {
-                                not_started = Some(text);
-                                continue;
-                            }
-                            Some(b'W') => {
-                                log_error = Some(text);
-                                continue;
-                            }
-                            _ => continue,
-                        };
-                        if capture_stdout && stream == Stream::Stdout {
-                            stdout.push_str(&text);
-                            stdout.push('\n');
-                        }
-                        let keep = match on_line(stream, &text) {
-                            Tail::Raw => Some(text),
-                            Tail::Text(t) => Some(t),
-                            Tail::Skip => None,
-                            Tail::Note(n) => {
-                                log.note(&format!("stamp: {n}"));
-                                None
-                            }
-                        };
-                        if let Some(t) = keep.filter(|t| !t.trim().is_empty()) {
-                            if tail.len() == TAIL_LINES { tail.pop_front(); }
-                            tail.push_back(t);
-                        }
-                    }
+                    Some(frame) => got.frame(&frame, capture_stdout, on_line, log),
                     None => lines_open = false,
                 },
                 // `Child::wait` is cancel-safe, so it can sit in the select with the pipe.
@@ -378,11 +293,11 @@ impl ToolCommand {
         if let Err(e) = relay_exited.expect("the loop ends once the relay exited") {
             return Err(Error::io(format!("waiting for stamp's tool relay of {}", self.program.display()), e));
         }
-        if let Some(why) = not_started {
+        if let Some(why) = got.not_started {
             return Err(failure(why, Vec::new(), Some("run `stamp doctor` to see which tools are found".into())));
         }
-        let Some(end) = ended else {
-            return Err(failure("stamp's tool relay ended without the tool's exit status".into(), tail.into_iter().collect(), None));
+        let Some(end) = got.ended else {
+            return Err(failure("stamp's tool relay ended without the tool's exit status".into(), got.tail.into_iter().collect(), None));
         };
         if forwarded > 0 || signals::interrupted() {
             return Err(Error::Interrupted(Some(stage.to_owned())));
@@ -396,12 +311,138 @@ impl ToolCommand {
                 // The tool succeeded, but its log is incomplete: say so rather than lose it.
                 return Err(Error::io(format!("writing the log {}", log.path.display()), e));
             }
-            if let Some(e) = log_error {
+            if let Some(e) = got.log_error {
                 return Err(Error::stage(format!("writing the log {}: {e}", log.path.display())));
             }
-            return Ok(ToolOutput { code, stdout });
+            return Ok(ToolOutput { code, stdout: got.stdout });
         }
-        Err(failure(described, tail.into_iter().collect(), None))
+        Err(failure(described, got.tail.into_iter().collect(), None))
+    }
+
+    /// The relay's command for this tool: its own process group, the tool's
+    /// environment, and in the child before exec the umask and the inherited work lock.
+    fn relay_command(&self, relay_program: &Path, options: &relay::Options) -> Command {
+        let mut cmd = Command::new(relay_program);
+        // `ps` shows "stamp __stamp-tool-relay ... -- terraform apply ...".
+        cmd.arg0("stamp")
+            .arg(relay::ARG)
+            .args(options.to_args())
+            .current_dir(&self.cwd)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .envs(self.secret_env.iter().map(|(k, v, _)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            // Its own group: a terminal's Ctrl-C reaches stamp only, which decides.
+            .process_group(0)
+            // Dropped (the run abandoned), the relay sees its stdin end and stops the
+            // tool as it would if stamp died: gracefully, then after the grace period.
+            .kill_on_drop(false);
+        let held = HELD.try_with(|fd| *fd).ok().flatten();
+        let private_files = self.private_files;
+        // SAFETY: the closure runs in the forked child before exec and calls only
+        // umask(2) and fcntl(2), which are async-signal-safe; it touches no memory of
+        // the parent.
+        unsafe {
+            cmd.pre_exec(move || {
+                if private_files {
+                    // The relay's umask is the tool's.
+                    libc::umask(0o077);
+                }
+                // The customer's work lock, open in the relay and so in the tool: held
+                // until they are gone, whatever happens to stamp.
+                if let Some(fd) = held
+                    && libc::fcntl(fd, libc::F_SETFD, 0) == -1
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd
+    }
+}
+
+/// Reads the relay's lines (frames) on a task of their own, so a full pipe never
+/// blocks the relay; the receiver ends with the pipe.
+fn read_lines(out: tokio::process::ChildStdout) -> (mpsc::Receiver<Vec<u8>>, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(256);
+    let task = tokio::spawn(async move {
+        let mut r = BufReader::new(out);
+        loop {
+            let mut line = Vec::new();
+            match r.read_until(b'\n', &mut line).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if line.last() == Some(&b'\n') {
+                        line.pop();
+                    }
+                    if tx.send(line).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    (rx, task)
+}
+
+/// What a run collects from the relay's frames.
+#[derive(Default)]
+struct Collected {
+    /// The last `TAIL_LINES` lines worth showing in a failure.
+    tail: VecDeque<String>,
+    /// The tool's stdout, when captured.
+    stdout: String,
+    ended: Option<End>,
+    /// The relay could not start the tool: why.
+    not_started: Option<String>,
+    /// The relay could not write the log: why.
+    log_error: Option<String>,
+}
+
+impl Collected {
+    /// One frame of the relay: `O`/`E` a line of the tool's stdout/stderr (to
+    /// `on_line`, the tail, and stdout when captured), `X` how the tool ended, `F` it
+    /// could not start, `W` the log could not be written.
+    fn frame(&mut self, frame: &[u8], capture_stdout: bool, on_line: &mut dyn FnMut(Stream, &str) -> Tail, log: &mut StageLog) {
+        let text = String::from_utf8_lossy(frame.get(2..).unwrap_or_default()).into_owned();
+        let stream = match frame.first() {
+            Some(b'O') => Stream::Stdout,
+            Some(b'E') => Stream::Stderr,
+            Some(b'X') => {
+                self.ended = Some(End::parse(&text));
+                return;
+            }
+            Some(b'F') => {
+                self.not_started = Some(text);
+                return;
+            }
+            Some(b'W') => {
+                self.log_error = Some(text);
+                return;
+            }
+            _ => return,
+        };
+        if capture_stdout && stream == Stream::Stdout {
+            self.stdout.push_str(&text);
+            self.stdout.push('\n');
+        }
+        let keep = match on_line(stream, &text) {
+            Tail::Raw => Some(text),
+            Tail::Text(t) => Some(t),
+            Tail::Skip => None,
+            Tail::Note(n) => {
+                log.note(&format!("stamp: {n}"));
+                None
+            }
+        };
+        if let Some(t) = keep.filter(|t| !t.trim().is_empty()) {
+            if self.tail.len() == TAIL_LINES {
+                self.tail.pop_front();
+            }
+            self.tail.push_back(t);
+        }
     }
 }
 
@@ -444,133 +485,15 @@ fn relay_program() -> PathBuf {
     RELAY.get().cloned().unwrap_or_else(|| PathBuf::from("/proc/self/exe"))
 }
 
-/// Where a stage log's `progress` lines are shown as the stage's step.
-pub type Steps = std::rc::Rc<dyn Fn(&str)>;
-
-/// The full output of one stage's tools: `<work>/<customer>/logs/<stage>.log`.
-/// The previous run's log is kept beside it as `<stage>.previous.log`. The tools'
-/// lines are appended by their relay (`tools::relay`); stamp writes its commands and
-/// notes: both append, so neither overwrites the other.
-pub struct StageLog {
-    pub path: PathBuf,
-    // Line-buffered so `tail -f` on a log follows a running tool.
-    file: Option<std::io::LineWriter<std::fs::File>>,
-    /// The first write that failed (disk full, ...), reported after the tool ran.
-    error: Option<std::io::Error>,
-    /// Where `progress` also shows its line (the stage's progress step).
-    steps: Option<Steps>,
-}
-
-impl StageLog {
-    pub fn create(path: PathBuf) -> Result<Self, Error> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        }
-        if path.exists() {
-            let prev = path.with_extension("previous.log");
-            std::fs::rename(&path, &prev).map_err(|e| Error::io(format!("moving {} to {}", path.display(), prev.display()), e))?;
-        }
-        // Appending: the tools' relay appends their lines to the same file.
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .and_then(|f| f.set_len(0).map(|()| f))
-            .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-        Ok(Self { path, file: Some(std::io::LineWriter::new(f)), error: None, steps: None })
-    }
-
-    /// Appends to a log this run already started.
-    pub fn append(path: PathBuf) -> Result<Self, Error> {
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        Ok(Self { path, file: Some(std::io::LineWriter::new(f)), error: None, steps: None })
-    }
-
-    /// A log that goes nowhere (for read-only commands such as `doctor`).
-    pub fn discard() -> Self {
-        Self { path: PathBuf::from("/dev/null"), file: None, error: None, steps: None }
-    }
-
-    /// A log that goes nowhere but whose `progress` lines (retries) are printed on
-    /// stderr: read-only commands (`status`, `outputs`, `doctor`) keep no stage log.
-    pub fn discard_with_notes() -> Self {
-        Self::discard().with_steps(std::rc::Rc::new(|m: &str| eprintln!("note: {m}")))
-    }
-
-    fn write(&mut self, s: &str) {
-        if let Some(f) = self.file.as_mut()
-            && let Err(e) = f.write_all(s.as_bytes())
-        {
-            self.error.get_or_insert(e);
-        }
-    }
-
-    /// The first write error since the last call, if any.
-    pub fn take_error(&mut self) -> Option<std::io::Error> {
-        self.error.take()
-    }
-
-    pub fn command(&mut self, cmd: &str) {
-        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
-        self.write(&format!("\n[{now}] $ {cmd}\n"));
-    }
-
-    /// Shows `progress` lines as steps of a stage too (`Pipeline::log`).
-    pub fn with_steps(mut self, steps: Steps) -> Self {
-        self.steps = Some(steps);
-        self
-    }
-
-    /// A line of stamp's own that the operator should see while it happens (a
-    /// retry and its reason): in the log, and as the stage's current step.
-    pub fn progress(&mut self, s: &str) {
-        self.note(&format!("stamp: {s}"));
-        if let Some(f) = &self.steps {
-            f(s);
-        }
-    }
-
-    pub fn note(&mut self, s: &str) {
-        self.write(&format!("{s}\n"));
-        self.flush();
-    }
-
-    pub fn flush(&mut self) {
-        if let Some(f) = self.file.as_mut()
-            && let Err(e) = f.flush()
-        {
-            self.error.get_or_insert(e);
-        }
-    }
-}
-
 /// Environment variables that carry variable values to terraform and packer: the
 /// sensitive ones go only through `secret_env`, and none is ever printed.
 fn is_secret_name(k: &str) -> bool {
     k.starts_with("TF_VAR_") || k.starts_with("PKR_VAR_")
 }
 
-/// POSIX shell quoting: safe words stay bare, anything else is single-quoted.
-pub fn shell_quote(s: &str) -> String {
-    let safe = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c));
-    if safe { s.to_owned() } else { format!("'{}'", s.replace('\'', "'\\''")) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quoting() {
-        assert_eq!(shell_quote("plan"), "plan");
-        assert_eq!(shell_quote("-var-file=/a b/c.json"), "'-var-file=/a b/c.json'");
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
-        assert_eq!(shell_quote(""), "''");
-    }
 
     #[test]
     fn display_is_a_runnable_shell_line() {

@@ -1,112 +1,19 @@
 //! CI renderers. Under GitHub Actions each customer's stage is one `::group::`
 //! block; under Travis one `travis_fold`. A stage's lines are held until it ends and
 //! then printed whole, so two customers running side by side never interleave.
-//! Also: which renderer a run uses, and the CI environment, read in one place.
+//! Which renderer a run uses, and the CI environment, are read in `ci_env`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::events::{Event, EventKind, EventSink, Stage, Status, finished_line, format_elapsed, plain_line};
+use super::ci_env::{Renderer, get};
 use super::github::{self, Location};
 use super::plain;
-
-/// `--progress` (or `STAMP_PROGRESS`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Progress {
-    /// GitHub groups under GitHub Actions, Travis folds under Travis, else bars in a
-    /// terminal and plain lines without one (or with `CI` set).
-    #[default]
-    Auto,
-    Terminal,
-    Plain,
-    Github,
-    Travis,
-}
-
-/// The renderer a run uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Renderer {
-    Terminal,
-    Plain,
-    Github,
-    Travis,
-}
-
-/// The CI environment stamp reads (README: Environment variables).
-#[derive(Debug, Clone, Default)]
-pub struct CiEnv {
-    /// `GITHUB_ACTIONS=true`.
-    pub github_actions: bool,
-    /// `TRAVIS=true`.
-    pub travis: bool,
-    /// `GITHUB_STEP_SUMMARY`: the step summary file, appended to.
-    pub step_summary: Option<PathBuf>,
-    /// `GITHUB_OUTPUT`: a one-customer deploy's outputs go there.
-    pub output: Option<PathBuf>,
-    /// `GITHUB_WORKSPACE`: annotation paths are made relative to it.
-    pub workspace: Option<PathBuf>,
-}
-
-impl CiEnv {
-    pub fn from_process() -> Self {
-        let path = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-        let is_true = |k: &str| std::env::var(k).is_ok_and(|v| v.eq_ignore_ascii_case("true"));
-        Self {
-            github_actions: is_true("GITHUB_ACTIONS"),
-            travis: is_true("TRAVIS"),
-            step_summary: path("GITHUB_STEP_SUMMARY"),
-            output: path("GITHUB_OUTPUT"),
-            workspace: path("GITHUB_WORKSPACE"),
-        }
-    }
-}
-
-/// The run's CI settings: the environment and the `--progress` choice.
-#[derive(Debug, Clone, Default)]
-pub struct Ci {
-    pub env: CiEnv,
-    pub progress: Progress,
-}
-
-impl Ci {
-    /// The renderer: an explicit `--progress` wins; else GitHub Actions, Travis,
-    /// plain lines when `plain` (no terminal, `CI`), the terminal's. (`--no-progress` is
-    /// `--progress plain`.)
-    pub fn renderer(&self, plain: bool) -> Renderer {
-        match self.progress {
-            Progress::Terminal => Renderer::Terminal,
-            Progress::Plain => Renderer::Plain,
-            Progress::Github => Renderer::Github,
-            Progress::Travis => Renderer::Travis,
-            Progress::Auto if self.env.github_actions => Renderer::Github,
-            Progress::Auto if self.env.travis => Renderer::Travis,
-            Progress::Auto if plain => Renderer::Plain,
-            Progress::Auto => Renderer::Terminal,
-        }
-    }
-
-    /// GitHub's masks, annotations, step summary and outputs: under GitHub Actions
-    /// whatever the renderer, or when `--progress=github` asks for them.
-    pub fn github(&self) -> bool {
-        self.env.github_actions || self.progress == Progress::Github
-    }
-}
-
-static CI: OnceLock<Ci> = OnceLock::new();
-
-/// Sets the run's CI settings (once, before anything renders).
-pub fn init(progress: Progress) {
-    let _ = CI.set(Ci { env: CiEnv::from_process(), progress });
-}
-
-pub fn get() -> &'static Ci {
-    CI.get_or_init(|| Ci { env: CiEnv::from_process(), progress: Progress::Auto })
-}
+use crate::events::{Event, EventKind, EventSink, Stage, Status, finished_line, format_elapsed, plain_line};
 
 /// The sink for a run: the renderer, and under GitHub Actions with another renderer,
 /// still the masks and failure annotations.
@@ -501,19 +408,7 @@ mod tests {
     }
 
     #[test]
-    fn an_explicit_choice_wins_and_ci_is_detected() {
-        let gh = Ci { env: CiEnv { github_actions: true, ..Default::default() }, progress: Progress::Auto };
-        assert_eq!(gh.renderer(false), Renderer::Github);
-        assert!(gh.github());
-        let forced = Ci { progress: Progress::Plain, ..gh.clone() };
-        assert_eq!(forced.renderer(false), Renderer::Plain);
-        assert!(forced.github(), "masks and annotations stay on under GitHub Actions");
-        let travis = Ci { env: CiEnv { travis: true, ..Default::default() }, progress: Progress::Auto };
-        assert_eq!(travis.renderer(true), Renderer::Travis);
-        assert!(!travis.github());
-        let local = Ci::default();
-        assert_eq!(local.renderer(true), Renderer::Plain);
-        assert_eq!(local.renderer(false), Renderer::Terminal);
+    fn fold_ids_are_one_word() {
         assert_eq!(fold_id("acme co", Stage::Frontends), "acme_co.frontends");
     }
 }

@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::customer::report::{Operation, RunReport};
+use crate::customer::report::RunReport;
 use crate::error::Error;
-use crate::ui::events::{Stage, Status, format_elapsed};
+use crate::events::{Stage, Status, format_elapsed};
+use crate::operation::Operation;
 
 /// Escapes a workflow command's message (the part after `::`).
 pub fn escape_data(s: &str) -> String {
@@ -96,7 +97,7 @@ pub fn error_annotation(e: &Error, fallback: Option<&Path>, workspace: Option<&P
 
 /// Prints `e`'s annotation on stderr when GitHub Actions is on (within the cap).
 pub fn annotate(e: &Error, fallback: Option<&Path>) {
-    let ci = super::ci::get();
+    let ci = super::ci_env::get();
     if ci.github()
         && let Some(line) = error_annotation(e, fallback, ci.env.workspace.as_deref())
         && let Some(line) = capped(line)
@@ -166,13 +167,13 @@ pub fn notice_held_back() {
 /// (the runner reads the two streams apart, so only that keeps the order), but for
 /// `--json`, whose stdout must stay JSON: there they go to stderr first.
 pub fn mask_shown_outputs(outs: &crate::tools::terraform::Outputs, json: bool) {
-    if !super::ci::get().github() {
+    if !super::ci_env::get().github() {
         return;
     }
     let text: String = outs
         .values()
         .filter(|o| o.sensitive)
-        .flat_map(|o| super::events::secret_leaves(&o.value))
+        .flat_map(|o| crate::events::secret_leaves(&o.value))
         .flat_map(|s| mask_lines(&s))
         .map(|l| l + "\n")
         .collect();
@@ -416,7 +417,7 @@ fn delimiter(value: &str) -> String {
 /// cannot be written is a warning (the run's result stands); outputs that cannot
 /// be written are an error (later steps would read nothing).
 pub fn after_run(op: Operation, reports: &[RunReport], wall: Duration) -> Result<(), Error> {
-    let ci = super::ci::get();
+    let ci = super::ci_env::get();
     // A plan's counts for the next steps (`if: steps.plan.outputs.destroy_count != '0'`).
     if op == Operation::Plan
         && let Some(path) = &ci.env.output

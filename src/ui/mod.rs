@@ -1,9 +1,9 @@
-//! Everything the operator sees: events from the engine and their renderers, the
+//! Everything the operator sees: the renderers of the engine's events (`crate::events`), the
 //! summaries, and the confirmation prompt.
 
 pub mod ci;
+pub mod ci_env;
 pub mod colour;
-pub mod events;
 pub mod github;
 pub mod plain;
 pub mod prompt;

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use super::events::{Event, EventKind, EventSink, format_elapsed, plain_line};
+use crate::events::{Event, EventKind, EventSink, format_elapsed, plain_line};
 
 #[derive(Default)]
 pub struct PlainSink {
@@ -62,7 +62,7 @@ impl EventSink for PlainSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ui::events::{Stage, Status};
+    use crate::events::{Stage, Status};
 
     #[test]
     fn every_line_names_its_customer_and_repeats_are_skipped() {

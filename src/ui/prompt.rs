@@ -5,10 +5,10 @@
 use std::io::{BufRead, IsTerminal};
 use std::rc::Rc;
 
-use crate::customer::pipeline::{Approver, ShownPlan};
 use crate::error::Error;
+use crate::events::EventSink;
+use crate::stages::contract::{Approver, ShownPlan};
 use crate::tools::terraform;
-use crate::ui::events::EventSink;
 
 pub fn interactive() -> bool {
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()

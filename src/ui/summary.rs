@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::customer::report::{Changes, Operation, Placeholder, ResourceChange, RunReport};
-use crate::ui::events::{Stage, Status, format_elapsed};
+use crate::customer::report::{Changes, Placeholder, ResourceChange, RunReport};
+use crate::events::{Stage, Status, format_elapsed};
+use crate::operation::Operation;
 
 /// Colour for stdout (`--color`, `NO_COLOR`, `CLICOLOR_FORCE`: `ui::colour`). Every
 /// marker also carries its meaning without colour (`!!`, `-/+`, `*`).

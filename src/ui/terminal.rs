@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
-use super::events::{Event, EventKind, EventSink, Stage, Status, finished_line, format_elapsed, running_line};
+use crate::events::{Event, EventKind, EventSink, Stage, Status, finished_line, format_elapsed, running_line};
 
 /// One live line: its bar, label, the tool's current step, resource counts.
 struct Line {

@@ -15,8 +15,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
-use crate::customer::plan::PACKER_PLACEMENT;
 use crate::names::AmiId;
+use crate::tools::packer::PACKER_PLACEMENT;
 
 /// The key of an image: a short hash of everything that makes it what it is.
 pub fn image_key(template_hash: &str, region: &str, vars: &BTreeMap<String, Value>) -> String {
@@ -32,11 +32,6 @@ pub fn image_key(template_hash: &str, region: &str, vars: &BTreeMap<String, Valu
         h.update(v.to_string().as_bytes());
     }
     h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
-}
-
-/// A short hex hash of some bytes (cache keys).
-pub fn short_hash(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 /// How a shared bake ended, as the customers waiting on it see it.

@@ -14,9 +14,9 @@ use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 use crate::config::Fleet;
 use crate::error::Error;
-use crate::fleet::bakes::Bakery;
 use crate::names::Region;
 use crate::render::AppTemplates;
+use crate::shared::bakes::Bakery;
 use crate::tools::aws::Aws;
 use crate::tools::find::{self, Tools};
 use crate::tools::packer::TemplateInfo;
@@ -80,13 +80,12 @@ impl FleetContext {
         }
     }
 
-    /// What a fleet policy sets for every customer's tools: at most
-    /// `policy.plan_jobs` terraform init/plan steps at once (at least 1), and
-    /// terraform's `-lock-timeout`.
-    pub fn with_policy(mut self, policy: &crate::fleet::scheduler::Policy) -> Self {
-        self.plan_jobs = policy.plan_jobs.max(1);
+    /// What the fleet policy sets for every customer's tools: at most `plan_jobs`
+    /// terraform init/plan steps at once (at least 1), and terraform's `-lock-timeout`.
+    pub fn with_limits(mut self, plan_jobs: usize, lock_timeout: std::time::Duration) -> Self {
+        self.plan_jobs = plan_jobs.max(1);
         self.plan_lanes = Arc::new(Semaphore::new(self.plan_jobs));
-        self.lock_timeout = policy.lock_timeout;
+        self.lock_timeout = lock_timeout;
         self
     }
 

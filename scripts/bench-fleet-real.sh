@@ -19,6 +19,7 @@
 #
 #   COUNTS="1 8 16"  customer counts to run (one customer alone is always run first)
 #   PARALLEL=8       --parallel
+#   PLAN_JOBS=N      --plan-jobs N (default: stamp's, the CPUs)
 #   STAMP_BIN=...    this stamp binary instead of building target/release/stamp
 #   BENCH_KEEP=1     keep the temp dir (fleet files, work dirs, emulator logs)
 #
@@ -31,11 +32,15 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 counts=${COUNTS:-1 8 16}
 parallel=${PARALLEL:-8}
+plan_jobs=${PLAN_JOBS:-}
 env=staging
 out="$root/target/bench-fleet-real"
 die() { echo "bench-fleet-real: $*" >&2; exit 1; }
 say() { echo "bench-fleet-real: $*" >&2; }
 [[ $parallel =~ ^[1-9][0-9]*$ ]] || die "PARALLEL must be a positive integer"
+[[ -z $plan_jobs || $plan_jobs =~ ^[1-9][0-9]*$ ]] || die "PLAN_JOBS must be a positive integer"
+plan_flags=()
+[ -z "$plan_jobs" ] || plan_flags=(--plan-jobs "$plan_jobs")
 for n in $counts; do [[ $n =~ ^[1-9][0-9]{0,2}$ && $n -le 200 ]] || die "COUNTS must be numbers from 1 to 200, got '$n'"; done
 # One customer alone is the reference: first, and once.
 counts="1 $(tr ' ' '\n' <<< "$counts" | awk '$1 != 1 && !seen[$1]++' | tr '\n' ' ')"
@@ -177,7 +182,7 @@ run_count() {
   l0=$(load1)
   m0=$(cpu_of "$moto_pid")
   t0=$EPOCHREALTIME
-  /usr/bin/time -v -o "$rd/time.txt" "$stamp" --config "$f/stamp.toml" deploy --all --parallel "$parallel" --auto-approve --json \
+  /usr/bin/time -v -o "$rd/time.txt" "$stamp" --config "$f/stamp.toml" deploy --all --parallel "$parallel" "${plan_flags[@]}" --auto-approve --json \
     > "$rd/report.json" 2> "$rd/stderr.txt" &
   tpid=$!
   python3 "$root/scripts/proc_timeline.py" "$tpid" "$t0" "$out/timeline-$n.csv" "$rd/tree.json" 0.5 &

@@ -1,5 +1,5 @@
 # Sourced by the benchmark scripts (scripts/bench.sh, bench-fleet.sh,
-# bench-visibility.sh): what each does before it measures anything, in one place, so
+# bench-visibility.sh, bench-fleet-real.sh): what each does before it measures anything, in one place, so
 # that every benchmark runs with the same tools, the same clean environment and an
 # emulator started the one way the demo starts it (scripts/emulator.sh).
 #
@@ -57,9 +57,9 @@ bench_setup() {
   [ -x "$stamp" ] || die "$stamp is not executable"
 
   unset TF_CLI_CONFIG_FILE TF_PLUGIN_CACHE_DIR AWS_PROFILE AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY \
-    AWS_SESSION_TOKEN AWS_ENDPOINT_URL AWS_DEFAULT_REGION AWS_REGION AWS_PAGER TF_IN_AUTOMATION TF_INPUT \
+    AWS_SESSION_TOKEN AWS_ENDPOINT_URL AWS_DEFAULT_REGION AWS_REGION AWS_PAGER AWS_CA_BUNDLE TF_IN_AUTOMATION TF_INPUT \
     CHECKPOINT_DISABLE PACKER_NO_COLOR STAMP_CONFIG STAMP_AWS STAMP_PACKER STAMP_TERRAFORM \
-    STAMP_AWS_ENDPOINT STANDIN_BEHAVIOUR STAMP_STANDIN_DELAY MAKEFLAGS MFLAGS MAKELEVEL
+    STAMP_AWS_ENDPOINT STAMP_TOOL_MEMORY_MIB STAMP_PLAN_JOBS STANDIN_BEHAVIOUR STAMP_STANDIN_DELAY MAKEFLAGS MFLAGS MAKELEVEL
   export PATH="$tools:$PATH"
   export TF_CLI_CONFIG_FILE="$root/.tools/terraformrc"
 }

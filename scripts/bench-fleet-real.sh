@@ -29,14 +29,14 @@
 # fails only if a deploy or a check fails.
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH_NAME=bench-fleet-real
+# shellcheck source=bench-common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/bench-common.sh"
 counts=${COUNTS:-1 8 16}
 parallel=${PARALLEL:-8}
 plan_jobs=${PLAN_JOBS:-}
 env=staging
 out="$root/target/bench-fleet-real"
-die() { echo "bench-fleet-real: $*" >&2; exit 1; }
-say() { echo "bench-fleet-real: $*" >&2; }
 [[ $parallel =~ ^[1-9][0-9]*$ ]] || die "PARALLEL must be a positive integer"
 [[ -z $plan_jobs || $plan_jobs =~ ^[1-9][0-9]*$ ]] || die "PLAN_JOBS must be a positive integer"
 plan_flags=()
@@ -46,44 +46,10 @@ for n in $counts; do [[ $n =~ ^[1-9][0-9]{0,2}$ && $n -le 200 ]] || die "COUNTS 
 counts="1 $(tr ' ' '\n' <<< "$counts" | awk '$1 != 1 && !seen[$1]++' | tr '\n' ' ')"
 
 # ---------------------------------------------------------------- prerequisites
-need_pkg() { # command debian-package
-  command -v "$1" > /dev/null 2>&1 && return 0
-  if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null 2>&1; then
-    say "installing $2"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$2" > /dev/null ||
-      { apt-get update -q > /dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$2" > /dev/null; }
-  fi
-  command -v "$1" > /dev/null 2>&1 || die "$1 is missing (Debian package $2)"
-}
-need_pkg /usr/bin/time time
-need_pkg jq jq
-need_pkg curl curl
+# The tools, the stamp binary and a clean environment (scripts/bench-common.sh).
+bench_setup
 need_pkg python3 python3
-
-tools="$root/.tools/bin"
-py="$root/.tools/venv/bin/python"
-for t in terraform aws packer moto_server; do
-  [ -x "$tools/$t" ] || { "$root/scripts/setup-tools.sh" 2> /dev/null || "$root/scripts/setup-tools.sh"; break; }
-done
-[ -x "$py" ] || die "$py is missing: run scripts/setup-tools.sh"
 [ -s "$root/.tools/terraformrc" ] || die ".tools/terraformrc is missing: run scripts/setup-tools.sh (it finds the provider mirror)"
-if [ -n "${STAMP_BIN:-}" ]; then
-  stamp=$STAMP_BIN
-else
-  say "cargo build --release"
-  (cd "$root" && cargo build --release --locked --quiet) || die "cargo build --release failed"
-  stamp="$root/target/release/stamp"
-fi
-[ -x "$stamp" ] || die "$stamp is not executable"
-
-# A clean environment: stamp's own choices (emulator credentials) apply; terraform
-# runs with the CLI configuration setup-tools wrote (the provider mirror).
-unset TF_CLI_CONFIG_FILE TF_PLUGIN_CACHE_DIR AWS_PROFILE AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY \
-  AWS_SESSION_TOKEN AWS_ENDPOINT_URL AWS_DEFAULT_REGION AWS_REGION AWS_PAGER AWS_CA_BUNDLE TF_IN_AUTOMATION TF_INPUT \
-  CHECKPOINT_DISABLE PACKER_NO_COLOR STAMP_CONFIG STAMP_AWS STAMP_PACKER STAMP_TERRAFORM STAMP_AWS_ENDPOINT \
-  STAMP_TOOL_MEMORY_MIB STAMP_PLAN_JOBS MAKEFLAGS MFLAGS MAKELEVEL
-export PATH="$tools:$PATH"
-export TF_CLI_CONFIG_FILE="$root/.tools/terraformrc"
 
 # ---------------------------------------------------------------- temp dir, emulator
 dir=$(mktemp -d "${TMPDIR:-/tmp}/stamp-bench-fleet-real.XXXXXX")

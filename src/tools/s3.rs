@@ -29,6 +29,7 @@ use crate::tools::process::StageLog;
 
 mod errors;
 mod hardening;
+mod objects;
 
 pub use errors::{ApiError, classify_answer};
 pub use hardening::{Hardening, TLS_POLICY_SID, policy_denies_insecure_transport, tls_only_policy};
@@ -63,10 +64,31 @@ fn https_client(ca_bundle: Option<&[u8]>) -> aws_sdk_s3::config::SharedHttpClien
     aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(CryptoMode::Ring)).tls_context(context).build_https()
 }
 
-/// An object's text and when it was last written.
+/// When a write may happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Put {
+    /// Whatever is there.
+    Always,
+    /// Only if no object has the key (`If-None-Match: *`).
+    IfAbsent,
+    /// Only if the object still has this ETag (`If-Match`).
+    IfMatch(String),
+}
+
+/// One object of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub last_modified: Option<SystemTime>,
+    pub size: i64,
+}
+
+/// An object's text, when it was last written, and its ETag (for a write that
+/// must not overwrite a newer one: `Put::IfMatch`).
 pub struct Object {
     pub text: String,
     pub last_modified: Option<SystemTime>,
+    pub etag: Option<String>,
 }
 
 impl AwsApi {
@@ -353,6 +375,7 @@ impl AwsApi {
             .call(&RefCell::new(&mut *log), "GetObject", "S3", Some(bucket.as_str()), async || {
                 let o = s3.get_object().bucket(bucket.as_str()).key(key).send().await.map_err(ApiError::from_sdk)?;
                 let last_modified = o.last_modified().and_then(|t| SystemTime::try_from(*t).ok());
+                let etag = o.e_tag().map(String::from);
                 // A connection cut in the middle of the body is retried with the request.
                 let bytes = o
                     .body
@@ -360,18 +383,18 @@ impl AwsApi {
                     .await
                     .map_err(|e| ApiError::Transient { what: format!("reading s3://{bucket}/{key} was cut short ({e})") })?
                     .into_bytes();
-                Ok((bytes, last_modified))
+                Ok((bytes, last_modified, etag))
             })
             .await;
         let r = absent_ok(r);
         log_call(log, &format!("s3 GetObject s3://{bucket}/{key}"), &r);
-        let Some((bytes, last_modified)) = r? else { return Ok(None) };
+        let Some((bytes, last_modified, etag)) = r? else { return Ok(None) };
         let text = String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::Other {
             code: "NotUtf8".into(),
             status: None,
             message: format!("s3://{bucket}/{key} is not UTF-8"),
         })?;
-        Ok(Some(Object { text, last_modified }))
+        Ok(Some(Object { text, last_modified, etag }))
     }
 
     /// When the object was last written, or `None` when it does not exist.
@@ -441,6 +464,10 @@ mod tests {
             assert_eq!(c(code, status).transient_reason("S3"), None, "{code:?}");
         }
         assert!(matches!(c(Some("ExpiredToken"), Some(400)), ApiError::NoCredentials { .. }));
+        // A conditional write that lost is an answer, not a retry.
+        assert!(matches!(c(Some("PreconditionFailed"), Some(412)), ApiError::Precondition { .. }));
+        assert!(matches!(c(Some("ConditionalRequestConflict"), Some(409)), ApiError::Precondition { .. }));
+        assert_eq!(c(Some("PreconditionFailed"), Some(412)).transient_reason("S3"), None);
         let gave_up = crate::retry::Retryable::exhausted(c(Some("SlowDown"), Some(503)), 5);
         assert_eq!(gave_up.to_string(), "throttled (SlowDown, HTTP 503), still after 5 attempts");
         assert_eq!(gave_up.transient_reason("S3"), None, "a GaveUp is final");

@@ -23,6 +23,10 @@ pub enum ApiError {
     Unreachable { detail: String },
     /// Credentials could not be found or loaded.
     NoCredentials { detail: String },
+    /// A conditional write lost: `PreconditionFailed` (412, the object changed or
+    /// exists) or `ConditionalRequestConflict` (409, another write to it in flight).
+    /// An answer: the caller reads the object again and decides.
+    Precondition { code: String },
     /// Anything else, with what AWS said.
     Other { code: String, status: Option<u16>, message: String },
     /// A transient failure that lasted through every attempt (`retry`).
@@ -45,6 +49,7 @@ impl std::fmt::Display for ApiError {
                 write!(f, ")")
             }
             ApiError::Transient { what } => write!(f, "{what}"),
+            ApiError::Precondition { code } => write!(f, "the object changed meanwhile ({code})"),
             ApiError::Unreachable { detail } => write!(f, "AWS did not answer: {detail}"),
             ApiError::NoCredentials { detail } => write!(f, "no AWS credentials: {detail}"),
             ApiError::Other { code, status, message } => {
@@ -138,6 +143,7 @@ pub fn classify_answer(code: Option<&str>, status: Option<u16>, message: String)
         (Some("NoSuchBucket" | "NoSuchKey" | "NotFound" | "NoSuchBucketPolicy" | "NoSuchPublicAccessBlockConfiguration"), _)
         | (Some("ServerSideEncryptionConfigurationNotFoundError"), _)
         | (None, Some(404)) => ApiError::NotFound { code: code_s },
+        (Some("PreconditionFailed" | "ConditionalRequestConflict"), _) | (None, Some(412)) => ApiError::Precondition { code: code_s },
         (Some(c), _) if crate::retry::is_throttling(c) => ApiError::Throttled { code: code_s, status },
         (None, Some(429)) => ApiError::Throttled { code: code_s, status },
         (Some("AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "AllAccessDisabled"), _) => {

@@ -13,6 +13,7 @@ use crate::names::{CustomerName, EnvName, Region};
 mod app;
 mod checks;
 mod raw;
+mod rollout;
 mod secrets;
 
 use app::*;
@@ -20,6 +21,7 @@ pub use app::{AppSettings, DEFAULT_SMOKE_TIMEOUT, SmokeSettings, check_smoke_pat
 use checks::*;
 pub use checks::{MAX_CONFIG_BYTES, check_app_dir, check_app_repo, check_git_id, check_server_name};
 use raw::*;
+pub use rollout::{Amount, DEFAULT_ROLLOUT_BUCKET, OnFailure, RolloutSettings, render_rollout_bucket};
 use secrets::*;
 pub use secrets::{SecretFrom, SecretSource, Secrets};
 
@@ -114,6 +116,8 @@ pub struct Fleet {
     pub secrets: Secrets,
     /// `[smoke]` of the fleet file (a customer file's own `[smoke]` overrides it).
     pub smoke: SmokeSettings,
+    /// `[rollout]` (fleet file only).
+    pub rollout: RolloutSettings,
     raw_app: RawApp,
     raw_smoke: RawSmoke,
     text: String,
@@ -322,6 +326,7 @@ impl Fleet {
             secrets: Secrets::new(),
             smoke: resolve_smoke(&RawSmoke::default(), path, text, &raw.smoke, path, text)?,
             raw_app: raw.app.clone(),
+            rollout: rollout::resolve_rollout(&raw.rollout, path, text)?,
             raw_smoke: raw.smoke.clone(),
             text: text.to_owned(),
         };

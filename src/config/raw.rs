@@ -25,6 +25,8 @@ pub(super) struct RawFleetFile {
     pub(super) app: RawApp,
     #[serde(default)]
     pub(super) smoke: RawSmoke,
+    #[serde(default)]
+    pub(super) rollout: RawRollout,
     /// `[secrets]`: variable name -> where its value comes from at run time.
     pub(super) secrets: Option<Spanned<toml::Table>>,
 }
@@ -92,6 +94,25 @@ pub(super) struct RawApp {
     pub(super) server_name: Option<Spanned<String>>,
     pub(super) puma_workers: Option<Spanned<i64>>,
     pub(super) puma_threads: Option<Spanned<i64>>,
+}
+
+/// `[rollout]`: how `stamp rollout` goes through the fleet (fleet file only).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRollout {
+    /// Counts ("1", 3) or percentages ("25%") of the selection, cumulative.
+    pub(super) waves: Option<Spanned<Vec<toml::Value>>>,
+    /// A duration ("10m") or a number of seconds; 0 for none.
+    pub(super) soak: Option<Spanned<toml::Value>>,
+    /// A count ("2", 2) or a percentage ("5%") of the selection.
+    pub(super) max_failures: Option<Spanned<toml::Value>>,
+    /// "halt" or "rollback".
+    pub(super) on_failure: Option<Spanned<String>>,
+    pub(super) keep_releases: Option<Spanned<i64>>,
+    /// CloudWatch alarm names; `{{customer}}` makes one per customer.
+    pub(super) alarms: Option<Spanned<Vec<String>>>,
+    /// The bucket of the rollout record: `{{account_id}}` and `{{region}}` (the fleet's).
+    pub(super) bucket: Option<Spanned<String>>,
 }
 
 /// `[smoke]`: the check after a deploy that the public URL answers.

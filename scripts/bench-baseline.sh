@@ -4,7 +4,10 @@
 # order, with the same arguments, working directories and environment, and the
 # same generated files -- taken from a reference stamp run (BL_TEMPLATE) and
 # completed with this run's ids (vpc/subnets, AMI) exactly as stamp does.
-# bench.sh checks after every run that the command lines match stamp's one to one.
+# bench.sh checks after every run that the command lines match stamp's one to one,
+# but for what stamp does in-process through the AWS SDK and a bash script can only
+# do with a process: the state bucket (the aws CLI here) and the stacks' outputs
+# (`terraform output` here; stamp reads them from the state object).
 #
 # Not meant to be run by hand: bench.sh sets these variables.
 #   BL_ROOT      directory stamp runs the aws CLI and `packer version` in (the config dir)
@@ -31,7 +34,6 @@ aws=$BL_AWS
 terraform=$BL_TERRAFORM
 packer=$BL_PACKER
 times=$BL_TIMES
-template_hash=$(<"$BL_TEMPLATE/template_hash")
 image_key=$(<"$BL_TEMPLATE/image_key")
 
 # The environment stamp gives every tool (tool_env, src/tools/find.rs).
@@ -160,9 +162,10 @@ if [ -z "$ami" ]; then
   ami=$(awk -F, -v r="$region" '$3 == "artifact" && $5 == "id" { n = split($6, p, "%!\\(PACKER_COMMA\\)");
         for (i = 1; i <= n; i++) { split(p[i], kv, ":"); if (kv[1] == r) { print kv[2]; exit } } }' "$tmp/packer.out")
   case "$ami" in ami-*) ;; *) echo "bench-baseline: packer reported no AMI in $region" >&2; exit 1 ;; esac
-  run 0 "$root" - "$aws" --endpoint-url "$BL_ENDPOINT" ec2 create-tags --resources "$ami" --tags \
-    "Key=stamp:customer,Value=$customer" "Key=stamp:git_id,Value=$git_id" "Key=stamp:template_hash,Value=$template_hash" \
-    "Key=stamp:image_key,Value=$image_key"
+  # packer tagged the image (customer, commit, template hash, image key); stamp reads
+  # the tags back to check them and adds the git_id as the customer wrote it.
+  run 0 "$root" - "$aws" --endpoint-url "$BL_ENDPOINT" ec2 describe-images --image-ids "$ami" --query 'Images[0].Tags' --output json
+  run 0 "$root" - "$aws" --endpoint-url "$BL_ENDPOINT" ec2 create-tags --resources "$ami" --tags "Key=stamp:git_id,Value=$git_id"
 fi
 
 # ---------------------------------------------------------------- frontends

@@ -92,7 +92,7 @@ pub async fn status(fleet: &Fleet, names: &[CustomerName], env: Option<&EnvName>
     let mut set = tokio::task::JoinSet::new();
     for (i, c) in customers.iter().enumerate() {
         let (c, sem, aws, account) = (c.clone(), sem.clone(), base.clone(), account.clone());
-        let fleet_bucket = crate::render::render_bucket(&fleet.state_bucket, &c.name, &c.region, &account);
+        let fleet_bucket = crate::stages::bucket::render_name(fleet, &c, &account);
         let work = fleet.paths.work.join(c.name.as_str());
         set.spawn_local(async move {
             let _permit = sem.acquire().await;
@@ -203,7 +203,7 @@ async fn one(aws: &Aws, c: &Customer, bucket: Result<BucketName, String>, work: 
     let bucket = match bucket {
         Ok(b) => b,
         Err(m) => {
-            row.error = Some(format!("[fleet] state_bucket: {m}"));
+            row.error = Some(m);
             return row;
         }
     };

@@ -16,6 +16,7 @@ use crate::operation::Operation;
 pub const SCHEMA_VERSION: u32 = 2;
 
 pub use crate::tools::terraform::{Action, LockInfo, ResourceChange};
+use crate::tools::terraform::{Tense, change_line};
 
 /// Resources a plan adds, changes, destroys and replaces, each counted once (a
 /// replacement is in `replace` only, not in add and destroy as terraform's text counts it).
@@ -48,13 +49,14 @@ impl Changes {
         }
     }
 
-    /// "no changes" or "1 to add, 0 to change, 0 to destroy, 1 to replace".
+    /// A plan's: "no changes" or "1 to add, 0 to change, 0 to destroy, 1 to replace".
     pub fn describe(self) -> String {
-        if self.total() == 0 {
-            "no changes".into()
-        } else {
-            format!("{} to add, {} to change, {} to destroy, {} to replace", self.add, self.change, self.destroy, self.replace)
-        }
+        self.describe_in(Tense::Plan)
+    }
+
+    /// The change line in either tense (`tools::terraform::change_line`).
+    pub fn describe_in(self, tense: Tense) -> String {
+        change_line(tense, self.add, self.change, self.destroy, Some(self.replace))
     }
 
     /// The short form of the tables: "+1 ~0 -0 -/+1", each marker as terraform's.

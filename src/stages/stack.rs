@@ -256,9 +256,7 @@ async fn run_stack(
     let status = if total == 0 { Status::Unchanged } else { Status::Ok };
     let detail = match (mode, applied) {
         (Mode::PlanOnly, _) => changes.describe(),
-        (_, true) => {
-            format!("{} added, {} changed, {} destroyed, {} replaced", changes.add, changes.change, changes.destroy, changes.replace)
-        }
+        (_, true) => changes.describe_in(terraform::Tense::Applied),
         (_, false) => String::new(),
     };
     let plan = PlanDetail { resources: planned, ..PlanDetail::default() };

@@ -16,7 +16,7 @@ mod state;
 
 pub use events::{StreamedPlan, TfEvent, diagnostic_text, parse_event, waiting_for};
 pub use mirror::{CliConfig, MIRROR_VAR, cli_config, cli_config_text, mirror_holds_aws, provider_mirror, users_cli_config_from_env};
-pub use plan::{Action, ResourceChange, ShownPlanJson, changed_attributes, describe_changes, parse_plan_json, relevant_drift};
+pub use plan::{Action, ResourceChange, ShownPlanJson, Tense, change_line, changed_attributes, parse_plan_json, relevant_drift};
 pub use state::{
     LOCK_HELD, LockInfo, OutputValue, Outputs, Protected, outputs_from_state, parse_lock, parse_outputs, protectable_resources, read_lock,
     state_resource_count,
@@ -624,7 +624,18 @@ data "terraform_remote_state" "vpc" {
         assert_eq!(s["a"], OutputValue { value: Value::from("x"), sensitive: true });
         assert_eq!(state_resource_count(r#"{"version":4,"resources":[]}"#).unwrap(), 0);
         assert_eq!(state_resource_count(r#"{"resources":[{"mode":"data"},{"mode":"managed"}]}"#).unwrap(), 1);
-        assert_eq!(describe_changes(1, 0, 2), "1 to add, 0 to change, 2 to destroy");
+    }
+
+    #[test]
+    fn the_change_line_has_one_wording_in_two_tenses() {
+        use super::{Tense, change_line};
+        assert_eq!(change_line(Tense::Plan, 1, 0, 2, None), "1 to add, 0 to change, 2 to destroy");
+        assert_eq!(change_line(Tense::Plan, 1, 0, 0, Some(1)), "1 to add, 0 to change, 0 to destroy, 1 to replace");
+        assert_eq!(change_line(Tense::Plan, 0, 0, 0, Some(0)), "no changes");
+        assert_eq!(change_line(Tense::Plan, 0, 0, 0, None), "no changes");
+        assert_eq!(change_line(Tense::Applied, 2, 1, 0, Some(1)), "2 added, 1 changed, 0 destroyed, 1 replaced");
+        assert_eq!(change_line(Tense::Applied, 0, 0, 0, Some(0)), "0 added, 0 changed, 0 destroyed, 0 replaced");
+        assert_eq!(change_line(Tense::Applied, 3, 0, 1, None), "3 added, 0 changed, 1 destroyed");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! What a terraform plan says: its changes (`terraform show -json`), their actions,
-//! which drift matters, and the summary line.
+//! which drift matters, and the change line (the one wording of change counts).
 
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -202,6 +202,26 @@ pub fn parse_plan_json(json: &str) -> Result<ShownPlanJson, String> {
     Ok(ShownPlanJson { changes: read("resource_changes")?, drift: read("resource_drift")? })
 }
 
-pub fn describe_changes(add: u64, change: u64, remove: u64) -> String {
-    if add + change + remove == 0 { "no changes".into() } else { format!("{add} to add, {change} to change, {remove} to destroy") }
+/// Whether a change line tells what a plan would do or what an apply did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tense {
+    Plan,
+    Applied,
+}
+
+/// The one wording of change counts. A plan: "no changes", or "1 to add, 0 to change,
+/// 2 to destroy, 1 to replace"; after an apply: "1 added, 0 changed, 2 destroyed, 1
+/// replaced", always with the counts (an apply of changed outputs alone adds nothing).
+/// `replace` is `None` for terraform's own summary, which counts a replacement as an
+/// add and a destroy.
+pub fn change_line(tense: Tense, add: u64, change: u64, destroy: u64, replace: Option<u64>) -> String {
+    if tense == Tense::Plan && add + change + destroy + replace.unwrap_or(0) == 0 {
+        return "no changes".into();
+    }
+    let words = match tense {
+        Tense::Plan => ["to add", "to change", "to destroy", "to replace"],
+        Tense::Applied => ["added", "changed", "destroyed", "replaced"],
+    };
+    let counts = [Some(add), Some(change), Some(destroy), replace];
+    counts.iter().zip(words).filter_map(|(n, w)| n.map(|n| format!("{n} {w}"))).collect::<Vec<_>>().join(", ")
 }

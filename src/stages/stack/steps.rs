@@ -241,7 +241,7 @@ pub(super) fn provider_install_hint(e: Error) -> Error {
 /// Why a failed terraform (or packer) run may be run again: its output shows a
 /// transient cause (`retry::transient_tool_cause`). Lock contention, a missing
 /// permission, a validation or configuration error, a stale plan: never.
-pub fn transient_failure(e: &Error) -> Option<String> {
+pub(crate) fn transient_failure(e: &Error) -> Option<String> {
     match e {
         Error::Tool(f) => crate::retry::transient_tool_cause(&f.tail.join("\n")),
         _ => None,

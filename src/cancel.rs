@@ -10,17 +10,17 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 #[derive(Clone, Default)]
-pub struct Stop {
+pub(crate) struct Stop {
     reason: Rc<RefCell<Option<String>>>,
 }
 
 impl Stop {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Starts nothing new from now on; the first reason given is kept.
-    pub fn drain(&self, why: impl Into<String>) {
+    pub(crate) fn drain(&self, why: impl Into<String>) {
         let mut r = self.reason.borrow_mut();
         if r.is_none() {
             *r = Some(why.into());
@@ -28,14 +28,14 @@ impl Stop {
     }
 
     /// Why nothing new may start, if so.
-    pub fn draining(&self) -> Option<String> {
+    pub(crate) fn draining(&self) -> Option<String> {
         if crate::signals::interrupted() {
             return Some("interrupted".into());
         }
         self.reason.borrow().clone()
     }
 
-    pub fn interrupted(&self) -> bool {
+    pub(crate) fn interrupted(&self) -> bool {
         crate::signals::interrupted()
     }
 }

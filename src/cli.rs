@@ -9,7 +9,7 @@ use crate::env_vars::parse_lock_timeout;
 use crate::names::{CustomerName, EnvName};
 
 /// `stamp --version`: the version and the commit it was built from (build.rs).
-pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("STAMP_BUILD_COMMIT_INFO"), ")");
+pub(crate) const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("STAMP_BUILD_COMMIT_INFO"), ")");
 
 #[derive(Debug, Parser)]
 #[command(
@@ -310,14 +310,14 @@ impl From<ColorArg> for crate::ui::colour::When {
 }
 
 /// `stamp completions SHELL`: the script, generated from these types.
-pub fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+pub(crate) fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
     use clap::CommandFactory;
     clap_complete::generate(shell, &mut Cli::command(), "stamp", out);
 }
 
 /// `stamp man [COMMAND]`: the man page in roff, generated from these types. A
 /// command's page is named `stamp-<command>`, as git's and cargo's are.
-pub fn man(command: Option<&str>, out: &mut dyn std::io::Write) -> Result<(), String> {
+pub(crate) fn man(command: Option<&str>, out: &mut dyn std::io::Write) -> Result<(), String> {
     use clap::CommandFactory;
     let mut cli = Cli::command();
     cli.build();

@@ -17,24 +17,25 @@ mod rollout;
 mod secrets;
 
 use app::*;
-pub use app::{AppSettings, DEFAULT_SMOKE_TIMEOUT, SmokeSettings, check_smoke_path, parse_smoke_timeout};
+pub(crate) use app::{AppSettings, SmokeSettings};
 use checks::*;
-pub use checks::{MAX_CONFIG_BYTES, check_app_dir, check_app_repo, check_git_id, check_server_name};
+pub(crate) use checks::{check_app_repo, check_git_id};
 use raw::*;
-pub use rollout::{Amount, DEFAULT_ROLLOUT_BUCKET, OnFailure, RolloutSettings, render_rollout_bucket};
+#[allow(unused_imports, reason = "read by the rollout commands (issue 18), being written")]
+pub(crate) use rollout::{Amount, DEFAULT_ROLLOUT_BUCKET, OnFailure, RolloutSettings, render_rollout_bucket};
 use secrets::*;
-pub use secrets::{SecretFrom, SecretSource, Secrets};
+pub(crate) use secrets::{SecretFrom, SecretSource, Secrets};
 
-pub const DEFAULT_STATE_BUCKET: &str = "tfstate-{{account_id}}-{{customer}}";
+pub(crate) const DEFAULT_STATE_BUCKET: &str = "tfstate-{{account_id}}-{{customer}}";
 
 /// Variables for one stage, as given in `[vpc.vars]`, `[packer.vars]`, `[frontends.vars]`.
-pub type Vars = BTreeMap<String, serde_json::Value>;
+pub(crate) type Vars = BTreeMap<String, serde_json::Value>;
 
 // ---------------------------------------------------------------- raw file shapes
 
 /// Where every tool comes from, before it is looked up.
 #[derive(Debug, Clone, Default)]
-pub struct ToolChoice {
+pub(crate) struct ToolChoice {
     pub terraform: Option<String>,
     pub packer: Option<String>,
     pub aws: Option<String>,
@@ -43,7 +44,7 @@ pub struct ToolChoice {
 /// Values of `[vpc.vars]`/`[packer.vars]`/`[frontends.vars]` with where they came from,
 /// so a later check (for instance "not a variable of the stack") can point at a line.
 #[derive(Debug, Clone, Default)]
-pub struct StageVars {
+pub(crate) struct StageVars {
     pub values: Vars,
     /// key -> "file:line" where it was set (the last writer wins, as the value does).
     pub origin: BTreeMap<String, String>,
@@ -64,7 +65,7 @@ impl StageVars {
 }
 
 #[derive(Debug, Clone)]
-pub struct Paths {
+pub(crate) struct Paths {
     pub terraform: PathBuf,
     pub packer_template: PathBuf,
     pub customers: PathBuf,
@@ -74,7 +75,7 @@ pub struct Paths {
 }
 
 #[derive(Debug, Clone)]
-pub struct AwsSettings {
+pub(crate) struct AwsSettings {
     /// An emulated AWS endpoint; `None` means real AWS.
     pub endpoint: Option<String>,
     pub profile: Option<String>,
@@ -87,7 +88,7 @@ pub struct AwsSettings {
 
 /// The fleet file, resolved: defaults applied, paths made absolute.
 #[derive(Debug, Clone)]
-pub struct Fleet {
+pub(crate) struct Fleet {
     pub config_path: PathBuf,
     pub root: PathBuf,
     pub region: Region,
@@ -114,9 +115,8 @@ pub struct Fleet {
     pub frontends_vars: StageVars,
     /// `[secrets]` of the fleet file (a customer file's entries override it, by name).
     pub secrets: Secrets,
-    /// `[smoke]` of the fleet file (a customer file's own `[smoke]` overrides it).
-    pub smoke: SmokeSettings,
     /// `[rollout]` (fleet file only).
+    #[allow(dead_code, reason = "read by the rollout commands (issue 18), being written on other branches")]
     pub rollout: RolloutSettings,
     raw_app: RawApp,
     raw_smoke: RawSmoke,
@@ -125,7 +125,7 @@ pub struct Fleet {
 
 /// One customer, with the fleet's values under its own.
 #[derive(Debug, Clone)]
-pub struct Customer {
+pub(crate) struct Customer {
     pub name: CustomerName,
     pub file: PathBuf,
     pub region: Region,
@@ -147,11 +147,11 @@ pub struct Customer {
 }
 
 /// A customer file's name, or the file whose name is not a valid customer.
-pub type CustomerEntry = Result<CustomerName, (PathBuf, String)>;
+pub(crate) type CustomerEntry = Result<CustomerName, (PathBuf, String)>;
 
 /// Environment overrides, read in one place (see README "Environment variables").
 #[derive(Debug, Clone, Default)]
-pub struct EnvOverrides {
+pub(crate) struct EnvOverrides {
     pub aws_endpoint: Option<String>,
     pub terraform: Option<String>,
     pub packer: Option<String>,
@@ -160,7 +160,7 @@ pub struct EnvOverrides {
 }
 
 impl EnvOverrides {
-    pub fn from_process() -> Self {
+    pub(crate) fn from_process() -> Self {
         let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         Self {
             aws_endpoint: get("STAMP_AWS_ENDPOINT"),
@@ -174,7 +174,7 @@ impl EnvOverrides {
 
 impl Fleet {
     /// `--env`: one of the fleet's envs, or a usage error naming them.
-    pub fn check_env(&self, env: &EnvName) -> Result<(), Error> {
+    pub(crate) fn check_env(&self, env: &EnvName) -> Result<(), Error> {
         if self.envs.contains(env) {
             return Ok(());
         }
@@ -188,7 +188,7 @@ impl Fleet {
         ))
     }
 
-    pub fn load(path: &Path, env: &EnvOverrides) -> Result<Self, Error> {
+    pub(crate) fn load(path: &Path, env: &EnvOverrides) -> Result<Self, Error> {
         let text = read_config_file(path, None).map_err(|e| match e {
             ReadError::Io(e) => ConfigError::new(path, format!("cannot read the fleet file: {e}"))
                 .hint("run stamp from the directory holding stamp.toml, or pass --config FILE (or STAMP_CONFIG)"),
@@ -197,7 +197,7 @@ impl Fleet {
         Ok(Self::parse(path, &text, env)?)
     }
 
-    pub fn parse(path: &Path, text: &str, env: &EnvOverrides) -> Result<Self, ConfigError> {
+    pub(crate) fn parse(path: &Path, text: &str, env: &EnvOverrides) -> Result<Self, ConfigError> {
         let raw: RawFleetFile = toml::from_str(text).map_err(|e| ConfigError::toml(path, text, &e))?;
         let root = path.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p }).unwrap_or(Path::new("."));
         let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
@@ -275,6 +275,9 @@ impl Fleet {
             ),
             None => None,
         };
+        // `[smoke]` is resolved for each customer (its own file's over the fleet's); a bad
+        // one is refused here, before any customer is read.
+        resolve_smoke(&RawSmoke::default(), path, text, &raw.smoke, path, text)?;
         let mut fleet = Fleet {
             config_path: path.to_path_buf(),
             region,
@@ -324,7 +327,6 @@ impl Fleet {
             packer_vars: StageVars::default(),
             frontends_vars: StageVars::default(),
             secrets: Secrets::new(),
-            smoke: resolve_smoke(&RawSmoke::default(), path, text, &raw.smoke, path, text)?,
             raw_app: raw.app.clone(),
             rollout: rollout::resolve_rollout(&raw.rollout, path, text)?,
             raw_smoke: raw.smoke.clone(),
@@ -339,12 +341,12 @@ impl Fleet {
         Ok(fleet)
     }
 
-    pub fn customer_file(&self, name: &CustomerName) -> PathBuf {
+    pub(crate) fn customer_file(&self, name: &CustomerName) -> PathBuf {
         self.paths.customers.join(format!("{name}.toml"))
     }
 
     /// Customer names, from the files in the customers directory, sorted.
-    pub fn customer_names(&self) -> Result<Vec<CustomerEntry>, ConfigError> {
+    pub(crate) fn customer_names(&self) -> Result<Vec<CustomerEntry>, ConfigError> {
         let dir = &self.paths.customers;
         let entries = std::fs::read_dir(dir)
             .map_err(|e| ConfigError::new(&self.config_path, format!("[paths] customers: cannot read {}: {e}", dir.display())))?;
@@ -367,7 +369,7 @@ impl Fleet {
         Ok(names)
     }
 
-    pub fn load_customer(&self, name: &CustomerName) -> Result<Customer, ConfigError> {
+    pub(crate) fn load_customer(&self, name: &CustomerName) -> Result<Customer, ConfigError> {
         let file = self.customer_file(name);
         let inside = [&self.root, &self.paths.customers];
         let text = read_config_file(&file, Some(&inside)).map_err(|e| {
@@ -390,7 +392,7 @@ impl Fleet {
         self.parse_customer(name, &file, &text)
     }
 
-    pub fn parse_customer(&self, name: &CustomerName, file: &Path, text: &str) -> Result<Customer, ConfigError> {
+    pub(crate) fn parse_customer(&self, name: &CustomerName, file: &Path, text: &str) -> Result<Customer, ConfigError> {
         let raw: RawCustomerFile = toml::from_str(text).map_err(|e| ConfigError::toml(file, text, &e))?;
         let region = match &raw.region {
             Some(r) => Region::parse(r.get_ref()).map_err(|m| ConfigError::at(file, text, r.span(), format!("region: {m}")))?,
@@ -477,7 +479,7 @@ impl Fleet {
 }
 
 /// Locate a `[section.vars]` key for an error raised after parsing.
-pub fn origin_of(vars: &StageVars, key: &str) -> String {
+pub(crate) fn origin_of(vars: &StageVars, key: &str) -> String {
     vars.origin.get(key).cloned().unwrap_or_default()
 }
 
@@ -726,8 +728,8 @@ mod tests {
     fn smoke_defaults_fleet_values_and_customer_overrides() {
         let n = CustomerName::parse("acme").unwrap();
         let p = Path::new("/x/customers/acme.toml");
-        let f = fleet("").unwrap();
-        assert_eq!(f.smoke, SmokeSettings { enabled: true, path: "/".into(), timeout: DEFAULT_SMOKE_TIMEOUT, disabled_at: None });
+        let c = fleet("").unwrap().parse_customer(&n, p, "git_id = \"v1\"\n").unwrap();
+        assert_eq!(c.smoke, SmokeSettings { enabled: true, path: "/".into(), timeout: DEFAULT_SMOKE_TIMEOUT, disabled_at: None });
         let f = fleet("[smoke]\npath = \"/health\"\ntimeout = \"2m\"\n").unwrap();
         let c = f.parse_customer(&n, p, "git_id = \"v1\"\n").unwrap();
         assert_eq!((c.smoke.path.as_str(), c.smoke.timeout), ("/health", Duration::from_secs(120)));

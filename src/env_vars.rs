@@ -12,21 +12,21 @@ use std::time::Duration;
 
 use crate::error::Error;
 
-pub const KILL_GRACE: &str = "STAMP_KILL_GRACE";
-pub const RETRY_BASE_MS: &str = "STAMP_RETRY_BASE_MS";
-pub const PLAN_JOBS: &str = "STAMP_PLAN_JOBS";
-pub const LOCK_TIMEOUT: &str = "STAMP_LOCK_TIMEOUT";
-pub const PROGRESS: &str = "STAMP_PROGRESS";
-pub const CONFIG: &str = "STAMP_CONFIG";
-pub const TOOL_MEMORY_MIB: &str = "STAMP_TOOL_MEMORY_MIB";
+pub(crate) const KILL_GRACE: &str = "STAMP_KILL_GRACE";
+pub(crate) const RETRY_BASE_MS: &str = "STAMP_RETRY_BASE_MS";
+pub(crate) const PLAN_JOBS: &str = "STAMP_PLAN_JOBS";
+pub(crate) const LOCK_TIMEOUT: &str = "STAMP_LOCK_TIMEOUT";
+pub(crate) const PROGRESS: &str = "STAMP_PROGRESS";
+pub(crate) const CONFIG: &str = "STAMP_CONFIG";
+pub(crate) const TOOL_MEMORY_MIB: &str = "STAMP_TOOL_MEMORY_MIB";
 
-pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(120);
-pub const DEFAULT_RETRY_BASE: Duration = Duration::from_millis(500);
+pub(crate) const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(120);
+pub(crate) const DEFAULT_RETRY_BASE: Duration = Duration::from_millis(500);
 
 /// The values of the variables stamp itself acts on (the command-line ones are
 /// read by clap, after `check` has vetted them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// `STAMP_KILL_GRACE`: how long a tool gets to stop before its group is killed.
     pub kill_grace: Duration,
     /// `STAMP_RETRY_BASE_MS`: the first pause of the retry backoff.
@@ -46,7 +46,7 @@ static SETTINGS: OnceLock<Settings> = OnceLock::new();
 
 /// Checks every variable of this module in `lookup` (the process environment in
 /// `check`); the first bad one is the error.
-pub fn check_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, Error> {
+pub(crate) fn check_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, Error> {
     let bad = |name: &str, value: &str, accepts: &str| {
         let shown = if value.is_empty() { "is set but empty".to_owned() } else { format!("= `{value}`") };
         Error::usage_hint(format!("the environment variable {name} {shown}: expected {accepts}"), format!("fix or unset {name}"))
@@ -91,12 +91,12 @@ pub fn check() -> Result<(), Error> {
 
 /// The checked settings. Before `check` ran (the library's own tests), the
 /// environment is read here, a bad value counting as unset.
-pub fn settings() -> Settings {
+pub(crate) fn settings() -> Settings {
     *SETTINGS.get_or_init(|| check_with(|k| std::env::var(k).ok()).unwrap_or_default())
 }
 
 /// `--lock-timeout` and `STAMP_LOCK_TIMEOUT`: whole seconds, at most 24h.
-pub fn parse_lock_timeout(s: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn parse_lock_timeout(s: &str) -> Result<std::time::Duration, String> {
     let d = humantime::parse_duration(s.trim()).map_err(|e| format!("`{s}` is not a duration ({e}); write one such as 30s, 10m or 1h"))?;
     if d.as_secs() > 24 * 3600 || d.subsec_nanos() != 0 {
         return Err(format!("`{s}`: give whole seconds, at most 24h (such as 30s, 10m or 1h)"));

@@ -12,12 +12,12 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-pub const EXIT_OK: i32 = 0;
-pub const EXIT_STAGE_FAILED: i32 = 1;
-pub const EXIT_USAGE: i32 = 2;
+pub(crate) const EXIT_OK: i32 = 0;
+pub(crate) const EXIT_STAGE_FAILED: i32 = 1;
+pub(crate) const EXIT_USAGE: i32 = 2;
 /// `stamp drift` found real infrastructure that differs from its state.
-pub const EXIT_DRIFT: i32 = 3;
-pub const EXIT_INTERRUPTED: i32 = 130;
+pub(crate) const EXIT_DRIFT: i32 = 3;
+pub(crate) const EXIT_INTERRUPTED: i32 = 130;
 
 /// A problem in a configuration file or value, found before any AWS call.
 #[derive(Debug, Clone)]
@@ -33,7 +33,7 @@ pub struct ConfigError {
 }
 
 /// 1-based line of a byte offset.
-pub fn line_of(text: &str, offset: usize) -> usize {
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
@@ -175,5 +175,3 @@ impl Error {
         }
     }
 }
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;

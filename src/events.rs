@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 /// How a stage, a customer or a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Status {
+pub(crate) enum Status {
     Ok,
     Unchanged,
     Skipped,
@@ -24,7 +24,7 @@ pub enum Status {
 }
 
 impl Status {
-    pub fn word(self) -> &'static str {
+    pub(crate) fn word(self) -> &'static str {
         match self {
             Status::Ok => "done",
             Status::Unchanged => "no changes",
@@ -36,7 +36,7 @@ impl Status {
         }
     }
 
-    pub fn succeeded(self) -> bool {
+    pub(crate) fn succeeded(self) -> bool {
         matches!(self, Status::Ok | Status::Unchanged | Status::Skipped | Status::Resumed)
     }
 }
@@ -44,7 +44,7 @@ impl Status {
 /// The stages of a customer's pipeline, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Stage {
+pub(crate) enum Stage {
     Bucket,
     Vpc,
     Ami,
@@ -54,9 +54,9 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 5] = [Stage::Bucket, Stage::Vpc, Stage::Ami, Stage::Frontends, Stage::Smoke];
+    pub(crate) const ALL: [Stage; 5] = [Stage::Bucket, Stage::Vpc, Stage::Ami, Stage::Frontends, Stage::Smoke];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Stage::Bucket => "bucket",
             Stage::Vpc => "vpc",
@@ -75,7 +75,7 @@ impl std::fmt::Display for Stage {
 
 /// What happened.
 #[derive(Debug, Clone, PartialEq)]
-pub enum EventKind {
+pub(crate) enum EventKind {
     /// A customer's pipeline began (env, region).
     CustomerStarted {
         env: String,
@@ -117,14 +117,14 @@ pub enum EventKind {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Event {
+pub(crate) struct Event {
     pub customer: String,
     pub stage: Option<Stage>,
     pub kind: EventKind,
 }
 
 /// Where events go. Renderers live in `ui::terminal` and `ui::plain`.
-pub trait EventSink {
+pub(crate) trait EventSink {
     fn emit(&self, event: Event);
     /// Clears the live display (for a prompt)...
     fn pause(&self) {}
@@ -133,7 +133,7 @@ pub trait EventSink {
 }
 
 /// A sink that drops everything (render, validate).
-pub struct Discard;
+pub(crate) struct Discard;
 
 impl EventSink for Discard {
     fn emit(&self, _: Event) {}
@@ -141,46 +141,42 @@ impl EventSink for Discard {
 
 /// What one customer's pipeline uses to emit: the sink with the customer filled in.
 #[derive(Clone)]
-pub struct Emitter {
+pub(crate) struct Emitter {
     customer: String,
     sink: Rc<dyn EventSink>,
 }
 
 impl Emitter {
-    pub fn new(customer: &str, sink: Rc<dyn EventSink>) -> Self {
+    pub(crate) fn new(customer: &str, sink: Rc<dyn EventSink>) -> Self {
         Self { customer: customer.to_owned(), sink }
     }
 
-    pub fn sink(&self) -> &Rc<dyn EventSink> {
-        &self.sink
-    }
-
-    pub fn emit(&self, stage: Option<Stage>, kind: EventKind) {
+    pub(crate) fn emit(&self, stage: Option<Stage>, kind: EventKind) {
         self.sink.emit(Event { customer: self.customer.clone(), stage, kind });
     }
 
-    pub fn stage_started(&self, stage: Stage, label: &str) {
+    pub(crate) fn stage_started(&self, stage: Stage, label: &str) {
         self.emit(Some(stage), EventKind::StageStarted { label: label.to_owned() });
     }
 
-    pub fn step(&self, stage: Stage, message: &str) {
+    pub(crate) fn step(&self, stage: Stage, message: &str) {
         self.emit(Some(stage), EventKind::Step(message.to_owned()));
     }
 
-    pub fn progress(&self, stage: Stage, done: u64, total: u64) {
+    pub(crate) fn progress(&self, stage: Stage, done: u64, total: u64) {
         self.emit(Some(stage), EventKind::Progress { done, total });
     }
 
-    pub fn stage_finished(&self, stage: Stage, status: Status, detail: &str, elapsed: Duration) {
+    pub(crate) fn stage_finished(&self, stage: Stage, status: Status, detail: &str, elapsed: Duration) {
         self.emit(Some(stage), EventKind::StageFinished { status, detail: detail.to_owned(), elapsed });
     }
 
-    pub fn note(&self, message: &str) {
+    pub(crate) fn note(&self, message: &str) {
         self.emit(None, EventKind::Note(message.to_owned()));
     }
 
     /// Announces a sensitive value (see `EventKind::Secret`); empty ones are skipped.
-    pub fn secret(&self, stage: Stage, value: &str) {
+    pub(crate) fn secret(&self, stage: Stage, value: &str) {
         if !value.is_empty() {
             self.emit(Some(stage), EventKind::Secret(value.to_owned()));
         }
@@ -190,7 +186,7 @@ impl Emitter {
 /// The strings a sensitive value could be printed as: every leaf string and number
 /// of a structured value (booleans and nulls are left alone: masking `true` would
 /// hide every `true` in a log and protect nothing).
-pub fn secret_leaves(v: &serde_json::Value) -> Vec<String> {
+pub(crate) fn secret_leaves(v: &serde_json::Value) -> Vec<String> {
     use serde_json::Value;
     match v {
         Value::String(s) if !s.is_empty() => vec![s.clone()],
@@ -201,13 +197,13 @@ pub fn secret_leaves(v: &serde_json::Value) -> Vec<String> {
     }
 }
 
-pub fn format_elapsed(d: Duration) -> String {
+pub(crate) fn format_elapsed(d: Duration) -> String {
     let s = d.as_secs();
     if s >= 60 { format!("{}m{:02}s", s / 60, s % 60) } else { format!("{:.1}s", d.as_secs_f64()) }
 }
 
 /// The text of a running stage line (after the spinner).
-pub fn running_line(label: &str, message: &str, progress: Option<(u64, u64)>) -> String {
+pub(crate) fn running_line(label: &str, message: &str, progress: Option<(u64, u64)>) -> String {
     let mut s = format!("{label:<26}");
     if let Some((done, total)) = progress {
         s.push_str(&format!(" [{done}/{total} resources]"));
@@ -220,7 +216,7 @@ pub fn running_line(label: &str, message: &str, progress: Option<(u64, u64)>) ->
 }
 
 /// The text of a finished stage line.
-pub fn finished_line(label: &str, status: Status, detail: &str, elapsed: Duration) -> String {
+pub(crate) fn finished_line(label: &str, status: Status, detail: &str, elapsed: Duration) -> String {
     let mark = match status {
         Status::Ok | Status::Unchanged => "✔",
         Status::Skipped | Status::NotStarted => "-",
@@ -235,7 +231,7 @@ pub fn finished_line(label: &str, status: Status, detail: &str, elapsed: Duratio
 }
 
 /// A plain, timestamped line for logs without a terminal.
-pub fn plain_line(now: std::time::SystemTime, stage: &str, text: &str) -> String {
+pub(crate) fn plain_line(now: std::time::SystemTime, stage: &str, text: &str) -> String {
     format!("[{}] {stage}: {text}", humantime::format_rfc3339_seconds(now))
 }
 

@@ -7,7 +7,7 @@ use crate::error::Error;
 
 /// Writes `path` through a temporary file in the same directory and a rename, so
 /// a reader never sees half a file.
-pub fn write_atomic(path: &Path, text: &str) -> Result<(), Error> {
+pub(crate) fn write_atomic(path: &Path, text: &str) -> Result<(), Error> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let err = |e| Error::work_dir(format!("writing {}", path.display()), e);
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;

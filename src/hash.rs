@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 /// A short hex hash of some bytes (cache keys).
-pub fn short_hash(bytes: &[u8]) -> String {
+pub(crate) fn short_hash(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
@@ -15,7 +15,7 @@ pub fn short_hash(bytes: &[u8]) -> String {
 /// (a directory left out is not entered); `follow_links`: a link to a directory is
 /// entered. The one walk behind the tree hashes (run inputs, the packer template,
 /// terraform init's fingerprint), each with its own filter.
-pub fn files_under(root: &Path, follow_links: bool, skip: &dyn Fn(&str, bool) -> bool) -> std::io::Result<Vec<PathBuf>> {
+pub(crate) fn files_under(root: &Path, follow_links: bool, skip: &dyn Fn(&str, bool) -> bool) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     walk(root, root, follow_links, skip, &mut out)?;
     Ok(out)

@@ -30,12 +30,12 @@ static PRINTER: Mutex<Option<Printer>> = Mutex::new(None);
 
 /// Where the interrupt texts go instead of straight to stderr (the terminal renderer
 /// prints them above its progress lines); `None` restores stderr.
-pub fn set_printer(p: Option<Printer>) {
+pub(crate) fn set_printer(p: Option<Printer>) {
     *PRINTER.lock().unwrap_or_else(|e| e.into_inner()) = p;
 }
 
 /// Prints at once: through the printer, else one write to (unbuffered) stderr.
-pub fn print(text: &str) {
+pub(crate) fn print(text: &str) {
     let printer = PRINTER.lock().unwrap_or_else(|e| e.into_inner());
     match printer.as_ref() {
         Some(p) => p(text.trim_end_matches('\n')),
@@ -48,12 +48,12 @@ pub fn print(text: &str) {
 }
 
 /// Called by the signal handler for each signal: prints what it does and what runs.
-pub fn announce(sig: Signal, action: Action) {
+pub(crate) fn announce(sig: Signal, action: Action) {
     print(&announcement(sig, action, &running()));
 }
 
 /// The text printed for a signal.
-pub fn announcement(sig: Signal, action: Action, running: &[Running]) -> String {
+pub(crate) fn announcement(sig: Signal, action: Action, running: &[Running]) -> String {
     let sig = sig.name();
     let mut s = match action {
         Action::Stop => format!(
@@ -115,7 +115,7 @@ const LOCK_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// When a lock is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Moment {
+pub(crate) enum Moment {
     /// Right after the first interrupt, terraform still running.
     Interrupted,
     /// Once the stack's tools have stopped.
@@ -125,7 +125,7 @@ pub enum Moment {
 /// Reads the lock object and prints what it means at `moment`, with the real lock ID.
 /// The lock object as it is now: `None` when no lock is held. Gives up after
 /// `LOCK_CHECK_TIMEOUT` (a stuck S3 must not hold up what stamp prints).
-pub async fn read_lock(lock: &StateLock, api: &AwsApi) -> Result<Option<terraform::LockInfo>, String> {
+pub(crate) async fn read_lock(lock: &StateLock, api: &AwsApi) -> Result<Option<terraform::LockInfo>, String> {
     let read = async {
         let bucket = BucketName::parse(&lock.bucket).map_err(|e| e.to_string())?;
         terraform::read_lock(api, &mut StageLog::discard(), &lock.region, &bucket, &lock.key).await.map_err(|e| e.to_string())
@@ -136,12 +136,12 @@ pub async fn read_lock(lock: &StateLock, api: &AwsApi) -> Result<Option<terrafor
     }
 }
 
-pub async fn check_lock(api: &AwsApi, stage: &str, lock: &StateLock, moment: Moment) {
+pub(crate) async fn check_lock(api: &AwsApi, stage: &str, lock: &StateLock, moment: Moment) {
     print(&lock_text(stage, lock, moment, &read_lock(lock, api).await));
 }
 
 /// The text for a lock check's result.
-pub fn lock_text(stage: &str, lock: &StateLock, moment: Moment, found: &Result<Option<terraform::LockInfo>, String>) -> String {
+pub(crate) fn lock_text(stage: &str, lock: &StateLock, moment: Moment, found: &Result<Option<terraform::LockInfo>, String>) -> String {
     let who = format!("{} {stage}", lock.customer);
     match (moment, found) {
         (_, Err(e)) => {

@@ -10,26 +10,29 @@
 //! `files`, `operation`, `hash`, `shell`). Imports run downward only: ARCHITECTURE.md
 //! says what each may import, and `tests/layers.rs` enforces it.
 
-pub mod cancel;
+// What is not the crate's API (main.rs, tests/) is `pub(crate)`; this keeps it so.
+#![warn(unreachable_pub)]
+
+pub(crate) mod cancel;
 pub mod cli;
 pub mod commands;
-pub mod config;
-pub mod customer;
+pub(crate) mod config;
+pub(crate) mod customer;
 pub mod env_vars;
 pub mod error;
-pub mod events;
-pub mod files;
-pub mod fleet;
-pub mod hash;
-pub mod interrupt;
+pub(crate) mod events;
+pub(crate) mod files;
+pub(crate) mod fleet;
+pub(crate) mod hash;
+pub(crate) mod interrupt;
 pub mod names;
-pub mod operation;
-pub mod render;
-pub mod retry;
-pub mod running;
-pub mod shared;
-pub mod shell;
-pub mod signals;
+pub(crate) mod operation;
+pub(crate) mod render;
+pub(crate) mod retry;
+pub(crate) mod running;
+pub(crate) mod shared;
+pub(crate) mod shell;
+pub(crate) mod signals;
 pub mod stages;
 pub mod tools;
-pub mod ui;
+pub(crate) mod ui;

@@ -23,7 +23,7 @@ display_as_str!(CustomerName, EnvName, Region, AmiId, BucketName);
 #[serde(transparent)]
 pub struct CustomerName(String);
 
-pub const CUSTOMER_RULE: &str = "lower-case letters, digits and hyphens, starting with a letter, 3 to 40 characters";
+pub(crate) const CUSTOMER_RULE: &str = "lower-case letters, digits and hyphens, starting with a letter, 3 to 40 characters";
 
 impl CustomerName {
     pub fn parse(s: &str) -> Result<Self, String> {
@@ -70,10 +70,10 @@ impl EnvName {
 /// An AWS region name such as `eu-west-1`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
-pub struct Region(String);
+pub(crate) struct Region(String);
 
 impl Region {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub(crate) fn parse(s: &str) -> Result<Self, String> {
         // Shape check only (aa-bbbb-N, aa-bbbb-cccc-N): the list of regions grows.
         let parts: Vec<&str> = s.split('-').collect();
         let ok = parts.len() >= 3
@@ -81,7 +81,7 @@ impl Region {
             && parts[parts.len() - 1].parse::<u8>().is_ok();
         if ok { Ok(Self(s.to_owned())) } else { Err(format!("invalid region `{s}`: expected an AWS region such as `eu-west-1`")) }
     }
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -124,10 +124,10 @@ impl From<AmiId> for String {
 pub struct BucketName(String);
 
 /// Prefixes AWS reserves: S3 refuses a bucket name that starts with one.
-pub const BUCKET_RESERVED_PREFIXES: [&str; 3] = ["xn--", "sthree-", "amzn-s3-demo-"];
+pub(crate) const BUCKET_RESERVED_PREFIXES: [&str; 3] = ["xn--", "sthree-", "amzn-s3-demo-"];
 /// Suffixes AWS reserves (access point aliases, Object Lambda, Multi-Region Access
 /// Points, directory and table buckets).
-pub const BUCKET_RESERVED_SUFFIXES: [&str; 5] = ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"];
+pub(crate) const BUCKET_RESERVED_SUFFIXES: [&str; 5] = ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"];
 
 impl BucketName {
     pub fn parse(s: &str) -> Result<Self, String> {
@@ -156,7 +156,7 @@ impl BucketName {
             )),
         }
     }
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }

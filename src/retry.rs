@@ -21,11 +21,11 @@
 use std::time::Duration;
 
 /// Attempts in all, the first one included.
-pub const ATTEMPTS: u32 = 5;
+pub(crate) const ATTEMPTS: u32 = 5;
 
 /// The backoff: `base * 2^(n-1)`, capped, with full jitter.
 #[derive(Debug, Clone, Copy)]
-pub struct Policy {
+pub(crate) struct Policy {
     pub attempts: u32,
     pub base: Duration,
     pub cap: Duration,
@@ -33,24 +33,24 @@ pub struct Policy {
 
 impl Policy {
     /// 5 attempts, base 0.5 s (`STAMP_RETRY_BASE_MS`, checked in `env_vars`, overrides it), cap 8 s.
-    pub fn standard() -> Self {
+    pub(crate) fn standard() -> Self {
         Self { attempts: ATTEMPTS, base: crate::env_vars::settings().retry_base, cap: Duration::from_secs(8) }
     }
 
     /// The longest wait before retry number `retry` (1: after the first failure).
-    pub fn ceiling(&self, retry: u32) -> Duration {
+    pub(crate) fn ceiling(&self, retry: u32) -> Duration {
         self.base.saturating_mul(1u32 << retry.saturating_sub(1).min(16)).min(self.cap)
     }
 
     /// The wait before retry number `retry`: uniformly random up to `ceiling`.
-    pub fn delay(&self, retry: u32) -> Duration {
+    pub(crate) fn delay(&self, retry: u32) -> Duration {
         self.ceiling(retry).mul_f64(fastrand::f64())
     }
 }
 
 /// A failure that can say it was retried in vain, or that the run was interrupted
 /// while it waited to be retried.
-pub trait Retryable: Sized {
+pub(crate) trait Retryable: Sized {
     fn exhausted(self, attempts: u32) -> Self;
     fn interrupted(self) -> Self;
 }
@@ -77,7 +77,7 @@ impl Retryable for crate::error::Error {
 /// Runs `attempt` until it succeeds, fails for good (`transient` says `None`), or
 /// `Policy::standard().attempts` attempts were made. `note` writes a line where the
 /// operator sees it (`StageLog::progress`); `cx` is what both need (the stage log).
-pub async fn run<C: ?Sized, T, E: Retryable>(
+pub(crate) async fn run<C: ?Sized, T, E: Retryable>(
     cx: &mut C,
     what: &str,
     note: impl Fn(&mut C, &str),
@@ -88,7 +88,7 @@ pub async fn run<C: ?Sized, T, E: Retryable>(
 }
 
 /// `run` with a given policy.
-pub async fn run_with<C: ?Sized, T, E: Retryable>(
+pub(crate) async fn run_with<C: ?Sized, T, E: Retryable>(
     policy: Policy,
     cx: &mut C,
     what: &str,
@@ -139,26 +139,26 @@ async fn sleep_unless_interrupted(d: Duration) -> bool {
 /// The AWS error codes that mean "slow down", retried: the SDK's own list (the one
 /// `aws_runtime`'s `AwsErrorCodeClassifier` retries on), so stamp retries what AWS's
 /// SDKs retry (`LimitExceededException`, `PriorRequestNotComplete`, ...).
-pub const THROTTLING_CODES: &[&str] = aws_runtime::retries::classifiers::THROTTLING_ERRORS;
+pub(crate) const THROTTLING_CODES: &[&str] = aws_runtime::retries::classifiers::THROTTLING_ERRORS;
 
 /// The AWS error codes of a transient failure, retried: the SDK's own list
 /// (`RequestTimeout`, `RequestTimeoutException`).
-pub const TRANSIENT_CODES: &[&str] = aws_runtime::retries::classifiers::TRANSIENT_ERRORS;
+pub(crate) const TRANSIENT_CODES: &[&str] = aws_runtime::retries::classifiers::TRANSIENT_ERRORS;
 
 /// stamp's addition: the codes of a server-side failure. AWS sends them with a 5xx
 /// status, which is what the SDK retries on (`transient_status`); named here for a
 /// tool's output, which may show the code without the status.
-pub const SERVER_ERROR_CODES: [&str; 5] =
+pub(crate) const SERVER_ERROR_CODES: [&str; 5] =
     ["InternalError", "InternalFailure", "InternalServerError", "ServiceUnavailable", "ServiceUnavailableException"];
 
 /// Whether an AWS error code means throttling.
-pub fn is_throttling(code: &str) -> bool {
+pub(crate) fn is_throttling(code: &str) -> bool {
     THROTTLING_CODES.contains(&code)
 }
 
 /// Whether an HTTP status is one the SDK retries (`aws_smithy_runtime`'s
 /// `HttpStatusCodeClassifier`, asked about a response with that status).
-pub fn transient_status(status: u16) -> bool {
+pub(crate) fn transient_status(status: u16) -> bool {
     use aws_smithy_runtime::client::retries::classifiers::HttpStatusCodeClassifier;
     use aws_smithy_runtime_api::client::interceptors::context::{Input, InterceptorContext};
     use aws_smithy_runtime_api::client::retries::classifiers::{ClassifyRetry, RetryAction};
@@ -170,7 +170,7 @@ pub fn transient_status(status: u16) -> bool {
 }
 
 /// Whether an AWS error code or HTTP status is a transient failure (not throttling).
-pub fn is_transient(code: Option<&str>, status: Option<u16>) -> bool {
+pub(crate) fn is_transient(code: Option<&str>, status: Option<u16>) -> bool {
     code.is_some_and(|c| TRANSIENT_CODES.contains(&c) || SERVER_ERROR_CODES.contains(&c)) || status.is_some_and(transient_status)
 }
 
@@ -178,7 +178,7 @@ pub fn is_transient(code: Option<&str>, status: Option<u16>) -> bool {
 /// verdict: it is safe to run the step again. `None` when the output shows a
 /// failure that would happen again (lock contention, a missing permission, a
 /// validation or configuration error, a stale saved plan), or no transient cause.
-pub fn transient_tool_cause(output: &str) -> Option<String> {
+pub(crate) fn transient_tool_cause(output: &str) -> Option<String> {
     // Checked first: any of these makes the failure permanent, whatever else it says.
     const NEVER: [&str; 14] = [
         "Error acquiring the state lock",

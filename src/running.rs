@@ -13,7 +13,7 @@ use crate::shell::shell_quote;
 
 /// Where a stack's state lock lives, and how to reach it by hand.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StateLock {
+pub(crate) struct StateLock {
     pub customer: String,
     pub bucket: String,
     /// The state key; the lock is `<key>.tflock` beside it.
@@ -31,7 +31,7 @@ impl StateLock {
     /// The lock of a customer's stack: its state at `key` in `bucket`, its working
     /// copy `<work>/<customer>/terraform/<rel>`. `--config` is named in the commands
     /// only when stamp would not find the fleet file by default (`./stamp.toml`).
-    pub fn of_stack(fleet: &crate::config::Fleet, customer: &str, region: &str, bucket: &str, key: &str, rel: &Path) -> Self {
+    pub(crate) fn of_stack(fleet: &crate::config::Fleet, customer: &str, region: &str, bucket: &str, key: &str, rel: &Path) -> Self {
         let default_config = std::env::current_dir().map(|d| d.join("stamp.toml")).ok();
         let same = |a: &Path, b: &Path| a == b || a.canonicalize().ok().is_some_and(|a| b.canonicalize().is_ok_and(|b| a == b));
         let config = match default_config {
@@ -49,12 +49,12 @@ impl StateLock {
         }
     }
 
-    pub fn object(&self) -> String {
+    pub(crate) fn object(&self) -> String {
         format!("s3://{}/{}.tflock", self.bucket, self.key)
     }
 
     /// `stamp status <customer>`: shows the lock, its ID and a release command.
-    pub fn status_command(&self) -> String {
+    pub(crate) fn status_command(&self) -> String {
         match &self.config {
             Some(c) => format!("stamp --config {} status {}", shell_quote(&c.to_string_lossy()), self.customer),
             None => format!("stamp status {}", self.customer),
@@ -62,7 +62,7 @@ impl StateLock {
     }
 
     /// The AWS CLI printing the lock object (its "ID" is the lock ID).
-    pub fn aws_command(&self) -> String {
+    pub(crate) fn aws_command(&self) -> String {
         let mut s = format!("aws s3 cp {} - --region {}", shell_quote(&self.object()), self.region);
         if let Some(e) = &self.endpoint {
             s.push_str(&format!(" --endpoint-url {}", shell_quote(e)));
@@ -70,14 +70,14 @@ impl StateLock {
         s
     }
 
-    pub fn unlock_command(&self, id: &str) -> String {
+    pub(crate) fn unlock_command(&self, id: &str) -> String {
         format!("terraform -chdir={} force-unlock {id}", shell_quote(&self.dir.to_string_lossy()))
     }
 }
 
 /// One running stage (or a tool run outside any stage).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Running {
+pub(crate) struct Running {
     /// Empty outside a customer's pipeline.
     pub customer: String,
     pub stage: String,
@@ -100,7 +100,7 @@ fn registry() -> std::sync::MutexGuard<'static, BTreeMap<u64, Running>> {
 }
 
 /// A registration; dropping it takes it back.
-pub struct Entry {
+pub(crate) struct Entry {
     id: u64,
     /// The whole entry is this guard's (a stage, a tool outside a stage); else only
     /// the tool's command in a stage's entry.
@@ -109,7 +109,7 @@ pub struct Entry {
 
 impl Entry {
     /// Runs `f` as this stage: the tools it runs and the lock it sets are the stage's.
-    pub async fn scope<F: Future>(&self, f: F) -> F::Output {
+    pub(crate) async fn scope<F: Future>(&self, f: F) -> F::Output {
         CURRENT.scope(self.id, f).await
     }
 }
@@ -127,14 +127,14 @@ impl Drop for Entry {
 }
 
 /// Registers a running stage of a customer.
-pub fn stage(customer: &str, stage: &str) -> Entry {
+pub(crate) fn stage(customer: &str, stage: &str) -> Entry {
     let id = NEXT.fetch_add(1, Ordering::Relaxed);
     registry().insert(id, Running { customer: customer.to_owned(), stage: stage.to_owned(), ..Running::default() });
     Entry { id, owned: true }
 }
 
 /// Registers a running tool: in the current stage, or on its own outside any.
-pub fn tool(stage: &str, command: String, dir: &Path) -> Entry {
+pub(crate) fn tool(stage: &str, command: String, dir: &Path) -> Entry {
     if let Ok(id) = CURRENT.try_with(|id| *id)
         && let Some(e) = registry().get_mut(&id)
     {
@@ -149,7 +149,7 @@ pub fn tool(stage: &str, command: String, dir: &Path) -> Entry {
 }
 
 /// The current stage works on this state (its lock is checked on an interrupt).
-pub fn set_lock(lock: StateLock) {
+pub(crate) fn set_lock(lock: StateLock) {
     if let Ok(id) = CURRENT.try_with(|id| *id)
         && let Some(e) = registry().get_mut(&id)
     {
@@ -158,7 +158,7 @@ pub fn set_lock(lock: StateLock) {
 }
 
 /// What is running now, in the order it started.
-pub fn running() -> Vec<Running> {
+pub(crate) fn running() -> Vec<Running> {
     registry().values().cloned().collect()
 }
 

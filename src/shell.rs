@@ -3,7 +3,7 @@
 //! commands this way.
 
 /// POSIX shell quoting: safe words stay bare, anything else is single-quoted.
-pub fn shell_quote(s: &str) -> String {
+pub(crate) fn shell_quote(s: &str) -> String {
     let safe = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c));
     if safe { s.to_owned() } else { format!("'{}'", s.replace('\'', "'\\''")) }
 }

@@ -32,14 +32,14 @@ use tokio::sync::watch;
 
 /// The signals stamp handles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
+pub(crate) enum Signal {
     Int,
     Term,
     Hup,
 }
 
 impl Signal {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Signal::Int => "SIGINT",
             Signal::Term => "SIGTERM",
@@ -50,7 +50,7 @@ impl Signal {
 
 /// What one signal does to the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// The first interrupt: stop gracefully; each running tool gets its stop signal once.
     Stop,
     /// A SIGINT after the first interrupt: forwarded to the tools at once.
@@ -62,7 +62,7 @@ pub enum Action {
 
 /// The interrupts received so far and how many of them the tools are to get.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Interrupts {
+pub(crate) struct Interrupts {
     pub received: u32,
     /// How many signals each running tool is sent in all (the first and each escalation).
     pub forward: u32,
@@ -72,7 +72,7 @@ pub struct Interrupts {
 
 impl Interrupts {
     /// What `sig` does, given the interrupts received before it.
-    pub fn decide(&self, sig: Signal) -> Action {
+    pub(crate) fn decide(&self, sig: Signal) -> Action {
         match (self.received, sig) {
             (0, _) => Action::Stop,
             (_, Signal::Int) => Action::Escalate,
@@ -81,7 +81,7 @@ impl Interrupts {
     }
 
     /// Records `sig` and returns what it does.
-    pub fn receive(&mut self, sig: Signal) -> Action {
+    pub(crate) fn receive(&mut self, sig: Signal) -> Action {
         let action = self.decide(sig);
         self.received += 1;
         if action != Action::KeepWaiting {
@@ -99,7 +99,7 @@ static INTERRUPTS: OnceLock<watch::Receiver<Interrupts>> = OnceLock::new();
 /// printer: `interrupt::announce`, which sits above the tools this module serves).
 /// Fails when a handler cannot be installed: Ctrl-C would then kill stamp and leave
 /// the tools, in their own process groups, running.
-pub fn install(announce: fn(Signal, Action)) -> Result<(), crate::error::Error> {
+pub(crate) fn install(announce: fn(Signal, Action)) -> Result<(), crate::error::Error> {
     use tokio::signal::unix::{SignalKind, signal};
     let handler = |kind: SignalKind, name: &str| {
         signal(kind).map_err(|e| crate::error::Error::stage(format!("cannot install the {name} handler: {e}")))
@@ -131,19 +131,19 @@ pub fn install(announce: fn(Signal, Action)) -> Result<(), crate::error::Error> 
 }
 
 /// Whether stamp has received an interrupt.
-pub fn interrupted() -> bool {
+pub(crate) fn interrupted() -> bool {
     INTERRUPTS.get().is_some_and(|r| r.borrow().received > 0)
 }
 
 /// A receiver that wakes on every new interrupt.
-pub fn subscribe() -> Option<watch::Receiver<Interrupts>> {
+pub(crate) fn subscribe() -> Option<watch::Receiver<Interrupts>> {
     INTERRUPTS.get().cloned()
 }
 
 /// How long a tool gets to stop cleanly after the first interrupt before its
 /// process group is killed. `STAMP_KILL_GRACE` (seconds, checked in `env_vars`)
 /// overrides it.
-pub fn grace_period() -> Duration {
+pub(crate) fn grace_period() -> Duration {
     crate::env_vars::settings().kill_grace
 }
 

@@ -10,10 +10,9 @@ use stamp::names::BucketName;
 use stamp::tools::process::StageLog;
 use stamp::tools::s3::{ApiError, AwsApi, Put};
 
-fn api(f: &Fleet) -> AwsApi {
-    let fleet = stamp::config::Fleet::load(&f.path().join("stamp.toml"), &Default::default()).unwrap();
+fn api(emu: &Emulator) -> AwsApi {
     let env = [("AWS_ACCESS_KEY_ID".to_owned(), "testing".to_owned()), ("AWS_SECRET_ACCESS_KEY".to_owned(), "testing".to_owned())];
-    AwsApi::new(&fleet, &env)
+    AwsApi::for_endpoint(Some(emu.url.clone()), None, None, &env)
 }
 
 #[test]
@@ -23,7 +22,7 @@ fn conditional_writes_listings_and_deletes_behave_as_s3_documents() {
     f.aws(&["s3", "mb", "s3://objects-test", "--region", "us-east-1"]);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let api = api(&f);
+        let api = api(&emu);
         let b = BucketName::parse("objects-test").unwrap();
         let log = &mut StageLog::discard();
         let r = "us-east-1";

@@ -17,7 +17,7 @@ use crate::tools::version::{self, Version};
 /// The Terraform versions stamp works with: the S3 backend's `use_lockfile` (state
 /// locking without DynamoDB), which stamp writes into every stack's backend, came
 /// with Terraform 1.10 (and OpenTofu 1.10).
-pub const TERRAFORM_REQUIRED: &str = ">= 1.10";
+pub(super) const TERRAFORM_REQUIRED: &str = ">= 1.10";
 
 /// The lines printed (or, for `--json`, the checks kept for the document), and how
 /// many were problems.
@@ -54,7 +54,7 @@ impl Report {
 }
 
 /// `fleet`: the fleet file as loaded, or why it could not be.
-pub async fn doctor(config: &Path, fleet: Result<Fleet, Error>, as_json: bool) -> Result<(), Error> {
+pub(super) async fn doctor(config: &Path, fleet: Result<Fleet, Error>, as_json: bool) -> Result<(), Error> {
     let mut r = Report { json: as_json, ..Report::default() };
     let fleet = match fleet {
         Ok(f) => {

@@ -20,7 +20,7 @@ use crate::ui::summary::{self, DriftState};
 
 use super::run::{RunArgs, resolve_all, sink};
 
-pub async fn drift(fleet: Fleet, args: RunArgs) -> Result<(), Error> {
+pub(super) async fn drift(fleet: Fleet, args: RunArgs) -> Result<(), Error> {
     let tools = find::find_tools(&fleet, Operation::Drift)?;
     let ctx = Rc::new(FleetContext::new(fleet, Some(tools)).with_limits(args.policy.plan_jobs, args.policy.lock_timeout));
     let plans = resolve_all(&ctx, &args.names, args.env.as_ref())?;

@@ -8,10 +8,10 @@ use serde_json::{Map, Value};
 
 /// Bumped when a document's shape changes incompatibly. 2: the first version with
 /// one shape per kind (before it a single customer's report was printed bare).
-pub const SCHEMA_VERSION: u32 = 2;
+pub(super) const SCHEMA_VERSION: u32 = 2;
 
 /// `body` (an object) with `schema_version` and `kind` added.
-pub fn document(kind: &str, body: Value) -> Value {
+pub(super) fn document(kind: &str, body: Value) -> Value {
     let mut out = Map::new();
     out.insert("schema_version".into(), SCHEMA_VERSION.into());
     out.insert("kind".into(), kind.into());
@@ -23,7 +23,7 @@ pub fn document(kind: &str, body: Value) -> Value {
 }
 
 /// Prints the document on stdout (data only there).
-pub fn print(kind: &str, body: Value) {
+pub(super) fn print(kind: &str, body: Value) {
     println!("{}", serde_json::to_string_pretty(&document(kind, body)).unwrap_or_default());
 }
 

@@ -8,7 +8,7 @@ use crate::config::Fleet;
 use crate::customer::report::RunReport;
 use crate::error::Error;
 
-pub fn list(fleet: &Fleet, as_json: bool) -> Result<(), Error> {
+pub(super) fn list(fleet: &Fleet, as_json: bool) -> Result<(), Error> {
     let mut rows = Vec::new();
     for entry in fleet.customer_names()? {
         let row = match entry {

@@ -27,7 +27,7 @@ use crate::fleet::selection::{self, Selector};
 use crate::names::CustomerName;
 
 /// `stamp matrix`, as the command line asked for it.
-pub struct MatrixArgs {
+pub(super) struct MatrixArgs {
     pub selector: Selector,
     /// A git revision: keep only the customers the changes `REF...HEAD` could deploy differently.
     pub changed_since: Option<String>,
@@ -40,7 +40,7 @@ pub struct MatrixArgs {
 
 /// What a changed file does to the matrix.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Effect {
+pub(super) enum Effect {
     /// Every selected customer.
     All,
     /// The customers on this env (`<terraform>/frontends/<env>/`).
@@ -53,7 +53,7 @@ pub enum Effect {
 
 /// The fleet's paths in the repository's spelling (symlinks resolved), to compare
 /// with the paths git reports.
-pub struct Rules {
+pub(super) struct Rules {
     fleet_file: PathBuf,
     customers: PathBuf,
     terraform: PathBuf,
@@ -62,7 +62,7 @@ pub struct Rules {
 }
 
 impl Rules {
-    pub fn new(fleet: &Fleet) -> Self {
+    pub(super) fn new(fleet: &Fleet) -> Self {
         let packer_dir = fleet.paths.packer_template.parent().map(Path::to_path_buf).unwrap_or_else(|| fleet.root.clone());
         Self {
             fleet_file: resolve(&std::path::absolute(&fleet.config_path).unwrap_or_else(|_| fleet.config_path.clone())),
@@ -74,7 +74,7 @@ impl Rules {
     }
 
     /// What a change to `file` (absolute, symlinks of its directories resolved) does.
-    pub fn effect(&self, file: &Path) -> Effect {
+    pub(super) fn effect(&self, file: &Path) -> Effect {
         if file == self.fleet_file {
             return Effect::All;
         }
@@ -109,14 +109,14 @@ impl Rules {
 
 /// One changed file, as git reports it.
 #[derive(Debug, Clone)]
-pub struct Change {
+pub(super) struct Change {
     /// Relative to the repository's top level, with `/`.
     pub path: String,
     /// Absolute.
     pub abs: PathBuf,
 }
 
-pub fn matrix(fleet: &Fleet, args: &MatrixArgs) -> Result<(), Error> {
+pub(super) fn matrix(fleet: &Fleet, args: &MatrixArgs) -> Result<(), Error> {
     let names = selection::select(fleet, &args.selector, selection::Use::Reads)?;
     let customers = load_all(fleet, &names)?;
 
@@ -212,7 +212,7 @@ pub fn matrix(fleet: &Fleet, args: &MatrixArgs) -> Result<(), Error> {
 
 /// A customer as a matrix entry sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Row {
+pub(super) struct Row {
     pub name: String,
     pub env: String,
     pub region: String,
@@ -222,7 +222,7 @@ pub struct Row {
 /// given order), then the others ordered by (region, name) and cut into near-equal
 /// contiguous groups (the larger ones first). Every customer is in exactly one
 /// entry; an entry's region and env are its first customer's.
-pub fn jobs(canaries: Vec<Row>, mut rest: Vec<Row>, max_jobs: usize) -> Result<Vec<Value>, String> {
+pub(super) fn jobs(canaries: Vec<Row>, mut rest: Vec<Row>, max_jobs: usize) -> Result<Vec<Value>, String> {
     let entries = canaries.len() + usize::from(!rest.is_empty());
     if entries > max_jobs {
         return Err(format!(
@@ -261,7 +261,7 @@ pub fn jobs(canaries: Vec<Row>, mut rest: Vec<Row>, max_jobs: usize) -> Result<V
 /// The `$GITHUB_OUTPUT` lines of a matrix: `matrix`, `count`, and the same for the
 /// canary entries (`canary`, `canary_count`) and the others (`rest`, `rest_count`),
 /// each matrix one line of compact JSON (`{"include":[]}` when empty).
-pub fn output_text(include: &[Value]) -> String {
+pub(super) fn output_text(include: &[Value]) -> String {
     let (canary, rest): (Vec<&Value>, Vec<&Value>) = include.iter().partition(|e| e["canary"] == json!(true));
     format!(
         "matrix={}\ncount={}\ncanary={}\ncanary_count={}\nrest={}\nrest_count={}\n",
@@ -311,7 +311,7 @@ fn pick_canaries(fleet: &Fleet, sel: &Selector, chosen: &[CustomerName], k: usiz
 /// The files changed between the merge base of `rev` and HEAD and HEAD (`git diff
 /// rev...HEAD`: committed changes only), as absolute paths. A rename is a deletion
 /// and an addition.
-pub fn changed_files(root: &Path, rev: &str) -> Result<Vec<Change>, Error> {
+pub(super) fn changed_files(root: &Path, rev: &str) -> Result<Vec<Change>, Error> {
     if rev.is_empty() || rev.starts_with('-') {
         return Err(Error::usage_hint(
             format!("--changed-since `{rev}`: not a git revision"),

@@ -21,7 +21,7 @@ use crate::error::{EXIT_OK, Error};
 use crate::fleet::selection::{self, Selector};
 use crate::names::CustomerName;
 
-pub use run::RunArgs;
+pub(crate) use run::RunArgs;
 
 pub fn main(cli: Cli) -> i32 {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {

@@ -10,7 +10,7 @@ use crate::tools::find;
 use crate::tools::process::StageLog;
 use crate::tools::terraform;
 
-pub async fn outputs(fleet: &Fleet, names: &[CustomerName], target: &Target, as_json: bool, show: bool) -> Result<(), Error> {
+pub(super) async fn outputs(fleet: &Fleet, names: &[CustomerName], target: &Target, as_json: bool, show: bool) -> Result<(), Error> {
     if names.len() == 1 && !as_json {
         return one(fleet, &names[0], target.env.as_ref(), as_json, show, true).await.map(|_| ());
     }
@@ -106,7 +106,7 @@ async fn one(fleet: &Fleet, name: &CustomerName, env: Option<&EnvName>, as_json:
     Ok(Value::Object(all))
 }
 
-pub fn value_text(v: &Value) -> String {
+pub(super) fn value_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),

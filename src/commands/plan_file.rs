@@ -23,18 +23,18 @@ use crate::operation::Operation;
 use crate::stages::contract::{Reviewed, Reviewer, planned_destroys};
 use crate::ui::summary;
 
-pub const KIND: &str = "plan";
+pub(super) const KIND: &str = "plan";
 /// The versions a deploy reads: the `--json` contract's, and 1, the same keys
 /// written before it (by `plan --out` only). A deploy refuses any other.
 const READS: [u32; 2] = [1, super::json_out::SCHEMA_VERSION];
 
 /// The document `plan --out` writes: what `plan --json` prints.
-pub fn document(reports: &[RunReport], wall: Duration) -> Value {
+pub(super) fn document(reports: &[RunReport], wall: Duration) -> Value {
     super::json_out::document(KIND, summary::fleet_json(reports, wall))
 }
 
 /// Before anything starts: `--out FILE` can be written where it is asked for.
-pub fn check_out(path: &Path) -> Result<(), Error> {
+pub(super) fn check_out(path: &Path) -> Result<(), Error> {
     let hint = "give a file in an existing directory, e.g. --out plan.json";
     if path.is_dir() {
         return Err(Error::usage_hint(format!("--out {}: is a directory", path.display()), hint));
@@ -50,7 +50,7 @@ pub fn check_out(path: &Path) -> Result<(), Error> {
 }
 
 /// Writes the plan file atomically (a reader never sees half of it).
-pub fn write(path: &Path, reports: &[RunReport], wall: Duration) -> Result<(), Error> {
+pub(super) fn write(path: &Path, reports: &[RunReport], wall: Duration) -> Result<(), Error> {
     let text = serde_json::to_string_pretty(&document(reports, wall)).map_err(|e| Error::stage(format!("the plan file: {e}")))?;
     write_atomic(path, &(text + "\n"))
 }
@@ -69,7 +69,7 @@ struct Body {
 /// Reads an approved plan: the destroys and replacements it lists per customer and
 /// stack. A file that cannot be read, is not such a plan, or comes from another
 /// schema is a usage error (exit 2), before anything starts.
-pub fn read(path: &Path) -> Result<Reviewed, Error> {
+pub(super) fn read(path: &Path) -> Result<Reviewed, Error> {
     let what = format!("--approved-plan {}", path.display());
     let make = "a file written by `stamp plan CUSTOMERS --out FILE`";
     let text = std::fs::read_to_string(path).map_err(|e| Error::usage_hint(format!("{what}: cannot read it: {e}"), make))?;

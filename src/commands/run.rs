@@ -25,7 +25,7 @@ use crate::ui::summary;
 use crate::ui::terminal::TerminalSink;
 
 /// A deploy, plan or destroy, as the command line asked for it.
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// In run order: canaries first.
     pub names: Vec<CustomerName>,
     pub env: Option<EnvName>,
@@ -47,7 +47,7 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    pub fn new(
+    pub(crate) fn new(
         fleet: &Fleet,
         t: &Target,
         f: &FleetArgs,
@@ -87,7 +87,7 @@ impl RunArgs {
 }
 
 /// Resolves every customer; all problems of all customers are printed, then exit 2.
-pub fn resolve_all(ctx: &FleetContext, names: &[CustomerName], env: Option<&EnvName>) -> Result<Vec<CustomerPlan>, Error> {
+pub(super) fn resolve_all(ctx: &FleetContext, names: &[CustomerName], env: Option<&EnvName>) -> Result<Vec<CustomerPlan>, Error> {
     let mut plans = Vec::new();
     let mut problems = 0;
     for n in names {
@@ -115,7 +115,7 @@ pub fn resolve_all(ctx: &FleetContext, names: &[CustomerName], env: Option<&EnvN
     Ok(plans)
 }
 
-pub async fn run(fleet: Fleet, op: Operation, args: RunArgs) -> Result<(), Error> {
+pub(super) async fn run(fleet: Fleet, op: Operation, args: RunArgs) -> Result<(), Error> {
     // Read and checked before anything starts: a bad file is exit 2.
     let approved_plan = match &args.approved_plan {
         Some(f) => Some(Rc::new(super::plan_file::read(f)?)),
@@ -331,7 +331,7 @@ async fn approve_fleet_destroy(plans: &[CustomerPlan]) -> Result<Approval, Error
 }
 
 /// `render`: every generated file for each customer; runs no tool.
-pub async fn render(fleet: Fleet, names: &[CustomerName], t: &Target) -> Result<(), Error> {
+pub(super) async fn render(fleet: Fleet, names: &[CustomerName], t: &Target) -> Result<(), Error> {
     let tools = find::find_tools(&fleet, Operation::Render)?;
     let ctx = Rc::new(FleetContext::new(fleet, Some(tools)));
     let mut plans = resolve_all(&ctx, names, t.env.as_ref())?;

@@ -24,7 +24,7 @@ use crate::tools::terraform::{self, LockInfo};
 const READ_PARALLEL: usize = 32;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct StackStatus {
+pub(super) struct StackStatus {
     /// `<name>/vpc` or `<name>/frontends/<env>`.
     pub key: String,
     pub deployed: bool,
@@ -37,7 +37,7 @@ pub struct StackStatus {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct LastRun {
+pub(super) struct LastRun {
     pub operation: String,
     pub status: String,
     pub started_at: String,
@@ -50,7 +50,7 @@ pub struct LastRun {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct CustomerStatus {
+pub(super) struct CustomerStatus {
     pub customer: String,
     pub env: String,
     pub region: String,
@@ -67,7 +67,7 @@ pub struct CustomerStatus {
     pub error: Option<String>,
 }
 
-pub async fn status(fleet: &Fleet, names: &[CustomerName], env: Option<&EnvName>, as_json: bool) -> Result<(), Error> {
+pub(super) async fn status(fleet: &Fleet, names: &[CustomerName], env: Option<&EnvName>, as_json: bool) -> Result<(), Error> {
     let started = Instant::now();
     if let Some(e) = env {
         fleet.check_env(e)?;
@@ -92,7 +92,7 @@ pub async fn status(fleet: &Fleet, names: &[CustomerName], env: Option<&EnvName>
     let mut set = tokio::task::JoinSet::new();
     for (i, c) in customers.iter().enumerate() {
         let (c, sem, aws, account) = (c.clone(), sem.clone(), base.clone(), account.clone());
-        let fleet_bucket = crate::render::render_bucket(&fleet.state_bucket, &c.name, &c.region, &account);
+        let fleet_bucket = crate::stages::bucket::render_name(fleet, &c, &account);
         let work = fleet.paths.work.join(c.name.as_str());
         set.spawn_local(async move {
             let _permit = sem.acquire().await;
@@ -203,7 +203,7 @@ async fn one(aws: &Aws, c: &Customer, bucket: Result<BucketName, String>, work: 
     let bucket = match bucket {
         Ok(b) => b,
         Err(m) => {
-            row.error = Some(format!("[fleet] state_bucket: {m}"));
+            row.error = Some(m);
             return row;
         }
     };
@@ -274,7 +274,7 @@ fn last_run(work: &std::path::Path) -> Option<LastRun> {
 
 /// A state lock held right now, and where it is (for the commands that check and
 /// release it).
-pub struct HeldLock {
+pub(super) struct HeldLock {
     pub customer: String,
     pub stack: String,
     pub info: LockInfo,
@@ -303,7 +303,7 @@ fn cell(s: &str) -> String {
 
 /// The status as a job summary section: the table, then each held lock with its
 /// holder and the exact commands to check it and (once no run is active) release it.
-pub fn summary_markdown(rows: &[CustomerStatus], locks: &[HeldLock], now: SystemTime) -> String {
+pub(super) fn summary_markdown(rows: &[CustomerStatus], locks: &[HeldLock], now: SystemTime) -> String {
     let mut s = format!(
         "### `stamp status`: {} customer{}, {} with a state lock held\n\n",
         rows.len(),
@@ -393,7 +393,7 @@ fn table_cells(r: &CustomerStatus, now: SystemTime) -> Vec<String> {
 }
 
 /// The status table (stdout).
-pub fn table(rows: &[CustomerStatus], now: SystemTime) -> String {
+pub(super) fn table(rows: &[CustomerStatus], now: SystemTime) -> String {
     let mut lines: Vec<Vec<String>> = vec![HEADER.iter().map(|s| s.to_string()).collect()];
     for r in rows {
         lines.push(table_cells(r, now));

@@ -11,7 +11,7 @@ use crate::error::{EXIT_USAGE, Error};
 use crate::names::CustomerName;
 use crate::shared::context::FleetContext;
 
-pub fn validate(fleet: Fleet, names: &[CustomerName], t: &Target, as_json: bool) -> Result<(), Error> {
+pub(super) fn validate(fleet: Fleet, names: &[CustomerName], t: &Target, as_json: bool) -> Result<(), Error> {
     let ctx = Rc::new(FleetContext::new(fleet, None).offline());
     let mut bad = 0usize;
     let mut problems = 0usize;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 #[derive(Debug, Clone)]
-pub struct AppSettings {
+pub(crate) struct AppSettings {
     pub dir: String,
     pub server_name: String,
     pub puma_workers: u32,
@@ -18,7 +18,7 @@ pub struct AppSettings {
 
 /// `[smoke]`, resolved: the customer's keys over the fleet's over the defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SmokeSettings {
+pub(crate) struct SmokeSettings {
     pub enabled: bool,
     /// Appended to `public_url`; starts with `/`.
     pub path: String,
@@ -28,7 +28,7 @@ pub struct SmokeSettings {
     pub disabled_at: Option<String>,
 }
 
-pub const DEFAULT_SMOKE_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_SMOKE_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub(super) const MAX_SMOKE_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -129,7 +129,7 @@ pub(super) fn resolve_smoke(
 }
 
 /// A path on the public URL: starts with `/`, no spaces, no `#` fragment.
-pub fn check_smoke_path(p: &str) -> Result<String, String> {
+pub(crate) fn check_smoke_path(p: &str) -> Result<String, String> {
     if !p.starts_with('/') {
         return Err(format!("`{p}` must start with `/`, such as \"/\" or \"/health\""));
     }
@@ -140,7 +140,7 @@ pub fn check_smoke_path(p: &str) -> Result<String, String> {
 }
 
 /// `"5m"`, `"90s"`, `"1m 30s"` (humantime) or a whole number of seconds; from 1s to 1h.
-pub fn parse_smoke_timeout(v: &toml::Value) -> Result<Duration, String> {
+pub(crate) fn parse_smoke_timeout(v: &toml::Value) -> Result<Duration, String> {
     let d = match v {
         toml::Value::String(s) => humantime::parse_duration(s.trim())
             .map_err(|e| format!("`{s}` is not a duration ({e}); expected something like \"5m\", \"90s\" or a number of seconds"))?,

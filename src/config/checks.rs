@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// The largest configuration file stamp reads: a fleet or customer file is a few
 /// kilobytes; anything near this is a mistake (a log or a binary under the name).
-pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+pub(crate) const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 pub(super) enum ReadError {
     /// The file could not be opened or read (missing, permissions).
@@ -85,7 +85,7 @@ pub(super) fn check_tag(t: &str) -> Result<String, String> {
 /// restricted to characters that are safe wherever stamp writes it (a packer
 /// variable, a YAML file, an AMI tag). Never starts with `-` (git would read an
 /// option).
-pub fn check_git_id(g: &str) -> Result<String, String> {
+pub(crate) fn check_git_id(g: &str) -> Result<String, String> {
     let rule = "a branch, tag or commit: letters, digits, `.`, `_`, `/`, `-`, not starting with `-`, as git names refs";
     let why = if g.is_empty() {
         Some("it is empty".to_owned())
@@ -122,7 +122,7 @@ pub(super) const APP_REPO_HINT: &str = "app_repo is the git repository the image
 /// characters that are safe in a URL, a shell word and a YAML string are accepted,
 /// and never a leading `-` (git would read an option) nor git's `<transport>::`
 /// form (`ext::` runs a command).
-pub fn check_app_repo(r: &str, dir: &Path) -> Result<String, String> {
+pub(crate) fn check_app_repo(r: &str, dir: &Path) -> Result<String, String> {
     let rule = "an https://, ssh:// or file:// URL, `user@host:path`, or a local path";
     let bad = |why: String| Err(format!("`{}` is not a repository stamp accepts: {why} ({rule})", r.escape_debug()));
     if r.is_empty() {
@@ -171,7 +171,7 @@ pub fn check_app_repo(r: &str, dir: &Path) -> Result<String, String> {
 
 /// `[app] dir`: an absolute path of safe characters, for nginx (`root`), puma (a
 /// Ruby string) and the environment YAML.
-pub fn check_app_dir(d: &str) -> Result<String, String> {
+pub(crate) fn check_app_dir(d: &str) -> Result<String, String> {
     let rule = "an absolute path of letters, digits, `.`, `_` and `-` between the `/`, such as \"/srv/app\"";
     let why = if !d.starts_with('/') {
         Some("it is not absolute".to_owned())
@@ -195,7 +195,7 @@ pub fn check_app_dir(d: &str) -> Result<String, String> {
 /// `[app] server_name`: nginx's `server_name` list: `_`, or host names separated by
 /// spaces, each of labels of letters, digits and `-`, with an optional leading
 /// `*.` or `.` or trailing `.*` (nginx's wildcard names). No regular expressions.
-pub fn check_server_name(s: &str) -> Result<String, String> {
+pub(crate) fn check_server_name(s: &str) -> Result<String, String> {
     let rule = "`_` or host names separated by spaces, such as \"example.com www.example.com *.example.org\"";
     let label_ok = |l: &str| {
         (1..=63).contains(&l.len()) && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') && !l.starts_with('-') && !l.ends_with('-')

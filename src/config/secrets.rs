@@ -9,7 +9,7 @@ use toml::Spanned;
 
 /// Where a `[secrets]` value comes from at run time (the TOML never holds the value).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretFrom {
+pub(crate) enum SecretFrom {
     /// `{ env = "NAME" }`: stamp's environment variable NAME.
     Env(String),
     /// `{ file = "path" }`: the file's content (one trailing newline removed), the
@@ -19,13 +19,13 @@ pub enum SecretFrom {
 
 /// One `[secrets]` entry and where it was set ("file:line").
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SecretSource {
+pub(crate) struct SecretSource {
     pub from: SecretFrom,
     pub origin: String,
 }
 
 /// `[secrets]` entries by variable name (the customer file's over the fleet file's).
-pub type Secrets = BTreeMap<String, SecretSource>;
+pub(crate) type Secrets = BTreeMap<String, SecretSource>;
 
 pub(super) const SECRET_SHAPES: &str =
     "expected `{ env = \"ENV_VAR\" }` (read from stamp's environment) or `{ file = \"path\" }` (read from a file)";

@@ -14,14 +14,14 @@ use sha2::{Digest, Sha256};
 use crate::error::Error;
 use crate::events::Stage;
 
-pub const JOURNAL_FILE: &str = "journal.json";
+pub(crate) const JOURNAL_FILE: &str = "journal.json";
 /// Bumped when a field changes meaning; a newer journal is refused.
-pub const JOURNAL_SCHEMA: u32 = 1;
+pub(crate) const JOURNAL_SCHEMA: u32 = 1;
 
 /// How the journal's run ended (or `Running`: it is running, or it died).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum RunState {
+pub(crate) enum RunState {
     Running,
     Failed,
     Interrupted,
@@ -31,7 +31,7 @@ pub enum RunState {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum StageState {
+pub(crate) enum StageState {
     /// Started and not finished: still running, or the run died in it.
     Running,
     Done,
@@ -40,7 +40,7 @@ pub enum StageState {
 }
 
 impl StageState {
-    pub fn word(self) -> &'static str {
+    pub(crate) fn word(self) -> &'static str {
         match self {
             StageState::Running => "did not finish",
             StageState::Done => "done",
@@ -51,7 +51,7 @@ impl StageState {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StageEntry {
+pub(crate) struct StageEntry {
     pub stage: Stage,
     pub status: StageState,
     /// The start time of the run that ran this stage (it names that run).
@@ -73,7 +73,7 @@ pub struct StageEntry {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Journal {
+pub(crate) struct Journal {
     pub schema_version: u32,
     pub customer: String,
     /// The start time of the latest run.
@@ -89,16 +89,16 @@ pub struct Journal {
 
 /// What makes a deploy's result what it is; equal inputs, equal fingerprint.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Inputs {
+pub(crate) struct Inputs {
     pub parts: BTreeMap<String, String>,
 }
 
 impl Inputs {
-    pub fn add(&mut self, name: impl Into<String>, value: impl Into<String>) {
+    pub(crate) fn add(&mut self, name: impl Into<String>, value: impl Into<String>) {
         self.parts.insert(name.into(), value.into());
     }
 
-    pub fn fingerprint(&self) -> String {
+    pub(crate) fn fingerprint(&self) -> String {
         let mut h = Sha256::new();
         for (k, v) in &self.parts {
             h.update(k.as_bytes());
@@ -110,7 +110,7 @@ impl Inputs {
     }
 
     /// The parts that differ from `before` ("git_id (v1 -> v2)", "the customer file ... (changed)").
-    pub fn changed_since(&self, before: &BTreeMap<String, String>) -> Vec<String> {
+    pub(crate) fn changed_since(&self, before: &BTreeMap<String, String>) -> Vec<String> {
         let mut out = Vec::new();
         for (k, v) in &self.parts {
             match before.get(k) {
@@ -130,14 +130,14 @@ fn looks_hashed(v: &str) -> bool {
 }
 
 /// `sha256:<hex>` of some bytes (a part of the inputs).
-pub fn hash_bytes(bytes: &[u8]) -> String {
+pub(crate) fn hash_bytes(bytes: &[u8]) -> String {
     let d = Sha256::digest(bytes);
     format!("sha256:{}", d.iter().take(12).map(|b| format!("{b:02x}")).collect::<String>())
 }
 
 /// `sha256:<hex>` of a file, or of every file under a directory (names and contents,
 /// sorted; dot directories, states and plans left out; `.terraform.lock.hcl` counts).
-pub fn hash_path(path: &Path) -> std::io::Result<String> {
+pub(crate) fn hash_path(path: &Path) -> std::io::Result<String> {
     let mut h = Sha256::new();
     if path.is_dir() {
         // .terraform, .git, a stand-in's .standin: tools' own, not inputs.
@@ -159,12 +159,12 @@ pub fn hash_path(path: &Path) -> std::io::Result<String> {
 }
 
 impl Journal {
-    pub fn path(work: &Path) -> PathBuf {
+    pub(crate) fn path(work: &Path) -> PathBuf {
         work.join(JOURNAL_FILE)
     }
 
     /// A new run's journal: nothing started yet.
-    pub fn new(customer: &str, run: &str, inputs: &Inputs) -> Self {
+    pub(crate) fn new(customer: &str, run: &str, inputs: &Inputs) -> Self {
         Self {
             schema_version: JOURNAL_SCHEMA,
             customer: customer.to_owned(),
@@ -179,7 +179,7 @@ impl Journal {
 
     /// Reads the journal; `None` when there is none. One that cannot be read or
     /// parsed is an error naming the file and what to do (never taken as absent).
-    pub fn read(path: &Path, customer: &str) -> Result<Option<Self>, Error> {
+    pub(crate) fn read(path: &Path, customer: &str) -> Result<Option<Self>, Error> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -203,39 +203,29 @@ impl Journal {
         Ok(Some(j))
     }
 
-    pub fn save(&self, path: &Path) -> Result<(), Error> {
+    pub(crate) fn save(&self, path: &Path) -> Result<(), Error> {
         let text = serde_json::to_string_pretty(self).map_err(|e| Error::stage(format!("run journal: {e}")))?;
         crate::files::write_atomic(path, &format!("{text}\n"))
     }
 
-    pub fn entry(&self, stage: Stage) -> Option<&StageEntry> {
+    pub(crate) fn entry(&self, stage: Stage) -> Option<&StageEntry> {
         self.stages.iter().find(|e| e.stage == stage)
     }
 
-    pub fn done(&self, stage: Stage) -> Option<&StageEntry> {
+    pub(crate) fn done(&self, stage: Stage) -> Option<&StageEntry> {
         self.entry(stage).filter(|e| e.status == StageState::Done)
     }
 
     /// Sets a stage's entry, keeping stage order.
-    pub fn set(&mut self, entry: StageEntry) {
+    pub(crate) fn set(&mut self, entry: StageEntry) {
         self.stages.retain(|e| e.stage != entry.stage);
         self.stages.push(entry);
         self.stages.sort_by_key(|e| e.stage);
     }
 
-    /// Forgets the stages from `stage` on (a run that starts there runs them again).
-    pub fn clear_from(&mut self, stage: Stage) {
-        self.stages.retain(|e| e.stage < stage);
-    }
-
     /// The first stage that is not done, if any.
-    pub fn first_not_done(&self) -> Option<Stage> {
+    pub(crate) fn first_not_done(&self) -> Option<Stage> {
         Stage::ALL.into_iter().find(|s| self.done(*s).is_none())
-    }
-
-    /// The stage the run stopped in, and how: the last entry that is not done.
-    pub fn stopped_at(&self) -> Option<&StageEntry> {
-        self.stages.iter().find(|e| e.status != StageState::Done)
     }
 }
 
@@ -273,9 +263,6 @@ mod tests {
         j.set(entry(Stage::Ami, StageState::Running));
         assert_eq!(j.stages.iter().map(|e| e.stage).collect::<Vec<_>>(), vec![Stage::Bucket, Stage::Vpc, Stage::Ami]);
         assert_eq!(j.first_not_done(), Some(Stage::Ami));
-        assert_eq!(j.stopped_at().map(|e| e.stage), Some(Stage::Ami));
-        j.clear_from(Stage::Vpc);
-        assert_eq!(j.first_not_done(), Some(Stage::Vpc));
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::tools::aws::Aws;
 use crate::tools::process::StageLog;
 use crate::tools::terraform::{self, Outputs};
 
-pub struct Pipeline {
+pub(crate) struct Pipeline {
     /// What the stages see of this customer's run.
     pub cx: StageContext,
     pub report: RunReport,
@@ -44,7 +44,7 @@ impl Pipeline {
     /// Sets up the customer's work directory and its lock (`render` too: it writes
     /// the same generated files a running deploy reads) and
     /// the tools' environment. The plan was checked already.
-    pub async fn open(
+    pub(crate) async fn open(
         ctx: Rc<FleetContext>,
         plan: CustomerPlan,
         opts: Options,
@@ -102,7 +102,7 @@ impl Pipeline {
 
     /// Runs a stage body with its progress line, status and duration recorded; a
     /// stage does not start once the run is stopping.
-    pub async fn stage<T>(
+    pub(crate) async fn stage<T>(
         &mut self,
         stage: Stage,
         label: &str,
@@ -170,7 +170,7 @@ impl Pipeline {
 
     /// The file a stage's failure points at: its stack directory, the packer
     /// template, or (state bucket, smoke test: its settings) the customer file.
-    pub fn stage_file(&self, stage: Stage) -> PathBuf {
+    pub(crate) fn stage_file(&self, stage: Stage) -> PathBuf {
         let paths = &self.cx.ctx.fleet.paths;
         match stage {
             Stage::Vpc | Stage::Frontends => paths.terraform.join(&self.cx.plan.job(stage).rel),
@@ -179,14 +179,14 @@ impl Pipeline {
         }
     }
 
-    pub fn skip(&mut self, stage: Stage, why: &str) {
+    pub(crate) fn skip(&mut self, stage: Stage, why: &str) {
         let started = Instant::now();
         self.cx.ui.stage_started(stage, stage.as_str());
         self.record(stage, Status::Skipped, why, None, PlanDetail::default(), started);
     }
 
     /// Runs the operation and returns the report (saved, but for render) and the result.
-    pub async fn run(mut self) -> (RunReport, Result<(), Error>) {
+    pub(crate) async fn run(mut self) -> (RunReport, Result<(), Error>) {
         let op = self.report.operation;
         self.cx.ui.emit(None, EventKind::CustomerStarted { env: self.report.env.clone() });
         // Every tool of this customer keeps its work lock open: held until they are
@@ -242,7 +242,7 @@ impl Pipeline {
 }
 
 /// Output values as JSON; sensitive ones masked unless `show` is set.
-pub fn outputs_json(o: &Outputs, show: bool) -> Value {
+pub(crate) fn outputs_json(o: &Outputs, show: bool) -> Value {
     Value::Object(o.iter().map(|(k, v)| (k.clone(), if v.sensitive && !show { json!("(sensitive)") } else { v.value.clone() })).collect())
 }
 

@@ -19,13 +19,13 @@ use crate::tools::packer::TemplateInfo;
 use crate::tools::terraform::StackInfo;
 
 /// Standard inputs stamp sets itself; `[*.vars]` may not redefine them.
-pub const VPC_STANDARD: [&str; 3] = ["customer", "region", "env"];
-pub const FRONTENDS_STANDARD: [&str; 8] =
+pub(crate) const VPC_STANDARD: [&str; 3] = ["customer", "region", "env"];
+pub(crate) const FRONTENDS_STANDARD: [&str; 8] =
     ["customer", "region", "env", "ami_id", "vpc_id", "public_subnet_ids", "private_subnet_ids", "app_config"];
 
 /// A stack to run, with what it declares.
 #[derive(Debug, Clone)]
-pub struct StackJob {
+pub(crate) struct StackJob {
     pub stage: Stage,
     pub label: String,
     /// Relative to `[paths] terraform`, e.g. `vpc` or `frontends/production`.
@@ -36,7 +36,7 @@ pub struct StackJob {
 }
 
 #[derive(Debug, Clone)]
-pub struct CustomerPlan {
+pub(crate) struct CustomerPlan {
     pub customer: Customer,
     pub vpc: StackJob,
     pub frontends: StackJob,
@@ -56,19 +56,19 @@ pub struct CustomerPlan {
 
 /// A `[secrets]` value, read at run time. `Debug` never shows it.
 #[derive(Clone)]
-pub struct Secret {
+pub(crate) struct Secret {
     value: String,
     pub source: SecretSource,
 }
 
 impl Secret {
-    pub fn value(&self) -> &str {
+    pub(crate) fn value(&self) -> &str {
         &self.value
     }
 
     /// A shell word that stands for the value in a printed command line: the
     /// environment variable or file it is read from, never the value.
-    pub fn shown(&self) -> String {
+    pub(crate) fn shown(&self) -> String {
         match &self.source.from {
             SecretFrom::Env(e) => format!("\"${e}\""),
             SecretFrom::File(f) => format!("\"$(cat {})\"", crate::shell::shell_quote(&f.to_string_lossy())),
@@ -85,7 +85,7 @@ impl std::fmt::Debug for Secret {
 impl CustomerPlan {
     /// Loads `name` and checks it against the fleet's stacks and template.
     /// Returns every problem found (at least one) on failure.
-    pub fn resolve(ctx: &FleetContext, name: &CustomerName, env: Option<&EnvName>) -> Result<Self, Vec<Error>> {
+    pub(crate) fn resolve(ctx: &FleetContext, name: &CustomerName, env: Option<&EnvName>) -> Result<Self, Vec<Error>> {
         let fleet = &ctx.fleet;
         let mut customer = fleet.load_customer(name).map_err(|e| vec![e.into()])?;
         if let Some(env) = env {
@@ -167,18 +167,14 @@ impl CustomerPlan {
         }
     }
 
-    pub fn name(&self) -> &CustomerName {
-        &self.customer.name
-    }
-
     /// The commit to bake: this run looked `git_id` up before anything started.
-    pub fn commit(&self) -> Result<&str, Error> {
+    pub(crate) fn commit(&self) -> Result<&str, Error> {
         self.revision.as_ref().map(|r| r.commit.as_str()).ok_or_else(|| {
             Error::stage(format!("{}: git_id `{}` was not resolved to a commit before the run", self.customer.name, self.customer.git_id))
         })
     }
 
-    pub fn job(&self, stage: Stage) -> &StackJob {
+    pub(crate) fn job(&self, stage: Stage) -> &StackJob {
         match stage {
             Stage::Vpc => &self.vpc,
             _ => &self.frontends,
@@ -285,7 +281,7 @@ fn check_vars(vars: &StageVars, section: &str, standard: &[&str], info: &StackIn
 }
 
 /// A stack's `[*.vars]` table in the customer file, and its name.
-pub fn stage_vars(customer: &Customer, stage: Stage) -> (&'static str, &StageVars) {
+pub(crate) fn stage_vars(customer: &Customer, stage: Stage) -> (&'static str, &StageVars) {
     if stage == Stage::Vpc { ("vpc.vars", &customer.vpc_vars) } else { ("frontends.vars", &customer.frontends_vars) }
 }
 
@@ -447,7 +443,7 @@ fn read_secrets(
 
 /// The largest secret file stamp reads: a password, a token or a key is far smaller;
 /// anything near this is the wrong file.
-pub const MAX_SECRET_BYTES: u64 = 64 << 10;
+pub(crate) const MAX_SECRET_BYTES: u64 = 64 << 10;
 
 enum SecretFileError {
     /// It does not exist (here): `validate` notes it, the other commands refuse.
@@ -512,11 +508,11 @@ fn read_secret_file(f: &Path) -> Result<String, SecretFileError> {
 }
 
 /// A customer's stacks (`vpc`, `frontends/<env>`) and their state objects' keys.
-pub fn state_keys(c: &Customer) -> [(String, String); 2] {
+pub(crate) fn state_keys(c: &Customer) -> [(String, String); 2] {
     [("vpc".to_owned(), format!("{}/vpc", c.name)), (format!("frontends/{}", c.env), format!("{}/frontends/{}", c.name, c.env))]
 }
 
-pub fn app_context(c: &Customer) -> AppContext {
+pub(crate) fn app_context(c: &Customer) -> AppContext {
     AppContext {
         customer: c.name.to_string(),
         region: c.region.to_string(),

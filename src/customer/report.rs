@@ -13,14 +13,15 @@ use crate::operation::Operation;
 /// Bumped when a field changes meaning; readers refuse a newer one.
 /// 2: `changes` counts replacements apart (`replace`), no longer in add and destroy;
 /// stack stages carry `resources`, `placeholder(s)` and (drift) `drifted`.
-pub const SCHEMA_VERSION: u32 = 2;
+pub(crate) const SCHEMA_VERSION: u32 = 2;
 
-pub use crate::tools::terraform::{Action, LockInfo, ResourceChange};
+pub(crate) use crate::tools::terraform::{Action, LockInfo, ResourceChange};
+use crate::tools::terraform::{Tense, change_line};
 
 /// Resources a plan adds, changes, destroys and replaces, each counted once (a
 /// replacement is in `replace` only, not in add and destroy as terraform's text counts it).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Changes {
+pub(crate) struct Changes {
     pub add: u64,
     pub change: u64,
     pub destroy: u64,
@@ -30,16 +31,16 @@ pub struct Changes {
 
 impl Changes {
     /// The counts of a plan's resource changes.
-    pub fn of(resources: &[ResourceChange]) -> Changes {
+    pub(crate) fn of(resources: &[ResourceChange]) -> Changes {
         let n = |a: Action| resources.iter().filter(|r| r.action == a).count() as u64;
         Changes { add: n(Action::Create), change: n(Action::Update), destroy: n(Action::Delete), replace: n(Action::Replace) }
     }
 
-    pub fn total(self) -> u64 {
+    pub(crate) fn total(self) -> u64 {
         self.add + self.change + self.destroy + self.replace
     }
 
-    pub fn plus(self, o: Changes) -> Changes {
+    pub(crate) fn plus(self, o: Changes) -> Changes {
         Changes {
             add: self.add + o.add,
             change: self.change + o.change,
@@ -48,17 +49,18 @@ impl Changes {
         }
     }
 
-    /// "no changes" or "1 to add, 0 to change, 0 to destroy, 1 to replace".
-    pub fn describe(self) -> String {
-        if self.total() == 0 {
-            "no changes".into()
-        } else {
-            format!("{} to add, {} to change, {} to destroy, {} to replace", self.add, self.change, self.destroy, self.replace)
-        }
+    /// A plan's: "no changes" or "1 to add, 0 to change, 0 to destroy, 1 to replace".
+    pub(crate) fn describe(self) -> String {
+        self.describe_in(Tense::Plan)
+    }
+
+    /// The change line in either tense (`tools::terraform::change_line`).
+    pub(crate) fn describe_in(self, tense: Tense) -> String {
+        change_line(tense, self.add, self.change, self.destroy, Some(self.replace))
     }
 
     /// The short form of the tables: "+1 ~0 -0 -/+1", each marker as terraform's.
-    pub fn short(self) -> String {
+    pub(crate) fn short(self) -> String {
         format!("+{} ~{} -{} -/+{}", self.add, self.change, self.destroy, self.replace)
     }
 }
@@ -66,7 +68,7 @@ impl Changes {
 /// An input planned with a stand-in value because the real one does not exist yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Placeholder {
+pub(crate) enum Placeholder {
     /// The vpc stack is not applied: vpc_id and the subnet ids are placeholders.
     VpcOutputs,
     /// No AMI is baked or deployed yet: ami_id is a placeholder.
@@ -74,7 +76,7 @@ pub enum Placeholder {
 }
 
 impl Placeholder {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Placeholder::VpcOutputs => "vpc outputs",
             Placeholder::Ami => "AMI",
@@ -82,7 +84,7 @@ impl Placeholder {
     }
 
     /// "planned with placeholder vpc outputs / AMI: the real plan comes after `stamp deploy`".
-    pub fn label(list: &[Placeholder]) -> String {
+    pub(crate) fn label(list: &[Placeholder]) -> String {
         let what: Vec<&str> = list.iter().map(|p| p.as_str()).collect();
         format!("planned with placeholder {}: the real plan comes after `stamp deploy`", what.join(" / "))
     }
@@ -91,7 +93,7 @@ impl Placeholder {
 /// What a stack's plan shows beyond its counts (a stack stage of plan, deploy,
 /// destroy and drift); flattened into the stage's report.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlanDetail {
+pub(crate) struct PlanDetail {
     /// Every resource the plan changes, with its action (no-ops and data reads left out).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<ResourceChange>,
@@ -116,7 +118,7 @@ pub struct PlanDetail {
 
 /// What one stage did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StageReport {
+pub(crate) struct StageReport {
     pub name: Stage,
     pub status: Status,
     pub duration_s: f64,
@@ -131,7 +133,7 @@ pub struct StageReport {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunReport {
+pub(crate) struct RunReport {
     #[serde(default)]
     pub schema_version: u32,
     pub customer: String,
@@ -162,7 +164,7 @@ pub struct RunReport {
 
 impl RunReport {
     /// A customer the run never started (the fleet stopped first).
-    pub fn not_started(customer: &str, operation: Operation, env: &str, region: &str, log_dir: PathBuf, why: &str) -> Self {
+    pub(crate) fn not_started(customer: &str, operation: Operation, env: &str, region: &str, log_dir: PathBuf, why: &str) -> Self {
         Self {
             schema_version: SCHEMA_VERSION,
             customer: customer.to_owned(),
@@ -185,26 +187,26 @@ impl RunReport {
     }
 
     /// Every stack's changes added up.
-    pub fn changes(&self) -> Changes {
+    pub(crate) fn changes(&self) -> Changes {
         self.stages.iter().filter_map(|s| s.changes).fold(Changes::default(), Changes::plus)
     }
 
     /// Whether any stack was planned with placeholder inputs.
-    pub fn placeholder(&self) -> bool {
+    pub(crate) fn placeholder(&self) -> bool {
         self.stages.iter().any(|s| s.plan.placeholder)
     }
 
     /// The resources any stack found drifted, with their stage (drift only).
-    pub fn drifted(&self) -> Vec<(Stage, &ResourceChange)> {
+    pub(crate) fn drifted(&self) -> Vec<(Stage, &ResourceChange)> {
         self.stages.iter().flat_map(|s| s.plan.drifted.iter().flatten().map(move |r| (s.name, r))).collect()
     }
 
-    pub fn public_url(&self) -> Option<&str> {
+    pub(crate) fn public_url(&self) -> Option<&str> {
         self.outputs.get("frontends").and_then(|f| f.get("public_url")).and_then(Value::as_str)
     }
 
     /// Reads a saved report; `None` when there is none, an error when it is unreadable.
-    pub fn read(path: &std::path::Path) -> Result<Option<Self>, String> {
+    pub(crate) fn read(path: &std::path::Path) -> Result<Option<Self>, String> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

@@ -11,7 +11,7 @@ use crate::events::Stage;
 
 /// Where a deploy starts.
 #[derive(Debug, Default, PartialEq)]
-pub struct Start {
+pub(crate) struct Start {
     /// The stages before the start, with their journal entries: checked, not rerun.
     pub carried: BTreeMap<Stage, StageEntry>,
     /// What the operator is told about it (a resume, a resume refused, a stale `--from`).
@@ -23,7 +23,7 @@ pub struct Start {
 /// the same inputs resumes at its first stage not done; with other inputs, or after
 /// a complete run, everything runs. `--from` takes the earlier stages as they are
 /// (each must have been done), saying so when their inputs differ.
-pub fn decide(from: Option<Stage>, old: Option<&Journal>, inputs: &Inputs, path: &Path, customer: &str) -> Result<Start, Error> {
+pub(crate) fn decide(from: Option<Stage>, old: Option<&Journal>, inputs: &Inputs, path: &Path, customer: &str) -> Result<Start, Error> {
     let fingerprint = inputs.fingerprint();
     let mut start = Start::default();
     match from {
@@ -71,7 +71,12 @@ pub fn decide(from: Option<Stage>, old: Option<&Journal>, inputs: &Inputs, path:
 }
 
 /// The journal entries of the stages before `from`, each of which must be done.
-pub fn from_stages(path: &Path, customer: &str, from: Stage, journal: Option<&Journal>) -> Result<BTreeMap<Stage, StageEntry>, Error> {
+pub(crate) fn from_stages(
+    path: &Path,
+    customer: &str,
+    from: Stage,
+    journal: Option<&Journal>,
+) -> Result<BTreeMap<Stage, StageEntry>, Error> {
     let mut out = BTreeMap::new();
     for s in Stage::ALL.into_iter().filter(|s| *s < from) {
         match journal.and_then(|j| j.done(s)) {

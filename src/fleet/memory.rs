@@ -14,12 +14,12 @@ use tokio::sync::Notify;
 
 /// One terraform with hashicorp/aws 5.x and its provider while it plans or applies: issue
 /// 19 measured 389 MiB; `make bench-fleet-real` saw a customer's tree peak at 352 MiB private.
-pub const DEFAULT_TOOL_MIB: u64 = 400;
+pub(crate) const DEFAULT_TOOL_MIB: u64 = 400;
 const MIB: u64 = 1 << 20;
 
 /// The memory a run may fill, in bytes, and where the figure comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Budget {
+pub(crate) struct Budget {
     pub bytes: u64,
     /// The cgroup's limit binds, not the machine's MemAvailable.
     pub cgroup: bool,
@@ -27,7 +27,7 @@ pub struct Budget {
 
 /// The budget of this process now: `None` where /proc/meminfo cannot be read (then
 /// memory bounds nothing).
-pub fn budget() -> Option<Budget> {
+pub(crate) fn budget() -> Option<Budget> {
     let machine = mem_available(&std::fs::read_to_string("/proc/meminfo").ok()?)?;
     let cgroup = std::fs::read_to_string("/proc/self/cgroup")
         .ok()
@@ -39,7 +39,7 @@ pub fn budget() -> Option<Budget> {
 }
 
 /// MemAvailable of a /proc/meminfo text, in bytes.
-pub fn mem_available(meminfo: &str) -> Option<u64> {
+pub(crate) fn mem_available(meminfo: &str) -> Option<u64> {
     let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
@@ -48,7 +48,7 @@ pub fn mem_available(meminfo: &str) -> Option<u64> {
 /// The least room left under a memory limit of this process's cgroup or of one of its
 /// ancestors, in bytes: v2 (`0::/path`, memory.max - memory.current) or v1 (`N:memory:/path`,
 /// memory.limit_in_bytes - memory.usage_in_bytes). `None` when no limit is set.
-pub fn cgroup_headroom(proc_self_cgroup: &str, root: &Path, read: impl Fn(&Path) -> Option<String>) -> Option<u64> {
+pub(crate) fn cgroup_headroom(proc_self_cgroup: &str, root: &Path, read: impl Fn(&Path) -> Option<String>) -> Option<u64> {
     let number = |p: PathBuf| read(&p).and_then(|s| s.trim().parse::<u64>().ok());
     let mut least: Option<u64> = None;
     for line in proc_self_cgroup.lines() {
@@ -78,13 +78,13 @@ pub fn cgroup_headroom(proc_self_cgroup: &str, root: &Path, read: impl Fn(&Path)
 
 /// Customers side by side: `parallel`, unless `budget` holds fewer tools of `tool`
 /// bytes; always at least one (a run that cannot hold one still runs, one at a time).
-pub fn lanes(budget: u64, tool: u64, parallel: usize) -> usize {
+pub(crate) fn lanes(budget: u64, tool: u64, parallel: usize) -> usize {
     let fits = budget / tool.max(1);
     usize::try_from(fits).unwrap_or(usize::MAX).clamp(1, parallel.max(1))
 }
 
 /// The note shown the first time memory holds a customer back.
-pub fn note(lanes: usize, parallel: usize, tool: u64, budget: Budget, measured: bool) -> String {
+pub(crate) fn note(lanes: usize, parallel: usize, tool: u64, budget: Budget, measured: bool) -> String {
     let size = if measured { "the largest tool process tree seen in this run" } else { "STAMP_TOOL_MEMORY_MIB or the default" };
     let whose = if budget.cgroup { "left under this cgroup's memory limit" } else { "available (MemAvailable)" };
     format!(
@@ -96,7 +96,7 @@ pub fn note(lanes: usize, parallel: usize, tool: u64, budget: Budget, measured: 
 }
 
 /// The memory bound of one run, shared by its waves.
-pub struct Memory {
+pub(crate) struct Memory {
     budget: Option<Budget>,
     /// The size of one tool's process tree, in bytes.
     tool: Cell<u64>,
@@ -108,11 +108,11 @@ pub struct Memory {
 
 impl Memory {
     /// Reads the budget now (before any tool of the run starts).
-    pub fn of_this_machine(tool_mib: Option<u64>) -> Self {
+    pub(crate) fn of_this_machine(tool_mib: Option<u64>) -> Self {
         Self::new(budget(), tool_mib)
     }
 
-    pub fn new(budget: Option<Budget>, tool_mib: Option<u64>) -> Self {
+    pub(crate) fn new(budget: Option<Budget>, tool_mib: Option<u64>) -> Self {
         Self {
             budget,
             tool: Cell::new(tool_mib.unwrap_or(DEFAULT_TOOL_MIB) * MIB),
@@ -123,21 +123,21 @@ impl Memory {
     }
 
     /// Whether a measured tree can change the size.
-    pub fn measures(&self) -> bool {
+    pub(crate) fn measures(&self) -> bool {
         !self.fixed && self.budget.is_some()
     }
 
     /// A tool's process tree was seen holding `bytes`: the size only grows (an early,
     /// small tool, an init before its provider starts, must not open lanes a later
     /// plan does not fit in).
-    pub fn observe(&self, bytes: u64) {
+    pub(crate) fn observe(&self, bytes: u64) {
         if !self.fixed && bytes > self.tool.get() {
             self.tool.set(bytes);
             self.measured.set(true);
         }
     }
 
-    pub fn lanes(&self, parallel: usize) -> usize {
+    pub(crate) fn lanes(&self, parallel: usize) -> usize {
         match self.budget {
             Some(b) => lanes(b.bytes, self.tool.get(), parallel),
             None => parallel.max(1),
@@ -156,7 +156,7 @@ impl Memory {
 
 /// The lanes of one wave: at most `parallel` customers, and no more than memory
 /// holds, started in the order they asked (the canaries' order, then the plans').
-pub struct Lanes {
+pub(crate) struct Lanes {
     parallel: usize,
     memory: Rc<Memory>,
     running: Cell<usize>,
@@ -166,7 +166,7 @@ pub struct Lanes {
 }
 
 impl Lanes {
-    pub fn new(parallel: usize, memory: Rc<Memory>) -> Rc<Self> {
+    pub(crate) fn new(parallel: usize, memory: Rc<Memory>) -> Rc<Self> {
         Rc::new(Self {
             parallel: parallel.max(1),
             memory,
@@ -179,7 +179,7 @@ impl Lanes {
 
     /// Waits for this caller's turn and a free lane; `note` gets the memory note the
     /// first time memory, not `--parallel`, is what makes a customer wait.
-    pub async fn enter(self: &Rc<Self>, note: impl Fn(&str)) -> Lane {
+    pub(crate) async fn enter(self: &Rc<Self>, note: impl Fn(&str)) -> Lane {
         let ticket = self.issued.replace(self.issued.get() + 1);
         loop {
             // Registered before the check: a lane freed in between still wakes us.
@@ -203,13 +203,14 @@ impl Lanes {
     }
 
     /// Customers in their lanes now.
-    pub fn running(&self) -> usize {
+    #[cfg(test)]
+    fn running(&self) -> usize {
         self.running.get()
     }
 }
 
 /// A customer's lane, given back when dropped.
-pub struct Lane {
+pub(crate) struct Lane {
     lanes: Rc<Lanes>,
 }
 
@@ -223,7 +224,7 @@ impl Drop for Lane {
 /// The private memory of each process tree under this process's children, in bytes:
 /// one per tool run (with the relay in front of it, and the providers it starts).
 /// Read from /proc/PID/task/TID/children; empty where the kernel has no such file.
-pub fn tool_trees() -> Vec<u64> {
+pub(crate) fn tool_trees() -> Vec<u64> {
     children_of(std::process::id()).into_iter().map(tree_private).collect()
 }
 

@@ -2,7 +2,7 @@
 //! (`revisions`), and running them side by side (`scheduler`) as far as memory holds
 //! them (`memory`). What the customers of a run share is in `crate::shared`.
 
-pub mod memory;
-pub mod revisions;
-pub mod scheduler;
-pub mod selection;
+pub(crate) mod memory;
+pub(crate) mod revisions;
+pub(crate) mod scheduler;
+pub(crate) mod selection;

@@ -13,7 +13,7 @@ use crate::tools::git::{self, Lookup, Revision};
 
 /// Sets `revision` on every plan, or prints every problem and returns exit 2.
 /// `annotate` is the caller's CI annotation of a problem (`ui::github::annotate`).
-pub async fn resolve(root: &Path, plans: &mut [CustomerPlan], annotate: fn(&Error, Option<&Path>)) -> Result<(), Error> {
+pub(crate) async fn resolve(root: &Path, plans: &mut [CustomerPlan], annotate: fn(&Error, Option<&Path>)) -> Result<(), Error> {
     let mut problems: Vec<(String, Error)> = Vec::new();
     // Repository -> the plans whose git_id it must name.
     let mut by_repo: BTreeMap<String, Vec<usize>> = BTreeMap::new();

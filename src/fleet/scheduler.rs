@@ -21,7 +21,7 @@ use crate::shared::context::FleetContext;
 use crate::stages::contract::Options;
 
 #[derive(Debug, Clone, Default)]
-pub struct Policy {
+pub(crate) struct Policy {
     /// Customers side by side (at least 1).
     pub parallel: usize,
     /// Start no new customer after the first failure.
@@ -37,14 +37,14 @@ pub struct Policy {
 }
 
 /// One customer's end: its report and, on failure, the error.
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub report: RunReport,
     pub error: Option<Error>,
 }
 
 /// Runs `op` for every plan, in order, under `policy`; returns one outcome per plan,
 /// in the same order. Must run inside a `LocalSet`.
-pub async fn run(
+pub(crate) async fn run(
     ctx: Rc<FleetContext>,
     plans: Vec<CustomerPlan>,
     op: Operation,

@@ -14,7 +14,7 @@ use crate::names::CustomerName;
 /// What a command does with the customers it selects, which decides what it does
 /// when none is named (see the module doc: the one rule).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Use {
+pub(crate) enum Use {
     /// deploy, plan, drift, destroy: terraform and packer against AWS. None named: refused.
     Runs,
     /// validate, render, outputs, status, matrix: files and states read. None named: every customer.
@@ -22,7 +22,7 @@ pub enum Use {
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct Selector {
+pub(crate) struct Selector {
     pub names: Vec<CustomerName>,
     pub all: bool,
     pub tags: Vec<String>,
@@ -30,7 +30,7 @@ pub struct Selector {
 
 /// The selected customers, in command-line order (names) or name order.
 /// Customer files that are invalid are reported by whoever loads them.
-pub fn select(fleet: &Fleet, sel: &Selector, used: Use) -> Result<Vec<CustomerName>, Error> {
+pub(crate) fn select(fleet: &Fleet, sel: &Selector, used: Use) -> Result<Vec<CustomerName>, Error> {
     let known: Vec<CustomerName> = fleet.customer_names()?.into_iter().filter_map(Result::ok).collect();
     if !sel.names.is_empty() {
         let mut out: Vec<CustomerName> = Vec::new();
@@ -94,14 +94,14 @@ pub fn select(fleet: &Fleet, sel: &Selector, used: Use) -> Result<Vec<CustomerNa
 /// The canary order of customers not named on the command line: `[fleet] canary`
 /// first, in its order, then the others in the order given. Deploy runs the first K
 /// of it first (`--canary K`); `stamp matrix --canary K` marks the same K.
-pub fn canary_order(fleet: &Fleet, names: &[CustomerName]) -> Vec<CustomerName> {
+pub(crate) fn canary_order(fleet: &Fleet, names: &[CustomerName]) -> Vec<CustomerName> {
     let mut ordered: Vec<CustomerName> = fleet.canary.iter().filter(|c| names.contains(c)).cloned().collect();
     ordered.extend(names.iter().filter(|n| !fleet.canary.contains(n)).cloned());
     ordered
 }
 
 /// Up to three known names closest to `name` (edit distance at most a third of its length, or a prefix).
-pub fn closest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Vec<String> {
+pub(crate) fn closest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Vec<String> {
     let limit = (name.len() / 3).max(2);
     let mut scored: Vec<(usize, &str)> = known
         .filter_map(|k| {

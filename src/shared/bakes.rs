@@ -19,7 +19,7 @@ use crate::names::AmiId;
 use crate::tools::packer::PACKER_PLACEMENT;
 
 /// The key of an image: a short hash of everything that makes it what it is.
-pub fn image_key(template_hash: &str, region: &str, vars: &BTreeMap<String, Value>) -> String {
+pub(crate) fn image_key(template_hash: &str, region: &str, vars: &BTreeMap<String, Value>) -> String {
     let mut h = Sha256::new();
     h.update(template_hash.as_bytes());
     h.update([0]);
@@ -36,7 +36,7 @@ pub fn image_key(template_hash: &str, region: &str, vars: &BTreeMap<String, Valu
 
 /// How a shared bake ended, as the customers waiting on it see it.
 #[derive(Debug, Clone)]
-pub struct Baked {
+pub(crate) struct Baked {
     pub ami: AmiId,
     /// The customer whose stage ran the bake (or found the image).
     pub by: String,
@@ -46,34 +46,25 @@ pub struct Baked {
 
 /// A bake that failed, as the customers waiting on it see it.
 #[derive(Debug, Clone)]
-pub struct BakeFailed {
+pub(crate) struct BakeFailed {
     /// The customer whose stage ran the bake.
     pub by: String,
     pub message: String,
 }
 
 /// A bake every customer of an image waits on.
-pub type Bake = Rc<OnceCell<Result<Baked, BakeFailed>>>;
+pub(crate) type Bake = Rc<OnceCell<Result<Baked, BakeFailed>>>;
 
 /// The bakes of one stamp run, by image key.
 #[derive(Default)]
-pub struct Bakery {
+pub(crate) struct Bakery {
     bakes: RefCell<BTreeMap<String, Bake>>,
 }
 
 impl Bakery {
     /// The cell every customer needing `key` waits on: the first one in fills it.
-    pub fn cell(&self, key: &str) -> Bake {
+    pub(crate) fn cell(&self, key: &str) -> Bake {
         self.bakes.borrow_mut().entry(key.to_owned()).or_default().clone()
-    }
-
-    /// How many distinct images this run needed.
-    pub fn len(&self) -> usize {
-        self.bakes.borrow().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

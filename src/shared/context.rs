@@ -24,7 +24,7 @@ use crate::tools::process::StageLog;
 use crate::tools::s3::AwsApi;
 use crate::tools::terraform::StackInfo;
 
-pub struct FleetContext {
+pub(crate) struct FleetContext {
     pub fleet: Fleet,
     /// `None` for commands that run no tool (validate).
     pub tools: Option<Tools>,
@@ -57,7 +57,7 @@ pub struct FleetContext {
 }
 
 impl FleetContext {
-    pub fn new(fleet: Fleet, tools: Option<Tools>) -> Self {
+    pub(crate) fn new(fleet: Fleet, tools: Option<Tools>) -> Self {
         let plan_jobs = default_plan_jobs();
         Self {
             fleet,
@@ -82,7 +82,7 @@ impl FleetContext {
 
     /// What the fleet policy sets for every customer's tools: at most `plan_jobs`
     /// terraform init/plan steps at once (at least 1), and terraform's `-lock-timeout`.
-    pub fn with_limits(mut self, plan_jobs: usize, lock_timeout: std::time::Duration) -> Self {
+    pub(crate) fn with_limits(mut self, plan_jobs: usize, lock_timeout: std::time::Duration) -> Self {
         self.plan_jobs = plan_jobs.max(1);
         self.plan_lanes = Arc::new(Semaphore::new(self.plan_jobs));
         self.lock_timeout = lock_timeout;
@@ -92,31 +92,31 @@ impl FleetContext {
     /// For `validate`: it checks the files; a `[secrets]` source that holds no value
     /// here (a pull request's job has none) is a note, not a problem. The commands
     /// that use a secret still refuse to run without it.
-    pub fn offline(mut self) -> Self {
+    pub(crate) fn offline(mut self) -> Self {
         self.offline = true;
         self
     }
 
-    pub fn is_offline(&self) -> bool {
+    pub(crate) fn is_offline(&self) -> bool {
         self.offline
     }
 
     /// How long terraform waits for a held state lock, as `--lock-timeout` gave it.
-    pub fn lock_timeout(&self) -> std::time::Duration {
+    pub(crate) fn lock_timeout(&self) -> std::time::Duration {
         self.lock_timeout
     }
 
     /// The `-lock-timeout=<N>s` argument of terraform plan and apply.
-    pub fn lock_timeout_arg(&self) -> String {
+    pub(crate) fn lock_timeout_arg(&self) -> String {
         format!("-lock-timeout={}s", self.lock_timeout.as_secs())
     }
 
-    pub fn plan_jobs(&self) -> usize {
+    pub(crate) fn plan_jobs(&self) -> usize {
         self.plan_jobs
     }
 
     /// A plan lane at once, or `None` when all are taken (then `plan_lane`).
-    pub fn try_plan_lane(&self) -> Option<OwnedSemaphorePermit> {
+    pub(crate) fn try_plan_lane(&self) -> Option<OwnedSemaphorePermit> {
         match self.plan_lanes.clone().try_acquire_owned() {
             Ok(p) => Some(p),
             Err(TryAcquireError::NoPermits) => None,
@@ -125,16 +125,16 @@ impl FleetContext {
     }
 
     /// Waits for a plan lane (first come, first served).
-    pub async fn plan_lane(&self) -> OwnedSemaphorePermit {
+    pub(crate) async fn plan_lane(&self) -> OwnedSemaphorePermit {
         self.plan_lanes.clone().acquire_owned().await.expect("the plan lanes are never closed")
     }
 
-    pub fn tools(&self) -> &Tools {
+    pub(crate) fn tools(&self) -> &Tools {
         self.tools.as_ref().expect("this command finds its tools before running a pipeline")
     }
 
     /// A stack's declarations, parsed once per run.
-    pub fn stack(&self, dir: &Path) -> Result<Rc<StackInfo>, Error> {
+    pub(crate) fn stack(&self, dir: &Path) -> Result<Rc<StackInfo>, Error> {
         if let Some(i) = self.stacks.borrow().get(dir) {
             return Ok(i.clone());
         }
@@ -144,7 +144,7 @@ impl FleetContext {
     }
 
     /// The packer template's declarations, parsed once per run.
-    pub fn template(&self) -> Result<Rc<TemplateInfo>, Error> {
+    pub(crate) fn template(&self) -> Result<Rc<TemplateInfo>, Error> {
         if let Some(t) = self.template.borrow().as_ref() {
             return Ok(t.clone());
         }
@@ -154,7 +154,7 @@ impl FleetContext {
     }
 
     /// The environment every tool gets, per region.
-    pub fn tool_env(&self, region: &Region) -> Result<Vec<(String, String)>, Error> {
+    pub(crate) fn tool_env(&self, region: &Region) -> Result<Vec<(String, String)>, Error> {
         if let Some(e) = self.envs.borrow().get(region.as_str()) {
             return Ok(e.clone());
         }
@@ -164,12 +164,12 @@ impl FleetContext {
     }
 
     /// The app templates, compiled once per run.
-    pub fn app_templates(&self) -> Rc<Result<AppTemplates, String>> {
+    pub(crate) fn app_templates(&self) -> Rc<Result<AppTemplates, String>> {
         self.app_templates.borrow_mut().get_or_insert_with(|| Rc::new(AppTemplates::load(&self.fleet.paths.app_templates))).clone()
     }
 
     /// The account id: `[aws] account_id`, else STS, asked once per run.
-    pub async fn account_id(&self, aws: &Aws, log: &mut StageLog) -> Result<String, Error> {
+    pub(crate) async fn account_id(&self, aws: &Aws, log: &mut StageLog) -> Result<String, Error> {
         if let Some(a) = &self.fleet.aws.account_id {
             return Ok(a.clone());
         }
@@ -177,11 +177,11 @@ impl FleetContext {
     }
 
     /// The run's SDK clients; `env` is a tools' environment (`tool_env`).
-    pub fn aws_api(&self, env: &[(String, String)]) -> Rc<AwsApi> {
+    pub(crate) fn aws_api(&self, env: &[(String, String)]) -> Rc<AwsApi> {
         self.api.borrow_mut().get_or_insert_with(|| Rc::new(AwsApi::new(&self.fleet, env))).clone()
     }
 
-    pub fn lock(&self, name: &str) -> Rc<Mutex<()>> {
+    pub(crate) fn lock(&self, name: &str) -> Rc<Mutex<()>> {
         self.locks.borrow_mut().entry(name.to_owned()).or_default().clone()
     }
 }
@@ -189,6 +189,6 @@ impl FleetContext {
 /// `--plan-jobs` by default: the CPUs this process may use. A terraform init or plan
 /// computes (and, with a large provider such as hashicorp/aws, holds a few hundred
 /// MB) for most of its run; more of them than cores only makes each one slower.
-pub fn default_plan_jobs() -> usize {
+pub(crate) fn default_plan_jobs() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
 }

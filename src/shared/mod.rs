@@ -2,5 +2,5 @@
 //! the tools, the stacks read once, the locks two customers must not race on) and
 //! the bakery (one bake per image). Below the stages, which use it; above the tools.
 
-pub mod bakes;
-pub mod context;
+pub(crate) mod bakes;
+pub(crate) mod context;

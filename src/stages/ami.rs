@@ -20,7 +20,7 @@ use crate::tools::packer::{self, PackerEvent};
 use crate::tools::process::{StageLog, Tail, ToolCommand};
 use crate::tools::terraform;
 
-pub async fn run(p: &mut StageContext, vpc: &VpcOutputs) -> Result<StageDone<AmiId>, Error> {
+pub(crate) async fn run(p: &mut StageContext, vpc: &VpcOutputs) -> Result<StageDone<AmiId>, Error> {
     // Private var files a killed run left behind (this customer's lock is held: no
     // other run is using them).
     for stale in std::fs::read_dir(&p.work).into_iter().flatten().flatten() {
@@ -244,7 +244,7 @@ async fn ensure_amazon_plugin(p: &StageContext, log: &mut StageLog) -> Result<()
 
 /// Destroy: deregisters the AMIs this customer baked or runs, unless another
 /// deployed customer's frontends still run them.
-pub async fn deregister(p: &mut StageContext, ran: Option<&AmiId>) -> Result<StageDone<()>, Error> {
+pub(crate) async fn deregister(p: &mut StageContext, ran: Option<&AmiId>) -> Result<StageDone<()>, Error> {
     let mut log = p.log(Stage::Ami)?;
     let name = p.name().to_owned();
     let mut candidates = p.aws.find_images("ami", &mut log, &[(TAG_CUSTOMER, &name)]).await?;
@@ -321,7 +321,7 @@ async fn amis_used_by_others(p: &StageContext, log: &mut StageLog) -> Result<BTr
     Ok(used)
 }
 
-pub fn template_hash(p: &StageContext) -> Result<String, Error> {
+pub(crate) fn template_hash(p: &StageContext) -> Result<String, Error> {
     packer::template_hash(&p.ctx.fleet.paths.packer_template).map_err(|e| Error::io("hashing the packer template", e))
 }
 
@@ -330,7 +330,7 @@ pub fn template_hash(p: &StageContext) -> Result<String, Error> {
 /// the `[secrets]` the template declares. `git_id` is the commit the customer's
 /// git_id named when this run looked (never a branch: the image must hold exactly
 /// the commit its key names), so the image key hashes the commit.
-pub fn packer_vars(p: &StageContext, vpc: &VpcOutputs, hash: &str) -> Result<BTreeMap<String, Value>, Error> {
+pub(crate) fn packer_vars(p: &StageContext, vpc: &VpcOutputs, hash: &str) -> Result<BTreeMap<String, Value>, Error> {
     let c = &p.plan.customer;
     let commit = p.plan.commit()?;
     let template = &p.plan.template;
@@ -382,7 +382,7 @@ fn split_sensitive(p: &StageContext, vars: BTreeMap<String, Value>) -> (BTreeMap
 }
 
 /// `vars/<customer>.json`: every packer variable but the sensitive ones.
-pub fn write_packer_vars(p: &StageContext, vpc: &VpcOutputs, hash: &str) -> Result<PathBuf, Error> {
+pub(crate) fn write_packer_vars(p: &StageContext, vpc: &VpcOutputs, hash: &str) -> Result<PathBuf, Error> {
     let dir = &p.ctx.fleet.paths.vars;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     let path = dir.join(format!("{}.json", p.name()));
@@ -415,7 +415,7 @@ fn private_var_file(work: &Path, vars: &BTreeMap<String, Value>) -> Result<(temp
     Ok((dir, path))
 }
 
-pub fn write_app_config(p: &StageContext, files: &[(String, String)]) -> Result<PathBuf, Error> {
+pub(crate) fn write_app_config(p: &StageContext, files: &[(String, String)]) -> Result<PathBuf, Error> {
     let root = p.work.join("app");
     for (rel, text) in files {
         let path = root.join(rel);

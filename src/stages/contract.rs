@@ -24,7 +24,7 @@ use crate::tools::terraform::Outputs;
 /// plan and options, its events, its working directory, its tools' environment
 /// and AWS clients. The pipeline owns it, with the report and the journal that
 /// the stages never touch.
-pub struct StageContext {
+pub(crate) struct StageContext {
     pub ctx: Rc<FleetContext>,
     pub plan: CustomerPlan,
     pub opts: Options,
@@ -38,13 +38,13 @@ pub struct StageContext {
 }
 
 impl StageContext {
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         self.plan.customer.name.as_str()
     }
 
     /// The stage's log: the first open in a run starts it afresh (keeping the previous
     /// run's beside it), later opens in the same run append.
-    pub fn log(&mut self, stage: Stage) -> Result<StageLog, Error> {
+    pub(crate) fn log(&mut self, stage: Stage) -> Result<StageLog, Error> {
         let path = self.work.join("logs").join(format!("{stage}.log"));
         let log = if self.opened_logs.insert(stage) { StageLog::create(path) } else { StageLog::append(path) }?;
         // Retries (and their reasons) show as the stage's current step too.
@@ -55,7 +55,7 @@ impl StageContext {
     /// A plan lane (`--plan-jobs`), held through a stack's terraform init and plan.
     /// While every lane is taken the customer's line says so; an interrupt meanwhile
     /// ends the stage before its tool starts.
-    pub async fn plan_lane(&self, stage: Stage) -> Result<tokio::sync::OwnedSemaphorePermit, Error> {
+    pub(crate) async fn plan_lane(&self, stage: Stage) -> Result<tokio::sync::OwnedSemaphorePermit, Error> {
         if let Some(lane) = self.ctx.try_plan_lane() {
             return Ok(lane);
         }
@@ -69,11 +69,11 @@ impl StageContext {
 }
 
 /// A change in a plan: an address and its typed action, read from `terraform show -json`.
-pub type PlannedChange = crate::tools::terraform::ResourceChange;
+pub(crate) type PlannedChange = crate::tools::terraform::ResourceChange;
 
 /// A stack's plan, as shown for approval.
 #[derive(Debug, Clone)]
-pub struct ShownPlan {
+pub(crate) struct ShownPlan {
     pub stage: Stage,
     pub dir: PathBuf,
     pub changes: Changes,
@@ -83,17 +83,17 @@ pub struct ShownPlan {
 type Answer<'a> = Pin<Box<dyn Future<Output = Result<bool, Error>> + 'a>>;
 
 /// Decides whether a planned stack is applied (the binary's prompt implements it).
-pub trait Approver {
+pub(crate) trait Approver {
     fn approve<'a>(&'a self, customer: &'a str, plan: &'a ShownPlan) -> Answer<'a>;
 }
 
 /// The destroys and replacements an operator saw and approved, per customer and stack.
-pub type ApprovedDestroys = BTreeMap<(String, Stage), BTreeSet<String>>;
+pub(crate) type ApprovedDestroys = BTreeMap<(String, Stage), BTreeSet<String>>;
 
 /// The destroys and replacements each customer's stacks planned, from their plan
 /// reports: what a fleet's plan shown for approval, or a plan file written by
 /// `stamp plan --out`, lists.
-pub fn planned_destroys<'a>(reports: impl IntoIterator<Item = &'a RunReport>) -> ApprovedDestroys {
+pub(crate) fn planned_destroys<'a>(reports: impl IntoIterator<Item = &'a RunReport>) -> ApprovedDestroys {
     let mut out = ApprovedDestroys::new();
     for r in reports {
         for st in &r.stages {
@@ -106,14 +106,14 @@ pub fn planned_destroys<'a>(reports: impl IntoIterator<Item = &'a RunReport>) ->
 
 /// Which destroys and replacements may be applied, and who reviewed them.
 #[derive(Debug)]
-pub struct Reviewed {
+pub(crate) struct Reviewed {
     pub destroys: ApprovedDestroys,
     pub by: Reviewer,
 }
 
 /// Where the reviewed destroys come from (what a refusal tells the operator to do).
 #[derive(Debug, Clone)]
-pub enum Reviewer {
+pub(crate) enum Reviewer {
     /// The fleet's plan, shown in the terminal and approved there.
     Prompt,
     /// `deploy --approved-plan FILE`: a plan recorded by `stamp plan --out FILE`.
@@ -125,13 +125,13 @@ pub enum Reviewer {
 
 impl Reviewed {
     /// Nothing may be destroyed or replaced.
-    pub fn nothing() -> Self {
+    pub(crate) fn nothing() -> Self {
         Self { destroys: ApprovedDestroys::new(), by: Reviewer::Nobody }
     }
 
     /// The error for a stack whose plan would destroy or replace `unseen`, which
     /// were not reviewed: the stack is not applied.
-    pub fn refusal(&self, customer: &str, stage: Stage, unseen: &[String]) -> Error {
+    pub(crate) fn refusal(&self, customer: &str, stage: Stage, unseen: &[String]) -> Error {
         let what = unseen.join(", ");
         match &self.by {
             Reviewer::Prompt => Error::stage_hint(
@@ -166,7 +166,7 @@ impl Reviewed {
 
 /// How an apply is approved.
 #[derive(Clone)]
-pub enum Approval {
+pub(crate) enum Approval {
     /// `--auto-approve` with destroys allowed; plan, destroy.
     Auto,
     /// Ask for each stack with changes.
@@ -177,7 +177,7 @@ pub enum Approval {
 }
 
 #[derive(Clone)]
-pub struct Options {
+pub(crate) struct Options {
     pub approval: Approval,
     pub rebuild_ami: bool,
     /// `--no-smoke`: deploy without checking that the public URL answers.
@@ -189,7 +189,7 @@ pub struct Options {
 
 /// The typed outputs of the vpc stack that the later stages use.
 #[derive(Debug, Clone)]
-pub struct VpcOutputs {
+pub(crate) struct VpcOutputs {
     pub vpc_id: String,
     pub build_subnet_id: String,
     pub public_subnet_ids: Vec<String>,
@@ -199,7 +199,7 @@ pub struct VpcOutputs {
 pub const VPC_OUTPUTS: [&str; 4] = ["vpc_id", "build_subnet_id", "public_subnet_ids", "private_subnet_ids"];
 
 impl VpcOutputs {
-    pub fn from_outputs(o: &Outputs, stack: &str) -> Result<Self, Error> {
+    pub(crate) fn from_outputs(o: &Outputs, stack: &str) -> Result<Self, Error> {
         let missing: Vec<&str> = VPC_OUTPUTS.iter().copied().filter(|k| !o.contains_key(*k)).collect();
         if !missing.is_empty() {
             return Err(Error::stage_hint(
@@ -232,7 +232,7 @@ impl VpcOutputs {
 }
 
 /// What a stage body returns: its value, how it ended, the detail for the summary.
-pub struct StageDone<T> {
+pub(crate) struct StageDone<T> {
     pub value: T,
     pub status: Status,
     pub detail: String,
@@ -242,14 +242,14 @@ pub struct StageDone<T> {
 }
 
 impl<T> StageDone<T> {
-    pub fn new(value: T, status: Status, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(value: T, status: Status, detail: impl Into<String>) -> Self {
         Self { value, status, detail: detail.into(), changes: None, plan: PlanDetail::default() }
     }
 }
 
 /// The placeholder vpc outputs a frontends plan uses while the vpc stack is not
 /// applied: ids of the right form (they pass the stacks' validation), all zeros.
-pub fn placeholder_vpc() -> VpcOutputs {
+pub(crate) fn placeholder_vpc() -> VpcOutputs {
     VpcOutputs {
         vpc_id: "vpc-00000000000000000".into(),
         build_subnet_id: "subnet-00000000000000001".into(),
@@ -259,6 +259,6 @@ pub fn placeholder_vpc() -> VpcOutputs {
 }
 
 /// The placeholder AMI a frontends plan uses while no AMI is baked or deployed.
-pub fn placeholder_ami() -> AmiId {
+pub(crate) fn placeholder_ami() -> AmiId {
     AmiId::parse("ami-00000000000000000").expect("a valid AMI id")
 }

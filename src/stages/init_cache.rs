@@ -18,7 +18,7 @@ const FINGERPRINT_FILE: &str = "stamp-init.sha256";
 /// The fingerprint of what `terraform init` in `stack_dir` reads: every file of the
 /// working copy `tree` (but terraform's own directories, states, plans and inputs),
 /// the terraform binary and the CLI configuration.
-pub fn fingerprint(tree: &Path, stack_dir: &Path, terraform: &Path, env: &[(String, String)]) -> std::io::Result<String> {
+pub(crate) fn fingerprint(tree: &Path, stack_dir: &Path, terraform: &Path, env: &[(String, String)]) -> std::io::Result<String> {
     let mut h = Sha256::new();
     h.update(stack_dir.strip_prefix(tree).unwrap_or(stack_dir).to_string_lossy().as_bytes());
     let skip = |name: &str, _: bool| {
@@ -50,18 +50,18 @@ pub fn fingerprint(tree: &Path, stack_dir: &Path, terraform: &Path, env: &[(Stri
 
 /// Whether the last successful init in `stack_dir` had this fingerprint (and left
 /// its backend and modules in place).
-pub fn up_to_date(stack_dir: &Path, fingerprint: &str) -> bool {
+pub(crate) fn up_to_date(stack_dir: &Path, fingerprint: &str) -> bool {
     let dot = stack_dir.join(".terraform");
     dot.join("terraform.tfstate").is_file() && std::fs::read_to_string(dot.join(FINGERPRINT_FILE)).is_ok_and(|f| f.trim() == fingerprint)
 }
 
 /// Records a successful init.
-pub fn record(stack_dir: &Path, fingerprint: &str) -> std::io::Result<()> {
+pub(crate) fn record(stack_dir: &Path, fingerprint: &str) -> std::io::Result<()> {
     std::fs::write(stack_dir.join(".terraform").join(FINGERPRINT_FILE), format!("{fingerprint}\n"))
 }
 
 /// Forgets it (before an init runs: a failed init leaves no stale record).
-pub fn forget(stack_dir: &Path) {
+pub(crate) fn forget(stack_dir: &Path) {
     let _ = std::fs::remove_file(stack_dir.join(".terraform").join(FINGERPRINT_FILE));
 }
 

@@ -3,9 +3,9 @@
 //! `ami` (the VPC outputs -> an AMI, baked once per image), `smoke` (the frontends'
 //! `public_url` -> it answers).
 
-pub mod ami;
-pub mod bucket;
+pub(crate) mod ami;
+pub(crate) mod bucket;
 pub mod contract;
-pub mod init_cache;
-pub mod smoke;
-pub mod stack;
+pub(crate) mod init_cache;
+pub(crate) mod smoke;
+pub(crate) mod stack;

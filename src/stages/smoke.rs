@@ -12,7 +12,7 @@ use crate::events::{Stage, Status};
 use crate::stages::contract::{StageContext, StageDone};
 
 /// The longest one attempt (connect, TLS, the answer's head) may take.
-pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The pauses between attempts: doubling from the first to the last.
 const BACKOFF_FIRST: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -21,7 +21,8 @@ const LAST_ATTEMPT_MIN: Duration = Duration::from_millis(100);
 
 /// What one attempt got.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Answer {
+#[allow(clippy::enum_variant_names, reason = "NoAnswer: no HTTP answer at all, told apart from an Http status and a timeout")]
+pub(crate) enum Answer {
     Http(u16),
     /// No answer within the attempt's timeout.
     TimedOut(Duration),
@@ -31,7 +32,7 @@ pub enum Answer {
 
 impl Answer {
     /// 2xx or 3xx: the service answers.
-    pub fn answering(&self) -> bool {
+    pub(crate) fn answering(&self) -> bool {
         matches!(self, Answer::Http(code) if (200..400).contains(code))
     }
 }
@@ -48,7 +49,7 @@ impl std::fmt::Display for Answer {
 
 /// The URL to check: `public_url` and `path` with one `/` between them. Only
 /// http:// and https:// URLs with a host, and no query or fragment to append to.
-pub fn target_url(public_url: &str, path: &str) -> Result<String, String> {
+pub(crate) fn target_url(public_url: &str, path: &str) -> Result<String, String> {
     let rest = public_url
         .strip_prefix("http://")
         .or_else(|| public_url.strip_prefix("https://"))
@@ -69,12 +70,12 @@ pub fn target_url(public_url: &str, path: &str) -> Result<String, String> {
 }
 
 /// The pause after attempt `n` (1-based).
-pub fn backoff(n: u32) -> Duration {
+pub(crate) fn backoff(n: u32) -> Duration {
     BACKOFF_FIRST.saturating_mul(1u32 << n.saturating_sub(1).min(8)).min(BACKOFF_MAX)
 }
 
 /// The text of the progress line while waiting.
-pub fn waiting_line(attempt: u32, last: &Answer, left: Duration) -> String {
+pub(crate) fn waiting_line(attempt: u32, last: &Answer, left: Duration) -> String {
     format!("attempt {attempt}: {last}; {} left", whole_seconds(left))
 }
 
@@ -84,7 +85,7 @@ fn whole_seconds(d: Duration) -> String {
 
 /// GETs `public_url` + `[smoke] path` until it answers or the customer's
 /// `[smoke] timeout` passes.
-pub async fn run(p: &mut StageContext, public_url: &str) -> Result<StageDone<()>, Error> {
+pub(crate) async fn run(p: &mut StageContext, public_url: &str) -> Result<StageDone<()>, Error> {
     let settings = p.plan.customer.smoke.clone();
     let url = target_url(public_url, &settings.path)
         .map_err(|m| Error::stage_hint(m, "the frontends stack's `public_url` output must be the service's http:// or https:// address"))?;

@@ -19,16 +19,16 @@ use crate::stages::contract::{ShownPlan, StageContext, StageDone, VpcOutputs};
 use crate::tools::process::StageLog;
 use crate::tools::terraform::{self, Outputs, TfEvent};
 
-pub mod guard;
-pub mod inputs;
-pub mod steps;
+pub(crate) mod guard;
+pub(crate) mod inputs;
+pub(crate) mod steps;
 
 use guard::*;
 use inputs::*;
 use steps::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     Apply,
     PlanOnly,
     Destroy,
@@ -38,7 +38,7 @@ pub enum Mode {
 /// (`<key>.tflock`) while it plans and applies: on an interrupt, the lock is read at
 /// once and its real ID printed, and read again once terraform has stopped, to say
 /// whether it was left behind and how to release it (`interrupt`).
-pub async fn run(
+pub(crate) async fn run(
     p: &mut StageContext,
     stage: Stage,
     bucket: &BucketName,
@@ -256,9 +256,7 @@ async fn run_stack(
     let status = if total == 0 { Status::Unchanged } else { Status::Ok };
     let detail = match (mode, applied) {
         (Mode::PlanOnly, _) => changes.describe(),
-        (_, true) => {
-            format!("{} added, {} changed, {} destroyed, {} replaced", changes.add, changes.change, changes.destroy, changes.replace)
-        }
+        (_, true) => changes.describe_in(terraform::Tense::Applied),
         (_, false) => String::new(),
     };
     let plan = PlanDetail { resources: planned, ..PlanDetail::default() };
@@ -266,7 +264,7 @@ async fn run_stack(
 }
 
 /// Where a placeholder plan's stack keeps its state and finds the vpc's.
-pub struct Scratch<'a> {
+pub(crate) struct Scratch<'a> {
     /// The real state bucket: the stack's own state is read from it (never written);
     /// `None`: a never-deployed customer, planned against an empty local state.
     pub bucket: Option<&'a BucketName>,
@@ -279,7 +277,7 @@ pub struct Scratch<'a> {
 /// local state, with placeholder vpc outputs through a local placeholder vpc state.
 /// The state is never written (`-lock=false`, no apply), nothing is created, and
 /// the saved plan is deleted with the copy: it can never be applied.
-pub async fn plan_scratch(
+pub(crate) async fn plan_scratch(
     p: &mut StageContext,
     stage: Stage,
     scratch: Scratch<'_>,
@@ -372,7 +370,7 @@ pub async fn plan_scratch(
 /// infrastructure behind the state's back) and a normal plan (configuration not
 /// yet applied), reported apart. Applies nothing, writes no state (`-lock=false`);
 /// both saved plans are deleted.
-pub async fn drift(
+pub(crate) async fn drift(
     p: &mut StageContext,
     stage: Stage,
     bucket: &BucketName,

@@ -13,7 +13,7 @@ use crate::tools::s3::{ApiError, AwsApi, Hardening};
 
 /// Everything needed to call the AWS CLI the same way each time.
 #[derive(Clone)]
-pub struct Aws {
+pub(crate) struct Aws {
     pub program: std::path::PathBuf,
     pub endpoint: Option<String>,
     pub env: Vec<(String, String)>,
@@ -25,36 +25,36 @@ pub struct Aws {
 }
 
 /// Tags stamp puts on (and looks for on) the AMIs it bakes.
-pub const TAG_CUSTOMER: &str = "stamp:customer";
+pub(crate) const TAG_CUSTOMER: &str = "stamp:customer";
 /// The git_id (branch, tag or hash) the image was baked for, as the customer wrote it.
-pub const TAG_GIT_ID: &str = "stamp:git_id";
+pub(crate) const TAG_GIT_ID: &str = "stamp:git_id";
 /// The commit the image holds: what its git_id named when it was baked.
-pub const TAG_COMMIT: &str = "stamp:commit";
+pub(crate) const TAG_COMMIT: &str = "stamp:commit";
 
 /// What an image's tags say it was baked from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ImageRevision {
+pub(crate) struct ImageRevision {
     pub git_id: Option<String>,
     pub commit: Option<String>,
 }
-pub const TAG_TEMPLATE_HASH: &str = "stamp:template_hash";
+pub(crate) const TAG_TEMPLATE_HASH: &str = "stamp:template_hash";
 /// What makes two customers' images the same (see `fleet::bakes`).
-pub const TAG_IMAGE_KEY: &str = "stamp:image_key";
+pub(crate) const TAG_IMAGE_KEY: &str = "stamp:image_key";
 
 impl Aws {
     /// The AWS CLI at `program`, as the fleet reaches AWS (endpoint), with the tools' environment.
-    pub fn new(fleet: &crate::config::Fleet, program: std::path::PathBuf, env: Vec<(String, String)>) -> Self {
+    pub(crate) fn new(fleet: &crate::config::Fleet, program: std::path::PathBuf, env: Vec<(String, String)>) -> Self {
         let api = Rc::new(AwsApi::new(fleet, &env));
         Self::with_api(fleet, program, env, api)
     }
 
     /// As `new`, with the run's shared SDK clients.
-    pub fn with_api(fleet: &crate::config::Fleet, program: std::path::PathBuf, env: Vec<(String, String)>, api: Rc<AwsApi>) -> Self {
+    pub(crate) fn with_api(fleet: &crate::config::Fleet, program: std::path::PathBuf, env: Vec<(String, String)>, api: Rc<AwsApi>) -> Self {
         let region = env.iter().find(|(k, _)| k == "AWS_REGION").map(|(_, v)| v.clone()).unwrap_or_else(|| "us-east-1".into());
         Self { program, endpoint: fleet.aws.endpoint.clone(), env, cwd: fleet.root.clone(), api, region }
     }
 
-    pub fn command<I: IntoIterator<Item = S>, S: Into<std::ffi::OsString>>(&self, args: I) -> ToolCommand {
+    pub(crate) fn command<I: IntoIterator<Item = S>, S: Into<std::ffi::OsString>>(&self, args: I) -> ToolCommand {
         // One attempt per call: stamp retries transient failures itself (`run`), so
         // that each retry is logged with its reason and the total stays bounded.
         let once = [("AWS_MAX_ATTEMPTS".to_owned(), "1".to_owned()), ("AWS_RETRY_MODE".to_owned(), "standard".to_owned())];
@@ -69,7 +69,7 @@ impl Aws {
     /// tool failure. A failure whose AWS error code (or the CLI's connection error)
     /// is transient is retried through `crate::retry`, each retry logged with its
     /// reason; after the last attempt its result is returned as it is.
-    pub async fn run(&self, stage: &str, log: &mut StageLog, args: &[&str], ok: &[i32]) -> Result<(i32, String, String), Error> {
+    pub(crate) async fn run(&self, stage: &str, log: &mut StageLog, args: &[&str], ok: &[i32]) -> Result<(i32, String, String), Error> {
         let what = operation_name(args);
         let r = crate::tools::process::logged(
             log,
@@ -129,7 +129,7 @@ impl Aws {
     }
 
     /// The caller's account id (STS, through the SDK).
-    pub async fn account_id(&self, _stage: &str, log: &mut StageLog) -> Result<String, Error> {
+    pub(crate) async fn account_id(&self, _stage: &str, log: &mut StageLog) -> Result<String, Error> {
         self.api.account_id(log).await.map_err(|e| {
             let hint = match (&e, &self.endpoint) {
                 (ApiError::Unreachable { .. }, Some(url)) => format!(
@@ -145,7 +145,7 @@ impl Aws {
     }
 
     /// 0: ours and reachable; 404: missing; 403: someone else's (or not readable with these credentials).
-    pub async fn bucket_status(&self, _stage: &str, log: &mut StageLog, bucket: &BucketName) -> Result<u16, Error> {
+    pub(crate) async fn bucket_status(&self, _stage: &str, log: &mut StageLog, bucket: &BucketName) -> Result<u16, Error> {
         match self.api.head_bucket(log, &self.region, bucket).await {
             Ok(()) => Ok(0),
             Err(ApiError::NotFound { .. }) => Ok(404),
@@ -158,7 +158,7 @@ impl Aws {
     /// (versioning, default encryption, the four public-access-block flags, a
     /// TLS-only policy) and applies whatever is missing or was changed since.
     /// Returns whether it was created and what was (re)applied.
-    pub async fn ensure_state_bucket(
+    pub(crate) async fn ensure_state_bucket(
         &self,
         stage: &str,
         log: &mut StageLog,
@@ -200,7 +200,13 @@ impl Aws {
     }
 
     /// The content of `s3://bucket/key`, or `None` when there is no such object.
-    pub async fn read_object(&self, _stage: &str, log: &mut StageLog, bucket: &BucketName, key: &str) -> Result<Option<String>, Error> {
+    pub(crate) async fn read_object(
+        &self,
+        _stage: &str,
+        log: &mut StageLog,
+        bucket: &BucketName,
+        key: &str,
+    ) -> Result<Option<String>, Error> {
         match self.api.get_object(log, &self.region, bucket, key).await {
             Ok(o) => Ok(o.map(|o| o.text)),
             Err(e) => Err(api_error(format!("cannot read s3://{bucket}/{key}"), e)),
@@ -209,7 +215,7 @@ impl Aws {
 
     /// AMIs of this account carrying every one of these tags, newest first:
     /// (id, creation date, snapshot ids).
-    pub async fn find_images(
+    pub(crate) async fn find_images(
         &self,
         stage: &str,
         log: &mut StageLog,
@@ -245,7 +251,7 @@ impl Aws {
     }
 
     /// The tags of one AMI.
-    pub async fn image_tags(
+    pub(crate) async fn image_tags(
         &self,
         stage: &str,
         log: &mut StageLog,
@@ -268,7 +274,7 @@ impl Aws {
     }
 
     /// Whether `ami` is registered (and not deregistered) in this account's region.
-    pub async fn image_exists(&self, stage: &str, log: &mut StageLog, ami: &AmiId) -> Result<bool, Error> {
+    pub(crate) async fn image_exists(&self, stage: &str, log: &mut StageLog, ami: &AmiId) -> Result<bool, Error> {
         let (code, out, stderr) =
             self.run(stage, log, &["ec2", "describe-images", "--image-ids", ami.as_str(), "--output", "json"], &[0, 254, 255]).await?;
         if code != 0 {
@@ -288,7 +294,7 @@ impl Aws {
 
     /// The app revision of each of stamp's AMIs in the region: its `stamp:git_id`
     /// and `stamp:commit` tags (either may be missing on an older image).
-    pub async fn image_revisions(
+    pub(crate) async fn image_revisions(
         &self,
         stage: &str,
         log: &mut StageLog,
@@ -310,7 +316,12 @@ impl Aws {
 
     /// Whether deletion protection is on right now (the state may be older: the
     /// operator may just have turned it off). A resource that is gone is not protected.
-    pub async fn still_protected(&self, stage: &str, log: &mut StageLog, p: &crate::tools::terraform::Protected) -> Result<bool, Error> {
+    pub(crate) async fn still_protected(
+        &self,
+        stage: &str,
+        log: &mut StageLog,
+        p: &crate::tools::terraform::Protected,
+    ) -> Result<bool, Error> {
         use crate::tools::terraform::Protected;
         let (args, query): (Vec<&str>, &str) = match p {
             Protected::Database { identifier } => {
@@ -345,7 +356,7 @@ impl Aws {
 
     /// Deregisters an AMI and deletes its snapshots; an image or snapshot that is
     /// already gone (another customer of the run removed it) is not an error.
-    pub async fn delete_image(&self, stage: &str, log: &mut StageLog, ami: &AmiId, snapshots: &[String]) -> Result<(), Error> {
+    pub(crate) async fn delete_image(&self, stage: &str, log: &mut StageLog, ami: &AmiId, snapshots: &[String]) -> Result<(), Error> {
         let gone = |code: i32, stderr: &str, codes: &[&str]| code == 0 || error_code(stderr).is_some_and(|c| codes.contains(&c.as_str()));
         let (code, _, stderr) = self.run(stage, log, &["ec2", "deregister-image", "--image-id", ami.as_str()], &[0, 254, 255]).await?;
         if !gone(code, &stderr, &["InvalidAMIID.Unavailable", "InvalidAMIID.NotFound"]) {
@@ -362,7 +373,7 @@ impl Aws {
 }
 
 /// The AWS error code an AWS CLI error message carries: "An error occurred (Code) when ...".
-pub fn error_code(stderr: &str) -> Option<String> {
+pub(crate) fn error_code(stderr: &str) -> Option<String> {
     let i = stderr.find("An error occurred (")? + "An error occurred (".len();
     let rest = &stderr[i..];
     Some(rest[..rest.find(')')?].to_owned())
@@ -374,7 +385,7 @@ pub fn error_code(stderr: &str) -> Option<String> {
 /// answer came, botocore's connection errors (EndpointConnectionError: the endpoint
 /// refuses or does not exist; ConnectionClosedError, ReadTimeoutError: the
 /// connection was dropped or timed out mid-request).
-pub fn cli_failure(stderr: &str) -> ApiError {
+pub(crate) fn cli_failure(stderr: &str) -> ApiError {
     let message = stderr.trim().lines().last().unwrap_or_default().to_owned();
     if let Some(code) = error_code(stderr) {
         return match code.parse::<u16>() {
@@ -443,7 +454,7 @@ fn taken(bucket: &BucketName) -> Error {
 }
 
 /// A failed SDK call as a stage error, with a hint that fits its kind.
-pub fn api_error(what: String, e: ApiError) -> Error {
+pub(crate) fn api_error(what: String, e: ApiError) -> Error {
     if e == ApiError::Interrupted {
         return Error::Interrupted(None);
     }

@@ -9,14 +9,14 @@ use crate::tools::terraform;
 
 /// The tools, found.
 #[derive(Debug, Clone)]
-pub struct Tools {
+pub(crate) struct Tools {
     pub terraform: PathBuf,
     pub packer: PathBuf,
     pub aws: PathBuf,
 }
 
 /// Finds a tool: an explicit choice (path or name on PATH) or the default names.
-pub fn find_tool(names: &[&str], choice: Option<&str>, root: &Path, key: &str) -> Result<PathBuf, Error> {
+pub(crate) fn find_tool(names: &[&str], choice: Option<&str>, root: &Path, key: &str) -> Result<PathBuf, Error> {
     match choice {
         Some(c) if c.contains('/') => {
             let p = root.join(c);
@@ -42,7 +42,7 @@ pub fn find_tool(names: &[&str], choice: Option<&str>, root: &Path, key: &str) -
 
 /// Finds the tools `op` runs; one it does not run may be missing (destroying a
 /// customer needs no packer, rendering needs neither terraform nor packer).
-pub fn find_tools(fleet: &Fleet, op: Operation) -> Result<Tools, Error> {
+pub(crate) fn find_tools(fleet: &Fleet, op: Operation) -> Result<Tools, Error> {
     let needed = |found: Result<PathBuf, Error>, name: &str, needed: bool| match found {
         Ok(p) => Ok(p),
         Err(_) if !needed => Ok(PathBuf::from(name)),
@@ -64,12 +64,12 @@ pub fn find_tools(fleet: &Fleet, op: Operation) -> Result<Tools, Error> {
 }
 
 /// The AWS CLI: `[tools] aws` (or STAMP_AWS), else `aws` on PATH.
-pub fn find_aws(fleet: &Fleet) -> Result<PathBuf, Error> {
+pub(crate) fn find_aws(fleet: &Fleet) -> Result<PathBuf, Error> {
     find_tool(&["aws"], fleet.tools.aws.as_deref(), &fleet.root, "[tools] aws (STAMP_AWS)")
 }
 
 /// The environment every tool gets (see README "Environment variables").
-pub fn tool_env(fleet: &Fleet, region: &crate::names::Region, work_root: &Path) -> Result<Vec<(String, String)>, Error> {
+pub(crate) fn tool_env(fleet: &Fleet, region: &crate::names::Region, work_root: &Path) -> Result<Vec<(String, String)>, Error> {
     let mut env: Vec<(String, String)> = vec![
         ("AWS_DEFAULT_REGION".into(), region.to_string()),
         ("AWS_REGION".into(), region.to_string()),

@@ -12,11 +12,11 @@ use crate::tools::process::{StageLog, Stream, Tail, ToolCommand};
 
 /// How long one `git ls-remote` may take (a repository behind a dead network
 /// would otherwise hold the run before anything starts).
-pub const LS_REMOTE_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const LS_REMOTE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A `git_id` and the commit it named when this run looked.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Revision {
+pub(crate) struct Revision {
     pub git_id: String,
     /// The full hash (40 hex digits; 64 in a SHA-256 repository), lower-case.
     pub commit: String,
@@ -24,24 +24,24 @@ pub struct Revision {
 
 impl Revision {
     /// The commit's first 12 digits, for people.
-    pub fn short(&self) -> &str {
+    pub(crate) fn short(&self) -> &str {
         &self.commit[..12.min(self.commit.len())]
     }
 
     /// "master at 0123456789ab", or the hash alone when the git_id is the hash.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         if self.git_id.eq_ignore_ascii_case(&self.commit) { self.commit.clone() } else { format!("{} at {}", self.git_id, self.short()) }
     }
 }
 
 /// A full commit hash: 40 (SHA-1) or 64 (SHA-256) hex digits.
-pub fn is_full_hash(s: &str) -> bool {
+pub(crate) fn is_full_hash(s: &str) -> bool {
     (s.len() == 40 || s.len() == 64) && s.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 /// The refs `git_id` may name, as `git ls-remote` patterns: a full ref as given
 /// (and its peeled tag), `HEAD`, or else the branch and the tag of that name.
-pub fn patterns(git_id: &str) -> Vec<String> {
+pub(crate) fn patterns(git_id: &str) -> Vec<String> {
     if git_id.starts_with("refs/") {
         vec![git_id.to_owned(), format!("{git_id}^{{}}")]
     } else if git_id == "HEAD" {
@@ -53,7 +53,7 @@ pub fn patterns(git_id: &str) -> Vec<String> {
 
 /// What a listing says of one `git_id`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Lookup {
+pub(crate) enum Lookup {
     Found(String),
     /// Neither a branch nor a tag of that name.
     Missing,
@@ -67,7 +67,7 @@ pub enum Lookup {
 
 /// Picks `git_id`'s commit from `ls-remote` lines (hash, ref). An annotated tag
 /// names the commit it points at (its `^{}` line), not the tag object.
-pub fn pick(listing: &[(String, String)], git_id: &str) -> Lookup {
+pub(crate) fn pick(listing: &[(String, String)], git_id: &str) -> Lookup {
     let get = |r: &str| listing.iter().find(|(_, name)| name == r).map(|(h, _)| h.to_ascii_lowercase());
     let peeled = |r: &str| get(&format!("{r}^{{}}")).or_else(|| get(r));
     if git_id.starts_with("refs/") || git_id == "HEAD" {
@@ -81,13 +81,13 @@ pub fn pick(listing: &[(String, String)], git_id: &str) -> Lookup {
 }
 
 /// Parses `git ls-remote` output: "<hash>\t<ref>" per line.
-pub fn parse_listing(out: &str) -> Vec<(String, String)> {
+pub(crate) fn parse_listing(out: &str) -> Vec<(String, String)> {
     out.lines().filter_map(|l| l.split_once('\t')).map(|(h, r)| (h.trim().to_owned(), r.trim().to_owned())).collect()
 }
 
 /// `git ls-remote` of `repo` for `patterns`: the (hash, ref) lines, or git's own
 /// words on why the repository could not be read.
-pub async fn ls_remote(git: &Path, cwd: &Path, repo: &str, patterns: &[String]) -> Result<Vec<(String, String)>, String> {
+pub(crate) async fn ls_remote(git: &Path, cwd: &Path, repo: &str, patterns: &[String]) -> Result<Vec<(String, String)>, String> {
     let mut env = vec![
         // Never wait for a password or a host-key answer nobody will type.
         ("GIT_TERMINAL_PROMPT".to_owned(), "0".to_owned()),

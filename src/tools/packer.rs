@@ -12,15 +12,15 @@ use crate::error::ConfigError;
 use crate::names::AmiId;
 
 /// Variables of the brief's vars/travis.json that stamp does not derive itself.
-pub const PACKER_RECORDED: [&str; 3] = ["source_ami", "instance_type", "ssh_username"];
-pub const PACKER_STANDARD: [&str; 9] =
+pub(crate) const PACKER_RECORDED: [&str; 3] = ["source_ami", "instance_type", "ssh_username"];
+pub(crate) const PACKER_STANDARD: [&str; 9] =
     ["region", "build_vpc", "build_subnet", "git_id", "aws_endpoint", "customer", "app_repo", "template_hash", "image_key"];
 /// Packer variables that say where a bake runs, not what it makes: they do not make
 /// two customers' images different (see README "One bake per image").
-pub const PACKER_PLACEMENT: [&str; 4] = ["build_vpc", "build_subnet", "aws_endpoint", "customer"];
+pub(crate) const PACKER_PLACEMENT: [&str; 4] = ["build_vpc", "build_subnet", "aws_endpoint", "customer"];
 
 #[derive(Debug, Clone, Default)]
-pub struct TemplateInfo {
+pub(crate) struct TemplateInfo {
     pub variables: BTreeSet<String>,
     /// Each variable's default, as the template gives it.
     pub defaults: std::collections::BTreeMap<String, Value>,
@@ -31,7 +31,7 @@ pub struct TemplateInfo {
 }
 
 impl TemplateInfo {
-    pub fn read(path: &Path) -> Result<Self, ConfigError> {
+    pub(crate) fn read(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigError::new(path, format!("cannot read the packer template: {e}"))
                 .hint("set [paths] packer in stamp.toml to the template file")
@@ -39,7 +39,7 @@ impl TemplateInfo {
         Self::parse(path, &text)
     }
 
-    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+    pub(crate) fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
         let v: Value = serde_json::from_str(text).map_err(|e| {
             ConfigError::new(path, format!("line {}: not valid JSON: {e}", e.line()))
                 .hint("stamp runs legacy JSON templates (template.json), as the brief's")
@@ -69,7 +69,7 @@ impl TemplateInfo {
 
 /// A short hash of the template and every file beside it (scripts, files), so a
 /// change to any of them bakes a new AMI. Manifests and dot files are left out.
-pub fn template_hash(template: &Path) -> std::io::Result<String> {
+pub(crate) fn template_hash(template: &Path) -> std::io::Result<String> {
     let dir = template.parent().unwrap_or(Path::new("."));
     let skip = |name: &str, _: bool| name.starts_with('.') || name == "packer_cache" || name.contains("manifest");
     let mut files: Vec<String> = crate::hash::files_under(dir, true, &skip)?
@@ -90,7 +90,7 @@ pub fn template_hash(template: &Path) -> std::io::Result<String> {
 
 /// One line of `packer build -machine-readable`: `time,target,type,data...`.
 #[derive(Debug, Clone, PartialEq)]
-pub enum PackerEvent {
+pub(crate) enum PackerEvent {
     /// A `ui` message (say/message/error) with its text unescaped.
     Ui {
         kind: String,
@@ -104,7 +104,7 @@ pub enum PackerEvent {
     Other,
 }
 
-pub fn parse_machine_line(line: &str) -> Option<PackerEvent> {
+pub(crate) fn parse_machine_line(line: &str) -> Option<PackerEvent> {
     let mut parts = line.splitn(4, ',');
     let ts = parts.next()?;
     if ts.is_empty() || !ts.chars().all(|c| c.is_ascii_digit()) {
@@ -126,7 +126,7 @@ fn unescape(s: &str) -> String {
 }
 
 /// The AMI in `region` from an artifact id such as `eu-west-1:ami-1,us-east-1:ami-2`.
-pub fn ami_for_region(artifact_id: &str, region: &str) -> Option<AmiId> {
+pub(crate) fn ami_for_region(artifact_id: &str, region: &str) -> Option<AmiId> {
     artifact_id.split(',').find_map(|pair| {
         let (r, ami) = pair.split_once(':')?;
         (r.trim() == region).then(|| AmiId::parse(ami.trim()).ok()).flatten()
@@ -134,14 +134,14 @@ pub fn ami_for_region(artifact_id: &str, region: &str) -> Option<AmiId> {
 }
 
 /// A one-line step for the progress display from a `ui` message.
-pub fn step_text(text: &str) -> Option<String> {
+pub(crate) fn step_text(text: &str) -> Option<String> {
     let first = text.lines().find(|l| !l.trim().is_empty())?.trim();
     let first = first.trim_start_matches("==> ").trim_start_matches("    ");
     Some(first.to_owned())
 }
 
 /// `packer version` output -> (major, minor).
-pub fn parse_version(out: &str) -> Option<(u32, u32)> {
+pub(crate) fn parse_version(out: &str) -> Option<(u32, u32)> {
     let v = out
         .split_whitespace()
         .find_map(|w| w.strip_prefix('v').or(Some(w)).filter(|w| w.contains('.') && w.starts_with(|c: char| c.is_ascii_digit())))?;

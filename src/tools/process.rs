@@ -21,7 +21,8 @@ use crate::tools::relay;
 
 mod stage_log;
 
-pub use stage_log::{StageLog, Steps, logged};
+pub use stage_log::StageLog;
+pub(crate) use stage_log::logged;
 
 const TAIL_LINES: usize = 20;
 
@@ -469,7 +470,7 @@ tokio::task_local! {
 /// Runs `f` with `fd` (a customer's work lock, `customer::pipeline`) kept open in
 /// every tool it runs (and their relays): the lock is held until they are all gone,
 /// even if stamp is not.
-pub async fn holding<F: std::future::Future>(fd: Option<std::os::fd::RawFd>, f: F) -> F::Output {
+pub(crate) async fn holding<F: std::future::Future>(fd: Option<std::os::fd::RawFd>, f: F) -> F::Output {
     HELD.scope(fd, f).await
 }
 

@@ -36,11 +36,11 @@ pub const ARG: &str = "__stamp-tool-relay";
 /// How long the relay keeps reading after the tool exited. A process the tool left
 /// in the background (`cmd &`) inherits the pipes; without this limit the relay (and
 /// stamp) would wait for that process instead of the tool.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The relay's settings, from its command line.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Options {
+pub(crate) struct Options {
     pub stamp_pid: u32,
     pub stop_signal: i32,
     pub grace: Duration,
@@ -52,7 +52,7 @@ pub struct Options {
 
 impl Options {
     /// The relay's arguments (after `ARG`).
-    pub fn to_args(&self) -> Vec<std::ffi::OsString> {
+    pub(crate) fn to_args(&self) -> Vec<std::ffi::OsString> {
         let mut a: Vec<std::ffi::OsString> = vec![
             "--stamp-pid".into(),
             self.stamp_pid.to_string().into(),
@@ -69,7 +69,7 @@ impl Options {
         a
     }
 
-    pub fn parse(args: &[std::ffi::OsString]) -> Result<Self, String> {
+    pub(crate) fn parse(args: &[std::ffi::OsString]) -> Result<Self, String> {
         let mut it = args.iter();
         let mut o = Options {
             stamp_pid: 0,

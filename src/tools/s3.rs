@@ -31,8 +31,9 @@ mod errors;
 mod hardening;
 mod objects;
 
-pub use errors::{ApiError, classify_answer};
-pub use hardening::{Hardening, TLS_POLICY_SID, policy_denies_insecure_transport, tls_only_policy};
+pub use errors::ApiError;
+pub(crate) use errors::classify_answer;
+pub(crate) use hardening::{Hardening, policy_denies_insecure_transport, tls_only_policy};
 
 /// How stamp reaches AWS through the SDK: the fleet's endpoint and profile, and
 /// the same credentials the tools get. One per run; clients per region.
@@ -94,18 +95,24 @@ pub struct Object {
 impl AwsApi {
     /// `env` is the tools' environment (`find::tool_env`): the emulator keys, if
     /// stamp set any, are used here too.
-    pub fn new(fleet: &crate::config::Fleet, env: &[(String, String)]) -> Self {
+    pub(crate) fn new(fleet: &crate::config::Fleet, env: &[(String, String)]) -> Self {
+        // Checked when the fleet file was loaded (config::check_ca_bundle).
+        let ca_bundle = fleet.aws.ca_bundle.as_ref().and_then(|p| std::fs::read(p).ok());
+        Self::for_endpoint(fleet.aws.endpoint.clone(), fleet.aws.profile.clone(), ca_bundle, env)
+    }
+
+    /// As `new`, from the fleet's `[aws]` values themselves.
+    pub fn for_endpoint(endpoint: Option<String>, profile: Option<String>, ca_bundle: Option<Vec<u8>>, env: &[(String, String)]) -> Self {
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         let static_keys = match (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY")) {
             (Some(a), Some(s)) => Some((a, s)),
             _ => None,
         };
         Self {
-            endpoint: fleet.aws.endpoint.clone(),
-            profile: fleet.aws.profile.clone(),
+            endpoint,
+            profile,
             static_keys,
-            // Checked when the fleet file was loaded (config::check_ca_bundle).
-            ca_bundle: fleet.aws.ca_bundle.as_ref().and_then(|p| std::fs::read(p).ok()),
+            ca_bundle,
             base: tokio::sync::OnceCell::new(),
             s3: RefCell::default(),
             created: RefCell::default(),
@@ -159,12 +166,12 @@ impl AwsApi {
     }
 
     /// Whether AWS is reached over plain HTTP (an emulator's endpoint).
-    pub fn plain_http(&self) -> bool {
+    pub(crate) fn plain_http(&self) -> bool {
         self.endpoint.as_deref().is_some_and(|e| e.starts_with("http://"))
     }
 
     /// Marks `bucket` as created by stamp in this run (see `created`).
-    pub fn created_bucket(&self, bucket: &BucketName) {
+    pub(crate) fn created_bucket(&self, bucket: &BucketName) {
         self.created.borrow_mut().insert(bucket.to_string());
     }
 
@@ -205,7 +212,7 @@ impl AwsApi {
     }
 
     /// The caller's account id (STS GetCallerIdentity).
-    pub async fn account_id(&self, log: &mut StageLog) -> Result<String, ApiError> {
+    pub(crate) async fn account_id(&self, log: &mut StageLog) -> Result<String, ApiError> {
         let sts = aws_sdk_sts::Client::new(self.base().await);
         let r = self
             .call(&RefCell::new(&mut *log), "GetCallerIdentity", "STS", None, async || {
@@ -217,7 +224,7 @@ impl AwsApi {
     }
 
     /// HeadBucket: `Ok(())` when this account can use it.
-    pub async fn head_bucket(&self, log: &mut StageLog, region: &str, bucket: &BucketName) -> Result<(), ApiError> {
+    pub(crate) async fn head_bucket(&self, log: &mut StageLog, region: &str, bucket: &BucketName) -> Result<(), ApiError> {
         let s3 = self.s3(region).await;
         let r = self
             .call(&RefCell::new(&mut *log), "HeadBucket", "S3", Some(bucket.as_str()), async || {
@@ -232,7 +239,7 @@ impl AwsApi {
     /// created now; `Ok(false)`: this account owns it already (another stamp, another
     /// CI job of the fleet, made it a moment ago; or a retried create whose first
     /// attempt got through). `BucketAlreadyExists` (someone else's name) is an error.
-    pub async fn create_bucket(&self, log: &mut StageLog, region: &str, bucket: &BucketName) -> Result<bool, ApiError> {
+    pub(crate) async fn create_bucket(&self, log: &mut StageLog, region: &str, bucket: &BucketName) -> Result<bool, ApiError> {
         let s3 = self.s3(region).await;
         let r = self
             .call(&RefCell::new(&mut *log), "CreateBucket", "S3", None, async || {
@@ -255,7 +262,7 @@ impl AwsApi {
     }
 
     /// The hardening settings that differ from stamp's (empty: all in place).
-    pub async fn check_hardening(&self, log: &mut StageLog, region: &str, bucket: &BucketName) -> Result<Vec<Hardening>, ApiError> {
+    pub(crate) async fn check_hardening(&self, log: &mut StageLog, region: &str, bucket: &BucketName) -> Result<Vec<Hardening>, ApiError> {
         let s3 = self.s3(region).await;
         let b = bucket.as_str();
         let notes = RefCell::new(&mut *log);
@@ -309,7 +316,7 @@ impl AwsApi {
     }
 
     /// Applies one hardening setting.
-    pub async fn harden(&self, log: &mut StageLog, region: &str, bucket: &BucketName, what: Hardening) -> Result<(), ApiError> {
+    pub(crate) async fn harden(&self, log: &mut StageLog, region: &str, bucket: &BucketName, what: Hardening) -> Result<(), ApiError> {
         let s3 = self.s3(region).await;
         let b = bucket.as_str();
         let r = self
@@ -395,25 +402,6 @@ impl AwsApi {
             message: format!("s3://{bucket}/{key} is not UTF-8"),
         })?;
         Ok(Some(Object { text, last_modified, etag }))
-    }
-
-    /// When the object was last written, or `None` when it does not exist.
-    pub async fn head_object(
-        &self,
-        log: &mut StageLog,
-        region: &str,
-        bucket: &BucketName,
-        key: &str,
-    ) -> Result<Option<SystemTime>, ApiError> {
-        let s3 = self.s3(region).await;
-        let r = absent_ok(
-            self.call(&RefCell::new(&mut *log), "HeadObject", "S3", Some(bucket.as_str()), async || {
-                s3.head_object().bucket(bucket.as_str()).key(key).send().await.map_err(ApiError::from_sdk)
-            })
-            .await,
-        );
-        log_call(log, &format!("s3 HeadObject s3://{bucket}/{key}"), &r);
-        Ok(r?.map(|o| o.last_modified().and_then(|t| SystemTime::try_from(*t).ok()).unwrap_or(SystemTime::UNIX_EPOCH)))
     }
 }
 

@@ -7,11 +7,11 @@ use std::cmp::Ordering;
 /// A release number: up to three numeric parts (missing ones are 0); a
 /// pre-release suffix (`-beta1`) is ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Version(pub u64, pub u64, pub u64);
+pub(crate) struct Version(pub u64, pub u64, pub u64);
 
 impl Version {
     /// `1.11.4`, `v1.11.4`, `1.10`, `1.11.0-beta1`.
-    pub fn parse(text: &str) -> Option<(Self, usize)> {
+    pub(crate) fn parse(text: &str) -> Option<(Self, usize)> {
         let t = text.trim().trim_start_matches('v');
         let core = t.split(['-', '+']).next()?;
         let parts: Vec<&str> = core.split('.').collect();
@@ -27,7 +27,7 @@ impl Version {
 
     /// The first version in a tool's `version` output: "Terraform v1.11.4",
     /// "OpenTofu v1.8.2", "Packer v1.6.6", "aws-cli/1.45.11 Python/3.12.8 ...", "1.6.6".
-    pub fn find_in(output: &str) -> Option<Self> {
+    pub(crate) fn find_in(output: &str) -> Option<Self> {
         output
             .split(|c: char| c.is_whitespace() || c == '/' || c == '(' || c == ')')
             .filter(|w| w.trim_start_matches('v').starts_with(|c: char| c.is_ascii_digit()) && w.contains('.'))
@@ -45,7 +45,7 @@ impl std::fmt::Display for Version {
 /// each `=`, `!=`, `>`, `>=`, `<`, `<=` or `~>` (the rightmost part given may
 /// grow: `~> 1.10` is `>= 1.10, < 2.0`, `~> 1.10.0` is `>= 1.10.0, < 1.11.0`) and a
 /// version. `Err` names a condition that cannot be read.
-pub fn meets(v: Version, constraint: &str) -> Result<bool, String> {
+pub(crate) fn meets(v: Version, constraint: &str) -> Result<bool, String> {
     for cond in constraint.split(',').map(str::trim).filter(|c| !c.is_empty()) {
         let (op, rest) =
             ["~>", ">=", "<=", "!=", ">", "<", "="].iter().find_map(|op| cond.strip_prefix(op).map(|r| (*op, r))).unwrap_or(("=", cond));

@@ -14,7 +14,7 @@ use crate::events::Emitter;
 /// still runs (finishing and saving its state), the lock is still held. Then this
 /// run waits for those processes, naming them, as long as the dead run's grace
 /// period lets them run (and a little more); another live stamp run is refused.
-pub async fn lock_work_dir(work: &Path, ui: &Emitter) -> Result<std::fs::File, Error> {
+pub(crate) async fn lock_work_dir(work: &Path, ui: &Emitter) -> Result<std::fs::File, Error> {
     use std::io::Write;
     let path = work.join(".lock");
     let mut f = std::fs::OpenOptions::new()

@@ -17,7 +17,7 @@ use crate::events::{Event, EventKind, EventSink, Stage, Status, finished_line, f
 
 /// The sink for a run: the renderer, and under GitHub Actions with another renderer,
 /// still the masks and failure annotations.
-pub fn sink_for(renderer: Renderer, other: impl FnOnce(Renderer) -> Rc<dyn EventSink>) -> Rc<dyn EventSink> {
+pub(crate) fn sink_for(renderer: Renderer, other: impl FnOnce(Renderer) -> Rc<dyn EventSink>) -> Rc<dyn EventSink> {
     let ci = get();
     let workspace = ci.env.workspace.clone();
     let grouped = |flavor| -> Rc<dyn EventSink> {
@@ -50,7 +50,7 @@ fn keep_alive(sink: std::rc::Weak<CiSink>) {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flavor {
+pub(crate) enum Flavor {
     Github,
     Travis,
 }
@@ -68,9 +68,9 @@ struct Block {
 
 /// Without a line for this long, a "still running" line says what each open stage
 /// does (Travis stops a job after 10 minutes without output).
-pub const HEARTBEAT: Duration = Duration::from_secs(60);
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(60);
 
-pub struct CiSink {
+pub(crate) struct CiSink {
     flavor: Flavor,
     out: RefCell<Box<dyn Write>>,
     workspace: Option<PathBuf>,
@@ -81,7 +81,7 @@ pub struct CiSink {
 }
 
 impl CiSink {
-    pub fn new(flavor: Flavor, out: Box<dyn Write>, workspace: Option<PathBuf>) -> Self {
+    pub(crate) fn new(flavor: Flavor, out: Box<dyn Write>, workspace: Option<PathBuf>) -> Self {
         Self {
             flavor,
             out: RefCell::new(out),
@@ -94,7 +94,8 @@ impl CiSink {
     }
 
     /// Sets the quiet time before a "still running" line (tests).
-    pub fn with_heartbeat(mut self, d: Duration) -> Self {
+    #[cfg(test)]
+    fn with_heartbeat(mut self, d: Duration) -> Self {
         self.heartbeat = d;
         self
     }
@@ -168,7 +169,7 @@ impl CiSink {
     }
 
     /// Prints the "still running" line if it is due.
-    pub fn tick(&self) {
+    pub(crate) fn tick(&self) {
         if let Some(h) = self.heartbeat_line() {
             self.write(&h);
         }
@@ -192,7 +193,7 @@ impl CiSink {
 }
 
 /// A Travis fold id: `<customer>.<stage>`, made of `[A-Za-z0-9_.-]`.
-pub fn fold_id(customer: &str, stage: Stage) -> String {
+pub(crate) fn fold_id(customer: &str, stage: Stage) -> String {
     format!("{customer}.{stage}").chars().map(|c| if c.is_ascii_alphanumeric() || "_.-".contains(c) { c } else { '_' }).collect()
 }
 
@@ -266,7 +267,7 @@ impl Drop for CiSink {
 
 /// Another renderer under GitHub Actions (`--progress=plain` or `terminal`): the
 /// masks and the failure annotations are still printed.
-pub struct GithubExtras {
+pub(crate) struct GithubExtras {
     pub inner: Rc<dyn EventSink>,
     pub workspace: Option<PathBuf>,
 }

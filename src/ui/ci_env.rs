@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 /// `--progress` (or `STAMP_PROGRESS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Progress {
+pub(crate) enum Progress {
     /// GitHub groups under GitHub Actions, Travis folds under Travis, else bars in a
     /// terminal and plain lines without one (or with `CI` set).
     #[default]
@@ -20,7 +20,7 @@ pub enum Progress {
 
 /// The renderer a run uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Renderer {
+pub(crate) enum Renderer {
     Terminal,
     Plain,
     Github,
@@ -29,7 +29,7 @@ pub enum Renderer {
 
 /// The CI environment stamp reads (README: Environment variables).
 #[derive(Debug, Clone, Default)]
-pub struct CiEnv {
+pub(crate) struct CiEnv {
     /// `GITHUB_ACTIONS=true`.
     pub github_actions: bool,
     /// `TRAVIS=true`.
@@ -43,7 +43,7 @@ pub struct CiEnv {
 }
 
 impl CiEnv {
-    pub fn from_process() -> Self {
+    pub(crate) fn from_process() -> Self {
         let path = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
         let is_true = |k: &str| std::env::var(k).is_ok_and(|v| v.eq_ignore_ascii_case("true"));
         Self {
@@ -58,7 +58,7 @@ impl CiEnv {
 
 /// The run's CI settings: the environment and the `--progress` choice.
 #[derive(Debug, Clone, Default)]
-pub struct Ci {
+pub(crate) struct Ci {
     pub env: CiEnv,
     pub progress: Progress,
 }
@@ -67,7 +67,7 @@ impl Ci {
     /// The renderer: an explicit `--progress` wins; else GitHub Actions, Travis,
     /// plain lines when `plain` (no terminal, `CI`), the terminal's. (`--no-progress` is
     /// `--progress plain`.)
-    pub fn renderer(&self, plain: bool) -> Renderer {
+    pub(crate) fn renderer(&self, plain: bool) -> Renderer {
         match self.progress {
             Progress::Terminal => Renderer::Terminal,
             Progress::Plain => Renderer::Plain,
@@ -82,7 +82,7 @@ impl Ci {
 
     /// GitHub's masks, annotations, step summary and outputs: under GitHub Actions
     /// whatever the renderer, or when `--progress=github` asks for them.
-    pub fn github(&self) -> bool {
+    pub(crate) fn github(&self) -> bool {
         self.env.github_actions || self.progress == Progress::Github
     }
 }
@@ -90,11 +90,11 @@ impl Ci {
 static CI: OnceLock<Ci> = OnceLock::new();
 
 /// Sets the run's CI settings (once, before anything renders).
-pub fn init(progress: Progress) {
+pub(crate) fn init(progress: Progress) {
     let _ = CI.set(Ci { env: CiEnv::from_process(), progress });
 }
 
-pub fn get() -> &'static Ci {
+pub(crate) fn get() -> &'static Ci {
     CI.get_or_init(|| Ci { env: CiEnv::from_process(), progress: Progress::Auto })
 }
 

@@ -6,14 +6,14 @@ use std::ffi::OsStr;
 use std::sync::OnceLock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum When {
+pub(crate) enum When {
     Auto,
     Always,
     Never,
 }
 
 /// The decision, from the flag, the two variables and whether stdout is a terminal.
-pub fn decide(when: When, no_color: Option<&OsStr>, clicolor_force: Option<&OsStr>, terminal: bool) -> bool {
+pub(crate) fn decide(when: When, no_color: Option<&OsStr>, clicolor_force: Option<&OsStr>, terminal: bool) -> bool {
     match when {
         When::Always => true,
         When::Never => false,
@@ -27,14 +27,14 @@ pub fn decide(when: When, no_color: Option<&OsStr>, clicolor_force: Option<&OsSt
 static STDOUT: OnceLock<bool> = OnceLock::new();
 
 /// Decides for this process (the first call wins).
-pub fn init(when: When) {
+pub(crate) fn init(when: When) {
     use std::io::IsTerminal;
     let env = |name| std::env::var_os(name);
     STDOUT.get_or_init(|| decide(when, env("NO_COLOR").as_deref(), env("CLICOLOR_FORCE").as_deref(), std::io::stdout().is_terminal()));
 }
 
 /// Colour on stdout (`init`'s decision; `auto` when nothing decided).
-pub fn stdout() -> bool {
+pub(crate) fn stdout() -> bool {
     init(When::Auto);
     *STDOUT.get().expect("decided")
 }

@@ -17,18 +17,18 @@ use crate::events::{Stage, Status, format_elapsed};
 use crate::operation::Operation;
 
 /// Escapes a workflow command's message (the part after `::`).
-pub fn escape_data(s: &str) -> String {
+pub(crate) fn escape_data(s: &str) -> String {
     s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
 }
 
 /// Escapes a workflow command's property value (`file=`, `title=`): `:` and `,`
 /// delimit properties, so they are escaped too.
-pub fn escape_property(s: &str) -> String {
+pub(crate) fn escape_property(s: &str) -> String {
     escape_data(s).replace(':', "%3A").replace(',', "%2C")
 }
 
 /// `::name k=v,k=v::data`, everything escaped.
-pub fn command(name: &str, props: &[(&str, String)], data: &str) -> String {
+pub(crate) fn command(name: &str, props: &[(&str, String)], data: &str) -> String {
     let props: Vec<String> = props.iter().map(|(k, v)| format!("{k}={}", escape_property(v))).collect();
     let sep = if props.is_empty() { "" } else { " " };
     format!("::{name}{sep}{}::{}", props.join(","), escape_data(data))
@@ -36,13 +36,13 @@ pub fn command(name: &str, props: &[(&str, String)], data: &str) -> String {
 
 /// The `::add-mask::` lines for a secret: one per line of it (the runner masks
 /// line by line), blank lines left out.
-pub fn mask_lines(secret: &str) -> Vec<String> {
+pub(crate) fn mask_lines(secret: &str) -> Vec<String> {
     secret.split(['\n', '\r']).filter(|l| !l.trim().is_empty()).map(|l| command("add-mask", &[], l)).collect()
 }
 
 /// A path as an annotation wants it: relative to the workspace (the repository's
 /// checkout) when it is inside it, else as it is.
-pub fn annotation_path(p: &Path, workspace: Option<&Path>) -> String {
+pub(crate) fn annotation_path(p: &Path, workspace: Option<&Path>) -> String {
     let abs = if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.into()) };
     match workspace.and_then(|w| abs.strip_prefix(w).ok()) {
         Some(rel) => rel.display().to_string(),
@@ -52,14 +52,14 @@ pub fn annotation_path(p: &Path, workspace: Option<&Path>) -> String {
 
 /// Where an annotation points.
 #[derive(Debug, Clone, Default)]
-pub struct Location {
+pub(crate) struct Location {
     pub file: Option<PathBuf>,
     pub line: Option<usize>,
     pub col: Option<u32>,
 }
 
 /// `::error file=..,line=..,col=..,title=..::message` (or `warning`).
-pub fn annotation(level: &str, at: &Location, title: &str, message: &str, workspace: Option<&Path>) -> String {
+pub(crate) fn annotation(level: &str, at: &Location, title: &str, message: &str, workspace: Option<&Path>) -> String {
     let mut props: Vec<(&str, String)> = Vec::new();
     if let Some(f) = &at.file {
         props.push(("file", annotation_path(f, workspace)));
@@ -77,7 +77,7 @@ pub fn annotation(level: &str, at: &Location, title: &str, message: &str, worksp
 /// The annotation for a configuration or usage error (exit 2), pointing at its file
 /// and line when it has them, else at `fallback` (the customer file). Other errors
 /// have theirs from the renderer, or were annotated one by one already.
-pub fn error_annotation(e: &Error, fallback: Option<&Path>, workspace: Option<&Path>) -> Option<String> {
+pub(crate) fn error_annotation(e: &Error, fallback: Option<&Path>, workspace: Option<&Path>) -> Option<String> {
     match e {
         Error::Config(c) => {
             let mut msg = c.message.clone();
@@ -96,7 +96,7 @@ pub fn error_annotation(e: &Error, fallback: Option<&Path>, workspace: Option<&P
 }
 
 /// Prints `e`'s annotation on stderr when GitHub Actions is on (within the cap).
-pub fn annotate(e: &Error, fallback: Option<&Path>) {
+pub(crate) fn annotate(e: &Error, fallback: Option<&Path>) {
     let ci = super::ci_env::get();
     if ci.github()
         && let Some(line) = error_annotation(e, fallback, ci.env.workspace.as_deref())
@@ -108,7 +108,7 @@ pub fn annotate(e: &Error, fallback: Option<&Path>) {
 
 /// GitHub shows at most 10 error annotations per step and drops the others silently:
 /// one run of stamp (a step) prints at most this many, and says how many it held back.
-pub const MAX_ERROR_ANNOTATIONS: usize = 10;
+pub(crate) const MAX_ERROR_ANNOTATIONS: usize = 10;
 
 thread_local! {
     /// Error annotations printed and held back so far. A run of stamp renders on its
@@ -119,7 +119,7 @@ thread_local! {
 
 /// An annotation line as it may be printed: an `::error` past the tenth of this run
 /// is held back (and counted) instead; other levels pass.
-pub fn capped(line: String) -> Option<String> {
+pub(crate) fn capped(line: String) -> Option<String> {
     if !line.starts_with("::error") {
         return Some(line);
     }
@@ -137,7 +137,7 @@ pub fn capped(line: String) -> Option<String> {
 
 /// The `::notice` for the error annotations held back, if any (once, at the end of
 /// the run): how many, and where they all are.
-pub fn held_back_notice() -> Option<String> {
+pub(crate) fn held_back_notice() -> Option<String> {
     let held = ERRORS.with(|c| {
         let (shown, held) = c.get();
         c.set((shown, 0));
@@ -156,7 +156,7 @@ pub fn held_back_notice() -> Option<String> {
 }
 
 /// Prints the notice of `held_back_notice` on stderr.
-pub fn notice_held_back() {
+pub(crate) fn notice_held_back() {
     if let Some(line) = held_back_notice() {
         let _ = std::io::stderr().lock().write_all(format!("{line}\n").as_bytes());
     }
@@ -166,7 +166,7 @@ pub fn notice_held_back() {
 /// masked before they are printed. The masks go on the stream the values go to
 /// (the runner reads the two streams apart, so only that keeps the order), but for
 /// `--json`, whose stdout must stay JSON: there they go to stderr first.
-pub fn mask_shown_outputs(outs: &crate::tools::terraform::Outputs, json: bool) {
+pub(crate) fn mask_shown_outputs(outs: &crate::tools::terraform::Outputs, json: bool) {
     if !super::ci_env::get().github() {
         return;
     }
@@ -205,7 +205,7 @@ fn mark(status: Status) -> &'static str {
 /// table (customer, env, result, each stage's result, duration, public URL), the
 /// destroys and replacements called out, the failures, a totals line. A function of
 /// the run reports only, so it serves every operation.
-pub fn summary_markdown(command: &str, reports: &[RunReport], wall: Duration) -> String {
+pub(crate) fn summary_markdown(command: &str, reports: &[RunReport], wall: Duration) -> String {
     let mut s = format!("### `stamp {command}`: {} customer{}\n\n", reports.len(), if reports.len() == 1 { "" } else { "s" });
     s.push_str("| customer | env | region | result |");
     for st in Stage::ALL {
@@ -333,7 +333,7 @@ pub fn summary_markdown(command: &str, reports: &[RunReport], wall: Duration) ->
 
 /// Appends `text` to a file (the step summary is shared by every step of a job:
 /// never overwritten).
-pub fn append(path: &Path, text: &str) -> Result<(), String> {
+pub(crate) fn append(path: &Path, text: &str) -> Result<(), String> {
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     f.write_all(text.as_bytes()).and_then(|_| f.flush()).map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -346,7 +346,7 @@ const SENSITIVE: &str = "(sensitive)";
 /// then vpc; a vpc output whose name the frontends also use is `vpc_<name>`).
 /// Lists and maps are compact JSON (for `fromJSON()`); a value with a line break
 /// uses the `name<<DELIMITER` form. Sensitive outputs are never written.
-pub fn output_text(r: &RunReport) -> String {
+pub(crate) fn output_text(r: &RunReport) -> String {
     let status = serde_json::to_value(r.status).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
     let mut entries: Vec<(String, Value)> = vec![
         ("customer".into(), Value::from(r.customer.clone())),
@@ -393,7 +393,7 @@ pub fn output_text(r: &RunReport) -> String {
 /// A plan's `$GITHUB_OUTPUT` lines: `change_count` (resources to add, change,
 /// destroy or replace over the selection), `destroy_count` (to destroy or replace)
 /// and `customers` (the names of those with any change, space-separated).
-pub fn plan_output_text(reports: &[RunReport]) -> String {
+pub(crate) fn plan_output_text(reports: &[RunReport]) -> String {
     let changes = reports.iter().map(RunReport::changes).fold(crate::customer::report::Changes::default(), |a, b| a.plus(b));
     let changed: Vec<&str> = reports.iter().filter(|r| r.changes().total() > 0).map(|r| r.customer.as_str()).collect();
     format!("change_count={}\ndestroy_count={}\ncustomers={}\n", changes.total(), changes.destroy + changes.replace, changed.join(" "))
@@ -416,7 +416,7 @@ fn delimiter(value: &str) -> String {
 /// step summary, and for a one-customer deploy writes its outputs. A summary that
 /// cannot be written is a warning (the run's result stands); outputs that cannot
 /// be written are an error (later steps would read nothing).
-pub fn after_run(op: Operation, reports: &[RunReport], wall: Duration) -> Result<(), Error> {
+pub(crate) fn after_run(op: Operation, reports: &[RunReport], wall: Duration) -> Result<(), Error> {
     let ci = super::ci_env::get();
     // A plan's counts for the next steps (`if: steps.plan.outputs.destroy_count != '0'`).
     if op == Operation::Plan

@@ -1,11 +1,11 @@
 //! Everything the operator sees: the renderers of the engine's events (`crate::events`), the
 //! summaries, and the confirmation prompt.
 
-pub mod ci;
-pub mod ci_env;
-pub mod colour;
-pub mod github;
-pub mod plain;
-pub mod prompt;
-pub mod summary;
-pub mod terminal;
+pub(crate) mod ci;
+pub(crate) mod ci_env;
+pub(crate) mod colour;
+pub(crate) mod github;
+pub(crate) mod plain;
+pub(crate) mod prompt;
+pub(crate) mod summary;
+pub(crate) mod terminal;

@@ -9,18 +9,18 @@ use std::io::Write;
 use crate::events::{Event, EventKind, EventSink, format_elapsed, plain_line};
 
 #[derive(Default)]
-pub struct PlainSink {
+pub(crate) struct PlainSink {
     last_step: RefCell<BTreeMap<(String, String), String>>,
 }
 
 impl PlainSink {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 }
 
 /// The line an event prints, if any (`last` holds the previous step, to skip repeats).
-pub fn event_text(e: &Event, last: &mut BTreeMap<(String, String), String>) -> Option<String> {
+pub(crate) fn event_text(e: &Event, last: &mut BTreeMap<(String, String), String>) -> Option<String> {
     let stage = e.stage.map(|s| s.as_str()).unwrap_or("run");
     let text = match &e.kind {
         EventKind::CustomerStarted { env } => format!("started ({env})"),

@@ -10,12 +10,12 @@ use crate::events::EventSink;
 use crate::stages::contract::{Approver, ShownPlan};
 use crate::tools::terraform;
 
-pub fn interactive() -> bool {
+pub(crate) fn interactive() -> bool {
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
 
 /// Asks on the terminal before each stack with changes is applied.
-pub struct TerminalApprover {
+pub(crate) struct TerminalApprover {
     pub sink: Rc<dyn EventSink>,
 }
 
@@ -39,7 +39,7 @@ impl Approver for TerminalApprover {
 }
 
 /// Prints `question` on stderr and reads one line; `Err` when interrupted.
-pub async fn ask(question: &str) -> Result<String, ()> {
+pub(crate) async fn ask(question: &str) -> Result<String, ()> {
     eprint!("{question}");
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {

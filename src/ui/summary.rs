@@ -12,7 +12,7 @@ use crate::operation::Operation;
 
 /// Colour for stdout (`--color`, `NO_COLOR`, `CLICOLOR_FORCE`: `ui::colour`). Every
 /// marker also carries its meaning without colour (`!!`, `-/+`, `*`).
-pub fn stdout_colour() -> bool {
+pub(crate) fn stdout_colour() -> bool {
     crate::ui::colour::stdout()
 }
 
@@ -36,12 +36,12 @@ fn change_line(indent: &str, who: &str, c: &ResourceChange, colour: bool) -> Str
 }
 
 /// The human summary of a run: each stage's status and duration, then the outputs.
-pub fn summary_text(r: &RunReport) -> String {
+pub(crate) fn summary_text(r: &RunReport) -> String {
     summary_text_styled(r, stdout_colour())
 }
 
 /// `summary_text`, with colour or without.
-pub fn summary_text_styled(r: &RunReport, colour: bool) -> String {
+pub(crate) fn summary_text_styled(r: &RunReport, colour: bool) -> String {
     let verb = match (r.operation, r.status) {
         (_, Status::Failed) => "FAILED",
         (_, Status::Interrupted) => "INTERRUPTED",
@@ -143,13 +143,13 @@ fn value_text(v: &Value) -> String {
 
 /// The fleet table: customer, env, region, result, duration, changes, public URL;
 /// then each customer that did not succeed, with its failed stage and log.
-pub fn fleet_text(reports: &[RunReport], wall: Duration) -> String {
+pub(crate) fn fleet_text(reports: &[RunReport], wall: Duration) -> String {
     fleet_text_styled(reports, wall, stdout_colour())
 }
 
 /// `fleet_text`, with colour or without. A plan's table marks placeholder plans
 /// `*`, ends with a TOTAL line, and lists every destroy and replacement.
-pub fn fleet_text_styled(reports: &[RunReport], wall: Duration, colour: bool) -> String {
+pub(crate) fn fleet_text_styled(reports: &[RunReport], wall: Duration, colour: bool) -> String {
     let mut s =
         format!("\n{:<24} {:<12} {:<12} {:<12} {:>8}  {:<22} PUBLIC URL\n", "CUSTOMER", "ENV", "REGION", "RESULT", "TIME", "CHANGES");
     let mut total = Changes::default();
@@ -243,7 +243,7 @@ pub fn fleet_text_styled(reports: &[RunReport], wall: Duration, colour: bool) ->
 
 /// The body of deploy's, plan's and destroy's `--json` (any number of customers):
 /// `{"customers": [<run report>...], "summary": {...}}`.
-pub fn fleet_json(reports: &[RunReport], wall: Duration) -> Value {
+pub(crate) fn fleet_json(reports: &[RunReport], wall: Duration) -> Value {
     let count = |st: &[Status]| reports.iter().filter(|r| st.contains(&r.status)).count();
     let total = reports.iter().map(RunReport::changes).fold(Changes::default(), Changes::plus);
     json!({
@@ -263,7 +263,7 @@ pub fn fleet_json(reports: &[RunReport], wall: Duration) -> Value {
 
 /// Where one customer stands after `stamp drift`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DriftState {
+pub(crate) enum DriftState {
     /// Some real infrastructure differs from its state.
     Drifted,
     /// No drift, but configuration not yet applied.
@@ -276,7 +276,7 @@ pub enum DriftState {
 }
 
 impl DriftState {
-    pub fn of(r: &RunReport) -> Self {
+    pub(crate) fn of(r: &RunReport) -> Self {
         if !r.status.succeeded() {
             return DriftState::Unknown;
         }
@@ -292,7 +292,7 @@ impl DriftState {
         }
     }
 
-    pub fn word(self, r: &RunReport) -> &'static str {
+    pub(crate) fn word(self, r: &RunReport) -> &'static str {
         match self {
             DriftState::Drifted => "drifted",
             DriftState::Pending => "pending",
@@ -305,7 +305,7 @@ impl DriftState {
 
 /// `stamp drift`'s table (one customer or many): per customer the drift state,
 /// then per stack the drifted resources (loud) and the pending changes.
-pub fn drift_text(reports: &[RunReport], wall: Duration, colour: bool) -> String {
+pub(crate) fn drift_text(reports: &[RunReport], wall: Duration, colour: bool) -> String {
     let mut s = format!("\n{:<24} {:<12} {:<12} {:<14} {:>8}  {:<8} PENDING\n", "CUSTOMER", "ENV", "REGION", "DRIFT", "TIME", "DRIFTED");
     for r in reports {
         let state = DriftState::of(r);
@@ -369,7 +369,7 @@ pub fn drift_text(reports: &[RunReport], wall: Duration, colour: bool) -> String
 }
 
 /// One customer's drift report as data: the run report with `drift` added.
-pub fn drift_customer_json(r: &RunReport) -> Value {
+pub(crate) fn drift_customer_json(r: &RunReport) -> Value {
     let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
     if let Value::Object(m) = &mut v {
         m.insert("drift".into(), json!(DriftState::of(r).word(r)));
@@ -378,7 +378,7 @@ pub fn drift_customer_json(r: &RunReport) -> Value {
 }
 
 /// The body of `stamp drift --json` (any number of customers).
-pub fn drift_json(reports: &[RunReport], wall: Duration) -> Value {
+pub(crate) fn drift_json(reports: &[RunReport], wall: Duration) -> Value {
     let n = |want: DriftState| reports.iter().filter(|r| DriftState::of(r) == want).count();
     json!({
         "customers": reports.iter().map(drift_customer_json).collect::<Vec<_>>(),

@@ -59,7 +59,7 @@ impl Totals {
     }
 }
 
-pub struct TerminalSink {
+pub(crate) struct TerminalSink {
     multi: MultiProgress,
     /// Several customers: one line each; otherwise one line per stage.
     fleet: Option<usize>,
@@ -74,12 +74,12 @@ pub struct TerminalSink {
 
 impl TerminalSink {
     /// `customers`: how many this run has (a fleet view from two on).
-    pub fn new(customers: usize) -> Self {
+    pub(crate) fn new(customers: usize) -> Self {
         Self::with_target(customers, Box::new(ProgressDrawTarget::stderr))
     }
 
     /// Drawing to `target` instead of stderr: a test records the rendered lines.
-    pub fn with_target(customers: usize, target: Box<dyn Fn() -> ProgressDrawTarget>) -> Self {
+    pub(crate) fn with_target(customers: usize, target: Box<dyn Fn() -> ProgressDrawTarget>) -> Self {
         let multi = MultiProgress::with_draw_target(target());
         let totals = Arc::new(Totals::default());
         let started = Instant::now();
@@ -119,7 +119,7 @@ impl TerminalSink {
 }
 
 /// The fleet's total line: customers done/failed/total, elapsed, time left.
-pub fn total_line(done: usize, failed: usize, total: usize, elapsed: Duration) -> String {
+pub(crate) fn total_line(done: usize, failed: usize, total: usize, elapsed: Duration) -> String {
     let mut s = format!("customers: {done}/{total} done, {failed} failed, elapsed {}", format_elapsed(elapsed));
     if done > 0 && done < total {
         let left = elapsed.mul_f64((total - done) as f64 / done as f64);
@@ -129,7 +129,7 @@ pub fn total_line(done: usize, failed: usize, total: usize, elapsed: Duration) -
 }
 
 /// A finished customer's line in the fleet view.
-pub fn customer_line(customer: &str, status: Status, elapsed: Duration) -> String {
+pub(crate) fn customer_line(customer: &str, status: Status, elapsed: Duration) -> String {
     let mark = if status.succeeded() { "✔" } else { "✘" };
     format!("{mark} {customer:<24} {} in {}", status.word(), format_elapsed(elapsed))
 }

@@ -225,9 +225,10 @@ impl Pipeline {
         let last = RunReport::read(&self.cx.work.join("last-run.json")).map_err(Error::stage)?;
         let fleet = &self.cx.ctx.fleet;
         let c = &self.cx.plan.customer;
-        let account = fleet.aws.account_id.clone().or_else(|| last.as_ref().and_then(|l| account_from(fleet, c, l)));
+        let from_last = || last.as_ref().and_then(|l| stages::bucket::account_in(fleet, c, l.state_bucket.as_deref()?));
+        let account = fleet.aws.account_id.clone().or_else(from_last);
         let bucket = match account {
-            Some(acct) => crate::render::render_bucket(&fleet.state_bucket, &c.name, &c.region, &acct).map_err(Error::usage)?,
+            Some(acct) => stages::bucket::name_for_account(fleet, c, &acct)?,
             None => stages::bucket::name(&self.cx, &mut StageLog::discard()).await?,
         };
         stages::stack::inputs::sync_working_copy(&self.cx)?;
@@ -273,12 +274,4 @@ fn refuse_destroy(key: &str, e: Error) -> Error {
         },
         other => other,
     }
-}
-
-/// The account id in the bucket name of the last run (to render offline).
-fn account_from(fleet: &crate::config::Fleet, c: &crate::config::Customer, last: &RunReport) -> Option<String> {
-    let b = last.state_bucket.as_deref()?;
-    let probe = crate::render::render_bucket(&fleet.state_bucket, &c.name, &c.region, "000000000000").ok()?;
-    let (pre, post) = probe.as_str().split_once("000000000000")?;
-    b.strip_prefix(pre)?.strip_suffix(post).map(String::from)
 }

@@ -29,7 +29,7 @@ pub(super) async fn approve(p: &StageContext, plan: &ShownPlan) -> Result<(), Er
 /// A tainted resource's replacement is not asked about: its create failed part-way
 /// (or an operator tainted it), and the deploy that follows a failed one (a re-run
 /// of the same approved plan) must replace it to go on.
-pub fn unseen_destroys(planned: &[PlannedChange], shown: Option<&std::collections::BTreeSet<String>>) -> Vec<String> {
+pub(crate) fn unseen_destroys(planned: &[PlannedChange], shown: Option<&std::collections::BTreeSet<String>>) -> Vec<String> {
     planned
         .iter()
         .filter(|c| c.destroys() && !(c.action == Action::Replace && c.tainted) && !shown.is_some_and(|s| s.contains(&c.address)))
@@ -41,7 +41,7 @@ pub fn unseen_destroys(planned: &[PlannedChange], shown: Option<&std::collection
 /// states that AWS can protect (an RDS instance, a load balancer) is looked up in AWS,
 /// whatever the state says (protection may have been switched on by hand after the
 /// apply, or off since); one whose protection is on refuses the whole destroy.
-pub async fn refuse_protected(p: &StageContext, log: &mut StageLog, states: &[&str]) -> Result<(), Error> {
+pub(crate) async fn refuse_protected(p: &StageContext, log: &mut StageLog, states: &[&str]) -> Result<(), Error> {
     let mut on = Vec::new();
     for state in states {
         for r in terraform::protectable_resources(state).map_err(Error::stage)? {

@@ -13,7 +13,7 @@ use crate::render::{self, Backend};
 use crate::stages::contract::{StageContext, VpcOutputs};
 use crate::tools::terraform::{self, Outputs};
 
-pub fn sync_working_copy(p: &StageContext) -> Result<(), Error> {
+pub(crate) fn sync_working_copy(p: &StageContext) -> Result<(), Error> {
     let dest = p.work.join("terraform");
     let src = &p.ctx.fleet.paths.terraform;
     terraform::sync_tree(src, &dest).map_err(|e| Error::work_dir(format!("copying {} to {}", src.display(), dest.display()), e))
@@ -32,7 +32,7 @@ pub(super) fn backend(p: &StageContext, bucket: &BucketName, key: &str) -> Backe
 
 /// A sensitive input of a stack: a `[secrets]` value, or any value of a variable
 /// the stack declares `sensitive = true`. Terraform gets it as `TF_VAR_<name>`.
-pub struct SensitiveInput {
+pub(crate) struct SensitiveInput {
     pub name: String,
     /// As Terraform reads it from the environment (`terraform::tf_var_env_value`).
     pub(super) env_value: String,
@@ -105,7 +105,7 @@ pub(super) fn stack_vars(p: &StageContext, stage: Stage, upstream: Option<(&VpcO
 
 /// The backend, the vpc remote state (frontends) and the inputs but the sensitive
 /// ones, in the working copy; returns the stack's directory and its sensitive inputs.
-pub fn write_files(
+pub(crate) fn write_files(
     p: &StageContext,
     stage: Stage,
     bucket: &BucketName,

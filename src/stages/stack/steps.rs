@@ -203,7 +203,10 @@ pub(super) fn json_line(stream: Stream, line: &str, f: &mut dyn FnMut(&TfEvent))
                 TfEvent::Diagnostic { severity, summary, detail } => Tail::Text(terraform::diagnostic_text(severity, summary, detail)),
                 TfEvent::ApplyErrored { address } => Tail::Text(format!("error applying {address}")),
                 TfEvent::Other { message } | TfEvent::ResourceDrift { message, .. } if !message.is_empty() => Tail::Text(message.clone()),
-                TfEvent::ChangeSummary { add, change, remove, .. } => Tail::Text(terraform::describe_changes(*add, *change, *remove)),
+                TfEvent::ChangeSummary { add, change, remove, operation } => {
+                    let tense = if operation == "plan" { terraform::Tense::Plan } else { terraform::Tense::Applied };
+                    Tail::Text(terraform::change_line(tense, *add, *change, *remove, None))
+                }
                 // Every 10 s; from the first minute on, the log says what terraform waits for.
                 TfEvent::ApplyProgress { address, action, elapsed_secs } if *elapsed_secs >= 60 && elapsed_secs % 60 == 0 => {
                     Tail::Note(format!("{} ({}s elapsed)", terraform::waiting_for(address, action), elapsed_secs))
@@ -238,7 +241,7 @@ pub(super) fn provider_install_hint(e: Error) -> Error {
 /// Why a failed terraform (or packer) run may be run again: its output shows a
 /// transient cause (`retry::transient_tool_cause`). Lock contention, a missing
 /// permission, a validation or configuration error, a stale plan: never.
-pub fn transient_failure(e: &Error) -> Option<String> {
+pub(crate) fn transient_failure(e: &Error) -> Option<String> {
     match e {
         Error::Tool(f) => crate::retry::transient_tool_cause(&f.tail.join("\n")),
         _ => None,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use crate::error::Error;
 
 /// Where a stage log's `progress` lines are shown as the stage's step.
-pub type Steps = std::rc::Rc<dyn Fn(&str)>;
+pub(crate) type Steps = std::rc::Rc<dyn Fn(&str)>;
 
 /// The full output of one stage's tools: `<work>/<customer>/logs/<stage>.log`.
 /// The previous run's log is kept beside it as `<stage>.previous.log`. The tools'
@@ -112,7 +112,7 @@ impl StageLog {
 
 /// `retry::run` with the stage log as the context: each retry goes to the log and
 /// the stage's progress step.
-pub async fn logged<T, E: crate::retry::Retryable>(
+pub(crate) async fn logged<T, E: crate::retry::Retryable>(
     log: &mut StageLog,
     what: &str,
     attempt: impl AsyncFnMut(&mut StageLog, u32) -> Result<T, E>,

@@ -79,12 +79,12 @@ impl crate::retry::Retryable for ApiError {
 }
 
 impl ApiError {
-    pub fn is_not_found(&self) -> bool {
+    pub(crate) fn is_not_found(&self) -> bool {
         matches!(self, ApiError::NotFound { .. })
     }
 
     /// The failure behind a `GaveUp`, or this one.
-    pub fn last(&self) -> &ApiError {
+    pub(crate) fn last(&self) -> &ApiError {
         match self {
             ApiError::GaveUp { last, .. } => last,
             e => e,
@@ -93,7 +93,7 @@ impl ApiError {
 
     /// Why another attempt may succeed, for the retry line ("SlowDown (503) from
     /// S3"); `None` when it is an answer or would fail the same way again.
-    pub fn transient_reason(&self, service: &str) -> Option<String> {
+    pub(crate) fn transient_reason(&self, service: &str) -> Option<String> {
         match self {
             ApiError::Throttled { code, status: Some(s) } => Some(format!("{code} ({s}) from {service}")),
             ApiError::Throttled { code, status: None } => Some(format!("{code} from {service}")),
@@ -103,7 +103,7 @@ impl ApiError {
     }
 
     /// Classifies an SDK error by its error code, HTTP status and kind.
-    pub fn from_sdk<E: ProvideErrorMetadata + std::error::Error + 'static>(e: SdkError<E, HttpResponse>) -> Self {
+    pub(crate) fn from_sdk<E: ProvideErrorMetadata + std::error::Error + 'static>(e: SdkError<E, HttpResponse>) -> Self {
         let status = e.raw_response().map(|r| r.status().as_u16());
         let code = e.code().map(String::from);
         let message = e.message().unwrap_or_default().to_owned();
@@ -137,7 +137,7 @@ impl ApiError {
 }
 
 /// An AWS error answer, by its code and HTTP status.
-pub fn classify_answer(code: Option<&str>, status: Option<u16>, message: String) -> ApiError {
+pub(crate) fn classify_answer(code: Option<&str>, status: Option<u16>, message: String) -> ApiError {
     let code_s = code.map(String::from).unwrap_or_else(|| status.map(|s| format!("HTTP {s}")).unwrap_or_else(|| "error".into()));
     match (code, status) {
         (Some("NoSuchBucket" | "NoSuchKey" | "NotFound" | "NoSuchBucketPolicy" | "NoSuchPublicAccessBlockConfiguration"), _)

@@ -2,11 +2,11 @@
 //! TLS only), and the bucket policy that denies plain HTTP.
 
 /// The state bucket as stamp wants it; `check_hardening` says what differs.
-pub const TLS_POLICY_SID: &str = "DenyInsecureTransport";
+pub(crate) const TLS_POLICY_SID: &str = "DenyInsecureTransport";
 
 /// One setting of a hardened state bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hardening {
+pub(crate) enum Hardening {
     Versioning,
     Encryption,
     PublicAccessBlock,
@@ -14,9 +14,7 @@ pub enum Hardening {
 }
 
 impl Hardening {
-    pub const ALL: [Hardening; 4] = [Hardening::Versioning, Hardening::Encryption, Hardening::PublicAccessBlock, Hardening::TlsOnlyPolicy];
-
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             Hardening::Versioning => "versioning",
             Hardening::Encryption => "default encryption",
@@ -36,7 +34,7 @@ impl Hardening {
 }
 
 /// The bucket policy stamp puts: deny every request not made over TLS.
-pub fn tls_only_policy(bucket: &str) -> String {
+pub(crate) fn tls_only_policy(bucket: &str) -> String {
     serde_json::json!({
         "Version": "2012-10-17",
         "Statement": [{
@@ -53,7 +51,7 @@ pub fn tls_only_policy(bucket: &str) -> String {
 
 /// Whether a bucket policy denies all of S3 to requests without TLS (stamp's
 /// statement or one of the operator's own with the same effect).
-pub fn policy_denies_insecure_transport(policy: &str) -> bool {
+pub(crate) fn policy_denies_insecure_transport(policy: &str) -> bool {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(policy) else { return false };
     let statements = match v.get("Statement") {
         Some(serde_json::Value::Array(a)) => a.clone(),

@@ -10,7 +10,7 @@ use serde_json::Value;
 /// all that `terraform show -json` would (an update's changed attributes are only
 /// in the saved plan): a first deploy needs no `terraform show` process.
 #[derive(Debug, Default)]
-pub struct StreamedPlan {
+pub(crate) struct StreamedPlan {
     pub(super) changes: Vec<ResourceChange>,
     /// (add, change, remove) of the `change_summary`.
     pub(super) summary: Option<(u64, u64, u64)>,
@@ -19,7 +19,7 @@ pub struct StreamedPlan {
 }
 
 impl StreamedPlan {
-    pub fn see(&mut self, ev: &TfEvent) {
+    pub(crate) fn see(&mut self, ev: &TfEvent) {
         match ev {
             TfEvent::PlannedChange { address, action, reason } => {
                 let change = |action| ResourceChange { address: address.clone(), action, attributes: vec![], tainted: reason == "tainted" };
@@ -42,7 +42,7 @@ impl StreamedPlan {
 
     /// The changes, when the stream told them in full (see the type); else `None`:
     /// read the saved plan.
-    pub fn complete(self) -> Option<Vec<ResourceChange>> {
+    pub(crate) fn complete(self) -> Option<Vec<ResourceChange>> {
         let (add, change, remove) = self.summary?;
         let count = |a: Action| self.changes.iter().filter(|c| c.action == a).count() as u64;
         let replaces = count(Action::Replace);
@@ -53,7 +53,7 @@ impl StreamedPlan {
 
 /// One event of terraform's `-json` machine-readable UI.
 #[derive(Debug, Clone, PartialEq)]
-pub enum TfEvent {
+pub(crate) enum TfEvent {
     ChangeSummary {
         add: u64,
         change: u64,
@@ -97,7 +97,7 @@ pub enum TfEvent {
     },
 }
 
-pub fn parse_event(line: &str) -> Option<TfEvent> {
+pub(crate) fn parse_event(line: &str) -> Option<TfEvent> {
     let v: Value = serde_json::from_str(line).ok()?;
     let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
     let n = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
@@ -133,7 +133,7 @@ pub fn parse_event(line: &str) -> Option<TfEvent> {
 }
 
 /// A diagnostic as a human reads it, for failure summaries.
-pub fn diagnostic_text(severity: &str, summary: &str, detail: &str) -> String {
+pub(crate) fn diagnostic_text(severity: &str, summary: &str, detail: &str) -> String {
     let mut s = format!("{severity}: {summary}");
     if !detail.is_empty() {
         s.push_str(" — ");
@@ -144,7 +144,7 @@ pub fn diagnostic_text(severity: &str, summary: &str, detail: &str) -> String {
 
 /// What terraform waits for while a resource of this type is being applied (the
 /// provider polls AWS until then), for the log of a resource that takes long.
-pub fn waiting_for(address: &str, action: &str) -> String {
+pub(crate) fn waiting_for(address: &str, action: &str) -> String {
     let ty = address.rsplit('.').nth(1).unwrap_or_default();
     let deleting = action == "delete";
     let what = match (ty, deleting) {

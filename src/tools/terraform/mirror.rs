@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 /// Names the root of an unpacked provider mirror (Terraform's filesystem-mirror layout).
-pub const MIRROR_VAR: &str = "STAMP_TF_PROVIDER_MIRROR";
+pub(crate) const MIRROR_VAR: &str = "STAMP_TF_PROVIDER_MIRROR";
 
 /// Roots where machines ship an unpacked hashicorp/aws mirror, searched in order
 /// when `STAMP_TF_PROVIDER_MIRROR` is not set (scripts/provider-mirror.sh searches
@@ -13,7 +13,7 @@ pub(super) const MIRROR_ROOTS: [&str; 4] =
     ["/opt/tf-plugins", "/opt/terraform/plugins", "/usr/local/share/terraform/plugins", "/usr/share/terraform/plugins"];
 
 /// Whether `root` holds registry.terraform.io/hashicorp/aws/<version>/<os_arch>/terraform-provider-aws_v*.
-pub fn mirror_holds_aws(root: &Path) -> bool {
+pub(crate) fn mirror_holds_aws(root: &Path) -> bool {
     let Ok(versions) = std::fs::read_dir(root.join("registry.terraform.io/hashicorp/aws")) else { return false };
     versions.flatten().filter_map(|v| std::fs::read_dir(v.path()).ok()).flat_map(|p| p.flatten()).any(|platform| {
         std::fs::read_dir(platform.path())
@@ -24,7 +24,7 @@ pub fn mirror_holds_aws(root: &Path) -> bool {
 
 /// The hashicorp/aws mirror to install from: `STAMP_TF_PROVIDER_MIRROR` (an error
 /// when it holds no provider), else the first of the usual roots that holds one.
-pub fn provider_mirror() -> Result<Option<PathBuf>, crate::error::Error> {
+pub(crate) fn provider_mirror() -> Result<Option<PathBuf>, crate::error::Error> {
     if let Some(dir) = std::env::var_os(MIRROR_VAR).filter(|v| !v.is_empty()) {
         let dir = PathBuf::from(dir);
         if mirror_holds_aws(&dir) {
@@ -40,7 +40,7 @@ pub fn provider_mirror() -> Result<Option<PathBuf>, crate::error::Error> {
 
 /// The CLI configuration stamp writes when the user has none: hashicorp/aws from
 /// `mirror` and every other provider directly; empty (download as usual) without one.
-pub fn cli_config_text(mirror: Option<&Path>) -> String {
+pub(crate) fn cli_config_text(mirror: Option<&Path>) -> String {
     let mut text = String::from("# Written by stamp: the user has no Terraform CLI configuration (README: Environment variables).\n");
     if let Some(m) = mirror {
         let path = serde_json::to_string(&m.display().to_string()).unwrap_or_default();
@@ -53,7 +53,7 @@ pub fn cli_config_text(mirror: Option<&Path>) -> String {
 
 /// Which CLI configuration terraform runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CliConfig {
+pub(crate) enum CliConfig {
     /// The user's own, the files terraform itself reads: the file `TF_CLI_CONFIG_FILE`
     /// (or its legacy name `TERRAFORM_CONFIG`) names; without one, `~/.terraformrc`
     /// and `~/.terraform.d/*.tfrc[.json]`. `clear`: the variable names a file that
@@ -66,7 +66,7 @@ pub enum CliConfig {
 
 /// Which CLI configuration terraform runs with: the user's own wherever terraform
 /// would find one, stamp's only when there is none (see `CliConfig`).
-pub fn cli_config(work_root: &Path) -> Result<CliConfig, crate::error::Error> {
+pub(crate) fn cli_config(work_root: &Path) -> Result<CliConfig, crate::error::Error> {
     if let Some(user) = users_cli_config_from_env() {
         return Ok(user);
     }
@@ -80,7 +80,7 @@ pub fn cli_config(work_root: &Path) -> Result<CliConfig, crate::error::Error> {
 
 /// The user's CLI configuration, as terraform looks for it from this process's
 /// environment (`TF_CLI_CONFIG_FILE`, `TERRAFORM_CONFIG`, `HOME`), or `None`.
-pub fn users_cli_config_from_env() -> Option<CliConfig> {
+pub(crate) fn users_cli_config_from_env() -> Option<CliConfig> {
     let named = ["TF_CLI_CONFIG_FILE", "TERRAFORM_CONFIG"].iter().find_map(|k| std::env::var_os(k).filter(|v| !v.is_empty()));
     let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
     users_cli_config(named.map(PathBuf::from), home.as_deref())

@@ -1,5 +1,5 @@
 //! What a terraform plan says: its changes (`terraform show -json`), their actions,
-//! which drift matters, and the summary line.
+//! which drift matters, and the change line (the one wording of change counts).
 
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 /// (`resource_changes[].change.actions`): never from terraform's text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Action {
+pub(crate) enum Action {
     Create,
     Update,
     Delete,
@@ -23,7 +23,7 @@ pub enum Action {
 
 impl Action {
     /// The action of `change.actions`; `None` for a list terraform does not write.
-    pub fn from_actions(actions: &[&str]) -> Option<Self> {
+    pub(crate) fn from_actions(actions: &[&str]) -> Option<Self> {
         Some(match actions {
             ["create"] => Action::Create,
             ["update"] => Action::Update,
@@ -36,7 +36,7 @@ impl Action {
         })
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Action::Create => "create",
             Action::Update => "update",
@@ -49,7 +49,7 @@ impl Action {
     }
 
     /// terraform's own marker, which carries the meaning without colour.
-    pub fn marker(self) -> &'static str {
+    pub(crate) fn marker(self) -> &'static str {
         match self {
             Action::Create => "+",
             Action::Update => "~",
@@ -62,7 +62,7 @@ impl Action {
     }
 
     /// Whether applying it destroys something.
-    pub fn destroys(self) -> bool {
+    pub(crate) fn destroys(self) -> bool {
         matches!(self, Action::Delete | Action::Replace)
     }
 }
@@ -75,7 +75,7 @@ impl std::fmt::Display for Action {
 
 /// One resource of a plan and what applying it does.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-pub struct ResourceChange {
+pub(crate) struct ResourceChange {
     pub address: String,
     pub action: Action,
     /// The attributes whose value differs between before and after (`tags.env`:
@@ -104,7 +104,7 @@ pub(super) fn blank(v: &Value) -> bool {
 /// attributes the normal plan (`pending`) changes again. The rest are values the
 /// configuration does not manage (set by other resources of the stack, computed
 /// values read back after an apply): terraform would not act on them, nor do we.
-pub fn relevant_drift(drift: &[ResourceChange], pending: &[ResourceChange]) -> Vec<ResourceChange> {
+pub(crate) fn relevant_drift(drift: &[ResourceChange], pending: &[ResourceChange]) -> Vec<ResourceChange> {
     drift
         .iter()
         .filter(|d| {
@@ -131,7 +131,7 @@ pub(super) fn same_or_nested(drifted: &str, planned: &str) -> bool {
 
 /// The attributes that differ between `before` and `after` (objects): top-level
 /// names, and `name.key` inside a map or a single nested block.
-pub fn changed_attributes(before: &Value, after: &Value) -> Vec<String> {
+pub(crate) fn changed_attributes(before: &Value, after: &Value) -> Vec<String> {
     let (Some(b), Some(a)) = (before.as_object(), after.as_object()) else { return Vec::new() };
     let keys: BTreeSet<&String> = b.keys().chain(a.keys()).collect();
     let mut out = Vec::new();
@@ -151,14 +151,14 @@ pub fn changed_attributes(before: &Value, after: &Value) -> Vec<String> {
 
 impl ResourceChange {
     /// Whether applying it destroys something.
-    pub fn destroys(&self) -> bool {
+    pub(crate) fn destroys(&self) -> bool {
         self.action.destroys()
     }
 }
 
 /// A saved plan as `terraform show -json <planfile>` describes it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ShownPlanJson {
+pub(crate) struct ShownPlanJson {
     /// Managed resources the apply would change (no-ops and data reads left out).
     pub changes: Vec<ResourceChange>,
     /// Managed resources whose real state differs from the state file
@@ -167,7 +167,7 @@ pub struct ShownPlanJson {
 }
 
 /// Reads the output of `terraform show -json <planfile>`.
-pub fn parse_plan_json(json: &str) -> Result<ShownPlanJson, String> {
+pub(crate) fn parse_plan_json(json: &str) -> Result<ShownPlanJson, String> {
     let v: Value = serde_json::from_str(json).map_err(|e| format!("the plan is not JSON: {e}"))?;
     if v.get("format_version").is_none() {
         return Err("not the JSON of a plan (no format_version)".into());
@@ -202,6 +202,26 @@ pub fn parse_plan_json(json: &str) -> Result<ShownPlanJson, String> {
     Ok(ShownPlanJson { changes: read("resource_changes")?, drift: read("resource_drift")? })
 }
 
-pub fn describe_changes(add: u64, change: u64, remove: u64) -> String {
-    if add + change + remove == 0 { "no changes".into() } else { format!("{add} to add, {change} to change, {remove} to destroy") }
+/// Whether a change line tells what a plan would do or what an apply did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tense {
+    Plan,
+    Applied,
+}
+
+/// The one wording of change counts. A plan: "no changes", or "1 to add, 0 to change,
+/// 2 to destroy, 1 to replace"; after an apply: "1 added, 0 changed, 2 destroyed, 1
+/// replaced", always with the counts (an apply of changed outputs alone adds nothing).
+/// `replace` is `None` for terraform's own summary, which counts a replacement as an
+/// add and a destroy.
+pub(crate) fn change_line(tense: Tense, add: u64, change: u64, destroy: u64, replace: Option<u64>) -> String {
+    if tense == Tense::Plan && add + change + destroy + replace.unwrap_or(0) == 0 {
+        return "no changes".into();
+    }
+    let words = match tense {
+        Tense::Plan => ["to add", "to change", "to destroy", "to replace"],
+        Tense::Applied => ["added", "changed", "destroyed", "replaced"],
+    };
+    let counts = [Some(add), Some(change), Some(destroy), replace];
+    counts.iter().zip(words).filter_map(|(n, w)| n.map(|n| format!("{n} {w}"))).collect::<Vec<_>>().join(", ")
 }

@@ -6,15 +6,15 @@ use std::collections::BTreeMap;
 
 /// One output value of `terraform output -json` or of a state file's `outputs`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct OutputValue {
+pub(crate) struct OutputValue {
     pub value: Value,
     pub sensitive: bool,
 }
 
-pub type Outputs = BTreeMap<String, OutputValue>;
+pub(crate) type Outputs = BTreeMap<String, OutputValue>;
 
 /// Parses `{"name": {"value": ..., "sensitive": bool, "type": ...}}`.
-pub fn parse_outputs(json: &str) -> Result<Outputs, String> {
+pub(crate) fn parse_outputs(json: &str) -> Result<Outputs, String> {
     let v: Value = serde_json::from_str(json).map_err(|e| format!("outputs are not JSON: {e}"))?;
     let obj = v.as_object().ok_or("outputs are not a JSON object")?;
     Ok(obj
@@ -28,7 +28,7 @@ pub fn parse_outputs(json: &str) -> Result<Outputs, String> {
 }
 
 /// The root outputs held in a state file (format version 4).
-pub fn outputs_from_state(state: &str) -> Result<Outputs, String> {
+pub(crate) fn outputs_from_state(state: &str) -> Result<Outputs, String> {
     let v: Value = serde_json::from_str(state).map_err(|e| format!("state is not JSON: {e}"))?;
     match v.get("outputs") {
         Some(o) => parse_outputs(&o.to_string()),
@@ -39,13 +39,13 @@ pub fn outputs_from_state(state: &str) -> Result<Outputs, String> {
 /// How many managed resources a state file holds (data sources do not count:
 /// there is nothing to destroy behind them).
 /// What terraform says when it gave up waiting for a state lock (`-lock-timeout`).
-pub const LOCK_HELD: &str = "Error acquiring the state lock";
+pub(crate) const LOCK_HELD: &str = "Error acquiring the state lock";
 
 /// A state lock held right now: the object `<state key>.tflock` the S3 backend
 /// writes with `use_lockfile = true` (who, what, since when, and the ID that
 /// `terraform force-unlock` takes).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct LockInfo {
+pub(crate) struct LockInfo {
     pub who: String,
     pub operation: String,
     pub created: String,
@@ -54,13 +54,13 @@ pub struct LockInfo {
 
 impl LockInfo {
     /// "runner@ci-7 (OperationTypeApply, since 2026-11-25T10:00:00Z, lock ID 5e1d...)".
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!("{} ({}, since {}, lock ID {})", self.who, self.operation, self.created, self.id)
     }
 }
 
 /// The lock object of the state at `key`, parsed; `None` when no lock is held.
-pub async fn read_lock(
+pub(crate) async fn read_lock(
     api: &crate::tools::s3::AwsApi,
     log: &mut crate::tools::process::StageLog,
     region: &str,
@@ -72,13 +72,13 @@ pub async fn read_lock(
 }
 
 /// A lock object's fields ("?" for a field it lacks).
-pub fn parse_lock(text: &str) -> LockInfo {
+pub(crate) fn parse_lock(text: &str) -> LockInfo {
     let v: Value = serde_json::from_str(text).unwrap_or_default();
     let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
     LockInfo { who: s("Who"), operation: s("Operation"), created: s("Created"), id: s("ID") }
 }
 
-pub fn state_resource_count(state: &str) -> Result<usize, String> {
+pub(crate) fn state_resource_count(state: &str) -> Result<usize, String> {
     let v: Value = serde_json::from_str(state).map_err(|e| format!("state is not JSON: {e}"))?;
     Ok(v.get("resources")
         .and_then(Value::as_array)
@@ -88,7 +88,7 @@ pub fn state_resource_count(state: &str) -> Result<usize, String> {
 
 /// A resource in a state that refuses deletion while its protection is on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Protected {
+pub(crate) enum Protected {
     /// An RDS instance (`deletion_protection`), by identifier.
     Database { identifier: String },
     /// A load balancer (`enable_deletion_protection`), by ARN.
@@ -98,7 +98,7 @@ pub enum Protected {
 /// The resources of a state file that AWS can protect from deletion (RDS instances,
 /// load balancers), whatever the state says of their protection: it may have been
 /// switched on by hand after the apply, and only AWS knows (`Aws::still_protected`).
-pub fn protectable_resources(state: &str) -> Result<Vec<Protected>, String> {
+pub(crate) fn protectable_resources(state: &str) -> Result<Vec<Protected>, String> {
     let v: Value = serde_json::from_str(state).map_err(|e| format!("state is not JSON: {e}"))?;
     let mut found = Vec::new();
     for r in v.get("resources").and_then(Value::as_array).into_iter().flatten() {

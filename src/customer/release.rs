@@ -215,6 +215,24 @@ pub async fn read_history(
     customer: &str,
     limit: Option<usize>,
 ) -> Result<Vec<HistoryRecord>, Error> {
+    read_history_until(aws, log, bucket, customer, &|read: &[HistoryRecord]| limit.is_some_and(|n| read.len() >= n)).await
+}
+
+/// The newest records, up to the current and the previous release (what `status`
+/// and a rollback to the previous release need): one listing, then a read per
+/// record, newest first, stopping there.
+pub async fn read_recent(aws: &Aws, log: &mut StageLog, bucket: &BucketName, customer: &str) -> Result<Vec<HistoryRecord>, Error> {
+    read_history_until(aws, log, bucket, customer, &|read: &[HistoryRecord]| current_and_previous(read).1.is_some()).await
+}
+
+/// Records newest first, until `enough` says the ones read so far are enough.
+async fn read_history_until(
+    aws: &Aws,
+    log: &mut StageLog,
+    bucket: &BucketName,
+    customer: &str,
+    enough: &dyn Fn(&[HistoryRecord]) -> bool,
+) -> Result<Vec<HistoryRecord>, Error> {
     let prefix = history_prefix(customer);
     let listed = aws
         .api
@@ -223,12 +241,11 @@ pub async fn read_history(
         .map_err(|e| api_error(format!("cannot list s3://{bucket}/{prefix}"), e))?;
     let mut keys: Vec<String> = listed.into_iter().map(|l| l.key).filter(|k| k.ends_with(".json")).collect();
     keys.sort();
-    keys.reverse();
-    if let Some(n) = limit {
-        keys.truncate(n);
-    }
-    let mut out = Vec::with_capacity(keys.len());
-    for key in keys {
+    let mut out = Vec::new();
+    for key in keys.into_iter().rev() {
+        if enough(&out) {
+            break;
+        }
         let Some(text) = aws.read_object("history", log, bucket, &key).await? else { continue };
         let mut rec: HistoryRecord = serde_json::from_str(&text).map_err(|e| {
             Error::stage_hint(
@@ -268,14 +285,21 @@ pub async fn pin_rollback(ctx: &FleetContext, mut plan: CustomerPlan, to: Option
     let name = plan.customer.name.to_string();
     let mut log = StageLog::discard();
     let (aws, bucket) = open_bucket(ctx, &plan.customer, &mut log).await?;
-    let records = read_history(&aws, &mut log, &bucket, &name, None).await?;
+    let records = match to {
+        Some(_) => read_history(&aws, &mut log, &bucket, &name, None).await?,
+        None => read_recent(&aws, &mut log, &bucket, &name).await?,
+    };
     let (current, previous) = current_and_previous(&records);
     let target = match to {
         Some(id) => match records.iter().find(|r| r.outcome.is_ok() && r.release_id == id) {
             Some(r) => r,
             None => {
-                let mut known: Vec<&str> = records.iter().filter(|r| r.outcome.is_ok()).map(|r| r.release_id.as_str()).collect();
-                known.dedup();
+                let mut known: Vec<&str> = Vec::new();
+                for r in records.iter().filter(|r| r.outcome.is_ok()) {
+                    if !known.contains(&r.release_id.as_str()) {
+                        known.push(&r.release_id);
+                    }
+                }
                 let known = if known.is_empty() { "none".to_owned() } else { known.join(", ") };
                 return Err(Error::usage_hint(
                     format!("{name}: --to {id}: no release of that id ended ok in its history (s3://{bucket}/{})", history_prefix(&name)),

@@ -144,4 +144,15 @@ fn deploys_are_recorded_and_rollback_deploys_the_previous_release_without_a_bake
     }
     let again = fleet.stamp(&["gc", "--auto-approve"]).ok();
     assert!(again.stderr.contains("nothing to delete"), "{}", again.stderr);
+
+    // Back to v2, whose image gc deleted: its recorded commit is baked again.
+    let forward = fleet.stamp(&["rollback", "acme", "--to", &id2, "--auto-approve", "--json"]).ok().report();
+    assert_eq!(stage_status(&forward, "ami"), "ok", "{forward:#}");
+    let ami3 = forward["outputs"]["ami_id"].as_str().unwrap();
+    assert!(ami3 != ami2 && ami3 != ami1, "{forward:#}");
+    let tags = fleet.aws_json(&["ec2", "describe-images", "--image-ids", ami3]);
+    let tags = tags["Images"][0]["Tags"].as_array().unwrap().clone();
+    let commit = tags.iter().find(|t| t["Key"] == "stamp:commit").map(|t| t["Value"].clone());
+    assert_eq!(commit, Some(Value::from(app_commit("v2"))), "{tags:?}");
+    assert!(fleet.log("acme", "ami").contains("is not registered any more: baking its commit"), "{}", fleet.log("acme", "ami"));
 }

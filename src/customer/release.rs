@@ -125,8 +125,23 @@ pub fn actor() -> String {
     if var("TRAVIS").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
         return format!("travis:{}", var("TRAVIS_REPO_SLUG").unwrap_or_else(|| "?".into()));
     }
-    let user = var("USER").or_else(|| var("LOGNAME")).unwrap_or_else(|| "unknown".into());
+    let user = var("USER").or_else(|| var("LOGNAME")).or_else(login_name).unwrap_or_else(|| "unknown".into());
     format!("{user}@{}", hostname())
+}
+
+/// The name of the user this process runs as, from the password database.
+fn login_name() -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: getpwuid_r(3) writes the entry into `pw` and its strings into `buf`
+    // (of the length given); `found` points at `pw` on success, else is null.
+    unsafe {
+        let mut pw: libc::passwd = std::mem::zeroed();
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        if libc::getpwuid_r(libc::geteuid(), &mut pw, buf.as_mut_ptr(), buf.len(), &mut found) != 0 || found.is_null() {
+            return None;
+        }
+        Some(std::ffi::CStr::from_ptr(pw.pw_name).to_string_lossy().into_owned())
+    }
 }
 
 fn hostname() -> String {
@@ -186,7 +201,7 @@ pub async fn release_of(ctx: &FleetContext, plan: &CustomerPlan, ami: Option<&st
         template_hash: template_hash(ctx)?,
         stacks_hash: stacks_hash(ctx, plan)?,
         settings_hash: settings_hash(plan),
-        fleet_commit: crate::tools::git::head(&ctx.fleet.root).await,
+        fleet_commit: ctx.fleet_commit().await,
     })
 }
 

@@ -44,6 +44,9 @@ pub(crate) struct RunArgs {
     pub allow_destroy: bool,
     /// `plan --out FILE`.
     pub out: Option<PathBuf>,
+    /// `rollback [--to RELEASE]`: each plan is pinned to that release (`None`: the
+    /// previous one) before anything starts.
+    pub rollback: Option<Option<String>>,
 }
 
 impl RunArgs {
@@ -82,6 +85,7 @@ impl RunArgs {
             approved_plan: None,
             allow_destroy: false,
             out: None,
+            rollback: None,
         })
     }
 }
@@ -127,6 +131,13 @@ pub(super) async fn run(fleet: Fleet, op: Operation, args: RunArgs) -> Result<()
     let tools = find::find_tools(&fleet, op)?;
     let ctx = Rc::new(FleetContext::new(fleet, Some(tools)).with_limits(args.policy.plan_jobs, args.policy.lock_timeout));
     let mut plans = resolve_all(&ctx, &args.names, args.env.as_ref())?;
+    if let Some(to) = &args.rollback {
+        plans = pin_all(&ctx, plans, to.as_deref()).await?;
+    }
+    let ci_url = crate::ui::ci_env::get().env.run_url.clone();
+    for p in &mut plans {
+        p.record.ci_url = ci_url.clone();
+    }
     // Deploy bakes the commit; plan says which one a deploy would bake.
     if matches!(op, Operation::Deploy | Operation::Plan) {
         crate::fleet::revisions::resolve(&ctx.fleet.root, &mut plans, crate::ui::github::annotate).await?;
@@ -181,9 +192,47 @@ pub(super) async fn run(fleet: Fleet, op: Operation, args: RunArgs) -> Result<()
         None => Ok(()),
     };
     let ci = crate::ui::github::after_run(op, &reports, wall).and(written);
-    match (finish(op, outcomes, wall, args.json), ci) {
+    // A rollback that did not finish is resumed by running it again (`deploy` would
+    // deploy the customers' own git_id).
+    let verb = if args.rollback.is_some() { "rollback" } else { op.as_str() };
+    match (finish(op, verb, outcomes, wall, args.json), ci) {
         (Ok(()), Err(e)) => Err(e),
         (result, _) => result,
+    }
+}
+
+/// `rollback`: every plan pinned to its release (`customer::release::pin_rollback`);
+/// a customer without one is a problem, all printed, then exit 2 (nothing started).
+async fn pin_all(ctx: &FleetContext, plans: Vec<CustomerPlan>, to: Option<&str>) -> Result<Vec<CustomerPlan>, Error> {
+    let several = plans.len() > 1;
+    let mut pinned = Vec::new();
+    let mut problems = Vec::new();
+    for p in plans {
+        let name = p.customer.name.to_string();
+        match crate::customer::release::pin_rollback(ctx, p, to).await {
+            Ok(p) => {
+                let pin = p.pin.as_ref().expect("pinned");
+                eprintln!(
+                    "{name}: rolling back to release {} ({} at {}, {})",
+                    pin.release_id,
+                    pin.git_id,
+                    &pin.commit[..12.min(pin.commit.len())],
+                    pin.ami.as_ref().map(|a| a.to_string()).unwrap_or_else(|| "no AMI recorded".into())
+                );
+                pinned.push(p);
+            }
+            Err(e) => problems.push(e),
+        }
+    }
+    match problems.len() {
+        0 => Ok(pinned),
+        1 if !several => Err(problems.pop().expect("one")),
+        n => {
+            for e in &problems {
+                eprintln!("error: {e}");
+            }
+            Err(Error::Reported { message: format!("{n} customer(s) cannot be rolled back; nothing was started"), code: EXIT_USAGE })
+        }
     }
 }
 
@@ -221,7 +270,7 @@ fn check_journals(ctx: &FleetContext, plans: &[CustomerPlan], from: Option<crate
 }
 
 /// Prints the result and turns it into the exit code.
-fn finish(op: Operation, mut outcomes: Vec<Outcome>, wall: Duration, json: bool) -> Result<(), Error> {
+fn finish(op: Operation, verb: &str, mut outcomes: Vec<Outcome>, wall: Duration, json: bool) -> Result<(), Error> {
     if outcomes.len() == 1 {
         let Outcome { report, error } = outcomes.pop().expect("one");
         if json {
@@ -251,7 +300,7 @@ fn finish(op: Operation, mut outcomes: Vec<Outcome>, wall: Duration, json: bool)
     }
     let unfinished: Vec<&str> = reports.iter().filter(|r| !r.status.succeeded()).map(|r| r.customer.as_str()).collect();
     if !unfinished.is_empty() {
-        eprintln!("to resume: stamp {} {}", op.as_str(), unfinished.join(" "));
+        eprintln!("to resume: stamp {verb} {}", unfinished.join(" "));
     }
     if interrupted {
         return Err(Error::Reported { message: "interrupted".into(), code: EXIT_INTERRUPTED });

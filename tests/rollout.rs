@@ -80,11 +80,11 @@ fn with_outcome(r: &Value, o: &str) -> Vec<String> {
 }
 
 fn spawn(fleet: &Fleet, args: &[&str]) -> Child {
-    fleet.stamp_cmd(args).env("STAMP_ROLLOUT_HEARTBEAT", "1").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    fleet.stamp_cmd(args).env("STAMP_ROLLOUT_HEARTBEAT", "2").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
 }
 
 fn stamp(fleet: &Fleet, args: &[&str]) -> Run {
-    let out = fleet.stamp_cmd(args).env("STAMP_ROLLOUT_HEARTBEAT", "1").output().unwrap();
+    let out = fleet.stamp_cmd(args).env("STAMP_ROLLOUT_HEARTBEAT", "2").output().unwrap();
     Run::from(out, args)
 }
 
@@ -92,7 +92,11 @@ fn wait_for(what: &str, timeout: Duration, child: &mut Child, mut f: impl FnMut(
     let deadline = Instant::now() + timeout;
     while !f() {
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("stamp ended ({status}) before {what}");
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                std::io::Read::read_to_string(&mut e, &mut err).unwrap();
+            }
+            panic!("stamp ended ({status}) before {what}:\n{err}");
         }
         assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
         std::thread::sleep(Duration::from_millis(100));
@@ -153,7 +157,7 @@ fn twenty_customers_in_waves_halt_on_the_budget_and_resume_after_a_kill_without_
     assert!(done.stderr.contains("taking over") && done.stderr.contains("that process is gone"), "{}", done.stderr);
     let out = done.json();
     assert_eq!(out["rollout"]["state"], "done", "{out:#}");
-    assert_eq!(out["summary"]["succeeded"], 20);
+    assert_eq!(out["summary"]["succeeded"], 20, "{out:#}\n{}", done.stderr);
     assert_eq!(out["matrix"], serde_json::json!({"include": []}));
     for (c, before) in finished.iter().zip(counts) {
         assert_eq!(plans(&fleet, c), before, "{c} had finished before the kill and was deployed again");
@@ -179,7 +183,7 @@ fn pause_resume_waves_and_cancel_from_other_invocations() {
     // finishes, nothing more starts.
     let mut child = fleet
         .stamp_cmd(&["rollout", "--all", "--auto-approve"])
-        .env("STAMP_ROLLOUT_HEARTBEAT", "1")
+        .env("STAMP_ROLLOUT_HEARTBEAT", "2")
         .env("STAMP_STANDIN_DELAY", "3")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

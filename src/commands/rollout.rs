@@ -242,6 +242,7 @@ async fn resume(ctx: Rc<FleetContext>, a: &RolloutArgs) -> Result<(), Error> {
     let approval = super::run::approval(&ctx, &plans, Operation::Deploy, &args, None, &sink).await?;
     let token = format!("{:016x}", fastrand::u64(..));
     let stale = stale_after();
+    let retry_failed = a.retry_failed;
     let (r, _) = store
         .update(|r| {
             match r.hold(store::now(), stale, &store::host(), store::alive) {
@@ -251,6 +252,16 @@ async fn resume(ctx: Rc<FleetContext>, a: &RolloutArgs) -> Result<(), Error> {
                 Hold::Free | Hold::Stale(_) => {}
             }
             r.holder = Some(rollout::holder(&token));
+            if retry_failed {
+                // Deployed again in their wave's turn; a done wave is soaked again.
+                for i in 0..r.customers.len() {
+                    if r.customers[i].outcome == Outcome::Failed {
+                        r.customers[i].outcome = Outcome::Pending;
+                        let w = r.customers[i].wave;
+                        r.waves[w].done = false;
+                    }
+                }
+            }
             if matches!(r.state, State::Paused | State::Halted) {
                 r.state = State::Running;
                 r.reason = None;
@@ -274,7 +285,7 @@ async fn go(
     sink: Rc<dyn crate::events::EventSink>,
 ) -> Result<(), Error> {
     let plans: BTreeMap<String, CustomerPlan> = plans.into_iter().map(|p| (p.customer.name.to_string(), p)).collect();
-    let run = Run { policy: a.policy.clone(), opts, retry_failed: a.retry_failed, waves: a.waves, token };
+    let run = Run { policy: a.policy.clone(), opts, waves: a.waves, token };
     let end = rollout::run(ctx, store, plans, run, sink.clone(), Stop::new()).await?;
     drop(sink);
     for (name, e) in &end.errors {

@@ -55,7 +55,6 @@ pub struct Run {
     /// `--parallel`, `--plan-jobs`, `--lock-timeout`; the rest is the rollout's.
     pub policy: Policy,
     pub opts: Options,
-    pub retry_failed: bool,
     /// `--waves N`: stop after N waves.
     pub waves: Option<usize>,
     /// This holding's token (in the record's holder).
@@ -129,7 +128,7 @@ pub async fn run(
             break Ended::WavesRun(waves_run);
         }
         let total = r.waves.len();
-        let names = r.to_deploy(w, run.retry_failed);
+        let names = r.to_deploy(w, false);
         let left = r.budget_left();
         let at_once = waves::concurrency(run.policy.parallel, left);
         say.note(&format!(
@@ -206,19 +205,15 @@ async fn deploy_wave(
     for n in names {
         wave_plans.push(plans.get(n).cloned().ok_or_else(|| Error::stage(format!("rollout customer {n} has no plan")))?);
     }
-    store
-        .update(|r| {
-            check_holder(r, &run.token)?;
-            for n in names {
-                if let Some(c) = r.customer_mut(n) {
-                    c.outcome = Outcome::Deploying;
-                    c.error = None;
-                }
-            }
-            Ok(())
-        })
-        .await?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Status)>();
+    // Each start and end into the record at once: a kill later loses none of them,
+    // and a pause written meanwhile is read before the next customer starts.
+    let hook = {
+        let (store, token, hold) = (store.clone(), run.token.clone(), hold.clone());
+        scheduler::Hook(Rc::new(move |name: String, status: Option<Status>| {
+            let (store, token, hold) = (store.clone(), token.clone(), hold.clone());
+            Box::pin(async move { record_customer(&store, &token, &hold, &name, status).await })
+        }))
+    };
     let policy = Policy {
         parallel: at_once,
         max_failures: Some(left),
@@ -226,45 +221,10 @@ async fn deploy_wave(
         fail_fast: false,
         canary: 0,
         hold: Some(hold.clone()),
-        finished: Some(tx),
+        hook: Some(hook),
         ..run.policy.clone()
     };
-    // Each end into the record at once: a kill later loses none of them.
-    let writer = {
-        let (store, token, hold) = (store.clone(), run.token.clone(), hold.clone());
-        tokio::task::spawn_local(async move {
-            while let Some((name, status)) = rx.recv().await {
-                let written = store
-                    .update(|r| {
-                        check_holder(r, &token)?;
-                        if let Some(c) = r.customer_mut(&name) {
-                            c.outcome = match status {
-                                s if s.succeeded() => Outcome::Succeeded,
-                                Status::Failed => Outcome::Failed,
-                                // Interrupted or never started: deployed again on resume.
-                                _ => Outcome::Pending,
-                            };
-                            if !matches!(status, Status::NotStarted) {
-                                c.attempts += 1;
-                            }
-                        }
-                        Ok(())
-                    })
-                    .await;
-                match written {
-                    Ok((r, _)) => {
-                        if let Some(why) = stop_reason(&r) {
-                            hold.drain(why);
-                        }
-                    }
-                    Err(e) => hold.drain(format!("the rollout record could not be written: {e}")),
-                }
-            }
-        })
-    };
     let outcomes = scheduler::run(ctx.clone(), wave_plans, Operation::Deploy, run.opts.clone(), &policy, sink.clone(), stop.clone()).await;
-    drop(policy);
-    let _ = writer.await;
     let mut reports = Vec::new();
     let mut errors = Vec::new();
     let mut failed = Vec::new();
@@ -290,6 +250,41 @@ async fn deploy_wave(
             .await?;
     }
     Ok((reports, errors))
+}
+
+/// A customer's start (`None`) or end written to the record. At its start, a pause
+/// or cancel found there holds it (and every later one) back.
+async fn record_customer(store: &Store, token: &str, hold: &Stop, name: &str, status: Option<Status>) {
+    let written = store
+        .update(|r| {
+            check_holder(r, token)?;
+            if status.is_none() && stop_reason(r).is_some() {
+                return Ok(());
+            }
+            if let Some(c) = r.customer_mut(name) {
+                c.outcome = match status {
+                    None => {
+                        c.attempts += 1;
+                        c.error = None;
+                        Outcome::Deploying
+                    }
+                    Some(s) if s.succeeded() => Outcome::Succeeded,
+                    Some(Status::Failed) => Outcome::Failed,
+                    // Interrupted or never started: deployed again on resume.
+                    Some(_) => Outcome::Pending,
+                };
+            }
+            Ok(())
+        })
+        .await;
+    match written {
+        Ok((r, _)) => {
+            if let Some(why) = stop_reason(&r) {
+                hold.drain(why);
+            }
+        }
+        Err(e) => hold.drain(format!("the rollout record could not be written: {e}")),
+    }
 }
 
 /// The soak after wave `w`: a wait of `soak` with a countdown, then the wave's

@@ -118,3 +118,15 @@ mod tests {
         assert_eq!(local.renderer(false), Renderer::Terminal);
     }
 }
+
+/// Who runs stamp, for the records it keeps in S3: the GitHub actor (else the
+/// user), and the CI run's page when stamp runs in GitHub Actions.
+pub fn actor() -> (String, Option<String>) {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let name = var("GITHUB_ACTOR").or_else(|| var("USER")).or_else(|| var("LOGNAME")).unwrap_or_else(|| "unknown".into());
+    let url = match (var("GITHUB_SERVER_URL"), var("GITHUB_REPOSITORY"), var("GITHUB_RUN_ID")) {
+        (Some(server), Some(repo), Some(run)) => Some(format!("{server}/{repo}/actions/runs/{run}")),
+        _ => None,
+    };
+    (name, url)
+}

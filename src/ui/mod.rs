@@ -7,5 +7,6 @@ pub mod colour;
 pub mod github;
 pub mod plain;
 pub mod prompt;
+pub mod rollout;
 pub mod summary;
 pub mod terminal;

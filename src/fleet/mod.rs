@@ -1,7 +1,8 @@
 //! A fleet run: which customers (`selection`), the commit each git_id names
 //! (`revisions`), and running them side by side (`scheduler`) as far as memory holds
 //! them (`memory`), and rollouts: waves over a selection (`waves`), their record in S3
-//! (`rollout_record`, `rollout_store`) and the run (`rollout`). What the customers of a run share is in `crate::shared`.
+//! (`rollout_record`, `rollout_store`), the run (`rollout`) and the soak that watches
+//! a wave (`soak`). What the customers of a run share is in `crate::shared`.
 
 pub mod memory;
 pub mod revisions;
@@ -10,4 +11,5 @@ pub mod rollout_record;
 pub mod rollout_store;
 pub mod scheduler;
 pub mod selection;
+pub mod soak;
 pub mod waves;

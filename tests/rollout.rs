@@ -117,7 +117,8 @@ fn twenty_customers_in_waves_halt_on_the_budget_and_resume_after_a_kill_without_
     assert_eq!(out["rollout"]["waves"][1]["customers"], serde_json::json!(["c00", "c01", "c02", "c03"]));
     assert_eq!(out["rollout"]["waves"][2]["customers"].as_array().unwrap().len(), 15);
     assert!(run.stderr.contains("halted") && run.stderr.contains("c02"), "{}", run.stderr);
-    assert!(run.stderr.contains("soak after wave 1/3"), "the soak's countdown is shown: {}", run.stderr);
+    assert!(run.stderr.contains("] wave 1/3: soak "), "the soak's countdown is shown: {}", run.stderr);
+    assert!(run.stderr.contains("wave 1/3 done; 0 failure(s), budget left 0 of 0"), "{}", run.stderr);
     assert!(run.stderr.contains("budget left 0 of 0, 1 at once"), "{}", run.stderr);
     let r = record(&fleet, CURRENT).expect("a halted rollout stays the fleet's current one");
     assert_eq!(r["state"], "halted");
@@ -170,6 +171,12 @@ fn twenty_customers_in_waves_halt_on_the_budget_and_resume_after_a_kill_without_
     assert_eq!(archived["state"], "done");
     assert!(archived["holder"].is_null());
     assert_eq!(archived["customers"][0]["commit"].as_str().unwrap(), common::app_commit("v1"));
+    // Each deploy's history record names the rollout.
+    let listed = fleet.aws(&["s3", "ls", "--recursive", "s3://tfstate-123456789012-c05/stamp/history/c05/"]);
+    let key = listed.split_whitespace().last().unwrap();
+    let h = fleet.state("tfstate-123456789012-c05", key);
+    assert_eq!(h["rollout_id"], id.as_str(), "{h:#}");
+    assert_eq!(h["operation"], "rollout", "{h:#}");
 }
 
 #[test]

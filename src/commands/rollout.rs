@@ -83,9 +83,9 @@ fn print(r: &Record, a: &RolloutArgs) {
     }
 }
 
+/// Who runs this invocation (the history records' actor) and the CI run's page.
 fn actor() -> Actor {
-    let (name, ci_url) = crate::ui::ci_env::actor();
-    Actor { name, host: store::host(), ci_url }
+    Actor { name: crate::customer::release::actor(), host: store::host(), ci_url: crate::ui::ci_env::get().env.run_url.clone() }
 }
 
 /// The deploy's arguments for the approval (`run::approval`).
@@ -103,6 +103,7 @@ fn run_args(a: &RolloutArgs, names: Vec<CustomerName>) -> RunArgs {
         approved_plan: None,
         allow_destroy: a.allow_destroy,
         out: None,
+        rollback: None,
     }
 }
 
@@ -182,7 +183,18 @@ async fn start(ctx: Rc<FleetContext>, a: &RolloutArgs) -> Result<(), Error> {
         store.location()
     );
     let opts = Options { approval, rebuild_ami: false, no_smoke: false, from: None };
+    as_rollout(&mut plans, &r.id);
     go(ctx, store, plans, a, opts, token, sink).await
+}
+
+/// Each customer's history record names the deploy a rollout's, and which one.
+fn as_rollout(plans: &mut [CustomerPlan], id: &str) {
+    let ci_url = crate::ui::ci_env::get().env.run_url.clone();
+    for p in plans {
+        p.record.operation = crate::operation::HistoryOp::Rollout;
+        p.record.rollout_id = Some(id.to_owned());
+        p.record.ci_url = ci_url.clone();
+    }
 }
 
 async fn resume(ctx: Rc<FleetContext>, a: &RolloutArgs) -> Result<(), Error> {
@@ -271,6 +283,7 @@ async fn resume(ctx: Rc<FleetContext>, a: &RolloutArgs) -> Result<(), Error> {
         .await?;
     eprintln!("rollout {}: resumed by pid {} on {}", r.id, std::process::id(), store::host());
     let opts = Options { approval, rebuild_ami: false, no_smoke: false, from: None };
+    as_rollout(&mut plans, &r.id);
     go(ctx, store, plans, a, opts, token, sink).await
 }
 
@@ -320,6 +333,10 @@ async fn go(
         Ended::Interrupted => Err(Error::Reported {
             message: format!("rollout {id} interrupted; `stamp rollout --resume` continues it"),
             code: EXIT_INTERRUPTED,
+        }),
+        Ended::Unchecked(why) => Err(Error::Reported {
+            message: format!("rollout {id} stopped: {why}\nhint: `stamp rollout --resume` soaks the wave again"),
+            code: EXIT_STAGE_FAILED,
         }),
         Ended::Lost(why) => Err(Error::Reported { message: format!("rollout {id}: stopped: {why}"), code: EXIT_STAGE_FAILED }),
     }

@@ -171,7 +171,7 @@ async fn start(ctx: Rc<FleetContext>, a: &RolloutArgs) -> Result<(), Error> {
         started_at: t,
         updated_at: t,
         started_by: actor(),
-        fleet_commit: super::matrix::head_commit(&fleet.root),
+        fleet_commit: ctx.fleet_commit().await,
         budget,
         soak_secs: fleet.rollout.soak.as_secs(),
         waves: waves.iter().map(|w| Wave { customers: w.iter().map(|n| n.to_string()).collect(), done: false }).collect(),
@@ -229,8 +229,10 @@ async fn resume(ctx: Rc<FleetContext>, a: &RolloutArgs) -> Result<(), Error> {
             "`stamp rollout --resume --retry-failed` deploys the failed customers again; `--cancel` ends it",
         ));
     }
-    let here = super::matrix::head_commit(&ctx.fleet.root);
-    if let (Some(was), Some(now)) = (&r.fleet_commit, &here)
+    // The commit, whether or not either working tree had uncommitted changes.
+    let here = ctx.fleet_commit().await;
+    let commit = |c: &String| c.trim_end_matches("+dirty").to_owned();
+    if let (Some(was), Some(now)) = (r.fleet_commit.as_ref().map(commit), here.as_ref().map(commit))
         && was != now
     {
         return Err(Error::usage_hint(

@@ -139,6 +139,56 @@ pub enum Command {
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
         waves: Option<u16>,
     },
+    /// Deploy customers' previous release again (or the one --to names): its recorded
+    /// commit and AMI (no bake while the AMI is registered), through a normal deploy
+    /// whose plan is shown and approved as a deploy's. Recorded as a rollback.
+    Rollback {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        fleet: FleetArgs,
+        /// The release to deploy (an id `stamp history` lists) instead of the previous one.
+        #[arg(long, value_name = "RELEASE")]
+        to: Option<String>,
+        /// Apply without asking (required without a terminal, e.g. in CI).
+        #[arg(long)]
+        auto_approve: bool,
+        /// Print the run summary as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Skip the smoke test after the frontends.
+        #[arg(long)]
+        no_smoke: bool,
+        /// Apply only what this plan file (written by `stamp plan --out FILE`) shows, as
+        /// `deploy --approved-plan` does.
+        #[arg(long, value_name = "FILE")]
+        approved_plan: Option<PathBuf>,
+        /// With --auto-approve: also apply destroys and replacements no approved plan lists.
+        #[arg(long, conflicts_with = "approved_plan")]
+        allow_destroy: bool,
+    },
+    /// A customer's deploys, newest first, from its state bucket: when, what
+    /// (deploy, rollback, rollout), how it ended, the release, commit, AMI, who ran it.
+    History {
+        #[arg(value_parser = parse_customer)]
+        customer: CustomerName,
+        /// Only the newest N deploys.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        limit: Option<u32>,
+        /// Print them as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deregister the AMIs stamp baked that no customer runs and no release among each
+    /// customer's last `[rollout] keep_releases` deploys names, with their snapshots.
+    Gc {
+        /// List what would be deleted and kept; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Delete without asking (required without a terminal, e.g. in CI).
+        #[arg(long, conflicts_with = "dry_run")]
+        auto_approve: bool,
+    },
     /// Show what a deploy would change, building nothing.
     Plan {
         #[command(flatten)]

@@ -24,3 +24,23 @@ impl Operation {
         }
     }
 }
+
+/// The operation a history record names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HistoryOp {
+    #[default]
+    Deploy,
+    Rollback,
+    Rollout,
+}
+
+impl HistoryOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HistoryOp::Deploy => "deploy",
+            HistoryOp::Rollback => "rollback",
+            HistoryOp::Rollout => "rollout",
+        }
+    }
+}

@@ -381,12 +381,13 @@ fn placeholder_plans_then_drift_names_what_changed_outside_terraform() {
 }
 
 /// The IAM policies of docs/iam/ against the real stacks: every request of a deploy,
-/// of a deploy of a new revision and of a destroy (covered by the deploy role) and of a plan of the deployed customer
+/// of a deploy of a new revision, of a rollback to the first (whose launch template
+/// then runs the first AMI again) and of a destroy (covered by the deploy role) and of a plan of the deployed customer
 /// (the plan role: the provider's Describe/Get/List calls, the state read, no write)
 /// is recorded by the fault proxy and mapped to its IAM action (tests/support/iam.rs).
 #[test]
 #[ignore = "real stacks on the real provider, minutes: make test-aws"]
-fn the_iam_roles_cover_a_real_stacks_deploy_plan_and_destroy() {
+fn the_iam_roles_cover_a_real_stacks_deploy_plan_rollback_and_destroy() {
     let emu = Emulator::start();
     let proxy = FaultProxy::start(&emu);
     let fleet = Fleet { dir: tempfile::tempdir().unwrap(), endpoint: proxy.url.clone() };
@@ -397,8 +398,8 @@ fn the_iam_roles_cover_a_real_stacks_deploy_plan_and_destroy() {
     let (plan_role, deploy_role) = (policy("plan-role-policy.json"), policy("deploy-role-policy.json"));
     let requests = || proxy.requests();
 
-    let (run, deploy) = iam::recorded(requests, || fleet.stamp(&["deploy", "wayne", "--auto-approve"]));
-    run.ok();
+    let (run, deploy) = iam::recorded(requests, || fleet.stamp(&["deploy", "wayne", "--auto-approve", "--json"]));
+    let v1_ami = run.ok().report()["outputs"]["ami_id"].as_str().unwrap().to_owned();
     let (run, plan) = iam::recorded(requests, || fleet.stamp(&["plan", "wayne", "--json"]));
     let report = run.ok().report();
     assert_eq!(stage_status(&report, "vpc"), "unchanged", "{report:#}");
@@ -407,6 +408,17 @@ fn the_iam_roles_cover_a_real_stacks_deploy_plan_and_destroy() {
     let (run, rollout) = iam::recorded(requests, || fleet.stamp(&["deploy", "wayne", "--auto-approve", "--json"]));
     let report = run.ok().report();
     assert_eq!(stage_status(&report, "frontends"), "ok", "{report:#}");
+    assert_ne!(report["outputs"]["ami_id"], v1_ami.as_str(), "v2.0.0 is another image");
+    // Rolled back: v1's AMI again, without a bake, on a new launch template version.
+    let (run, rollback) = iam::recorded(requests, || fleet.stamp(&["rollback", "wayne", "--auto-approve", "--json"]));
+    let back = run.ok().report();
+    assert_eq!(stage_status(&back, "ami"), "unchanged", "{back:#}");
+    assert!(!fleet.log("wayne", "ami").contains("packer build"), "no bake");
+    let asg_name = back["outputs"]["frontends"]["autoscaling_group_name"].as_str().unwrap();
+    let asgs = fleet.aws_json(&["autoscaling", "describe-auto-scaling-groups", "--auto-scaling-group-names", asg_name]);
+    let lt_id = asgs["AutoScalingGroups"][0]["LaunchTemplate"]["LaunchTemplateId"].as_str().expect("a launch template").to_owned();
+    let versions = fleet.aws_json(&["ec2", "describe-launch-template-versions", "--launch-template-id", &lt_id, "--versions", "$Latest"]);
+    assert_eq!(versions["LaunchTemplateVersions"][0]["LaunchTemplateData"]["ImageId"], v1_ami.as_str(), "{versions:#}");
     let (run, destroy) = iam::recorded(requests, || fleet.stamp(&["destroy", "wayne", "--auto-approve"]));
     run.ok();
 
@@ -419,6 +431,7 @@ fn the_iam_roles_cover_a_real_stacks_deploy_plan_and_destroy() {
         (&plan_role, "stamp plan (real stacks)", &plan),
         (&deploy_role, "stamp deploy (real stacks)", &deploy),
         (&deploy_role, "stamp deploy of a new revision (real stacks)", &rollout),
+        (&deploy_role, "stamp rollback (real stacks)", &rollback),
         (&deploy_role, "stamp destroy (real stacks)", &destroy),
     ]);
 }

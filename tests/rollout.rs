@@ -80,11 +80,11 @@ fn with_outcome(r: &Value, o: &str) -> Vec<String> {
 }
 
 fn spawn(fleet: &Fleet, args: &[&str]) -> Child {
-    fleet.stamp_cmd(args).env("STAMP_ROLLOUT_HEARTBEAT", "1").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    fleet.stamp_cmd(args).env("STAMP_ROLLOUT_HEARTBEAT", "2").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
 }
 
 fn stamp(fleet: &Fleet, args: &[&str]) -> Run {
-    let out = fleet.stamp_cmd(args).env("STAMP_ROLLOUT_HEARTBEAT", "1").output().unwrap();
+    let out = fleet.stamp_cmd(args).env("STAMP_ROLLOUT_HEARTBEAT", "2").output().unwrap();
     Run::from(out, args)
 }
 
@@ -92,7 +92,11 @@ fn wait_for(what: &str, timeout: Duration, child: &mut Child, mut f: impl FnMut(
     let deadline = Instant::now() + timeout;
     while !f() {
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("stamp ended ({status}) before {what}");
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                std::io::Read::read_to_string(&mut e, &mut err).unwrap();
+            }
+            panic!("stamp ended ({status}) before {what}:\n{err}");
         }
         assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
         std::thread::sleep(Duration::from_millis(100));
@@ -113,7 +117,8 @@ fn twenty_customers_in_waves_halt_on_the_budget_and_resume_after_a_kill_without_
     assert_eq!(out["rollout"]["waves"][1]["customers"], serde_json::json!(["c00", "c01", "c02", "c03"]));
     assert_eq!(out["rollout"]["waves"][2]["customers"].as_array().unwrap().len(), 15);
     assert!(run.stderr.contains("halted") && run.stderr.contains("c02"), "{}", run.stderr);
-    assert!(run.stderr.contains("soak after wave 1/3"), "the soak's countdown is shown: {}", run.stderr);
+    assert!(run.stderr.contains("] wave 1/3: soak "), "the soak's countdown is shown: {}", run.stderr);
+    assert!(run.stderr.contains("wave 1/3 done; 0 failure(s), budget left 0 of 0"), "{}", run.stderr);
     assert!(run.stderr.contains("budget left 0 of 0, 1 at once"), "{}", run.stderr);
     let r = record(&fleet, CURRENT).expect("a halted rollout stays the fleet's current one");
     assert_eq!(r["state"], "halted");
@@ -153,7 +158,7 @@ fn twenty_customers_in_waves_halt_on_the_budget_and_resume_after_a_kill_without_
     assert!(done.stderr.contains("taking over") && done.stderr.contains("that process is gone"), "{}", done.stderr);
     let out = done.json();
     assert_eq!(out["rollout"]["state"], "done", "{out:#}");
-    assert_eq!(out["summary"]["succeeded"], 20);
+    assert_eq!(out["summary"]["succeeded"], 20, "{out:#}\n{}", done.stderr);
     assert_eq!(out["matrix"], serde_json::json!({"include": []}));
     for (c, before) in finished.iter().zip(counts) {
         assert_eq!(plans(&fleet, c), before, "{c} had finished before the kill and was deployed again");
@@ -166,6 +171,12 @@ fn twenty_customers_in_waves_halt_on_the_budget_and_resume_after_a_kill_without_
     assert_eq!(archived["state"], "done");
     assert!(archived["holder"].is_null());
     assert_eq!(archived["customers"][0]["commit"].as_str().unwrap(), common::app_commit("v1"));
+    // Each deploy's history record names the rollout.
+    let listed = fleet.aws(&["s3", "ls", "--recursive", "s3://tfstate-123456789012-c05/stamp/history/c05/"]);
+    let key = listed.split_whitespace().last().unwrap();
+    let h = fleet.state("tfstate-123456789012-c05", key);
+    assert_eq!(h["rollout_id"], id.as_str(), "{h:#}");
+    assert_eq!(h["operation"], "rollout", "{h:#}");
 }
 
 #[test]
@@ -179,7 +190,7 @@ fn pause_resume_waves_and_cancel_from_other_invocations() {
     // finishes, nothing more starts.
     let mut child = fleet
         .stamp_cmd(&["rollout", "--all", "--auto-approve"])
-        .env("STAMP_ROLLOUT_HEARTBEAT", "1")
+        .env("STAMP_ROLLOUT_HEARTBEAT", "2")
         .env("STAMP_STANDIN_DELAY", "3")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -4,6 +4,8 @@
 
 mod doctor;
 mod drift;
+mod gc;
+mod history;
 mod json_out;
 mod list;
 mod matrix;
@@ -122,6 +124,16 @@ async fn run(cli: Cli) -> Result<(), Error> {
             };
             rollout::rollout(fleet, args).await
         }
+        Command::Rollback { target, fleet: f, to, auto_approve, json, no_smoke, approved_plan, allow_destroy } => {
+            let mut args = RunArgs::new(&fleet, target, f, *auto_approve, false, *json, plain)?;
+            args.no_smoke = *no_smoke;
+            args.approved_plan = approved_plan.clone();
+            args.allow_destroy = *allow_destroy;
+            args.rollback = Some(to.clone());
+            run::run(fleet, crate::operation::Operation::Deploy, args).await
+        }
+        Command::History { customer, limit, json } => history::history(fleet, customer, limit.map(|n| n as usize), *json).await,
+        Command::Gc { dry_run, auto_approve } => gc::gc(fleet, *dry_run, *auto_approve).await,
         Command::Plan { target, fleet: f, json, out } => {
             let mut args = RunArgs::new(&fleet, target, f, false, false, *json, plain)?;
             args.out = out.clone();

@@ -83,9 +83,9 @@ fn print(r: &Record, a: &RolloutArgs) {
     }
 }
 
+/// Who runs this invocation (the history records' actor) and the CI run's page.
 fn actor() -> Actor {
-    let (name, ci_url) = crate::ui::ci_env::actor();
-    Actor { name, host: store::host(), ci_url }
+    Actor { name: crate::customer::release::actor(), host: store::host(), ci_url: crate::ui::ci_env::get().env.run_url.clone() }
 }
 
 /// The deploy's arguments for the approval (`run::approval`).
@@ -103,6 +103,7 @@ fn run_args(a: &RolloutArgs, names: Vec<CustomerName>) -> RunArgs {
         approved_plan: None,
         allow_destroy: a.allow_destroy,
         out: None,
+        rollback: None,
     }
 }
 
@@ -182,7 +183,18 @@ async fn start(ctx: Rc<FleetContext>, a: &RolloutArgs) -> Result<(), Error> {
         store.location()
     );
     let opts = Options { approval, rebuild_ami: false, no_smoke: false, from: None };
+    as_rollout(&mut plans, &r.id);
     go(ctx, store, plans, a, opts, token, sink).await
+}
+
+/// Each customer's history record names the deploy a rollout's, and which one.
+fn as_rollout(plans: &mut [CustomerPlan], id: &str) {
+    let ci_url = crate::ui::ci_env::get().env.run_url.clone();
+    for p in plans {
+        p.record.operation = crate::operation::HistoryOp::Rollout;
+        p.record.rollout_id = Some(id.to_owned());
+        p.record.ci_url = ci_url.clone();
+    }
 }
 
 async fn resume(ctx: Rc<FleetContext>, a: &RolloutArgs) -> Result<(), Error> {
@@ -242,6 +254,7 @@ async fn resume(ctx: Rc<FleetContext>, a: &RolloutArgs) -> Result<(), Error> {
     let approval = super::run::approval(&ctx, &plans, Operation::Deploy, &args, None, &sink).await?;
     let token = format!("{:016x}", fastrand::u64(..));
     let stale = stale_after();
+    let retry_failed = a.retry_failed;
     let (r, _) = store
         .update(|r| {
             match r.hold(store::now(), stale, &store::host(), store::alive) {
@@ -251,6 +264,16 @@ async fn resume(ctx: Rc<FleetContext>, a: &RolloutArgs) -> Result<(), Error> {
                 Hold::Free | Hold::Stale(_) => {}
             }
             r.holder = Some(rollout::holder(&token));
+            if retry_failed {
+                // Deployed again in their wave's turn; a done wave is soaked again.
+                for i in 0..r.customers.len() {
+                    if r.customers[i].outcome == Outcome::Failed {
+                        r.customers[i].outcome = Outcome::Pending;
+                        let w = r.customers[i].wave;
+                        r.waves[w].done = false;
+                    }
+                }
+            }
             if matches!(r.state, State::Paused | State::Halted) {
                 r.state = State::Running;
                 r.reason = None;
@@ -260,6 +283,7 @@ async fn resume(ctx: Rc<FleetContext>, a: &RolloutArgs) -> Result<(), Error> {
         .await?;
     eprintln!("rollout {}: resumed by pid {} on {}", r.id, std::process::id(), store::host());
     let opts = Options { approval, rebuild_ami: false, no_smoke: false, from: None };
+    as_rollout(&mut plans, &r.id);
     go(ctx, store, plans, a, opts, token, sink).await
 }
 
@@ -274,7 +298,7 @@ async fn go(
     sink: Rc<dyn crate::events::EventSink>,
 ) -> Result<(), Error> {
     let plans: BTreeMap<String, CustomerPlan> = plans.into_iter().map(|p| (p.customer.name.to_string(), p)).collect();
-    let run = Run { policy: a.policy.clone(), opts, retry_failed: a.retry_failed, waves: a.waves, token };
+    let run = Run { policy: a.policy.clone(), opts, waves: a.waves, token };
     let end = rollout::run(ctx, store, plans, run, sink.clone(), Stop::new()).await?;
     drop(sink);
     for (name, e) in &end.errors {
@@ -309,6 +333,10 @@ async fn go(
         Ended::Interrupted => Err(Error::Reported {
             message: format!("rollout {id} interrupted; `stamp rollout --resume` continues it"),
             code: EXIT_INTERRUPTED,
+        }),
+        Ended::Unchecked(why) => Err(Error::Reported {
+            message: format!("rollout {id} stopped: {why}\nhint: `stamp rollout --resume` soaks the wave again"),
+            code: EXIT_STAGE_FAILED,
         }),
         Ended::Lost(why) => Err(Error::Reported { message: format!("rollout {id}: stopped: {why}"), code: EXIT_STAGE_FAILED }),
     }

@@ -44,6 +44,9 @@ pub struct RunArgs {
     pub allow_destroy: bool,
     /// `plan --out FILE`.
     pub out: Option<PathBuf>,
+    /// `rollback [--to RELEASE]`: each plan is pinned to that release (`None`: the
+    /// previous one) before anything starts.
+    pub rollback: Option<Option<String>>,
 }
 
 impl RunArgs {
@@ -83,6 +86,7 @@ impl RunArgs {
             approved_plan: None,
             allow_destroy: false,
             out: None,
+            rollback: None,
         })
     }
 }
@@ -128,6 +132,13 @@ pub async fn run(fleet: Fleet, op: Operation, args: RunArgs) -> Result<(), Error
     let tools = find::find_tools(&fleet, op)?;
     let ctx = Rc::new(FleetContext::new(fleet, Some(tools)).with_limits(args.policy.plan_jobs, args.policy.lock_timeout));
     let mut plans = resolve_all(&ctx, &args.names, args.env.as_ref())?;
+    if let Some(to) = &args.rollback {
+        plans = pin_all(&ctx, plans, to.as_deref()).await?;
+    }
+    let ci_url = crate::ui::ci_env::get().env.run_url.clone();
+    for p in &mut plans {
+        p.record.ci_url = ci_url.clone();
+    }
     // Deploy bakes the commit; plan says which one a deploy would bake.
     if matches!(op, Operation::Deploy | Operation::Plan) {
         crate::fleet::revisions::resolve(&ctx.fleet.root, &mut plans, crate::ui::github::annotate).await?;
@@ -200,6 +211,41 @@ pub(super) async fn approval(
         Operation::Deploy => approve_fleet_plan(ctx, plans, args).await?,
         _ => approve_fleet_destroy(plans).await?,
     })
+}
+
+/// `rollback`: every plan pinned to its release (`customer::release::pin_rollback`);
+/// a customer without one is a problem, all printed, then exit 2 (nothing started).
+async fn pin_all(ctx: &FleetContext, plans: Vec<CustomerPlan>, to: Option<&str>) -> Result<Vec<CustomerPlan>, Error> {
+    let several = plans.len() > 1;
+    let mut pinned = Vec::new();
+    let mut problems = Vec::new();
+    for p in plans {
+        let name = p.customer.name.to_string();
+        match crate::customer::release::pin_rollback(ctx, p, to).await {
+            Ok(p) => {
+                let pin = p.pin.as_ref().expect("pinned");
+                eprintln!(
+                    "{name}: rolling back to release {} ({} at {}, {})",
+                    pin.release_id,
+                    pin.git_id,
+                    &pin.commit[..12.min(pin.commit.len())],
+                    pin.ami.as_ref().map(|a| a.to_string()).unwrap_or_else(|| "no AMI recorded".into())
+                );
+                pinned.push(p);
+            }
+            Err(e) => problems.push(e),
+        }
+    }
+    match problems.len() {
+        0 => Ok(pinned),
+        1 if !several => Err(problems.pop().expect("one")),
+        n => {
+            for e in &problems {
+                eprintln!("error: {e}");
+            }
+            Err(Error::Reported { message: format!("{n} customer(s) cannot be rolled back; nothing was started"), code: EXIT_USAGE })
+        }
+    }
 }
 
 /// Before anything starts: every customer's run journal can be read, and with

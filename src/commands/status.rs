@@ -64,7 +64,35 @@ pub struct CustomerStatus {
     pub public_url: Option<String>,
     pub stacks: BTreeMap<String, StackStatus>,
     pub last_run: Option<LastRun>,
+    /// The current release (the newest deploy that ended ok, from the history in the
+    /// state bucket) and the one before it (the newest ok one of another release).
+    pub release: Option<ReleaseRef>,
+    pub previous_release: Option<ReleaseRef>,
     pub error: Option<String>,
+}
+
+/// A release as `status` names it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ReleaseRef {
+    pub id: String,
+    pub git_id: String,
+    pub commit: String,
+    pub ami_id: Option<String>,
+    pub operation: String,
+    pub finished_at: String,
+}
+
+impl ReleaseRef {
+    fn of(r: &crate::customer::release::HistoryRecord) -> Self {
+        Self {
+            id: r.release_id.clone(),
+            git_id: r.release.git_id.clone(),
+            commit: r.release.commit.clone(),
+            ami_id: r.release.ami.clone(),
+            operation: r.operation.as_str().to_owned(),
+            finished_at: r.finished_at.clone(),
+        }
+    }
 }
 
 pub async fn status(fleet: &Fleet, names: &[CustomerName], env: Option<&EnvName>, as_json: bool) -> Result<(), Error> {
@@ -198,6 +226,8 @@ async fn one(aws: &Aws, c: &Customer, bucket: Result<BucketName, String>, work: 
         public_url: None,
         stacks: BTreeMap::new(),
         last_run: last_run(work),
+        release: None,
+        previous_release: None,
         error: None,
     };
     let bucket = match bucket {
@@ -226,6 +256,16 @@ async fn one(aws: &Aws, c: &Customer, bucket: Result<BucketName, String>, work: 
         }
     }
     row.deployed = row.stacks.values().any(|s| s.deployed && s.resources > 0);
+    if row.error.is_none() {
+        match crate::customer::release::read_history(aws, &mut log, &bucket, c.name.as_str(), None).await {
+            Ok(records) => {
+                let (current, previous) = crate::customer::release::current_and_previous(&records);
+                row.release = current.map(ReleaseRef::of);
+                row.previous_release = previous.map(ReleaseRef::of);
+            }
+            Err(e) => row.error = Some(format!("reading its history: {e}")),
+        }
+    }
     row
 }
 
@@ -357,7 +397,8 @@ fn revision_text(git_id: Option<&str>, commit: Option<&str>) -> String {
 }
 
 /// The status table's columns.
-const HEADER: [&str; 10] = ["CUSTOMER", "ENV", "REGION", "REVISION", "AMI", "VPC", "FRONTENDS", "LOCK", "LAST RUN", "URL"];
+const HEADER: [&str; 12] =
+    ["CUSTOMER", "ENV", "REGION", "REVISION", "AMI", "RELEASE", "PREVIOUS", "VPC", "FRONTENDS", "LOCK", "LAST RUN", "URL"];
 
 /// One row of the status table: its cells, in the header's order.
 fn table_cells(r: &CustomerStatus, now: SystemTime) -> Vec<String> {
@@ -384,6 +425,11 @@ fn table_cells(r: &CustomerStatus, now: SystemTime) -> Vec<String> {
         r.region.clone(),
         revision_text(r.revision.as_deref(), r.commit.as_deref()),
         r.ami_id.clone().unwrap_or_else(|| "-".into()),
+        r.release.as_ref().map(|x| x.id.clone()).unwrap_or_else(|| "-".into()),
+        r.previous_release
+            .as_ref()
+            .map(|x| format!("{} ({})", x.id, revision_text(Some(&x.git_id), Some(&x.commit))))
+            .unwrap_or_else(|| "-".into()),
         stack("vpc"),
         stack("frontends"),
         if locks.is_empty() { "-".into() } else { locks.join(", ") },
@@ -440,6 +486,8 @@ mod tests {
             public_url: fe.map(|_| "http://lb".into()),
             stacks: BTreeMap::from([("vpc".into(), stack(vpc, false)), ("frontends/production".into(), stack(fe, lock))]),
             last_run: None,
+            release: None,
+            previous_release: None,
             error: None,
         };
         let t =

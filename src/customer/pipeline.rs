@@ -34,6 +34,8 @@ pub struct Pipeline {
     started: Instant,
     /// deploy only: the run journal as this run writes it.
     journal: Option<Journal>,
+    /// deploy only: the key of the image the AMI stage took (for the history record).
+    image_key: Option<String>,
     _lock: Option<std::fs::File>,
 }
 
@@ -82,6 +84,7 @@ impl Pipeline {
             report,
             started: Instant::now(),
             journal: None,
+            image_key: None,
             _lock: Some(lock),
         })
     }
@@ -220,6 +223,23 @@ impl Pipeline {
             self.report.status = Status::Unchanged;
         }
         let mut result = result;
+        // Every deploy that reached its state bucket leaves a history record there,
+        // failed and interrupted ones too; one that cannot be written is an error.
+        if op == Operation::Deploy
+            && self.report.state_bucket.is_some()
+            && let Err(e) = self.record_history(&result).await
+        {
+            let line = format!("the history record of this deploy could not be written: {e}");
+            if result.is_ok() {
+                self.report.status = Status::Failed;
+                self.report.error = Some(line.clone());
+                self.cx.ui.emit(None, EventKind::Failure { message: line.clone(), file: None });
+                result = Err(Error::stage(line));
+            } else {
+                self.cx.ui.note(&line);
+                self.report.notes.push(line);
+            }
+        }
         if op != Operation::Render
             && let Err(e) = self.save_report()
             && result.is_ok()

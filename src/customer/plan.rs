@@ -10,7 +10,8 @@ use std::rc::Rc;
 use crate::config::{Customer, SecretFrom, SecretSource, StageVars, origin_of};
 use crate::error::{ConfigError, Error};
 use crate::events::Stage;
-use crate::names::{CustomerName, EnvName};
+use crate::names::{AmiId, CustomerName, EnvName};
+use crate::operation::HistoryOp;
 use crate::render::AppContext;
 use crate::shared::context::FleetContext;
 use crate::tools::git::Revision;
@@ -52,6 +53,39 @@ pub struct CustomerPlan {
     /// The commit `git_id` names, looked up before anything runs (`fleet::revisions`)
     /// by the commands that bake or say what would be baked: deploy, plan, render.
     pub revision: Option<Revision>,
+    /// A rollback (`customer::release::pin_rollback`): the release to deploy again.
+    /// `revision` is then the release's commit (no git_id lookup), and the AMI stage
+    /// takes the release's image when it is still registered.
+    pub pin: Option<Pin>,
+    /// How the history record of this deploy names it (deploy, rollback, rollout)
+    /// and who ran it; set by the command (or the rollout) before the run.
+    pub record: RecordAs,
+}
+
+/// A release to deploy again: its id, commit and image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pin {
+    pub release_id: String,
+    pub git_id: String,
+    pub commit: String,
+    pub ami: Option<AmiId>,
+    /// The release's image key (recorded again when its image is reused).
+    pub image_key: Option<String>,
+    /// One line said at the start of the deploy: the release's stacks or template
+    /// differ from the working tree's (they come from the checkout, not the release).
+    pub warning: Option<String>,
+}
+
+/// What a deploy's history record says of it besides its release and outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordAs {
+    pub operation: HistoryOp,
+    /// The rollout this deploy is part of (`stamp rollout`).
+    pub rollout_id: Option<String>,
+    /// Who ran it (GITHUB_ACTOR, ...); `None`: `$USER@host` when the record is written.
+    pub actor: Option<String>,
+    /// The CI run's page, when there is one.
+    pub ci_url: Option<String>,
 }
 
 /// A `[secrets]` value, read at run time. `Debug` never shows it.
@@ -156,9 +190,18 @@ impl CustomerPlan {
             None
         };
         match (vpc, frontends, template) {
-            (Ok(vpc), Ok(frontends), Ok(template)) if problems.is_empty() => {
-                Ok(Self { customer, vpc, frontends, template, app_config, secrets, unavailable_secrets, revision: None })
-            }
+            (Ok(vpc), Ok(frontends), Ok(template)) if problems.is_empty() => Ok(Self {
+                customer,
+                vpc,
+                frontends,
+                template,
+                app_config,
+                secrets,
+                unavailable_secrets,
+                revision: None,
+                pin: None,
+                record: RecordAs::default(),
+            }),
             (vpc, frontends, template) => {
                 let mut all: Vec<Error> = [vpc.err(), frontends.err(), template.err()].into_iter().flatten().collect();
                 all.extend(problems);

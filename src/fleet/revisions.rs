@@ -18,6 +18,10 @@ pub async fn resolve(root: &Path, plans: &mut [CustomerPlan], annotate: fn(&Erro
     // Repository -> the plans whose git_id it must name.
     let mut by_repo: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, p) in plans.iter_mut().enumerate() {
+        // A rollback deploys its release's recorded commit.
+        if p.pin.is_some() {
+            continue;
+        }
         let c = &p.customer;
         if git::is_full_hash(&c.git_id) {
             p.revision = Some(Revision { git_id: c.git_id.clone(), commit: c.git_id.to_ascii_lowercase() });

@@ -18,10 +18,12 @@ use crate::events::{Emitter, EventSink, Status};
 use crate::fleet::rollout_record::{Holder, Outcome, Record, State};
 use crate::fleet::rollout_store::{Store, now};
 use crate::fleet::scheduler::{self, Policy};
+use crate::fleet::soak::{self, Soak, SoakTarget};
 use crate::fleet::waves;
 use crate::operation::Operation;
 use crate::shared::context::FleetContext;
 use crate::stages::contract::Options;
+use crate::tools::process::StageLog;
 
 /// How a run of the rollout ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +41,8 @@ pub enum Ended {
     Interrupted,
     /// Another process took the record over (a stale-heartbeat takeover).
     Lost(String),
+    /// The soak could not check the wave (the alarms could not be read): why.
+    Unchecked(String),
 }
 
 /// What the run did: how it ended, the record as last written, and the report of
@@ -55,7 +59,6 @@ pub struct Run {
     /// `--parallel`, `--plan-jobs`, `--lock-timeout`; the rest is the rollout's.
     pub policy: Policy,
     pub opts: Options,
-    pub retry_failed: bool,
     /// `--waves N`: stop after N waves.
     pub waves: Option<usize>,
     /// This holding's token (in the record's holder).
@@ -129,7 +132,7 @@ pub async fn run(
             break Ended::WavesRun(waves_run);
         }
         let total = r.waves.len();
-        let names = r.to_deploy(w, run.retry_failed);
+        let names = r.to_deploy(w, false);
         let left = r.budget_left();
         let at_once = waves::concurrency(run.policy.parallel, left);
         say.note(&format!(
@@ -161,11 +164,13 @@ pub async fn run(
         // The soak: the wave's customers that deployed, checked again.
         let soaked: Vec<String> =
             r.waves[w].customers.iter().filter(|n| r.customer(n).is_some_and(|c| c.outcome == Outcome::Succeeded)).cloned().collect();
-        let Some(unhealthy) = soak(&ctx, &soaked, Duration::from_secs(r.soak_secs), w, total, &say, &hold, &stop).await else {
+        let unhealthy = match soak(&ctx, &soaked, &reports, Duration::from_secs(r.soak_secs), w, total, &sink, &hold).await {
+            Ok(Some(u)) => u,
             // Stopped during the soak: the wave is soaked again when resumed.
-            continue;
+            Ok(None) => continue,
+            Err(e) => break Ended::Unchecked(e.to_string()),
         };
-        store
+        let (after, _) = store
             .update(|r| {
                 check_holder(r, &run.token)?;
                 for (name, why) in &unhealthy {
@@ -180,6 +185,16 @@ pub async fn run(
                 Ok(())
             })
             .await?;
+        if after.waves[w].done {
+            say.note(&format!(
+                "rollout {}: wave {}/{total} done; {} failure(s), budget left {} of {}",
+                after.id,
+                w + 1,
+                after.failed().len(),
+                after.budget_left(),
+                after.budget
+            ));
+        }
         waves_run += 1;
     };
     beat.abort();
@@ -206,19 +221,15 @@ async fn deploy_wave(
     for n in names {
         wave_plans.push(plans.get(n).cloned().ok_or_else(|| Error::stage(format!("rollout customer {n} has no plan")))?);
     }
-    store
-        .update(|r| {
-            check_holder(r, &run.token)?;
-            for n in names {
-                if let Some(c) = r.customer_mut(n) {
-                    c.outcome = Outcome::Deploying;
-                    c.error = None;
-                }
-            }
-            Ok(())
-        })
-        .await?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Status)>();
+    // Each start and end into the record at once: a kill later loses none of them,
+    // and a pause written meanwhile is read before the next customer starts.
+    let hook = {
+        let (store, token, hold) = (store.clone(), run.token.clone(), hold.clone());
+        scheduler::Hook(Rc::new(move |name: String, status: Option<Status>| {
+            let (store, token, hold) = (store.clone(), token.clone(), hold.clone());
+            Box::pin(async move { record_customer(&store, &token, &hold, &name, status).await })
+        }))
+    };
     let policy = Policy {
         parallel: at_once,
         max_failures: Some(left),
@@ -226,45 +237,10 @@ async fn deploy_wave(
         fail_fast: false,
         canary: 0,
         hold: Some(hold.clone()),
-        finished: Some(tx),
+        hook: Some(hook),
         ..run.policy.clone()
     };
-    // Each end into the record at once: a kill later loses none of them.
-    let writer = {
-        let (store, token, hold) = (store.clone(), run.token.clone(), hold.clone());
-        tokio::task::spawn_local(async move {
-            while let Some((name, status)) = rx.recv().await {
-                let written = store
-                    .update(|r| {
-                        check_holder(r, &token)?;
-                        if let Some(c) = r.customer_mut(&name) {
-                            c.outcome = match status {
-                                s if s.succeeded() => Outcome::Succeeded,
-                                Status::Failed => Outcome::Failed,
-                                // Interrupted or never started: deployed again on resume.
-                                _ => Outcome::Pending,
-                            };
-                            if !matches!(status, Status::NotStarted) {
-                                c.attempts += 1;
-                            }
-                        }
-                        Ok(())
-                    })
-                    .await;
-                match written {
-                    Ok((r, _)) => {
-                        if let Some(why) = stop_reason(&r) {
-                            hold.drain(why);
-                        }
-                    }
-                    Err(e) => hold.drain(format!("the rollout record could not be written: {e}")),
-                }
-            }
-        })
-    };
     let outcomes = scheduler::run(ctx.clone(), wave_plans, Operation::Deploy, run.opts.clone(), &policy, sink.clone(), stop.clone()).await;
-    drop(policy);
-    let _ = writer.await;
     let mut reports = Vec::new();
     let mut errors = Vec::new();
     let mut failed = Vec::new();
@@ -292,45 +268,101 @@ async fn deploy_wave(
     Ok((reports, errors))
 }
 
-/// The soak after wave `w`: a wait of `soak` with a countdown, then the wave's
-/// deployed customers checked again; the unhealthy ones with why. `None` when the
-/// run was stopped (pause, cancel, interrupt) during it.
+/// A customer's start (`None`) or end written to the record. At its start, a pause
+/// or cancel found there holds it (and every later one) back.
+async fn record_customer(store: &Store, token: &str, hold: &Stop, name: &str, status: Option<Status>) {
+    let written = store
+        .update(|r| {
+            check_holder(r, token)?;
+            if status.is_none() && stop_reason(r).is_some() {
+                return Ok(());
+            }
+            if let Some(c) = r.customer_mut(name) {
+                c.outcome = match status {
+                    None => {
+                        c.attempts += 1;
+                        c.error = None;
+                        Outcome::Deploying
+                    }
+                    Some(s) if s.succeeded() => Outcome::Succeeded,
+                    Some(Status::Failed) => Outcome::Failed,
+                    // Interrupted or never started: deployed again on resume.
+                    Some(_) => Outcome::Pending,
+                };
+            }
+            Ok(())
+        })
+        .await;
+    match written {
+        Ok((r, _)) => {
+            if let Some(why) = stop_reason(&r) {
+                hold.drain(why);
+            }
+        }
+        Err(e) => hold.drain(format!("the rollout record could not be written: {e}")),
+    }
+}
+
+/// The soak after wave `w` (`fleet::soak`): for `soak`, the wave's deployed
+/// customers are checked again (the smoke test's GET, the `[rollout] alarms`); the
+/// unhealthy ones with why. `Ok(None)` when the run was stopped (pause, cancel,
+/// interrupt) during it: the wave is soaked again when resumed. `reports` are this
+/// run's deploys; a customer deployed by an earlier process is found by its last
+/// run here, else only its alarms are watched.
 #[allow(clippy::too_many_arguments)]
 async fn soak(
-    _ctx: &FleetContext,
+    ctx: &FleetContext,
     customers: &[String],
+    reports: &[RunReport],
     soak: Duration,
     w: usize,
     total: usize,
-    say: &Emitter,
+    sink: &Rc<dyn EventSink>,
     hold: &Stop,
-    stop: &Stop,
-) -> Option<Vec<(String, String)>> {
-    if soak.is_zero() || customers.is_empty() {
-        return Some(Vec::new());
+) -> Result<Option<Vec<(String, String)>>, Error> {
+    if customers.is_empty() {
+        return Ok(Some(Vec::new()));
     }
-    let step = (soak / 6).clamp(Duration::from_secs(1), Duration::from_secs(30));
-    let end = tokio::time::Instant::now() + soak;
-    loop {
-        if stop.interrupted() || hold.draining().is_some() {
-            return None;
+    let fleet = &ctx.fleet;
+    let mut targets = Vec::new();
+    for name in customers {
+        let c = fleet.load_customer(&crate::names::CustomerName::parse(name).map_err(Error::stage)?)?;
+        let report = match reports.iter().rev().find(|r| &r.customer == name) {
+            Some(r) => Some(r.clone()),
+            None => RunReport::read(&fleet.paths.work.join(name).join("last-run.json")).ok().flatten(),
+        };
+        let url = match report.as_ref().and_then(|r| r.public_url()) {
+            Some(u) if c.smoke.enabled => {
+                Some(crate::stages::smoke::target_url(u, &c.smoke.path).map_err(|m| Error::stage(format!("{name}: {m}")))?)
+            }
+            _ => None,
+        };
+        if url.is_none() && c.smoke.enabled {
+            Emitter::new(name, sink.clone()).note("no public_url of its deploy here: the soak watches its alarms only");
         }
-        let left = end.saturating_duration_since(tokio::time::Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        say.note(&format!(
-            "soak after wave {}/{}: {} left, watching {} customer(s)",
-            w + 1,
-            total,
-            humantime::format_duration(Duration::from_secs(left.as_secs_f64().ceil() as u64)),
-            customers.len()
-        ));
-        tokio::time::sleep(left.min(step)).await;
+        targets.push(SoakTarget { customer: name.clone(), region: c.region.to_string(), url, alarms: fleet.rollout.alarms_for(name) });
     }
-    // The checker (smoke test again, the CloudWatch alarms) comes here: until it
-    // does, a soak is the wait alone and finds nobody unhealthy.
-    Some(Vec::new())
+    let env = ctx.tool_env(&fleet.region)?;
+    let api = ctx.aws_api(&env);
+    let mut log = StageLog::append(fleet.paths.work.join("rollout.log"))?;
+    let label = format!("wave {}/{total}", w + 1);
+    let checker = Soak { api: &api, log: &mut log, sink: sink.clone(), label, duration: soak, every: soak::CHECK_EVERY };
+    let watched = checker.run(&targets);
+    tokio::pin!(watched);
+    // A pause or cancel during the soak ends it at once.
+    let held = async {
+        while hold.draining().is_none() {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    };
+    tokio::select! {
+        done = &mut watched => match done {
+            Ok(failed) => Ok(Some(failed.into_iter().map(|f| (f.customer, f.reason)).collect())),
+            Err(Error::Interrupted(_)) => Ok(None),
+            Err(e) => Err(e),
+        },
+        () = held => Ok(None),
+    }
 }
 
 /// Renews the holder's heartbeat; a pause or cancel seen in the record, or a lost

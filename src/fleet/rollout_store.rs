@@ -4,7 +4,6 @@
 //! (`Put::IfMatch`), a new record only if none exists (`Put::IfAbsent`): a write
 //! that lost to another process's reads the record again and redoes its change.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::error::Error;
@@ -26,7 +25,8 @@ pub struct Store {
     api: Rc<AwsApi>,
     region: String,
     pub bucket: BucketName,
-    log: RefCell<StageLog>,
+    /// One call at a time writes to the log (a heartbeat and a customer's end may overlap).
+    log: tokio::sync::Mutex<StageLog>,
 }
 
 impl Store {
@@ -49,7 +49,7 @@ impl Store {
             let _held = lock.lock().await;
             aws.ensure_state_bucket("rollout", &mut log, &bucket, &region, &mut |_| {}).await?;
         }
-        Ok(Self { api, region: region.to_string(), bucket, log: RefCell::new(log) })
+        Ok(Self { api, region: region.to_string(), bucket, log: tokio::sync::Mutex::new(log) })
     }
 
     pub fn location(&self) -> String {
@@ -59,7 +59,7 @@ impl Store {
     /// The current rollout and its ETag, or `None`.
     pub async fn read(&self) -> Result<Option<(Record, String)>, Error> {
         let got = {
-            let mut log = self.log.borrow_mut();
+            let mut log = self.log.lock().await;
             self.api.get_object(&mut log, &self.region, &self.bucket, CURRENT_KEY).await
         };
         let Some(o) = got.map_err(|e| api_error(format!("cannot read the rollout record {}", self.location()), e))? else {
@@ -83,7 +83,7 @@ impl Store {
     async fn put(&self, key: &str, r: &Record, when: Put) -> Result<Result<String, ()>, Error> {
         let body = serde_json::to_string_pretty(r).expect("a record serialises");
         let put = {
-            let mut log = self.log.borrow_mut();
+            let mut log = self.log.lock().await;
             self.api.put_object(&mut log, &self.region, &self.bucket, key, &body, when).await
         };
         match put {
@@ -124,7 +124,7 @@ impl Store {
     pub async fn archive(&self, r: &Record, etag: &str) -> Result<(), Error> {
         self.put(&archive_key(&r.id), r, Put::Always).await?.ok();
         let deleted = {
-            let mut log = self.log.borrow_mut();
+            let mut log = self.log.lock().await;
             self.api.delete_object(&mut log, &self.region, &self.bucket, CURRENT_KEY, Some(etag)).await
         };
         match deleted {

@@ -28,9 +28,10 @@ pub struct Policy {
     /// Start no new customer once this says so; the running ones finish (a rollout
     /// paused or cancelled by another invocation, or its record lost).
     pub hold: Option<Stop>,
-    /// Each customer's end as it happens (a rollout writes it to its record), before
-    /// the run's end.
-    pub finished: Option<tokio::sync::mpsc::UnboundedSender<(String, Status)>>,
+    /// Awaited just before a customer starts (`None`; `hold` is checked after it) and
+    /// as it ends (its status), while it still holds its slot: a rollout writes them
+    /// to its record, and reads a pause there before the next customer starts.
+    pub hook: Option<Hook>,
     /// Customers side by side (at least 1).
     pub parallel: usize,
     /// Start no new customer after the first failure.
@@ -43,6 +44,18 @@ pub struct Policy {
     pub plan_jobs: usize,
     /// terraform's -lock-timeout (`--lock-timeout`).
     pub lock_timeout: Duration,
+}
+
+/// A customer's start or end, awaited by the run (`Policy::hook`).
+#[derive(Clone)]
+pub struct Hook(pub Rc<dyn Fn(String, Option<Status>) -> HookFuture>);
+
+pub type HookFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hook")
+    }
 }
 
 /// One customer's end: its report and, on failure, the error.
@@ -93,19 +106,25 @@ pub async fn run(
             let (ctx, opts, sink, stop, slots, failures) =
                 (ctx.clone(), opts.clone(), sink.clone(), stop.clone(), slots.clone(), failures.clone());
             let (fail_fast, max_failures) = (policy.fail_fast, policy.max_failures);
-            let (strict, hold, finished) = (strict.clone(), policy.hold.clone(), policy.finished.clone());
+            let (strict, hold, hook) = (strict.clone(), policy.hold.clone(), policy.hook.clone());
             running.spawn_local(async move {
                 let _slot = slots.enter(|note| Emitter::new("", sink.clone()).note(note)).await;
                 let _strict = match &strict {
                     Some(s) => Some(s.enter().await),
                     None => None,
                 };
+                if let Some(h) = &hook
+                    && stop.draining().is_none()
+                    && hold.as_ref().and_then(Stop::draining).is_none()
+                {
+                    (h.0)(plan.customer.name.to_string(), None).await;
+                }
                 let outcome = match hold.as_ref().and_then(Stop::draining) {
                     Some(why) => not_started(&ctx, &plan, op, &sink, why),
                     None => run_one(ctx, plan, op, opts, sink, stop.clone()).await,
                 };
-                if let Some(f) = &finished {
-                    let _ = f.send((outcome.report.customer.clone(), outcome.report.status));
+                if let Some(h) = &hook {
+                    (h.0)(outcome.report.customer.clone(), Some(outcome.report.status)).await;
                 }
                 if matches!(outcome.report.status, Status::Failed) {
                     failures.set(failures.get() + 1);

@@ -28,6 +28,20 @@ pub async fn run(p: &mut StageContext, vpc: &VpcOutputs) -> Result<StageDone<Ami
             let _ = std::fs::remove_dir_all(stale.path());
         }
     }
+    // A rollback: the release's image, when it is still registered (no bake).
+    if let Some(pin) = p.plan.pin.clone()
+        && let Some(ami) = &pin.ami
+    {
+        let mut log = p.log(Stage::Ami)?;
+        p.ui.step(Stage::Ami, &format!("looking for {ami} of release {}", pin.release_id));
+        if p.aws.image_exists("ami", &mut log, ami).await? {
+            log.note(&format!("stamp: release {} runs {ami}, still registered: deployed again, no bake", pin.release_id));
+            return Ok(StageDone::new(ami.clone(), Status::Unchanged, format!("{ami} of release {} (no bake)", pin.release_id)));
+        }
+        let line = format!("{ami} of release {} is not registered any more: baking its commit {} again", pin.release_id, pin.commit);
+        log.note(&format!("stamp: {line}"));
+        p.ui.note(&line);
+    }
     let hash = template_hash(p)?;
     // Every variable makes the image key (a hash; a sensitive one by its name only);
     // the sensitive ones go to packer in a private file of their own, announced
@@ -319,6 +333,13 @@ async fn amis_used_by_others(p: &StageContext, log: &mut StageLog) -> Result<BTr
         }
     }
     Ok(used)
+}
+
+/// The image key of this customer's image (as the stage computes it).
+pub fn image_key_of(p: &StageContext, vpc: &VpcOutputs) -> Result<String, Error> {
+    let hash = template_hash(p)?;
+    let vars = packer_vars(p, vpc, &hash)?;
+    Ok(key_of(p, &hash, &vars))
 }
 
 pub fn template_hash(p: &StageContext) -> Result<String, Error> {

@@ -2,7 +2,8 @@
 //! a full ref or a commit hash) name in `app_repo` right now? `git ls-remote`
 //! answers it without a clone; a full commit hash needs no lookup. The image is keyed
 //! by, baked from and tagged with that commit, so a branch that moved bakes again
-//! and one that did not reuses its image.
+//! and one that did not reuses its image. And one more: which commit is the fleet
+//! repository itself at (`head`), recorded in each release.
 
 use std::path::Path;
 use std::time::Duration;
@@ -121,6 +122,27 @@ pub async fn ls_remote(git: &Path, cwd: &Path, repo: &str, patterns: &[String]) 
         Ok(Ok(out)) => out,
     };
     Ok(parse_listing(&out.stdout))
+}
+
+/// The commit checked out in the repository holding `dir`, with "+dirty" when its
+/// working tree has changes; `None` when `dir` is in no git repository (or git is
+/// not installed: the fleet's commit is then unknown, not an error).
+pub async fn head(dir: &Path) -> Option<String> {
+    let git = which::which("git").ok()?;
+    let run = async |args: &[&str]| {
+        ToolCommand::new(&git, dir)
+            .envs(&[("GIT_TERMINAL_PROMPT".to_owned(), "0".to_owned())])
+            .args(args.iter().copied())
+            .run("git", &mut StageLog::discard(), &[0], true, &mut |_, _| Tail::Raw)
+            .await
+            .ok()
+    };
+    let commit = run(&["rev-parse", "--verify", "-q", "HEAD"]).await?.stdout.trim().to_owned();
+    if !is_full_hash(&commit) {
+        return None;
+    }
+    let dirty = run(&["status", "--porcelain", "--untracked-files=normal"]).await.is_none_or(|o| !o.stdout.trim().is_empty());
+    Some(if dirty { format!("{commit}+dirty") } else { commit })
 }
 
 #[cfg(test)]

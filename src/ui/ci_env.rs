@@ -40,6 +40,10 @@ pub struct CiEnv {
     pub output: Option<PathBuf>,
     /// `GITHUB_WORKSPACE`: annotation paths are made relative to it.
     pub workspace: Option<PathBuf>,
+    /// The CI run's page, recorded in each deploy's history record: GitHub Actions'
+    /// `$GITHUB_SERVER_URL/$GITHUB_REPOSITORY/actions/runs/$GITHUB_RUN_ID`, Travis
+    /// CI's `TRAVIS_JOB_WEB_URL` (else `TRAVIS_BUILD_WEB_URL`).
+    pub run_url: Option<String>,
 }
 
 impl CiEnv {
@@ -52,8 +56,17 @@ impl CiEnv {
             step_summary: path("GITHUB_STEP_SUMMARY"),
             output: path("GITHUB_OUTPUT"),
             workspace: path("GITHUB_WORKSPACE"),
+            run_url: run_url(&|k: &str| std::env::var(k).ok().filter(|v| !v.is_empty())),
         }
     }
+}
+
+/// The CI run's page from these variables (see `CiEnv::run_url`).
+fn run_url(var: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    if let (Some(server), Some(repo), Some(id)) = (var("GITHUB_SERVER_URL"), var("GITHUB_REPOSITORY"), var("GITHUB_RUN_ID")) {
+        return Some(format!("{}/{repo}/actions/runs/{id}", server.trim_end_matches('/')));
+    }
+    var("TRAVIS_JOB_WEB_URL").or_else(|| var("TRAVIS_BUILD_WEB_URL"))
 }
 
 /// The run's CI settings: the environment and the `--progress` choice.
@@ -117,16 +130,18 @@ mod tests {
         assert_eq!(local.renderer(true), Renderer::Plain);
         assert_eq!(local.renderer(false), Renderer::Terminal);
     }
-}
 
-/// Who runs stamp, for the records it keeps in S3: the GitHub actor (else the
-/// user), and the CI run's page when stamp runs in GitHub Actions.
-pub fn actor() -> (String, Option<String>) {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let name = var("GITHUB_ACTOR").or_else(|| var("USER")).or_else(|| var("LOGNAME")).unwrap_or_else(|| "unknown".into());
-    let url = match (var("GITHUB_SERVER_URL"), var("GITHUB_REPOSITORY"), var("GITHUB_RUN_ID")) {
-        (Some(server), Some(repo), Some(run)) => Some(format!("{server}/{repo}/actions/runs/{run}")),
-        _ => None,
-    };
-    (name, url)
+    #[test]
+    fn the_run_url_is_github_actions_run_or_travis_job() {
+        let gh = |k: &str| match k {
+            "GITHUB_SERVER_URL" => Some("https://github.com/".to_owned()),
+            "GITHUB_REPOSITORY" => Some("acme/fleet".to_owned()),
+            "GITHUB_RUN_ID" => Some("42".to_owned()),
+            _ => None,
+        };
+        assert_eq!(run_url(&gh).as_deref(), Some("https://github.com/acme/fleet/actions/runs/42"));
+        let travis = |k: &str| (k == "TRAVIS_BUILD_WEB_URL").then(|| "https://travis/b/1".to_owned());
+        assert_eq!(run_url(&travis).as_deref(), Some("https://travis/b/1"));
+        assert_eq!(run_url(&|_: &str| None), None);
+    }
 }

@@ -9,6 +9,10 @@ impl Pipeline {
     /// stages before the restart point are checked (what they made still exists) and
     /// not run again; one whose result is gone runs again.
     pub(super) async fn deploy(&mut self) -> Result<(), Error> {
+        if let Some(w) = self.cx.plan.pin.as_ref().and_then(|p| p.warning.clone()) {
+            self.cx.ui.note(&format!("warning: {w}"));
+            self.report.notes.push(w);
+        }
         let mut carried = self.open_journal()?;
         let bucket = self
             .deploy_stage(
@@ -46,6 +50,10 @@ impl Pipeline {
             )
             .await?;
         self.report.outputs.insert("ami_id".into(), json!(ami.as_str()));
+        self.image_key = match &self.cx.plan.pin {
+            Some(pin) if pin.ami.as_ref() == Some(&ami) => pin.image_key.clone(),
+            _ => stages::ami::image_key_of(&self.cx, &vpc).ok(),
+        };
         let label = self.cx.plan.frontends.label.clone();
         let fe = self
             .deploy_stage(
@@ -88,6 +96,49 @@ impl Pipeline {
             j.updated_at = now();
             j.save(&Journal::path(&self.cx.work))?;
         }
+        Ok(())
+    }
+
+    /// Writes this deploy's history record to the state bucket (`customer::release`):
+    /// the release it applied (as far as it got) and how it ended.
+    pub(super) async fn record_history(&mut self, result: &Result<(), Error>) -> Result<(), Error> {
+        use crate::customer::release::{HistoryRecord, Outcome, RECORD_SCHEMA, release_of, write_record};
+        let Some(bucket) = self.report.state_bucket.as_deref().and_then(|b| BucketName::parse(b).ok()) else { return Ok(()) };
+        let ami = self.report.outputs.get("ami_id").and_then(Value::as_str).map(String::from);
+        let release = release_of(&self.cx.ctx, &self.cx.plan, ami.as_deref(), self.image_key.clone()).await?;
+        let stage = self.report.failed_stage.map(|s| s.to_string());
+        let outcome = match result {
+            Ok(()) => Outcome::Ok,
+            Err(Error::Interrupted(_) | Error::Stopped(_)) => Outcome::Interrupted { stage },
+            Err(e) => Outcome::Failed { stage, message: e.to_string().lines().next().unwrap_or_default().to_owned() },
+        };
+        let record = &self.cx.plan.record;
+        let rec = HistoryRecord {
+            schema_version: RECORD_SCHEMA,
+            release_id: release.id(),
+            release,
+            customer: self.cx.name().to_owned(),
+            env: self.report.env.clone(),
+            operation: record.operation,
+            started_at: self.report.started_at.clone(),
+            finished_at: now(),
+            outcome,
+            actor: record.actor.clone().unwrap_or_else(crate::customer::release::actor),
+            ci_url: record.ci_url.clone(),
+            stamp_version: env!("CARGO_PKG_VERSION").to_owned(),
+            rollout_id: record.rollout_id.clone(),
+            key: String::new(),
+        };
+        let dir = self.cx.work.join("logs");
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        let mut log = StageLog::append(dir.join("history.log"))?;
+        let key = write_record(&self.cx.aws, &mut log, &bucket, &rec).await?;
+        log.note(&format!(
+            "stamp: {} {} of release {}: recorded at s3://{bucket}/{key}",
+            rec.operation.as_str(),
+            rec.outcome.describe(),
+            rec.release_id
+        ));
         Ok(())
     }
 

@@ -130,7 +130,7 @@ timed() {
   us=$((${t1/./} - ${t0/./}))
   cpu=$(awk -F': ' '/User time|System time/ {s += $2} END {printf "%.2f", s}' "$out/time.txt")
   printf '%s\t%s\t%d.%06d\t%s\t%s\t%s\n' "$kind" "$n" $((us / 1000000)) $((us % 1000000)) "$cpu" "$l0" "$(load)" >> "$dir/results.tsv"
-  say "$kind run $n: $((us / 1000000)).$((us % 1000000 / 10000))s (cpu ${cpu}s, load $l0 -> $(load), exit $rc)"
+  say "$kind run $n: $(awk -v u="$us" 'BEGIN {printf "%.2f", u / 1e6}')s (cpu ${cpu}s, load $l0 -> $(load), exit $rc)"
   echo "$t1" > "$out/ended"
 }
 all_ok() { # KIND RUN: every customer's last run is ok

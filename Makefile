@@ -100,6 +100,10 @@ bench-fleet: tools build ## 16 customers side by side vs a bash loop and make -j
 bench-fleet-real: tools build ## N customers of the real stacks (staging, one image) with --parallel 8 vs one alone; COUNTS="1 8 16" PARALLEL=8 (figures in docs/bench-fleet-real.md)
 	STAMP_BIN=$(STAMP) scripts/bench-fleet-real.sh
 
+.PHONY: bench-rollout
+bench-rollout: tools build ## a rollout of 16 customers (soak 0) vs deploy --all, and the time from a failure to the halt (figures in docs/bench-rollout.md)
+	STAMP_BIN=$(STAMP) scripts/bench-rollout.sh
+
 .PHONY: bench-visibility
 bench-visibility: tools build ## no-op redeploys vs first deploys; status --all over 100 customers; plan --all vs single plans (figures in docs/benchmarks.md)
 	STAMP_BIN=$(STAMP) scripts/bench-visibility.sh

@@ -667,6 +667,181 @@ def apply_11():
     S3Response.head_bucket = _head_bucket_fixed
 
 
+# --- 12. CloudWatch DescribeAlarms: the Smithy RPC v2 CBOR protocol -----------------------------
+# Defect: moto 5.2.1 serves CloudWatch in the query and JSON protocols only (the AWS CLI's). The
+#   AWS SDK for Rust, through which stamp reads a rollout's alarms, speaks the protocol AWS lists
+#   first for CloudWatch, Smithy RPC v2 CBOR: POST /service/GraniteServiceVersion20100801/
+#   operation/DescribeAlarms with a CBOR body. moto has no route for that path and answers 404.
+# AWS: answers the same operation in CBOR (content-type application/cbor, header
+#   smithy-protocol: rpc-v2-cbor), with MetricAlarms and CompositeAlarms as in the other
+#   protocols; an alarm name that does not exist is simply not in the answer.
+# Patch: adds that route to moto's CloudWatch URLs for DescribeAlarms (AlarmNames, or every
+#   alarm), answered from moto's own backend (the alarms the AWS CLI created and set); any
+#   other operation on that route answers an UnknownOperationException naming this patch.
+CBOR_PATH = "/service/GraniteServiceVersion20100801/operation/"
+
+
+def cbor_decode(data: bytes):
+    """A CBOR item (RFC 8949) as Python values: what the SDK sends (maps, arrays, text, numbers)."""
+    import struct
+
+    def item(i: int):
+        head = data[i]
+        major, info = head >> 5, head & 0x1F
+        i += 1
+        if major == 7:
+            simple = {20: False, 21: True, 22: None, 23: None}
+            if info in simple:
+                return simple[info], i
+            size, fmt = {25: (2, ">e"), 26: (4, ">f"), 27: (8, ">d")}[info]
+            return struct.unpack(fmt, data[i : i + size])[0], i + size
+        if info < 24:
+            n = info
+        elif info == 31:
+            n = None  # indefinite length, up to a break (0xff)
+        else:
+            size = {24: 1, 25: 2, 26: 4, 27: 8}[info]
+            n, i = int.from_bytes(data[i : i + size], "big"), i + size
+        if major == 0:
+            return n, i
+        if major == 1:
+            return -1 - n, i
+        if major in (2, 3):
+            if n is None:
+                chunks = []
+                while data[i] != 0xFF:
+                    chunk, i = item(i)
+                    chunks.append(chunk)
+                joined = b"".join(c if isinstance(c, bytes) else c.encode() for c in chunks)
+                return (joined if major == 2 else joined.decode()), i + 1
+            raw = data[i : i + n]
+            return (raw if major == 2 else raw.decode()), i + n
+        if major == 4:
+            out = []
+            while (n is None and data[i] != 0xFF) or (n is not None and len(out) < n):
+                v, i = item(i)
+                out.append(v)
+            return out, (i + 1 if n is None else i)
+        if major == 5:
+            out, count = {}, 0
+            while (n is None and data[i] != 0xFF) or (n is not None and count < n):
+                k, i = item(i)
+                v, i = item(i)
+                out[k], count = v, count + 1
+            return out, (i + 1 if n is None else i)
+        return item(i)  # major 6: a tag; the value inside it
+
+    return item(0)[0] if data else {}
+
+
+def cbor_encode(value) -> bytes:
+    """Python values as CBOR; a datetime as an epoch-seconds timestamp (tag 1), as Smithy does."""
+    import datetime
+    import struct
+
+    def head(major: int, n: int) -> bytes:
+        if n < 24:
+            return bytes([major << 5 | n])
+        for info, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
+            if n < 1 << (8 * size):
+                return bytes([major << 5 | info]) + n.to_bytes(size, "big")
+        raise ValueError(n)
+
+    if value is None:
+        return b"\xf6"
+    if isinstance(value, bool):
+        return b"\xf5" if value else b"\xf4"
+    if isinstance(value, int):
+        return head(0, value) if value >= 0 else head(1, -1 - value)
+    if isinstance(value, float):
+        return b"\xfb" + struct.pack(">d", value)
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=datetime.timezone.utc)
+        return b"\xc1" + cbor_encode(value.timestamp())
+    if isinstance(value, str):
+        raw = value.encode()
+        return head(3, len(raw)) + raw
+    if isinstance(value, (list, tuple)):
+        return head(4, len(value)) + b"".join(cbor_encode(v) for v in value)
+    if isinstance(value, dict):
+        return head(5, len(value)) + b"".join(cbor_encode(k) + cbor_encode(v) for k, v in value.items())
+    raise TypeError(type(value))
+
+
+def cbor_describe_alarms(body: bytes, headers):
+    """A DescribeAlarms request in CBOR, as the SDK for Rust sends it (the probe's and the test's)."""
+    h = {"Content-Type": "application/cbor", "Accept": "application/cbor", "smithy-protocol": "rpc-v2-cbor"}
+    h.update(headers)
+    return CBOR_PATH + "DescribeAlarms", cbor_encode(body), h
+
+
+def probe_12() -> bool:
+    from moto.moto_server.werkzeug_app import create_backend_app
+
+    client("cloudwatch").put_metric_alarm(
+        AlarmName="probe-12", MetricName="m", Namespace="n", Statistic="Sum", Period=60, EvaluationPeriods=1,
+        Threshold=1.0, ComparisonOperator="GreaterThanThreshold",
+    )
+    auth = {"Authorization": f"AWS4-HMAC-SHA256 Credential=probe/20260101/{REGION}/monitoring/aws4_request, SignedHeaders=host, Signature=0"}
+    path, body, headers = cbor_describe_alarms({"AlarmNames": ["probe-12"]}, auth)
+    answer = create_backend_app("cloudwatch").test_client().post(path, data=body, headers=headers)
+    if answer.status_code != 200 or answer.headers.get("smithy-protocol") != "rpc-v2-cbor":
+        return True
+    alarms = cbor_decode(answer.data).get("MetricAlarms") or []
+    return [a.get("AlarmName") for a in alarms] != ["probe-12"]
+
+
+@patch(12, "CloudWatch DescribeAlarms: the Smithy RPC v2 CBOR protocol", probe_12)
+def apply_12():
+    from moto.cloudwatch import urls
+    from moto.cloudwatch.responses import CloudWatchResponse
+
+    route = "{0}" + CBOR_PATH + "(?P<operation>[A-Za-z]+)$"
+    if route in urls.url_paths:
+        return
+
+    def answer(status: int, body: dict):
+        return status, {"Content-Type": "application/cbor", "smithy-protocol": "rpc-v2-cbor"}, cbor_encode(body)
+
+    def alarm_fields(a) -> dict:
+        fields = {
+            "AlarmName": a.name,
+            "AlarmArn": a.alarm_arn,
+            "StateValue": a.state_value,
+            "StateReason": a.state_reason or "",
+            "StateUpdatedTimestamp": a.state_updated_timestamp,
+        }
+        if a.description:
+            fields["AlarmDescription"] = a.description
+        if a.rule is None:
+            fields.update({"MetricName": a.metric_name or "", "Namespace": a.namespace or ""})
+        else:
+            fields["AlarmRule"] = a.rule
+        return fields
+
+    def _cbor_dispatch(request, full_url, headers):
+        operation = full_url.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
+        if operation != "DescribeAlarms":
+            return answer(400, {"__type": "UnknownOperationException", "message": f"{operation} over rpc-v2-cbor: scripts/moto_server.py patch 12 serves DescribeAlarms only"})
+        response = CloudWatchResponse()
+        response.setup_class(request, full_url, headers, use_raw_body=True)
+        params = cbor_decode(response.raw_body or b"") or {}
+        backend = response.cloudwatch_backend
+        names = params.get("AlarmNames") or []
+        alarms = backend.get_alarms_by_alarm_names(names) if names else backend.describe_alarms()
+        alarms = list(alarms)
+        return answer(
+            200,
+            {
+                "MetricAlarms": [alarm_fields(a) for a in alarms if a.rule is None],
+                "CompositeAlarms": [alarm_fields(a) for a in alarms if a.rule is not None],
+            },
+        )
+
+    urls.url_paths[route] = _cbor_dispatch
+
+
 # --- The probes, their verdicts, and the start ------------------------------------------------
 def probe_all() -> dict:
     """Each probe against this moto, unpatched: {number: true (the defect is there), false

@@ -28,7 +28,7 @@ checks=0
 mkdir -p "$bin"
 
 # Pinned so a fresh machine gets what the tests were written against (moto 5.2.6,
-# the newest tried, still needs 10 of scripts/moto_server.py's 12 patches: docs/moto.md).
+# the newest tried, still needs 10 of scripts/moto_server.py's first 12 patches: docs/moto.md).
 pkgs=(
   "moto[server]==5.2.1"
   "awscli==1.45.11"

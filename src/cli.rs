@@ -90,6 +90,59 @@ pub enum Command {
         #[arg(long, conflicts_with = "approved_plan")]
         allow_destroy: bool,
     },
+    /// Deploy customers in waves ([rollout] in stamp.toml): canaries first, a soak
+    /// between waves, a failure budget that halts the rollout. Its record lives in
+    /// S3, so another process or CI job can --resume, --pause or --cancel it.
+    #[command(after_help = "Exit codes: 0 the rollout finished (or ran its --waves); 1 it halted (the failed customers are \
+                            named), was paused or cancelled, or a stage failed; 2 bad usage, or another rollout holds \
+                            the fleet; 130 interrupted (then `stamp rollout --resume`).")]
+    Rollout {
+        #[command(flatten)]
+        target: Target,
+        /// Customers side by side within a wave; never more than the failures the
+        /// budget still tolerates plus one.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256), value_name = "N")]
+        parallel: u16,
+        /// At most N terraform init/plan steps at once (as deploy's --plan-jobs).
+        #[arg(long, env = "STAMP_PLAN_JOBS", value_parser = clap::value_parser!(u16).range(1..=256), value_name = "N")]
+        plan_jobs: Option<u16>,
+        /// terraform's -lock-timeout (as deploy's --lock-timeout).
+        #[arg(long, env = "STAMP_LOCK_TIMEOUT", default_value = "60s", value_parser = parse_lock_timeout, value_name = "DURATION")]
+        lock_timeout: std::time::Duration,
+        /// Apply without asking (required without a terminal, e.g. in CI).
+        #[arg(long)]
+        auto_approve: bool,
+        /// With --auto-approve: also apply destroys and replacements (as deploy's).
+        #[arg(long)]
+        allow_destroy: bool,
+        /// Print the rollout (state, customers, the next wave as a GitHub matrix) as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Continue the fleet's current rollout (after a kill, a pause, or in the next
+        /// CI job); its customers come from its record.
+        #[arg(long, conflicts_with_all = ["customers", "all", "tag", "pause", "cancel", "status"])]
+        resume: bool,
+        /// With --resume: deploy the customers that failed again.
+        #[arg(long, requires = "resume")]
+        retry_failed: bool,
+        /// Stop the current rollout at its next safe point (before a customer or a
+        /// wave starts); --resume continues it.
+        #[arg(long, conflicts_with_all = ["customers", "all", "tag", "cancel", "status"])]
+        pause: bool,
+        /// End the current rollout at its next safe point; it cannot be resumed.
+        #[arg(long, conflicts_with_all = ["customers", "all", "tag", "status"])]
+        cancel: bool,
+        /// Print the current rollout and change nothing.
+        #[arg(long, conflicts_with_all = ["customers", "all", "tag"])]
+        status: bool,
+        /// Roll every customer a halted (or paused) rollout deployed back to the
+        /// release it ran before, then end the rollout.
+        #[arg(long, conflicts_with_all = ["customers", "all", "tag", "resume", "pause", "cancel", "status", "waves"])]
+        rollback: bool,
+        /// Run at most N waves, then stop (the record waits for `--resume`): a CI job per wave.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        waves: Option<u16>,
+    },
     /// Deploy customers' previous release again (or the one --to names): its recorded
     /// commit and AMI (no bake while the AMI is registered), through a normal deploy
     /// whose plan is shown and approved as a deploy's. Recorded as a rollback.

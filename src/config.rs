@@ -21,8 +21,7 @@ pub(crate) use app::{AppSettings, SmokeSettings};
 use checks::*;
 pub(crate) use checks::{check_app_repo, check_git_id};
 use raw::*;
-#[allow(unused_imports, reason = "read by the rollout commands (issue 18), being written")]
-pub(crate) use rollout::{Amount, DEFAULT_ROLLOUT_BUCKET, OnFailure, RolloutSettings, render_rollout_bucket};
+pub(crate) use rollout::{Amount, OnFailure, RolloutSettings, render_rollout_bucket};
 use secrets::*;
 pub(crate) use secrets::{SecretFrom, SecretSource, Secrets};
 
@@ -116,7 +115,6 @@ pub(crate) struct Fleet {
     /// `[secrets]` of the fleet file (a customer file's entries override it, by name).
     pub secrets: Secrets,
     /// `[rollout]` (fleet file only).
-    #[allow(dead_code, reason = "read by the rollout commands (issue 18), being written on other branches")]
     pub rollout: RolloutSettings,
     raw_app: RawApp,
     raw_smoke: RawSmoke,

@@ -12,16 +12,18 @@ use std::time::Duration;
 
 use crate::error::Error;
 
-pub(crate) const KILL_GRACE: &str = "STAMP_KILL_GRACE";
-pub(crate) const RETRY_BASE_MS: &str = "STAMP_RETRY_BASE_MS";
-pub(crate) const PLAN_JOBS: &str = "STAMP_PLAN_JOBS";
-pub(crate) const LOCK_TIMEOUT: &str = "STAMP_LOCK_TIMEOUT";
-pub(crate) const PROGRESS: &str = "STAMP_PROGRESS";
-pub(crate) const CONFIG: &str = "STAMP_CONFIG";
-pub(crate) const TOOL_MEMORY_MIB: &str = "STAMP_TOOL_MEMORY_MIB";
+pub const KILL_GRACE: &str = "STAMP_KILL_GRACE";
+pub const RETRY_BASE_MS: &str = "STAMP_RETRY_BASE_MS";
+pub const PLAN_JOBS: &str = "STAMP_PLAN_JOBS";
+pub const LOCK_TIMEOUT: &str = "STAMP_LOCK_TIMEOUT";
+pub const PROGRESS: &str = "STAMP_PROGRESS";
+pub const CONFIG: &str = "STAMP_CONFIG";
+pub const TOOL_MEMORY_MIB: &str = "STAMP_TOOL_MEMORY_MIB";
+pub const ROLLOUT_HEARTBEAT: &str = "STAMP_ROLLOUT_HEARTBEAT";
 
-pub(crate) const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(120);
-pub(crate) const DEFAULT_RETRY_BASE: Duration = Duration::from_millis(500);
+pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(120);
+pub const DEFAULT_RETRY_BASE: Duration = Duration::from_millis(500);
+pub const DEFAULT_ROLLOUT_HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// The values of the variables stamp itself acts on (the command-line ones are
 /// read by clap, after `check` has vetted them).
@@ -34,11 +36,19 @@ pub(crate) struct Settings {
     /// `STAMP_TOOL_MEMORY_MIB`: the memory one tool run holds, taken as it is (else
     /// measured in the run, at least `fleet::memory::DEFAULT_TOOL_MIB`).
     pub tool_memory_mib: Option<u64>,
+    /// `STAMP_ROLLOUT_HEARTBEAT`: how often a rollout renews its hold on the record
+    /// (and looks for a pause or cancel); a holder silent for six of them is stale.
+    pub rollout_heartbeat: Duration,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { kill_grace: DEFAULT_KILL_GRACE, retry_base: DEFAULT_RETRY_BASE, tool_memory_mib: None }
+        Self {
+            kill_grace: DEFAULT_KILL_GRACE,
+            retry_base: DEFAULT_RETRY_BASE,
+            tool_memory_mib: None,
+            rollout_heartbeat: DEFAULT_ROLLOUT_HEARTBEAT,
+        }
     }
 }
 
@@ -66,6 +76,9 @@ pub(crate) fn check_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Sett
     }
     whole(PLAN_JOBS, "a whole number from 1 to 256 (like --plan-jobs)", 1..=256)?;
     s.tool_memory_mib = whole(TOOL_MEMORY_MIB, "a whole number of MiB from 1 to 1048576 (default: measured, at least 400)", 1..=1_048_576)?;
+    if let Some(n) = whole(ROLLOUT_HEARTBEAT, "a whole number of seconds from 1 to 600 (default 10)", 1..=600)? {
+        s.rollout_heartbeat = Duration::from_secs(n);
+    }
     if let Some(v) = lookup(LOCK_TIMEOUT) {
         parse_lock_timeout(&v).map_err(|m| bad(LOCK_TIMEOUT, &v, &format!("a duration like --lock-timeout ({m})")))?;
     }
@@ -122,9 +135,18 @@ mod tests {
             (LOCK_TIMEOUT, "5m"),
             (PROGRESS, "plain"),
             (TOOL_MEMORY_MIB, "512"),
+            (ROLLOUT_HEARTBEAT, "2"),
         ])
         .unwrap();
-        assert_eq!(s, Settings { kill_grace: Duration::from_secs(3), retry_base: Duration::from_millis(10), tool_memory_mib: Some(512) });
+        assert_eq!(
+            s,
+            Settings {
+                kill_grace: Duration::from_secs(3),
+                retry_base: Duration::from_millis(10),
+                tool_memory_mib: Some(512),
+                rollout_heartbeat: Duration::from_secs(2)
+            }
+        );
     }
 
     #[test]
@@ -142,6 +164,7 @@ mod tests {
             (LOCK_TIMEOUT, "forever", "a duration"),
             (PROGRESS, "fancy", "auto, terminal, plain, github, travis"),
             (CONFIG, "", "the path of the fleet file"),
+            (ROLLOUT_HEARTBEAT, "0", "seconds from 1 to 600"),
         ] {
             let err = check_vars(&[(name, value)]).unwrap_err();
             assert!(err.contains(name) && err.contains(accepts), "{name}={value}: {err}");

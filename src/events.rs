@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 /// How a stage, a customer or a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub(crate) enum Status {
+pub enum Status {
     Ok,
     Unchanged,
     Skipped,
@@ -44,7 +44,7 @@ impl Status {
 /// The stages of a customer's pipeline, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub(crate) enum Stage {
+pub enum Stage {
     Bucket,
     Vpc,
     Ami,
@@ -75,7 +75,7 @@ impl std::fmt::Display for Stage {
 
 /// What happened.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum EventKind {
+pub enum EventKind {
     /// A customer's pipeline began (env, region).
     CustomerStarted {
         env: String,
@@ -114,17 +114,26 @@ pub(crate) enum EventKind {
         message: String,
         file: Option<std::path::PathBuf>,
     },
+    /// A rollout's soak after a wave (the event's `customer` names the wave): its
+    /// countdown, how many customers are still watched and how many failed. Sent
+    /// every second or so; the last one has `left` zero.
+    Soak {
+        left: Duration,
+        total: Duration,
+        watching: usize,
+        failed: usize,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Event {
+pub struct Event {
     pub customer: String,
     pub stage: Option<Stage>,
     pub kind: EventKind,
 }
 
 /// Where events go. Renderers live in `ui::terminal` and `ui::plain`.
-pub(crate) trait EventSink {
+pub trait EventSink {
     fn emit(&self, event: Event);
     /// Clears the live display (for a prompt)...
     fn pause(&self) {}
@@ -230,6 +239,15 @@ pub(crate) fn finished_line(label: &str, status: Status, detail: &str, elapsed: 
     s
 }
 
+/// The text of a soak's line: "soak 4m10s left of 10m00s: 5 customers watched, 1 failed".
+pub fn soak_line(left: Duration, total: Duration, watching: usize, failed: usize) -> String {
+    let whole = |d: Duration| format_elapsed(Duration::from_secs(d.as_secs_f64().ceil() as u64));
+    let head =
+        if left.is_zero() { format!("soak of {} over", whole(total)) } else { format!("soak {} left of {}", whole(left), whole(total)) };
+    let plural = if watching == 1 { "" } else { "s" };
+    format!("{head}: {watching} customer{plural} watched, {failed} failed")
+}
+
 /// A plain, timestamped line for logs without a terminal.
 pub(crate) fn plain_line(now: std::time::SystemTime, stage: &str, text: &str) -> String {
     format!("[{}] {stage}: {text}", humantime::format_rfc3339_seconds(now))
@@ -248,6 +266,11 @@ mod tests {
             finished_line("frontends", Status::Failed, "exit status 1", Duration::from_secs(75)),
             format!("✘ {:<26} FAILED in 1m15s (exit status 1)", "frontends")
         );
+        assert_eq!(
+            soak_line(Duration::from_millis(249_300), Duration::from_secs(600), 5, 1),
+            "soak 4m10s left of 10m00s: 5 customers watched, 1 failed"
+        );
+        assert_eq!(soak_line(Duration::ZERO, Duration::from_secs(30), 1, 0), "soak of 30.0s over: 1 customer watched, 0 failed");
         let t = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         assert_eq!(plain_line(t, "acme vpc", "started"), "[2023-11-14T22:13:20Z] acme vpc: started");
     }

@@ -326,6 +326,67 @@ fn a_plan_with_destroys_waits_for_a_reviewer_and_each_deploy_job_runs_in_its_cus
 
 /// The upload steps of a job, alone in a workflow of their own, run as the runner
 /// would in attempt `attempt` of the same run.
+/// The rollout path: chosen by STAMP_ROLLOUT or the `rollout` input instead of the
+/// canary and deploy jobs; its first job starts the rollout with the planned
+/// customers, one job per later wave after it, one at a time and in order, each
+/// resuming the record; nothing after a rejected review or a failed first wave.
+#[test]
+fn a_rollout_runs_a_job_per_wave_each_resuming_the_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wf = repo().join(".github/workflows/deploy.yml");
+    let mut r = Runner::new(tmp.path(), &tmp.path().join("state"));
+    let canary = matrix(&[("acme", "eu-west-1", true)]);
+    let rest = matrix(&[("globex initech", "eu-west-1", false)]);
+    let plan = json!({"result": "success", "outputs": {"canary": canary.to_string(), "canary_count": "1", "rest": rest.to_string(),
+                      "rest_count": "1", "change_count": "3", "destroy_count": "0", "selected": "acme globex initech"}});
+    let needs = |approve: &str| json!({"plan": plan, "approve": {"result": approve}, "canary": {"result": "skipped"}});
+
+    // Without the setting: the canary and deploy jobs, no rollout.
+    assert!(r.matrix(&wf, "rollout", &needs("skipped")).is_empty());
+    assert_eq!(r.matrix(&wf, "canary", &needs("skipped")).len(), 1);
+    // With it (a repository variable, or the input of a run by hand): the rollout only.
+    for (vars, inputs) in [(json!({"STAMP_ROLLOUT": "true"}), json!({})), (json!({}), json!({"rollout": true}))] {
+        r.vars = vars;
+        r.inputs = inputs;
+        assert_eq!(r.matrix(&wf, "rollout", &needs("skipped")).len(), 1);
+        assert!(r.matrix(&wf, "canary", &needs("skipped")).is_empty());
+        assert!(
+            r.matrix(&wf, "deploy", &json!({"plan": plan, "approve": {"result": "skipped"}, "canary": {"result": "success"}})).is_empty()
+        );
+        assert_eq!(r.matrix(&wf, "rollout", &needs("success")).len(), 1, "after an approval");
+        assert!(r.matrix(&wf, "rollout", &needs("failure")).is_empty(), "a rejected review rolls out nothing");
+    }
+    let script = tmp.path().join("step.sh");
+    let step = r.render_step(StepAt { workflow: &wf, job: "rollout", id: "rollout" }, &script, &json!({}), &needs("success"), "success");
+    assert_eq!(step.environment.as_deref(), Some("stamp-fleet"));
+    let text = std::fs::read_to_string(&script).unwrap();
+    assert!(
+        text.contains("exec stamp rollout \"${customers[@]}\" --waves 1 --parallel \"$PARALLEL\" --auto-approve \"${destroys[@]}\""),
+        "{text}"
+    );
+    assert!(step.env.contains(&("CUSTOMERS".into(), "acme globex initech".into())), "{:?}", step.env);
+    assert!(step.env.contains(&("DESTROYS_APPROVED".into(), "true".into())), "{:?}", step.env);
+
+    // The later waves: a job each, in order, one at a time, the first failure ending them.
+    let first = |result: &str, waves: &str, count: &str| json!({"plan": plan, "rollout": {"result": result, "outputs": {"waves": waves, "waves_count": count}}});
+    let waves = r#"{"include":[{"wave":2},{"wave":3}]}"#;
+    assert_eq!(r.matrix(&wf, "rollout-waves", &first("success", waves, "2")), [json!({"wave": 2}), json!({"wave": 3})]);
+    assert!(r.matrix(&wf, "rollout-waves", &first("success", r#"{"include":[]}"#, "0")).is_empty(), "one wave: done");
+    assert!(r.matrix(&wf, "rollout-waves", &first("failure", waves, "2")).is_empty(), "a halted first wave");
+    let strategy = &yaml(&wf)["jobs"]["rollout-waves"]["strategy"];
+    assert_eq!((strategy["max-parallel"].clone(), strategy["fail-fast"].clone()), (json!(1), json!(true)), "{strategy:#}");
+    let step = r.render_step(
+        StepAt { workflow: &wf, job: "rollout-waves", id: "rollout" },
+        &script,
+        &json!({"wave": 2}),
+        &first("success", waves, "2"),
+        "success",
+    );
+    assert_eq!(step.environment.as_deref(), Some("stamp-fleet"));
+    let text = std::fs::read_to_string(&script).unwrap();
+    assert!(text.contains("exec stamp rollout --resume --waves 1 --parallel \"$PARALLEL\" --auto-approve"), "{text}");
+}
+
 fn uploads_of(job: &Value, workflow: &Path) {
     let uploads: Vec<Value> = job["steps"]
         .as_array()
@@ -692,8 +753,15 @@ fn each_job_assumes_its_role_under_the_oidc_subject_the_trust_policies_accept() 
     assert!(readme.contains("`repo:OWNER/REPO:environment:<customer>`"));
     let deploy = yaml(&repo().join(".github/workflows/deploy.yml"));
     for (name, job) in deploy["jobs"].as_object().unwrap() {
-        if serde_json::to_string(job).unwrap().contains("STAMP_AWS_ROLE_ARN") {
-            assert!(job["environment"].as_str().is_some_and(|e| e.contains("matrix.customers") && e.contains("stamp-fleet")), "{name}");
+        if !serde_json::to_string(job).unwrap().contains("STAMP_AWS_ROLE_ARN") {
+            continue;
+        }
+        let env = job["environment"].as_str().unwrap_or_default();
+        if name.starts_with("rollout") {
+            // A rollout's job deploys a wave of several customers.
+            assert_eq!(env, "stamp-fleet", "{name}");
+        } else {
+            assert!(env.contains("matrix.customers") && env.contains("stamp-fleet"), "{name}");
         }
     }
 }

@@ -18,9 +18,9 @@
 //! - `gh` (GitHub's API, issues): a stand-in that records calls
 //!   (tests/fakes/gh-stub-github-is-not-reachable-offline);
 //! - stamp.toml: the template's `emulator` builder (no SSH in an emulated EC2), no
-//!   smoke test (the emulator's load balancers serve no HTTP), and `app_repo` a local
+//!   smoke test (the emulator's load balancers serve no HTTP), `app_repo` a local
 //!   repository with a `main` branch (github.com cannot be reached to look up
-//!   `git_id`); nothing else changes.
+//!   `git_id`), and a rollout's soak of 2 s instead of 10 minutes; nothing else changes.
 
 mod common;
 #[path = "support/gha.rs"]
@@ -71,7 +71,9 @@ fn for_the_emulator(fleet: &Path) {
     let edited = text
         .replace("only = [\"aws\"]", "only = [\"emulator\"]")
         .replace("[smoke]\n", "[smoke]\nenabled = false\n")
-        .replace("app_repo = \"https://github.com/OWNER/website.git\"", &local);
+        .replace("app_repo = \"https://github.com/OWNER/website.git\"", &local)
+        .replace("soak = \"10m\"", "soak = \"2s\"");
+    assert!(edited.contains("soak = \"2s\""), "stamp.toml has no [rollout] soak to shorten");
     assert!(edited.contains(&local), "stamp.toml names no app_repo to replace");
     assert_ne!(text, edited);
     std::fs::write(file, edited).unwrap();
@@ -173,6 +175,10 @@ impl FleetRepo {
     }
 
     fn state(&self, key: &str) -> Value {
+        self.state_of("acme", key)
+    }
+
+    fn state_of(&self, customer: &str, key: &str) -> Value {
         let out = Command::new(common::tool("aws"))
             .args([
                 "--endpoint-url",
@@ -181,7 +187,7 @@ impl FleetRepo {
                 "eu-west-1",
                 "s3",
                 "cp",
-                &format!("s3://tfstate-123456789012-acme/{key}"),
+                &format!("s3://tfstate-123456789012-{customer}/{key}"),
                 "-",
             ])
             .env("AWS_ACCESS_KEY_ID", "test")
@@ -305,4 +311,39 @@ fn the_fleet_repository_plans_a_pull_request_deploys_the_push_and_opens_an_issue
     let body = issues[0]["body"].as_str().unwrap();
     assert!(body.contains("`aws_vpc.this`") && body.contains("env"), "{body}");
     assert!(body.contains("https://github.com/OWNER/fleet/actions/runs/99"), "{body}");
+
+    // A rollout, run by hand (`rollout` ticked, every customer): the plan job, then a
+    // job per wave ([rollout] waves = ["1", "100%"]: acme, the canary; then globex),
+    // the second resuming the record the first left in S3, from a workspace without
+    // the first job's .stamp/ (a new job on another runner).
+    let mut by_hand = f.runner(
+        "run-rollout",
+        json!({"event_name": "workflow_dispatch", "ref_name": "main", "sha": f.head, "repository": "OWNER/fleet",
+               "workflow_ref": "OWNER/fleet/.github/workflows/deploy.yml@refs/heads/main"}),
+    );
+    by_hand.inputs = json!({"customers": "all", "rollout": true});
+    let plan = by_hand.job(&deploy, "plan", &json!({}), &json!({})).succeeded();
+    assert_eq!(plan.output("selected"), "acme globex");
+    assert_eq!(plan.output("destroy_count"), "0");
+    let plan_done = json!({"result": plan.result, "outputs": plan.outputs});
+    let needs = json!({"plan": plan_done, "approve": {"result": "skipped"}});
+    assert!(by_hand.matrix(&deploy, "canary", &needs).is_empty(), "a rollout instead of the canary and deploy jobs");
+    let wave1 = by_hand.job(&deploy, "rollout", &json!({}), &needs).succeeded();
+    assert_eq!(wave1.environment.as_deref(), Some("stamp-fleet"));
+    assert!(wave1.log.contains("next wave: 2, its customers: globex"), "{}", wave1.log);
+    assert_eq!(wave1.output("waves_count"), "1");
+    assert!(f.dir.path().join("run-rollout/artifacts/stamp-logs-rollout-wave-1-attempt-1/acme/logs/frontends.log").exists());
+    let buckets = f.aws(&["s3api", "list-buckets"]);
+    assert!(!buckets.to_string().contains("tfstate-123456789012-globex"), "wave 1 is acme alone: {buckets:#}");
+    std::fs::remove_dir_all(f.path().join(".stamp")).unwrap();
+    let after_first = json!({"plan": plan_done, "rollout": {"result": wave1.result, "outputs": wave1.outputs}});
+    let entries = by_hand.matrix(&deploy, "rollout-waves", &after_first);
+    assert_eq!(entries, [json!({"wave": 2})]);
+    let wave2 = by_hand.job(&deploy, "rollout-waves", &entries[0], &after_first).succeeded();
+    assert_eq!(wave2.step("Resume the rollout, wave 2")["outcome"], "success");
+    assert_eq!(wave2.step("The rollout after a cancel or a failure")["outcome"], "skipped");
+    assert!(f.dir.path().join("run-rollout/artifacts/stamp-logs-rollout-wave-2-attempt-1/globex/logs/frontends.log").exists());
+    assert!(!f.path().join(".stamp/acme").exists(), "the second wave did not deploy acme again");
+    let fe = f.state_of("globex", "globex/frontends/staging");
+    assert!(fe["outputs"]["public_url"]["value"].as_str().unwrap().starts_with("http://globex-staging-web"), "{:#}", fe["outputs"]);
 }

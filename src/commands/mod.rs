@@ -11,6 +11,7 @@ mod list;
 mod matrix;
 mod outputs;
 mod plan_file;
+mod rollout;
 mod run;
 mod status;
 mod validate;
@@ -79,6 +80,51 @@ async fn run(cli: Cli) -> Result<(), Error> {
             args.approved_plan = approved_plan.clone();
             args.allow_destroy = *allow_destroy;
             run::run(fleet, crate::operation::Operation::Deploy, args).await
+        }
+        Command::Rollout {
+            target,
+            parallel,
+            plan_jobs,
+            lock_timeout,
+            auto_approve,
+            allow_destroy,
+            json,
+            resume,
+            retry_failed,
+            pause,
+            cancel,
+            status,
+            waves,
+            rollback,
+        } => {
+            use rollout::Action;
+            let action = match (*resume, *pause, *cancel, *status) {
+                _ if *rollback => Action::Rollback,
+                (true, ..) => Action::Resume,
+                (_, true, ..) => Action::Pause,
+                (_, _, true, _) => Action::Cancel,
+                (.., true) => Action::Status,
+                _ => Action::Start,
+            };
+            let policy = crate::fleet::scheduler::Policy {
+                parallel: *parallel as usize,
+                plan_jobs: plan_jobs.map(usize::from).unwrap_or_else(crate::shared::context::default_plan_jobs),
+                lock_timeout: *lock_timeout,
+                ..Default::default()
+            };
+            let args = rollout::RolloutArgs {
+                action,
+                selector: Selector { names: target.customers.clone(), all: target.all, tags: target.tag.clone() },
+                env: target.env.clone(),
+                policy,
+                auto_approve: *auto_approve,
+                allow_destroy: *allow_destroy,
+                json: *json,
+                plain,
+                retry_failed: *retry_failed,
+                waves: waves.map(usize::from),
+            };
+            rollout::rollout(fleet, args).await
         }
         Command::Rollback { target, fleet: f, to, auto_approve, json, no_smoke, approved_plan, allow_destroy } => {
             let mut args = RunArgs::new(&fleet, target, f, *auto_approve, false, *json, plain)?;

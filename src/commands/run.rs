@@ -75,6 +75,7 @@ impl RunArgs {
                 canary: f.canary,
                 plan_jobs: f.plan_jobs.map(usize::from).unwrap_or_else(crate::shared::context::default_plan_jobs),
                 lock_timeout: f.lock_timeout,
+                ..Policy::default()
             },
             auto_approve,
             rebuild_ami,
@@ -145,9 +146,43 @@ pub(super) async fn run(fleet: Fleet, op: Operation, args: RunArgs) -> Result<()
     if op == Operation::Deploy {
         check_journals(&ctx, &plans, args.from)?;
     }
-    let several = plans.len() > 1;
     let sink = sink(args.plain, plans.len());
-    let approval = match op {
+    let approval = approval(&ctx, &plans, op, &args, approved_plan, &sink).await?;
+    let opts = Options { approval, rebuild_ami: args.rebuild_ami, no_smoke: args.no_smoke, from: args.from };
+    let started = Instant::now();
+    let outcomes = scheduler::run(ctx.clone(), plans, op, opts, &args.policy, sink.clone(), Stop::new()).await;
+    drop(sink);
+    let wall = started.elapsed();
+    let reports: Vec<RunReport> = outcomes.iter().map(|o| o.report.clone()).collect();
+    // Written whatever the plans' results: a customer whose plan failed is listed
+    // without stacks, so a deploy of that file destroys nothing of it.
+    let written = match &args.out {
+        Some(out) => super::plan_file::write(out, &reports, wall),
+        None => Ok(()),
+    };
+    let ci = crate::ui::github::after_run(op, &reports, wall).and(written);
+    // A rollback that did not finish is resumed by running it again (`deploy` would
+    // deploy the customers' own git_id).
+    let verb = if args.rollback.is_some() { "rollback" } else { op.as_str() };
+    match (finish(op, verb, outcomes, wall, args.json), ci) {
+        (Ok(()), Err(e)) => Err(e),
+        (result, _) => result,
+    }
+}
+
+/// How the run's applies are approved: a reviewed plan file, `--auto-approve`
+/// (destroys only when allowed), the prompt for one customer, or the fleet's plan
+/// shown and confirmed once. Refused without a terminal and without either flag.
+pub(super) async fn approval(
+    ctx: &Rc<FleetContext>,
+    plans: &[CustomerPlan],
+    op: Operation,
+    args: &RunArgs,
+    approved_plan: Option<Rc<Reviewed>>,
+    sink: &Rc<dyn EventSink>,
+) -> Result<Approval, Error> {
+    let several = plans.len() > 1;
+    Ok(match op {
         Operation::Plan | Operation::Render => Approval::Auto,
         // The reviewed plan is the approval: no terminal or --auto-approve needed.
         Operation::Deploy if let Some(reviewed) = approved_plan => Approval::Approved(reviewed),
@@ -176,29 +211,9 @@ pub(super) async fn run(fleet: Fleet, op: Operation, args: RunArgs) -> Result<()
             return Err(Error::usage_hint(format!("refusing to {verb} without a terminal to confirm"), how));
         }
         _ if !several => Approval::Ask(Rc::new(TerminalApprover { sink: sink.clone() })),
-        Operation::Deploy => approve_fleet_plan(&ctx, &plans, &args).await?,
-        _ => approve_fleet_destroy(&plans).await?,
-    };
-    let opts = Options { approval, rebuild_ami: args.rebuild_ami, no_smoke: args.no_smoke, from: args.from };
-    let started = Instant::now();
-    let outcomes = scheduler::run(ctx.clone(), plans, op, opts, &args.policy, sink.clone(), Stop::new()).await;
-    drop(sink);
-    let wall = started.elapsed();
-    let reports: Vec<RunReport> = outcomes.iter().map(|o| o.report.clone()).collect();
-    // Written whatever the plans' results: a customer whose plan failed is listed
-    // without stacks, so a deploy of that file destroys nothing of it.
-    let written = match &args.out {
-        Some(out) => super::plan_file::write(out, &reports, wall),
-        None => Ok(()),
-    };
-    let ci = crate::ui::github::after_run(op, &reports, wall).and(written);
-    // A rollback that did not finish is resumed by running it again (`deploy` would
-    // deploy the customers' own git_id).
-    let verb = if args.rollback.is_some() { "rollback" } else { op.as_str() };
-    match (finish(op, verb, outcomes, wall, args.json), ci) {
-        (Ok(()), Err(e)) => Err(e),
-        (result, _) => result,
-    }
+        Operation::Deploy => approve_fleet_plan(ctx, plans, args).await?,
+        _ => approve_fleet_destroy(plans).await?,
+    })
 }
 
 /// `rollback`: every plan pinned to its release (`customer::release::pin_rollback`);
@@ -239,7 +254,7 @@ async fn pin_all(ctx: &FleetContext, plans: Vec<CustomerPlan>, to: Option<&str>)
 /// Before anything starts: every customer's run journal can be read, and with
 /// `--from STAGE` each one has the stages before it done. All problems are
 /// printed, then exit 2. (Each pipeline checks again under its customer's lock.)
-fn check_journals(ctx: &FleetContext, plans: &[CustomerPlan], from: Option<crate::events::Stage>) -> Result<(), Error> {
+pub(super) fn check_journals(ctx: &FleetContext, plans: &[CustomerPlan], from: Option<crate::events::Stage>) -> Result<(), Error> {
     use crate::customer::journal::Journal;
     use crate::events::Stage;
     if from == Some(Stage::Bucket) {

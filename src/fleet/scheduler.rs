@@ -22,6 +22,16 @@ use crate::stages::contract::Options;
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Policy {
+    /// With `max_failures`: StackSets' strict mode, never more customers at once than
+    /// the failures still tolerated plus one (a rollout's wave).
+    pub strict: bool,
+    /// Start no new customer once this says so; the running ones finish (a rollout
+    /// paused or cancelled by another invocation, or its record lost).
+    pub hold: Option<Stop>,
+    /// Awaited just before a customer starts (`None`; `hold` is checked after it) and
+    /// as it ends (its status), while it still holds its slot: a rollout writes them
+    /// to its record, and reads a pause there before the next customer starts.
+    pub hook: Option<Hook>,
     /// Customers side by side (at least 1).
     pub parallel: usize,
     /// Start no new customer after the first failure.
@@ -34,6 +44,18 @@ pub(crate) struct Policy {
     pub plan_jobs: usize,
     /// terraform's -lock-timeout (`--lock-timeout`).
     pub lock_timeout: Duration,
+}
+
+/// A customer's start or end, awaited by the run (`Policy::hook`).
+#[derive(Clone)]
+pub(crate) struct Hook(pub Rc<dyn Fn(String, Option<Status>) -> HookFuture>);
+
+pub(crate) type HookFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hook")
+    }
 }
 
 /// One customer's end: its report and, on failure, the error.
@@ -77,15 +99,33 @@ pub(crate) async fn run(
     });
     for (w, wave) in waves.into_iter().enumerate() {
         let slots = Lanes::new(parallel, memory.clone());
+        let strict = policy.max_failures.filter(|_| policy.strict).map(|k| Strict::new(k, failures.clone()));
         let mut running = JoinSet::new();
         for i in wave {
             let plan = plans[i].take().expect("each plan runs once");
             let (ctx, opts, sink, stop, slots, failures) =
                 (ctx.clone(), opts.clone(), sink.clone(), stop.clone(), slots.clone(), failures.clone());
             let (fail_fast, max_failures) = (policy.fail_fast, policy.max_failures);
+            let (strict, hold, hook) = (strict.clone(), policy.hold.clone(), policy.hook.clone());
             running.spawn_local(async move {
                 let _slot = slots.enter(|note| Emitter::new("", sink.clone()).note(note)).await;
-                let outcome = run_one(ctx, plan, op, opts, sink, stop.clone()).await;
+                let _strict = match &strict {
+                    Some(s) => Some(s.enter().await),
+                    None => None,
+                };
+                if let Some(h) = &hook
+                    && stop.draining().is_none()
+                    && hold.as_ref().and_then(Stop::draining).is_none()
+                {
+                    (h.0)(plan.customer.name.to_string(), None).await;
+                }
+                let outcome = match hold.as_ref().and_then(Stop::draining) {
+                    Some(why) => not_started(&ctx, &plan, op, &sink, why),
+                    None => run_one(ctx, plan, op, opts, sink, stop.clone()).await,
+                };
+                if let Some(h) = &hook {
+                    (h.0)(outcome.report.customer.clone(), Some(outcome.report.status)).await;
+                }
                 if matches!(outcome.report.status, Status::Failed) {
                     failures.set(failures.get() + 1);
                     let name = &outcome.report.customer;
@@ -120,15 +160,60 @@ pub(crate) async fn run(
     outcomes.into_iter().map(|o| o.expect("every customer has an outcome")).collect()
 }
 
+/// A customer the run did not start, and why.
+fn not_started(ctx: &FleetContext, plan: &CustomerPlan, op: Operation, sink: &Rc<dyn EventSink>, why: String) -> Outcome {
+    let c = &plan.customer;
+    let log_dir = ctx.fleet.paths.work.join(c.name.as_str()).join("logs");
+    let report = RunReport::not_started(c.name.as_str(), op, c.env.as_str(), c.region.as_str(), log_dir, &why);
+    Emitter::new(&report.customer, sink.clone())
+        .emit(None, EventKind::CustomerFinished { status: Status::NotStarted, elapsed: Duration::ZERO });
+    Outcome { report, error: None }
+}
+
+/// StackSets' strict mode: a customer starts only while fewer run than the failures
+/// still tolerated plus one; each failure narrows it (the failures are counted by
+/// the run, before the failed customer's turn ends).
+#[derive(Clone)]
+struct Strict {
+    tolerance: usize,
+    failures: Rc<std::cell::Cell<usize>>,
+    running: Rc<std::cell::Cell<usize>>,
+    changed: Rc<tokio::sync::Notify>,
+}
+
+struct StrictTurn(Strict);
+
+impl Strict {
+    fn new(tolerance: usize, failures: Rc<std::cell::Cell<usize>>) -> Self {
+        Self { tolerance, failures, running: Rc::default(), changed: Rc::default() }
+    }
+
+    async fn enter(&self) -> StrictTurn {
+        loop {
+            let changed = self.changed.notified();
+            let room = crate::fleet::waves::concurrency(usize::MAX, self.tolerance.saturating_sub(self.failures.get()));
+            if self.running.get() < room {
+                self.running.set(self.running.get() + 1);
+                return StrictTurn(self.clone());
+            }
+            changed.await;
+        }
+    }
+}
+
+impl Drop for StrictTurn {
+    fn drop(&mut self) {
+        self.0.running.set(self.0.running.get() - 1);
+        self.0.changed.notify_waiters();
+    }
+}
+
 /// One customer: not started when the run is stopping, else its pipeline.
 async fn run_one(ctx: Rc<FleetContext>, plan: CustomerPlan, op: Operation, opts: Options, sink: Rc<dyn EventSink>, stop: Stop) -> Outcome {
     let c = &plan.customer;
     let log_dir = ctx.fleet.paths.work.join(c.name.as_str()).join("logs");
     if let Some(why) = stop.draining() {
-        let report = RunReport::not_started(c.name.as_str(), op, c.env.as_str(), c.region.as_str(), log_dir, &why);
-        Emitter::new(&report.customer, sink)
-            .emit(None, EventKind::CustomerFinished { status: Status::NotStarted, elapsed: Duration::ZERO });
-        return Outcome { report, error: None };
+        return not_started(&ctx, &plan, op, &sink, why);
     }
     let (name, env, region) = (c.name.to_string(), c.env.to_string(), c.region.to_string());
     match Pipeline::open(ctx, plan, opts, sink.clone(), stop, op).await {
@@ -142,5 +227,34 @@ async fn run_one(ctx: Rc<FleetContext>, plan: CustomerPlan, op: Operation, opts:
             Emitter::new(&name, sink).emit(None, EventKind::CustomerFinished { status: Status::Failed, elapsed: Duration::ZERO });
             Outcome { report, error: Some(e) }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Strict mode: tolerance 1 lets two customers in at once; one failure narrows it
+    /// to one, and the third waits for a turn to end.
+    #[test]
+    fn strict_turns_are_the_failures_still_tolerated_plus_one() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let failures = Rc::new(std::cell::Cell::new(0));
+            let s = Strict::new(1, failures.clone());
+            let a = s.enter().await;
+            let b = s.enter().await;
+            let third = s.enter();
+            tokio::pin!(third);
+            let waited = tokio::time::timeout(Duration::from_millis(20), &mut third).await;
+            assert!(waited.is_err(), "two at once at most with one failure tolerated");
+            failures.set(1);
+            drop(a);
+            let waited = tokio::time::timeout(Duration::from_millis(20), &mut third).await;
+            assert!(waited.is_err(), "one failure: one at a time, and b still runs");
+            drop(b);
+            let c = tokio::time::timeout(Duration::from_millis(20), &mut third).await;
+            assert!(c.is_ok(), "b's turn ended: the third goes in");
+        });
     }
 }

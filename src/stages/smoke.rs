@@ -150,7 +150,7 @@ pub(crate) async fn run(p: &mut StageContext, public_url: &str) -> Result<StageD
 
 /// One HTTP client for a customer's attempts: no redirects followed (a 3xx is an
 /// answer), statuses as values, proxies from the environment (HTTPS_PROXY, NO_PROXY).
-fn agent() -> ureq::Agent {
+pub(crate) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
@@ -162,6 +162,13 @@ fn agent() -> ureq::Agent {
 /// One GET, on a thread of its own (ureq blocks; the pipelines share one thread),
 /// bounded by `timeout` from start to the answer's head.
 async fn probe(agent: &ureq::Agent, url: &str, timeout: Duration) -> Answer {
+    start_probe(agent, url, timeout).await
+}
+
+/// `probe`, started now: the request runs while the caller does other work (a
+/// soak starts every customer's GET, then reads the alarms); the future gives the
+/// answer.
+pub(crate) fn start_probe(agent: &ureq::Agent, url: &str, timeout: Duration) -> impl Future<Output = Answer> + use<> {
     let (tx, rx) = oneshot::channel();
     let (agent, url_owned) = (agent.clone(), url.to_owned());
     // A plain thread, not spawn_blocking: an attempt abandoned on Ctrl-C must not keep
@@ -177,10 +184,12 @@ async fn probe(agent: &ureq::Agent, url: &str, timeout: Duration) -> Answer {
         };
         let _ = tx.send(answer);
     });
-    if let Err(e) = spawned {
-        return Answer::NoAnswer(format!("cannot start a thread for the request: {e}"));
+    async move {
+        if let Err(e) = spawned {
+            return Answer::NoAnswer(format!("cannot start a thread for the request: {e}"));
+        }
+        rx.await.unwrap_or_else(|_| Answer::NoAnswer("the request thread ended without an answer".into()))
     }
-    rx.await.unwrap_or_else(|_| Answer::NoAnswer("the request thread ended without an answer".into()))
 }
 
 /// Resolves on the next interrupt (never, without signal handling).

@@ -11,6 +11,7 @@
 //! A bucket is created here too, as `aws s3 mb` makes it (CreateBucket, with the
 //! region as its LocationConstraint outside us-east-1): that CLI process was a third
 //! of a customer's CPU in a fleet run, and the one step every customer ran at once.
+//! CloudWatch alarms (`alarms.rs`) go through the same base config and retries.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -27,10 +28,13 @@ use aws_sdk_s3::types::{
 use crate::names::BucketName;
 use crate::tools::process::StageLog;
 
+mod alarm_states;
+mod alarms;
 mod errors;
 mod hardening;
 mod objects;
 
+pub(crate) use alarm_states::{AlarmState, missing_error, missing_names};
 pub use errors::ApiError;
 pub(crate) use errors::classify_answer;
 pub(crate) use hardening::{Hardening, policy_denies_insecure_transport, tls_only_policy};
@@ -46,6 +50,7 @@ pub struct AwsApi {
     ca_bundle: Option<Vec<u8>>,
     base: tokio::sync::OnceCell<aws_config::SdkConfig>,
     s3: RefCell<BTreeMap<String, aws_sdk_s3::Client>>,
+    cloudwatch: RefCell<BTreeMap<String, aws_sdk_cloudwatch::Client>>,
     /// Buckets stamp created in this run: S3 may answer NoSuchBucket for them for a
     /// moment (eventual consistency), which is then retried, not taken as an answer.
     created: RefCell<std::collections::BTreeSet<String>>,
@@ -115,6 +120,7 @@ impl AwsApi {
             ca_bundle,
             base: tokio::sync::OnceCell::new(),
             s3: RefCell::default(),
+            cloudwatch: RefCell::default(),
             created: RefCell::default(),
         }
     }

@@ -7,5 +7,6 @@ pub(crate) mod colour;
 pub(crate) mod github;
 pub(crate) mod plain;
 pub(crate) mod prompt;
+pub(crate) mod rollout;
 pub(crate) mod summary;
 pub(crate) mod terminal;

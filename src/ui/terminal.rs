@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
-use crate::events::{Event, EventKind, EventSink, Stage, Status, finished_line, format_elapsed, running_line};
+use crate::events::{Event, EventKind, EventSink, Stage, Status, finished_line, format_elapsed, running_line, soak_line};
 
 /// One live line: its bar, label, the tool's current step, resource counts.
 struct Line {
@@ -141,6 +141,20 @@ impl EventSink for TerminalSink {
             (_, _, EventKind::Note(m)) => {
                 drop(lines);
                 let _ = self.multi.println(m);
+            }
+            // A soak (either view): one line for the wave, its countdown, then its result.
+            (_, _, EventKind::Soak { left, total, watching, failed }) => {
+                let key = (e.customer.clone(), None);
+                if left.is_zero() {
+                    let line = lines.remove(&key).unwrap_or_else(|| Line::new(&self.multi, e.customer.clone(), self.total.as_ref()));
+                    let mark = if failed == 0 { "✔" } else { "✘" };
+                    let text = format!("{mark} {} {}", e.customer, soak_line(left, total, watching, failed));
+                    self.finished.borrow_mut().push(line.finish(text));
+                } else {
+                    let line = lines.entry(key).or_insert_with(|| Line::new(&self.multi, e.customer.clone(), self.total.as_ref()));
+                    line.message = soak_line(left, total, watching, failed);
+                    line.redraw();
+                }
             }
             // ---- one customer: a line per stage
             (None, Some(stage), EventKind::StageStarted { label }) => {
@@ -340,5 +354,23 @@ mod tests {
         assert_eq!(total_line(1, 0, 4, Duration::from_secs(60)), "customers: 1/4 done, 0 failed, elapsed 1m00s, ~3m00s left");
         assert_eq!(customer_line("acme", Status::Ok, Duration::from_secs(75)), format!("✔ {:<24} done in 1m15s", "acme"));
         assert_eq!(customer_line("globex", Status::Failed, Duration::from_secs(3)), format!("✘ {:<24} FAILED in 3.0s", "globex"));
+    }
+
+    #[test]
+    fn a_soak_shows_its_countdown_then_its_result() {
+        let (sink, rec) = sink(4);
+        let soak = |left: u64, failed| EventKind::Soak {
+            left: Duration::from_secs(left),
+            total: Duration::from_secs(60),
+            watching: 4 - failed,
+            failed,
+        };
+        sink.emit(event("wave 2/3", None, soak(42, 0)));
+        rec.wait_for(|l| l.contains("wave 2/3") && l.contains("soak 42.0s left of 1m00s: 4 customers watched, 0 failed"));
+        sink.emit(event("wave 2/3", None, soak(12, 1)));
+        rec.wait_for(|l| l.contains("soak 12.0s left of 1m00s: 3 customers watched, 1 failed"));
+        sink.emit(event("wave 2/3", None, soak(0, 1)));
+        rec.wait_for(|l| l.starts_with("✘ wave 2/3 soak of 1m00s over: 3 customers watched, 1 failed"));
+        drop(sink);
     }
 }

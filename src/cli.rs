@@ -135,6 +135,10 @@ pub enum Command {
         /// Print the current rollout and change nothing.
         #[arg(long, conflicts_with_all = ["customers", "all", "tag"])]
         status: bool,
+        /// Roll every customer a halted (or paused) rollout deployed back to the
+        /// release it ran before, then end the rollout.
+        #[arg(long, conflicts_with_all = ["customers", "all", "tag", "resume", "pause", "cancel", "status", "waves"])]
+        rollback: bool,
         /// Run at most N waves, then stop (the record waits for `--resume`): a CI job per wave.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
         waves: Option<u16>,

@@ -38,6 +38,19 @@ fn deploys_are_recorded_and_rollback_deploys_the_previous_release_without_a_bake
     let v2 = "git_id = \"v2\"\n[vpc.vars]\ncidr_block = \"10.40.0.0/16\"\n";
     fleet.customer("acme", v1);
     fleet.customer("initech", "git_id = \"v1\"\n");
+    // The fleet is a git repository: each release records its commit.
+    let git = |args: &[&str]| {
+        let mut c = std::process::Command::new("git");
+        common::hermetic(&mut c);
+        let out = c.current_dir(fleet.path()).args(["-c", "user.name=t", "-c", "user.email=t@t.invalid"]).args(args).output().unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    git(&["init", "--quiet"]);
+    std::fs::write(fleet.path().join(".gitignore"), ".stamp/\nvars/\n").unwrap();
+    git(&["add", "."]);
+    git(&["commit", "--quiet", "-m", "fleet"]);
+    let fleet_head = git(&["rev-parse", "HEAD"]);
 
     let one = fleet.stamp(&["deploy", "acme", "--auto-approve", "--json"]).ok().report();
     let ami1 = one["outputs"]["ami_id"].as_str().unwrap().to_owned();
@@ -74,9 +87,14 @@ fn deploys_are_recorded_and_rollback_deploys_the_previous_release_without_a_bake
     );
     assert_eq!(h[1]["release"]["ami"], ami2.as_str());
     assert_eq!((h[1]["actor"].as_str(), h[1]["ci_url"].as_str()), (Some("octocat"), Some("https://github.com/acme/fleet/actions/runs/42")));
-    assert!(h[2]["actor"].as_str().unwrap().contains('@') && h[2]["ci_url"].is_null(), "$USER@host: {:#}", h[2]);
+    let actor = h[2]["actor"].as_str().unwrap();
+    assert!(actor.contains('@') && !actor.starts_with("unknown@") && h[2]["ci_url"].is_null(), "$USER@host: {:#}", h[2]);
     assert!(h[2]["release"]["image_key"].as_str().is_some_and(|k| !k.is_empty()), "{:#}", h[2]);
+    // v1's deploy ran on the committed fleet; v2's customer file was not committed.
+    assert_eq!(h[2]["release"]["fleet_commit"], fleet_head.as_str(), "{:#}", h[2]);
+    assert_eq!(h[1]["release"]["fleet_commit"], format!("{fleet_head}+dirty"), "{:#}", h[1]);
     let (id1, id2) = (h[2]["release_id"].as_str().unwrap().to_owned(), h[1]["release_id"].as_str().unwrap().to_owned());
+    let v1_release = h[2]["release"].clone();
     assert_ne!(id1, id2);
     let text = fleet.stamp(&["history", "acme", "--limit", "2"]).ok();
     let lines: Vec<&str> = text.stdout.lines().collect();
@@ -119,12 +137,17 @@ fn deploys_are_recorded_and_rollback_deploys_the_previous_release_without_a_bake
     assert_eq!(fe["outputs"]["ami_id"]["value"], ami1.as_str(), "the frontends run v1's image again");
     let h = history(&fleet);
     assert_eq!((h[0]["operation"].as_str(), h[0]["outcome"]["result"].as_str()), (Some("rollback"), Some("ok")));
-    assert_eq!(h[0]["release_id"], id1.as_str(), "the same release as v1's deploy: {:#}", h[0]);
+    // v1's release again, but for the fleet's commit: the customer file (v2) is not committed.
+    for k in ["commit", "git_id", "ami", "image_key", "template_hash", "stacks_hash", "settings_hash"] {
+        assert_eq!(h[0]["release"][k], v1_release[k], "{k}: {:#}", h[0]);
+    }
+    assert_eq!(h[0]["release"]["fleet_commit"], format!("{fleet_head}+dirty"));
+    let id_back = h[0]["release_id"].as_str().unwrap().to_owned();
     let status = fleet.stamp(&["status", "acme", "--json"]).ok().json();
     let row = &status["customers"][0];
     assert_eq!(
         (row["release"]["id"].as_str(), row["previous_release"]["id"].as_str()),
-        (Some(id1.as_str()), Some(id2.as_str())),
+        (Some(id_back.as_str()), Some(id2.as_str())),
         "{row:#}"
     );
 
@@ -144,4 +167,15 @@ fn deploys_are_recorded_and_rollback_deploys_the_previous_release_without_a_bake
     }
     let again = fleet.stamp(&["gc", "--auto-approve"]).ok();
     assert!(again.stderr.contains("nothing to delete"), "{}", again.stderr);
+
+    // Back to v2, whose image gc deleted: its recorded commit is baked again.
+    let forward = fleet.stamp(&["rollback", "acme", "--to", &id2, "--auto-approve", "--json"]).ok().report();
+    assert_eq!(stage_status(&forward, "ami"), "ok", "{forward:#}");
+    let ami3 = forward["outputs"]["ami_id"].as_str().unwrap();
+    assert!(ami3 != ami2 && ami3 != ami1, "{forward:#}");
+    let tags = fleet.aws_json(&["ec2", "describe-images", "--image-ids", ami3]);
+    let tags = tags["Images"][0]["Tags"].as_array().unwrap().clone();
+    let commit = tags.iter().find(|t| t["Key"] == "stamp:commit").map(|t| t["Value"].clone());
+    assert_eq!(commit, Some(Value::from(app_commit("v2"))), "{tags:?}");
+    assert!(fleet.log("acme", "ami").contains("is not registered any more: baking its commit"), "{}", fleet.log("acme", "ami"));
 }

@@ -237,6 +237,12 @@ fn github_cancel_sigint_then_sigterm_lets_terraform_save_its_state() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(t.fleet.path().join(".stamp/acme/last-run.json")).unwrap()).unwrap();
     assert_eq!(report["status"], "interrupted");
+    // The history in the state bucket records it too, where it stopped.
+    let listed = t.fleet.aws_json(&["s3api", "list-objects-v2", "--bucket", BUCKET, "--prefix", "stamp/history/acme/"]);
+    let keys: Vec<&str> = listed["Contents"].as_array().unwrap().iter().map(|o| o["Key"].as_str().unwrap()).collect();
+    assert_eq!(keys.len(), 1, "{listed:#}");
+    let record = t.fleet.state(BUCKET, keys[0]);
+    assert_eq!(record["outcome"], serde_json::json!({"result": "interrupted", "stage": "vpc"}), "{record:#}");
 }
 
 #[test]

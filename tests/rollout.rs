@@ -247,3 +247,73 @@ fn pause_resume_waves_and_cancel_from_other_invocations() {
     let v = fleet.aws_json(&["s3api", "get-bucket-versioning", "--bucket", BUCKET]);
     assert_eq!(v["Status"], "Enabled");
 }
+
+fn put_alarm(f: &Fleet, name: &str) {
+    f.aws(&[
+        "cloudwatch",
+        "put-metric-alarm",
+        "--alarm-name",
+        name,
+        "--namespace",
+        "Stamp/Test",
+        "--metric-name",
+        "5xx",
+        "--statistic",
+        "Sum",
+        "--period",
+        "60",
+        "--evaluation-periods",
+        "1",
+        "--threshold",
+        "1",
+        "--comparison-operator",
+        "GreaterThanOrEqualToThreshold",
+    ]);
+}
+
+/// The newest history record of customer `c` (in its state bucket).
+fn newest_history(fleet: &Fleet, c: &str) -> Value {
+    let bucket = format!("tfstate-123456789012-{c}");
+    let listed = fleet.aws(&["s3", "ls", "--recursive", &format!("s3://{bucket}/stamp/history/{c}/")]);
+    let key = listed.lines().filter_map(|l| l.split_whitespace().last()).max().unwrap().to_owned();
+    fleet.state(&bucket, &key)
+}
+
+#[test]
+fn an_alarm_in_the_soak_fails_its_customer_which_goes_back_and_rollback_takes_back_the_rest() {
+    let emu = Emulator::start();
+    let fleet = fleet(
+        &emu,
+        3,
+        "waves = [\"2\", \"100%\"]\nsoak = \"3s\"\nmax_failures = 0\non_failure = \"rollback\"\nalarms = [\"{{customer}}-5xx\"]",
+        "",
+    );
+    // v1 everywhere, then the rollout of v2.
+    fleet.stamp(&["deploy", "--all", "--auto-approve"]).ok();
+    for i in 0..3 {
+        fleet.customer(&name(i), &format!("git_id = \"v2\"\n[vpc.vars]\ncidr_block = \"10.{i}.0.0/16\"\n"));
+        put_alarm(&fleet, &format!("{}-5xx", name(i)));
+    }
+    fleet.aws(&["cloudwatch", "set-alarm-state", "--alarm-name", "c01-5xx", "--state-value", "ALARM", "--state-reason", "5xx above 1"]);
+    let run = stamp(&fleet, &["rollout", "--all", "--auto-approve", "--json"]).code(1);
+    let out = run.json();
+    assert_eq!(out["rollout"]["state"], "halted", "{out:#}\n{}", run.stderr);
+    let c01 = out["customers"].as_array().unwrap().iter().find(|c| c["customer"] == "c01").unwrap().clone();
+    assert_eq!(c01["outcome"], "failed");
+    assert_eq!(c01["rolled_back"], true, "on_failure = \"rollback\": {c01:#}\n{}", run.stderr);
+    assert!(c01["error"].as_str().unwrap().contains("alarm `c01-5xx` is in ALARM: 5xx above 1"), "{c01:#}");
+    let c02 = out["customers"].as_array().unwrap().iter().find(|c| c["customer"] == "c02").unwrap().clone();
+    assert_eq!(c02["outcome"], "pending", "the halt starts no later wave");
+    let v1 = common::app_commit("v1");
+    let back = newest_history(&fleet, "c01");
+    assert_eq!((back["operation"].as_str(), back["release"]["commit"].as_str()), (Some("rollback"), Some(v1.as_str())), "{back:#}");
+    assert_eq!(newest_history(&fleet, "c00")["release"]["commit"], common::app_commit("v2"));
+
+    // The halted rollout's other customer goes back too, and the rollout ends.
+    let run = stamp(&fleet, &["rollout", "--rollback", "--auto-approve"]).ok();
+    assert!(run.stdout.contains("cancelled: rolled back by "), "{}", run.stdout);
+    let back = newest_history(&fleet, "c00");
+    assert_eq!((back["operation"].as_str(), back["release"]["commit"].as_str()), (Some("rollback"), Some(v1.as_str())), "{back:#}");
+    assert!(record(&fleet, CURRENT).is_none(), "ended and archived");
+    assert_eq!(plans(&fleet, "c02"), 2, "c02 only ran its v1 deploy");
+}

@@ -108,7 +108,10 @@ fn status_under_github_actions_puts_the_table_and_a_held_lock_in_the_job_summary
     Run::from(out, &args).ok();
     let md = std::fs::read_to_string(&summary).unwrap();
     assert!(md.starts_with("## the deploy step\n\n### `stamp status`: 1 customer, 1 with a state lock held\n"), "appended: {md}");
-    assert!(md.contains("| CUSTOMER | ENV | REGION | REVISION | AMI | VPC | FRONTENDS | LOCK | LAST RUN | URL |"), "{md}");
+    assert!(
+        md.contains("| CUSTOMER | ENV | REGION | REVISION | AMI | RELEASE | PREVIOUS | VPC | FRONTENDS | LOCK | LAST RUN | URL |"),
+        "{md}"
+    );
     let row = md.lines().find(|l| l.starts_with("| acme |")).unwrap_or_else(|| panic!("no row: {md}"));
     // The revision: the git_id the image was baked for, and the commit it named.
     let revision = format!("| production | eu-west-1 | v1@{} |", &common::app_commit("v1")[..12]);

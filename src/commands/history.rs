@@ -17,9 +17,11 @@ pub async fn history(fleet: Fleet, name: &CustomerName, limit: Option<usize>, as
     let ctx = reading_context(fleet)?;
     let mut log = StageLog::discard_with_notes();
     let (aws, bucket) = open_bucket(&ctx, &c, &mut log).await?;
-    let records = read_history(&aws, &mut log, &bucket, name.as_str(), limit).await?;
+    let mut records = read_history(&aws, &mut log, &bucket, name.as_str(), None).await?;
+    // The current and previous releases of the whole history, whatever `--limit` shows.
     let (current, previous) = current_and_previous(&records);
     let (current, previous) = (current.map(|r| r.release_id.clone()), previous.map(|r| r.release_id.clone()));
+    records.truncate(limit.unwrap_or(usize::MAX));
     if as_json {
         let deploys: Vec<Value> = records.iter().map(record_json).collect();
         let customer = json!({

@@ -351,12 +351,6 @@ pub fn changed_files(root: &Path, rev: &str) -> Result<Vec<Change>, Error> {
     Ok(out.split('\0').filter(|p| !p.is_empty()).map(|p| Change { path: p.to_owned(), abs: top.join(p) }).collect())
 }
 
-/// The commit checked out where the fleet file is (`git rev-parse HEAD`), if it is
-/// in a git repository with a commit.
-pub(super) fn head_commit(root: &Path) -> Option<String> {
-    git(root, &["rev-parse", "--verify", "--quiet", "HEAD"]).ok().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
-}
-
 enum GitError {
     /// git could not be started.
     Spawn(std::io::Error),

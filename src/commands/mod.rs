@@ -95,9 +95,11 @@ async fn run(cli: Cli) -> Result<(), Error> {
             cancel,
             status,
             waves,
+            rollback,
         } => {
             use rollout::Action;
             let action = match (*resume, *pause, *cancel, *status) {
+                _ if *rollback => Action::Rollback,
                 (true, ..) => Action::Resume,
                 (_, true, ..) => Action::Pause,
                 (_, _, true, _) => Action::Cancel,

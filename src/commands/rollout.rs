@@ -30,6 +30,7 @@ pub enum Action {
     Pause,
     Cancel,
     Status,
+    Rollback,
 }
 
 pub struct RolloutArgs {
@@ -59,6 +60,7 @@ pub async fn rollout(fleet: Fleet, a: RolloutArgs) -> Result<(), Error> {
         Action::Start => start(ctx, &a).await,
         Action::Resume => resume(ctx, &a).await,
         Action::Pause | Action::Cancel => stop_it(ctx, &a).await,
+        Action::Rollback => rollback(ctx, &a).await,
         Action::Status => {
             let store = Store::open(&ctx, false).await?;
             let (r, _) = store.read().await?.ok_or_else(|| no_rollout(&store))?;
@@ -150,7 +152,15 @@ async fn start(ctx: Rc<FleetContext>, a: &RolloutArgs) -> Result<(), Error> {
     for (w, wave) in waves.iter().enumerate() {
         for n in wave {
             let commit = plans.iter().find(|p| &p.customer.name == n).and_then(|p| p.revision.as_ref()).map(|r| r.commit.clone());
-            customers.push(Customer { name: n.to_string(), commit, wave: w, outcome: Outcome::Pending, attempts: 0, error: None });
+            customers.push(Customer {
+                name: n.to_string(),
+                commit,
+                wave: w,
+                outcome: Outcome::Pending,
+                attempts: 0,
+                error: None,
+                rolled_back: false,
+            });
         }
     }
     let r = Record {
@@ -161,7 +171,7 @@ async fn start(ctx: Rc<FleetContext>, a: &RolloutArgs) -> Result<(), Error> {
         started_at: t,
         updated_at: t,
         started_by: actor(),
-        fleet_commit: super::matrix::head_commit(&fleet.root),
+        fleet_commit: ctx.fleet_commit().await,
         budget,
         soak_secs: fleet.rollout.soak.as_secs(),
         waves: waves.iter().map(|w| Wave { customers: w.iter().map(|n| n.to_string()).collect(), done: false }).collect(),
@@ -219,8 +229,10 @@ async fn resume(ctx: Rc<FleetContext>, a: &RolloutArgs) -> Result<(), Error> {
             "`stamp rollout --resume --retry-failed` deploys the failed customers again; `--cancel` ends it",
         ));
     }
-    let here = super::matrix::head_commit(&ctx.fleet.root);
-    if let (Some(was), Some(now)) = (&r.fleet_commit, &here)
+    // The commit, whether or not either working tree had uncommitted changes.
+    let here = ctx.fleet_commit().await;
+    let commit = |c: &String| c.trim_end_matches("+dirty").to_owned();
+    if let (Some(was), Some(now)) = (r.fleet_commit.as_ref().map(commit), here.as_ref().map(commit))
         && was != now
     {
         return Err(Error::usage_hint(
@@ -232,7 +244,7 @@ async fn resume(ctx: Rc<FleetContext>, a: &RolloutArgs) -> Result<(), Error> {
     let names: Vec<CustomerName> = r
         .customers
         .iter()
-        .filter(|c| !matches!(c.outcome, Outcome::Succeeded | Outcome::RolledBack))
+        .filter(|c| c.outcome != Outcome::Succeeded)
         .map(|c| CustomerName::parse(&c.name).map_err(|m| Error::stage(format!("the rollout record names {m}"))))
         .collect::<Result<_, _>>()?;
     let mut plans = super::run::resolve_all(&ctx, &names, a.env.as_ref())?;
@@ -371,4 +383,75 @@ async fn stop_it(ctx: Rc<FleetContext>, a: &RolloutArgs) -> Result<(), Error> {
     }
     print(&r, a);
     Ok(())
+}
+
+/// `--rollback`: every customer the rollout deployed back to the release it ran
+/// before; then the rollout ends (cancelled, archived). Refused while it runs.
+async fn rollback(ctx: Rc<FleetContext>, a: &RolloutArgs) -> Result<(), Error> {
+    let store = Store::open(&ctx, false).await?;
+    let (r, _) = store.read().await?.ok_or_else(|| no_rollout(&store))?;
+    if let Hold::Live(who) = r.hold(store::now(), stale_after(), &store::host(), store::alive) {
+        return Err(Error::Reported {
+            message: format!("{} is held by {who}: `stamp rollout --pause` it first, then --rollback", r.describe()),
+            code: EXIT_USAGE,
+        });
+    }
+    let names: Vec<CustomerName> = r
+        .deployed()
+        .iter()
+        .map(|n| CustomerName::parse(n).map_err(|m| Error::stage(format!("the rollout record names {m}"))))
+        .collect::<Result<_, _>>()?;
+    let mut plans = super::run::resolve_all(&ctx, &names, a.env.as_ref())?;
+    as_rollout(&mut plans, &r.id);
+    let sink = super::run::sink(a.plain, plans.len().max(1));
+    let (pinned, unpinned) = crate::fleet::rollback::pin_all(&ctx, plans, &r.id, &sink).await;
+    let args = run_args(a, names);
+    let approval = super::run::approval(&ctx, &pinned, Operation::Deploy, &args, None, &sink).await?;
+    let token = format!("{:016x}", fastrand::u64(..));
+    let stale = stale_after();
+    store
+        .update(|r| {
+            if let Hold::Live(who) = r.hold(store::now(), stale, &store::host(), store::alive) {
+                return Err(Error::Reported { message: format!("{} was taken by {who} meanwhile", r.id), code: EXIT_USAGE });
+            }
+            r.holder = Some(rollout::holder(&token));
+            Ok(())
+        })
+        .await?;
+    eprintln!("rollout {}: rolling back {} customer(s)", r.id, pinned.len() + unpinned.len());
+    let opts = Options { approval, rebuild_ami: false, no_smoke: false, from: None };
+    let failed = crate::fleet::rollback::roll_back(&ctx, &store, &token, pinned, unpinned, &opts, &a.policy, &sink, &Stop::new()).await?;
+    drop(sink);
+    let by = actor().describe();
+    let (r, etag) = store
+        .update(|r| {
+            crate::fleet::rollout_record::check_holder(r, &token)?;
+            r.holder = None;
+            if failed.is_empty() {
+                r.state = State::Cancelled;
+                r.reason = Some(format!("rolled back by {by}"));
+            }
+            Ok(())
+        })
+        .await?;
+    if r.state.is_over() {
+        store.archive(&r, &etag).await?;
+    }
+    print(&r, a);
+    if failed.is_empty() {
+        return Ok(());
+    }
+    for (n, why) in &failed {
+        eprintln!("error: {n}: {why}");
+    }
+    let names: Vec<&str> = failed.iter().map(|(n, _)| n.as_str()).collect();
+    Err(Error::Reported {
+        message: format!(
+            "rollout {}: {} customer(s) could not be rolled back: {}; `stamp rollout --rollback` tries them again",
+            r.id,
+            names.len(),
+            names.join(", ")
+        ),
+        code: EXIT_STAGE_FAILED,
+    })
 }

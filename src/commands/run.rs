@@ -161,7 +161,10 @@ pub async fn run(fleet: Fleet, op: Operation, args: RunArgs) -> Result<(), Error
         None => Ok(()),
     };
     let ci = crate::ui::github::after_run(op, &reports, wall).and(written);
-    match (finish(op, outcomes, wall, args.json), ci) {
+    // A rollback that did not finish is resumed by running it again (`deploy` would
+    // deploy the customers' own git_id).
+    let verb = if args.rollback.is_some() { "rollback" } else { op.as_str() };
+    match (finish(op, verb, outcomes, wall, args.json), ci) {
         (Ok(()), Err(e)) => Err(e),
         (result, _) => result,
     }
@@ -282,7 +285,7 @@ pub(super) fn check_journals(ctx: &FleetContext, plans: &[CustomerPlan], from: O
 }
 
 /// Prints the result and turns it into the exit code.
-fn finish(op: Operation, mut outcomes: Vec<Outcome>, wall: Duration, json: bool) -> Result<(), Error> {
+fn finish(op: Operation, verb: &str, mut outcomes: Vec<Outcome>, wall: Duration, json: bool) -> Result<(), Error> {
     if outcomes.len() == 1 {
         let Outcome { report, error } = outcomes.pop().expect("one");
         if json {
@@ -312,7 +315,7 @@ fn finish(op: Operation, mut outcomes: Vec<Outcome>, wall: Duration, json: bool)
     }
     let unfinished: Vec<&str> = reports.iter().filter(|r| !r.status.succeeded()).map(|r| r.customer.as_str()).collect();
     if !unfinished.is_empty() {
-        eprintln!("to resume: stamp {} {}", op.as_str(), unfinished.join(" "));
+        eprintln!("to resume: stamp {verb} {}", unfinished.join(" "));
     }
     if interrupted {
         return Err(Error::Reported { message: "interrupted".into(), code: EXIT_INTERRUPTED });

@@ -257,7 +257,7 @@ async fn one(aws: &Aws, c: &Customer, bucket: Result<BucketName, String>, work: 
     }
     row.deployed = row.stacks.values().any(|s| s.deployed && s.resources > 0);
     if row.error.is_none() {
-        match crate::customer::release::read_history(aws, &mut log, &bucket, c.name.as_str(), None).await {
+        match crate::customer::release::read_recent(aws, &mut log, &bucket, c.name.as_str()).await {
             Ok(records) => {
                 let (current, previous) = crate::customer::release::current_and_previous(&records);
                 row.release = current.map(ReleaseRef::of);

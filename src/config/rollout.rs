@@ -80,9 +80,10 @@ pub struct RolloutSettings {
     /// Non-decreasing; the last is 100% of the selection.
     pub waves: Vec<Amount>,
     pub soak: Duration,
-    /// The error budget is the larger of a count and a percentage: one `Amount`
-    /// here; `budget(total)` gives the number.
-    pub max_failures: Amount,
+    /// The error budget: the largest of these amounts of the selection (`"2"`,
+    /// `"5%"`, or `["2", "5%"]`: the larger of a count and a percentage);
+    /// `budget(total)` gives the number.
+    pub max_failures: Vec<Amount>,
     pub on_failure: OnFailure,
     /// Images stay while a release among a customer's last N refers to them.
     pub keep_releases: usize,
@@ -100,7 +101,7 @@ impl Default for RolloutSettings {
         Self {
             waves: vec![Amount::Count(1), Amount::Percent(25.0), Amount::Percent(100.0)],
             soak: Duration::from_secs(300),
-            max_failures: Amount::Count(0),
+            max_failures: vec![Amount::Count(0)],
             on_failure: OnFailure::Halt,
             keep_releases: 3,
             alarms: Vec::new(),
@@ -112,7 +113,7 @@ impl Default for RolloutSettings {
 impl RolloutSettings {
     /// The number of failures a rollout of `total` customers tolerates.
     pub fn budget(&self, total: usize) -> usize {
-        self.max_failures.of(total)
+        self.max_failures.iter().map(|a| a.of(total)).max().unwrap_or(0)
     }
 
     /// `{{customer}}` in each alarm name replaced: the alarms that watch `customer`.
@@ -192,8 +193,16 @@ pub(super) fn resolve_rollout(raw: &RawRollout, file: &Path, text: &str) -> Resu
         }
     }
     if let Some(v) = &raw.max_failures {
-        s.max_failures =
-            Amount::parse(v.get_ref(), 0).map_err(|m| ConfigError::at(file, text, v.span(), format!("[rollout] max_failures: {m}")))?;
+        let at = |m: String| ConfigError::at(file, text, v.span(), format!("[rollout] max_failures: {m}"));
+        s.max_failures = match v.get_ref() {
+            toml::Value::Array(list) if list.is_empty() => {
+                return Err(at(
+                    "the list is empty; write a count, a percentage, or both such as [\"2\", \"5%\"] (the larger counts)".into()
+                ));
+            }
+            toml::Value::Array(list) => list.iter().map(|x| Amount::parse(x, 0)).collect::<Result<_, _>>().map_err(at)?,
+            one => vec![Amount::parse(one, 0).map_err(at)?],
+        };
     }
     if let Some(v) = &raw.on_failure {
         s.on_failure = match v.get_ref().as_str() {
@@ -275,6 +284,10 @@ mod tests {
         assert_eq!(s.waves.len(), 4);
         assert_eq!(s.soak, Duration::from_secs(600));
         assert_eq!(s.budget(100), 5);
+        // The larger of a count and a percentage.
+        let both = parse("[rollout]\nmax_failures = [\"2\", \"5%\"]\n").unwrap();
+        assert_eq!((both.budget(10), both.budget(100)), (2, 5));
+        assert!(parse("[rollout]\nmax_failures = []\n").unwrap_err().contains("the larger counts"));
         assert_eq!(s.on_failure, OnFailure::Rollback);
         assert_eq!(s.alarms_for("acme"), ["acme-5xx", "fleet"]);
         assert_eq!(parse("[rollout]\nsoak = 0\n").unwrap().soak, Duration::ZERO);

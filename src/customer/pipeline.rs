@@ -225,8 +225,10 @@ impl Pipeline {
         let mut result = result;
         // Every deploy that reached its state bucket leaves a history record there,
         // failed and interrupted ones too; one that cannot be written is an error.
+        let has_bucket =
+            self.report.stages.iter().any(|s| s.name == Stage::Bucket && !matches!(s.status, Status::Failed | Status::Interrupted));
         if op == Operation::Deploy
-            && self.report.state_bucket.is_some()
+            && has_bucket
             && let Err(e) = self.record_history(&result).await
         {
             let line = format!("the history record of this deploy could not be written: {e}");

@@ -125,8 +125,23 @@ pub fn actor() -> String {
     if var("TRAVIS").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
         return format!("travis:{}", var("TRAVIS_REPO_SLUG").unwrap_or_else(|| "?".into()));
     }
-    let user = var("USER").or_else(|| var("LOGNAME")).unwrap_or_else(|| "unknown".into());
+    let user = var("USER").or_else(|| var("LOGNAME")).or_else(login_name).unwrap_or_else(|| "unknown".into());
     format!("{user}@{}", hostname())
+}
+
+/// The name of the user this process runs as, from the password database.
+fn login_name() -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: getpwuid_r(3) writes the entry into `pw` and its strings into `buf`
+    // (of the length given); `found` points at `pw` on success, else is null.
+    unsafe {
+        let mut pw: libc::passwd = std::mem::zeroed();
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        if libc::getpwuid_r(libc::geteuid(), &mut pw, buf.as_mut_ptr(), buf.len(), &mut found) != 0 || found.is_null() {
+            return None;
+        }
+        Some(std::ffi::CStr::from_ptr(pw.pw_name).to_string_lossy().into_owned())
+    }
 }
 
 fn hostname() -> String {
@@ -186,7 +201,7 @@ pub async fn release_of(ctx: &FleetContext, plan: &CustomerPlan, ami: Option<&st
         template_hash: template_hash(ctx)?,
         stacks_hash: stacks_hash(ctx, plan)?,
         settings_hash: settings_hash(plan),
-        fleet_commit: crate::tools::git::head(&ctx.fleet.root).await,
+        fleet_commit: ctx.fleet_commit().await,
     })
 }
 
@@ -215,6 +230,24 @@ pub async fn read_history(
     customer: &str,
     limit: Option<usize>,
 ) -> Result<Vec<HistoryRecord>, Error> {
+    read_history_until(aws, log, bucket, customer, &|read: &[HistoryRecord]| limit.is_some_and(|n| read.len() >= n)).await
+}
+
+/// The newest records, up to the current and the previous release (what `status`
+/// and a rollback to the previous release need): one listing, then a read per
+/// record, newest first, stopping there.
+pub async fn read_recent(aws: &Aws, log: &mut StageLog, bucket: &BucketName, customer: &str) -> Result<Vec<HistoryRecord>, Error> {
+    read_history_until(aws, log, bucket, customer, &|read: &[HistoryRecord]| current_and_previous(read).1.is_some()).await
+}
+
+/// Records newest first, until `enough` says the ones read so far are enough.
+async fn read_history_until(
+    aws: &Aws,
+    log: &mut StageLog,
+    bucket: &BucketName,
+    customer: &str,
+    enough: &dyn Fn(&[HistoryRecord]) -> bool,
+) -> Result<Vec<HistoryRecord>, Error> {
     let prefix = history_prefix(customer);
     let listed = aws
         .api
@@ -223,12 +256,11 @@ pub async fn read_history(
         .map_err(|e| api_error(format!("cannot list s3://{bucket}/{prefix}"), e))?;
     let mut keys: Vec<String> = listed.into_iter().map(|l| l.key).filter(|k| k.ends_with(".json")).collect();
     keys.sort();
-    keys.reverse();
-    if let Some(n) = limit {
-        keys.truncate(n);
-    }
-    let mut out = Vec::with_capacity(keys.len());
-    for key in keys {
+    let mut out = Vec::new();
+    for key in keys.into_iter().rev() {
+        if enough(&out) {
+            break;
+        }
         let Some(text) = aws.read_object("history", log, bucket, &key).await? else { continue };
         let mut rec: HistoryRecord = serde_json::from_str(&text).map_err(|e| {
             Error::stage_hint(
@@ -268,14 +300,21 @@ pub async fn pin_rollback(ctx: &FleetContext, mut plan: CustomerPlan, to: Option
     let name = plan.customer.name.to_string();
     let mut log = StageLog::discard();
     let (aws, bucket) = open_bucket(ctx, &plan.customer, &mut log).await?;
-    let records = read_history(&aws, &mut log, &bucket, &name, None).await?;
+    let records = match to {
+        Some(_) => read_history(&aws, &mut log, &bucket, &name, None).await?,
+        None => read_recent(&aws, &mut log, &bucket, &name).await?,
+    };
     let (current, previous) = current_and_previous(&records);
     let target = match to {
         Some(id) => match records.iter().find(|r| r.outcome.is_ok() && r.release_id == id) {
             Some(r) => r,
             None => {
-                let mut known: Vec<&str> = records.iter().filter(|r| r.outcome.is_ok()).map(|r| r.release_id.as_str()).collect();
-                known.dedup();
+                let mut known: Vec<&str> = Vec::new();
+                for r in records.iter().filter(|r| r.outcome.is_ok()) {
+                    if !known.contains(&r.release_id.as_str()) {
+                        known.push(&r.release_id);
+                    }
+                }
                 let known = if known.is_empty() { "none".to_owned() } else { known.join(", ") };
                 return Err(Error::usage_hint(
                     format!("{name}: --to {id}: no release of that id ended ok in its history (s3://{bucket}/{})", history_prefix(&name)),

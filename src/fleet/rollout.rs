@@ -15,7 +15,8 @@ use crate::customer::plan::CustomerPlan;
 use crate::customer::report::RunReport;
 use crate::error::Error;
 use crate::events::{Emitter, EventSink, Status};
-use crate::fleet::rollout_record::{Holder, Outcome, Record, State};
+use crate::fleet::rollback;
+use crate::fleet::rollout_record::{Holder, Outcome, Record, State, check_holder};
 use crate::fleet::rollout_store::{Store, now};
 use crate::fleet::scheduler::{self, Policy};
 use crate::fleet::soak::{self, Soak, SoakTarget};
@@ -65,15 +66,6 @@ pub struct Run {
     pub token: String,
 }
 
-/// Holder is this process (by its token), or the change is refused.
-pub fn check_holder(r: &Record, token: &str) -> Result<(), Error> {
-    match &r.holder {
-        Some(h) if h.token == token => Ok(()),
-        Some(h) => Err(Error::stage(format!("rollout {} was taken over by pid {} on {}", r.id, h.pid, h.host))),
-        None => Err(Error::stage(format!("rollout {} was released meanwhile", r.id))),
-    }
-}
-
 /// Why the holder must stop starting customers, from the record: paused, cancelled.
 fn stop_reason(r: &Record) -> Option<String> {
     match r.state {
@@ -107,6 +99,7 @@ pub async fn run(
     let mut reports = Vec::new();
     let mut errors = Vec::new();
     let mut waves_run = 0;
+    let rolls_back = ctx.fleet.rollout.on_failure == crate::config::OnFailure::Rollback;
     let ended = loop {
         // A safe point: nothing of this process deploys now.
         let (mut r, _) = match store.update(|r| check_holder(r, &run.token)).await {
@@ -147,8 +140,14 @@ pub async fn run(
         if !names.is_empty() {
             let (wave_reports, wave_errors) =
                 deploy_wave(&ctx, &store, &mut plans, &names, &run, left, at_once, &hold, &sink, &stop).await?;
+            // on_failure = "rollback": a customer whose frontends applied and then failed goes back.
+            let broken: Vec<String> =
+                wave_reports.iter().filter(|r| rollback::applied_then_failed(r)).map(|r| r.customer.clone()).collect();
             reports.extend(wave_reports);
             errors.extend(wave_errors);
+            if rolls_back && !broken.is_empty() && !stop.interrupted() {
+                back_out(&ctx, &store, &run, &r.id, &plans, &broken, &sink, &stop).await?;
+            }
             r = store.read().await?.map(|(r, _)| r).ok_or_else(|| Error::stage("the rollout record disappeared during a wave"))?;
             if stop.interrupted() {
                 break Ended::Interrupted;
@@ -185,6 +184,10 @@ pub async fn run(
                 Ok(())
             })
             .await?;
+        if rolls_back && !unhealthy.is_empty() && !stop.interrupted() {
+            let names: Vec<String> = unhealthy.iter().map(|(n, _)| n.clone()).collect();
+            back_out(&ctx, &store, &run, &after.id, &plans, &names, &sink, &stop).await?;
+        }
         if after.waves[w].done {
             say.note(&format!(
                 "rollout {}: wave {}/{total} done; {} failure(s), budget left {} of {}",
@@ -200,6 +203,27 @@ pub async fn run(
     beat.abort();
     let record = finish(&store, &run.token, &ended).await?;
     Ok(RunEnd { ended, record, reports, errors })
+}
+
+/// `on_failure = "rollback"`: `names` back to their release before the rollout.
+#[allow(clippy::too_many_arguments)]
+async fn back_out(
+    ctx: &Rc<FleetContext>,
+    store: &Store,
+    run: &Run,
+    id: &str,
+    plans: &BTreeMap<String, CustomerPlan>,
+    names: &[String],
+    sink: &Rc<dyn EventSink>,
+    stop: &Stop,
+) -> Result<(), Error> {
+    let chosen: Vec<CustomerPlan> = names.iter().filter_map(|n| plans.get(n).cloned()).collect();
+    let (pinned, unpinned) = rollback::pin_all(ctx, chosen, id, sink).await;
+    let failed = rollback::roll_back(ctx, store, &run.token, pinned, unpinned, &run.opts, &run.policy, sink, stop).await?;
+    for (name, why) in failed {
+        Emitter::new(&name, sink.clone()).note(&format!("could not be rolled back: {}", why.lines().next().unwrap_or_default()));
+    }
+    Ok(())
 }
 
 /// One wave's customers through the scheduler; each one's end written to the record

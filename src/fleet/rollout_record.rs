@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::Error;
+
 /// The record's own format; a newer one is refused rather than half read.
 pub const RECORD_VERSION: u32 = 1;
 
@@ -56,8 +58,6 @@ pub enum Outcome {
     Succeeded,
     /// Its deploy failed, or the soak found it unhealthy: counts against the budget.
     Failed,
-    /// Failed, then rolled back to its previous release (still counts).
-    RolledBack,
 }
 
 impl Outcome {
@@ -67,12 +67,11 @@ impl Outcome {
             Outcome::Deploying => "deploying",
             Outcome::Succeeded => "succeeded",
             Outcome::Failed => "failed",
-            Outcome::RolledBack => "rolled_back",
         }
     }
 
     pub fn failed(self) -> bool {
-        matches!(self, Outcome::Failed | Outcome::RolledBack)
+        self == Outcome::Failed
     }
 }
 
@@ -119,6 +118,9 @@ pub struct Customer {
     pub attempts: u32,
     /// Why it failed.
     pub error: Option<String>,
+    /// Deployed back to its previous release since (`on_failure = "rollback"`, `--rollback`).
+    #[serde(default)]
+    pub rolled_back: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,15 +203,10 @@ impl Record {
             .collect()
     }
 
-    /// The customers of the done waves that deployed: what `--rollback` takes back.
-    pub fn deployed_in_done_waves(&self) -> Vec<String> {
-        self.waves
-            .iter()
-            .filter(|w| w.done)
-            .flat_map(|w| w.customers.iter())
-            .filter(|n| self.customer(n).is_some_and(|c| c.outcome == Outcome::Succeeded))
-            .cloned()
-            .collect()
+    /// The customers the rollout deployed and did not roll back yet, in run order:
+    /// what `--rollback` takes back (the done waves' and those the last wave finished).
+    pub fn deployed(&self) -> Vec<String> {
+        self.customers.iter().filter(|c| c.outcome == Outcome::Succeeded && !c.rolled_back).map(|c| c.name.clone()).collect()
     }
 
     /// Whether a process may hold the record now: `alive(pid)` tells whether a pid
@@ -260,6 +257,15 @@ impl Record {
     }
 }
 
+/// Holder is this process (by its token), or the change is refused.
+pub fn check_holder(r: &Record, token: &str) -> Result<(), Error> {
+    match &r.holder {
+        Some(h) if h.token == token => Ok(()),
+        Some(h) => Err(Error::stage(format!("rollout {} was taken over by pid {} on {}", r.id, h.pid, h.host))),
+        None => Err(Error::stage(format!("rollout {} was released meanwhile", r.id))),
+    }
+}
+
 /// A rollout id: sortable by time, unique enough for one fleet (`r-YYYYMMDDTHHMMSSZ-xxxx`).
 pub fn new_id(now: std::time::SystemTime, salt: u32) -> String {
     let t = humantime::format_rfc3339_seconds(now).to_string().replace(['-', ':'], "");
@@ -288,18 +294,28 @@ mod tests {
                 .collect(),
             customers: outcomes
                 .iter()
-                .map(|(n, w, o)| Customer { name: (*n).into(), commit: None, wave: *w, outcome: *o, attempts: 0, error: None })
+                .map(|(n, w, o)| Customer {
+                    name: (*n).into(),
+                    commit: None,
+                    wave: *w,
+                    outcome: *o,
+                    attempts: 0,
+                    error: None,
+                    rolled_back: false,
+                })
                 .collect(),
             holder: None,
         }
     }
 
     #[test]
-    fn the_budget_is_spent_by_failures_and_rollbacks_alike() {
+    fn the_budget_is_spent_by_failures_rolled_back_or_not() {
         let mut r = record(&[("a", 0, Outcome::Succeeded), ("b", 1, Outcome::Failed), ("c", 1, Outcome::Pending)], 1);
         assert_eq!(r.budget_left(), 0);
         assert!(!r.over_budget(), "one failure of one tolerated: not exceeded");
-        r.customer_mut("c").unwrap().outcome = Outcome::RolledBack;
+        r.customer_mut("b").unwrap().rolled_back = true;
+        assert!(!r.over_budget());
+        r.customer_mut("c").unwrap().outcome = Outcome::Failed;
         assert!(r.over_budget());
         assert_eq!(r.failed(), ["b", "c"]);
     }
@@ -320,7 +336,7 @@ mod tests {
         assert_eq!(r.next_wave(), Some(1));
         assert_eq!(r.to_deploy(1, false), ["c", "e"]);
         assert_eq!(r.to_deploy(1, true), ["c", "d", "e"]);
-        assert_eq!(r.deployed_in_done_waves(), ["a"]);
+        assert_eq!(r.deployed(), ["a", "b"]);
         assert_eq!(r.matrix(false), serde_json::json!({"include": [{"customer": "c", "wave": 2}, {"customer": "e", "wave": 2}]}));
         r.state = State::Cancelled;
         assert_eq!(r.matrix(false), serde_json::json!({"include": []}));

@@ -229,3 +229,32 @@ async fn run_one(ctx: Rc<FleetContext>, plan: CustomerPlan, op: Operation, opts:
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Strict mode: tolerance 1 lets two customers in at once; one failure narrows it
+    /// to one, and the third waits for a turn to end.
+    #[test]
+    fn strict_turns_are_the_failures_still_tolerated_plus_one() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let failures = Rc::new(std::cell::Cell::new(0));
+            let s = Strict::new(1, failures.clone());
+            let a = s.enter().await;
+            let b = s.enter().await;
+            let third = s.enter();
+            tokio::pin!(third);
+            let waited = tokio::time::timeout(Duration::from_millis(20), &mut third).await;
+            assert!(waited.is_err(), "two at once at most with one failure tolerated");
+            failures.set(1);
+            drop(a);
+            let waited = tokio::time::timeout(Duration::from_millis(20), &mut third).await;
+            assert!(waited.is_err(), "one failure: one at a time, and b still runs");
+            drop(b);
+            let c = tokio::time::timeout(Duration::from_millis(20), &mut third).await;
+            assert!(c.is_ok(), "b's turn ended: the third goes in");
+        });
+    }
+}

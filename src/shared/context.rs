@@ -54,6 +54,8 @@ pub struct FleetContext {
     account_id: tokio::sync::OnceCell<String>,
     /// S3 and STS through the SDK: one set of clients (and connections) per run.
     api: RefCell<Option<Rc<AwsApi>>>,
+    /// The fleet repository's commit, asked of git once per run (`fleet_commit`).
+    fleet_commit: tokio::sync::OnceCell<Option<String>>,
 }
 
 impl FleetContext {
@@ -77,6 +79,7 @@ impl FleetContext {
             app_templates: RefCell::default(),
             account_id: tokio::sync::OnceCell::new(),
             api: RefCell::default(),
+            fleet_commit: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -179,6 +182,12 @@ impl FleetContext {
     /// The run's SDK clients; `env` is a tools' environment (`tool_env`).
     pub fn aws_api(&self, env: &[(String, String)]) -> Rc<AwsApi> {
         self.api.borrow_mut().get_or_insert_with(|| Rc::new(AwsApi::new(&self.fleet, env))).clone()
+    }
+
+    /// The fleet repository's HEAD ("+dirty" with uncommitted changes; `None`
+    /// outside git), as the releases of this run record it: asked once per run.
+    pub async fn fleet_commit(&self) -> Option<String> {
+        self.fleet_commit.get_or_init(|| crate::tools::git::head(&self.fleet.root)).await.clone()
     }
 
     pub fn lock(&self, name: &str) -> Rc<Mutex<()>> {

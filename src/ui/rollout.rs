@@ -24,10 +24,11 @@ pub fn summary_text(r: &Record) -> String {
         let parts: Vec<String> = w
             .customers
             .iter()
-            .map(|n| match r.customer(n).map(|c| c.outcome) {
-                Some(Outcome::Succeeded) => n.clone(),
-                Some(o) => format!("{n} ({})", o.as_str()),
-                None => n.clone(),
+            .map(|n| match r.customer(n).map(|c| (c.outcome, c.rolled_back)) {
+                Some((Outcome::Succeeded, false)) | None => n.clone(),
+                Some((Outcome::Succeeded, true)) => format!("{n} (rolled back)"),
+                Some((o, false)) => format!("{n} ({})", o.as_str()),
+                Some((o, true)) => format!("{n} ({}, rolled back)", o.as_str()),
             })
             .collect();
         out.push_str(&parts.join(", "));
@@ -36,11 +37,12 @@ pub fn summary_text(r: &Record) -> String {
     let counts = r.counts();
     let n = |k: &str| counts.get(k).copied().unwrap_or(0);
     out.push_str(&format!(
-        "{} customers: {} succeeded, {} failed, {} to deploy; budget {} ({} left)\n",
+        "{} customers: {} succeeded, {} failed, {} to deploy, {} rolled back; budget {} ({} left)\n",
         r.customers.len(),
         n("succeeded"),
-        n("failed") + n("rolled_back"),
+        n("failed"),
         n("pending") + n("deploying"),
+        r.customers.iter().filter(|c| c.rolled_back).count(),
         r.budget,
         r.budget_left()
     ));
@@ -67,6 +69,7 @@ pub fn json_body(r: &Record, retry_failed: bool) -> Value {
                 "commit": c.commit,
                 "attempts": c.attempts,
                 "error": c.error,
+                "rolled_back": c.rolled_back,
             })
         })
         .collect();
@@ -91,7 +94,7 @@ pub fn json_body(r: &Record, retry_failed: bool) -> Value {
             "total": r.customers.len(),
             "succeeded": n("succeeded"),
             "failed": n("failed"),
-            "rolled_back": n("rolled_back"),
+            "rolled_back": r.customers.iter().filter(|c| c.rolled_back).count(),
             "pending": n("pending") + n("deploying"),
             "state": r.state.as_str(),
         },
@@ -104,7 +107,15 @@ mod tests {
     use crate::fleet::rollout_record::{Actor, Customer, RECORD_VERSION, State, Wave};
 
     fn record() -> Record {
-        let c = |n: &str, wave, outcome| Customer { name: n.into(), commit: Some("abc".into()), wave, outcome, attempts: 1, error: None };
+        let c = |n: &str, wave, outcome| Customer {
+            name: n.into(),
+            commit: Some("abc".into()),
+            wave,
+            outcome,
+            attempts: 1,
+            error: None,
+            rolled_back: false,
+        };
         Record {
             version: RECORD_VERSION,
             id: "r-x".into(),
@@ -119,7 +130,7 @@ mod tests {
             waves: vec![Wave { customers: vec!["a".into()], done: true }, Wave { customers: vec!["b".into(), "c".into()], done: false }],
             customers: vec![
                 c("a", 0, Outcome::Succeeded),
-                Customer { error: Some("stage frontends failed".into()), ..c("b", 1, Outcome::Failed) },
+                Customer { error: Some("stage frontends failed".into()), rolled_back: true, ..c("b", 1, Outcome::Failed) },
                 c("c", 1, Outcome::Pending),
             ],
             holder: None,
@@ -131,8 +142,8 @@ mod tests {
         let t = summary_text(&record());
         assert!(t.contains("rollout r-x (halted, started by ci on h at 1970-01-01T00:00:00Z)"), "{t}");
         assert!(t.contains("wave 1/2 done  a\n"), "{t}");
-        assert!(t.contains("wave 2/2 next  b (failed), c (pending)"), "{t}");
-        assert!(t.contains("3 customers: 1 succeeded, 1 failed, 1 to deploy; budget 0 (0 left)"), "{t}");
+        assert!(t.contains("wave 2/2 next  b (failed, rolled back), c (pending)"), "{t}");
+        assert!(t.contains("3 customers: 1 succeeded, 1 failed, 1 to deploy, 1 rolled back; budget 0 (0 left)"), "{t}");
         assert!(t.contains("  b: stage frontends failed"), "{t}");
     }
 

@@ -406,3 +406,93 @@ fn the_old_step_without_exec_fails_the_same_checks_stamp_never_hears_of_the_canc
     assert!(failed.iter().any(|f| f.contains("after the cancel")), "stamp went on to globex: {failed:#?}\n{}", c.said);
     assert!(failed.iter().any(|f| f.contains("did not end by itself")), "{failed:#?}");
 }
+
+/// The rollout path: the step of a later wave's job (`rollout-waves`), run as the
+/// runner runs it, cancelled as GitHub cancels (SIGINT to the step's entry process)
+/// while its wave deploys; then "Re-run failed jobs" runs the same step again, which
+/// resumes the rollout's record and finishes the wave. Nobody is deployed twice: a
+/// customer that finished before the cancel gets no terraform run in the re-run.
+#[test]
+fn a_cancelled_wave_job_is_resumed_by_its_rerun_and_deploys_nobody_twice() {
+    let emu = Emulator::start();
+    let fleet = Fleet::new(&emu);
+    let files = tempfile::tempdir().unwrap();
+    for f in ["output", "summary"] {
+        std::fs::write(files.path().join(f), "").unwrap();
+    }
+    // Each terraform run written down: its subcommand and working directory.
+    let runs = files.path().join("runs.txt");
+    let wrapper = files.path().join("terraform-counted");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/bash\necho \"$1 $PWD\" >> {}\nexec {} \"$@\"\n", runs.display(), common::tool("terraform").display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let toml = common::FLEET_TOML.replace("terraform = \"{tools}/terraform\"", &format!("terraform = \"{}\"", wrapper.display()));
+    // No failure tolerated: one customer at a time, so the cancel lands mid-wave.
+    fleet.write_config(&format!("{toml}\n[rollout]\nwaves = [\"1\", \"100%\"]\nsoak = 0\nmax_failures = 0\n"));
+    for i in 0..5 {
+        fleet.customer(&format!("c{i:02}"), &format!("git_id = \"v1\"\n[vpc.vars]\ncidr_block = \"10.{i}.0.0/16\"\n"));
+    }
+    let terraform_runs = |c: &str| {
+        let own = format!("/.stamp/{c}/");
+        std::fs::read_to_string(&runs).unwrap_or_default().lines().filter(|l| l.contains(&own)).count()
+    };
+    // The first job: wave 1 (c00).
+    fleet.stamp(&["rollout", "--all", "--waves", "1", "--auto-approve"]).ok();
+
+    let wf = gha::repo().join(".github/workflows/deploy.yml");
+    let script = files.path().join("wave.sh");
+    let runner = Runner::new(fleet.path(), &files.path().join("state"));
+    let needs = json!({"plan": {"result": "success", "outputs": {}},
+                       "rollout": {"result": "success", "outputs": {"waves": "{\"include\":[{\"wave\":2}]}", "waves_count": "1"}}});
+    let step =
+        runner.render_step(StepAt { workflow: &wf, job: "rollout-waves", id: "rollout" }, &script, &json!({"wave": 2}), &needs, "success");
+    assert!(std::fs::read_to_string(&script).unwrap().contains("exec stamp rollout --resume --waves 1"));
+    let run_step = || {
+        let mut cmd = in_fleet(&fleet, &step.argv[0]);
+        cmd.args(&step.argv[1..])
+            .envs(runner_env(&fleet, files.path(), &step.env))
+            .env("STAMP_STANDIN_DELAY", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd.spawn().expect("start the wave's step")
+    };
+
+    // The wave's job, cancelled once c02's deploy has begun.
+    let mut child = run_step();
+    let pid = child.id() as i32;
+    let stderr = Captured::of(child.stderr.take().unwrap());
+    let _stdout = Captured::of(child.stdout.take().unwrap());
+    wait_for("c02's deploy to begin", Duration::from_secs(240), || {
+        if let Ok(Some(s)) = child.try_wait() {
+            panic!("the wave's step ended ({s}) before c02 began:\n{}", stderr.text());
+        }
+        terraform_runs("c02") > 0
+    });
+    signal(pid, libc::SIGINT);
+    let status = child.wait().unwrap();
+    assert_ne!(status.code(), Some(0), "a cancelled wave is not a finished one:\n{}", stderr.text());
+    let done_before: Vec<(String, usize)> = ["c00", "c01"].iter().map(|c| (c.to_string(), terraform_runs(c))).collect();
+    assert!(done_before.iter().all(|(_, n)| *n > 0), "{done_before:?}");
+    assert_eq!(terraform_runs("c04"), 0, "c04 did not start before the cancel");
+
+    // "Re-run failed jobs": the same step, which resumes the record and finishes.
+    let mut child = run_step();
+    let stderr = Captured::of(child.stderr.take().unwrap());
+    let stdout = Captured::of(child.stdout.take().unwrap());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "the re-run finishes the wave:\n{}", stderr.text());
+    wait_for("the re-run's summary", Duration::from_secs(5), || stdout.text().contains("(done, "));
+    for (c, n) in &done_before {
+        assert_eq!(terraform_runs(c), *n, "{c} finished before the cancel and is not deployed again");
+    }
+    for c in ["c02", "c03", "c04"] {
+        assert!(terraform_runs(c) > 0, "{c} is deployed by the re-run");
+    }
+    // Done, the record is archived: no rollout is the fleet's current one.
+    let status = fleet.stamp(&["rollout", "--status"]).code(2);
+    assert!(status.stderr.contains("no rollout is running"), "{}", status.stderr);
+}

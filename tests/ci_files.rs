@@ -361,7 +361,7 @@ fn a_rollout_runs_a_job_per_wave_each_resuming_the_record() {
     assert_eq!(step.environment.as_deref(), Some("stamp-fleet"));
     let text = std::fs::read_to_string(&script).unwrap();
     assert!(
-        text.contains("exec stamp rollout \"${customers[@]}\" --waves 1 --parallel \"$PARALLEL\" --auto-approve \"${destroys[@]}\""),
+        text.contains("exec stamp rollout \"${customers[@]}\" --waves 1 --parallel \"$PARALLEL\" --auto-approve \"${destroys[@]}\" --json > rollout.json"),
         "{text}"
     );
     assert!(step.env.contains(&("CUSTOMERS".into(), "acme globex initech".into())), "{:?}", step.env);

@@ -1,7 +1,8 @@
 //! The soak after a rollout's wave, on the emulator: alarms created and set with the
 //! AWS CLI, read by stamp through the SDK (DescribeAlarms over its CBOR protocol,
 //! which scripts/moto_server.py's patch 12 serves); the public URLs served by a
-//! loopback server of the test's own.
+//! loopback server of the test's own; and a rollout through the CLI that halts when
+//! an alarm goes off during its soak.
 
 mod common;
 
@@ -196,4 +197,55 @@ fn a_soak_of_zero_checks_once_and_a_missing_alarm_or_a_failing_url_fails_its_cus
         let e = api.alarms_in_alarm(log, "us-east-1", &names(&["acme-5xx"])).await.unwrap_err();
         assert!(e.to_string().contains("`acme-5xx` does not exist in us-east-1"), "{e}");
     });
+}
+
+/// The soak inside `stamp rollout`, through the CLI: four customers in waves 1 / 100%,
+/// a soak of 10 s watching `{{customer}}-5xx`, no failure tolerated. The test sets
+/// c00's alarm to ALARM while wave 1 soaks: c00 fails with the alarm's reason, the
+/// rollout halts before wave 2 and nobody else is deployed.
+#[test]
+fn a_rollout_halts_when_an_alarm_goes_off_during_its_soak() {
+    let emu = Emulator::start();
+    let f = Fleet::new(&emu);
+    f.write_config(&format!(
+        "{}\n[rollout]\nwaves = [\"1\", \"100%\"]\nsoak = \"10s\"\nmax_failures = 0\nalarms = [\"{{{{customer}}}}-5xx\"]\n",
+        common::FLEET_TOML
+    ));
+    for i in 0..4 {
+        f.customer(&format!("c{i:02}"), &format!("git_id = \"v1\"\n[vpc.vars]\ncidr_block = \"10.{i}.0.0/16\"\n"));
+        put_alarm(&f, &format!("c{i:02}-5xx"));
+    }
+    let err_file = tempfile::NamedTempFile::new().unwrap();
+    let mut child = f
+        .stamp_cmd(&["rollout", "--all", "--auto-approve"])
+        .stdout(std::process::Stdio::null())
+        .stderr(err_file.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let stderr = || std::fs::read_to_string(err_file.path()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !stderr().contains("] wave 1/2: soak ") {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("stamp ended ({status}) before wave 1's soak:\n{}", stderr());
+        }
+        assert!(Instant::now() < deadline, "no soak within 300 s:\n{}", stderr());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f.aws(&["cloudwatch", "set-alarm-state", "--alarm-name", "c00-5xx", "--state-value", "ALARM", "--state-reason", "5xx above 1"]);
+    let status = child.wait().unwrap();
+    let err = stderr();
+    assert_eq!(status.code(), Some(1), "a halted rollout exits 1:\n{err}");
+    assert!(err.contains("c00: failed the soak of wave 1/2: alarm `c00-5xx` is in ALARM: 5xx above 1"), "{err}");
+    let status = f.stamp(&["rollout", "--status", "--json"]);
+    let out = status.json();
+    assert_eq!(out["rollout"]["state"], "halted", "{out:#}");
+    let customers = out["customers"].as_array().unwrap();
+    let of = |c: &str| customers.iter().find(|x| x["customer"] == c).unwrap().clone();
+    assert_eq!(of("c00")["outcome"], "failed");
+    assert!(of("c00")["error"].as_str().unwrap().contains("alarm `c00-5xx` is in ALARM"), "{out:#}");
+    for c in ["c01", "c02", "c03"] {
+        assert_eq!(of(c)["outcome"], "pending", "{c} is in the wave that never started");
+    }
+    let buckets = f.buckets();
+    assert!(!buckets.iter().any(|b| b.ends_with("-c01")), "nobody after c00 was deployed: {buckets:?}");
 }

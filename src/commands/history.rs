@@ -103,12 +103,5 @@ pub(super) fn table(records: &[HistoryRecord], current: Option<&str>) -> String 
             outcome.lines().next().unwrap_or_default().to_owned(),
         ]);
     }
-    let widths: Vec<usize> = (0..HEADER.len()).map(|i| lines.iter().map(|l| l[i].chars().count()).max().unwrap_or(0)).collect();
-    let mut out = String::new();
-    for l in lines {
-        let cells: Vec<String> = l.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    crate::ui::summary::columns(&lines)
 }

@@ -10,6 +10,20 @@ use crate::customer::report::{Changes, Placeholder, ResourceChange, RunReport};
 use crate::events::{Stage, Status, format_elapsed};
 use crate::operation::Operation;
 
+/// `rows` (a header row first) as left-aligned columns two spaces apart, each line
+/// without trailing blanks: the plain tables of `stamp status` and `stamp history`.
+pub(crate) fn columns(rows: &[Vec<String>]) -> String {
+    let n = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..n).map(|i| rows.iter().filter_map(|l| l.get(i)).map(|c| c.chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for l in rows {
+        let cells: Vec<String> = l.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 /// Colour for stdout (`--color`, `NO_COLOR`, `CLICOLOR_FORCE`: `ui::colour`). Every
 /// marker also carries its meaning without colour (`!!`, `-/+`, `*`).
 pub(crate) fn stdout_colour() -> bool {
@@ -398,6 +412,13 @@ pub(crate) fn drift_json(reports: &[RunReport], wall: Duration) -> Value {
 mod tests {
     use super::*;
     use crate::customer::report::{Action, PlanDetail, StageReport};
+
+    #[test]
+    fn columns_are_left_aligned_two_spaces_apart_without_trailing_blanks() {
+        let rows =
+            vec![vec!["NAME".to_owned(), "URL".to_owned()], vec!["acme".to_owned(), "-".to_owned()], vec!["é".to_owned(), "".to_owned()]];
+        assert_eq!(columns(&rows), "NAME  URL\nacme  -\né\n");
+    }
 
     fn stack(
         name: Stage,

@@ -140,6 +140,17 @@ pub(crate) fn subscribe() -> Option<watch::Receiver<Interrupts>> {
     INTERRUPTS.get().cloned()
 }
 
+/// Resolves on the next interrupt after `subscribe` gave `rx` (never, without signal
+/// handling): for a `select!` that stops waiting when the run is interrupted.
+pub(crate) async fn next(rx: &mut Option<watch::Receiver<Interrupts>>) {
+    if let Some(r) = rx
+        && r.changed().await.is_ok()
+    {
+        return;
+    }
+    std::future::pending().await
+}
+
 /// How long a tool gets to stop cleanly after the first interrupt before its
 /// process group is killed. `STAMP_KILL_GRACE` (seconds, checked in `env_vars`)
 /// overrides it.

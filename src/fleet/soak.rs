@@ -16,8 +16,6 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
-
 use crate::error::Error;
 use crate::events::{Emitter, EventKind, EventSink};
 use crate::stages::smoke::{self, Answer};
@@ -143,7 +141,7 @@ impl Soak<'_> {
                 countdown(failed.len(), elapsed);
                 tokio::select! {
                     _ = tokio::time::sleep((at - elapsed).min(TICK)) => {}
-                    _ = interrupt(&mut interrupts) => return Err(Error::Interrupted(Some(format!("{label}'s soak")))),
+                    _ = crate::signals::next(&mut interrupts) => return Err(Error::Interrupted(Some(format!("{label}'s soak")))),
                 }
             }
             if crate::signals::interrupted() {
@@ -202,16 +200,6 @@ async fn check(api: &AwsApi, log: &mut StageLog, agent: &ureq::Agent, watched: &
         }
     }
     Ok(out)
-}
-
-/// Resolves on the next interrupt (never, without signal handling).
-async fn interrupt(rx: &mut Option<watch::Receiver<crate::signals::Interrupts>>) {
-    if let Some(r) = rx
-        && r.changed().await.is_ok()
-    {
-        return;
-    }
-    std::future::pending().await
 }
 
 fn now() -> humantime::Rfc3339Timestamp {

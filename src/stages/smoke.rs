@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 use crate::error::Error;
 use crate::events::{Stage, Status};
@@ -131,7 +131,7 @@ pub(crate) async fn run(p: &mut StageContext, public_url: &str) -> Result<StageD
         let started = Instant::now();
         let answer = tokio::select! {
             a = probe(&agent, &url, ATTEMPT_TIMEOUT.min(left)) => a,
-            _ = interrupt(&mut interrupts) => return Err(Error::Interrupted(Some(Stage::Smoke.to_string()))),
+            _ = crate::signals::next(&mut interrupts) => return Err(Error::Interrupted(Some(Stage::Smoke.to_string()))),
         };
         log.note(&format!("[{}] attempt {attempt}: GET {url} -> {answer} ({:.2}s)", now(), started.elapsed().as_secs_f64()));
         if answer.answering() {
@@ -143,7 +143,7 @@ pub(crate) async fn run(p: &mut StageContext, public_url: &str) -> Result<StageD
         before = last.replace(answer);
         tokio::select! {
             _ = tokio::time::sleep(backoff(attempt).min(left)) => {}
-            _ = interrupt(&mut interrupts) => return Err(Error::Interrupted(Some(Stage::Smoke.to_string()))),
+            _ = crate::signals::next(&mut interrupts) => return Err(Error::Interrupted(Some(Stage::Smoke.to_string()))),
         }
     }
 }
@@ -190,16 +190,6 @@ pub(crate) fn start_probe(agent: &ureq::Agent, url: &str, timeout: Duration) -> 
         }
         rx.await.unwrap_or_else(|_| Answer::NoAnswer("the request thread ended without an answer".into()))
     }
-}
-
-/// Resolves on the next interrupt (never, without signal handling).
-async fn interrupt(rx: &mut Option<watch::Receiver<crate::signals::Interrupts>>) {
-    if let Some(r) = rx
-        && r.changed().await.is_ok()
-    {
-        return;
-    }
-    std::future::pending().await
 }
 
 fn now() -> humantime::Rfc3339Timestamp {

@@ -248,29 +248,6 @@ fn pause_resume_waves_and_cancel_from_other_invocations() {
     assert_eq!(v["Status"], "Enabled");
 }
 
-fn put_alarm(f: &Fleet, name: &str) {
-    f.aws(&[
-        "cloudwatch",
-        "put-metric-alarm",
-        "--alarm-name",
-        name,
-        "--namespace",
-        "Stamp/Test",
-        "--metric-name",
-        "5xx",
-        "--statistic",
-        "Sum",
-        "--period",
-        "60",
-        "--evaluation-periods",
-        "1",
-        "--threshold",
-        "1",
-        "--comparison-operator",
-        "GreaterThanOrEqualToThreshold",
-    ]);
-}
-
 /// The newest history record of customer `c` (in its state bucket).
 fn newest_history(fleet: &Fleet, c: &str) -> Value {
     let bucket = format!("tfstate-123456789012-{c}");
@@ -292,7 +269,7 @@ fn an_alarm_in_the_soak_fails_its_customer_which_goes_back_and_rollback_takes_ba
     fleet.stamp(&["deploy", "--all", "--auto-approve"]).ok();
     for i in 0..3 {
         fleet.customer(&name(i), &format!("git_id = \"v2\"\n[vpc.vars]\ncidr_block = \"10.{i}.0.0/16\"\n"));
-        put_alarm(&fleet, &format!("{}-5xx", name(i)));
+        fleet.put_alarm(&format!("{}-5xx", name(i)));
     }
     fleet.aws(&["cloudwatch", "set-alarm-state", "--alarm-name", "c01-5xx", "--state-value", "ALARM", "--state-reason", "5xx above 1"]);
     let run = stamp(&fleet, &["rollout", "--all", "--auto-approve", "--json"]).code(1);

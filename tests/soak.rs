@@ -24,29 +24,6 @@ fn api(f: &Fleet) -> AwsApi {
     AwsApi::for_endpoint(Some(f.endpoint.clone()), None, None, &env)
 }
 
-fn put_alarm(f: &Fleet, name: &str) {
-    f.aws(&[
-        "cloudwatch",
-        "put-metric-alarm",
-        "--alarm-name",
-        name,
-        "--namespace",
-        "Stamp/Test",
-        "--metric-name",
-        "5xx",
-        "--statistic",
-        "Sum",
-        "--period",
-        "60",
-        "--evaluation-periods",
-        "1",
-        "--threshold",
-        "1",
-        "--comparison-operator",
-        "GreaterThanOrEqualToThreshold",
-    ]);
-}
-
 /// A server on loopback that answers every GET with `status`.
 fn serve(status: &'static str) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -79,8 +56,8 @@ fn target(customer: &str, url: Option<&str>) -> SoakTarget {
 fn an_alarm_set_to_alarm_mid_soak_fails_its_customer_and_the_other_passes() {
     let emu = Emulator::start();
     let f = Fleet::new(&emu);
-    put_alarm(&f, "acme-5xx");
-    put_alarm(&f, "globex-5xx");
+    f.put_alarm("acme-5xx");
+    f.put_alarm("globex-5xx");
     let url = serve("200 OK");
     let targets = [target("acme", Some(&url)), target("globex", Some(&url))];
 
@@ -157,8 +134,8 @@ fn an_alarm_set_to_alarm_mid_soak_fails_its_customer_and_the_other_passes() {
 fn a_soak_of_zero_checks_once_and_a_missing_alarm_or_a_failing_url_fails_its_customer() {
     let emu = Emulator::start();
     let f = Fleet::new(&emu);
-    put_alarm(&f, "acme-5xx");
-    put_alarm(&f, "initech-5xx");
+    f.put_alarm("acme-5xx");
+    f.put_alarm("initech-5xx");
     let (good, bad) = (serve("200 OK"), serve("503 Service Unavailable"));
     let targets = [target("acme", Some(&good)), target("globex", Some(&good)), target("initech", Some(&bad))];
     let rec = Rc::new(Recorder::default());
@@ -213,7 +190,7 @@ fn a_rollout_halts_when_an_alarm_goes_off_during_its_soak() {
     ));
     for i in 0..4 {
         f.customer(&format!("c{i:02}"), &format!("git_id = \"v1\"\n[vpc.vars]\ncidr_block = \"10.{i}.0.0/16\"\n"));
-        put_alarm(&f, &format!("c{i:02}-5xx"));
+        f.put_alarm(&format!("c{i:02}-5xx"));
     }
     let err_file = tempfile::NamedTempFile::new().unwrap();
     let mut child = f

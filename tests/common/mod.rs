@@ -569,6 +569,31 @@ impl Fleet {
         serde_json::from_str(&self.aws(args)).unwrap()
     }
 
+    /// A CloudWatch alarm `name` on the emulator (metric Stamp/Test 5xx, Sum >= 1 over
+    /// one 60 s period); a test sets its state with `set-alarm-state`.
+    pub fn put_alarm(&self, name: &str) {
+        self.aws(&[
+            "cloudwatch",
+            "put-metric-alarm",
+            "--alarm-name",
+            name,
+            "--namespace",
+            "Stamp/Test",
+            "--metric-name",
+            "5xx",
+            "--statistic",
+            "Sum",
+            "--period",
+            "60",
+            "--evaluation-periods",
+            "1",
+            "--threshold",
+            "1",
+            "--comparison-operator",
+            "GreaterThanOrEqualToThreshold",
+        ]);
+    }
+
     pub fn buckets(&self) -> Vec<String> {
         let v = self.aws_json(&["s3api", "list-buckets"]);
         v["Buckets"].as_array().map(|a| a.iter().map(|b| b["Name"].as_str().unwrap().to_owned()).collect()).unwrap_or_default()

@@ -1,5 +1,5 @@
 # Sourced by the benchmark scripts (scripts/bench.sh, bench-fleet.sh,
-# bench-visibility.sh, bench-fleet-real.sh): what each does before it measures anything, in one place, so
+# bench-visibility.sh, bench-fleet-real.sh, bench-rollout.sh): what each does before it measures anything, in one place, so
 # that every benchmark runs with the same tools, the same clean environment and an
 # emulator started the one way the demo starts it (scripts/emulator.sh).
 #
@@ -13,6 +13,8 @@
 #   emulator_start NAME [--tls], emulator_stop NAME, emulator_reset
 #                              an emulator in $dir/NAME through scripts/emulator.sh;
 #                              start sets $endpoint and $moto_pid
+#   fleet_file FILE STACKS WORK CUSTOMERS [ENDPOINT [TERRAFORM]]
+#                              the fleet file of a benchmark on the emulator
 #   stats KIND COLUMN [FILE], f2 V, mib KB, verdict V OP LIMIT   the figures
 #   bench_describe             $cpu $ncpu $v_tf $v_packer $v_aws $v_moto $v_stamp $rev
 # shellcheck shell=bash
@@ -102,6 +104,52 @@ emulator_stop() {
 # emulator_reset: every resource of the emulator dropped (moto's reset API).
 emulator_reset() {
   curl -sf -o /dev/null -X POST "$endpoint/moto-api/reset" || die "cannot reset the emulator on $endpoint"
+}
+
+# fleet_file FILE STACKS(standin|real) WORK CUSTOMERS [ENDPOINT [TERRAFORM]]: the fleet
+# file of a benchmark on the emulator: the app repo $dir/app (scripts/app-repo.sh), the
+# stand-in stacks (tests/standin) or the real ones, work and vars under WORK, the
+# customers' files in CUSTOMERS, the emulator at ENDPOINT (default $endpoint), the
+# project's tools (TERRAFORM instead of its terraform), packer's emulator build only and
+# no smoke test. A caller appends any further section.
+fleet_file() {
+  local terraform packer
+  case $2 in
+    standin) terraform="$root/tests/standin/terraform" packer="$root/tests/standin/packer/template.json" ;;
+    real) terraform="$root/terraform" packer="$root/packer/template.json" ;;
+    *) die "fleet_file: stacks '$2' (standin or real)" ;;
+  esac
+  cat > "$1" << EOF
+[fleet]
+region = "eu-west-1"
+default_env = "production"
+envs = ["production", "staging"]
+app_repo = "$dir/app"
+
+[paths]
+terraform = "$terraform"
+packer = "$packer"
+app_templates = "$root/templates/app"
+customers = "$4"
+work = "$3/work"
+vars = "$3/vars"
+
+[aws]
+endpoint = "${5:-$endpoint}"
+
+[tools]
+terraform = "${6:-$tools/terraform}"
+packer = "$tools/packer"
+aws = "$tools/aws"
+
+[packer]
+only = ["emulator"]
+
+[smoke]
+# moto's load balancers serve no HTTP: nothing answers at public_url in the
+# emulator, so the check after the frontends is off here (on AWS it is on).
+enabled = false
+EOF
 }
 
 stats() { # KIND COLUMN [FILE] -> "median min max"

@@ -96,37 +96,7 @@ load1() { cut -d' ' -f1 /proc/loadavg; }
 write_fleet() {
   local f=$1 n=$2 i
   mkdir -p "$f/customers"
-  cat > "$f/stamp.toml" << EOF
-[fleet]
-region = "eu-west-1"
-default_env = "production"
-envs = ["production", "staging"]
-app_repo = "$dir/app"
-
-[paths]
-terraform = "$root/terraform"
-packer = "$root/packer/template.json"
-app_templates = "$root/templates/app"
-customers = "customers"
-work = "$f/work"
-vars = "$f/vars"
-
-[aws]
-endpoint = "$endpoint"
-
-[tools]
-terraform = "$tools/terraform"
-packer = "$tools/packer"
-aws = "$tools/aws"
-
-[packer]
-only = ["emulator"]
-
-[smoke]
-# moto's load balancers serve no HTTP: nothing answers at public_url in the
-# emulator, so the check after the frontends is off here (on AWS it is on).
-enabled = false
-EOF
+  fleet_file "$f/stamp.toml" real "$f" customers
   for i in $(seq "$n"); do
     printf 'env = "%s"\ngit_id = "v1"\n\n[vpc.vars]\ncidr_block = "10.%d.0.0/16"\n' "$env" "$i" > "$f/customers/$(printf 'cust%02d' "$i").toml"
   done

@@ -59,41 +59,6 @@ bench_tmpdir
 # The app's git_id is looked up in app_repo before a bake: a local one, offline.
 "$root/scripts/app-repo.sh" "$dir/app"
 
-# The fleet file: FILE ENDPOINT WORK CUSTOMERS-DIR
-write_config() {
-  cat > "$1" << EOF
-[fleet]
-region = "eu-west-1"
-default_env = "production"
-envs = ["production", "staging"]
-app_repo = "$dir/app"
-
-[paths]
-terraform = "$root/tests/standin/terraform"
-packer = "$root/tests/standin/packer/template.json"
-app_templates = "$root/templates/app"
-customers = "$4"
-work = "$3/work"
-vars = "$3/vars"
-
-[aws]
-endpoint = "$2"
-
-[tools]
-terraform = "$tools/terraform"
-packer = "$tools/packer"
-aws = "$tools/aws"
-
-[packer]
-only = ["emulator"]
-
-[smoke]
-# moto's load balancers serve no HTTP: nothing answers at public_url in the
-# emulator, so the check after the frontends is off here (on AWS it is on).
-enabled = false
-EOF
-}
-
 # time_run KIND RUN CMD...: one timed run under /usr/bin/time -v; appends
 # "kind run wall_s cpu_s rss_kb" to results.tsv. Exits on failure. Its stdout goes
 # to $stdout_to if set (e.g. /dev/null), else to the run's stdout.txt.
@@ -124,7 +89,7 @@ fleet_bench() {
 
   cfg="$dir/fleet"
   mkdir -p "$cfg/customers"
-  write_config "$cfg/stamp.toml" "$endpoint" "$dir" customers
+  fleet_file "$cfg/stamp.toml" standin "$dir" customers "$endpoint"
   for i in $(seq "$ncust"); do
     c=$(printf 'cust%02d' "$i")
     names+=("$c")
@@ -230,7 +195,7 @@ files_bench() {
   local cfg="$dir/files" n kind lines
   mkdir -p "$cfg/customers"
   # Never contacted: list and validate call no AWS and run no tool.
-  write_config "$cfg/stamp.toml" "http://127.0.0.1:9" "$cfg" customers
+  fleet_file "$cfg/stamp.toml" standin "$cfg" customers "http://127.0.0.1:9"
   say "generating $nfiles customer files"
   # Odd customers set a distinct /24 CIDR block, even ones take the stack's default.
   awk -v n="$nfiles" -v d="$cfg/customers" 'BEGIN {

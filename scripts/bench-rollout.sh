@@ -63,40 +63,8 @@ chmod +x "$dir/terraform-timed"
 
 # write_config FILE WAVES MAX_FAILURES: the fleet file.
 write_config() {
-  cat > "$1" << EOF
-[fleet]
-region = "eu-west-1"
-default_env = "production"
-envs = ["production", "staging"]
-app_repo = "$dir/app"
-
-[paths]
-terraform = "$root/tests/standin/terraform"
-packer = "$root/tests/standin/packer/template.json"
-app_templates = "$root/templates/app"
-work = "$dir/work"
-vars = "$dir/vars"
-
-[aws]
-endpoint = "$endpoint"
-
-[tools]
-terraform = "$dir/terraform-timed"
-packer = "$tools/packer"
-aws = "$tools/aws"
-
-[packer]
-only = ["emulator"]
-
-[smoke]
-# moto's load balancers serve no HTTP: the check is off here (on AWS it is on).
-enabled = false
-
-[rollout]
-waves = $2
-soak = 0
-max_failures = $3
-EOF
+  fleet_file "$1" standin "$dir" customers "$endpoint" "$dir/terraform-timed"
+  printf '\n[rollout]\nwaves = %s\nsoak = 0\nmax_failures = %s\n' "$2" "$3" >> "$1"
 }
 
 emulator_start emulator

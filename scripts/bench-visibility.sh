@@ -74,45 +74,6 @@ bench_tmpdir
 : > "$dir/stages.tsv"
 emulator_start emulator
 
-# write_config FILE STACKS-KIND(standin|real) WORK-DIR CUSTOMERS-DIR
-write_config() {
-  local terraform packer
-  case $2 in
-    standin) terraform="$root/tests/standin/terraform" packer="$root/tests/standin/packer/template.json" ;;
-    real) terraform="$root/terraform" packer="$root/packer/template.json" ;;
-  esac
-  cat > "$1" << EOF
-[fleet]
-region = "eu-west-1"
-default_env = "production"
-envs = ["production", "staging"]
-app_repo = "$dir/app"
-
-[paths]
-terraform = "$terraform"
-packer = "$packer"
-app_templates = "$root/templates/app"
-customers = "$4"
-work = "$3/work"
-vars = "$3/vars"
-
-[aws]
-endpoint = "$endpoint"
-
-[tools]
-terraform = "$tools/terraform"
-packer = "$tools/packer"
-aws = "$tools/aws"
-
-[packer]
-only = ["emulator"]
-
-[smoke]
-# moto's load balancers serve no HTTP: no smoke test on the emulator.
-enabled = false
-EOF
-}
-
 # write_customers DIR COUNT: customers c001..cNNN, one image (same git_id), distinct CIDR blocks.
 write_customers() {
   local i
@@ -191,7 +152,7 @@ noop_bench() {
     write_customers "$cfg/customers" 1
     export STAMP_STANDIN_DELAY=$delay
   fi
-  write_config "$cfg/stamp.toml" "$kind" "$cfg" "$cfg/customers"
+  fleet_file "$cfg/stamp.toml" "$kind" "$cfg" "$cfg/customers"
   say "noop-$kind: first deploy of $c ($([ "$kind" = real ] && echo "real stacks: minutes" || echo "stand-in stacks, ${delay} s per create"))"
   time_run "$kind-first" 1 "$stamp" --config "$cfg/stamp.toml" deploy "$c" --auto-approve --json
   check_report "$kind-first" 1
@@ -232,7 +193,7 @@ status_bench() {
   emulator_reset
   mkdir -p "$cfg"
   write_customers "$cfg/customers" "$nstatus"
-  write_config "$cfg/stamp.toml" standin "$cfg" "$cfg/customers"
+  fleet_file "$cfg/stamp.toml" standin "$cfg" "$cfg/customers"
   export STAMP_STANDIN_DELAY=0
   say "status: deploying $nstatus customers (stand-in stacks, delay 0, --parallel $status_parallel; setup, minutes)"
   time_run status-setup 1 "$stamp" --config "$cfg/stamp.toml" deploy --all --parallel "$status_parallel" --auto-approve --json
@@ -281,7 +242,7 @@ plan_bench() {
   emulator_reset
   mkdir -p "$cfg"
   write_customers "$cfg/customers" "$nplan"
-  write_config "$cfg/stamp.toml" standin "$cfg" "$cfg/customers"
+  fleet_file "$cfg/stamp.toml" standin "$cfg" "$cfg/customers"
   export STAMP_STANDIN_DELAY=0
   say "plan: deploying $nplan customers (setup, not timed)"
   time_run plan-setup 1 "$stamp" --config "$cfg/stamp.toml" deploy --all --parallel "$plan_parallel" --auto-approve --json

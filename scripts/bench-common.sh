@@ -15,7 +15,8 @@
 #                              start sets $endpoint and $moto_pid
 #   fleet_file FILE STACKS WORK CUSTOMERS [ENDPOINT [TERRAFORM]]
 #                              the fleet file of a benchmark on the emulator
-#   stats KIND COLUMN [FILE], f2 V, mib KB, verdict V OP LIMIT   the figures
+#   stats KIND COLUMN [FILE], f2 V, mib KB, ratio A B, verdict V OP LIMIT   the figures
+#   cpu_seconds TIME-FILE      user + system seconds in a `/usr/bin/time -v` report
 #   bench_describe             $cpu $ncpu $v_tf $v_packer $v_aws $v_moto $v_stamp $rev
 # shellcheck shell=bash
 
@@ -157,6 +158,8 @@ stats() { # KIND COLUMN [FILE] -> "median min max"
     awk '{a[NR] = $1} END {if (NR == 0) {print "- - -"; exit} m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; print m, a[1], a[NR]}'
 }
 f2() { awk -v v="$1" 'BEGIN {printf "%.2f", v}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; } # A / B
+cpu_seconds() { awk -F': ' '/User time|System time/ {s += $2} END {printf "%.2f", s}' "$1"; }
 mib() { awk -v k="$1" 'BEGIN {printf "%.1f MiB", k / 1024}'; }
 verdict() { # VALUE OP LIMIT
   if awk -v v="$1" -v l="$3" -v op="$2" 'BEGIN {exit !((op == "<=") ? v <= l : v < l)}'; then echo met; else echo MISSED; fi

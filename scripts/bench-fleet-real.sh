@@ -144,7 +144,7 @@ run_count() {
   stop_moto
   us=$((${t1/./} - ${t0/./}))
   wall=$(awk -v u="$us" 'BEGIN {printf "%.2f", u / 1e6}')
-  tree=$(awk -F': ' '/User time|System time/ {s += $2} END {printf "%.2f", s}' "$rd/time.txt")
+  tree=$(cpu_seconds "$rd/time.txt")
   own=$(jq -r .stamp_cpu_s "$rd/tree.json")
   mcpu=$(awk -v a="$m1" -v b="$m0" 'BEGIN {printf "%.2f", a - b}')
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$wall" "$tree" "$own" "$mcpu" \

@@ -76,7 +76,7 @@ time_run() {
     die "$kind run $n failed (exit $rc); output in $out (set BENCH_KEEP=1 to keep it)"
   fi
   us=$((${t1/./} - ${t0/./}))
-  cpu=$(awk -F': ' '/User time|System time/ {s += $2} END {printf "%.2f", s}' "$out/time.txt")
+  cpu=$(cpu_seconds "$out/time.txt")
   rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$out/time.txt")
   printf '%s\t%s\t%d.%06d\t%s\t%s\n' "$kind" "$n" $((us / 1000000)) $((us % 1000000)) "$cpu" "$rss" >> "$dir/results.tsv"
   printf 'bench-fleet: %-9s run %d: %d.%02ds (cpu %ss)\n' "$kind" "$n" $((us / 1000000)) $((us % 1000000 / 10000)) "$cpu" >&2

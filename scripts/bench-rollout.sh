@@ -96,7 +96,7 @@ timed() {
   cp "$dir/timeline.txt" "$out/timeline.txt"
   echo "$rc" > "$out/rc"
   us=$((${t1/./} - ${t0/./}))
-  cpu=$(awk -F': ' '/User time|System time/ {s += $2} END {printf "%.2f", s}' "$out/time.txt")
+  cpu=$(cpu_seconds "$out/time.txt")
   printf '%s\t%s\t%d.%06d\t%s\t%s\t%s\n' "$kind" "$n" $((us / 1000000)) $((us % 1000000)) "$cpu" "$l0" "$(load)" >> "$dir/results.tsv"
   say "$kind run $n: $(awk -v u="$us" 'BEGIN {printf "%.2f", u / 1e6}')s (cpu ${cpu}s, load $l0 -> $(load), exit $rc)"
   echo "$t1" > "$out/ended"
@@ -184,8 +184,8 @@ read -r de_cpu _ _ < <(stats deploy 4)
 read -r ro_cpu _ _ < <(stats rollout 4)
 read -r ca_cpu _ _ < <(stats canary 4)
 read -r wa_cpu _ _ < <(stats waves 4)
-ratio=$(awk -v a="$ro_med" -v b="$de_med" 'BEGIN {printf "%.3f", a / b}')
-ratio_w=$(awk -v a="$wa_med" -v b="$ca_med" 'BEGIN {printf "%.3f", a / b}')
+ratio=$(ratio "$ro_med" "$de_med")
+ratio_w=$(ratio "$wa_med" "$ca_med")
 v_ratio=$(verdict "$ratio" "<=" 1.05)
 loads=$(awk -F'\t' '{print $5; print $6}' "$dir/results.tsv" | sort -g | awk '{a[NR] = $1} END {printf "%s to %s", a[1], a[NR]}')
 

@@ -99,7 +99,7 @@ time_run() {
     die "$kind run $n failed (exit $rc); output in $out (set BENCH_KEEP=1 to keep it)"
   fi
   us=$((${t1/./} - ${t0/./}))
-  cpu=$(awk -F': ' '/User time|System time/ {s += $2} END {printf "%.2f", s}' "$out/time.txt")
+  cpu=$(cpu_seconds "$out/time.txt")
   rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$out/time.txt")
   printf '%s\t%s\t%d.%06d\t%s\t%s\n' "$kind" "$n" $((us / 1000000)) $((us % 1000000)) "$cpu" "$rss" >> "$dir/results.tsv"
   [ "${quiet_runs:-0}" = 1 ] ||
@@ -110,7 +110,6 @@ wall_of() { awk -F'\t' -v k="$1" -v n="$2" '$1 == k && $2 == n {print $3}' "$dir
 sum_of() { # KIND [COLUMN: 3 wall, 4 cpu] -> the sum over the kind's runs
   awk -F'\t' -v k="$1" -v c="${2:-3}" '$1 == k {s += $c} END {printf "%.2f", s}' "$dir/results.tsv"
 }
-div() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
 
 # check_report KIND RUN: the run's --json report (its one customer) says ok or unchanged (nothing to
 # do, the no-op's own status); its stage durations go to
@@ -165,7 +164,7 @@ noop_bench() {
   first=$(wall_of "$kind-first" 1)
   read -r med min max < <(stats "$kind-noop" 3)
   read -r cpu _ _ < <(stats "$kind-noop" 4)
-  ratio=$(div "$med" "$first")
+  ratio=$(ratio "$med" "$first")
   v=$(verdict "$ratio" "<=" 0.10)
   ch=$(changes "$kind-noop")
   noop[$kind,first]=$first noop[$kind,med]=$med noop[$kind,min]=$min noop[$kind,max]=$max
@@ -231,7 +230,7 @@ status_bench() {
   printf '%-40s %9ss\n' "its CPU (user+sys), median" "$(f2 "$st_cpu")"
   printf '%-40s %12s   (largest process of a run: stamp or the aws CLI it runs)\n' "peak RSS (largest run)" "$(mib "$rss")"
   printf '%-40s %9ss   (median one: %ss; cpu %ss)\n' "sum of $nstatus single status runs" "$single" "$(f2 "$st_one")" "$st_single_cpu"
-  printf '%-40s %10s\n' "ratio --all / sum of singles" "$(div "$med" "$single")"
+  printf '%-40s %10s\n' "ratio --all / sum of singles" "$(ratio "$med" "$single")"
   printf '%-40s %10s\n' "goal < 5 s" "$v"
   [ "$v" = met ] || echo "MISSED: stamp status --all took $(f2 "$med") s over $nstatus customers (goal < 5 s)."
 }
@@ -263,7 +262,7 @@ plan_bench() {
   read -r med min max < <(stats plan-all 3)
   single=$(sum_of plan-one)
   pl_cpu=$(stats plan-all 4 | awk '{print $1}') pl_single_cpu=$(sum_of plan-one 4)
-  pl_med=$med pl_min=$min pl_max=$max pl_single=$single pl_ratio=$(div "$med" "$single")
+  pl_med=$med pl_min=$min pl_max=$max pl_single=$single pl_ratio=$(ratio "$med" "$single")
   pl_one=$(stats plan-one 3 | awk '{print $1}')
   pl_changes=$(changes plan-one)
   echo
@@ -312,7 +311,7 @@ if wants status; then
 | its CPU (user+sys of the process tree) | $(f2 "$st_cpu") s | | |
 | its peak RSS (largest process: stamp or the one aws CLI call it makes) | $(mib "$st_rss") | | |
 | sum of $nstatus \`stamp status <c> --json\` | $st_single s ($(f2 "$st_one") s each; CPU $st_single_cpu s) | | |
-| \`--all\` / sum of single runs | $(div "$st_med" "$st_single") | | |
+| \`--all\` / sum of single runs | $(ratio "$st_med" "$st_single") | | |
 EOF
 fi
 if wants plan; then

@@ -198,8 +198,8 @@ read -r b_med b_min b_max < <(stats baseline 3)
 read -r _ _ s_hwm < <(stats stamp 5)
 read -r _ _ s_tree < <(stats stamp 4)
 read -r _ _ b_tree < <(stats baseline 4)
-ratio_med=$(awk -v a="$s_med" -v b="$b_med" 'BEGIN {printf "%.3f", a / b}')
-ratio_min=$(awk -v a="$s_min" -v b="$b_min" 'BEGIN {printf "%.3f", a / b}')
+ratio_med=$(ratio "$s_med" "$b_med")
+ratio_min=$(ratio "$s_min" "$b_min")
 
 # Per stage: stamp's last-run.json durations vs the baseline's command times.
 stages=$(for n in $(seq "$runs"); do

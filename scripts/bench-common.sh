@@ -15,6 +15,7 @@
 #                              start sets $endpoint and $moto_pid
 #   fleet_file FILE STACKS WORK CUSTOMERS [ENDPOINT [TERRAFORM]]
 #                              the fleet file of a benchmark on the emulator
+#   fleet_customers DIR N [ENV]  customers cust01..custNN, their names in `names`
 #   stats KIND COLUMN [FILE], f2 V, mib KB, ratio A B, verdict V OP LIMIT   the figures
 #   cpu_seconds TIME-FILE      user + system seconds in a `/usr/bin/time -v` report
 #   bench_describe             $cpu $ncpu $v_tf $v_packer $v_aws $v_moto $v_stamp $rev
@@ -151,6 +152,22 @@ only = ["emulator"]
 # emulator, so the check after the frontends is off here (on AWS it is on).
 enabled = false
 EOF
+}
+
+# fleet_customers DIR N [ENV]: the customers' files cust01..custNN in DIR, all of one
+# git_id (so one image), a /16 CIDR block each, in ENV if given; their names in the
+# array `names` (the caller's local one, if it declared it).
+fleet_customers() {
+  local i c
+  names=()
+  for i in $(seq "$2"); do
+    c=$(printf 'cust%02d' "$i")
+    names+=("$c")
+    {
+      [ -z "${3:-}" ] || printf 'env = "%s"\n' "$3"
+      printf 'git_id = "v1"\n\n[vpc.vars]\ncidr_block = "10.%d.0.0/16"\n' "$i"
+    } > "$1/$c.toml"
+  done
 }
 
 stats() { # KIND COLUMN [FILE] -> "median min max"

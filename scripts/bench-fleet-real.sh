@@ -94,12 +94,10 @@ load1() { cut -d' ' -f1 /proc/loadavg; }
 
 # The fleet: FLEET-DIR N. Customers cust01..custNN, staging, one git_id, a /16 each.
 write_fleet() {
-  local f=$1 n=$2 i
+  local f=$1 n=$2 names
   mkdir -p "$f/customers"
   fleet_file "$f/stamp.toml" real "$f" customers
-  for i in $(seq "$n"); do
-    printf 'env = "%s"\ngit_id = "v1"\n\n[vpc.vars]\ncidr_block = "10.%d.0.0/16"\n' "$env" "$i" > "$f/customers/$(printf 'cust%02d' "$i").toml"
-  done
+  fleet_customers "$f/customers" "$n" "$env"
 }
 
 aws_emu() {

@@ -90,11 +90,7 @@ fleet_bench() {
   cfg="$dir/fleet"
   mkdir -p "$cfg/customers"
   fleet_file "$cfg/stamp.toml" standin "$dir" customers "$endpoint"
-  for i in $(seq "$ncust"); do
-    c=$(printf 'cust%02d' "$i")
-    names+=("$c")
-    printf 'git_id = "v1"\n\n[vpc.vars]\ncidr_block = "10.%d.0.0/16"\n' "$i" > "$cfg/customers/$c.toml"
-  done
+  fleet_customers "$cfg/customers" "$ncust"
   # One make target per customer, as `make customer CUSTOMER=x` would run it.
   {
     echo ".PHONY: all ${names[*]}"

@@ -70,12 +70,7 @@ write_config() {
 emulator_start emulator
 cfg="$dir/fleet"
 mkdir -p "$cfg/customers"
-names=()
-for i in $(seq "$ncust"); do
-  c=$(printf 'cust%02d' "$i")
-  names+=("$c")
-  printf 'git_id = "v1"\n\n[vpc.vars]\ncidr_block = "10.%d.0.0/16"\n' "$i" > "$cfg/customers/$c.toml"
-done
+fleet_customers "$cfg/customers" "$ncust"
 
 load() { awk '{print $1}' /proc/loadavg; }
 reset() {

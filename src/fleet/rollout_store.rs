@@ -3,6 +3,9 @@
 //! hardened as a state bucket is. Every write is conditional on the ETag read
 //! (`Put::IfMatch`), a new record only if none exists (`Put::IfAbsent`): a write
 //! that lost to another process's reads the record again and redoes its change.
+//! Within one process the updates take turns and start from the record this process
+//! last read or wrote: a customer's start or end costs one conditional PUT, and only
+//! a write by someone else (a pause, a cancel) costs a read.
 
 use std::rc::Rc;
 
@@ -27,6 +30,9 @@ pub(crate) struct Store {
     pub bucket: BucketName,
     /// One call at a time writes to the log (a heartbeat and a customer's end may overlap).
     log: tokio::sync::Mutex<StageLog>,
+    /// The record as this process last read or wrote it, with its ETag; held while an
+    /// update runs, so this process's updates never race each other.
+    last: tokio::sync::Mutex<Option<(Record, String)>>,
 }
 
 impl Store {
@@ -49,7 +55,7 @@ impl Store {
             let _held = lock.lock().await;
             aws.ensure_state_bucket("rollout", &mut log, &bucket, &region, &mut |_| {}).await?;
         }
-        Ok(Self { api, region: region.to_string(), bucket, log: tokio::sync::Mutex::new(log) })
+        Ok(Self { api, region: region.to_string(), bucket, log: tokio::sync::Mutex::new(log), last: tokio::sync::Mutex::new(None) })
     }
 
     pub(crate) fn location(&self) -> String {
@@ -107,13 +113,29 @@ impl Store {
     /// read each time another process wrote in between. `change` may refuse (its
     /// error is returned, nothing written). No record: an error naming the bucket.
     pub(crate) async fn update(&self, mut change: impl FnMut(&mut Record) -> Result<(), Error>) -> Result<(Record, String), Error> {
+        let mut last = self.last.lock().await;
         loop {
-            let Some((mut r, etag)) = self.read().await? else {
-                return Err(Error::stage(format!("no rollout record at {}: it was archived or removed meanwhile", self.location())));
+            // The record as last seen here; its ETag makes the write fail if anyone
+            // else wrote since, and then it is read again.
+            let (fresh, (mut r, etag)) = match last.take() {
+                Some(seen) => (false, seen),
+                None => (
+                    true,
+                    self.read().await?.ok_or_else(|| {
+                        Error::stage(format!("no rollout record at {}: it was archived or removed meanwhile", self.location()))
+                    })?,
+                ),
             };
-            change(&mut r)?;
+            if let Err(e) = change(&mut r) {
+                // Refused on what this process saw last: decided again on what is there now.
+                if fresh {
+                    return Err(e);
+                }
+                continue;
+            }
             r.updated_at = now();
             if let Ok(new) = self.write(&r, &etag).await? {
+                *last = Some((r.clone(), new.clone()));
                 return Ok((r, new));
             }
         }

@@ -8,8 +8,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::Value;
-
 use crate::config::Fleet;
 use crate::customer::release::{current_and_previous, open_bucket, read_history};
 use crate::error::{EXIT_USAGE, Error};
@@ -116,25 +114,8 @@ async fn images(aws: &Aws, log: &mut StageLog) -> Result<Vec<Image>, Error> {
     let filter = format!("Name=tag-key,Values={TAG_IMAGE_KEY}");
     let args = ["ec2", "describe-images", "--owners", "self", "--filters", &filter, "--output", "json"];
     let (_, out, _) = aws.run("gc", log, &args, &[0]).await?;
-    let v: Value = serde_json::from_str(&out).map_err(|e| Error::stage(format!("describe-images printed no JSON: {e}")))?;
-    let mut found = Vec::new();
-    for i in v.get("Images").and_then(Value::as_array).into_iter().flatten() {
-        let Some(id) = i.get("ImageId").and_then(Value::as_str).and_then(|s| AmiId::parse(s).ok()) else { continue };
-        let key = i
-            .get("Tags")
-            .and_then(Value::as_array)
-            .and_then(|t| t.iter().find(|t| t.get("Key").and_then(Value::as_str) == Some(TAG_IMAGE_KEY)))
-            .and_then(|t| t.get("Value")?.as_str())
-            .unwrap_or_default()
-            .to_owned();
-        let created = i.get("CreationDate").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let snapshots = i
-            .get("BlockDeviceMappings")
-            .and_then(Value::as_array)
-            .map(|m| m.iter().filter_map(|b| b.get("Ebs")?.get("SnapshotId")?.as_str().map(String::from)).collect())
-            .unwrap_or_default();
-        found.push(Image { id, key, created, snapshots });
-    }
-    found.sort_by(|a, b| b.created.cmp(&a.created));
-    Ok(found)
+    Ok(crate::tools::aws::parse_images(&out, TAG_IMAGE_KEY)?
+        .into_iter()
+        .map(|(id, created, snapshots, key)| Image { id, key: key.unwrap_or_default(), created, snapshots })
+        .collect())
 }

@@ -227,27 +227,7 @@ impl Aws {
         let mut args = vec!["ec2", "describe-images", "--owners", "self", "--output", "json", "--filters"];
         args.extend(filters.iter().map(String::as_str));
         let (_, out, _) = self.run(stage, log, &args, &[0]).await?;
-        let v: Value = serde_json::from_str(&out).map_err(|e| Error::stage(format!("describe-images printed no JSON: {e}")))?;
-        let mut images: Vec<(AmiId, String, Vec<String>)> = v
-            .get("Images")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|i| {
-                        let id = AmiId::parse(i.get("ImageId")?.as_str()?).ok()?;
-                        let created = i.get("CreationDate").and_then(Value::as_str).unwrap_or_default().to_owned();
-                        let snaps = i
-                            .get("BlockDeviceMappings")
-                            .and_then(Value::as_array)
-                            .map(|m| m.iter().filter_map(|b| b.get("Ebs")?.get("SnapshotId")?.as_str().map(String::from)).collect())
-                            .unwrap_or_default();
-                        Some((id, created, snaps))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        images.sort_by(|a, b| b.1.cmp(&a.1));
-        Ok(images)
+        Ok(parse_images(&out, TAG_TEMPLATE_HASH)?.into_iter().map(|(id, created, snaps, _)| (id, created, snaps)).collect())
     }
 
     /// The tags of one AMI.
@@ -370,6 +350,40 @@ impl Aws {
         }
         Ok(())
     }
+}
+
+/// One AMI of a `describe-images` answer: id, creation date, snapshot ids, and the
+/// value of the tag asked for (when it has one).
+pub(crate) type ListedImage = (AmiId, String, Vec<String>, Option<String>);
+
+/// The AMIs of a `describe-images --output json` answer, newest first, with the
+/// value of their tag `tag`.
+pub(crate) fn parse_images(out: &str, tag: &str) -> Result<Vec<ListedImage>, Error> {
+    let v: Value = serde_json::from_str(out).map_err(|e| Error::stage(format!("describe-images printed no JSON: {e}")))?;
+    let mut images: Vec<ListedImage> = v
+        .get("Images")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|i| {
+            let id = AmiId::parse(i.get("ImageId")?.as_str()?).ok()?;
+            let created = i.get("CreationDate").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let snaps = i
+                .get("BlockDeviceMappings")
+                .and_then(Value::as_array)
+                .map(|m| m.iter().filter_map(|b| b.get("Ebs")?.get("SnapshotId")?.as_str().map(String::from)).collect())
+                .unwrap_or_default();
+            let value = i
+                .get("Tags")
+                .and_then(Value::as_array)
+                .and_then(|t| t.iter().find(|t| t.get("Key").and_then(Value::as_str) == Some(tag)))
+                .and_then(|t| t.get("Value")?.as_str())
+                .map(String::from);
+            Some((id, created, snaps, value))
+        })
+        .collect();
+    images.sort_by(|a, b| b.1.cmp(&a.1));
+    Ok(images)
 }
 
 /// The AWS error code an AWS CLI error message carries: "An error occurred (Code) when ...".

@@ -346,7 +346,9 @@ pub struct Target {
 
 #[derive(Debug, Args, Clone)]
 pub struct FleetArgs {
-    /// Customers side by side (each customer's own stages keep their order).
+    /// Customers at work side by side (each customer's own stages keep their order).
+    /// A customer whose terraform apply waits on AWS lends its turn meanwhile, so up
+    /// to twice N are in flight; with N = 1, one customer at a time.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256), value_name = "N")]
     pub parallel: u16,
     /// At most N terraform init/plan steps at once across the fleet [default: the

@@ -26,7 +26,7 @@ pub(super) async fn drift(fleet: Fleet, args: RunArgs) -> Result<(), Error> {
     let plans = resolve_all(&ctx, &args.names, args.env.as_ref())?;
     let single = plans.len() == 1;
     let sink = sink(args.plain, plans.len());
-    let opts = Options { approval: Approval::Auto, rebuild_ami: false, no_smoke: true, from: None };
+    let opts = Options { approval: Approval::Auto, rebuild_ami: false, no_smoke: true, from: None, turn: None };
     let started = Instant::now();
     let outcomes = scheduler::run(ctx.clone(), plans, Operation::Drift, opts, &args.policy, sink.clone(), Stop::new()).await;
     drop(sink);

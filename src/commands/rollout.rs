@@ -192,7 +192,7 @@ async fn start(ctx: Rc<FleetContext>, a: &RolloutArgs) -> Result<(), Error> {
         humantime::format_duration(fleet.rollout.soak),
         store.location()
     );
-    let opts = Options { approval, rebuild_ami: false, no_smoke: false, from: None };
+    let opts = Options { approval, rebuild_ami: false, no_smoke: false, from: None, turn: None };
     as_rollout(&mut plans, &r.id);
     go(ctx, store, plans, a, opts, token, sink).await
 }
@@ -294,7 +294,7 @@ async fn resume(ctx: Rc<FleetContext>, a: &RolloutArgs) -> Result<(), Error> {
         })
         .await?;
     eprintln!("rollout {}: resumed by pid {} on {}", r.id, std::process::id(), store::host());
-    let opts = Options { approval, rebuild_ami: false, no_smoke: false, from: None };
+    let opts = Options { approval, rebuild_ami: false, no_smoke: false, from: None, turn: None };
     as_rollout(&mut plans, &r.id);
     go(ctx, store, plans, a, opts, token, sink).await
 }
@@ -419,7 +419,7 @@ async fn rollback(ctx: Rc<FleetContext>, a: &RolloutArgs) -> Result<(), Error> {
         })
         .await?;
     eprintln!("rollout {}: rolling back {} customer(s)", r.id, pinned.len() + unpinned.len());
-    let opts = Options { approval, rebuild_ami: false, no_smoke: false, from: None };
+    let opts = Options { approval, rebuild_ami: false, no_smoke: false, from: None, turn: None };
     let failed = crate::fleet::rollback::roll_back(&ctx, &store, &token, pinned, unpinned, &opts, &a.policy, &sink, &Stop::new()).await?;
     drop(sink);
     let by = actor().describe();

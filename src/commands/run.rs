@@ -148,7 +148,7 @@ pub(super) async fn run(fleet: Fleet, op: Operation, args: RunArgs) -> Result<()
     }
     let sink = sink(args.plain, plans.len());
     let approval = approval(&ctx, &plans, op, &args, approved_plan, &sink).await?;
-    let opts = Options { approval, rebuild_ami: args.rebuild_ami, no_smoke: args.no_smoke, from: args.from };
+    let opts = Options { approval, rebuild_ami: args.rebuild_ami, no_smoke: args.no_smoke, from: args.from, turn: None };
     let started = Instant::now();
     let outcomes = scheduler::run(ctx.clone(), plans, op, opts, &args.policy, sink.clone(), Stop::new()).await;
     drop(sink);
@@ -335,7 +335,7 @@ fn finish(op: Operation, verb: &str, mut outcomes: Vec<Outcome>, wall: Duration,
 async fn approve_fleet_plan(ctx: &Rc<FleetContext>, plans: &[CustomerPlan], args: &RunArgs) -> Result<Approval, Error> {
     eprintln!("planning {} customers before asking...", plans.len());
     let quiet: Rc<dyn crate::events::EventSink> = Rc::new(Discard);
-    let opts = Options { approval: Approval::Auto, rebuild_ami: false, no_smoke: true, from: None };
+    let opts = Options { approval: Approval::Auto, rebuild_ami: false, no_smoke: true, from: None, turn: None };
     let outcomes = scheduler::run(ctx.clone(), plans.to_vec(), Operation::Plan, opts, &args.policy, quiet, Stop::new()).await;
     let mut text = String::from("\nThe fleet's plan:\n");
     let mut failed = Vec::new();
@@ -403,7 +403,7 @@ pub(super) async fn render(fleet: Fleet, names: &[CustomerName], t: &Target) -> 
     crate::fleet::revisions::resolve(&ctx.fleet.root, &mut plans, crate::ui::github::annotate).await?;
     let sink = sink(true, plans.len());
     for plan in plans {
-        let opts = Options { approval: Approval::Auto, rebuild_ami: false, no_smoke: true, from: None };
+        let opts = Options { approval: Approval::Auto, rebuild_ami: false, no_smoke: true, from: None, turn: None };
         let p = Pipeline::open(ctx.clone(), plan, opts, sink.clone(), Stop::new(), Operation::Render).await?;
         let (_, result) = p.run().await;
         result?;

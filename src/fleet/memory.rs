@@ -84,11 +84,17 @@ pub(crate) fn lanes(budget: u64, tool: u64, parallel: usize) -> usize {
 }
 
 /// The note shown the first time memory holds a customer back.
-pub(crate) fn note(lanes: usize, parallel: usize, tool: u64, budget: Budget, measured: bool) -> String {
+/// `in_flight` is `parallel`, or twice it when applies lend their turns.
+pub(crate) fn note(lanes: usize, parallel: usize, in_flight: usize, tool: u64, budget: Budget, measured: bool) -> String {
     let size = if measured { "the largest tool process tree seen in this run" } else { "STAMP_TOOL_MEMORY_MIB or the default" };
     let whose = if budget.cgroup { "left under this cgroup's memory limit" } else { "available (MemAvailable)" };
+    let not = if lanes >= parallel && in_flight > parallel {
+        format!("in flight, not {in_flight} (--parallel {parallel}, and as many lent to applies waiting on AWS)")
+    } else {
+        format!("side by side, not --parallel {parallel}")
+    };
     format!(
-        "note: {lanes} customer(s) side by side, not --parallel {parallel}: {} MiB {whose} holds {lanes} tool(s) of {} MiB \
+        "note: {lanes} customer(s) {not}: {} MiB {whose} holds {lanes} tool(s) of {} MiB \
          ({size}); set STAMP_TOOL_MEMORY_MIB to size one differently",
         budget.bytes / MIB,
         tool.div_ceil(MIB),
@@ -145,32 +151,53 @@ impl Memory {
     }
 
     /// The note, the first time memory holds a customer back; then `None`.
-    fn held_back(&self, parallel: usize) -> Option<String> {
+    fn held_back(&self, parallel: usize, in_flight: usize) -> Option<String> {
         let b = self.budget?;
         if self.noted.replace(true) {
             return None;
         }
-        Some(note(self.lanes(parallel), parallel, self.tool.get(), b, self.measured.get()))
+        Some(note(self.lanes(in_flight), parallel, in_flight, self.tool.get(), b, self.measured.get()))
     }
 }
 
-/// The lanes of one wave: at most `parallel` customers, and no more than memory
-/// holds, started in the order they asked (the canaries' order, then the plans').
+/// The lanes of one wave: at most `parallel` customers at work, and no more in
+/// flight than memory holds, started in the order they asked (the canaries' order,
+/// then the plans'). With `lending`, a customer whose terraform apply waits on AWS
+/// lends its lane (`Lane::lend`): another customer may start, up to twice
+/// `parallel` in flight (and what memory holds: each runs one tool at a time), and
+/// the lender gets a lane back before any customer not started yet.
 pub(crate) struct Lanes {
     parallel: usize,
+    /// Customers in flight at most: `parallel`, or twice it when lending.
+    in_flight: usize,
     memory: Rc<Memory>,
+    /// Customers holding a lane.
     running: Cell<usize>,
+    /// Customers in flight whose lane is lent (an apply waiting on AWS).
+    lent: Cell<usize>,
+    /// Lenders waiting for a lane back: they go first.
+    returning: Cell<usize>,
     issued: Cell<u64>,
     next: Cell<u64>,
     changed: Notify,
 }
 
 impl Lanes {
+    #[cfg(test)]
     pub(crate) fn new(parallel: usize, memory: Rc<Memory>) -> Rc<Self> {
+        Self::lending(parallel, memory, false)
+    }
+
+    /// `new`, with lanes that an apply may lend when `lending`.
+    pub(crate) fn lending(parallel: usize, memory: Rc<Memory>, lending: bool) -> Rc<Self> {
+        let parallel = parallel.max(1);
         Rc::new(Self {
-            parallel: parallel.max(1),
+            parallel,
+            in_flight: if lending { parallel * 2 } else { parallel },
             memory,
             running: Cell::new(0),
+            lent: Cell::new(0),
+            returning: Cell::new(0),
             issued: Cell::new(0),
             next: Cell::new(0),
             changed: Notify::new(),
@@ -184,16 +211,18 @@ impl Lanes {
         loop {
             // Registered before the check: a lane freed in between still wakes us.
             let changed = self.changed.notified();
-            if self.next.get() == ticket {
+            if self.next.get() == ticket && self.returning.get() == 0 {
                 let running = self.running.get();
-                if running < self.memory.lanes(self.parallel) {
+                let flying = running + self.lent.get();
+                if running < self.parallel && flying < self.memory.lanes(self.in_flight) {
                     self.next.set(ticket + 1);
                     self.running.set(running + 1);
                     self.changed.notify_waiters();
-                    return Lane { lanes: self.clone() };
+                    return Lane { lanes: self.clone(), lent: Cell::new(false) };
                 }
                 if running < self.parallel
-                    && let Some(n) = self.memory.held_back(self.parallel)
+                    && flying < self.in_flight
+                    && let Some(n) = self.memory.held_back(self.parallel, self.in_flight)
                 {
                     note(&n);
                 }
@@ -212,12 +241,61 @@ impl Lanes {
 /// A customer's lane, given back when dropped.
 pub(crate) struct Lane {
     lanes: Rc<Lanes>,
+    lent: Cell<bool>,
+}
+
+impl crate::stages::contract::Lend for Lane {
+    fn lend(&self) {
+        if self.lent.replace(true) {
+            return;
+        }
+        let l = &self.lanes;
+        l.running.set(l.running.get() - 1);
+        l.lent.set(l.lent.get() + 1);
+        l.changed.notify_waiters();
+    }
+
+    fn take_back(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + '_>> {
+        Box::pin(async move {
+            if !self.lent.get() {
+                return;
+            }
+            let l = &self.lanes;
+            // Counted while waiting, and uncounted however the wait ends (a dropped
+            // future included): new customers wait for the returning ones.
+            struct Returning<'a>(&'a Lanes);
+            impl Drop for Returning<'_> {
+                fn drop(&mut self) {
+                    self.0.returning.set(self.0.returning.get() - 1);
+                    self.0.changed.notify_waiters();
+                }
+            }
+            l.returning.set(l.returning.get() + 1);
+            let _returning = Returning(l);
+            loop {
+                let changed = l.changed.notified();
+                if l.running.get() < l.parallel {
+                    l.lent.set(l.lent.get() - 1);
+                    l.running.set(l.running.get() + 1);
+                    self.lent.set(false);
+                    l.changed.notify_waiters();
+                    return;
+                }
+                changed.await;
+            }
+        })
+    }
 }
 
 impl Drop for Lane {
     fn drop(&mut self) {
-        self.lanes.running.set(self.lanes.running.get() - 1);
-        self.lanes.changed.notify_waiters();
+        let l = &self.lanes;
+        if self.lent.get() {
+            l.lent.set(l.lent.get() - 1);
+        } else {
+            l.running.set(l.running.get() - 1);
+        }
+        l.changed.notify_waiters();
     }
 }
 
@@ -344,15 +422,21 @@ mod tests {
 
     #[test]
     fn the_note_says_how_many_lanes_and_why() {
-        let n = note(2, 8, 400 * MIB, Budget { bytes: 1000 * MIB, cgroup: false }, false);
+        let n = note(2, 8, 8, 400 * MIB, Budget { bytes: 1000 * MIB, cgroup: false }, false);
         assert_eq!(
             n,
             "note: 2 customer(s) side by side, not --parallel 8: 1000 MiB available (MemAvailable) holds 2 tool(s) of 400 MiB \
              (STAMP_TOOL_MEMORY_MIB or the default); set STAMP_TOOL_MEMORY_MIB to size one differently"
         );
-        let n = note(1, 4, 389 * MIB + 1, Budget { bytes: 512 * MIB, cgroup: true }, true);
+        let n = note(1, 4, 8, 389 * MIB + 1, Budget { bytes: 512 * MIB, cgroup: true }, true);
         assert!(n.contains("512 MiB left under this cgroup's memory limit holds 1 tool(s) of 390 MiB"), "{n}");
         assert!(n.contains("largest tool process tree seen"), "{n}");
+        // Memory holds --parallel, not the lent turns on top of it.
+        let n = note(10, 8, 16, 400 * MIB, Budget { bytes: 4000 * MIB, cgroup: false }, false);
+        assert!(
+            n.starts_with("note: 10 customer(s) in flight, not 16 (--parallel 8, and as many lent to applies waiting on AWS): 4000 MiB"),
+            "{n}"
+        );
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -410,5 +494,79 @@ mod tests {
                 assert_eq!(notes.get(), 0);
             })
             .await;
+    }
+
+    /// An apply lends its lane: more customers start, never more than --parallel at
+    /// work nor twice it in flight, and a lender gets a lane back before the
+    /// customers not started yet.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_lent_lane_starts_another_customer_within_twice_parallel_and_lenders_return_first() {
+        use crate::stages::contract::Lend;
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                let lanes = Lanes::lending(2, Rc::new(Memory::new(Some(Budget { bytes: 64 * GIB, cgroup: false }), None)), true);
+                let most = Rc::new(Cell::new((0, 0)));
+                let events = Rc::new(std::cell::RefCell::new(Vec::new()));
+                let see = {
+                    let (lanes, most) = (lanes.clone(), most.clone());
+                    move || {
+                        let (r, f) = most.get();
+                        assert!(lanes.running.get() <= 2, "never more than --parallel at work");
+                        most.set((r.max(lanes.running.get()), f.max(lanes.running.get() + lanes.lent.get())));
+                    }
+                };
+                let mut tasks = Vec::new();
+                for i in 0..8 {
+                    let (lanes, events, see) = (lanes.clone(), events.clone(), see.clone());
+                    tasks.push(tokio::task::spawn_local(async move {
+                        let lane = lanes.enter(|_| {}).await;
+                        events.borrow_mut().push(format!("start {i}"));
+                        see();
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                        lane.lend();
+                        see();
+                        tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+                        lane.take_back().await;
+                        events.borrow_mut().push(format!("back {i}"));
+                        see();
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    }));
+                }
+                for t in tasks {
+                    t.await.unwrap();
+                }
+                assert_eq!(most.get(), (2, 4), "2 at work, 4 in flight at most");
+                let ev = events.borrow();
+                let at = |e: &str| ev.iter().position(|x| x == e).unwrap();
+                // Customers 0-3 are in flight (two lent) when 0 and 1 come back; 4 starts
+                // only once a lane is free and nobody returns.
+                assert!(at("back 0") < at("start 4") && at("back 1") < at("start 4"), "{ev:?}");
+                assert_eq!((lanes.running.get(), lanes.lent.get(), lanes.returning.get()), (0, 0, 0));
+            })
+            .await;
+    }
+
+    /// A lane dropped while lent (the apply failed and the customer ended) or while
+    /// waiting to come back frees what it counted.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_lane_dropped_while_lent_or_returning_frees_its_counts() {
+        use crate::stages::contract::Lend;
+        let lanes = Lanes::lending(1, Rc::new(Memory::new(None, None)), true);
+        let a = lanes.enter(|_| {}).await;
+        a.lend();
+        let b = lanes.enter(|_| {}).await;
+        {
+            let back = a.take_back();
+            tokio::pin!(back);
+            let waited = tokio::time::timeout(std::time::Duration::from_millis(10), &mut back).await;
+            assert!(waited.is_err(), "b is at work: a waits");
+            assert_eq!(lanes.returning.get(), 1);
+        }
+        assert_eq!(lanes.returning.get(), 0, "a wait dropped is no longer counted");
+        drop(a);
+        assert_eq!((lanes.running.get(), lanes.lent.get()), (1, 0));
+        drop(b);
+        assert_eq!((lanes.running.get(), lanes.lent.get()), (0, 0));
     }
 }

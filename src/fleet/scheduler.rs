@@ -18,7 +18,7 @@ use crate::events::{Emitter, EventKind, EventSink, Status};
 use crate::fleet::memory::{self, Lanes, Memory};
 use crate::operation::Operation;
 use crate::shared::context::FleetContext;
-use crate::stages::contract::Options;
+use crate::stages::contract::{Options, Turn};
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Policy {
@@ -29,8 +29,9 @@ pub(crate) struct Policy {
     /// paused or cancelled by another invocation, or its record lost).
     pub hold: Option<Stop>,
     /// Awaited just before a customer starts (`None`; `hold` is checked after it) and
-    /// as it ends (its status), while it still holds its slot: a rollout writes them
-    /// to its record, and reads a pause there before the next customer starts.
+    /// as it ends (its status, once its failure is counted and its slot given up): a
+    /// rollout writes them to its record, and reads a pause there before the next
+    /// customer starts.
     pub hook: Option<Hook>,
     /// Customers side by side (at least 1).
     pub parallel: usize,
@@ -98,7 +99,10 @@ pub(crate) async fn run(
         })
     });
     for (w, wave) in waves.into_iter().enumerate() {
-        let slots = Lanes::new(parallel, memory.clone());
+        // An apply lends its customer's lane while it waits on AWS, but for
+        // `--parallel 1` (one customer at a time). Strict mode bounds the customers
+        // in flight on its own: its turn is held to the customer's end, never lent.
+        let slots = Lanes::lending(parallel, memory.clone(), parallel > 1);
         let strict = policy.max_failures.filter(|_| policy.strict).map(|k| Strict::new(k, failures.clone()));
         let mut running = JoinSet::new();
         for i in wave {
@@ -108,11 +112,16 @@ pub(crate) async fn run(
             let (fail_fast, max_failures) = (policy.fail_fast, policy.max_failures);
             let (strict, hold, hook) = (strict.clone(), policy.hold.clone(), policy.hook.clone());
             running.spawn_local(async move {
-                let _slot = slots.enter(|note| Emitter::new("", sink.clone()).note(note)).await;
+                // The strict turn first: a customer holding a lane then always holds
+                // its strict turn too, so a lender coming back for a lane never
+                // waits on customers that wait on it.
                 let _strict = match &strict {
                     Some(s) => Some(s.enter().await),
                     None => None,
                 };
+                let _slot = Rc::new(slots.enter(|note| Emitter::new("", sink.clone()).note(note)).await);
+                let mut opts = opts;
+                opts.turn = Some(Turn(_slot.clone()));
                 if let Some(h) = &hook
                     && stop.draining().is_none()
                     && hold.as_ref().and_then(Stop::draining).is_none()
@@ -123,9 +132,6 @@ pub(crate) async fn run(
                     Some(why) => not_started(&ctx, &plan, op, &sink, why),
                     None => run_one(ctx, plan, op, opts, sink, stop.clone()).await,
                 };
-                if let Some(h) = &hook {
-                    (h.0)(outcome.report.customer.clone(), Some(outcome.report.status)).await;
-                }
                 if matches!(outcome.report.status, Status::Failed) {
                     failures.set(failures.get() + 1);
                     let name = &outcome.report.customer;
@@ -136,6 +142,13 @@ pub(crate) async fn run(
                     {
                         stop.drain(format!("more than {k} customers failed (--max-failures {k})"));
                     }
+                }
+                // The failure is counted: the next customer may take the turn while
+                // the end is written (the hook's writes keep their order).
+                drop(_strict);
+                drop(_slot);
+                if let Some(h) = &hook {
+                    (h.0)(outcome.report.customer.clone(), Some(outcome.report.status)).await;
                 }
                 (i, outcome)
             });

@@ -185,6 +185,36 @@ pub(crate) struct Options {
     /// `deploy --from STAGE`: restart there, the earlier stages' results taken from
     /// the run journal (`None`: resume where an unfinished run stopped).
     pub from: Option<Stage>,
+    /// The customer's turn among the fleet's `--parallel` ones, when its applies may
+    /// lend it (`None`: the turn is held through the whole deploy).
+    pub turn: Option<Turn>,
+}
+
+/// A customer's turn (one of `--parallel`), lent while a terraform apply waits on
+/// AWS: another customer may start or go on meanwhile, and the apply's customer
+/// waits for a turn again before its next step.
+#[derive(Clone)]
+pub(crate) struct Turn(pub Rc<dyn Lend>);
+
+/// What the scheduler's turn does (`fleet::memory::Lane`).
+pub(crate) trait Lend {
+    /// Gives the turn to the next customer; a no-op when already lent.
+    fn lend(&self);
+    /// Waits for a turn again (before the customers not started yet); at once when
+    /// the turn was not lent.
+    fn take_back(&self) -> Pin<Box<dyn Future<Output = ()> + '_>>;
+}
+
+impl Turn {
+    /// Runs `work` (an apply) with the turn lent, and takes it back after, whatever
+    /// the work's result.
+    pub(crate) async fn lent<T>(turn: Option<&Turn>, work: impl Future<Output = T>) -> T {
+        let Some(t) = turn else { return work.await };
+        t.0.lend();
+        let out = work.await;
+        t.0.take_back().await;
+        out
+    }
 }
 
 /// The typed outputs of the vpc stack that the later stages use.

@@ -15,7 +15,7 @@ use crate::events::{Stage, Status};
 use crate::interrupt;
 use crate::names::{AmiId, BucketName};
 use crate::render::{self};
-use crate::stages::contract::{ShownPlan, StageContext, StageDone, VpcOutputs};
+use crate::stages::contract::{ShownPlan, StageContext, StageDone, Turn, VpcOutputs};
 use crate::tools::process::StageLog;
 use crate::tools::terraform::{self, Outputs, TfEvent};
 
@@ -213,31 +213,35 @@ async fn run_stack(
                 ui.progress(stage, 0, total);
                 let mut done = 0u64;
                 // An apply that cannot save the state writes errored.tfstate here: owner only.
-                terraform(pr, &dir)
-                    .private_files()
-                    .args(["apply", "-input=false", "-json"])
-                    .arg(pr.ctx.lock_timeout_arg())
-                    .arg(terraform::PLAN_FILE)
-                    .run(stage.as_str(), log, &[0], false, &mut |s, l| {
-                        json_line(s, l, &mut |ev| match ev {
-                            TfEvent::ApplyComplete { .. } => {
-                                done += 1;
-                                ui.progress(stage, done.min(total), total);
-                            }
-                            TfEvent::ApplyStart { address } => ui.step(stage, &format!("applying {address}")),
-                            TfEvent::ApplyProgress { address, action, elapsed_secs } => ui.step(
-                                stage,
-                                &format!(
-                                    "{} {address} for {}",
-                                    progress_verb(action),
-                                    crate::events::format_elapsed(Duration::from_secs(*elapsed_secs))
+                // It mostly waits on AWS: the customer's turn (`--parallel`) is lent
+                // meanwhile, and taken back before the next step.
+                let apply = async {
+                    terraform(pr, &dir)
+                        .private_files()
+                        .args(["apply", "-input=false", "-json"])
+                        .arg(pr.ctx.lock_timeout_arg())
+                        .arg(terraform::PLAN_FILE)
+                        .run(stage.as_str(), log, &[0], false, &mut |s, l| {
+                            json_line(s, l, &mut |ev| match ev {
+                                TfEvent::ApplyComplete { .. } => {
+                                    done += 1;
+                                    ui.progress(stage, done.min(total), total);
+                                }
+                                TfEvent::ApplyStart { address } => ui.step(stage, &format!("applying {address}")),
+                                TfEvent::ApplyProgress { address, action, elapsed_secs } => ui.step(
+                                    stage,
+                                    &format!(
+                                        "{} {address} for {}",
+                                        progress_verb(action),
+                                        crate::events::format_elapsed(Duration::from_secs(*elapsed_secs))
+                                    ),
                                 ),
-                            ),
-                            _ => {}
+                                _ => {}
+                            })
                         })
-                    })
-                    .await
-                    .map(|_| ())
+                        .await
+                };
+                Turn::lent(pr.opts.turn.as_ref(), apply).await.map(|_| ())
             },
             transient_failure,
         )

@@ -248,6 +248,30 @@ fn pause_resume_waves_and_cancel_from_other_invocations() {
     assert_eq!(v["Status"], "Enabled");
 }
 
+/// Customers that start (or end) together are written to the record together, and
+/// a wide budget with `--parallel` lets them all be in flight: six customers, all
+/// started at once, every one deployed once, and the record's writes grouped.
+#[test]
+fn customers_starting_together_are_written_to_the_record_in_one_write() {
+    let emu = Emulator::start();
+    let fleet = fleet(&emu, 6, "waves = [\"100%\"]\nsoak = 0\nmax_failures = 5", "");
+    let out = stamp(&fleet, &["rollout", "--all", "--parallel", "6", "--auto-approve", "--json"]).ok().json();
+    assert_eq!(out["rollout"]["state"], "done");
+    assert_eq!(out["summary"]["succeeded"], 6);
+    for i in 0..6 {
+        assert_eq!(plans(&fleet, &name(i)), 2, "{} deployed once", name(i));
+    }
+    let log = std::fs::read_to_string(fleet.path().join(".stamp/rollout.log")).unwrap();
+    let grouped: Vec<usize> = log
+        .lines()
+        .filter_map(|l| l.split("rollout record: ").nth(1))
+        .filter_map(|l| l.strip_suffix(" customer starts and ends in one write"))
+        .map(|n| n.parse().unwrap())
+        .collect();
+    // The first start goes out alone; the five that came meanwhile go in the next write.
+    assert!(grouped.iter().any(|&n| n >= 2), "no write carried two customers' changes:\n{log}");
+}
+
 /// The newest history record of customer `c` (in its state bucket).
 fn newest_history(fleet: &Fleet, c: &str) -> Value {
     let bucket = format!("tfstate-123456789012-{c}");

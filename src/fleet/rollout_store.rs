@@ -5,7 +5,10 @@
 //! that lost to another process's reads the record again and redoes its change.
 //! Within one process the updates take turns and start from the record this process
 //! last read or wrote: a customer's start or end costs one conditional PUT, and only
-//! a write by someone else (a pause, a cancel) costs a read.
+//! a write by someone else (a pause, a cancel) costs a read. The customers' starts
+//! and ends are committed in groups (`update_queued`): those that arrive while a
+//! write is in flight go out together in the next one, so eight customers starting
+//! at once wait for two writes, not eight.
 
 use std::rc::Rc;
 
@@ -33,7 +36,21 @@ pub(crate) struct Store {
     /// The record as this process last read or wrote it, with its ETag; held while an
     /// update runs, so this process's updates never race each other.
     last: tokio::sync::Mutex<Option<(Record, String)>>,
+    /// Changes waiting for the next group write (`update_queued`).
+    queue: std::cell::RefCell<Vec<Queued>>,
 }
+
+/// A change to the record, owned (it waits in the queue for the next group write).
+pub(crate) type Change = Box<dyn FnMut(&mut Record) -> Result<(), Error>>;
+
+/// A queued change and where its result goes.
+struct Queued {
+    change: Change,
+    result: Slot,
+}
+
+/// Where a queued change's result is left by the turn that wrote it.
+type Slot = Rc<std::cell::RefCell<Option<Result<(Record, String), Error>>>>;
 
 impl Store {
     /// The fleet's rollout bucket (`[rollout] bucket` with the account id and the
@@ -55,7 +72,14 @@ impl Store {
             let _held = lock.lock().await;
             aws.ensure_state_bucket("rollout", &mut log, &bucket, &region, &mut |_| {}).await?;
         }
-        Ok(Self { api, region: region.to_string(), bucket, log: tokio::sync::Mutex::new(log), last: tokio::sync::Mutex::new(None) })
+        Ok(Self {
+            api,
+            region: region.to_string(),
+            bucket,
+            log: tokio::sync::Mutex::new(log),
+            last: tokio::sync::Mutex::new(None),
+            queue: std::cell::RefCell::default(),
+        })
     }
 
     pub(crate) fn location(&self) -> String {
@@ -141,6 +165,88 @@ impl Store {
         }
     }
 
+    /// `update` for many callers at once: the change waits in a queue, and whoever
+    /// takes the turn next writes every queued change in one conditional PUT. Each
+    /// change is applied to the record in the order queued; one that refuses is left
+    /// out (its error returned to it) and the others are written. The result is the
+    /// record as written with the caller's change in it.
+    pub(crate) async fn update_queued(&self, change: Change) -> Result<(Record, String), Error> {
+        let result: Slot = Rc::new(std::cell::RefCell::new(None));
+        self.queue.borrow_mut().push(Queued { change, result: result.clone() });
+        let mut last = self.last.lock().await;
+        if let Some(done) = result.borrow_mut().take() {
+            // An earlier turn wrote it with its own group.
+            return done;
+        }
+        let mut batch = std::mem::take(&mut *self.queue.borrow_mut());
+        loop {
+            let (fresh, (base, etag)) = match last.take() {
+                Some(seen) => (false, seen),
+                None => match self.read().await {
+                    Ok(Some(r)) => (true, r),
+                    Ok(None) => {
+                        let why = format!("no rollout record at {}: it was archived or removed meanwhile", self.location());
+                        deliver_err(&batch, &why);
+                        break;
+                    }
+                    Err(e) => {
+                        deliver_err(&batch, &e.to_string());
+                        break;
+                    }
+                },
+            };
+            let mut r = base.clone();
+            let mut refused = Vec::new();
+            for (i, q) in batch.iter_mut().enumerate() {
+                let before = r.clone();
+                if let Err(e) = (q.change)(&mut r) {
+                    r = before;
+                    refused.push((i, e));
+                }
+            }
+            if !refused.is_empty() && !fresh {
+                // Refused on what this process saw last: decided again on what is there now.
+                continue;
+            }
+            let refused_at: Vec<usize> = refused.iter().map(|(i, _)| *i).collect();
+            for (i, e) in refused {
+                *batch[i].result.borrow_mut() = Some(Err(e));
+            }
+            if refused_at.len() == batch.len() {
+                *last = Some((base, etag));
+                break;
+            }
+            r.updated_at = now();
+            let written = batch.len() - refused_at.len();
+            if written > 1 {
+                self.log.lock().await.note(&format!("rollout record: {written} customer starts and ends in one write"));
+            }
+            match self.write(&r, &etag).await {
+                Ok(Ok(new)) => {
+                    *last = Some((r.clone(), new.clone()));
+                    for (i, q) in batch.iter().enumerate() {
+                        if !refused_at.contains(&i) {
+                            *q.result.borrow_mut() = Some(Ok((r.clone(), new.clone())));
+                        }
+                    }
+                    break;
+                }
+                // Someone else wrote since: every change again, on a fresh read.
+                Ok(Err(())) => {
+                    for q in &batch {
+                        q.result.borrow_mut().take();
+                    }
+                }
+                Err(e) => {
+                    deliver_err(&batch, &e.to_string());
+                    break;
+                }
+            }
+        }
+        drop(last);
+        result.borrow_mut().take().unwrap_or_else(|| Err(Error::stage("the rollout record update was lost")))
+    }
+
     /// Keeps a finished rollout under its id and clears the fleet's current one
     /// (only if nobody changed it since `etag`).
     pub(crate) async fn archive(&self, r: &Record, etag: &str) -> Result<(), Error> {
@@ -152,6 +258,16 @@ impl Store {
         match deleted {
             Ok(()) | Err(ApiError::Precondition { .. }) => Ok(()),
             Err(e) => Err(api_error(format!("cannot clear the rollout record {}", self.location()), e)),
+        }
+    }
+}
+
+/// The same failure for every change of a group that has no result yet.
+fn deliver_err(batch: &[Queued], why: &str) {
+    for q in batch {
+        let mut slot = q.result.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(Err(Error::stage(why.to_owned())));
         }
     }
 }

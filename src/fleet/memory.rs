@@ -183,13 +183,8 @@ pub(crate) struct Lanes {
 }
 
 impl Lanes {
-    #[cfg(test)]
-    pub(crate) fn new(parallel: usize, memory: Rc<Memory>) -> Rc<Self> {
-        Self::lending(parallel, memory, false)
-    }
-
-    /// `new`, with lanes that an apply may lend when `lending`.
-    pub(crate) fn lending(parallel: usize, memory: Rc<Memory>, lending: bool) -> Rc<Self> {
+    /// The lanes of `parallel`, which an apply may lend when `lending`.
+    pub(crate) fn new(parallel: usize, memory: Rc<Memory>, lending: bool) -> Rc<Self> {
         let parallel = parallel.max(1);
         Rc::new(Self {
             parallel,
@@ -446,7 +441,7 @@ mod tests {
             .run_until(async {
                 // 1000 MiB at 400 MiB a tool: 2 lanes of --parallel 4.
                 let memory = Rc::new(Memory::new(Some(Budget { bytes: 1000 * MIB, cgroup: false }), Some(400)));
-                let lanes = Lanes::new(4, memory);
+                let lanes = Lanes::new(4, memory, false);
                 let notes = Rc::new(std::cell::RefCell::new(Vec::<String>::new()));
                 let order = Rc::new(std::cell::RefCell::new(Vec::new()));
                 let most = Rc::new(Cell::new(0));
@@ -477,7 +472,7 @@ mod tests {
         let local = tokio::task::LocalSet::new();
         local
             .run_until(async {
-                let lanes = Lanes::new(2, Rc::new(Memory::new(Some(Budget { bytes: 64 * GIB, cgroup: false }), None)));
+                let lanes = Lanes::new(2, Rc::new(Memory::new(Some(Budget { bytes: 64 * GIB, cgroup: false }), None)), false);
                 let notes = Rc::new(Cell::new(0));
                 let mut tasks = Vec::new();
                 for _ in 0..5 {
@@ -505,7 +500,7 @@ mod tests {
         let local = tokio::task::LocalSet::new();
         local
             .run_until(async {
-                let lanes = Lanes::lending(2, Rc::new(Memory::new(Some(Budget { bytes: 64 * GIB, cgroup: false }), None)), true);
+                let lanes = Lanes::new(2, Rc::new(Memory::new(Some(Budget { bytes: 64 * GIB, cgroup: false }), None)), true);
                 let most = Rc::new(Cell::new((0, 0)));
                 let events = Rc::new(std::cell::RefCell::new(Vec::new()));
                 let see = {
@@ -552,7 +547,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_lane_dropped_while_lent_or_returning_frees_its_counts() {
         use crate::stages::contract::Lend;
-        let lanes = Lanes::lending(1, Rc::new(Memory::new(None, None)), true);
+        let lanes = Lanes::new(1, Rc::new(Memory::new(None, None)), true);
         let a = lanes.enter(|_| {}).await;
         a.lend();
         let b = lanes.enter(|_| {}).await;

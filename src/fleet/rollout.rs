@@ -294,15 +294,14 @@ async fn deploy_wave(
 /// A customer's start (`None`) or end written to the record. At its start, a pause
 /// or cancel found there holds it (and every later one) back.
 async fn record_customer(store: &Store, token: &str, hold: &Stop, name: &str, status: Option<Status>) {
-    let (token_owned, name_owned) = (token.to_owned(), name.to_owned());
+    let (token, name) = (token.to_owned(), name.to_owned());
     let written = store
         .update_queued(Box::new(move |r| {
-            let (token, name) = (token_owned.as_str(), name_owned.as_str());
-            check_holder(r, token)?;
+            check_holder(r, &token)?;
             if status.is_none() && stop_reason(r).is_some() {
                 return Ok(());
             }
-            if let Some(c) = r.customer_mut(name) {
+            if let Some(c) = r.customer_mut(&name) {
                 c.outcome = match status {
                     None => {
                         c.attempts += 1;

@@ -40,8 +40,11 @@ pub(crate) struct Store {
     queue: std::cell::RefCell<Vec<Queued>>,
 }
 
+/// A change to the record: it may refuse (then nothing of it is written).
+type ChangeFn<'a> = dyn FnMut(&mut Record) -> Result<(), Error> + 'a;
+
 /// A change to the record, owned (it waits in the queue for the next group write).
-pub(crate) type Change = Box<dyn FnMut(&mut Record) -> Result<(), Error>>;
+pub(crate) type Change = Box<ChangeFn<'static>>;
 
 /// A queued change and where its result goes.
 struct Queued {
@@ -138,30 +141,10 @@ impl Store {
     /// error is returned, nothing written). No record: an error naming the bucket.
     pub(crate) async fn update(&self, mut change: impl FnMut(&mut Record) -> Result<(), Error>) -> Result<(Record, String), Error> {
         let mut last = self.last.lock().await;
-        loop {
-            // The record as last seen here; its ETag makes the write fail if anyone
-            // else wrote since, and then it is read again.
-            let (fresh, (mut r, etag)) = match last.take() {
-                Some(seen) => (false, seen),
-                None => (
-                    true,
-                    self.read().await?.ok_or_else(|| {
-                        Error::stage(format!("no rollout record at {}: it was archived or removed meanwhile", self.location()))
-                    })?,
-                ),
-            };
-            if let Err(e) = change(&mut r) {
-                // Refused on what this process saw last: decided again on what is there now.
-                if fresh {
-                    return Err(e);
-                }
-                continue;
-            }
-            r.updated_at = now();
-            if let Ok(new) = self.write(&r, &etag).await? {
-                *last = Some((r.clone(), new.clone()));
-                return Ok((r, new));
-            }
+        let (r, etag, mut refused) = self.commit(&mut last, &mut [&mut change]).await?;
+        match refused.pop().flatten() {
+            Some(e) => Err(e),
+            None => Ok((r, etag)),
         }
     }
 
@@ -179,72 +162,79 @@ impl Store {
             return done;
         }
         let mut batch = std::mem::take(&mut *self.queue.borrow_mut());
-        loop {
-            let (fresh, (base, etag)) = match last.take() {
-                Some(seen) => (false, seen),
-                None => match self.read().await {
-                    Ok(Some(r)) => (true, r),
-                    Ok(None) => {
-                        let why = format!("no rollout record at {}: it was archived or removed meanwhile", self.location());
-                        deliver_err(&batch, &why);
-                        break;
-                    }
-                    Err(e) => {
-                        deliver_err(&batch, &e.to_string());
-                        break;
-                    }
-                },
-            };
-            let mut r = base.clone();
-            let mut refused = Vec::new();
-            for (i, q) in batch.iter_mut().enumerate() {
-                let before = r.clone();
-                if let Err(e) = (q.change)(&mut r) {
-                    r = before;
-                    refused.push((i, e));
+        let mut changes: Vec<&mut ChangeFn<'static>> = batch.iter_mut().map(|q| &mut *q.change as _).collect();
+        let committed = self.commit(&mut last, &mut changes).await;
+        drop(last);
+        match committed {
+            Ok((r, etag, refused)) => {
+                for (q, e) in batch.iter().zip(refused) {
+                    *q.result.borrow_mut() = Some(match e {
+                        Some(e) => Err(e),
+                        None => Ok((r.clone(), etag.clone())),
+                    });
                 }
             }
-            if !refused.is_empty() && !fresh {
-                // Refused on what this process saw last: decided again on what is there now.
-                continue;
-            }
-            let refused_at: Vec<usize> = refused.iter().map(|(i, _)| *i).collect();
-            for (i, e) in refused {
-                *batch[i].result.borrow_mut() = Some(Err(e));
-            }
-            if refused_at.len() == batch.len() {
-                *last = Some((base, etag));
-                break;
-            }
-            r.updated_at = now();
-            let written = batch.len() - refused_at.len();
-            if written > 1 {
-                self.log.lock().await.note(&format!("rollout record: {written} customer starts and ends in one write"));
-            }
-            match self.write(&r, &etag).await {
-                Ok(Ok(new)) => {
-                    *last = Some((r.clone(), new.clone()));
-                    for (i, q) in batch.iter().enumerate() {
-                        if !refused_at.contains(&i) {
-                            *q.result.borrow_mut() = Some(Ok((r.clone(), new.clone())));
-                        }
-                    }
-                    break;
-                }
-                // Someone else wrote since: every change again, on a fresh read.
-                Ok(Err(())) => {
-                    for q in &batch {
-                        q.result.borrow_mut().take();
-                    }
-                }
-                Err(e) => {
-                    deliver_err(&batch, &e.to_string());
-                    break;
+            // One failure for the whole group (the error is not `Clone`).
+            Err(e) => {
+                for q in &batch {
+                    *q.result.borrow_mut() = Some(Err(Error::stage(e.to_string())));
                 }
             }
         }
-        drop(last);
         result.borrow_mut().take().unwrap_or_else(|| Err(Error::stage("the rollout record update was lost")))
+    }
+
+    /// Applies `changes` in order to the record (as this process last saw it, held in
+    /// `last`, else read) and writes it once; a change that refuses is left out. A
+    /// refusal of what this process saw last, or a write that lost to another
+    /// process's, starts again from a fresh read. Returns the record as written (as
+    /// read when every change refused) and each change's refusal.
+    async fn commit(
+        &self,
+        last: &mut Option<(Record, String)>,
+        changes: &mut [&mut ChangeFn<'_>],
+    ) -> Result<(Record, String, Vec<Option<Error>>), Error> {
+        loop {
+            // The record as last seen here; its ETag makes the write fail if anyone
+            // else wrote since, and then it is read again.
+            let (fresh, (base, etag)) = match last.take() {
+                Some(seen) => (false, seen),
+                None => (
+                    true,
+                    self.read().await?.ok_or_else(|| {
+                        Error::stage(format!("no rollout record at {}: it was archived or removed meanwhile", self.location()))
+                    })?,
+                ),
+            };
+            let mut r = base.clone();
+            let mut refused = Vec::with_capacity(changes.len());
+            for change in changes.iter_mut() {
+                let before = r.clone();
+                let refusal = change(&mut r).err();
+                if refusal.is_some() {
+                    r = before;
+                }
+                refused.push(refusal);
+            }
+            let refusals = refused.iter().filter(|e| e.is_some()).count();
+            if refusals > 0 && !fresh {
+                // Refused on what this process saw last: decided again on what is there now.
+                continue;
+            }
+            if refusals == changes.len() {
+                *last = Some((base.clone(), etag.clone()));
+                return Ok((base, etag, refused));
+            }
+            r.updated_at = now();
+            let written = changes.len() - refusals;
+            if written > 1 {
+                self.log.lock().await.note(&format!("rollout record: {written} customer starts and ends in one write"));
+            }
+            if let Ok(new) = self.write(&r, &etag).await? {
+                *last = Some((r.clone(), new.clone()));
+                return Ok((r, new, refused));
+            }
+        }
     }
 
     /// Keeps a finished rollout under its id and clears the fleet's current one
@@ -258,16 +248,6 @@ impl Store {
         match deleted {
             Ok(()) | Err(ApiError::Precondition { .. }) => Ok(()),
             Err(e) => Err(api_error(format!("cannot clear the rollout record {}", self.location()), e)),
-        }
-    }
-}
-
-/// The same failure for every change of a group that has no result yet.
-fn deliver_err(batch: &[Queued], why: &str) {
-    for q in batch {
-        let mut slot = q.result.borrow_mut();
-        if slot.is_none() {
-            *slot = Some(Err(Error::stage(why.to_owned())));
         }
     }
 }

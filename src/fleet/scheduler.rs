@@ -102,7 +102,7 @@ pub(crate) async fn run(
         // An apply lends its customer's lane while it waits on AWS, but for
         // `--parallel 1` (one customer at a time). Strict mode bounds the customers
         // in flight on its own: its turn is held to the customer's end, never lent.
-        let slots = Lanes::lending(parallel, memory.clone(), parallel > 1);
+        let slots = Lanes::new(parallel, memory.clone(), parallel > 1);
         let strict = policy.max_failures.filter(|_| policy.strict).map(|k| Strict::new(k, failures.clone()));
         let mut running = JoinSet::new();
         for i in wave {
